@@ -1,0 +1,277 @@
+"""Config schemas: one dataclass per configurable object.
+
+YAML presets in ``configs/`` and ``key=value`` command-line overrides are merged onto these
+schemas with ``OmegaConf.structured``, so a misspelt key is an error that names the key and
+the valid ones, never a silent default. Each object takes its own small config; the root
+configs (``TrainRootConfig``, ``SampleRootConfig``) only group them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+__all__ = [
+    "ModelConfig",
+    "MemoryConfig",
+    "DataConfig",
+    "TrainConfig",
+    "SampleConfig",
+    "ServerConfig",
+    "ActionConfig",
+    "TrainRootConfig",
+    "SampleRootConfig",
+    "ConfigError",
+    "MEMORY_MODES",
+    "load_config",
+    "to_dict",
+    "from_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit its schema."""
+
+
+def _choice(obj: Any, name: str, options: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in options:
+        raise ConfigError(
+            f"{type(obj).__name__}.{name}: '{value}' is not one of {', '.join(options)}"
+        )
+
+
+@dataclass
+class ActionConfig:
+    """Keyboard-to-camera motion speeds."""
+
+    move_m: float = 0.15  # metres per frame for W/S, A/D, Q/E
+    turn_deg: float = 6.0  # degrees per frame for the arrow keys (yaw and pitch)
+    max_pitch_deg: float = 80.0  # pitch is clamped to +-this, so the camera never flips
+
+
+@dataclass
+class ModelConfig:
+    """The video diffusion transformer (constructor arguments of ``WorldDiT``)."""
+
+    image_size: int = 64  # frame height and width in pixels (square frames)
+    patch_size: int = 8  # pixels per patch side in model space (after the codec)
+    hidden_size: int = 256  # transformer width
+    depth: int = 6  # transformer blocks
+    num_heads: int = 4  # attention heads
+    mlp_ratio: float = 4.0  # MLP hidden width / transformer width
+    chunk_frames: int = 2  # target frames generated per chunk
+    max_frames: int = 16  # longest frame sequence (context + keyframes + targets)
+    codec: str = "identity"  # pixel space or a diffusers VAE latent
+    codec_path: str | None = None  # local folder of the diffusers VAE (codec=vae)
+    latent_channels: int = 4  # channels per frame in model space (identity: rgb + depth = 4)
+    latent_downsample: int = 1  # spatial downsampling of the codec (identity: 1; VAE: 8)
+    text_encoder: str = "bytes"  # trainable byte-level or a local HF model
+    text_encoder_path: str | None = None  # local folder of a transformers text encoder (hf)
+    text_max_tokens: int = 64  # text tokens (bytes for the byte encoder)
+    text_width: int = 256  # width of the byte-level text encoder
+    text_layers: int = 2  # layers of the byte-level text encoder
+    depth_near_m: float = 0.25  # depth is encoded as near / depth (inverse depth) in [0, 1]
+    gradient_checkpointing: bool = False  # recompute block activations in backward
+
+    def __post_init__(self):
+        _choice(self, "codec", ("identity", "vae"))
+        _choice(self, "text_encoder", ("bytes", "hf"))
+
+
+@dataclass
+class MemoryConfig:
+    """Spatial, episodic and working memory. Every threshold carries its unit in its name."""
+
+    # spatial memory (voxel-fused point cloud)
+    voxel_size_m: float = 0.04  # fusion voxel edge length
+    max_points: int = 300_000  # hard cap; evict lowest confidence, then least recently seen
+    carve_margin_rel: float = 0.15  # new depth must be this much (relative) behind a point
+    carve_factor: float = 0.5  # confidence multiplier for a point seen through
+    min_confidence: float = 0.3  # points below this confidence are dropped
+    max_depth_m: float = 30.0  # pixels farther than this are not inserted
+    splat_radius_px: float = 1.0  # splat footprint radius at depth splat_ref_depth_m
+    splat_ref_depth_m: float = 1.0  # footprint radius grows as splat_radius_px * ref / depth
+    max_splat_radius_px: int = 4  # clamp on the footprint radius
+    render_backend: str = "torch"  # gsplat needs CUDA
+    # episodic memory (keyframes)
+    keyframe_capacity: int = 32  # keyframes kept at most
+    keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below
+    retrieve_k: int = 2  # keyframes given to the model per chunk
+    retrieve_min_overlap: float = 0.1  # keyframes seeing less of the targets are not retrieved
+    overlap_samples: int = 256  # frustum samples per camera for overlap scores
+    near_m: float = 0.1  # frustum near plane for sampling
+    far_m: float = 12.0  # frustum far plane for sampling (no depth available)
+    # working memory
+    working_frames: int = 2  # most recent frames given to the model as context
+    seed: int = 0  # seed for frustum sampling in retrieval
+
+    def __post_init__(self):
+        _choice(self, "render_backend", ("torch", "gsplat"))
+
+
+@dataclass
+class DataConfig:
+    """Episodes on disk and how training samples are cut from them."""
+
+    root: str = "data/synthetic"  # folder with manifest.jsonl and episode folders
+    image_size: int = 64  # frames are resized to this (square)
+    chunk_frames: int = 2  # target frames per sample
+    context_frames: int = 2  # working-memory frames before the target
+    keyframes: int = 2  # retrieved episodic keyframes per sample
+    revisit_ratio: float = 0.5  # fraction of samples drawn from mined revisits
+    min_revisit_gap_frames: int = 12  # a revisit looks at a view at least this many frames back
+    memory_stride_frames: int = 2  # every n-th earlier frame goes into the spatial memory
+    memory_max_frames: int = 48  # at most this many earlier frames build the spatial memory
+    skip_bad: bool = False  # log and skip broken episodes instead of failing
+    batch_size: int = 8
+    num_workers: int = 2
+    val_fraction: float = 0.05  # used only when the manifest has no val split
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, logging and distribution."""
+
+    out_dir: str = "runs/tiny"
+    max_steps: int = 3000
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1  # cosine decays to lr * this
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    p_drop_working: float = 0.1  # memory dropout probabilities (per sample)
+    p_drop_episodic: float = 0.2
+    p_drop_spatial: float = 0.2
+    p_drop_text: float = 0.1
+    timestep_logit_mean: float = 0.0  # logit-normal timestep sampling
+    timestep_logit_std: float = 1.0
+    depth_loss_weight: float = 0.5
+    precision: str = "32-true"  # "bf16-mixed" on GPUs
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | fsdp
+    log_every_steps: int = 10
+    sample_every_steps: int = 500  # writes a sample video to the logs
+    ckpt_every_steps: int = 250
+    val_every_steps: int = 500
+    resume: str | None = None  # a Lightning checkpoint to resume from ("last" finds it)
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: torch's default)
+
+
+MEMORY_MODES = ("none", "working", "episodic", "spatial", "all")
+
+
+@dataclass
+class SampleConfig:
+    """Batch generation (sample.py)."""
+
+    checkpoint: str = "checkpoints/worldmem-tiny"  # a WorldPipeline folder
+    out_dir: str = "outputs/sample"
+    jobs: str | None = None  # JSONL file of jobs; if unset, one job from the fields below
+    prompt: str = "a long corridor with red brick walls and a tiled floor"
+    image: str | None = None  # optional start image
+    trajectory: str = "w*12 left*30 right*30 s*12"  # trajectory language, .json or RE10K .txt
+    num_frames: int = 0  # 0: as many as the trajectory has
+    seed: int = 0
+    steps: int = 4  # denoising steps per chunk
+    guidance_scale: float = 1.0  # classifier-free guidance on text and memory (1 = off)
+    memory: str = "all"
+    side_by_side: bool = True  # also write generated | memory render | depth
+    fps: int = 8
+    device: str = "auto"
+
+    def __post_init__(self):
+        _choice(self, "memory", MEMORY_MODES)
+
+
+@dataclass
+class ServerConfig:
+    """The interactive web server."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_sessions: int = 4
+    idle_timeout_s: float = 300.0
+    max_message_bytes: int = 4096
+    max_prompt_chars: int = 300
+    max_messages_per_s: float = 60.0
+
+
+@dataclass
+class TrainRootConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class SampleRootConfig:
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    actions: ActionConfig = field(default_factory=ActionConfig)
+
+
+def _merge(base: DictConfig, other: Any, where: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except (ConfigKeyError, ValidationError) as e:
+        key = getattr(e, "full_key", None) or getattr(e, "key", None) or "?"
+        parent = key.rsplit(".", 1)[0] if "." in str(key) else ""
+        node = OmegaConf.select(base, parent) if parent else base
+        valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
+        raise ConfigError(
+            f"{where}: bad config key or value '{key}': {str(e).splitlines()[0]}. "
+            f"Valid keys{' under ' + parent if parent else ''}: {', '.join(map(str, valid))}"
+        ) from None
+
+
+def load_config(schema: type, files: list[str | Path] = (), overrides: list[str] = ()) -> Any:
+    """Merge YAML files then ``key=value`` overrides onto ``schema``; return the dataclass.
+
+    Raises ``ConfigError`` naming the offending key (and the valid ones) for unknown keys or
+    values of the wrong type.
+    """
+    cfg = OmegaConf.structured(schema)
+    for path in files:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        cfg = _merge(cfg, OmegaConf.load(path), str(path))
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override '{ov}' is not of the form key=value")
+        cfg = _merge(cfg, OmegaConf.from_dotlist([ov]), f"override '{ov}'")
+    return _to_object(cfg)
+
+
+def _to_object(cfg: DictConfig) -> Any:
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # __post_init__ checks surface wrapped by OmegaConf
+        cause = e.__cause__ or e
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(str(e)) from None
+
+
+def to_dict(cfg: Any) -> dict:
+    """A config dataclass as a plain dict (for checkpoints and job.json)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def from_dict(schema: type, data: dict, where: str = "config") -> Any:
+    """Rebuild a config dataclass from a dict, with the same key checking as ``load_config``."""
+    return _to_object(_merge(OmegaConf.structured(schema), data, where))
+

@@ -1,0 +1,128 @@
+"""The typed training batch: what the world model is given and what it must produce.
+
+Shapes (B batch, T target frames, Tc working-memory frames, Tk keyframes, H, W pixels);
+images are float in [0, 1], depth is z-depth in metres (0 where unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+__all__ = ["FrameSet", "WorldBatch", "collate_world_batches"]
+
+
+@dataclass
+class FrameSet:
+    """A group of posed frames.
+
+    rgb ``(B, N, 3, H, W)``, depth ``(B, N, 1, H, W)``, c2w ``(B, N, 4, 4)``,
+    K ``(B, N, 3, 3)``, valid ``(B, N)`` bool (False for padding or dropped frames).
+    """
+
+    rgb: Tensor
+    depth: Tensor
+    c2w: Tensor
+    K: Tensor
+    valid: Tensor
+
+    def __post_init__(self):
+        B, N = self.rgb.shape[:2]
+        want = {
+            "rgb": (B, N, 3, *self.rgb.shape[-2:]),
+            "depth": (B, N, 1, *self.rgb.shape[-2:]),
+            "c2w": (B, N, 4, 4),
+            "K": (B, N, 3, 3),
+            "valid": (B, N),
+        }
+        for name, shape in want.items():
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise ValueError(f"FrameSet.{name}: expected shape {shape}, got {got}")
+
+    @property
+    def num(self) -> int:
+        return self.rgb.shape[1]
+
+    def to(self, device) -> FrameSet:
+        return FrameSet(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    @staticmethod
+    def empty(B: int, H: int, W: int, device=None) -> FrameSet:
+        """A set with zero frames (for a memory that is switched off)."""
+        return FrameSet(
+            rgb=torch.zeros(B, 0, 3, H, W, device=device),
+            depth=torch.zeros(B, 0, 1, H, W, device=device),
+            c2w=torch.eye(4, device=device).expand(B, 0, 4, 4).clone(),
+            K=torch.eye(3, device=device).expand(B, 0, 3, 3).clone(),
+            valid=torch.zeros(B, 0, dtype=torch.bool, device=device),
+        )
+
+
+@dataclass
+class WorldBatch:
+    """One training (or generation) step's inputs.
+
+    target: the chunk to generate (its rgb/depth are the ground truth in training).
+    context: working memory, the most recent frames before the target.
+    keyframes: retrieved episodic keyframes.
+    memory_rgb ``(B, T, 3, H, W)``, memory_depth ``(B, T, 1, H, W)``, memory_mask
+    ``(B, T, 1, H, W)``: the spatial memory rendered at each target camera (mask 1 where a
+    point landed; rgb and depth are 0 elsewhere).
+    caption: B strings. is_revisit ``(B,)`` bool: the target revisits earlier views.
+    """
+
+    target: FrameSet
+    context: FrameSet
+    keyframes: FrameSet
+    memory_rgb: Tensor
+    memory_depth: Tensor
+    memory_mask: Tensor
+    caption: list[str]
+    is_revisit: Tensor
+
+    def __post_init__(self):
+        B, T = self.target.rgb.shape[:2]
+        H, W = self.target.rgb.shape[-2:]
+        for name, c in (("memory_rgb", 3), ("memory_depth", 1), ("memory_mask", 1)):
+            got = tuple(getattr(self, name).shape)
+            if got != (B, T, c, H, W):
+                raise ValueError(f"WorldBatch.{name}: expected {(B, T, c, H, W)}, got {got}")
+        if len(self.caption) != B:
+            raise ValueError(f"WorldBatch.caption: expected {B} strings, got {len(self.caption)}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.target.rgb.shape[0]
+
+    def to(self, device) -> WorldBatch:
+        return WorldBatch(
+            target=self.target.to(device),
+            context=self.context.to(device),
+            keyframes=self.keyframes.to(device),
+            memory_rgb=self.memory_rgb.to(device),
+            memory_depth=self.memory_depth.to(device),
+            memory_mask=self.memory_mask.to(device),
+            caption=list(self.caption),
+            is_revisit=self.is_revisit.to(device),
+        )
+
+
+def _cat_sets(sets: list[FrameSet]) -> FrameSet:
+    return FrameSet(**{f.name: torch.cat([getattr(s, f.name) for s in sets]) for f in fields(FrameSet)})
+
+
+def collate_world_batches(items: list[WorldBatch]) -> WorldBatch:
+    """Concatenate single-sample (or smaller) batches along B."""
+    return WorldBatch(
+        target=_cat_sets([i.target for i in items]),
+        context=_cat_sets([i.context for i in items]),
+        keyframes=_cat_sets([i.keyframes for i in items]),
+        memory_rgb=torch.cat([i.memory_rgb for i in items]),
+        memory_depth=torch.cat([i.memory_depth for i in items]),
+        memory_mask=torch.cat([i.memory_mask for i in items]),
+        caption=[c for i in items for c in i.caption],
+        is_revisit=torch.cat([i.is_revisit for i in items]),
+    )
