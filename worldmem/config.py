@@ -97,13 +97,16 @@ class MemoryConfig:
     splat_radius_px: float = 1.0  # splat footprint radius at depth splat_ref_depth_m
     splat_ref_depth_m: float = 1.0  # footprint radius grows as splat_radius_px * ref / depth
     max_splat_radius_px: int = 4  # clamp on the footprint radius
+    min_splat_radius_px: float = 0.75  # footprint floor (0.5: only the pixel a point falls in)
     render_backend: str = "torch"  # gsplat needs CUDA
+    max_confidence: float = 10.0  # observation weight cap (frames); then fusion is a moving average
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below
     retrieve_k: int = 2  # keyframes given to the model per chunk
     retrieve_min_overlap: float = 0.1  # keyframes seeing less of the targets are not retrieved
     overlap_samples: int = 256  # frustum samples per camera for overlap scores
+    overlap_depth_tolerance_rel: float = 0.1  # a sample farther than depth * (1 + this) is hidden
     near_m: float = 0.1  # frustum near plane for sampling
     far_m: float = 12.0  # frustum far plane for sampling (no depth available)
     # working memory
@@ -125,6 +128,7 @@ class DataConfig:
     keyframes: int = 2  # retrieved episodic keyframes per sample
     revisit_ratio: float = 0.5  # fraction of samples drawn from mined revisits
     min_revisit_gap_frames: int = 12  # a revisit looks at a view at least this many frames back
+    revisit_min_overlap: float = 0.5  # frustum overlap with the earlier view to count as revisit
     memory_stride_frames: int = 2  # every n-th earlier frame goes into the spatial memory
     memory_max_frames: int = 48  # at most this many earlier frames build the spatial memory
     skip_bad: bool = False  # log and skip broken episodes instead of failing
@@ -235,18 +239,34 @@ def _merge(base: DictConfig, other: Any, where: str) -> DictConfig:
         ) from None
 
 
+def _yaml_with_includes(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, Any]]:
+    """A YAML file's contents preceded by those of the files its ``include:`` list names
+    (paths relative to the file), recursively; later files override earlier ones."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise ConfigError(f"config include cycle at {path}")
+    data = OmegaConf.load(path)
+    out = []
+    includes = data.pop("include", []) if isinstance(data, DictConfig) else []
+    for inc in [includes] if isinstance(includes, str) else includes:
+        out += _yaml_with_includes(path.parent / inc, (*seen, path.resolve()))
+    return [*out, (path, data)]
+
+
 def load_config(schema: type, files: list[str | Path] = (), overrides: list[str] = ()) -> Any:
     """Merge YAML files then ``key=value`` overrides onto ``schema``; return the dataclass.
+
+    A YAML file may start with ``include: [other.yaml, ...]`` (relative paths) to merge other
+    presets first, so each value is written in one place.
 
     Raises ``ConfigError`` naming the offending key (and the valid ones) for unknown keys or
     values of the wrong type.
     """
     cfg = OmegaConf.structured(schema)
     for path in files:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        cfg = _merge(cfg, OmegaConf.load(path), str(path))
+        for part in _yaml_with_includes(Path(path)):
+            cfg = _merge(cfg, part[1], str(part[0]))
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override '{ov}' is not of the form key=value")
@@ -274,4 +294,3 @@ def to_dict(cfg: Any) -> dict:
 def from_dict(schema: type, data: dict, where: str = "config") -> Any:
     """Rebuild a config dataclass from a dict, with the same key checking as ``load_config``."""
     return _to_object(_merge(OmegaConf.structured(schema), data, where))
-

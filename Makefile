@@ -1,0 +1,30 @@
+# Two entry points: `make demo` (generate a video with the bundled model) and `make test`.
+# Each creates .venv on first use and installs with constraints.txt, which pins torch so pip
+# never swaps in a multi-GB CUDA build on CPU machines.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench train-tiny clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,e2e]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) sample.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

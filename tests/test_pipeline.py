@@ -1,0 +1,133 @@
+import json
+
+import pytest
+import torch
+from conftest import make_tiny_pipeline
+
+from worldmem.pipeline import WorldPipeline, memories_for_mode
+
+WALK = ["w", "w", "right", "right", "a", "a", "s", "s"]
+
+
+def test_save_state_then_load_state_continues_identically(tmp_path, tiny_pipeline_dir):
+    a = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    a.start(prompt="a red room", seed=3)
+    a.step(WALK)
+    a.save_state(tmp_path / "world.pt")
+    expected = a.step(["left", "left", "w", "w"])
+
+    b = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    b.start(prompt="something else entirely", seed=99)
+    b.step(["s"])  # state that load_state must discard
+    b.load_state(tmp_path / "world.pt")
+    got = b.step(["left", "left", "w", "w"])
+    assert torch.equal(got.rgb, expected.rgb)
+    assert torch.equal(got.depth, expected.depth)
+    assert torch.equal(got.c2w, expected.c2w)
+    assert b.spatial.num_points == a.spatial.num_points
+
+
+def test_same_seed_same_frames_different_seed_different_frames(tiny_pipeline_dir):
+    p = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    p.start(prompt="x", seed=1)
+    f1 = p.step(WALK[:4]).rgb
+    p.start(prompt="x", seed=1)
+    f2 = p.step(WALK[:4]).rgb
+    p.start(prompt="x", seed=2)
+    f3 = p.step(WALK[:4]).rgb
+    assert torch.equal(f1, f2)
+    assert not torch.equal(f1, f3)
+
+
+def _captured_batches(pipe, mode, monkeypatch):
+    batches = []
+    real = pipe.sampler.generate
+
+    def spy(batch, generator=None):
+        batches.append(batch)
+        return real(batch, generator=generator)
+
+    monkeypatch.setattr(pipe.sampler, "generate", spy)
+    pipe.start(prompt="a blue corridor", seed=0, memory=mode)
+    # Walk out and come back, so every memory has something relevant at the end.
+    pipe.step(["w"] * 6 + ["s"] * 6)
+    return batches[-1]
+
+
+@pytest.mark.parametrize("mode", ["none", "working", "episodic", "spatial", "all"])
+def test_memory_switch_changes_only_what_the_model_is_given(mode, monkeypatch):
+    batch = _captured_batches(make_tiny_pipeline(), mode, monkeypatch)
+    reference = _captured_batches(make_tiny_pipeline(), "all", monkeypatch)
+    given = memories_for_mode(mode)
+    assert bool(batch.context.valid.any()) == ("working" in given)
+    assert bool(batch.keyframes.valid.any()) == ("episodic" in given)
+    assert bool(batch.memory_mask.any()) == ("spatial" in given)
+    # Targets and caption are the same whatever the mode.
+    assert torch.equal(batch.target.c2w, reference.target.c2w)
+    assert torch.equal(batch.target.K, reference.target.K)
+    assert batch.caption == reference.caption
+    if "spatial" in given:
+        assert torch.equal(batch.memory_mask, reference.memory_mask)
+
+
+def test_memories_are_updated_in_every_mode():
+    p = make_tiny_pipeline()
+    p.start(prompt="", memory="none")
+    p.step(["w", "w", "w", "w"])
+    assert p.spatial.num_points > 0
+    assert len(p.episodic.keyframes) >= 1
+    assert p.frame_count == 4
+
+
+def test_actions_move_the_camera_as_the_keymap_says():
+    p = make_tiny_pipeline()
+    p.start(prompt="")
+    chunk = p.step(["w", "w", "w"])
+    z = chunk.c2w[:, 2, 3]
+    assert torch.all(z[1:] > z[:-1])  # forward is +z from the identity pose
+    assert torch.allclose(chunk.c2w[:, 0, 3], torch.zeros(3), atol=1e-6)
+
+
+def test_start_from_image_with_and_without_depth():
+    p = make_tiny_pipeline()
+    img = torch.rand(3, 32, 32)
+    assert p.start(prompt="", image=img, depth=torch.full((1, 32, 32), 2.0)) is None
+    assert p.frame_count == 1 and p.spatial.num_points > 0
+    chunk = p.start(prompt="", image=img)
+    assert chunk is not None and chunk.depth.shape == (2, 1, 32, 32)
+    assert p.frame_count == 1  # the image itself, with the generated depth
+    r = p.spatial.render(p.c2w[None], p.K[None], 32, 32)
+    covered = r.mask[0, 0] > 0
+    assert covered.float().mean() > 0.5
+    assert torch.allclose(r.rgb[0][:, covered], img[:, covered], atol=0.08)
+
+
+def test_bad_input_is_rejected_before_anything_changes(tmp_path, tiny_pipeline_dir):
+    p = make_tiny_pipeline()
+    p.start(prompt="")
+    p.step(["w", "w"])
+    n = p.spatial.num_points
+    bad = torch.eye(4).repeat(2, 1, 1)
+    bad[1, 0, 3] = float("nan")
+    with pytest.raises(ValueError, match="pose 1"):
+        p.step(bad)
+    with pytest.raises(ValueError, match="jump"):
+        p.step(["jump"])
+    with pytest.raises(ValueError, match="memory mode"):
+        p.start(memory="everything")
+    with pytest.raises(ValueError, match="image"):
+        p.start(image=torch.rand(3, 16, 16))
+    assert p.spatial.num_points == n and p.frame_count == 2
+
+    # A pipeline folder from another format version is refused with a clear message.
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_pipeline_dir, other)
+    meta = json.loads((other / "pipeline.json").read_text())
+    meta["format_version"] = 999
+    (other / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format version 999"):
+        WorldPipeline.from_pretrained(other, device="cpu")
+    with pytest.raises(FileNotFoundError, match="pipeline.json"):
+        WorldPipeline.from_pretrained(tmp_path, device="cpu")

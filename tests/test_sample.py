@@ -1,0 +1,153 @@
+import json
+import os
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+from conftest import BUNDLED, REPO
+from plyfile import PlyData
+
+import sample
+from worldmem.config import SampleRootConfig, load_config
+from worldmem.sampling import run_jobs
+
+
+def _cfg(ckpt, out, *overrides):
+    return load_config(
+        SampleRootConfig,
+        overrides=[f"sample.checkpoint={ckpt}", f"sample.out_dir={out}", *overrides],
+    )
+
+
+def _decode(path):
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def test_a_job_writes_video_cameras_memory_and_report(tmp_path, tiny_pipeline_dir):
+    cfg = _cfg(tiny_pipeline_dir, tmp_path, "sample.trajectory=w*3 left*2 s*2", "sample.seed=7")
+    [result] = run_jobs(cfg)
+    assert result.ok, result.error
+    out = tmp_path / "job_000"
+    video = _decode(out / "video.mp4")
+    assert video.shape == (7, 32, 32, 3)
+    sbs = _decode(out / "side_by_side.mp4")
+    assert sbs.shape == (7, 32, 96, 3)
+    cams = json.loads((out / "cameras.json").read_text())
+    from worldmem.geometry.trajectory import Trajectory
+
+    traj = Trajectory.load_json(out / "cameras.json")
+    assert len(traj.c2w) == 7 and cams is not None
+    assert traj.c2w[3, 2, 3] > traj.c2w[0, 2, 3]  # walked forward along +z
+    ply = PlyData.read(str(out / "memory.ply"))
+    assert ply["vertex"].count > 0
+    report = json.loads((out / "job.json").read_text())
+    assert report["seed"] == 7 and report["frames"] == 7
+    assert report["config"]["sample"]["trajectory"] == "w*3 left*2 s*2"
+    assert report["timing"]["model_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("sample.trajectory=w*3 jump*2", "jump"),
+        ("sample.image=/nonexistent/start.png", "start image not found"),
+        ("sample.trajectory=missing.json", "trajectory file not found"),
+    ],
+)
+def test_bad_jobs_fail_before_any_generation(tmp_path, tiny_pipeline_dir, override, message):
+    cfg = _cfg(tiny_pipeline_dir, tmp_path / "out", override)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        run_jobs(cfg)
+    assert not (tmp_path / "out" / "job_000").exists()
+
+
+def test_unwritable_output_folder_and_foreign_checkpoint(tmp_path, tiny_pipeline_dir):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PermissionError, match="not writable"):
+        run_jobs(_cfg(tiny_pipeline_dir, blocker / "out"))
+    import shutil
+
+    other = tmp_path / "other_ckpt"
+    shutil.copytree(tiny_pipeline_dir, other)
+    meta = json.loads((other / "pipeline.json").read_text())
+    meta["format_version"] = 0
+    (other / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format version"):
+        run_jobs(_cfg(other, tmp_path / "out"))
+
+
+def test_a_failing_job_does_not_lose_the_others(tmp_path, tiny_pipeline_dir, monkeypatch):
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [{"name": n, "prompt": "a room", "trajectory": "w*2"} for n in ("a", "b", "c")]
+    jobs.write_text("\n".join(json.dumps(x) for x in lines))
+    from worldmem.pipeline import WorldPipeline
+
+    real = WorldPipeline.start
+
+    def start(self, prompt="", **kw):
+        if kw.get("seed") == 1:  # the second job
+            raise RuntimeError("simulated failure")
+        return real(self, prompt=prompt, **kw)
+
+    monkeypatch.setattr(WorldPipeline, "start", start)
+    results = run_jobs(_cfg(tiny_pipeline_dir, tmp_path / "out", f"sample.jobs={jobs}"))
+    assert [r.ok for r in results] == [True, False, True]
+    assert "simulated failure" in results[1].error
+    assert (tmp_path / "out" / "a" / "video.mp4").is_file()
+    assert (tmp_path / "out" / "c" / "video.mp4").is_file()
+    assert not (tmp_path / "out" / "b").exists()
+
+
+def test_malformed_jobs_file_names_the_line(tmp_path, tiny_pipeline_dir):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"prompt": "x", "trajectory": "w"}\n{"prompt": "y", "trajectry": "w"}\n')
+    with pytest.raises(ValueError, match=r"jobs.jsonl:2: unknown job keys \['trajectry'\]"):
+        run_jobs(_cfg(tiny_pipeline_dir, tmp_path / "out", f"sample.jobs={jobs}"))
+
+
+@pytest.mark.slow
+def test_two_processes_shard_the_jobs_and_write_each_once(tmp_path, tiny_pipeline_dir):
+    jobs = tmp_path / "jobs.jsonl"
+    names = [f"j{i}" for i in range(5)]
+    jobs.write_text(
+        "\n".join(json.dumps({"name": n, "prompt": n, "trajectory": "w*2"}) for n in names)
+    )
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(REPO / "sample.py"),
+        f"sample.checkpoint={tiny_pipeline_dir}",
+        f"sample.out_dir={out}",
+        f"sample.jobs={jobs}",
+        "sample.side_by_side=false",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = sorted(p.name for p in out.iterdir() if (p / "job.json").is_file())
+    assert written == names
+    ranks = {n: json.loads((out / n / "job.json").read_text())["rank"] for n in names}
+    assert ranks == {n: i % 2 for i, n in enumerate(names)}
+
+
+def test_sample_py_without_arguments_uses_the_bundled_model(tmp_path):
+    if not (BUNDLED / "pipeline.json").is_file():
+        pytest.skip("no bundled checkpoint in checkpoints/worldmem-tiny")
+    cfg, args = sample.parse_args([f"sample.out_dir={tmp_path}", "sample.num_frames=4"])
+    assert cfg.sample.checkpoint == "checkpoints/worldmem-tiny"
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        assert sample.main(cfg, interactive=args.interactive) == 0
+    finally:
+        os.chdir(cwd)
+    assert _decode(tmp_path / "job_000" / "video.mp4").shape[0] == 4

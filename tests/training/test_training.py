@@ -1,0 +1,141 @@
+import os
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+from conftest import REPO
+from lightning.pytorch.callbacks import Callback
+
+from worldmem.config import TrainRootConfig, load_config, to_dict
+from worldmem.data.batch import collate_world_batches
+from worldmem.data.dataset import WorldDataModule, WorldDataset
+from worldmem.training.module import WorldModule, warmup_cosine
+from worldmem.training.trainer import build_trainer, find_last_checkpoint
+
+TINY = [
+    "model.image_size=32",
+    "model.patch_size=8",
+    "model.hidden_size=64",
+    "model.depth=2",
+    "model.num_heads=2",
+    "model.text_width=64",
+    "model.text_layers=1",
+    "model.text_max_tokens=32",
+    "model.max_frames=8",
+    "data.image_size=32",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "memory.overlap_samples=64",
+    "train.log_every_steps=1",
+    "train.sample_every_steps=0",
+    "train.val_every_steps=1000",
+    "train.warmup_steps=2",
+    "train.accelerator=cpu",
+    "train.devices=1",
+]
+
+
+def _cfg(root, out, *extra):
+    return load_config(
+        TrainRootConfig,
+        overrides=[*TINY, f"data.root={root}", f"train.out_dir={out}", *extra],
+    )
+
+
+def test_warmup_cosine_schedule_shape():
+    lrs = [warmup_cosine(s, 10, 100, 0.1) for s in range(120)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[100] == pytest.approx(0.1) and lrs[119] == pytest.approx(0.1)
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(synthetic_root, tmp_path):
+    cfg = _cfg(
+        synthetic_root,
+        tmp_path,
+        "train.p_drop_working=0",
+        "train.p_drop_episodic=0",
+        "train.p_drop_spatial=0",
+        "train.p_drop_text=0",
+    )
+    module = WorldModule(to_dict(cfg))
+    ds = WorldDataset(cfg.data, cfg.memory, "train")
+    batch = collate_world_batches([ds[i] for i in range(4)])
+    opt = torch.optim.AdamW(module.model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+
+    def loss():
+        g.manual_seed(0)  # the same noise and timesteps every time
+        return module.flow.training_losses(
+            module.model, module.codec, batch, drop=None, depth_loss_weight=0.5, generator=g
+        )["loss"]
+
+    first = loss().item()
+    for _ in range(30):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < 0.6 * first
+
+
+class _Capture(Callback):
+    def on_train_start(self, trainer, module):
+        self.step = trainer.global_step
+        opt = trainer.optimizers[0]
+        self.exp_avg = [
+            opt.state[p]["exp_avg"].clone() for p in module.model.parameters() if p in opt.state
+        ]
+        self.lr = opt.param_groups[0]["lr"]
+
+
+def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(synthetic_root, tmp_path):
+    cfg = _cfg(synthetic_root, tmp_path, "train.max_steps=4", "train.ckpt_every_steps=2")
+    L.seed_everything(0)
+    trainer = build_trainer(cfg.train)
+    module = WorldModule(to_dict(cfg))
+    trainer.fit(module, datamodule=WorldDataModule(cfg.data, cfg.memory))
+    saved_opt = trainer.optimizers[0].state_dict()
+    ckpt = find_last_checkpoint(tmp_path)
+    assert ckpt is not None
+
+    cfg2 = _cfg(synthetic_root, tmp_path, "train.max_steps=6", "train.ckpt_every_steps=2")
+    cap = _Capture()
+    trainer2 = build_trainer(cfg2.train, [cap])
+    module2 = WorldModule(to_dict(cfg2))
+    trainer2.fit(module2, datamodule=WorldDataModule(cfg2.data, cfg2.memory), ckpt_path=str(ckpt))
+    assert cap.step == 4
+    want = [saved_opt["state"][i]["exp_avg"] for i in sorted(saved_opt["state"])]
+    assert len(cap.exp_avg) == len(want)
+    assert all(torch.equal(a, b) for a, b in zip(cap.exp_avg, want))
+    assert cap.lr == pytest.approx(cfg2.train.lr * warmup_cosine(4, 2, 6, cfg2.train.min_lr_ratio))
+    assert trainer2.global_step == 6
+    # The checkpoint carries its resolved config; loading rebuilds the same model.
+    loaded = WorldModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    assert loaded.cfg.model.hidden_size == 64
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ends_with_identical_weights(synthetic_root, tmp_path):
+    cmd = [
+        sys.executable,
+        str(REPO / "tests" / "training" / "ddp_run.py"),
+        str(tmp_path),
+        *TINY,
+        f"data.root={synthetic_root}",
+        f"train.out_dir={tmp_path / 'run'}",
+        "train.max_steps=3",
+        "train.strategy=ddp",
+        "train.devices=2",
+        "train.ckpt_every_steps=0",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    a = torch.load(tmp_path / "rank0.pt")
+    b = torch.load(tmp_path / "rank1.pt")
+    init = torch.load(tmp_path / "init0.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], init[k]) for k in a)  # training did change the weights

@@ -1,0 +1,77 @@
+"""Train the world model.
+
+    python train.py --config configs/train/tiny.yaml [key=value ...]
+
+``key=value`` overrides use the config schema's dotted names (``train.max_steps=100``); a
+misspelt key is an error naming the valid keys. ``train.resume=last`` continues the run in
+``train.out_dir`` from its last checkpoint (same step, same optimizer state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from worldmem.config import ConfigError, TrainRootConfig, load_config
+
+
+def parse_args(argv: list[str] | None = None) -> TrainRootConfig:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", action="append", default=[], help="YAML preset (repeatable)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
+    a = p.parse_args(argv)
+    return load_config(TrainRootConfig, a.config, a.overrides)
+
+
+def main(cfg: TrainRootConfig) -> Path:
+    """Train, write the loss curve, and export the EMA model as a pipeline folder.
+
+    Returns the exported pipeline folder (``<out_dir>/pipeline``).
+    """
+    import lightning as L
+    import torch
+
+    from worldmem.config import to_dict
+    from worldmem.data.batch import collate_world_batches
+    from worldmem.data.dataset import WorldDataModule
+    from worldmem.pipeline import WorldPipeline
+    from worldmem.training.module import WorldModule
+    from worldmem.training.trainer import (
+        SampleVideoCallback,
+        build_trainer,
+        find_last_checkpoint,
+        plot_loss_curve,
+    )
+
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True)
+    out = Path(cfg.train.out_dir)
+    dm = WorldDataModule(cfg.data, cfg.memory)
+    dm.setup("fit")
+    module = WorldModule(to_dict(cfg))
+    preview = collate_world_batches([dm.val_set[i] for i in range(min(2, len(dm.val_set)))])
+    callbacks = [SampleVideoCallback(preview, cfg.train.sample_every_steps, out)]
+    trainer = build_trainer(cfg.train, callbacks)
+    ckpt = cfg.train.resume
+    if ckpt == "last":
+        ckpt = find_last_checkpoint(out)
+        print(f"resuming from {ckpt}" if ckpt else "no checkpoint to resume; starting fresh")
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    export = out / "pipeline"
+    if trainer.is_global_zero:
+        metrics = out / "logs" / "metrics.csv"
+        if metrics.is_file():
+            plot_loss_curve(metrics, out / "loss_curve.png")
+        WorldPipeline.from_module(module).save_pretrained(export)
+        print(f"exported the EMA model to {export}")
+    return export
+
+
+if __name__ == "__main__":
+    try:
+        cfg = parse_args()
+    except ConfigError as e:
+        sys.exit(f"config error: {e}")
+    main(cfg)

@@ -1,0 +1,271 @@
+"""Training samples for the world model, cut from episodes on disk.
+
+A sample is one target chunk with everything the model is given at generation time:
+the working-memory frames just before it, keyframes retrieved from an episodic memory of the
+earlier frames, and a spatial memory fused from the earlier frames and rendered at the target
+cameras. With probability ``revisit_ratio`` the target is drawn from the mined revisits (chunks
+that look again at views seen at least ``min_revisit_gap_frames`` earlier), so the model sees
+many samples where memory is the only way to get the answer right.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from worldmem.config import DataConfig, MemoryConfig
+from worldmem.data.batch import FrameSet, WorldBatch, collate_world_batches
+from worldmem.data.episode import Episode, EpisodeError, read_manifest
+from worldmem.data.revisits import REVISITS_NAME, find_revisits, read_revisit_index
+from worldmem.geometry import scale_intrinsics
+from worldmem.memory import EpisodicMemory, SpatialMemory
+
+__all__ = ["WorldDataset", "WorldDataModule", "EpisodeFrames"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpisodeFrames:
+    """A decoded episode at the training resolution (kept in a small per-worker cache).
+
+    rgb uint8 ``(N, 3, S, S)``, depth float16 ``(N, 1, S, S)``, c2w ``(N, 4, 4)``, K ``(N, 3, 3)``.
+    """
+
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    c2w: torch.Tensor
+    K: torch.Tensor
+    caption: str
+
+    @property
+    def num_frames(self) -> int:
+        return self.rgb.shape[0]
+
+
+def _resize(ep: Episode, size: int) -> EpisodeFrames:
+    idx = list(range(ep.num_frames))
+    rgb = ep.read_rgb(idx)  # (N, 3, H, W) in [0, 1]
+    depth = ep.read_depth(idx)  # (N, 1, H, W)
+    K = ep.K.float()
+    H, W = rgb.shape[-2:]
+    if (H, W) != (size, size):
+        rgb = F.interpolate(rgb, size=(size, size), mode="area")
+        depth = F.interpolate(depth, size=(size, size), mode="nearest")
+        K = scale_intrinsics(K, size / W, size / H)
+    return EpisodeFrames(
+        rgb=(rgb * 255).round().to(torch.uint8),
+        depth=depth.to(torch.float16),
+        c2w=ep.c2w.float(),
+        K=K,
+        caption=ep.caption,
+    )
+
+
+def _padded_set(frames: list[tuple], n: int, size: int, K_pad: torch.Tensor) -> FrameSet:
+    """A one-sample ``FrameSet`` of ``n`` slots of ``size``-pixel frames from (rgb, depth,
+    c2w, K) tuples: the last ``n`` frames fill the slots in order, the rest are invalid
+    padding (identity pose, ``K_pad``)."""
+    fs = FrameSet(
+        rgb=torch.zeros(1, n, 3, size, size),
+        depth=torch.zeros(1, n, 1, size, size),
+        c2w=torch.eye(4).expand(1, n, 4, 4).clone(),
+        K=K_pad.expand(1, n, 3, 3).clone(),
+        valid=torch.zeros(1, n, dtype=torch.bool),
+    )
+    for slot, (rgb, depth, c2w, K) in enumerate(frames[-n:] if n else []):
+        fs.rgb[0, slot], fs.depth[0, slot], fs.c2w[0, slot], fs.K[0, slot] = rgb, depth, c2w, K
+        fs.valid[0, slot] = True
+    return fs
+
+
+class WorldDataset(Dataset):
+    """Map-style dataset of single-sample ``WorldBatch`` es (collate with
+    ``collate_world_batches``). Deterministic per index: sample ``i`` is the same every time.
+
+    Broken episodes raise ``EpisodeError`` naming the episode at construction; with
+    ``cfg.skip_bad`` they are logged and left out instead.
+    """
+
+    def __init__(self, cfg: DataConfig, memory_cfg: MemoryConfig, split: str = "train"):
+        self.cfg = cfg
+        self.memory_cfg = memory_cfg
+        self.split = split
+        root = Path(cfg.root)
+        entries = read_manifest(root)
+        splits = {e.get("split", "train") for e in entries}
+        if "val" not in splits:  # no val split on disk: hold out a deterministic fraction
+            n_val = max(1, int(round(len(entries) * cfg.val_fraction))) if len(entries) > 1 else 0
+            for j, e in enumerate(entries):
+                e["split"] = "val" if j >= len(entries) - n_val else "train"
+        self.episodes: list[Path] = []
+        self.meta: list[tuple[int, torch.Tensor, torch.Tensor, int, int]] = []
+        for e in entries:
+            if e["split"] != split:
+                continue
+            path = root / e["path"]
+            try:
+                ep = Episode.open(path)
+                if ep.num_frames < cfg.chunk_frames + 1:
+                    raise EpisodeError(
+                        f"{path}: {ep.num_frames} frames, fewer than a chunk plus one context frame"
+                    )
+            except EpisodeError:
+                if not cfg.skip_bad:
+                    raise
+                log.warning("skipping bad episode %s", path, exc_info=True)
+                continue
+            self.episodes.append(path)
+            self.meta.append((ep.num_frames, ep.c2w.float(), ep.K.float(), ep.height, ep.width))
+        if not self.episodes:
+            raise ValueError(f"no usable '{split}' episodes under {root}")
+        # Every target start of every episode: (episode, start). Start 0 has no context and an
+        # empty memory: how a world generated from a prompt alone begins.
+        T = cfg.chunk_frames
+        self.starts = [(e, t) for e, m in enumerate(self.meta) for t in range(0, m[0] - T + 1)]
+        self.revisits = self._mine_revisits(root)
+        self.revisit_set = set(self.revisits)
+        self._cache: OrderedDict[int, EpisodeFrames] = OrderedDict()
+        self._cache_size = 16
+
+    def _mine_revisits(self, root: Path) -> list[tuple[int, int]]:
+        """(episode, target start) pairs that revisit: from ``root/revisits.jsonl`` when it was
+        mined with these settings (datasets/mine_revisits.py), else mined from the cameras."""
+        cfg = self.cfg
+        index = {}
+        if (root / REVISITS_NAME).is_file():
+            index = read_revisit_index(root)
+        out = []
+        for e, (path, (_n, c2w, K, H, W)) in enumerate(zip(self.episodes, self.meta)):
+            row = index.get(path.name)
+            same = row is not None and (
+                row.get("chunk_frames"),
+                row.get("min_gap_frames"),
+                row.get("min_overlap"),
+            ) == (cfg.chunk_frames, cfg.min_revisit_gap_frames, cfg.revisit_min_overlap)
+            found = (
+                row["revisits"]
+                if same
+                else find_revisits(
+                    c2w,
+                    K,
+                    H,
+                    W,
+                    chunk_frames=cfg.chunk_frames,
+                    min_gap_frames=cfg.min_revisit_gap_frames,
+                    min_overlap=cfg.revisit_min_overlap,
+                )
+            )
+            out += [(e, r.target_start) for r in found if r.target_start >= 1]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def frames(self, e: int) -> EpisodeFrames:
+        """The decoded episode ``e`` (cached, at most a few episodes per worker)."""
+        if e in self._cache:
+            self._cache.move_to_end(e)
+            return self._cache[e]
+        fr = _resize(Episode.open(self.episodes[e]), self.cfg.image_size)
+        self._cache[e] = fr
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return fr
+
+    def __getitem__(self, i: int) -> WorldBatch:
+        rng = np.random.default_rng([self.cfg.seed, i])
+        if self.revisits and rng.random() < self.cfg.revisit_ratio:
+            e, t = self.revisits[rng.integers(len(self.revisits))]
+        else:
+            e, t = self.starts[i]
+        return self.sample(e, t)
+
+    def sample(self, e: int, t: int) -> WorldBatch:
+        """The sample whose target chunk starts at frame ``t`` of episode ``e``."""
+        cfg = self.cfg
+        fr = self.frames(e)
+        S = cfg.image_size
+        T, Tc, Tk = cfg.chunk_frames, cfg.context_frames, cfg.keyframes
+        tgt = list(range(t, t + T))
+        ctx = list(range(max(0, t - Tc), t))
+        history = list(range(0, t))[::-1][:: cfg.memory_stride_frames][: cfg.memory_max_frames][
+            ::-1
+        ]
+        rgb = fr.rgb.float() / 255
+        depth = fr.depth.float()
+
+        spatial = SpatialMemory(self.memory_cfg)
+        if history:
+            spatial.insert(
+                rgb[history], depth[history], fr.c2w[history], fr.K[history], step=history[-1]
+            )
+        render = spatial.render(fr.c2w[tgt], fr.K[tgt], S, S)
+
+        episodic = EpisodicMemory(self.memory_cfg)
+        for j in history:
+            if j < t - Tc:  # the working-memory frames are given to the model directly
+                episodic.maybe_add(rgb[j], depth[j], fr.c2w[j], fr.K[j], step=j)
+        render_depth = torch.where(render.mask > 0, render.depth, torch.zeros_like(render.depth))
+        kfs = episodic.retrieve(fr.c2w[tgt], fr.K[tgt], S, S, k=Tk, depth=render_depth[:, 0])
+
+        def posed(idx: list[int]) -> list[tuple]:
+            return [(rgb[j], depth[j], fr.c2w[j], fr.K[j]) for j in idx]
+
+        K0 = fr.K[0]
+        return WorldBatch(
+            target=_padded_set(posed(tgt), T, S, K0),
+            context=_padded_set(posed(ctx), Tc, S, K0),
+            keyframes=_padded_set([(k.rgb, k.depth, k.c2w, k.K) for k in kfs], Tk, S, K0),
+            memory_rgb=render.rgb[None],
+            memory_depth=render.depth[None],
+            memory_mask=render.mask[None],
+            caption=[fr.caption],
+            is_revisit=torch.tensor([(e, t) in self.revisit_set]),
+        )
+
+
+class WorldDataModule(L.LightningDataModule):
+    """Train/val ``WorldDataset`` s with workers; batches are ``WorldBatch``."""
+
+    def __init__(self, cfg: DataConfig, memory_cfg: MemoryConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.memory_cfg = memory_cfg
+        self.train_set: WorldDataset | None = None
+        self.val_set: WorldDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = WorldDataset(self.cfg, self.memory_cfg, "train")
+            self.val_set = WorldDataset(self.cfg, self.memory_cfg, "val")
+
+    def _loader(self, ds: WorldDataset, shuffle: bool) -> DataLoader:
+        w = self.cfg.num_workers
+        return DataLoader(
+            ds,
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            num_workers=w,
+            collate_fn=collate_world_batches,
+            persistent_workers=w > 0,
+            drop_last=shuffle,
+            prefetch_factor=2 if w > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False)
+
+    def transfer_batch_to_device(self, batch: WorldBatch, device, dataloader_idx: int):
+        return batch.to(device)

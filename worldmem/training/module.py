@@ -1,0 +1,125 @@
+"""The LightningModule: batch -> loss -> log. Everything else (data, trainer) lives elsewhere."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import torch
+
+from worldmem.config import (
+    DataConfig,
+    MemoryConfig,
+    ModelConfig,
+    TrainConfig,
+    TrainRootConfig,
+    from_dict,
+    to_dict,
+)
+from worldmem.data.batch import WorldBatch
+from worldmem.diffusion import FlowMatching, WorldSampler
+from worldmem.models import WorldDiT, build_codec
+
+__all__ = ["WorldModule", "warmup_cosine"]
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up to 1 over ``warmup`` steps, then a cosine decay
+    to ``min_ratio`` at ``total`` steps (held there after)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class WorldModule(L.LightningModule):
+    """Trains a ``WorldDiT`` with the flow-matching loss; keeps EMA weights for sampling.
+
+    Built from the resolved root config (stored in the checkpoint's hyper-parameters), so a
+    checkpoint rebuilds itself with ``WorldModule.load_from_checkpoint(path)``.
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        cfg: TrainRootConfig = from_dict(TrainRootConfig, config, "checkpoint config")
+        self.cfg = cfg
+        self.model = WorldDiT.from_model_config(cfg.model)
+        self.codec = build_codec(cfg.model)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.flow = FlowMatching(cfg.train.timestep_logit_mean, cfg.train.timestep_logit_std)
+        t = cfg.train
+        self.drop = {
+            "working": t.p_drop_working,
+            "episodic": t.p_drop_episodic,
+            "spatial": t.p_drop_spatial,
+            "text": t.p_drop_text,
+        }
+
+    @classmethod
+    def from_configs(
+        cls, model: ModelConfig, memory: MemoryConfig, data: DataConfig, train: TrainConfig
+    ) -> WorldModule:
+        root = TrainRootConfig(model=model, memory=memory, data=data, train=train)
+        return cls(to_dict(root))
+
+    def training_step(self, batch: WorldBatch, batch_idx: int) -> torch.Tensor:
+        out = self.flow.training_losses(
+            self.model,
+            self.codec,
+            batch,
+            drop=self.drop,
+            depth_loss_weight=self.cfg.train.depth_loss_weight,
+        )
+        bs = batch.batch_size
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
+        self.log("train/loss_rgb", out["loss_rgb"], batch_size=bs)
+        self.log("train/loss_depth", out["loss_depth"], batch_size=bs)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
+        return out["loss"]
+
+    def validation_step(self, batch: WorldBatch, batch_idx: int) -> None:
+        g = torch.Generator(device=self.device).manual_seed(batch_idx)
+        out = self.flow.training_losses(
+            self.ema,
+            self.codec,
+            batch,
+            drop=None,
+            depth_loss_weight=self.cfg.train.depth_loss_weight,
+            generator=g,
+        )
+        self.log(
+            "val/loss", out["loss"], prog_bar=True, batch_size=batch.batch_size, sync_dist=True
+        )
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        decay = self.cfg.train.ema_decay
+        # Short runs: let the average warm up instead of sticking to the random init.
+        decay = min(decay, (1 + self.global_step) / (10 + self.global_step))
+        for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            e.lerp_(p.detach(), 1 - decay)
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": t.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=t.lr,
+            betas=(0.9, 0.99),
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, t.warmup_steps, t.max_steps, t.min_lr_ratio)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def sampler(self, steps: int = 4, guidance_scale: float = 1.0, use_ema: bool = True):
+        """A sampler over the EMA (default) or raw weights."""
+        return WorldSampler(self.ema if use_ema else self.model, self.codec, steps, guidance_scale)
