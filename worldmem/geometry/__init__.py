@@ -1,5 +1,13 @@
 """Camera geometry (OpenCV convention; see ``camera.py``), rays, frusta, actions, trajectories."""
 
+from worldmem.geometry.actions import (
+    KEYS,
+    apply_action,
+    apply_actions,
+    c2w_to_pose,
+    pose_to_c2w,
+    wrap_deg,
+)
 from worldmem.geometry.camera import (
     c2w_to_w2c,
     check_c2w,
@@ -21,8 +29,44 @@ from worldmem.geometry.camera import (
 )
 from worldmem.geometry.frustum import frustum_overlap, sample_frustum_points, visible_fraction
 from worldmem.geometry.rays import plucker_patches, plucker_rays, ray_directions
+from worldmem.geometry.trajectory import (
+    MAX_STEP_FRAMES,
+    REVISIT_TRAJECTORIES,
+    STEP_NAMES,
+    Trajectory,
+    TrajectoryStep,
+    format_trajectory,
+    load_realestate10k,
+    look_around_and_return,
+    loop,
+    orbit,
+    out_and_back,
+    parse_trajectory,
+    save_realestate10k,
+    trajectory_from_text,
+)
 
 __all__ = [
+    "KEYS",
+    "MAX_STEP_FRAMES",
+    "REVISIT_TRAJECTORIES",
+    "STEP_NAMES",
+    "Trajectory",
+    "TrajectoryStep",
+    "apply_action",
+    "apply_actions",
+    "c2w_to_pose",
+    "format_trajectory",
+    "load_realestate10k",
+    "look_around_and_return",
+    "loop",
+    "orbit",
+    "out_and_back",
+    "parse_trajectory",
+    "pose_to_c2w",
+    "save_realestate10k",
+    "trajectory_from_text",
+    "wrap_deg",
     "c2w_to_w2c",
     "check_c2w",
     "check_K",

@@ -253,7 +253,8 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     if up is None:
         up = torch.tensor([0.0, -1.0, 0.0]).expand_as(eye)
     z = torch.nn.functional.normalize(target - eye, dim=-1)
-    x = torch.nn.functional.normalize(torch.cross(z, -up, dim=-1), dim=-1)
+    # OpenCV frame is right-handed with x = y cross z; y points down (along -up)
+    x = torch.nn.functional.normalize(torch.cross(-up, z, dim=-1), dim=-1)
     y = torch.cross(z, x, dim=-1)
     c2w = torch.zeros(*eye.shape[:-1], 4, 4)
     c2w[..., :3, 0] = x

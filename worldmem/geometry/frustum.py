@@ -118,7 +118,14 @@ def frustum_overlap(
         target_c2w, target_K, height, width, num_samples, near, far, target_depth, g
     )
     vis = visible_fraction(
-        pts, cand_c2w, cand_K, height, width, near=0.0, far=far * 1.5, depth=cand_depth,
+        pts,
+        cand_c2w,
+        cand_K,
+        height,
+        width,
+        near=0.0,
+        far=far * 1.5,
+        depth=cand_depth,
         depth_tolerance=depth_tolerance,
     )
     return vis.float().mean(-1)

@@ -1,0 +1,116 @@
+"""Flow matching: noising, clean memory frames, dropout, the masked loss, and learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_model_config
+
+from worldmem.diffusion import FlowMatching, drop_memories
+from worldmem.diffusion.dummy import dummy_world_batch
+from worldmem.models import IdentityCodec, WorldDiT, WorldDiTOutput
+
+
+def test_noising_path_and_velocity():
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 3, 4, 8, 8, generator=g), torch.randn(2, 3, 4, 8, 8, generator=g)
+    fm = FlowMatching()
+    torch.testing.assert_close(fm.add_noise(x0, noise, torch.zeros(2, 3)), x0)
+    torch.testing.assert_close(fm.add_noise(x0, noise, torch.ones(2, 3)), noise)
+    # the target velocity noise - x0 is the derivative of x_sigma (finite difference)
+    s, h = torch.full((2, 3), 0.3), 1e-3
+    fd = (fm.add_noise(x0, noise, s + h) - fm.add_noise(x0, noise, s - h)) / (2 * h)
+    torch.testing.assert_close(fd, noise - x0, atol=1e-3, rtol=0)
+
+
+def test_sigmas_are_logit_normal_and_sometimes_per_frame():
+    g = torch.Generator().manual_seed(0)
+    s = FlowMatching(0.0, 1.0, p_independent=0.25).sample_sigmas(4000, 3, g)
+    assert s.shape == (4000, 3) and torch.all((s > 0) & (s < 1))
+    z = torch.logit(s[:, 0].double())
+    assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
+    independent = (s != s[:, :1]).any(1).float().mean()
+    assert 0.22 < independent < 0.28
+    assert torch.all(FlowMatching(p_independent=0.0).sample_sigmas(50, 3, g).std(1) == 0)
+
+
+def test_clean_context_is_unchanged_by_the_training_noise():
+    batch = dummy_world_batch(2, 2, 2, 2, 32)
+    codec = IdentityCodec()
+    inp = FlowMatching().prepare(codec, batch, generator=torch.Generator().manual_seed(0))
+    for name in ("context", "keyframes"):
+        frames = getattr(inp, name)
+        src = getattr(batch, name)
+        assert torch.all(frames.sigma == 0)
+        torch.testing.assert_close(frames.x, codec.encode(src.rgb, src.depth), atol=0, rtol=0)
+    x0 = codec.encode(batch.target.rgb, batch.target.depth)
+    torch.testing.assert_close(inp.x0, x0)
+    assert torch.all(inp.target.sigma > 0)
+    assert (inp.target.x - x0).abs().amin(dim=(2, 3, 4)).min() > 0  # every target is noised
+
+
+def test_memory_dropout():
+    batch = dummy_world_batch(3, 2, 2, 2, 32)
+    g = torch.Generator().manual_seed(0)
+    all_dropped = drop_memories(batch, dict(working=1.0, episodic=1.0, spatial=1.0, text=1.0), g)
+    assert not all_dropped.context.valid.any() and not all_dropped.keyframes.valid.any()
+    for t in (all_dropped.memory_rgb, all_dropped.memory_depth, all_dropped.memory_mask):
+        assert torch.count_nonzero(t) == 0
+    assert all_dropped.caption == ["", "", ""]
+    assert batch.context.valid.all() and batch.caption[0]  # the input is untouched
+    kept = drop_memories(batch, dict(working=0.0, text=0.0), g)
+    assert kept.context.valid.all() and kept.caption == batch.caption
+    some = drop_memories(dummy_world_batch(400, 1, 1, 0, 8), dict(spatial=0.3), g)
+    frac = (some.memory_mask.flatten(1).amax(1) == 0).float().mean()
+    assert 0.22 < frac < 0.38
+    with pytest.raises(ValueError, match="unknown keys"):
+        drop_memories(batch, dict(workng=0.5))
+    with pytest.raises(ValueError, match="probability"):
+        drop_memories(batch, dict(text=1.5))
+
+
+class _ZeroModel(torch.nn.Module):
+    """Predicts zero velocity: the loss is then the mean square of the target velocity."""
+
+    def forward(self, target, **kw):
+        return WorldDiTOutput(sample=torch.zeros_like(target.x))
+
+
+def test_loss_is_masked_mse_on_rgb_and_known_depth():
+    batch = dummy_world_batch(2, 2, 1, 1, 16)
+    batch.target.valid[1, 1] = False
+    codec = IdentityCodec()
+    fm = FlowMatching()
+    out = fm.training_losses(
+        _ZeroModel(), codec, batch, depth_loss_weight=0.7, generator=torch.Generator()
+    )
+    inp = fm.prepare(codec, batch, generator=torch.Generator())  # same draws
+    v = inp.velocity
+    valid = batch.target.valid
+    rgb = torch.stack([v[b, t, :3] for b in range(2) for t in range(2) if valid[b, t]])
+    d = torch.cat(
+        [v[b, t, 3][batch.target.depth[b, t, 0] > 0] for b in range(2) for t in range(2)
+         if valid[b, t]]
+    )  # fmt: skip
+    torch.testing.assert_close(out["loss_rgb"], rgb.square().mean())
+    torch.testing.assert_close(out["loss_depth"], d.square().mean())
+    torch.testing.assert_close(out["loss"], out["loss_rgb"] + 0.7 * out["loss_depth"])
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = WorldDiT.from_model_config(tiny_model_config())
+    codec = IdentityCodec()
+    batch = dummy_world_batch(2, 2, 1, 1, 32)
+    fm = FlowMatching()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(12):
+        out = fm.training_losses(
+            model, codec, batch, drop=dict(text=0.5), generator=torch.Generator().manual_seed(1)
+        )
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+    assert losses[-1] < 0.8 * losses[0], losses

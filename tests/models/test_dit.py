@@ -1,0 +1,182 @@
+"""WorldDiT: shapes, block-causal KV cache, masking, memory zero-init, camera invariance, I/O."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from conftest import tiny_model_config
+
+from worldmem.diffusion import encode_frames
+from worldmem.diffusion.dummy import dummy_world_batch
+from worldmem.geometry import look_at
+from worldmem.models import IdentityCodec, ModelFrames, WorldDiT
+
+
+def _perturb(model: WorldDiT, seed: int = 0, std: float = 0.05, skip=()) -> WorldDiT:
+    """Add noise to every weight (the zero-initialised output layer would hide everything)."""
+    g = torch.Generator().manual_seed(seed)
+    skip = {id(p) for p in skip}
+    with torch.no_grad():
+        for p in model.parameters():
+            if id(p) not in skip:
+                p.add_(std * torch.randn(p.shape, generator=g))
+    return model
+
+
+def _inputs(B=2, T=2, Tc=2, Tk=2, size=32, seed=0):
+    batch = dummy_world_batch(B, T, Tc, Tk, size, seed=seed)
+    codec = IdentityCodec()
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(B, T, 4, size, size, generator=g)
+    sigma = torch.rand(B, T, generator=g)
+    target = ModelFrames(x, sigma, batch.target.c2w, batch.target.K, batch.target.valid)
+    memory = codec.encode_memory(batch.memory_rgb, batch.memory_depth, batch.memory_mask)
+    return dict(
+        target=target,
+        context=encode_frames(codec, batch.context),
+        keyframes=encode_frames(codec, batch.keyframes),
+        memory=memory,
+        captions=batch.caption,
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> WorldDiT:
+    torch.manual_seed(0)
+    return _perturb(WorldDiT.from_model_config(tiny_model_config())).eval()
+
+
+def test_forward_backward_shapes():
+    torch.manual_seed(0)
+    m = WorldDiT.from_model_config(tiny_model_config())
+    inp = _inputs()
+    out = m(**inp).sample
+    assert out.shape == (2, 2, 4, 32, 32)
+    assert torch.count_nonzero(out) == 0  # DiT: zero output layer at init
+    out2 = _perturb(m)(**inp).sample
+    out2.square().mean().backward()
+    assert m.patch_embed.weight.grad is not None and m.patch_embed.weight.grad.abs().sum() > 0
+    assert m.blocks[0].qkv.weight.grad.abs().sum() > 0
+
+
+def test_kv_cached_forward_equals_uncached(model):
+    inp = _inputs(seed=3)
+    inp["context"].valid[0, 0] = False  # padding in the working memory of one sample
+    full = model(**inp).sample
+    cache = model.encode_context(
+        inp["context"], inp["keyframes"], inp["target"].c2w[:, 0], captions=inp["captions"]
+    )
+    assert len(cache.keys) == 2 and cache.keys[0].shape[2] == 4 * 16
+    cached = model(inp["target"], memory=inp["memory"], cache=cache).sample
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+
+
+def test_memory_tokens_never_see_targets(model):
+    """Block-causal: the context cache must not depend on anything about the targets."""
+    inp = _inputs(seed=4)
+    ref = inp["target"].c2w[:, 0]
+    a = model.encode_context(inp["context"], inp["keyframes"], ref, captions=inp["captions"])
+    other = _inputs(seed=9)["target"]
+    other = replace(other, c2w=inp["target"].c2w)
+    m = model(other, memory=inp["memory"], cache=a).sample
+    full = model(other, inp["context"], inp["keyframes"], inp["memory"], inp["captions"]).sample
+    torch.testing.assert_close(m, full, atol=1e-5, rtol=0)
+
+
+def test_invalid_frames_are_ignored(model):
+    inp = _inputs(seed=5)
+    inp["keyframes"].valid[:, 1] = False
+    out = model(**inp).sample
+    kf = inp["keyframes"]
+    scrambled = replace(kf, x=kf.x.clone(), c2w=kf.c2w.clone())
+    scrambled.x[:, 1] = torch.randn_like(kf.x[:, 1]) * 5
+    scrambled.c2w[:, 1] = look_at(torch.tensor([5.0, 1.0, 2.0]), torch.zeros(3))
+    out2 = model(**{**inp, "keyframes": scrambled}).sample
+    torch.testing.assert_close(out2, out, atol=1e-5, rtol=0)
+    # ... while a valid keyframe does matter
+    scrambled.valid[:, 1] = True
+    assert (model(**{**inp, "keyframes": scrambled}).sample - out).abs().max() > 1e-3
+
+
+def test_output_is_invariant_to_the_world_frame(model):
+    """Cameras enter relative to the first target camera: a rigid motion of the whole world
+    (every camera moved alike) must not change the prediction."""
+    inp = _inputs(seed=6)
+    M = look_at(torch.tensor([1.0, -2.0, 3.0]), torch.tensor([0.0, 0.5, 0.0]))  # rigid
+    moved = {k: replace(inp[k], c2w=M @ inp[k].c2w) for k in ("target", "context", "keyframes")}
+    out = model(**inp).sample
+    out2 = model(**{**inp, **moved}).sample
+    torch.testing.assert_close(out2, out, atol=1e-4, rtol=0)
+    # a change of only the target camera is seen
+    t = inp["target"]
+    turned = replace(t, c2w=t.c2w.clone())
+    turned.c2w[:, 1] = M @ t.c2w[:, 1]
+    assert (model(**{**inp, "target": turned}).sample - out).abs().max() > 1e-3
+
+
+def test_per_frame_sigma_changes_only_through_that_frame(model):
+    inp = _inputs(seed=7)
+    out = model(**inp).sample
+    t = inp["target"]
+    s = t.sigma.clone()
+    s[:, 1] = 1.0 - s[:, 1]
+    out2 = model(**{**inp, "target": replace(t, sigma=s)}).sample
+    assert (out2[:, 1] - out[:, 1]).abs().max() > 1e-3
+
+
+def test_memory_embedding_starts_at_zero_and_learns():
+    torch.manual_seed(0)
+    m = WorldDiT.from_model_config(tiny_model_config())
+    assert torch.count_nonzero(m.memory_embed.weight) == 0
+    _perturb(m, skip=m.memory_parameters())  # every other weight non-zero
+    inp = _inputs(seed=8)
+    out = m(**inp).sample
+    out_other = m(**{**inp, "memory": torch.randn_like(inp["memory"])}).sample
+    torch.testing.assert_close(out_other, out, atol=0, rtol=0)
+    out_none = m(**{**inp, "memory": None}).sample
+    torch.testing.assert_close(out_none, out, atol=0, rtol=0)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    for _ in range(2):
+        loss = (m(**inp).sample - 1.0).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert m.memory_embed.weight.abs().sum() > 0
+    assert (m(**inp).sample - m(**{**inp, "memory": None}).sample).abs().max() > 0
+
+
+def test_save_and_load_round_trip(tmp_path, model):
+    inp = _inputs(seed=2)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = WorldDiT.from_pretrained(tmp_path).eval()
+    assert loaded.model_config() == model.model_config()
+    torch.testing.assert_close(loaded(**inp).sample, model(**inp).sample, atol=0, rtol=0)
+
+
+def test_gradient_checkpointing_matches():
+    torch.manual_seed(0)
+    a = _perturb(WorldDiT.from_model_config(tiny_model_config()))
+    b = _perturb(WorldDiT.from_model_config(tiny_model_config(gradient_checkpointing=True)))
+    b.load_state_dict(a.state_dict())
+    inp = _inputs()
+    a(**inp).sample.square().sum().backward()
+    b(**inp).sample.square().sum().backward()
+    torch.testing.assert_close(b.blocks[0].qkv.weight.grad, a.blocks[0].qkv.weight.grad)
+
+
+def test_bad_inputs_are_rejected(model):
+    inp = _inputs()
+    t = inp["target"]
+    with pytest.raises(ValueError, match="target frames must be"):
+        model(**{**inp, "target": replace(t, x=t.x[..., :16, :16])})
+    with pytest.raises(ValueError, match="memory must be"):
+        model(**{**inp, "memory": inp["memory"][:, :, :4]})
+    with pytest.raises(ValueError, match="captions"):
+        model(**{**inp, "captions": ["one"]})
+    with pytest.raises(ValueError, match="sigma"):
+        ModelFrames(t.x, t.sigma[:, :1], t.c2w, t.K, t.valid)
+    with pytest.raises(ValueError, match="divisible"):
+        WorldDiT.from_model_config(tiny_model_config(image_size=36))

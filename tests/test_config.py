@@ -1,0 +1,97 @@
+"""Config schemas: misspelt keys, bad types and bad choices fail by name; YAML files merge."""
+
+from pathlib import Path
+
+import pytest
+
+from worldmem.config import (
+    ActionConfig,
+    ConfigError,
+    ModelConfig,
+    SampleRootConfig,
+    TrainRootConfig,
+    from_dict,
+    load_config,
+    to_dict,
+)
+from worldmem.geometry import parse_trajectory
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_load_as_the_dataclasses():
+    cfg = load_config(TrainRootConfig)
+    assert isinstance(cfg, TrainRootConfig) and cfg.model == ModelConfig()
+    assert load_config(SampleRootConfig).actions == ActionConfig()
+
+
+def test_misspelt_key_is_named_with_the_valid_ones():
+    with pytest.raises(
+        ConfigError, match=r"'model\.hidden_sise'.*Valid keys under model:.*hidden_size"
+    ):
+        load_config(TrainRootConfig, overrides=["model.hidden_sise=3"])
+    with pytest.raises(ConfigError, match=r"'modle'.*Valid keys: data, memory, model, train"):
+        load_config(TrainRootConfig, overrides=["modle.depth=3"])
+
+
+def test_misspelt_key_in_a_yaml_file_names_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("actions:\n  move_m: 0.2\n  trun_deg: 4\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: .*'actions\.trun_deg'.*turn_deg"):
+        load_config(SampleRootConfig, files=[path])
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"'model\.depth'.*'abc'"):
+        load_config(TrainRootConfig, overrides=["model.depth=abc"])
+    with pytest.raises(ConfigError, match=r"'actions\.move_m'.*'fast'"):
+        load_config(SampleRootConfig, overrides=["actions.move_m=fast"])
+
+
+def test_bad_choice_is_named_with_the_options():
+    with pytest.raises(ConfigError, match="ModelConfig.codec: 'foo' is not one of identity, vae"):
+        load_config(TrainRootConfig, overrides=["model.codec=foo"])
+    with pytest.raises(ConfigError, match=r"SampleConfig\.memory: 'everything' is not one of none"):
+        load_config(SampleRootConfig, overrides=["sample.memory=everything"])
+
+
+def test_malformed_override_and_missing_file():
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        load_config(TrainRootConfig, overrides=["model.depth"])
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        load_config(TrainRootConfig, files=["nope.yaml"])
+
+
+def test_yaml_files_merge_in_order_then_overrides(tmp_path):
+    a = tmp_path / "a.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text("model:\n  hidden_size: 128\n  depth: 3\ntrain:\n  lr: 0.001\n")
+    b.write_text("model:\n  depth: 5\ndata:\n  batch_size: 2\n")
+    cfg = load_config(TrainRootConfig, files=[a, b], overrides=["train.lr=0.01"])
+    assert cfg.model.hidden_size == 128  # from a
+    assert cfg.model.depth == 5  # b overrides a
+    assert cfg.data.batch_size == 2
+    assert cfg.train.lr == 0.01  # the override wins
+    assert cfg.model.num_heads == ModelConfig().num_heads  # untouched keys keep defaults
+
+
+def test_include_merges_the_named_file_first(tmp_path):
+    (tmp_path / "base.yaml").write_text("model:\n  depth: 2\n  hidden_size: 64\n")
+    (tmp_path / "top.yaml").write_text("include: [base.yaml]\nmodel:\n  depth: 4\n")
+    cfg = load_config(TrainRootConfig, files=[tmp_path / "top.yaml"])
+    assert (cfg.model.depth, cfg.model.hidden_size) == (4, 64)
+
+
+def test_dict_round_trip_checks_keys():
+    cfg = load_config(SampleRootConfig, overrides=["actions.turn_deg=3.5"])
+    assert from_dict(SampleRootConfig, to_dict(cfg)) == cfg
+    data = to_dict(cfg)
+    data["actions"]["speed"] = 1
+    with pytest.raises(ConfigError, match=r"'actions\.speed'"):
+        from_dict(SampleRootConfig, data)
+
+
+def test_the_sample_preset_loads_and_its_trajectory_parses():
+    cfg = load_config(SampleRootConfig, files=[REPO / "configs/sample/default.yaml"])
+    assert parse_trajectory(cfg.sample.trajectory)
+    assert parse_trajectory(SampleRootConfig().sample.trajectory)

@@ -1,0 +1,210 @@
+"""Rectified-flow (flow-matching) training objective with per-frame noise levels.
+
+    x_sigma = (1 - sigma) * x0 + sigma * noise,    target velocity v = noise - x0
+
+sigma is drawn from a logit-normal distribution (SD3). Memory frames (context, keyframes)
+stay clean (sigma = 0). Target frames of a sample share one sigma, except that with
+probability ``p_independent`` a sample draws an independent sigma per target frame
+(diffusion forcing): shared sigmas are what the sampler uses, independent ones teach the
+model to read partially denoised neighbours, which later lets a sampler run frames at
+different noise levels (rolling or pyramid schedules) at no extra training cost.
+
+Memory dropout (per sample) trains the model to work with any subset of its memories and
+provides the unconditional branch for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from worldmem.data.batch import FrameSet, WorldBatch
+from worldmem.models.dit import ModelFrames
+
+__all__ = ["FlowMatching", "FlowInputs", "DROP_KEYS", "encode_frames", "drop_memories"]
+
+DROP_KEYS = ("working", "episodic", "spatial", "text")
+
+
+def encode_frames(codec, frames: FrameSet, sigma: Tensor | None = None) -> ModelFrames:
+    """A ``FrameSet`` (rgb ``(B, N, 3, H, W)`` ...) -> ``ModelFrames`` through the codec.
+
+    sigma ``(B, N)`` or None (clean frames, sigma 0).
+    """
+    B, N = frames.rgb.shape[:2]
+    if N == 0:
+        h = frames.rgb.shape[-1] // codec.downsample
+        x = frames.rgb.new_zeros(B, 0, codec.channels, h, h)
+    else:
+        x = codec.encode(frames.rgb, frames.depth)
+    if sigma is None:
+        sigma = frames.rgb.new_zeros(B, N)
+    return ModelFrames(x=x, sigma=sigma, c2w=frames.c2w, K=frames.K, valid=frames.valid.bool())
+
+
+def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device, normal=False):
+    gen_device = generator.device if generator is not None else device
+    fn = torch.randn if normal else torch.rand
+    return fn(shape, generator=generator, device=gen_device).to(device)
+
+
+def drop_memories(
+    batch: WorldBatch, drop: dict[str, float] | None, generator: torch.Generator | None = None
+) -> WorldBatch:
+    """Per-sample memory dropout; returns a new batch (the input is not modified).
+
+    drop maps "working" (context frames -> valid False), "episodic" (keyframes -> valid
+    False), "spatial" (memory render rgb, depth and mask -> 0) and "text" (caption -> "") to
+    a probability in [0, 1].
+    """
+    if not drop:
+        return batch
+    unknown = set(drop) - set(DROP_KEYS)
+    if unknown:
+        raise ValueError(f"drop: unknown keys {sorted(unknown)}; want a subset of {DROP_KEYS}")
+    for k, p in drop.items():
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"drop['{k}']: want a probability in [0, 1], got {p}")
+    B = batch.batch_size
+    device = batch.target.rgb.device
+    u = _rand((len(DROP_KEYS), B), generator, device)  # one draw per key, fixed order
+    hit = {k: u[i] < float(drop.get(k, 0.0)) for i, k in enumerate(DROP_KEYS)}
+    context = replace(batch.context, valid=batch.context.valid & ~hit["working"][:, None])
+    keyframes = replace(batch.keyframes, valid=batch.keyframes.valid & ~hit["episodic"][:, None])
+    keep = (~hit["spatial"]).to(batch.memory_rgb.dtype)[:, None, None, None, None]
+    captions = ["" if h else c for c, h in zip(batch.caption, hit["text"].tolist())]
+    return replace(
+        batch,
+        context=context,
+        keyframes=keyframes,
+        memory_rgb=batch.memory_rgb * keep,
+        memory_depth=batch.memory_depth * keep,
+        memory_mask=batch.memory_mask * keep,
+        caption=captions,
+    )
+
+
+@dataclass
+class FlowInputs:
+    """What the model sees in one training step, plus the regression target.
+
+    target/context/keyframes: ``ModelFrames``; memory ``(B, T, C + 1, h, w)``; captions;
+    x0, noise, velocity ``(B, T, C, h, w)``; depth_known ``(B, T, 1, h, w)`` float.
+    """
+
+    target: ModelFrames
+    context: ModelFrames
+    keyframes: ModelFrames
+    memory: Tensor
+    captions: list[str]
+    x0: Tensor
+    noise: Tensor
+    velocity: Tensor
+    depth_known: Tensor
+
+
+class FlowMatching:
+    """Rectified flow with logit-normal sigmas and per-frame noise levels (see module doc)."""
+
+    def __init__(
+        self, logit_mean: float = 0.0, logit_std: float = 1.0, p_independent: float = 0.25
+    ):
+        if logit_std <= 0:
+            raise ValueError(f"FlowMatching: logit_std must be > 0, got {logit_std}")
+        if not 0.0 <= p_independent <= 1.0:
+            raise ValueError(f"FlowMatching: p_independent in [0, 1], got {p_independent}")
+        self.logit_mean = float(logit_mean)
+        self.logit_std = float(logit_std)
+        self.p_independent = float(p_independent)
+
+    def sample_sigmas(
+        self, B: int, T: int, generator: torch.Generator | None = None, device=None
+    ) -> Tensor:
+        """Noise levels ``(B, T)`` in (0, 1): shared per sample, or per frame w.p. p_independent."""
+        z = _rand((B, T), generator, device, normal=True)
+        shared = z[:, :1].expand(B, T)
+        indep = _rand((B,), generator, device) < self.p_independent
+        z = torch.where(indep[:, None], z, shared)
+        return torch.sigmoid(self.logit_mean + self.logit_std * z)
+
+    @staticmethod
+    def add_noise(x0: Tensor, noise: Tensor, sigma: Tensor) -> Tensor:
+        """x0, noise ``(B, T, C, h, w)``, sigma ``(B, T)`` -> ``(1 - sigma) x0 + sigma noise``."""
+        s = sigma[:, :, None, None, None].to(x0.dtype)
+        return (1.0 - s) * x0 + s * noise
+
+    def prepare(
+        self,
+        codec,
+        batch: WorldBatch,
+        drop: dict[str, float] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> FlowInputs:
+        """Dropout, encoding and noising of one batch (no model call)."""
+        if not isinstance(batch, WorldBatch):
+            raise ValueError(f"prepare: want a WorldBatch, got {type(batch).__name__}")
+        batch = drop_memories(batch, drop, generator)
+        B, T = batch.target.rgb.shape[:2]
+        device = batch.target.rgb.device
+        with torch.no_grad():
+            x0 = codec.encode(batch.target.rgb, batch.target.depth)
+            context = encode_frames(codec, batch.context)
+            keyframes = encode_frames(codec, batch.keyframes)
+            memory = codec.encode_memory(batch.memory_rgb, batch.memory_depth, batch.memory_mask)
+            depth_known = codec.depth_known(batch.target.depth)
+        sigma = self.sample_sigmas(B, T, generator, device).to(x0.dtype)
+        noise = _rand(tuple(x0.shape), generator, device, normal=True).to(x0.dtype)
+        target = ModelFrames(
+            x=self.add_noise(x0, noise, sigma),
+            sigma=sigma,
+            c2w=batch.target.c2w,
+            K=batch.target.K,
+            valid=batch.target.valid.bool(),
+        )
+        return FlowInputs(
+            target=target,
+            context=context,
+            keyframes=keyframes,
+            memory=memory,
+            captions=list(batch.caption),
+            x0=x0,
+            noise=noise,
+            velocity=noise - x0,
+            depth_known=depth_known,
+        )
+
+    def training_losses(
+        self,
+        model,
+        codec,
+        batch: WorldBatch,
+        drop: dict[str, float] | None = None,
+        depth_loss_weight: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Flow-matching loss of ``model`` on ``batch``.
+
+        Returns dict(loss, loss_rgb, loss_depth) of scalars: loss_rgb is the MSE of the
+        velocity on the codec's rgb channels, loss_depth on its depth channels where the
+        ground-truth depth is known; both over valid target frames only.
+        loss = loss_rgb + depth_loss_weight * loss_depth.
+        """
+        inp = self.prepare(codec, batch, drop, generator)
+        pred = model(
+            inp.target,
+            context=inp.context,
+            keyframes=inp.keyframes,
+            memory=inp.memory,
+            captions=inp.captions,
+        ).sample
+        err = (pred.float() - inp.velocity.float()) ** 2  # (B, T, C, h, w)
+        frame_w = inp.target.valid.float()[:, :, None, None, None]  # (B, T, 1, 1, 1)
+        rgb_err = err[:, :, codec.rgb_channels] * frame_w
+        loss_rgb = rgb_err.sum() / (frame_w.sum() * rgb_err[0, 0].numel()).clamp(min=1.0)
+        d_err = err[:, :, codec.depth_channels]
+        d_w = inp.depth_known.float() * frame_w  # (B, T, 1, h, w), broadcasts over channels
+        loss_depth = (d_err * d_w).sum() / (d_w.sum() * d_err.shape[2]).clamp(min=1.0)
+        loss = loss_rgb + depth_loss_weight * loss_depth
+        return {"loss": loss, "loss_rgb": loss_rgb, "loss_depth": loss_depth}

@@ -1,0 +1,120 @@
+"""Few-step generation of one chunk: Euler flow-matching steps with a diffusers scheduler.
+
+The memory frames (context, keyframes) and the text are run through the DiT once per chunk
+(``WorldDiT.encode_context``); every denoising step then only runs the target tokens against
+the cached keys and values. With ``guidance_scale != 1`` the conditional and unconditional
+branches (text, spatial memory and keyframes dropped; the working memory kept) run as one
+batch of 2B: v = v_uncond + g * (v_cond - v_uncond).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+from torch import Tensor
+
+from worldmem.data.batch import WorldBatch
+from worldmem.diffusion.flow import encode_frames
+from worldmem.models.dit import ModelFrames
+
+__all__ = ["WorldSampler"]
+
+
+class WorldSampler:
+    """Generate target frames for a ``WorldBatch`` with ``steps`` Euler steps.
+
+    model: a ``WorldDiT``; codec: its codec; shift: the scheduler's timestep shift (1 = none;
+    > 1 spends more steps at high noise); use_cache: cache the memory frames' keys/values
+    (identical results, fewer FLOPs).
+    """
+
+    def __init__(
+        self,
+        model,
+        codec,
+        steps: int = 4,
+        guidance_scale: float = 1.0,
+        shift: float = 1.0,
+        use_cache: bool = True,
+    ):
+        if steps < 1:
+            raise ValueError(f"WorldSampler: steps must be >= 1, got {steps}")
+        if shift <= 0:
+            raise ValueError(f"WorldSampler: shift must be > 0, got {shift}")
+        self.model = model
+        self.codec = codec
+        self.steps = int(steps)
+        self.guidance_scale = float(guidance_scale)
+        self.shift = float(shift)
+        self.use_cache = use_cache
+
+    def _check(self, batch: WorldBatch) -> None:
+        if not isinstance(batch, WorldBatch):
+            raise ValueError(f"generate: want a WorldBatch, got {type(batch).__name__}")
+        size = self.model.config.image_size
+        H, W = batch.target.rgb.shape[-2:]
+        if (H, W) != (size, size):
+            raise ValueError(f"generate: target frames are {H}x{W}, the model wants {size}x{size}")
+        if batch.target.num == 0:
+            raise ValueError("generate: the batch has no target frames")
+
+    @torch.no_grad()
+    def generate(
+        self, batch: WorldBatch, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Denoise ``batch.target`` (only its c2w, K, valid and shape are used).
+
+        Returns (rgb ``(B, T, 3, H, W)`` in [0, 1], depth ``(B, T, 1, H, W)`` metres).
+        ``generator`` makes the initial noise (and so the result) deterministic.
+        """
+        self._check(batch)
+        model, codec = self.model, self.codec
+        device = next(model.parameters()).device
+        batch = batch.to(device)
+        B, T = batch.target.rgb.shape[:2]
+        H = batch.target.rgb.shape[-1]
+        h = H // codec.downsample
+
+        # 1. memories in model space (cond, then uncond when guiding)
+        context = encode_frames(codec, batch.context)
+        keyframes = encode_frames(codec, batch.keyframes)
+        memory = codec.encode_memory(batch.memory_rgb, batch.memory_depth, batch.memory_mask)
+        captions = list(batch.caption)
+        guide = self.guidance_scale != 1.0
+        if guide:
+            context = context.cat(context)
+            keyframes = keyframes.cat(replace(keyframes, valid=torch.zeros_like(keyframes.valid)))
+            memory = torch.cat([memory, torch.zeros_like(memory)])
+            captions = captions + [""] * B
+        n = 2 * B if guide else B
+        c2w = batch.target.c2w.repeat(n // B, 1, 1, 1)
+        K = batch.target.K.repeat(n // B, 1, 1, 1)
+        valid = batch.target.valid.bool().repeat(n // B, 1)
+        text = model.encode_text(captions)
+        cache = None
+        if self.use_cache:
+            cache = model.encode_context(context, keyframes, c2w[:, 0], text=text)
+
+        # 2. Euler steps from pure noise (sigma 1) to data (sigma 0)
+        scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=self.shift)
+        scheduler.set_timesteps(self.steps, device=device)
+        gen_device = generator.device if generator is not None else device
+        shape = (B, T, codec.channels, h, h)
+        x = torch.randn(shape, generator=generator, device=gen_device).to(device)
+        for i, t in enumerate(scheduler.timesteps):
+            sigma = scheduler.sigmas[i].to(device=device, dtype=x.dtype).expand(n, T)
+            xin = x.repeat(n // B, 1, 1, 1, 1)
+            target = ModelFrames(x=xin, sigma=sigma, c2w=c2w, K=K, valid=valid)
+            if cache is not None:
+                v = model(target, memory=memory, cache=cache).sample
+            else:
+                v = model(target, context, keyframes, memory=memory, text=text).sample
+            if guide:
+                v_cond, v_uncond = v.chunk(2)
+                v = v_uncond + self.guidance_scale * (v_cond - v_uncond)
+            x = scheduler.step(v, t, x).prev_sample
+
+        # 3. back to pixels
+        return codec.decode(x)

@@ -1,0 +1,518 @@
+"""The video diffusion transformer (DiT) of the world model.
+
+One token sequence per sample holds three groups of frames, in this order:
+
+    context (working memory, clean) | keyframes (episodic memory, clean) | targets (noisy)
+
+Every frame has its own noise level ``sigma`` (diffusion-forcing style), embedded and used
+for adaLN-Zero modulation of that frame's tokens. Each token carries its patch, the
+Pluecker rays of its pixels relative to the first target camera, a 2D position, a role
+(context / keyframe / target) and a slot (its index within the group). Target tokens also
+get the spatial-memory render at their camera, through a zero-initialised patch embedding.
+
+Attention is block-causal: context and keyframe tokens attend only to context and keyframe
+tokens, target tokens attend to everything, and frames with ``valid=False`` are never keys
+(a frame always sees itself, so no row is empty). Hence the context's keys and values do
+not depend on the targets and are cached once per chunk (``encode_context`` -> ``KVCache``).
+Text enters by cross-attention in every block.
+
+The model knows nothing about the noise process (see ``worldmem.diffusion``): it maps noisy
+frames and their sigmas to a velocity for every target frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import Tensor, nn
+
+from worldmem.config import ModelConfig
+from worldmem.models.embeddings import (
+    CameraEmbedding,
+    TimestepEmbedding,
+    camera_rays,
+    patchify,
+    sincos_2d,
+    unpatchify,
+)
+from worldmem.models.text import ByteTextEncoder, HFTextEncoder, TextStates
+
+__all__ = ["WorldDiT", "WorldDiTOutput", "ModelFrames", "KVCache", "ROLES"]
+
+ROLES = {"context": 0, "keyframe": 1, "target": 2}
+
+
+@dataclass
+class ModelFrames:
+    """Frames in model space (after the codec).
+
+    x ``(B, N, C, h, w)``, sigma ``(B, N)`` noise level in [0, 1] (0 = clean), c2w
+    ``(B, N, 4, 4)``, K ``(B, N, 3, 3)`` pixel intrinsics at the model's ``image_size``,
+    valid ``(B, N)`` bool.
+    """
+
+    x: Tensor
+    sigma: Tensor
+    c2w: Tensor
+    K: Tensor
+    valid: Tensor
+
+    def __post_init__(self):
+        if self.x.dim() != 5:
+            raise ValueError(f"ModelFrames.x: want (B, N, C, h, w), got {tuple(self.x.shape)}")
+        B, N = self.x.shape[:2]
+        for name, shape in (
+            ("sigma", (B, N)),
+            ("c2w", (B, N, 4, 4)),
+            ("K", (B, N, 3, 3)),
+            ("valid", (B, N)),
+        ):
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise ValueError(f"ModelFrames.{name}: want {shape}, got {got}")
+        if self.valid.dtype != torch.bool:
+            raise ValueError(f"ModelFrames.valid: want bool, got {self.valid.dtype}")
+
+    @property
+    def num(self) -> int:
+        return self.x.shape[1]
+
+    def cat(self, other: ModelFrames) -> ModelFrames:
+        """Concatenate two sets along the batch axis."""
+        return ModelFrames(
+            *(torch.cat([getattr(self, k), getattr(other, k)]) for k in self.__dataclass_fields__)
+        )
+
+
+@dataclass
+class KVCache:
+    """Context and keyframe keys/values of every block, computed once per chunk.
+
+    keys, values: one ``(B, heads, Lc, head_dim)`` per block; frame_valid ``(B, Fc)`` bool
+    (which context/keyframe frames may be attended); text: the projected text states.
+    """
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    frame_valid: Tensor
+    text: TextStates
+
+
+@dataclass
+class WorldDiTOutput(BaseOutput):
+    """sample ``(B, T, C, h, w)``: the predicted velocity of every target frame."""
+
+    sample: Tensor
+
+
+def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    # x (B, F, n, D); shift, scale (B, F, D): each frame's tokens get that frame's modulation
+    return x * (1 + scale[:, :, None]) + shift[:, :, None]
+
+
+class DiTBlock(nn.Module):
+    """Self-attention (block-causal), text cross-attention, MLP; adaLN-Zero on sigma."""
+
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = hidden // heads
+        self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self.proj = nn.Linear(hidden, hidden)
+        self.norm2 = nn.LayerNorm(hidden, eps=1e-6)
+        self.cross_q = nn.Linear(hidden, hidden)
+        self.cross_kv = nn.Linear(hidden, 2 * hidden)
+        self.cross_proj = nn.Linear(hidden, hidden)
+        self.norm3 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        mlp_hidden = int(hidden * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden, mlp_hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(mlp_hidden, hidden),
+        )
+        # per-block offset added to the shared sigma modulation (adaLN-single, PixArt-alpha)
+        self.mod_table = nn.Parameter(torch.zeros(6, hidden))
+
+    def forward(
+        self,
+        x: Tensor,
+        mod: Tensor,
+        attn_mask: Tensor,
+        text: Tensor,
+        text_mask: Tensor,
+        prefix_k: Tensor | None = None,
+        prefix_v: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """x ``(B, F, n, D)``, mod ``(B, F, 6, D)``, attn_mask ``(B, 1, F n, Lp + F n)`` bool,
+        text ``(B, Lt, D)``, text_mask ``(B, Lt)``, prefix k/v ``(B, heads, Lp, hd)`` ->
+        (x ``(B, F, n, D)``, this block's own k, v ``(B, heads, F n, hd)``)."""
+        B, Fr, n, D = x.shape
+        shift1, scale1, gate1, shift2, scale2, gate2 = (mod + self.mod_table).unbind(2)
+        # 1. self-attention
+        h = _modulate(self.norm1(x), shift1, scale1).reshape(B, Fr * n, D)
+        q, k, v = self.qkv(h).view(B, Fr * n, 3, self.heads, self.head_dim).unbind(2)
+        q, k = self.q_norm(q).transpose(1, 2), self.k_norm(k).transpose(1, 2)  # (B, h, L, hd)
+        v = v.transpose(1, 2)
+        k_all = k if prefix_k is None else torch.cat([prefix_k, k], 2)
+        v_all = v if prefix_v is None else torch.cat([prefix_v, v], 2)
+        a = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=attn_mask)
+        a = self.proj(a.transpose(1, 2).reshape(B, Fr, n, D))
+        x = x + gate1[:, :, None] * a
+        # 2. text cross-attention
+        hq = self.cross_q(self.norm2(x)).view(B, Fr * n, self.heads, self.head_dim).transpose(1, 2)
+        tk, tv = self.cross_kv(text).view(B, -1, 2, self.heads, self.head_dim).unbind(2)
+        c = F.scaled_dot_product_attention(
+            hq, tk.transpose(1, 2), tv.transpose(1, 2), attn_mask=text_mask[:, None, None, :]
+        )
+        x = x + self.cross_proj(c.transpose(1, 2).reshape(B, Fr, n, D))
+        # 3. MLP
+        x = x + gate2[:, :, None] * self.mlp(_modulate(self.norm3(x), shift2, scale2))
+        return x, k, v
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated LayerNorm and a linear map to patch pixels (both zero-initialised)."""
+
+    def __init__(self, hidden: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * hidden))
+        self.linear = nn.Linear(hidden, out_dim)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        shift, scale = self.ada(cond).chunk(2, -1)  # (B, F, D) each
+        return self.linear(_modulate(self.norm(x), shift, scale))
+
+
+class WorldDiT(ModelMixin, ConfigMixin):
+    """Camera-, memory- and text-conditioned video DiT; constructor args = ``ModelConfig``.
+
+    ``codec``, ``codec_path`` and ``depth_near_m`` are not used by the network itself; they
+    are stored in its config so a saved model says which codec its latents belong to.
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        image_size: int = 64,
+        patch_size: int = 8,
+        hidden_size: int = 256,
+        depth: int = 6,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        chunk_frames: int = 2,
+        max_frames: int = 16,
+        codec: str = "identity",
+        codec_path: str | None = None,
+        latent_channels: int = 4,
+        latent_downsample: int = 1,
+        text_encoder: str = "bytes",
+        text_encoder_path: str | None = None,
+        text_max_tokens: int = 64,
+        text_width: int = 256,
+        text_layers: int = 2,
+        depth_near_m: float = 0.25,
+        gradient_checkpointing: bool = False,
+    ):
+        super().__init__()
+        grid = image_size // latent_downsample
+        if image_size % latent_downsample or grid % patch_size:
+            raise ValueError(
+                f"WorldDiT: image_size {image_size} / latent_downsample {latent_downsample} "
+                f"must be an integer divisible by patch_size {patch_size}"
+            )
+        if hidden_size % num_heads or hidden_size % 4:
+            raise ValueError(
+                f"WorldDiT: hidden_size {hidden_size} must be divisible by num_heads "
+                f"{num_heads} and by 4"
+            )
+        self.grid = grid
+        self.tokens_per_frame = (grid // patch_size) ** 2
+        p, C, D = patch_size, latent_channels, hidden_size
+
+        # embeddings
+        self.patch_embed = nn.Linear(C * p * p, D)
+        self.memory_embed = nn.Linear((C + 1) * p * p, D, bias=False)  # zero-init: see init
+        self.camera_embed = CameraEmbedding(p, D)
+        self.role_embed = nn.Embedding(len(ROLES), D)
+        self.slot_embed = nn.Embedding(max_frames, D)
+        self.register_buffer(
+            "pos_embed", sincos_2d(D, grid // p, grid // p), persistent=False
+        )  # (n, D)
+        self.time_embed = TimestepEmbedding(D)
+        self.time_mod = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))  # shared by all blocks
+        if text_encoder == "bytes":
+            self.text_model = ByteTextEncoder(text_max_tokens, text_width, text_layers)
+        elif text_encoder == "hf":
+            if not text_encoder_path:
+                raise ValueError("WorldDiT: text_encoder='hf' needs text_encoder_path")
+            self.text_model = HFTextEncoder(text_encoder_path, text_max_tokens)
+        else:
+            raise ValueError(f"WorldDiT: text_encoder '{text_encoder}' is not bytes or hf")
+        tw = self.text_model.width
+        self.text_proj = nn.Sequential(nn.LayerNorm(tw), nn.Linear(tw, D))
+
+        # transformer and output
+        self.blocks = nn.ModuleList(DiTBlock(D, num_heads, mlp_ratio) for _ in range(depth))
+        self.final = FinalLayer(D, C * p * p)
+
+        self.gradient_checkpointing = False
+        self.initialize_weights()
+        if gradient_checkpointing:
+            self.enable_gradient_checkpointing()
+
+    @classmethod
+    def from_model_config(cls, cfg: ModelConfig) -> WorldDiT:
+        """Build from a ``ModelConfig`` (every field is a constructor argument)."""
+        if not isinstance(cfg, ModelConfig):
+            raise ValueError(f"from_model_config: want a ModelConfig, got {type(cfg).__name__}")
+        return cls(**asdict(cfg))
+
+    def model_config(self) -> ModelConfig:
+        """The ``ModelConfig`` this model was built from."""
+        return ModelConfig(**{k: self.config[k] for k in ModelConfig.__dataclass_fields__})
+
+    def initialize_weights(self) -> None:
+        """All initialisation: xavier linears, small embeddings, adaLN-Zero, zero output."""
+
+        def _basic(m: nn.Module) -> None:
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+        self.apply(_basic)
+        for emb in (self.role_embed.weight, self.slot_embed.weight, self.text_model.null):
+            nn.init.normal_(emb, std=0.02)
+        if isinstance(self.text_model, ByteTextEncoder):
+            nn.init.normal_(self.text_model.embed.weight, std=0.02)
+            nn.init.normal_(self.text_model.pos, std=0.02)
+        for lin in (self.time_embed.mlp[0], self.time_embed.mlp[2]):
+            nn.init.normal_(lin.weight, std=0.02)
+        # adaLN-Zero: every gate, shift and scale starts at zero
+        nn.init.zeros_(self.time_mod[1].weight)
+        nn.init.zeros_(self.time_mod[1].bias)
+        for block in self.blocks:
+            nn.init.zeros_(block.mod_table)
+            nn.init.zeros_(block.cross_proj.weight)  # cross-attention starts as a no-op
+            nn.init.zeros_(block.cross_proj.bias)
+        # the spatial memory enters as if through zero-initialised extra input channels
+        nn.init.zeros_(self.memory_embed.weight)
+        # DiT: zero output layer
+        for lin in (self.final.ada[1], self.final.linear):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def memory_parameters(self) -> list[nn.Parameter]:
+        """Parameters that read the spatial-memory render (for separate lr or freezing)."""
+        return list(self.memory_embed.parameters())
+
+    # ------------------------------------------------------------------ encoding pieces
+
+    def encode_text(self, captions: list[str]) -> TextStates:
+        """captions (B strings; "" = no text) -> ``TextStates`` states ``(B, L, hidden)``."""
+        t = self.text_model(captions)
+        return TextStates(self.text_proj(t.states.to(self.dtype)), t.mask)
+
+    def _embed(
+        self,
+        frames: ModelFrames,
+        role: str,
+        reference_c2w: Tensor,
+        memory: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Tokens ``(B, N, n, D)`` and per-frame conditioning ``(B, N, D)`` of one group."""
+        cfg = self.config
+        B, N, C, h, w = frames.x.shape
+        if (C, h, w) != (cfg.latent_channels, self.grid, self.grid):
+            raise ValueError(
+                f"WorldDiT: {role} frames must be (B, N, {cfg.latent_channels}, {self.grid}, "
+                f"{self.grid}), got {tuple(frames.x.shape)}"
+            )
+        if N > cfg.max_frames:
+            raise ValueError(f"WorldDiT: {N} {role} frames exceed max_frames {cfg.max_frames}")
+        p = cfg.patch_size
+        tok = self.patch_embed(patchify(frames.x.to(self.dtype), p))  # (B, N, n, D)
+        rays = camera_rays(
+            frames.c2w.float(), frames.K.float(), reference_c2w.float(), cfg.image_size,
+            cfg.latent_downsample, p,
+        )  # fmt: skip
+        tok = tok + self.camera_embed(rays) + self.pos_embed
+        slots = torch.arange(N, device=tok.device)
+        if role == "context":
+            slots = slots.flip(0)  # the most recent context frame is slot 0
+        extra = self.role_embed.weight[ROLES[role]] + self.slot_embed(slots)  # (N, D)
+        tok = tok + extra[None, :, None]
+        if memory is not None:
+            want = (B, N, C + 1, h, w)
+            if tuple(memory.shape) != want:
+                raise ValueError(f"WorldDiT: memory must be {want}, got {tuple(memory.shape)}")
+            tok = tok + self.memory_embed(patchify(memory.to(self.dtype), p))
+        return tok, self.time_embed(frames.sigma)
+
+    def _run_blocks(
+        self,
+        x: Tensor,
+        cond: Tensor,
+        frame_mask: Tensor,
+        text: TextStates,
+        cache: KVCache | None = None,
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """x ``(B, F, n, D)``, cond ``(B, F, D)``, frame_mask ``(B, F, Fk)`` over all key frames
+        (cached then own) -> (x, keys, values) of every block."""
+        B, Fr, n, _ = x.shape
+        Fk = frame_mask.shape[2]
+        attn_mask = (
+            frame_mask[:, :, None, :, None].expand(B, Fr, n, Fk, n).reshape(B, 1, Fr * n, Fk * n)
+        )
+        mod = self.time_mod(cond).unflatten(-1, (6, -1))  # (B, F, 6, D)
+        keys, values = [], []
+        for i, block in enumerate(self.blocks):
+            args = (x, mod, attn_mask, text.states, text.mask)
+            if cache is not None:
+                args = args + (cache.keys[i], cache.values[i])
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x, k, v = self._gradient_checkpointing_func(block, *args)
+            else:
+                x, k, v = block(*args)
+            keys.append(k)
+            values.append(v)
+        return x, keys, values
+
+    def _text(self, B: int, captions: list[str] | None, text: TextStates | None) -> TextStates:
+        if text is None:
+            captions = [""] * B if captions is None else list(captions)
+            if len(captions) != B:
+                raise ValueError(f"WorldDiT: want {B} captions, got {len(captions)}")
+            text = self.encode_text(captions)
+        if text.states.shape[0] != B:
+            raise ValueError(f"WorldDiT: text batch {text.states.shape[0]} != {B}")
+        return text
+
+    @staticmethod
+    def _check_batch(B: int, **groups: ModelFrames | None) -> None:
+        for name, g in groups.items():
+            if g is not None and g.x.shape[0] != B:
+                raise ValueError(f"WorldDiT: {name} batch {g.x.shape[0]}, targets have {B}")
+
+    def _memory_groups(
+        self, context: ModelFrames | None, keyframes: ModelFrames | None, reference_c2w: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Embed context then keyframes: tokens ``(B, Fc, n, D)``, cond ``(B, Fc, D)``, valid
+        ``(B, Fc)``."""
+        toks, conds, valids = [], [], []
+        for frames, role in ((context, "context"), (keyframes, "keyframe")):
+            if frames is not None and frames.num > 0:
+                t, c = self._embed(frames, role, reference_c2w)
+                toks.append(t)
+                conds.append(c)
+                valids.append(frames.valid)
+        B = reference_c2w.shape[0]
+        D, n = self.config.hidden_size, self.tokens_per_frame
+        if not toks:
+            dev = reference_c2w.device
+            empty = torch.zeros(B, 0, n, D, device=dev, dtype=self.dtype)
+            return empty, empty[:, :, 0], torch.zeros(B, 0, dtype=torch.bool, device=dev)
+        return torch.cat(toks, 1), torch.cat(conds, 1), torch.cat(valids, 1)
+
+    # ------------------------------------------------------------------ public API
+
+    def encode_context(
+        self,
+        context: ModelFrames | None,
+        keyframes: ModelFrames | None,
+        reference_c2w: Tensor,
+        captions: list[str] | None = None,
+        text: TextStates | None = None,
+    ) -> KVCache:
+        """Run the clean memory frames once and keep every block's keys and values.
+
+        context ``(B, Nc, ...)`` and keyframes ``(B, Nk, ...)`` as ``ModelFrames`` (either may
+        be None or empty), reference_c2w ``(B, 4, 4)`` (the first target camera), captions (B
+        strings) or precomputed ``text`` -> ``KVCache`` with ``Lc = (Nc + Nk) * n`` tokens.
+        """
+        if reference_c2w.dim() != 3 or reference_c2w.shape[-2:] != (4, 4):
+            raise ValueError(f"reference_c2w: want (B, 4, 4), got {tuple(reference_c2w.shape)}")
+        B = reference_c2w.shape[0]
+        self._check_batch(B, context=context, keyframes=keyframes)
+        text = self._text(B, captions, text)
+        x, cond, valid = self._memory_groups(context, keyframes, reference_c2w)
+        Fc = valid.shape[1]
+        eye = torch.eye(Fc, dtype=torch.bool, device=valid.device)
+        frame_mask = valid[:, None, :] | eye  # memory frames see valid memory frames and self
+        _, keys, values = self._run_blocks(x, cond, frame_mask, text)
+        return KVCache(keys=keys, values=values, frame_valid=valid, text=text)
+
+    def forward(
+        self,
+        target: ModelFrames,
+        context: ModelFrames | None = None,
+        keyframes: ModelFrames | None = None,
+        memory: Tensor | None = None,
+        captions: list[str] | None = None,
+        text: TextStates | None = None,
+        cache: KVCache | None = None,
+        return_dict: bool = True,
+    ) -> WorldDiTOutput | tuple[Tensor]:
+        """Predict the velocity of every target frame.
+
+        target: noisy target frames ``ModelFrames`` x ``(B, T, C, h, w)``, sigma ``(B, T)``.
+        context, keyframes: clean memory frames (``(B, Nc, ...)``, ``(B, Nk, ...)``), or
+        ``cache`` from ``encode_context`` (then context, keyframes, captions and text must be
+        None). memory ``(B, T, C + 1, h, w)``: the encoded spatial-memory render at each target
+        camera, or None (same as all zeros). captions: B strings ("" = no text), or ``text``.
+        Returns ``WorldDiTOutput(sample (B, T, C, h, w))``.
+        """
+        B, T = target.x.shape[:2]
+        if T == 0:
+            raise ValueError("WorldDiT.forward: need at least one target frame")
+        reference = target.c2w[:, 0]
+        # 1. memory frames (or their cache) and text
+        if cache is not None:
+            if any(a is not None for a in (context, keyframes, captions, text)):
+                raise ValueError("WorldDiT.forward: pass either cache or context/keyframes/text")
+            if cache.frame_valid.shape[0] != B:
+                raise ValueError(f"WorldDiT: cache batch {cache.frame_valid.shape[0]} != {B}")
+            mem_valid, text = cache.frame_valid, cache.text
+        else:
+            self._check_batch(B, context=context, keyframes=keyframes)
+            text = self._text(B, captions, text)
+            m_tok, m_cond, mem_valid = self._memory_groups(context, keyframes, reference)
+        Fc = mem_valid.shape[1]
+        # 2. target tokens
+        t_tok, t_cond = self._embed(target, "target", reference, memory)
+        # 3. attention mask over frames: targets see valid memory frames, valid targets, self
+        eye = torch.eye(T, dtype=torch.bool, device=mem_valid.device)
+        tgt_rows = torch.cat(
+            [mem_valid[:, None, :].expand(B, T, Fc), target.valid[:, None, :] | eye], 2
+        )  # (B, T, Fc + T)
+        # 4. blocks
+        if cache is not None:
+            x, _, _ = self._run_blocks(t_tok, t_cond, tgt_rows, text, cache)
+        else:
+            mem_eye = torch.eye(Fc, dtype=torch.bool, device=mem_valid.device)
+            mem_rows = torch.cat(
+                [mem_valid[:, None, :] | mem_eye, mem_valid.new_zeros(B, Fc, T)], 2
+            )  # (B, Fc, Fc + T): memory frames never see targets
+            frame_mask = torch.cat([mem_rows, tgt_rows], 1)
+            x = torch.cat([m_tok, t_tok], 1)
+            cond = torch.cat([m_cond, t_cond], 1)
+            x, _, _ = self._run_blocks(x, cond, frame_mask, text)
+            x = x[:, Fc:]
+        # 5. output
+        out = self.final(x, t_cond)  # (B, T, n, C p p)
+        g, p = self.grid, self.config.patch_size
+        sample = unpatchify(out, p, g, g).to(target.x.dtype)
+        if not return_dict:
+            return (sample,)
+        return WorldDiTOutput(sample=sample)
