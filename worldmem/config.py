@@ -17,6 +17,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 __all__ = [
     "ModelConfig",
+    "BackboneConfig",
     "MemoryConfig",
     "DataConfig",
     "TrainConfig",
@@ -81,6 +82,27 @@ class ModelConfig:
     def __post_init__(self):
         _choice(self, "codec", ("identity", "vae"))
         _choice(self, "text_encoder", ("bytes", "hf"))
+
+
+@dataclass
+class BackboneConfig:
+    """A pretrained diffusers video transformer fine-tuned as the world model (docs/backbones.md).
+
+    With a backbone, ``ModelConfig`` gives the frame size, chunking, VAE (codec_path) and text
+    encoder (text_encoder_path); the transformer's architecture comes from ``path``.
+    """
+
+    kind: str = "none"  # none: train WorldDiT from ModelConfig; wan | cogvideox: a backbone
+    path: str | None = None  # diffusers pipeline folder (with transformer/) or transformer folder
+    trainable: str = "lora"  # adapter (added layers) | lora (+ LoRA factors) | full
+    lora_rank: int = 64  # LoRA rank on every attention q, k, v and output projection
+    lora_alpha: float = 64.0  # LoRA scale = lora_alpha / lora_rank
+    weight_dtype: str = "bfloat16"  # frozen backbone weights; trainable ones are kept float32
+
+    def __post_init__(self):
+        _choice(self, "kind", ("none", "wan", "cogvideox"))
+        _choice(self, "trainable", ("adapter", "lora", "full"))
+        _choice(self, "weight_dtype", ("bfloat16", "float16", "float32"))
 
 
 @dataclass
@@ -162,6 +184,7 @@ class TrainConfig:
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"  # auto | ddp | fsdp
+    fsdp_wrap_modules: list[str] = field(default_factory=list)  # FSDP unit class names (fsdp)
     log_every_steps: int = 10
     sample_every_steps: int = 500  # writes a sample video to the logs
     ckpt_every_steps: int = 250
@@ -216,6 +239,7 @@ class TrainRootConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
 
 @dataclass

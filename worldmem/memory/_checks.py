@@ -1,0 +1,57 @@
+"""Input checks shared by the memories: every public entry validates before it mutates."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import Tensor
+
+from worldmem.geometry.camera import check_c2w, check_K
+
+
+def expect(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+def check_tensor(x, name: str, shape: tuple, floating: bool = True) -> None:
+    """``shape`` holds ints or None (any size); raises ``ValueError`` naming got and wanted."""
+    expect(isinstance(x, Tensor), f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    ok = x.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, x.shape))
+    expect(ok, f"{name}: expected shape {want}, got {tuple(x.shape)}")
+    if floating:
+        expect(x.is_floating_point(), f"{name}: expected a float tensor, got {x.dtype}")
+
+
+def check_cameras(c2w: Tensor, K: Tensor, n: int | None = None, batched: bool = True) -> None:
+    """c2w ``(n, 4, 4)`` rigid and K ``(n, 3, 3)`` pinhole (or unbatched ``(4, 4)``, ``(3, 3)``)."""
+    lead = (n,) if batched else ()
+    check_tensor(c2w, "c2w", (*lead, 4, 4))
+    check_tensor(K, "K", (*lead, 3, 3))
+    check_c2w(c2w, "c2w")
+    check_K(K, "K")
+    last = K.reshape(-1, 3, 3)[:, 2].double()
+    want = torch.tensor([0.0, 0.0, 1.0], dtype=last.dtype, device=last.device)
+    bad = (last - want).abs().amax(-1) > 1e-6
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"K: intrinsics {i} has last row {last[i].tolist()}, wanted [0, 0, 1]")
+
+
+def check_size(height, width) -> tuple[int, int]:
+    ok = all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in (height, width))
+    expect(ok, f"height, width: expected positive ints, got {height!r}, {width!r}")
+    return int(height), int(width)
+
+
+def check_step(step, name: str = "step") -> int:
+    """A non-negative integer (Python, numpy or 0-d integer tensor) as an int."""
+    try:
+        value = operator.index(step)
+    except TypeError:
+        value = None
+    ok = value is not None and not isinstance(step, bool) and value >= 0
+    expect(ok, f"{name}: expected a non-negative int, got {step!r}")
+    return int(value)

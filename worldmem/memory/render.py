@@ -1,0 +1,328 @@
+"""Rendering a point cloud at a batch of cameras.
+
+Two backends with the same output (``MemoryRender``):
+
+* ``splat_points``: a pure-torch z-buffer splat that runs on CPU and CUDA. Each point covers
+  the pixels whose centres lie within its footprint radius of its projection (and always the
+  pixel it falls in); every pixel keeps its nearest point. Depth (as float32 bits, which order
+  like the floats for positive values) and point index are packed into one int64 key, so a
+  single ``scatter_reduce(amin)`` per footprint offset finds both the winning depth and the
+  winner; equal depths go to the lower point index, so the result is deterministic.
+* ``gsplat_points``: isotropic Gaussians through ``gsplat.rasterization`` (CUDA only).
+
+Cameras follow ``worldmem.geometry.camera``: OpenCV frame, c2w 4x4, K 3x3 in pixels, pixel
+centres at +0.5.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from worldmem.geometry.camera import se3_inverse
+
+__all__ = [
+    "MemoryRender",
+    "splat_points",
+    "zbuffer",
+    "compose",
+    "gsplat_points",
+    "gsplat_available",
+]
+
+_OWN_PIXEL_RADIUS_PX = 0.5  # radii up to this reach no pixel beyond the one a point falls in
+_EMPTY = torch.iinfo(torch.int64).max  # z-buffer value of a pixel no point reached
+
+
+@dataclass
+class MemoryRender:
+    """The spatial memory seen from V cameras.
+
+    rgb ``(V, 3, H, W)`` in [0, 1], depth ``(V, 1, H, W)`` z-depth in metres, mask
+    ``(V, 1, H, W)`` float 1 where a point landed and 0 elsewhere (rgb and depth are 0 there).
+    """
+
+    rgb: Tensor
+    depth: Tensor
+    mask: Tensor
+
+    def to(self, device) -> MemoryRender:
+        return MemoryRender(self.rgb.to(device), self.depth.to(device), self.mask.to(device))
+
+
+def empty_render(num_views: int, height: int, width: int, device, dtype=torch.float32):
+    """A render with nothing in it: zeros of the ``MemoryRender`` shapes."""
+    z = torch.zeros(num_views, 1, height, width, device=device, dtype=dtype)
+    return MemoryRender(z.expand(-1, 3, -1, -1).clone(), z.clone(), z.clone())
+
+
+@lru_cache(maxsize=16)
+def _footprint_levels(max_radius_px: int) -> tuple[tuple[float, tuple[int, ...], tuple[int, ...]]]:
+    """Pixel offsets around a point's own pixel, grouped by the least footprint radius that can
+    reach them: ``((threshold_px, dxs, dys), ...)`` in increasing threshold.
+
+    A point inside pixel (0, 0) is at least ``max(|d| - 0.5, 0)`` per axis from the centre of
+    pixel (dx, dy), so a point of radius r can only cover offsets whose threshold is below r.
+    """
+    by_threshold: dict[float, list[tuple[int, int]]] = {}
+    for dy in range(-max_radius_px, max_radius_px + 1):
+        for dx in range(-max_radius_px, max_radius_px + 1):
+            if dx == 0 and dy == 0:
+                continue
+            t = math.hypot(max(abs(dx) - 0.5, 0.0), max(abs(dy) - 0.5, 0.0))
+            if t < max_radius_px:
+                by_threshold.setdefault(round(t, 9), []).append((dx, dy))
+    return tuple(
+        (t, tuple(o[0] for o in by_threshold[t]), tuple(o[1] for o in by_threshold[t]))
+        for t in sorted(by_threshold)
+    )
+
+
+def _project(xyz_t: Tensor, c2w: Tensor, K: Tensor) -> Tensor:
+    """Points ``(3, N)`` into V cameras: ``(V, 3, N)`` holding (fx x + cx z, fy y + cy z, z)
+    in each camera's frame. (Points as rows of a (3, N) array make this a fast GEMM.)"""
+    P = K @ se3_inverse(c2w)[:, :3, :]  # (V, 3, 4)
+    return torch.baddbmm(P[:, :, 3:], P[:, :, :3], xyz_t.expand(P.shape[0], 3, -1))
+
+
+def _scatter_footprints(
+    zbuf: Tensor,
+    iu: Tensor,
+    iv: Tensor,
+    fu: Tensor,
+    fv: Tensor,
+    r: Tensor,
+    key: Tensor,
+    base: Tensor,
+    height: int,
+    width: int,
+    max_radius_px: int,
+    only: Tensor | None = None,
+) -> None:
+    """Scatter (amin) each point's key into the pixels around its own one that its footprint
+    covers: centre closer than ``r`` to the point. Points are flat ``(n,)`` arrays: own pixel
+    ``iu, iv``, position inside it ``fu, fv`` in [0, 1), radius ``r``, key, and ``base`` (the
+    flat index of pixel (0, 0) of the point's view). ``only`` (flat bool over ``zbuf``)
+    restricts the writes to those pixels."""
+    dev = zbuf.device
+    for threshold, dx, dy in _footprint_levels(max_radius_px):
+        keep = (r > threshold).nonzero().squeeze(1)  # nested: each level a subset
+        if keep.numel() == 0:
+            break
+        if keep.numel() < r.numel():
+            iu, iv, fu, fv, r, key, base = (t[keep] for t in (iu, iv, fu, fv, r, key, base))
+        # all offsets of the level at once: (L, n) for L offsets and n points
+        dxt = torch.tensor(dx, device=dev)[:, None]
+        dyt = torch.tensor(dy, device=dev)[:, None]
+        d2 = (dxt + 0.5 - fu).square_() + (dyt + 0.5 - fv).square_()
+        px, py = iu + dxt, iv + dyt
+        ok = (d2 < r * r) & (px >= 0) & (px < width) & (py >= 0) & (py < height)
+        hit = ok.flatten().nonzero().squeeze(1)
+        if hit.numel() == 0:
+            continue
+        j = hit % r.numel()
+        pix = base[j] + py.flatten()[hit] * width + px.flatten()[hit]
+        k = key[j]
+        if only is not None:
+            o = only[pix]
+            pix, k = pix[o], k[o]
+        zbuf.scatter_reduce_(0, pix, k, "amin")
+
+
+def splat_points(
+    xyz: Tensor,
+    rgb: Tensor,
+    c2w: Tensor,
+    K: Tensor,
+    height: int,
+    width: int,
+    radius_px: float = 1.0,
+    ref_depth_m: float = 1.0,
+    max_radius_px: int = 4,
+    min_radius_px: float = 0.5,
+    near_m: float = 0.1,
+) -> MemoryRender:
+    """Z-buffer splat of points at V cameras.
+
+    xyz ``(N, 3)`` world points, rgb ``(N, 3)`` colours, c2w ``(V, 4, 4)``, K ``(V, 3, 3)`` ->
+    ``MemoryRender`` with ``(V, C, height, width)`` images.
+
+    1. A point at camera depth z > near_m projects to continuous pixel coordinates (u, v) and
+       covers its own pixel plus every pixel whose centre is closer than its footprint radius
+       ``r = clamp(radius_px * ref_depth_m / z, 0.5, max_radius_px)`` to (u, v). Each pixel
+       shows its nearest covering point (equal depths: the lower index).
+    2. Hole filling (when ``min_radius_px`` > 0.5): pixels still empty take the nearest point
+       whose centre distance is below ``min_radius_px``. Filling never covers a pixel that
+       step 1 drew, so the floor does not fatten foreground edges.
+
+    Inputs are assumed valid (``SpatialMemory.render`` checks them). Cost: a few passes over
+    the N x V projections, then passes over only the points whose footprint reaches each ring
+    of neighbours, and, for filling, only the points next to a hole. ``xyz.T`` contiguous (a
+    transposed ``(3, N)`` array) saves a copy.
+    """
+    xyz_t = xyz.T if xyz.T.is_contiguous() else xyz.T.contiguous()
+    index, depth = zbuffer(
+        xyz_t, c2w, K, height, width, radius_px, ref_depth_m, max_radius_px, min_radius_px, near_m
+    )
+    return compose(index, depth, rgb, c2w.shape[0], height, width)
+
+
+def compose(index: Tensor, depth: Tensor, rgb: Tensor, V: int, H: int, W: int) -> MemoryRender:
+    """A ``MemoryRender`` from per-pixel winners ``index (V*H*W,)`` (-1: empty) into ``rgb
+    (N, 3)`` and their depths ``(V*H*W,)``."""
+    hit = index >= 0
+    hit_idx = hit.nonzero().squeeze(1)
+    out_rgb = torch.zeros(V * H * W, 3, device=index.device, dtype=torch.float32)
+    out_rgb[hit_idx] = rgb[index[hit_idx]].float()
+    return MemoryRender(
+        rgb=out_rgb.view(V, H, W, 3).permute(0, 3, 1, 2).contiguous(),
+        depth=depth.view(V, 1, H, W),
+        mask=hit.float().view(V, 1, H, W),
+    )
+
+
+def zbuffer(
+    xyz_t: Tensor,
+    c2w: Tensor,
+    K: Tensor,
+    height: int,
+    width: int,
+    radius_px: float,
+    ref_depth_m: float,
+    max_radius_px: int,
+    min_radius_px: float,
+    near_m: float,
+) -> tuple[Tensor, Tensor]:
+    """The splat of ``splat_points`` without colours: points ``xyz_t (3, N)`` -> (winning point
+    per pixel ``(V*H*W,)`` int64, -1 where empty; its depth ``(V*H*W,)``, 0 where empty)."""
+    V, N = c2w.shape[0], xyz_t.shape[1]
+    dev = xyz_t.device
+    H, W = int(height), int(width)
+    HW = H * W
+    if N == 0 or V == 0:
+        return (
+            torch.full((V * HW,), -1, dtype=torch.int64, device=dev),
+            torch.zeros(V * HW, device=dev),
+        )
+    if N >= 1 << 32:
+        raise ValueError(f"splat: at most 2**32 - 1 points, got {N}")
+    R = int(max_radius_px)
+
+    # project, then keep only points in front of the camera whose footprint can touch the
+    # image; from here on points are flat arrays over (view, point) pairs
+    p = _project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, N)
+    z = p[:, 2]
+    u = p[:, 0] / z
+    v = p[:, 1] / z
+    keep = (z > near_m) & (u > -R) & (u < W + R) & (v > -R) & (v < H + R)  # NaN-safe
+    sel = keep.flatten().nonzero().squeeze(1)  # (view, point) pairs as view * N + point
+    z, u, v = z.flatten()[sel], u.flatten()[sel], v.flatten()[sel]
+    iu, iv = u.floor(), v.floor()
+    fu, fv = u - iu, v - iv  # position inside the own pixel, in [0, 1)
+    iu, iv = iu.long(), iv.long()
+    base = torch.div(sel, N, rounding_mode="floor") * HW  # flat index of the view's pixel 0
+    key = (z.view(torch.int32).long() << 32) | (sel % N)  # depth bits, then point index
+
+    # 1. own pixels, then the footprints that reach beyond them
+    zbuf = torch.full((V * HW + 1,), _EMPTY, dtype=torch.int64, device=dev)
+    dummy = V * HW  # writes from outside the image land in this extra slot
+    own = (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
+    zbuf.scatter_reduce_(0, torch.where(own, base + iv * W + iu, dummy), key, "amin")
+    r = (radius_px * ref_depth_m / z).clamp(_OWN_PIXEL_RADIUS_PX, float(max(R, 0.5)))
+    if R >= 1:
+        g = (r > _OWN_PIXEL_RADIUS_PX).nonzero().squeeze(1)
+        _scatter_footprints(zbuf, iu[g], iv[g], fu[g], fv[g], r[g], key[g], base[g], H, W, R)
+
+    # 2. fill the holes left between sparse points
+    fill_r = min(float(min_radius_px), float(R))
+    if fill_r > _OWN_PIXEL_RADIUS_PX:
+        empty = zbuf == _EMPTY
+        empty[dummy] = False
+        if bool(empty.any()):
+            reach = math.ceil(fill_r - 0.5)
+            near_hole = F.max_pool2d(
+                empty[:dummy].view(V, 1, H, W).float(), 2 * reach + 1, 1, reach
+            ).view(V * HW)
+            own_c = base + iv.clamp(0, H - 1) * W + iu.clamp(0, W - 1)
+            g = ((r < fill_r) & (near_hole[own_c] > 0)).nonzero().squeeze(1)
+            fr = torch.full_like(r[g], fill_r)
+            _scatter_footprints(
+                zbuf, iu[g], iv[g], fu[g], fv[g], fr, key[g], base[g], H, W, R, only=empty
+            )
+
+    win = zbuf[:dummy]
+    hit = win != _EMPTY
+    index = torch.where(hit, win & 0xFFFFFFFF, -1)
+    depth = torch.where(hit, (win >> 32).to(torch.int32).view(torch.float32), 0.0)
+    return index, depth
+
+
+def gsplat_available() -> bool:
+    """True when the gsplat backend can run here (CUDA and an importable gsplat)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import gsplat  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def gsplat_points(
+    xyz: Tensor,
+    rgb: Tensor,
+    c2w: Tensor,
+    K: Tensor,
+    height: int,
+    width: int,
+    sigma_m: float,
+    near_m: float = 0.1,
+    far_m: float = 1e10,
+    alpha_threshold: float = 0.5,
+) -> MemoryRender:
+    """Points as opaque isotropic Gaussians through ``gsplat.rasterization`` (CUDA only).
+
+    xyz ``(N, 3)``, rgb ``(N, 3)``, c2w ``(V, 4, 4)``, K ``(V, 3, 3)`` -> ``MemoryRender``
+    ``(V, C, height, width)``. Each point is a Gaussian of standard deviation ``sigma_m``
+    metres. rgb is the alpha-normalised colour, depth gsplat's expected depth, and mask is 1
+    where the accumulated alpha exceeds ``alpha_threshold``.
+    """
+    if not gsplat_available():
+        raise ValueError("render_backend='gsplat' needs CUDA and the gsplat package")
+    from gsplat import rasterization
+
+    V, N = c2w.shape[0], xyz.shape[0]
+    if N == 0:
+        return empty_render(V, height, width, xyz.device)
+    dev = xyz.device
+    quats = torch.zeros(N, 4, device=dev)
+    quats[:, 0] = 1  # identity rotation (w, x, y, z)
+    colors, alphas, _ = rasterization(
+        means=xyz.float().contiguous(),
+        quats=quats,
+        scales=torch.full((N, 3), float(sigma_m), device=dev),
+        opacities=torch.ones(N, device=dev),
+        colors=rgb.float(),
+        viewmats=se3_inverse(c2w.float()),
+        Ks=K.float(),
+        width=width,
+        height=height,
+        near_plane=near_m,
+        far_plane=far_m,
+        render_mode="RGB+ED",
+    )  # colors (V, H, W, 4), alphas (V, H, W, 1)
+    alpha = alphas[..., 0]
+    mask = alpha > alpha_threshold
+    rgb_img = (colors[..., :3] / alpha.clamp(min=1e-6)[..., None]).clamp(0, 1)
+    rgb_img = torch.where(mask[..., None], rgb_img, 0.0)
+    depth = torch.where(mask, colors[..., 3], 0.0)
+    return MemoryRender(
+        rgb=rgb_img.permute(0, 3, 1, 2).contiguous(),
+        depth=depth[:, None].contiguous(),
+        mask=mask[:, None].float(),
+    )
