@@ -1,0 +1,186 @@
+"""Interactive exploration speed over a live websocket (uvicorn on loopback).
+
+    python benchmarks/interactive.py [--seconds 8] [--trials 10] [--steps N]
+
+Measures, for the tiny model at its 64 px (the trained checkpoint at
+checkpoints/worldmem-tiny when present, else a random-weight model of the tiny preset):
+
+* key-to-first-frame latency: a single key sent while the server is idle, until the first
+  frame it produced arrives at the client (median and 90th percentile over the trials);
+* streamed frames/s: a client that keeps the server busy (as a held key does) counts the
+  frames it receives;
+* the same model stepped directly in this process (``Session.step``, no server): the
+  baseline the streamed rate is a ratio of;
+* the share of the streaming wall time spent in the pipeline (memories + model, from the
+  timing the server reports per chunk): 1 minus this is what the server adds (insets, PNG,
+  websocket, scheduling).
+
+Targets: >= 8 frames/s streamed and < 0.6 s latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TARGET_FPS = 8.0
+TARGET_LATENCY_S = 0.6
+
+
+def build_template(steps: int | None):
+    from worldmem.config import MemoryConfig
+    from worldmem.interactive.server import ModelInfo, tiny_model_config
+    from worldmem.models import WorldDiT
+    from worldmem.pipeline import WorldPipeline
+
+    ckpt = REPO / "checkpoints" / "worldmem-tiny"
+    if (ckpt / "pipeline.json").is_file():
+        kw = {} if steps is None else {"steps": steps}
+        pipe = WorldPipeline.from_pretrained(ckpt, device="cpu", **kw)
+        name = f"trained ({ckpt.relative_to(REPO)})"
+    else:
+        cfg = tiny_model_config()
+        model = WorldDiT.from_model_config(cfg)
+        pipe = WorldPipeline(model, cfg, MemoryConfig(), steps=steps or 4)
+        name = "random tiny preset (no checkpoint at checkpoints/worldmem-tiny)"
+    info = ModelInfo(name, "trained" in name, pipe.size, pipe.model_cfg.chunk_frames)
+    return pipe, info
+
+
+def direct_fps(template, seconds: float) -> float:
+    """Frames/s of Session.step in this process, two keys (one chunk) at a time."""
+    from worldmem.interactive.session import Session, fork_pipeline
+
+    s = Session(fork_pipeline(template))
+    s.start("a long corridor with red brick walls", seed=0)
+    s.step(["w", "w"])  # warm up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        n += len(s.step(["w", "left"]))
+    return n / (time.perf_counter() - t0)
+
+
+async def measure(url: str, seconds: float, trials: int) -> dict:
+    from websockets.asyncio.client import connect
+
+    from worldmem.interactive.protocol import decode_image_message
+
+    async with connect(url, max_size=2**24) as ws:
+        hello = json.loads(await ws.recv())
+        T = hello["chunk_frames"]
+        state = {"frames": 0, "idle": False, "first": {}, "pipeline_s": 0.0}
+
+        async def reader():
+            async for m in ws:
+                if isinstance(m, bytes):
+                    header, _ = decode_image_message(m)
+                    if header["kind"] == "depth":  # one per chunk: the chunk's own timing
+                        state["pipeline_s"] += sum(header["timing"].values())
+                    if header["kind"] == "frame":
+                        state["frames"] += 1
+                        t = header.get("t")
+                        if t is not None and t not in state["first"]:
+                            state["first"][t] = time.perf_counter()
+                else:
+                    m = json.loads(m)
+                    if m["type"] == "status":
+                        state["idle"] = m["state"] == "idle" and m["pending"] == 0
+                    elif m["type"] == "error":
+                        raise RuntimeError(f"server error: {m}")
+
+        task = asyncio.create_task(reader())
+
+        async def until_idle():
+            while not state["idle"]:
+                await asyncio.sleep(0.002)
+
+        state["idle"] = False
+        await ws.send(json.dumps({"type": "start", "prompt": "a long corridor", "seed": 0}))
+        await until_idle()
+        for _ in range(2):  # warm up
+            state["idle"] = False
+            await ws.send(json.dumps({"type": "keys", "keys": ["w"] * T}))
+            await until_idle()
+
+        latencies = []
+        for i in range(trials):
+            await asyncio.sleep(0.05)
+            key = "left" if i % 2 else "right"
+            t_ms = float(i)
+            state["idle"] = False
+            sent = time.perf_counter()
+            await ws.send(json.dumps({"type": "keys", "keys": [key], "t": t_ms}))
+            while t_ms not in state["first"]:
+                await asyncio.sleep(0.001)
+            latencies.append(state["first"][t_ms] - sent)
+            await until_idle()
+
+        # held key: keep about two chunks waiting, as the page does for a held key
+        start_frames, sent_keys = state["frames"], 0
+        state["pipeline_s"] = 0.0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            if sent_keys - (state["frames"] - start_frames) < 2 * T:
+                await ws.send(json.dumps({"type": "keys", "keys": ["w"] * T}))
+                sent_keys += T
+            await asyncio.sleep(0.005)
+        wall = time.perf_counter() - t0
+        fps = (state["frames"] - start_frames) / wall
+        busy = state["pipeline_s"] / wall
+        task.cancel()
+    return {"latencies": latencies, "fps": fps, "chunk_frames": T, "pipeline_share": busy}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=float, default=8.0, help="streaming measurement length")
+    p.add_argument("--trials", type=int, default=10, help="latency trials")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: model's)")
+    a = p.parse_args(argv)
+
+    from worldmem.config import ServerConfig
+    from worldmem.interactive.server import running_server
+
+    template, info = build_template(a.steps)
+    base = direct_fps(template, a.seconds)
+    cfg = ServerConfig(host="127.0.0.1", port=0, max_messages_per_s=1000)
+    with running_server(cfg, template, info) as (url, app):
+        r = asyncio.run(measure(url.replace("http", "ws") + "/ws", a.seconds, a.trials))
+        errors = list(app.state.worldmem.errors)
+    lat = sorted(r["latencies"])
+    med = statistics.median(lat)
+    p90 = lat[min(len(lat) - 1, int(0.9 * len(lat)))]
+    rows = [
+        ("model", info.name),
+        (
+            "frame size / chunk / steps",
+            f"{info.image_size} px / {r['chunk_frames']} / {template.steps}",
+        ),
+        ("direct Session.step frames/s", f"{base:.2f}"),
+        ("streamed frames/s", f"{r['fps']:.2f}  (target >= {TARGET_FPS:g})"),
+        ("streamed / direct", f"{r['fps'] / base:.2f}"),
+        ("pipeline time / streaming wall time", f"{r['pipeline_share']:.2f}"),
+        ("key-to-first-frame median s", f"{med:.3f}  (target < {TARGET_LATENCY_S:g})"),
+        ("key-to-first-frame p90 s", f"{p90:.3f}"),
+        ("server errors", str(len(errors))),
+    ]
+    w = max(len(k) for k, _ in rows)
+    print("\nworldmem interactive benchmark (websocket on 127.0.0.1)")
+    print("-" * (w + 50))
+    for k, v in rows:
+        print(f"{k:<{w}}  {v}")
+    print("-" * (w + 50))
+    ok = r["fps"] >= TARGET_FPS and med < TARGET_LATENCY_S
+    print("targets met" if ok else "targets NOT met on this machine")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

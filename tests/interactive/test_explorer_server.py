@@ -1,0 +1,189 @@
+"""The websocket server under hostile and ordinary use (FastAPI's TestClient, no browser)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import av
+import numpy as np
+import pytest
+from conftest import make_tiny_pipeline
+from fastapi.testclient import TestClient
+from plyfile import PlyData
+from starlette.websockets import WebSocketDisconnect
+
+from worldmem.config import ActionConfig, ServerConfig
+from worldmem.interactive.protocol import decode_image_message
+from worldmem.interactive.server import create_app
+
+pytestmark = pytest.mark.timeout(180)  # a hung websocket fails the test instead of the run
+
+MOVE = ActionConfig().move_m
+
+
+@pytest.fixture(scope="module")
+def template():
+    return make_tiny_pipeline()
+
+
+def receive(ws) -> dict:
+    """The next message: JSON as a dict, an image as {"type": "image", "header", "png"}."""
+    msg = ws.receive()
+    if msg["type"] == "websocket.close":
+        raise WebSocketDisconnect(msg.get("code", 1000))
+    if msg.get("text") is not None:
+        return json.loads(msg["text"])
+    header, png = decode_image_message(msg["bytes"])
+    return {"type": "image", "header": header, "png": png}
+
+
+def receive_until_idle(ws, frames: int) -> list[dict]:
+    """Messages until the server reports it is idle with ``frames`` frames generated."""
+    out = []
+    while True:
+        m = receive(ws)
+        out.append(m)
+        if m["type"] == "status" and m["state"] == "idle" and m["frames"] == frames:
+            return out
+
+
+def frames_of(messages) -> list[dict]:
+    return [
+        m["header"] for m in messages if m["type"] == "image" and m["header"]["kind"] == "frame"
+    ]
+
+
+def test_hostile_messages_each_get_an_error_and_the_server_stays_responsive(template):
+    cfg = ServerConfig(max_messages_per_s=20)
+    app = create_app(cfg, template)
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        hello = receive(ws)
+        assert hello["type"] == "hello" and hello["limits"]["max_message_bytes"] == 4096
+        cases = [
+            ("{bad json", "bad_json"),
+            ('{"type": "teleport"}', "unknown_type"),
+            (json.dumps({"type": "ping", "pad": "x" * 100_000}), "too_large"),
+            (json.dumps({"type": "start", "prompt": "p" * 301}), "prompt_too_long"),
+            ('{"type": "keys", "keys": ["w"]}', "no_world"),
+            ('{"type": "keys", "keys": ["fly"]}', "invalid"),
+        ]
+        for raw, code in cases:
+            ws.send_text(raw)
+            reply = receive(ws)
+            assert reply["type"] == "error" and reply["code"] == code, (raw[:40], reply)
+            assert reply["message"] and reply["fatal"] is False
+        ws.send_bytes(b"\x00\xff\x10")
+        assert receive(ws)["code"] == "binary_not_accepted"
+
+        # a burst of 1,000 bad messages: every one is answered with an error
+        t0 = time.monotonic()
+        for i in range(1000):
+            ws.send_text("{bad" if i % 2 else '{"type": "nope"}')
+        replies = [receive(ws) for _ in range(1000)]
+        elapsed = time.monotonic() - t0
+        assert all(r["type"] == "error" for r in replies)
+        codes = [r["code"] for r in replies]
+        assert set(codes) <= {"bad_json", "unknown_type", "rate_limited"}
+        # the bucket lets through at most its capacity plus what refilled meanwhile
+        passed = 1000 - codes.count("rate_limited")
+        assert passed <= cfg.max_messages_per_s * (1 + elapsed) + 1
+
+        time.sleep(1.1)  # the bucket refills
+        ws.send_text('{"type": "ping", "t": 5}')
+        assert receive(ws) == {
+            "type": "pong",
+            "t": 5.0,
+            "server_time": pytest.approx(time.time(), abs=60),
+        }
+        ws.send_text('{"type": "start", "prompt": "a brick corridor", "seed": 3}')
+        msgs = receive_until_idle(ws, frames=1)
+        assert any(m["type"] == "started" for m in msgs)
+        ws.send_text('{"type": "keys", "keys": ["w", "w"], "t": 17.0}')
+        frames = frames_of(receive_until_idle(ws, frames=3))
+        assert [f["key"] for f in frames] == ["w", "w"] and [f["t"] for f in frames] == [17, 17]
+        assert [f["pose"]["position"][2] for f in frames] == pytest.approx([MOVE, 2 * MOVE])
+    assert app.state.worldmem.errors == []
+
+
+def test_keys_sent_during_generation_are_bounded_and_the_newest_kept(template):
+    app = create_app(ServerConfig(), template)
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        hello = receive(ws)
+        cap = hello["limits"]["pending_keys"]
+        assert cap == 4 * hello["chunk_frames"] == 8
+        ws.send_text('{"type": "start", "prompt": "a plaza"}')
+        ws.send_text(json.dumps({"type": "keys", "keys": ["w"] * 8 + ["d"] * 8}))
+        msgs = receive_until_idle(ws, frames=1 + cap)
+        frames = frames_of(msgs)
+        assert [f["key"] for f in frames] == ["start"] + ["d"] * cap  # the oldest were dropped
+        assert frames[-1]["pose"]["position"] == pytest.approx([cap * MOVE, 0, 0], abs=1e-5)
+        assert msgs[-1]["dropped"] == 8
+        kinds = {m["header"]["kind"] for m in msgs if m["type"] == "image"}
+        assert kinds == {"frame", "depth", "memory", "map"}
+        ws.send_text('{"type": "reset", "t": 1}')
+        frames = frames_of(receive_until_idle(ws, frames=2 + cap))
+        assert frames[0]["key"] == "reset"
+        assert frames[0]["pose"]["position"] == pytest.approx([0, 0, 0], abs=1e-6)
+    assert app.state.worldmem.errors == []
+
+
+def test_downloads_decode_and_vanish_with_the_session(template, tmp_path):
+    app = create_app(ServerConfig(), template)
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws") as ws:
+            hello = receive(ws)
+            ws.send_text('{"type": "start", "prompt": "a room"}')
+            ws.send_text('{"type": "keys", "keys": ["w", "left", "w"]}')
+            frames = frames_of(receive_until_idle(ws, frames=4))
+            r = client.get(hello["downloads"]["video"])
+            assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+            with av.open(io.BytesIO(r.content)) as c:
+                video = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+            S = hello["image_size"]
+            assert video.shape == (4, S, S, 3) and len(frames) == 4
+            r = client.get(hello["downloads"]["memory"])
+            assert r.status_code == 200
+            (tmp_path / "m.ply").write_bytes(r.content)
+            assert PlyData.read(str(tmp_path / "m.ply"))["vertex"].count > 0
+            assert client.get("/session/nope/video.mp4").status_code == 404
+            page = client.get("/")
+            assert page.status_code == 200 and "app.js" in page.text
+            assert client.get("/static/app.js").status_code == 200
+        deadline = time.monotonic() + 10
+        while app.state.worldmem.sessions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.worldmem.sessions == {}  # freed when the socket closed
+        assert client.get(hello["downloads"]["video"]).status_code == 404
+    assert app.state.worldmem.errors == []
+
+
+def test_a_connection_over_the_session_cap_is_told_and_closed(template):
+    app = create_app(ServerConfig(max_sessions=1), template)
+    with TestClient(app) as client, client.websocket_connect("/ws") as first:
+        assert receive(first)["type"] == "hello"
+        with client.websocket_connect("/ws") as second:
+            reply = receive(second)
+            assert reply["code"] == "server_full" and reply["fatal"] is True
+            with pytest.raises(WebSocketDisconnect) as e:
+                receive(second)
+            assert e.value.code == 1013
+        first.send_text('{"type": "ping"}')  # the first session is unaffected
+        assert receive(first)["type"] == "pong"
+    assert app.state.worldmem.errors == []
+
+
+def test_an_idle_session_is_closed_and_freed(template):
+    app = create_app(ServerConfig(idle_timeout_s=0.3), template)
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        assert receive(ws)["type"] == "hello"
+        reply = receive(ws)
+        assert reply["code"] == "idle_timeout" and reply["fatal"] is True
+        with pytest.raises(WebSocketDisconnect):
+            receive(ws)
+    deadline = time.monotonic() + 10
+    while app.state.worldmem.sessions and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert app.state.worldmem.sessions == {}
+    assert app.state.worldmem.errors == []

@@ -1,0 +1,561 @@
+"""The exploration web server: one page, one websocket per explorer, one model for all.
+
+    python sample.py --interactive [--host H] [--port P]      # or: worldmem explore
+
+Routes: ``/`` the page, ``/static/*`` its script and style, ``/ws`` the websocket (protocol in
+``protocol.py``), ``/session/{id}/video.mp4`` and ``/session/{id}/memory.ply`` downloads.
+
+Each websocket connection owns one ``Session`` (its own memories and pose) over the shared
+model. Generation runs in a single worker thread, off the event loop: the server keeps
+answering while a chunk is denoised, and the chunks of all sessions take turns on the model
+(torch already spreads one chunk over the cores). Keys that arrive while a chunk is being
+generated wait in a bounded list and become the next chunk's motion; when the list is full
+the oldest keys are dropped (and counted), so a held key never builds an unbounded backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import traceback
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from worldmem.config import (
+    MemoryConfig,
+    ModelConfig,
+    SampleRootConfig,
+    ServerConfig,
+    TrainRootConfig,
+    load_config,
+)
+from worldmem.geometry.actions import KEYS
+from worldmem.interactive.protocol import (
+    ERROR_CODES,
+    ImageHeader,
+    KeysMessage,
+    PingMessage,
+    ProtocolError,
+    ResetMessage,
+    StartMessage,
+    TokenBucket,
+    encode_image_message,
+    parse_client_message,
+)
+from worldmem.interactive.session import (
+    Frame,
+    Session,
+    depth_to_rgb,
+    encode_png,
+    fork_pipeline,
+)
+from worldmem.pipeline import WorldPipeline
+
+__all__ = [
+    "ModelInfo",
+    "create_app",
+    "load_template",
+    "running_server",
+    "serve",
+    "tiny_model_config",
+    "ws_max_size_bytes",
+]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+PENDING_CHUNKS = 4  # keys kept waiting: at most this many chunks' worth
+VIDEO_FPS = 8  # frame rate of the downloaded mp4
+MAP_INTERVAL_S = 0.5  # the top-down map is redrawn at most this often while keys keep coming
+WS_MAX_SIZE_FLOOR_BYTES = 1 << 20  # messages up to this size get an error reply, not a close
+_REPO_TINY_PRESET = Path(__file__).resolve().parents[2] / "configs" / "model" / "tiny.yaml"
+
+
+@dataclass
+class ModelInfo:
+    """What the page is told about the model."""
+
+    name: str
+    trained: bool
+    image_size: int
+    chunk_frames: int
+    note: str = ""
+
+
+def ws_max_size_bytes(cfg: ServerConfig) -> int:
+    """The websocket layer's own limit: larger than ``max_message_bytes``, so an oversized
+    message still gets an error reply; beyond it the connection is closed (code 1009)."""
+    return max(WS_MAX_SIZE_FLOOR_BYTES, 16 * cfg.max_message_bytes)
+
+
+def load_template(cfg: SampleRootConfig) -> tuple[WorldPipeline, ModelInfo]:
+    """The shared pipeline: the checkpoint ``cfg.sample.checkpoint`` when it exists, else a
+    random-weight model of the tiny preset (it streams noise, but the page works)."""
+    from worldmem.models import WorldDiT
+
+    s = cfg.sample
+    ckpt = Path(s.checkpoint)
+    if (ckpt / "pipeline.json").is_file():
+        pipe = WorldPipeline.from_pretrained(
+            ckpt,
+            device=s.device,
+            steps=s.steps,
+            guidance_scale=s.guidance_scale,
+            actions=cfg.actions,
+        )
+        info = ModelInfo(str(ckpt), True, pipe.size, pipe.model_cfg.chunk_frames)
+        return pipe, info
+    model_cfg = tiny_model_config()
+    model = WorldDiT.from_model_config(model_cfg)
+    pipe = WorldPipeline(
+        model,
+        model_cfg,
+        MemoryConfig(),
+        steps=s.steps,
+        guidance_scale=s.guidance_scale,
+        actions=cfg.actions,
+        device=s.device,
+    )
+    note = (
+        f"no checkpoint at {ckpt}: serving a random-weight tiny model (frames are noise). "
+        "Train one with `python train.py --config configs/train/tiny.yaml`."
+    )
+    info = ModelInfo("random tiny", False, pipe.size, model_cfg.chunk_frames, note)
+    return pipe, info
+
+
+def tiny_model_config() -> ModelConfig:
+    """The tiny preset (``configs/model/tiny.yaml`` when run from the repository, else the
+    ``ModelConfig`` defaults)."""
+    if _REPO_TINY_PRESET.is_file():
+        return load_config(TrainRootConfig, [_REPO_TINY_PRESET]).model
+    return ModelConfig()
+
+
+@dataclass
+class _Pending:
+    """A key (or reset/start) waiting for generation, with the client time it was sent."""
+
+    key: str
+    t: float | None
+
+
+@dataclass
+class _ServerState:
+    cfg: ServerConfig
+    template: WorldPipeline
+    info: ModelInfo
+    memory: str
+    max_video_frames: int
+    executor: ThreadPoolExecutor
+    sessions: dict[str, Session | None] = field(default_factory=dict)  # None: being set up
+    errors: list[str] = field(default_factory=list)  # server-side failures, for tests and logs
+
+    def record_error(self, where: str) -> None:
+        text = f"{where}: {traceback.format_exc()}"
+        log.error(text)
+        self.errors.append(text)
+        del self.errors[:-100]
+
+
+class _Connection:
+    """One websocket: reads and validates messages, schedules generation, streams frames."""
+
+    def __init__(self, ws, state: _ServerState, sid: str, session: Session):
+        self.ws, self.state, self.sid, self.session = ws, state, sid, session
+        cfg = state.cfg
+        self.bucket = TokenBucket(cfg.max_messages_per_s)
+        self.pending: deque[_Pending] = deque(maxlen=PENDING_CHUNKS * session.chunk_frames)
+        self.control: tuple | None = None  # ("start", prompt, seed, t) or ("reset", t)
+        self.world_requested = False  # a start has been received
+        self.dropped = 0  # keys dropped because the pending list was full
+        self.busy = False
+        self.last_map_time = -float("inf")
+        self.wake = asyncio.Event()
+        self.send_lock = asyncio.Lock()
+        self.closed = False
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send_json(self, data: dict) -> None:
+        if self.closed:
+            return
+        async with self.send_lock:
+            await self.ws.send_json(data)
+
+    async def send_bytes(self, data: bytes) -> None:
+        if self.closed:
+            return
+        async with self.send_lock:
+            await self.ws.send_bytes(data)
+
+    async def send_error(self, code: str, message: str | None = None, fatal: bool = False):
+        err = ProtocolError(code, message or ERROR_CODES[code])
+        await self.send_json(err.reply(fatal=fatal))
+
+    async def send_status(self) -> None:
+        await self.send_json(
+            {
+                "type": "status",
+                "state": "generating" if self.busy else "idle",
+                "pending": len(self.pending) + (self.control is not None),
+                "dropped": self.dropped,
+                "frames": self.session.frame_count,
+            }
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def read_loop(self) -> None:
+        cfg = self.state.cfg
+        while True:
+            try:
+                msg = await asyncio.wait_for(self.ws.receive(), timeout=cfg.idle_timeout_s)
+            except TimeoutError:
+                await self.send_error(
+                    "idle_timeout", f"no message for {cfg.idle_timeout_s:g} s; closing", True
+                )
+                await self.ws.close(code=1000, reason="idle timeout")
+                return
+            if msg["type"] == "websocket.disconnect":
+                return
+            raw = msg.get("text") if msg.get("text") is not None else msg.get("bytes")
+            if not self.bucket.take():
+                await self.send_error(
+                    "rate_limited",
+                    f"more than {cfg.max_messages_per_s:g} messages per second; message dropped",
+                )
+                continue
+            try:
+                m = parse_client_message(raw, cfg.max_message_bytes, cfg.max_prompt_chars)
+            except ProtocolError as e:
+                await self.send_json(e.reply())
+                continue
+            await self.handle(m)
+
+    async def handle(self, m) -> None:
+        if isinstance(m, PingMessage):
+            await self.send_json({"type": "pong", "t": m.t, "server_time": time.time()})
+            return
+        if isinstance(m, StartMessage):
+            self.control = ("start", m.prompt, m.seed, None)
+            self.pending.clear()
+            self.world_requested = True
+        elif not self.world_requested:
+            await self.send_error("no_world")
+            return
+        elif isinstance(m, ResetMessage):
+            if not (self.control and self.control[0] == "start"):
+                self.control = ("reset", m.t)
+            self.pending.clear()
+        elif isinstance(m, KeysMessage):
+            for k in m.keys:
+                if len(self.pending) == self.pending.maxlen:
+                    self.dropped += 1  # the deque drops the oldest
+                self.pending.append(_Pending(k, m.t))
+        self.wake.set()
+
+    # -- generating -------------------------------------------------------------------------
+
+    def _generate(
+        self, job: tuple | None, items: list[_Pending], with_map: bool
+    ) -> tuple[list[bytes], dict]:
+        """In the worker thread: run the session, encode every image message."""
+        s = self.session
+        started = None
+        if job is not None and job[0] == "start":
+            frames = s.start(job[1], job[2])
+            started = {
+                "type": "started",
+                "prompt": job[1],
+                "seed": job[2],
+                "pose": s.start_pose.as_dict(),
+            }
+            times = [None] * len(frames)
+        elif job is not None:
+            frames = s.reset()
+            times = [job[1]] * len(frames)
+        else:
+            frames = s.step([p.key for p in items])
+            times = [p.t for p in items]
+        out = [self._image(f, "frame", f.rgb, t) for f, t in zip(frames, times)]
+        last = frames[-1]
+        for kind, img in s.insets(with_map).items():
+            out.append(self._image(last, kind, img, None))
+        return out, started
+
+    @staticmethod
+    def _image(frame: Frame, kind: str, image, t: float | None) -> bytes:
+        header = ImageHeader(
+            kind=kind,
+            frame_index=frame.index,
+            pose=frame.pose.as_dict(),
+            key=frame.key,
+            t=t,
+            timing={k: round(v, 5) for k, v in frame.timing.items()},
+        )
+        return encode_image_message(header, encode_png(image))
+
+    async def generate_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        T = self.session.chunk_frames
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.control is not None or self.pending:
+                job, items = self.control, []
+                self.control = None
+                if job is None:
+                    items = [self.pending.popleft() for _ in range(min(T, len(self.pending)))]
+                self.busy = True
+                await self.send_status()
+                # the map costs O(memory points): draw it at most every MAP_INTERVAL_S while
+                # keys keep coming, and always for the last chunk before the server idles
+                now = time.monotonic()
+                with_map = (
+                    job is not None
+                    or not self.pending
+                    or now - self.last_map_time >= MAP_INTERVAL_S
+                )
+                if with_map:
+                    self.last_map_time = now
+                try:
+                    msgs, started = await loop.run_in_executor(
+                        self.state.executor, self._generate, job, items, with_map
+                    )
+                except Exception as e:  # a failing chunk is reported; the server goes on
+                    self.state.record_error(f"session {self.sid}: generation")
+                    await self.send_error("generation_failed", f"{type(e).__name__}: {e}")
+                    continue
+                finally:
+                    self.busy = False
+                if started is not None:
+                    await self.send_json(started)
+                for data in msgs:
+                    await self.send_bytes(data)
+            await self.send_status()
+
+
+def create_app(
+    cfg: ServerConfig,
+    template: WorldPipeline,
+    info: ModelInfo | None = None,
+    memory: str = "all",
+    max_video_frames: int = 2000,
+):
+    """The FastAPI app serving ``template``'s model to at most ``cfg.max_sessions`` sessions.
+
+    ``app.state.worldmem`` holds the live sessions and any server-side errors.
+    """
+    if not isinstance(cfg, ServerConfig):
+        raise ValueError(f"cfg: expected a ServerConfig, got {type(cfg).__name__}")
+    if info is None:
+        info = ModelInfo("model", True, template.size, template.model_cfg.chunk_frames)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worldmem-generate")
+    state = _ServerState(cfg, template, info, memory, max_video_frames, executor)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        depth_to_rgb(np.ones((2, 2), np.float32))  # imports matplotlib before the first frame
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="worldmem explorer", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.worldmem = state
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/")
+    async def index():
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    def _session_or_404(sid: str):
+        session = state.sessions.get(sid)
+        if session is None:
+            return None, JSONResponse({"error": f"no live session {sid!r}"}, status_code=404)
+        return session, None
+
+    async def _download(sid: str, make, media_type: str, filename: str):
+        session, missing = _session_or_404(sid)
+        if missing is not None:
+            return missing
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(None, make, session)
+        except ValueError as e:
+            return JSONResponse({"error": str(e)}, status_code=404)
+        except Exception:
+            state.record_error(f"session {sid}: {filename}")
+            return JSONResponse({"error": f"could not make {filename}"}, status_code=500)
+        disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+        return Response(data, media_type=media_type, headers=disposition)
+
+    @app.get("/session/{sid}/video.mp4")
+    async def video(sid: str):
+        return await _download(
+            sid, lambda s: s.video_mp4(fps=VIDEO_FPS), "video/mp4", "worldmem.mp4"
+        )
+
+    @app.get("/session/{sid}/memory.ply")
+    async def memory_ply(sid: str):
+        return await _download(
+            sid, lambda s: s.memory_ply(), "application/octet-stream", "worldmem-memory.ply"
+        )
+
+    @app.websocket("/ws")
+    async def ws_endpoint(ws: WebSocket):
+        await ws.accept()
+        if len(state.sessions) >= cfg.max_sessions:
+            msg = f"all {cfg.max_sessions} sessions are in use; try again later"
+            await ws.send_json(ProtocolError("server_full", msg).reply(fatal=True))
+            await ws.close(code=1013, reason="server full")
+            return
+        sid = secrets.token_urlsafe(12)
+        state.sessions[sid] = None  # reserve the slot before the first await
+        conn = None
+        tasks: list[asyncio.Task] = []
+        try:
+            pipe = await asyncio.get_running_loop().run_in_executor(None, fork_pipeline, template)
+            session = Session(pipe, max_video_frames=max_video_frames, memory=memory)
+            state.sessions[sid] = session
+            conn = _Connection(ws, state, sid, session)
+            await conn.send_json(_hello(sid, info, cfg, session))
+            reader = asyncio.create_task(conn.read_loop())
+            worker = asyncio.create_task(conn.generate_loop())
+            tasks = [reader, worker]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    _raise_unless_disconnect(t.exception())
+        except Exception as e:
+            if not _is_disconnect(e):
+                state.record_error(f"session {sid}: websocket")
+        finally:
+            # free the session before any await: the handler may itself be being cancelled
+            state.sessions.pop(sid, None)
+            if conn is not None:
+                conn.closed = True
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await ws.close()
+            except Exception:  # already closed by the client
+                pass
+
+    return app
+
+
+def _hello(sid: str, info: ModelInfo, cfg: ServerConfig, session: Session) -> dict:
+    return {
+        "type": "hello",
+        "session": sid,
+        "model": {"name": info.name, "trained": info.trained, "note": info.note},
+        "image_size": session.image_size,
+        "chunk_frames": session.chunk_frames,
+        "keys": list(KEYS),
+        "limits": {
+            "max_message_bytes": cfg.max_message_bytes,
+            "max_prompt_chars": cfg.max_prompt_chars,
+            "max_messages_per_s": cfg.max_messages_per_s,
+            "pending_keys": PENDING_CHUNKS * session.chunk_frames,
+            "max_video_frames": session.max_video_frames,
+            "idle_timeout_s": cfg.idle_timeout_s,
+        },
+        "downloads": {
+            "video": f"/session/{sid}/video.mp4",
+            "memory": f"/session/{sid}/memory.ply",
+        },
+    }
+
+
+def _is_disconnect(e: BaseException) -> bool:
+    from starlette.websockets import WebSocketDisconnect
+
+    if isinstance(e, WebSocketDisconnect | asyncio.CancelledError):
+        return True
+    try:
+        from websockets.exceptions import ConnectionClosed
+    except ImportError:  # pragma: no cover
+        return False
+    # starlette raises RuntimeError when sending on a socket the client already closed
+    return isinstance(e, ConnectionClosed | OSError) or (
+        isinstance(e, RuntimeError) and "close" in str(e).lower()
+    )
+
+
+def _raise_unless_disconnect(e: BaseException) -> None:
+    if not _is_disconnect(e):
+        raise e
+
+
+@contextlib.contextmanager
+def running_server(
+    cfg: ServerConfig,
+    template: WorldPipeline,
+    info: ModelInfo | None = None,
+    memory: str = "all",
+    start_timeout_s: float = 60.0,
+):
+    """Serve in a background thread (for tests, benchmarks and notebooks); yields
+    ``(base_url, app)`` and stops the server on exit. ``cfg.port = 0`` picks a free port."""
+    import threading
+
+    import uvicorn
+
+    app = create_app(cfg, template, info, memory=memory)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=cfg.host,
+            port=cfg.port,
+            ws_max_size=ws_max_size_bytes(cfg),
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, name="worldmem-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the explorer server did not start on {cfg.host}:{cfg.port}")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    try:
+        yield f"http://{host}:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def serve(cfg: SampleRootConfig) -> None:
+    """Load the model once, print the page's URL and serve until interrupted."""
+    import uvicorn
+
+    s = cfg.server
+    template, info = load_template(cfg)
+    if info.note:
+        print(f"warning: {info.note}", flush=True)
+    print("warming up the model ...", flush=True)
+    warm = Session(fork_pipeline(template), memory=cfg.sample.memory)
+    warm.start("", seed=0)
+    warm.step(["w"] * warm.chunk_frames)
+    warm.insets()
+    del warm
+    app = create_app(s, template, info, memory=cfg.sample.memory)
+    host = f"[{s.host}]" if ":" in s.host else s.host
+    url = f"http://{host}:{s.port}/"
+    print(f"worldmem explorer ({info.name}, {info.image_size} px): {url}", flush=True)
+    uvicorn.run(
+        app, host=s.host, port=s.port, ws_max_size=ws_max_size_bytes(s), log_level="warning"
+    )
