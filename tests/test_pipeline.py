@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import make_tiny_pipeline
 
+from worldmem.geometry import project_points
 from worldmem.pipeline import WorldPipeline, memories_for_mode
 
 WALK = ["w", "w", "right", "right", "a", "a", "s", "s"]
@@ -91,15 +92,26 @@ def test_actions_move_the_camera_as_the_keymap_says():
 def test_start_from_image_with_and_without_depth():
     p = make_tiny_pipeline()
     img = torch.rand(3, 32, 32)
+    # With depth (a fronto-parallel plane 2 m away), the image itself enters the memory: the
+    # memory rendered from the same camera gives the image back.
     assert p.start(prompt="", image=img, depth=torch.full((1, 32, 32), 2.0)) is None
-    assert p.frame_count == 1 and p.spatial.num_points > 0
-    chunk = p.start(prompt="", image=img)
-    assert chunk is not None and chunk.depth.shape == (2, 1, 32, 32)
-    assert p.frame_count == 1  # the image itself, with the generated depth
+    assert p.frame_count == 1
     r = p.spatial.render(p.c2w[None], p.K[None], 32, 32)
     covered = r.mask[0, 0] > 0
-    assert covered.float().mean() > 0.5
-    assert torch.allclose(r.rgb[0][:, covered], img[:, covered], atol=0.08)
+    assert covered.float().mean() > 0.9
+    assert (r.depth[0, 0][covered] - 2.0).abs().max() < 0.05
+    assert (r.rgb[0][:, covered] - img[:, covered]).abs().mean() < 0.05
+    # Without depth, the model's first chunk at the image's camera supplies it; only the image
+    # (with that depth) is remembered, not the generated frames.
+    chunk = p.start(prompt="", image=img)
+    assert chunk is not None and chunk.depth.shape == (2, 1, 32, 32)
+    assert p.frame_count == 1 and p.spatial.num_points > 0
+    # Every stored point lies on the image camera's rays at the generated depth of its pixel.
+    uv, z = project_points(p.spatial.xyz, p.c2w, p.K)
+    inside = (uv >= 0).all(1) & (uv < 32).all(1) & (z > 0)
+    assert inside.all()
+    d = chunk.depth[0, 0][uv[:, 1].long(), uv[:, 0].long()]
+    assert ((z - d).abs() < 0.1 + 0.05 * d).float().mean() > 0.9
 
 
 def test_bad_input_is_rejected_before_anything_changes(tmp_path, tiny_pipeline_dir):
@@ -131,3 +143,25 @@ def test_bad_input_is_rejected_before_anything_changes(tmp_path, tiny_pipeline_d
         WorldPipeline.from_pretrained(other, device="cpu")
     with pytest.raises(FileNotFoundError, match="pipeline.json"):
         WorldPipeline.from_pretrained(tmp_path, device="cpu")
+
+
+def test_observe_puts_ground_truth_frames_into_every_memory():
+    from worldmem.data.synthetic import make_world
+
+    p = make_tiny_pipeline()
+    p.start(prompt="")
+    world = make_world(5, "room")
+    from worldmem.data.synthetic import make_trajectory
+
+    c2w = make_trajectory(world, "out_and_back", 6, seed=0)
+    K = p.K.expand(6, 3, 3)
+    rgb, depth = world.render(c2w, K, 32, 32)
+    p.observe(rgb, depth, c2w)
+    assert p.frame_count == 6 and torch.equal(p.c2w, c2w[-1])
+    assert len(p.working.frames()[0]) == 2 and len(p.episodic.keyframes) >= 1
+    r = p.spatial.render(c2w[-1:], K[:1], 32, 32)
+    m = r.mask[0, 0] > 0
+    assert m.float().mean() > 0.9
+    assert (r.rgb[0][:, m] - rgb[-1][:, m]).abs().mean() < 0.06  # the seen view comes back
+    with pytest.raises(ValueError, match="depth"):
+        p.observe(rgb, depth[:, :, :16], c2w)

@@ -32,19 +32,19 @@ def test_a_job_writes_video_cameras_memory_and_report(tmp_path, tiny_pipeline_di
     assert result.ok, result.error
     out = tmp_path / "job_000"
     video = _decode(out / "video.mp4")
-    assert video.shape == (7, 32, 32, 3)
+    assert video.shape == (8, 32, 32, 3)  # the start pose, then 7 steps
     sbs = _decode(out / "side_by_side.mp4")
-    assert sbs.shape == (7, 32, 96, 3)
+    assert sbs.shape == (8, 32, 96, 3)
     cams = json.loads((out / "cameras.json").read_text())
     from worldmem.geometry.trajectory import Trajectory
 
     traj = Trajectory.load_json(out / "cameras.json")
-    assert len(traj.c2w) == 7 and cams is not None
+    assert len(traj.c2w) == 8 and len(cams["frames"]) == 8
     assert traj.c2w[3, 2, 3] > traj.c2w[0, 2, 3]  # walked forward along +z
     ply = PlyData.read(str(out / "memory.ply"))
     assert ply["vertex"].count > 0
     report = json.loads((out / "job.json").read_text())
-    assert report["seed"] == 7 and report["frames"] == 7
+    assert report["seed"] == 7 and report["frames"] == 8
     assert report["config"]["sample"]["trajectory"] == "w*3 left*2 s*2"
     assert report["timing"]["model_s"] > 0
 

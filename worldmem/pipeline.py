@@ -110,6 +110,7 @@ class WorldPipeline:
         fov_deg: float = 75.0,
         actions: ActionConfig | None = None,
         device: str | torch.device = "cpu",
+        codec: torch.nn.Module | None = None,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -117,7 +118,8 @@ class WorldPipeline:
         self.model = model.to(self.device).eval()
         self.model_cfg = model_cfg
         self.memory_cfg = memory_cfg
-        self.codec = build_codec(model_cfg)
+        # codec: the model's own (a backbone brings its video VAE); default from model_cfg
+        self.codec = build_codec(model_cfg) if codec is None else codec
         if hasattr(self.codec, "to"):
             self.codec = self.codec.to(self.device)
         self.sampler = WorldSampler(self.model, self.codec, steps, guidance_scale)
@@ -155,7 +157,9 @@ class WorldPipeline:
         memory_cfg = overrides.pop("memory_cfg", None) or from_dict(
             MemoryConfig, meta["memory"], f"{meta_path}: memory"
         )
-        model = WorldDiT.from_pretrained(path / "model")
+        from worldmem.models.backbones import load_world_model
+
+        model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone
         return cls(
             model,
             model_cfg,
@@ -164,6 +168,7 @@ class WorldPipeline:
             guidance_scale=overrides.pop("guidance_scale", meta["sampler"]["guidance_scale"]),
             fov_deg=meta["camera"]["fov_deg"],
             device=device,
+            codec=codec,
             **overrides,
         )
 
@@ -171,7 +176,12 @@ class WorldPipeline:
     def from_module(cls, module, fov_deg: float = 75.0) -> WorldPipeline:
         """A pipeline over a training module's EMA weights."""
         return cls(
-            module.ema, module.cfg.model, module.cfg.memory, fov_deg=fov_deg, device=module.device
+            module.ema,
+            module.cfg.model,
+            module.cfg.memory,
+            fov_deg=fov_deg,
+            device=module.device,
+            codec=module.codec,
         )
 
     def save_pretrained(self, path: str | Path) -> Path:

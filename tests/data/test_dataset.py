@@ -64,10 +64,10 @@ def test_samples_are_deterministic_and_batch_with_workers(synthetic_root):
     ds = WorldDataset(cfg, tiny_memory_config(), "train")
     a, b = ds[5], ds[5]
     assert torch.equal(a.target.rgb, b.target.rgb) and torch.equal(a.memory_rgb, b.memory_rgb)
-    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_world_batches)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_world_batches)
     batch = next(iter(loader))
-    assert batch.target.rgb.shape == (3, 2, 3, 32, 32)
-    assert len(batch.caption) == 3
+    assert batch.target.rgb.shape == (2, 2, 3, 32, 32)
+    assert len(batch.caption) == 2
     dm = WorldDataModule(cfg, tiny_memory_config())
     dm.setup()
     assert len(dm.val_set) > 0 and dm.val_set.episodes != dm.train_set.episodes

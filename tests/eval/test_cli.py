@@ -1,0 +1,81 @@
+"""The evaluation command line and the performance report, on a tiny random-weight pipeline."""
+
+import csv
+import re
+
+import pytest
+from conftest import tiny_model_config
+
+from worldmem.eval import report
+from worldmem.eval.__main__ import main
+from worldmem.eval.report import perf_summary, walk_keys
+
+
+def test_revisit_command_prints_an_estimate_and_writes_results(tiny_pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    argv = ["revisit", "--checkpoint", str(tiny_pipeline_dir), "--episodes", "1", "--device",
+            "cpu", "--horizons", "short", "--modes", "working,all", "--revisit-frames", "1",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "estimated time:" in text and "LPIPS skipped" in text
+    assert text.index("estimated time:") < text.index("[1/1]")
+    for name in ("summary.md", "summary.csv", "frames.csv", "revisit_gt.png", "run.json"):
+        assert (out / name).is_file()
+    # every generated frame is compared with the ground truth once: the estimate counts them all
+    promised = int(re.search(r"estimated time: (\d+) generated frames", text).group(1))
+    frames = list(csv.DictReader(open(out / "frames.csv")))
+    assert promised == sum(r["reference"] == "gt" for r in frames) == 6
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert {(r["protocol"], r["mode"]) for r in rows} == {
+        (p, m) for p in ("gt", "recall") for m in ("working", "all")
+    }
+
+
+def test_revisit_command_rejects_unknown_choices(tiny_pipeline_dir):
+    with pytest.raises(SystemExit, match="--protocols: vmem not in gt, recall"):
+        main(["revisit", "--checkpoint", str(tiny_pipeline_dir), "--protocols", "gt,vmem"])
+    with pytest.raises(SystemExit, match="no pipeline.json"):
+        main(["revisit", "--checkpoint", str(tiny_pipeline_dir.parent / "missing")])
+
+
+def test_perf_command_writes_the_report(tiny_pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "perf"
+    argv = ["perf", "--checkpoint", str(tiny_pipeline_dir), "--device", "cpu", "--frames", "8",
+            "--train-steps", "0", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "estimated time:" in text and "generation frames/s" in text
+    rows = list(csv.DictReader(open(out / "perf_chunks.csv")))
+    assert [int(r["frames"]) for r in rows] == [2, 4, 6, 8]
+    points = [int(r["points"]) for r in rows]
+    assert points[0] > 0 and points == sorted(points)  # an exploring walk keeps adding
+    assert (out / "perf_chunks.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_perf_summary_compares_chunk_10_with_chunk_250():
+    rows = [
+        dict(chunk=i, frames=2 * (i + 1), total_s=0.1 if i < 100 else 0.2, memory_s=0.02,
+             model_s=0.08 if i < 100 else 0.18, points=10 * i, keyframes=1)
+        for i in range(300)
+    ]  # fmt: skip
+    s = perf_summary(rows, {"stored": 44 * 2990, "resident": 60 * 2990}, max_points=5000)
+    assert (s["chunk_early"], s["chunk_late"]) == (10, 250)
+    assert s["late_over_early"] == pytest.approx(2.0)
+    assert s["frames_per_s"] == pytest.approx(600 / (100 * 0.1 + 200 * 0.2))
+    assert s["memory_share_first"] == pytest.approx(0.2)
+    assert s["memory_share_last"] == pytest.approx(0.1)
+    assert s["stored_bytes_per_point"] == pytest.approx(44.0)
+    assert s["model_s_early"] == pytest.approx(0.08) and s["model_s_late"] == pytest.approx(0.18)
+
+
+def test_walk_keys_are_seeded_and_exploring():
+    keys = walk_keys(200, seed=3)
+    assert keys == walk_keys(200, seed=3) and len(keys) == 200
+    assert {"w", "left", "right"} <= set(keys)
+
+
+def test_training_throughput_without_the_benchmark_script(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "_BENCHMARK", tmp_path / "missing.py")
+    value, how = report.training_samples_per_s(tiny_model_config(), train_steps=1)
+    assert value > 0 and "measured here" in how

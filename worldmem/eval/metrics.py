@@ -1,0 +1,310 @@
+"""Image and depth metrics for generated frames, and confidence intervals over episodes.
+
+Every per-frame metric takes batches of frames and returns one value per frame ``(N,)``, so
+curves along a trajectory come for free:
+
+* ``psnr``: peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / mse)``.
+* ``ssim``: structural similarity (torchmetrics; gaussian window, sigma 1.5, 11 px).
+* ``depth_abs_rel``: mean ``|pred - gt| / gt`` over pixels with valid ground truth.
+* ``depth_delta``: fraction of valid pixels with ``max(pred / gt, gt / pred) < 1.25``.
+* ``LPIPS``: the learned perceptual distance (AlexNet variant), only from a local weights
+  file: its backbone cannot be downloaded at run time. Build it with ``load_lpips``.
+
+Images are float in [0, 1]; depth is z-depth in metres, 0 (or non-finite) where unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "psnr",
+    "ssim",
+    "depth_abs_rel",
+    "depth_delta",
+    "frame_metrics",
+    "LPIPS",
+    "load_lpips",
+    "t_quantile",
+    "mean_ci",
+    "MAX_PSNR_DB",
+    "DELTA_THRESHOLD",
+]
+
+MAX_PSNR_DB = 100.0  # PSNR of identical frames (mse is floored so the mean stays finite)
+DELTA_THRESHOLD = 1.25  # the usual depth accuracy threshold, delta < 1.25
+SSIM_SIGMA_PX = 1.5  # gaussian window of SSIM (Wang et al. 2004)
+SSIM_KERNEL_PX = 11  # window size (scikit-image's default for sigma 1.5, truncate 3.5)
+
+
+def _check_pair(pred: Tensor, target: Tensor, channels: int, what: str) -> None:
+    for name, x in (("pred", pred), ("target", target)):
+        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != channels:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{what} {name}: expected a tensor (N, {channels}, H, W), got {got}")
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"{what}: pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}"
+        )
+
+
+def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
+    """PSNR in dB per frame. pred, target ``(N, 3, H, W)`` in [0, data_range] -> ``(N,)``.
+
+    Identical frames give ``MAX_PSNR_DB`` (the mean squared error is floored) instead of inf.
+    """
+    _check_pair(pred, target, 3, "psnr")
+    mse = (pred.double() - target.double()).pow(2).flatten(1).mean(1)
+    floor = data_range**2 * 10 ** (-MAX_PSNR_DB / 10)
+    return (10 * torch.log10(data_range**2 / mse.clamp_min(floor))).float()
+
+
+def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
+    """SSIM per frame (gaussian window, sigma 1.5 px, 11 px; borders cropped, as scikit-image
+    does). pred, target ``(N, 3, H, W)`` in [0, data_range], H and W >= 11 -> ``(N,)``."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    _check_pair(pred, target, 3, "ssim")
+    if min(pred.shape[-2:]) < SSIM_KERNEL_PX:
+        raise ValueError(
+            f"ssim: frames must be at least {SSIM_KERNEL_PX} px on each side, got "
+            f"{tuple(pred.shape[-2:])}"
+        )
+    _, full = structural_similarity_index_measure(
+        pred.float(),
+        target.float(),
+        gaussian_kernel=True,
+        sigma=SSIM_SIGMA_PX,
+        kernel_size=SSIM_KERNEL_PX,
+        reduction="none",
+        data_range=data_range,
+        return_full_image=True,
+    )  # (N, 3, H, W) SSIM map
+    # torchmetrics averages the whole map, borders (computed on reflected padding) included;
+    # the usual definition (Wang et al., scikit-image) averages only where the window fits.
+    pad = SSIM_KERNEL_PX // 2
+    return full[..., pad:-pad, pad:-pad].double().flatten(1).mean(1).float()
+
+
+def _valid_depth(gt: Tensor) -> Tensor:
+    return torch.isfinite(gt) & (gt > 0)
+
+
+def depth_abs_rel(pred: Tensor, gt: Tensor) -> Tensor:
+    """Mean absolute relative depth error ``|pred - gt| / gt`` over pixels where ``gt`` is
+    valid (finite, > 0). pred, gt ``(N, 1, H, W)`` metres -> ``(N,)``; NaN for a frame with
+    no valid pixel."""
+    _check_pair(pred, gt, 1, "depth_abs_rel")
+    valid = _valid_depth(gt)
+    g = torch.where(valid, gt, torch.ones_like(gt)).double()
+    err = torch.where(valid, (pred.double() - g).abs() / g, torch.zeros_like(g))
+    n = valid.flatten(1).sum(1)
+    return (err.flatten(1).sum(1) / n).float()  # 0 / 0 = NaN for frames without depth
+
+
+def depth_delta(pred: Tensor, gt: Tensor, threshold: float = DELTA_THRESHOLD) -> Tensor:
+    """Fraction of pixels with valid ``gt`` where ``max(pred / gt, gt / pred) < threshold``
+    (pred <= 0 counts as wrong). pred, gt ``(N, 1, H, W)`` metres -> ``(N,)``; NaN for a frame
+    with no valid pixel."""
+    _check_pair(pred, gt, 1, "depth_delta")
+    if not threshold > 1:
+        raise ValueError(f"depth_delta: threshold must be > 1, got {threshold}")
+    valid = _valid_depth(gt)
+    g = torch.where(valid, gt, torch.ones_like(gt)).double()
+    p = pred.double()
+    ratio = torch.where(p > 0, torch.maximum(p / g, g / p.clamp_min(1e-12)), torch.inf)
+    good = (ratio < threshold) & valid
+    n = valid.flatten(1).sum(1)
+    return (good.flatten(1).sum(1) / n).float()
+
+
+def frame_metrics(
+    pred_rgb: Tensor,
+    gt_rgb: Tensor,
+    pred_depth: Tensor | None = None,
+    gt_depth: Tensor | None = None,
+    lpips: LPIPS | None = None,
+) -> dict[str, Tensor]:
+    """All metrics per frame. rgb ``(N, 3, H, W)`` in [0, 1], depth ``(N, 1, H, W)`` metres
+    (either depth None: no depth metrics) -> dict of ``(N,)`` tensors with keys psnr, ssim,
+    and abs_rel, delta1 (with depth), lpips (with an ``LPIPS`` model)."""
+    out = {"psnr": psnr(pred_rgb, gt_rgb), "ssim": ssim(pred_rgb, gt_rgb)}
+    if pred_depth is not None and gt_depth is not None:
+        out["abs_rel"] = depth_abs_rel(pred_depth, gt_depth)
+        out["delta1"] = depth_delta(pred_depth, gt_depth)
+    if lpips is not None:
+        out["lpips"] = lpips(pred_rgb, gt_rgb)
+    return out
+
+
+# -- LPIPS (AlexNet), from local weights ----------------------------------------------------
+
+# AlexNet's convolutional layers as (index in torchvision's ``features``, in, out, kernel,
+# stride, padding), grouped in LPIPS's five slices; a max-pool (3, stride 2) precedes slices
+# 2, 3 (after ReLU 1 and 4).
+_ALEX_SLICES = (
+    ((0, 3, 64, 11, 4, 2),),
+    ((3, 64, 192, 5, 1, 2),),
+    ((6, 192, 384, 3, 1, 1),),
+    ((8, 384, 256, 3, 1, 1),),
+    ((10, 256, 256, 3, 1, 1),),
+)
+_ALEX_CHANNELS = (64, 192, 384, 256, 256)
+
+
+class LPIPS(nn.Module):
+    """LPIPS v0.1 with the AlexNet backbone (Zhang et al. 2018), in plain torch.
+
+    Its parameters and buffers carry the names of ``lpips.LPIPS(net="alex")``'s state dict
+    (``scaling_layer.shift``, ``net.slice1.0.weight``, ..., ``lin4.model.1.weight``), so a
+    file written by ``torch.save(lpips.LPIPS(net="alex").state_dict(), path)`` on a machine
+    that has the lpips package loads here with ``load_lpips(path)``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.scaling_layer = nn.Module()
+        self.scaling_layer.register_buffer("shift", torch.zeros(1, 3, 1, 1))
+        self.scaling_layer.register_buffer("scale", torch.ones(1, 3, 1, 1))
+        self.net = nn.Module()
+        for s, convs in enumerate(_ALEX_SLICES, start=1):
+            block = nn.Module()
+            for idx, cin, cout, k, stride, pad in convs:
+                block.add_module(str(idx), nn.Conv2d(cin, cout, k, stride, pad))
+            self.net.add_module(f"slice{s}", block)
+        for i, c in enumerate(_ALEX_CHANNELS):
+            lin = nn.Module()
+            lin.model = nn.Sequential(nn.Dropout(), nn.Conv2d(c, 1, 1, bias=False))
+            self.add_module(f"lin{i}", lin)
+        self.eval()
+
+    def _features(self, x: Tensor) -> list[Tensor]:
+        feats = []
+        for s, convs in enumerate(_ALEX_SLICES, start=1):
+            if s in (2, 3):
+                x = F.max_pool2d(x, kernel_size=3, stride=2)
+            block = getattr(self.net, f"slice{s}")
+            for idx, *_ in convs:
+                x = F.relu(getattr(block, str(idx))(x))
+            feats.append(x)
+        return feats
+
+    @torch.no_grad()
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        """pred, target ``(N, 3, H, W)`` in [0, 1], H and W >= 32 -> distance ``(N,)``."""
+        _check_pair(pred, target, 3, "lpips")
+        if min(pred.shape[-2:]) < 32:
+            raise ValueError(f"lpips: frames must be at least 32 px, got {tuple(pred.shape)}")
+        dev = self.scaling_layer.shift.device
+        sl = self.scaling_layer
+
+        def scaled(x: Tensor) -> Tensor:
+            return ((x.to(dev).float() * 2 - 1) - sl.shift) / sl.scale
+
+        total = torch.zeros(pred.shape[0], device=dev)
+        for i, (a, b) in enumerate(
+            zip(self._features(scaled(pred)), self._features(scaled(target)))
+        ):
+            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            d = getattr(self, f"lin{i}").model((a - b).pow(2))  # (N, 1, h, w)
+            total = total + d.mean(dim=(1, 2, 3))
+        return total.cpu()
+
+
+def load_lpips(path: str | Path | None, device: str | torch.device = "cpu") -> LPIPS | None:
+    """An ``LPIPS`` model from a local state dict (``.pth``/``.pt`` or ``.safetensors``) in
+    ``lpips.LPIPS(net="alex")``'s layout, or None (with a printed reason) when ``path`` is
+    None or does not exist. Raises ``ValueError`` when the file holds other weights."""
+    if path is None:
+        print(
+            "LPIPS skipped: no local weights given (its AlexNet backbone cannot be downloaded "
+            'here). Save lpips.LPIPS(net="alex").state_dict() on a machine that has it and '
+            "pass the file with --lpips-weights."
+        )
+        return None
+    path = Path(path)
+    if not path.is_file():
+        print(f"LPIPS skipped: weights file {path} does not exist.")
+        return None
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    model = LPIPS()
+    want = set(model.state_dict())
+    got = set(state)
+    if want - got:
+        missing = ", ".join(sorted(want - got)[:5])
+        raise ValueError(
+            f"{path}: not an LPIPS (AlexNet) state dict: missing {missing} "
+            f"({len(want - got)} keys missing in all)"
+        )
+    model.load_state_dict({k: state[k] for k in want})
+    return model.to(device).eval()
+
+
+# -- intervals over episodes ----------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def t_quantile(p: float, dof: float) -> float:
+    """Quantile of Student's t distribution: the x with ``P(T <= x) = p`` for ``dof`` > 0.
+
+    Uses ``t = sqrt(dof) tan(theta)``, under which the density becomes ``cos(theta)^(dof-1)``
+    (up to a constant) on [0, pi/2): the CDF is a smooth integral (Simpson's rule) and the
+    quantile is found by bisection on theta.
+    """
+    if not 0 < p < 1:
+        raise ValueError(f"t_quantile: p must be in (0, 1), got {p}")
+    if not dof > 0:
+        raise ValueError(f"t_quantile: dof must be > 0, got {dof}")
+    if p < 0.5:
+        return -t_quantile(1 - p, dof)
+    if p == 0.5:
+        return 0.0
+    const = math.exp(math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2)) / math.sqrt(math.pi)
+
+    def half_mass(theta: float) -> float:  # P(0 <= T <= sqrt(dof) tan(theta))
+        x = np.linspace(0.0, theta, 2001)
+        y = np.cos(x) ** (dof - 1)
+        h = theta / 2000
+        return const * h / 3 * (y[0] + y[-1] + 4 * y[1:-1:2].sum() + 2 * y[2:-1:2].sum())
+
+    lo, hi = 0.0, math.pi / 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if half_mass(mid) < p - 0.5:
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt(dof) * math.tan((lo + hi) / 2)
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """Mean and two-sided t-interval of the mean over a sample (NaNs dropped).
+
+    values: a sequence or ``(n,)`` array -> (mean, low, high, n). With n < 2 the interval is
+    (nan, nan); with n == 0 the mean is nan too.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"mean_ci: confidence must be in (0, 1), got {confidence}")
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(x.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    half = t_quantile(0.5 + confidence / 2, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
+    return mean, mean - half, mean + half, n
