@@ -30,7 +30,9 @@ def test_misspelt_key_is_named_with_the_valid_ones():
         ConfigError, match=r"'model\.hidden_sise'.*Valid keys under model:.*hidden_size"
     ):
         load_config(TrainRootConfig, overrides=["model.hidden_sise=3"])
-    with pytest.raises(ConfigError, match=r"'modle'.*Valid keys: data, memory, model, train"):
+    with pytest.raises(
+        ConfigError, match=r"'modle'.*Valid keys: backbone, data, memory, model, train"
+    ):
         load_config(TrainRootConfig, overrides=["modle.depth=3"])
 
 

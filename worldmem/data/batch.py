@@ -111,7 +111,9 @@ class WorldBatch:
 
 
 def _cat_sets(sets: list[FrameSet]) -> FrameSet:
-    return FrameSet(**{f.name: torch.cat([getattr(s, f.name) for s in sets]) for f in fields(FrameSet)})
+    return FrameSet(
+        **{f.name: torch.cat([getattr(s, f.name) for s in sets]) for f in fields(FrameSet)}
+    )
 
 
 def collate_world_batches(items: list[WorldBatch]) -> WorldBatch:

@@ -19,7 +19,7 @@ from worldmem.config import (
 )
 from worldmem.data.batch import WorldBatch
 from worldmem.diffusion import FlowMatching, WorldSampler
-from worldmem.models import WorldDiT, build_codec
+from worldmem.models.backbones import build_world_model
 
 __all__ = ["WorldModule", "warmup_cosine"]
 
@@ -45,8 +45,8 @@ class WorldModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         cfg: TrainRootConfig = from_dict(TrainRootConfig, config, "checkpoint config")
         self.cfg = cfg
-        self.model = WorldDiT.from_model_config(cfg.model)
-        self.codec = build_codec(cfg.model)
+        # WorldDiT from scratch, or a pretrained backbone (cfg.backbone) with its own VAE
+        self.model, self.codec = build_world_model(cfg.model, cfg.backbone)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.flow = FlowMatching(cfg.train.timestep_logit_mean, cfg.train.timestep_logit_std)
         t = cfg.train

@@ -56,6 +56,21 @@ def find_last_checkpoint(out_dir: str | Path) -> Path | None:
     return p if p.is_file() else None
 
 
+def _strategy(cfg: TrainConfig):
+    """``cfg.strategy``, or for fsdp with ``fsdp_wrap_modules`` an FSDP strategy that shards
+    each module of those class names (e.g. each transformer block) as one unit."""
+    if cfg.strategy != "fsdp" or not cfg.fsdp_wrap_modules:
+        return cfg.strategy
+    from functools import partial
+
+    from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.fsdp.wrap import lambda_auto_wrap_policy
+
+    names = frozenset(cfg.fsdp_wrap_modules)
+    policy = partial(lambda_auto_wrap_policy, lambda_fn=lambda m: type(m).__name__ in names)
+    return FSDPStrategy(auto_wrap_policy=policy)
+
+
 def build_trainer(cfg: TrainConfig, callbacks: list[Callback] = ()) -> L.Trainer:
     """A Lightning Trainer from ``TrainConfig``: step-based checkpoints (keeping ``last.ckpt``
     for resume), CSV + TensorBoard logs under ``out_dir``, strategy from config (ddp, fsdp)."""
@@ -77,7 +92,7 @@ def build_trainer(cfg: TrainConfig, callbacks: list[Callback] = ()) -> L.Trainer
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
+        strategy=_strategy(cfg),
         precision=cfg.precision,
         gradient_clip_val=cfg.grad_clip if cfg.grad_clip > 0 else None,
         log_every_n_steps=cfg.log_every_steps,
