@@ -41,6 +41,7 @@ def main(cfg: TrainRootConfig) -> Path:
         SampleVideoCallback,
         build_trainer,
         find_last_checkpoint,
+        metrics_files,
         plot_loss_curve,
     )
 
@@ -61,9 +62,8 @@ def main(cfg: TrainRootConfig) -> Path:
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     export = out / "pipeline"
     if trainer.is_global_zero:
-        metrics = out / "logs" / "metrics.csv"
-        if metrics.is_file():
-            plot_loss_curve(metrics, out / "loss_curve.png")
+        if metrics_files(out):
+            plot_loss_curve(metrics_files(out), out / "loss_curve.png")
         WorldPipeline.from_module(module).save_pretrained(export)
         print(f"exported the EMA model to {export}")
     return export

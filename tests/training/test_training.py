@@ -12,7 +12,7 @@ from worldmem.config import TrainRootConfig, load_config, to_dict
 from worldmem.data.batch import collate_world_batches
 from worldmem.data.dataset import WorldDataModule, WorldDataset
 from worldmem.training.module import WorldModule, warmup_cosine
-from worldmem.training.trainer import build_trainer, find_last_checkpoint
+from worldmem.training.trainer import build_trainer, find_last_checkpoint, metrics_files
 
 TINY = [
     "model.image_size=32",
@@ -111,6 +111,7 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(synthet
     # The restored optimizer holds the learning rate the first run ended with.
     assert cap.lr == pytest.approx(cfg.train.lr * warmup_cosine(4, 2, 4, cfg.train.min_lr_ratio))
     assert trainer2.global_step == 6
+    assert len(metrics_files(tmp_path)) == 2  # the first run's log is kept, not overwritten
     # The checkpoint carries its resolved config; loading rebuilds the same model.
     loaded = WorldModule.load_from_checkpoint(str(ckpt), map_location="cpu")
     assert loaded.cfg.model.hidden_size == 64

@@ -14,7 +14,13 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from worldmem.config import TrainConfig
 from worldmem.data.batch import WorldBatch
 
-__all__ = ["build_trainer", "SampleVideoCallback", "plot_loss_curve", "find_last_checkpoint"]
+__all__ = [
+    "build_trainer",
+    "SampleVideoCallback",
+    "plot_loss_curve",
+    "find_last_checkpoint",
+    "metrics_files",
+]
 
 
 class SampleVideoCallback(Callback):
@@ -48,6 +54,12 @@ class SampleVideoCallback(Callback):
         for lg in trainer.loggers:
             if isinstance(lg, TensorBoardLogger):
                 lg.experiment.add_image("samples", frames[0], step, dataformats="HWC")
+
+
+def metrics_files(out_dir: str | Path) -> list[Path]:
+    """The CSV metrics of every run under ``out_dir`` (resumes included), oldest first."""
+    runs = (Path(out_dir) / "logs").glob("version_*/metrics.csv")
+    return sorted(runs, key=lambda p: int(p.parent.name.split("_")[1]))
 
 
 def find_last_checkpoint(out_dir: str | Path) -> Path | None:
@@ -84,7 +96,7 @@ def build_trainer(cfg: TrainConfig, callbacks: list[Callback] = ()) -> L.Trainer
         auto_insert_metric_name=False,
     )
     loggers = [
-        CSVLogger(out, name="logs", version=""),
+        CSVLogger(out, name="logs"),  # a version_N folder per run: a resume never overwrites
         TensorBoardLogger(out, name="tb", version="", default_hp_metric=False),
     ]
     return L.Trainer(
@@ -107,22 +119,24 @@ def build_trainer(cfg: TrainConfig, callbacks: list[Callback] = ()) -> L.Trainer
     )
 
 
-def plot_loss_curve(metrics_csv: str | Path, out_png: str | Path, smooth: int = 25) -> Path:
-    """Plot train loss (raw and smoothed) and val loss from Lightning's CSV log to a PNG."""
+def plot_loss_curve(metrics_csvs: list[str | Path], out_png: str | Path, smooth: int = 25) -> Path:
+    """Plot train loss (raw and smoothed) and val loss from Lightning's CSV logs (one file per
+    run of a resumed training, in order) to a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps, loss, vsteps, vloss = [], [], [], []
-    with open(metrics_csv) as f:
-        for row in csv.DictReader(f):
-            if row.get("train/loss"):
-                steps.append(int(row["step"]))
-                loss.append(float(row["train/loss"]))
-            if row.get("val/loss"):
-                vsteps.append(int(row["step"]))
-                vloss.append(float(row["val/loss"]))
+    for path in metrics_csvs:
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row.get("train/loss"):
+                    steps.append(int(row["step"]))
+                    loss.append(float(row["train/loss"]))
+                if row.get("val/loss"):
+                    vsteps.append(int(row["step"]))
+                    vloss.append(float(row["val/loss"]))
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     ax.plot(steps, loss, alpha=0.3, color="C0", label="train (per log step)")
     if len(loss) >= smooth:
