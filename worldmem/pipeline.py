@@ -111,6 +111,7 @@ class WorldPipeline:
         actions: ActionConfig | None = None,
         device: str | torch.device = "cpu",
         codec: torch.nn.Module | None = None,
+        stochastic: bool = True,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -122,7 +123,10 @@ class WorldPipeline:
         self.codec = build_codec(model_cfg) if codec is None else codec
         if hasattr(self.codec, "to"):
             self.codec = self.codec.to(self.device)
-        self.sampler = WorldSampler(self.model, self.codec, steps, guidance_scale)
+        self.sampler = WorldSampler(
+            self.model, self.codec, steps, guidance_scale, stochastic=stochastic
+        )
+        self.stochastic = stochastic
         self.steps = steps
         self.guidance_scale = guidance_scale
         self.fov_deg = fov_deg
@@ -166,6 +170,7 @@ class WorldPipeline:
             memory_cfg,
             steps=overrides.pop("steps", meta["sampler"]["steps"]),
             guidance_scale=overrides.pop("guidance_scale", meta["sampler"]["guidance_scale"]),
+            stochastic=overrides.pop("stochastic", meta["sampler"]["stochastic"]),
             fov_deg=meta["camera"]["fov_deg"],
             device=device,
             codec=codec,
@@ -193,7 +198,11 @@ class WorldPipeline:
             "format_version": FORMAT_VERSION,
             "model": to_dict(self.model_cfg),
             "memory": to_dict(self.memory_cfg),
-            "sampler": {"steps": self.steps, "guidance_scale": self.guidance_scale},
+            "sampler": {
+                "steps": self.steps,
+                "guidance_scale": self.guidance_scale,
+                "stochastic": self.stochastic,
+            },
             "camera": {"fov_deg": self.fov_deg},
         }
         (path / "pipeline.json").write_text(json.dumps(meta, indent=2))

@@ -85,3 +85,28 @@ def test_generate_without_any_memory_frames(model):
     a = WorldSampler(model, codec, 2, 2.0, use_cache=True).generate(batch, _gen())
     b = WorldSampler(model, codec, 2, 2.0, use_cache=False).generate(batch, _gen())
     torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)
+
+
+def test_two_stochastic_steps_by_hand(model):
+    """Re-noising steps: x0 = x - sigma v, then x = (1 - sigma') x0 + sigma' * fresh noise;
+    sigmas 1 -> 0.5 -> 0, noise drawn from the same generator after the initial noise."""
+    batch = dummy_world_batch(1, 2, 2, 2, 32)
+    codec = IdentityCodec()
+    rgb, _ = WorldSampler(model, codec, steps=2).generate(batch, _gen(4))
+    g = _gen(4)
+    x = torch.randn(1, 2, 4, 32, 32, generator=g)
+    t = batch.target
+    ctx, kf = encode_frames(codec, batch.context), encode_frames(codec, batch.keyframes)
+    mem = codec.encode_memory(batch.memory_rgb, batch.memory_depth, batch.memory_mask)
+
+    def v(x, sigma):
+        target = ModelFrames(x, torch.full((1, 2), sigma), t.c2w, t.K, t.valid)
+        with torch.no_grad():
+            return model(target, ctx, kf, mem, batch.caption).sample
+
+    x0 = x - 1.0 * v(x, 1.0)
+    x = 0.5 * x0 + 0.5 * torch.randn(x.shape, generator=g)
+    ref_rgb, _ = codec.decode(x - 0.5 * v(x, 0.5))
+    torch.testing.assert_close(rgb, ref_rgb, atol=1e-5, rtol=0)
+    euler, _ = WorldSampler(model, codec, steps=2, stochastic=False).generate(batch, _gen(4))
+    assert (euler - rgb).abs().max() > 1e-3
