@@ -24,7 +24,7 @@ test: lint
 	$(PY) -m pytest -q
 
 # The shipped tiny model: 300 synthetic episodes (seeds 0-299, the last 10 for validation),
-# then 2,400 training steps.
+# then 2,000 training steps.
 data: $(STAMP)
 	$(PY) datasets/synthetic.py --out data/synthetic --episodes 300 --frames 96 --size 64 \
 		--val-fraction 0.034 --workers 2
