@@ -122,19 +122,28 @@ class VaeCodec(nn.Module):
                 f"VaeCodec: {path} is not a diffusers AutoencoderKL folder (no config.json); "
                 "set model.codec_path to a local folder saved with save_pretrained"
             )
-        self.vae = AutoencoderKL.from_pretrained(path, local_files_only=True)
-        self.vae.requires_grad_(False).eval()
+        vae = AutoencoderKL.from_pretrained(path, local_files_only=True)
+        cfg = vae.config
+        self._init_common(
+            vae, depth_near_m, cfg.latent_channels, 2 ** (len(cfg.block_out_channels) - 1)
+        )
+        self.scaling_factor = float(cfg.scaling_factor)
+        shift = getattr(cfg, "shift_factor", None)
+        self.shift_factor = float(shift) if shift is not None else 0.0
+
+    def _init_common(
+        self, vae: nn.Module, depth_near_m: float, latent_channels: int, downsample: int
+    ):
+        """The frozen VAE and the channel layout shared by every VAE codec."""
+        self.vae = vae.requires_grad_(False).eval()
         self.depth_near_m = float(depth_near_m)
-        lc = int(self.vae.config.latent_channels)
+        lc = int(latent_channels)
         self.latent_channels = lc
         self.channels = 2 * lc
         self.memory_channels = 2 * lc + 1
-        self.downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.downsample = int(downsample)
         self.rgb_channels = slice(0, lc)
         self.depth_channels = slice(lc, 2 * lc)
-        self.scaling_factor = float(self.vae.config.scaling_factor)
-        shift = getattr(self.vae.config, "shift_factor", None)
-        self.shift_factor = float(shift) if shift is not None else 0.0
 
     def train(self, mode: bool = True) -> VaeCodec:
         super().train(mode)
@@ -158,10 +167,10 @@ class VaeCodec(nn.Module):
     def encode(self, rgb: Tensor, depth: Tensor) -> Tensor:
         """rgb ``(B, T, 3, H, W)`` [0, 1], depth ``(B, T, 1, H, W)`` metres ->
         ``(B, T, 2 lc, H / d, W / d)`` (lc: VAE latent channels, d: downsample)."""
-        _check_frames(rgb, depth, "VaeCodec.encode")
+        _check_frames(rgb, depth, f"{type(self).__name__}.encode")
         if rgb.shape[-1] % self.downsample or rgb.shape[-2] % self.downsample:
             raise ValueError(
-                f"VaeCodec.encode: H, W must be divisible by {self.downsample}, "
+                f"{type(self).__name__}.encode: H, W must be divisible by {self.downsample}, "
                 f"got {tuple(rgb.shape[-2:])}"
             )
         d3 = encode_inverse_depth(depth, self.depth_near_m).expand(-1, -1, 3, -1, -1)
@@ -173,7 +182,8 @@ class VaeCodec(nn.Module):
         depth ``(B, T, 1, h d, w d)`` metres)."""
         if x.dim() != 5 or x.shape[2] != self.channels:
             raise ValueError(
-                f"VaeCodec.decode: want (B, T, {self.channels}, h, w), got {tuple(x.shape)}"
+                f"{type(self).__name__}.decode: want (B, T, {self.channels}, h, w), "
+                f"got {tuple(x.shape)}"
             )
         lc = self.latent_channels
         rgb = ((self._decode_images(x[:, :, :lc]) + 1.0) * 0.5).clamp(0.0, 1.0)
@@ -196,8 +206,9 @@ class VaeCodec(nn.Module):
         The render is encoded as a frame; latents are zeroed where no pixel of the cell is
         covered, and the area-downsampled mask (fraction covered) is appended.
         """
-        _check_frames(rgb, depth, "VaeCodec.encode_memory")
-        _check_mask(rgb, mask, "VaeCodec.encode_memory")
+        where = f"{type(self).__name__}.encode_memory"
+        _check_frames(rgb, depth, where)
+        _check_mask(rgb, mask, where)
         m = (mask > 0.5).to(rgb.dtype)
         z = self.encode(rgb * m, depth * m)
         frac = self._downsample_mask(m, "mean")

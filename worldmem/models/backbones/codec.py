@@ -24,27 +24,17 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldmem.models.codec import decode_inverse_depth, encode_inverse_depth
+from worldmem.models.codec import VaeCodec
 
 __all__ = ["VideoVaeCodec", "VIDEO_VAES"]
 
 VIDEO_VAES = ("AutoencoderKLWan", "AutoencoderKLCogVideoX")
 
 
-def _check(rgb: Tensor, depth: Tensor, where: str, mask: Tensor | None = None) -> None:
-    if rgb.dim() != 5 or rgb.shape[2] != 3:
-        raise ValueError(f"{where}: rgb must be (B, T, 3, H, W), got {tuple(rgb.shape)}")
-    want = (*rgb.shape[:2], 1, *rgb.shape[-2:])
-    for name, t in (("depth", depth), ("mask", mask)):
-        if t is not None and tuple(t.shape) != want:
-            raise ValueError(f"{where}: {name} must be {want}, got {tuple(t.shape)}")
-
-
-class VideoVaeCodec(nn.Module):
+class VideoVaeCodec(VaeCodec):
     """A frozen diffusers video VAE applied frame by frame (see the module docstring).
 
     path: a local VAE folder (its ``config.json``), a pipeline folder holding ``vae/``, or a
@@ -60,7 +50,7 @@ class VideoVaeCodec(nn.Module):
         frames_per_call: int = 8,
         torch_dtype: torch.dtype = torch.float32,
     ):
-        super().__init__()
+        nn.Module.__init__(self)  # VaeCodec.__init__ loads an AutoencoderKL; this loads a video VAE
         import diffusers
 
         from worldmem.models.backbones.base import resolve_component
@@ -80,21 +70,15 @@ class VideoVaeCodec(nn.Module):
         else:
             name = diffusers.AutoencoderKLWan.load_config(where, subfolder=sub)["_class_name"]
             cls = getattr(diffusers, name)
-        self.vae = cls.from_pretrained(where, subfolder=sub, torch_dtype=torch_dtype)
-        self.vae.requires_grad_(False).eval()
-        cfg = self.vae.config
-        self.depth_near_m = float(depth_near_m)
-        self.frames_per_call = int(frames_per_call)
-        lc = int(cfg.z_dim if hasattr(cfg, "z_dim") else cfg.latent_channels)
-        self.latent_channels = lc
-        self.channels = 2 * lc
-        self.memory_channels = 2 * lc + 1
+        vae = cls.from_pretrained(where, subfolder=sub, torch_dtype=torch_dtype)
+        cfg = vae.config
+        lc = cfg.z_dim if hasattr(cfg, "z_dim") else cfg.latent_channels
         if hasattr(cfg, "scale_factor_spatial"):
-            self.downsample = int(cfg.scale_factor_spatial)
+            downsample = cfg.scale_factor_spatial
         else:
-            self.downsample = 2 ** (len(cfg.block_out_channels) - 1)
-        self.rgb_channels = slice(0, lc)
-        self.depth_channels = slice(lc, 2 * lc)
+            downsample = 2 ** (len(cfg.block_out_channels) - 1)
+        self._init_common(vae, depth_near_m, lc, downsample)
+        self.frames_per_call = int(frames_per_call)
         mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
         if mean is not None and std is not None:  # per channel (Wan)
             mean, scale = torch.tensor(mean), 1.0 / torch.tensor(std)
@@ -103,11 +87,6 @@ class VideoVaeCodec(nn.Module):
             scale = torch.tensor([float(cfg.scaling_factor)])
         self.register_buffer("_mean", mean.view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("_scale", scale.view(1, -1, 1, 1, 1), persistent=False)
-
-    def train(self, mode: bool = True) -> VideoVaeCodec:
-        super().train(mode)
-        self.vae.eval()  # frozen: never in training mode
-        return self
 
     def _encode_images(self, img: Tensor) -> Tensor:
         """Images ``(B, T, 3, H, W)`` in [-1, 1] -> scaled latents ``(B, T, lc, h, w)``."""
@@ -128,52 +107,3 @@ class VideoVaeCodec(nn.Module):
             for part in clips.split(self.frames_per_call)
         ]
         return rearrange(torch.cat(imgs), "(b t) c 1 h w -> b t c h w", b=B).to(z.dtype)
-
-    @torch.no_grad()
-    def encode(self, rgb: Tensor, depth: Tensor) -> Tensor:
-        """rgb ``(B, T, 3, H, W)`` [0, 1], depth ``(B, T, 1, H, W)`` metres ->
-        ``(B, T, 2 lc, H / d, W / d)`` (lc: VAE latent channels, d: downsample)."""
-        _check(rgb, depth, "VideoVaeCodec.encode")
-        if rgb.shape[-1] % self.downsample or rgb.shape[-2] % self.downsample:
-            raise ValueError(
-                f"VideoVaeCodec.encode: H, W must be divisible by {self.downsample}, "
-                f"got {tuple(rgb.shape[-2:])}"
-            )
-        d3 = encode_inverse_depth(depth, self.depth_near_m).expand(-1, -1, 3, -1, -1)
-        return torch.cat([self._encode_images(rgb * 2.0 - 1.0), self._encode_images(d3)], 2)
-
-    @torch.no_grad()
-    def decode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, T, 2 lc, h, w)`` -> (rgb ``(B, T, 3, h d, w d)`` in [0, 1],
-        depth ``(B, T, 1, h d, w d)`` metres)."""
-        if x.dim() != 5 or x.shape[2] != self.channels:
-            raise ValueError(
-                f"VideoVaeCodec.decode: want (B, T, {self.channels}, h, w), got {tuple(x.shape)}"
-            )
-        lc = self.latent_channels
-        rgb = ((self._decode_images(x[:, :, :lc]) + 1.0) * 0.5).clamp(0.0, 1.0)
-        d = self._decode_images(x[:, :, lc:]).mean(2, keepdim=True)
-        return rgb, decode_inverse_depth(d, self.depth_near_m)
-
-    def _downsample_mask(self, mask: Tensor, mode: str) -> Tensor:
-        B = mask.shape[0]
-        m = rearrange(mask, "b t c h w -> (b t) c h w")
-        if mode == "mean":
-            m = F.avg_pool2d(m, self.downsample)
-        else:  # "all": 1 only where every pixel of the cell is 1
-            m = -F.max_pool2d(-m, self.downsample)
-        return rearrange(m, "(b t) c h w -> b t c h w", b=B)
-
-    @torch.no_grad()
-    def encode_memory(self, rgb: Tensor, depth: Tensor, mask: Tensor) -> Tensor:
-        """Memory render (as ``encode``; mask ``(B, T, 1, H, W)``) -> ``(B, T, 2 lc + 1, h, w)``."""
-        _check(rgb, depth, "VideoVaeCodec.encode_memory", mask)
-        m = (mask > 0.5).to(rgb.dtype)
-        z = self.encode(rgb * m, depth * m)
-        frac = self._downsample_mask(m, "mean")
-        return torch.cat([z * (frac > 0).to(z.dtype), frac], 2)
-
-    def depth_known(self, depth: Tensor) -> Tensor:
-        """Latent cells whose every pixel has known depth: ``(B, T, 1, H, W)`` ->
-        ``(B, T, 1, h, w)``."""
-        return self._downsample_mask((depth > 0).to(depth.dtype), "all")
