@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint data train clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e ".[test,e2e]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,e2e,backbones]"
 	touch $(STAMP)
 
 demo: $(STAMP)
