@@ -81,9 +81,8 @@ def _check_key(key: str) -> None:
 
 
 def _check_cfg(cfg: ActionConfig) -> None:
-    for name in ("move_m", "turn_deg", "max_pitch_deg"):
-        if not isinstance(getattr(cfg, name, None), int | float):
-            raise ValueError(f"cfg: expected an ActionConfig, got {type(cfg).__name__}")
+    if not isinstance(cfg, ActionConfig):
+        raise ValueError(f"cfg: expected an ActionConfig, got {type(cfg).__name__}")
     if cfg.move_m < 0 or cfg.turn_deg < 0:
         raise ValueError(
             f"ActionConfig: move_m and turn_deg must be >= 0, got {cfg.move_m}, {cfg.turn_deg}"

@@ -34,6 +34,7 @@ with mode ``adapter``, ``lora`` or ``full``.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,7 @@ def _frame_features(sigma: Tensor, roles: Tensor) -> Tensor:
     return torch.cat([ang.cos(), ang.sin(), onehot], -1)
 
 
-class BackboneWorldModel(ModelMixin, ConfigMixin):
+class BackboneWorldModel(ModelMixin, ConfigMixin, metaclass=abc.ABCMeta):
     """Base class of the backbone adapters (``WanWorldModel``, ``CogVideoXWorldModel``).
 
     Subclasses set ``backbone_class`` and implement ``_backbone_geometry``, ``_backbone_pass``,
@@ -529,35 +530,42 @@ class BackboneWorldModel(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ per backbone
 
+    @abc.abstractmethod
     def _backbone_geometry(self) -> tuple[int, int, int, int]:
         """(spatial patch size, rgb latent channels, hidden width, text width)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _text_padding(self) -> str:
         """How the backbone's pipeline pads T5 states: "zeros" or "tokens"."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _lora_targets(self) -> list[str]:
         """Full names of the attention projections that get LoRA factors."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _register_hooks(self) -> None:
         """Hooks that add ``self._pass.extra`` to the patch tokens and capture the output
         projection's input into ``self._pass.features``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _native_inputs(self, seq: dict) -> tuple[Tensor, Tensor]:
         """The backbone's input latents ``(B, F, c, h, w)`` (rgb half, in its own scaling)
         and timesteps ``(B,)`` or ``(B, F n)`` for the sequence."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _backbone_pass(
         self, latents: Tensor, timesteps: Tensor, text_states: Tensor, key_valid: Tensor | None
     ) -> Tensor:
         """One call of the backbone -> its prediction ``(B, F, c, h, w)``; key_valid ``(B, F)``
         bool (None: every frame may be attended)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _to_velocity(self, pred: Tensor, latents: Tensor, sigma: Tensor) -> Tensor:
         """The backbone's prediction for the targets -> flow velocity ``noise - x0``."""
-        raise NotImplementedError
+        ...
