@@ -114,8 +114,8 @@ def million_points(repeats: int) -> tuple[float, float]:
     K = intrinsics_from_fov(FOV_DEG, 256, 256)[None]
     cfg = MemoryConfig()
     kw = dict(
-        radius_px=cfg.splat_radius_px,
-        ref_depth_m=cfg.splat_ref_depth_m,
+        radius_px=1.0,  # the old fixed rule: 1 px at 1 m
+        ref_depth_m=1.0,
         max_radius_px=cfg.max_splat_radius_px,
         min_radius_px=cfg.min_splat_radius_px,
         near_m=cfg.near_m,

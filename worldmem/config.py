@@ -109,19 +109,22 @@ class BackboneConfig:
 class MemoryConfig:
     """Spatial, episodic and working memory. Every threshold carries its unit in its name."""
 
-    # spatial memory (voxel-fused point cloud)
-    voxel_size_m: float = 0.04  # fusion voxel edge length
-    max_points: int = 300_000  # hard cap; evict lowest confidence, then least recently seen
+    # spatial memory (surface samples: each keeps the colour and position one view saw)
+    voxel_size_m: float = 0.04  # cell of the spatial index (voxel_keys, 8^3-cell culling blocks)
+    max_points: int = 300_000  # hard cap; evict generated, then least recently seen, then coarse
     carve_margin_rel: float = 0.15  # new depth must be this much (relative) behind a point
     carve_factor: float = 0.5  # confidence multiplier for a point seen through
     min_confidence: float = 0.3  # points below this confidence are dropped
     max_depth_m: float = 30.0  # pixels farther than this are not inserted
-    splat_radius_px: float = 1.0  # splat footprint radius at depth splat_ref_depth_m
-    splat_ref_depth_m: float = 1.0  # footprint radius grows as splat_radius_px * ref / depth
+    splat_footprint_scale: float = 0.75  # splat radius = this * the sample's projected footprint
     max_splat_radius_px: int = 4  # clamp on the footprint radius
     min_splat_radius_px: float = 0.75  # footprint floor (0.5: only the pixel a point falls in)
+    surface_tol_rel: float = 0.03  # samples this close (relative depth) are one surface
+    dedup_radius_px: float = 0.3  # a new pixel this near a stored sample of its surface: a repeat
+    dedup_colour_tol: float = 0.03  # ... when their colours also agree to this (per channel)
+    replace_quality_ratio: float = 0.7  # a repeat replaces a sample when quality < this * its
     render_backend: str = "torch"  # gsplat needs CUDA
-    max_confidence: float = 10.0  # observation weight cap (frames); then fusion is a moving average
+    max_confidence: float = 10.0  # cap on confidence (+1 per frame that sees the sample again)
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below

@@ -224,7 +224,8 @@ def test_render_batches_views_and_handles_empty():
 
 
 def random_cloud_memory(n: int, extent_m: float, cfg: MemoryConfig, seed: int = 0):
-    """A memory holding n random points (one per voxel) via load_state_dict."""
+    """A memory holding n random observed samples (one per voxel, splat radius 6 cm) via
+    load_state_dict."""
     g = torch.Generator().manual_seed(seed)
     xyz = (torch.rand(n, 3, generator=g) * 2 - 1) * extent_m
     keys = voxel_keys(torch.floor(xyz / cfg.voxel_size_m).long())
@@ -239,6 +240,10 @@ def random_cloud_memory(n: int, extent_m: float, cfg: MemoryConfig, seed: int = 
             "confidence": torch.ones(m),
             "last_seen": torch.zeros(m, dtype=torch.int64),
             "voxel_keys": torch.from_numpy(keys),
+            "footprint": torch.full((m,), 0.08),
+            "quality": torch.full((m,), 0.08),
+            "observed": torch.ones(m, dtype=torch.bool),
+            "splat_radius": torch.full((m,), 0.06),
             "next_step": 1,
         }
     )
@@ -248,7 +253,7 @@ def random_cloud_memory(n: int, extent_m: float, cfg: MemoryConfig, seed: int = 
 def test_frustum_culling_changes_nothing_in_the_render():
     """render() splats only points in blocks near the view frusta; the picture must equal the
     splat of the whole cloud, and the candidates must include every point in the frusta."""
-    cfg = MemoryConfig(voxel_size_m=0.05, splat_radius_px=3.0, max_splat_radius_px=3)
+    cfg = MemoryConfig(voxel_size_m=0.05, max_splat_radius_px=3)
     sm = random_cloud_memory(30_000, 6.0, cfg)
     g = torch.Generator().manual_seed(1)
     c2w = torch.stack(
@@ -257,7 +262,17 @@ def test_frustum_culling_changes_nothing_in_the_render():
     K = intrinsics(3, 40)
     culled = sm.render(c2w, K, 40, 40)
     full = splat_points(
-        sm.xyz, sm.rgb, c2w, K, 40, 40, radius_px=3.0, max_radius_px=3, min_radius_px=0.75
+        sm.xyz,
+        sm.rgb,
+        c2w,
+        K,
+        40,
+        40,
+        max_radius_px=3,
+        min_radius_px=0.75,
+        radius_m=sm.state_dict()["splat_radius"],
+        observed=sm.observed,
+        surface_tol_rel=cfg.surface_tol_rel,
     )
     assert torch.equal(culled.mask, full.mask)
     assert torch.equal(culled.depth, full.depth) and torch.equal(culled.rgb, full.rgb)
@@ -286,26 +301,24 @@ def test_same_view_many_times_does_not_grow():
     assert int(sm.last_seen.min()) == 99
 
 
-def test_fusion_matches_independent_voxel_average():
-    """Two frames fused: every point is the mean of the pixels in its voxel, computed here
-    with a Python dict."""
+def test_samples_are_pixels_as_seen_not_averages():
+    """Two overlapping frames: every stored sample is one pixel of one frame, its colour and
+    back-projected position exactly as that frame saw them (nothing averaged), and the first
+    frame is stored whole."""
     rgb, depth, c2w, K = room_frames(2, 16, seed=2)
-    vs = 0.07  # walls (at +-3 m, +-1.5 m) do not sit on voxel boundaries
-    sm = SpatialMemory(MemoryConfig(voxel_size_m=vs))
+    c2w[1] = c2w[0] @ yaw_camera([0.05, 0.0, 0.02], 4.0)
+    rgb, depth = box_room(c2w, K, 16, 16)
+    sm = SpatialMemory()
     sm.insert(rgb, depth, c2w, K)
-    pts = unproject_depth(depth[:, 0].double(), c2w.double(), K.double()).reshape(-1, 3)
-    cols = rgb.permute(0, 2, 3, 1).reshape(-1, 3).double()
-    groups: dict[tuple, list[int]] = {}
-    for i, p in enumerate(pts.tolist()):
-        groups.setdefault(tuple(math.floor(c / vs) for c in p), []).append(i)
-    assert sm.num_points == len(groups)
-    vox = keys_to_voxels(sm.voxel_keys)
-    for j, key in enumerate(map(tuple, vox.tolist())):
-        members = groups[key]
-        assert torch.allclose(sm.xyz[j].double(), pts[members].mean(0), atol=1e-5)
-        assert torch.allclose(sm.rgb[j].double(), cols[members].mean(0), atol=1e-5)
-        frames = {i // 256 for i in members}
-        assert sm.confidence[j].item() == len(frames)
+    pts = unproject_depth(depth[:, 0], c2w, K).reshape(-1, 3)
+    cols = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+    d = torch.cdist(sm.xyz.double(), pts.double())  # (N, 512)
+    j = d.argmin(1)
+    assert float(d.min(1).values.max()) < 1e-5
+    assert torch.equal(sm.rgb, cols[j])
+    assert set(range(256)) <= set(j.tolist())  # frame 0 whole
+    assert 256 < sm.num_points < 512  # frame 1 added only what frame 0 lacked
+    assert bool(sm.observed.all()) and torch.allclose(sm.footprint, depth.flatten()[j] / K[0, 0, 0])
 
 
 def test_moved_box_is_carved_and_wall_survives():
@@ -355,26 +368,32 @@ def single_point_frame(direction, dist: float, colour):
     return rgb, torch.full((1, 1, 1, 1), dist), c2w[None], K[None]
 
 
-def test_eviction_lowest_confidence_then_least_recent():
+def test_eviction_generated_then_oldest_then_coarsest():
     sm = SpatialMemory(MemoryConfig(max_points=3))
-    dirs = [(1, 0, 1), (-1, 0, 1), (0, 1, 1), (0, -1, 1), (1, 1, -1)]
-    frames = [single_point_frame(d, 2.0, (i / 5, 0, 0)) for i, d in enumerate(dirs)]
-    for step in range(3):
-        sm.insert(*frames[0], step=step)  # point 0: confidence 3
-    sm.insert(*frames[1], step=3)
-    sm.insert(*frames[2], step=4)
-    assert sm.num_points == 3
-    sm.insert(*frames[3], step=5)  # over the cap: 1, 2, 3 tie on confidence; 1 is oldest
-    assert sm.num_points == 3
-    assert sorted((sm.rgb[:, 0] * 5).round().long().tolist()) == [0, 2, 3]
-    sm.insert(*frames[2], step=6)  # 2 is now confidence 2 and newest
-    sm.insert(*frames[4], step=7)  # evicts 3 (confidence 1, older than 4)
-    assert sorted((sm.rgb[:, 0] * 5).round().long().tolist()) == [0, 2, 4]
-    sm.insert(*frames[4], step=8)  # confidences now 3, 2, 2
-    # a new point (confidence 1) is never evicted by the insert that saw it: 2 goes (older
-    # than 4 at the same confidence)
-    sm.insert(*frames[1], step=9)
-    assert sorted((sm.rgb[:, 0] * 5).round().long().tolist()) == [0, 1, 4]
+    dirs = [(1, 0, 1), (-1, 0, 1), (0, 1, 1), (0, -1, 1), (1, 1, -1), (-1, -1, -1)]
+
+    def frame(i, dist=2.0):
+        return single_point_frame(dirs[i], dist, (i / 10, 0, 0))
+
+    def ids():
+        return sorted((sm.rgb[:, 0] * 10).round().long().tolist())
+
+    sm.insert(*frame(1), step=0)
+    sm.insert(*frame(2), step=1)
+    sm.insert(*frame(0), step=2, observed=False)  # generated, newer than 1 and 2
+    sm.insert(*frame(3), step=3)  # over the cap: the generated sample goes first
+    assert ids() == [1, 2, 3]
+    sm.insert(*frame(4), step=4)  # then the least recently seen
+    assert ids() == [2, 3, 4]
+    sm.insert(*frame(2), step=5)  # 2 seen again: now the newest
+    sm.insert(*frame(5, dist=4.0), step=6)  # 3 is now the least recently seen
+    assert ids() == [2, 4, 5]
+    # same last_seen: the coarser sample (farther view, bigger footprint) goes
+    sm2 = SpatialMemory(MemoryConfig(max_points=1))
+    near, far = frame(0, dist=1.0), frame(1, dist=5.0)
+    both = [torch.cat([a, b]) for a, b in zip(near, far)]
+    sm2.insert(*both, step=7)
+    assert sm2.num_points == 1 and float(sm2.xyz.norm()) < 1.5
 
 
 def test_cap_holds_over_long_random_walk():
@@ -399,13 +418,16 @@ def test_cap_holds_over_long_random_walk():
         sizes.append(sm.num_points)
     assert max(sizes) <= cfg.max_points
     assert sizes[-1] == cfg.max_points
-    # the index is consistent: each point lies in its voxel, keys unique, lookups hit
+    # the index is consistent: each sample lies in its cell, the sorted index is its keys
     vox = torch.floor(sm.xyz / cfg.voxel_size_m).long()
     assert torch.equal(keys_to_voxels(sm.voxel_keys), vox)
-    assert torch.unique(sm.voxel_keys).numel() == sm.num_points
+    assert torch.equal(sm._skeys, sm.voxel_keys[sm._sidx])
+    assert bool((sm._skeys[1:] >= sm._skeys[:-1]).all())
     n = sm.num_points
-    # the last chunk's voxels were all kept: inserting it again adds nothing
-    assert sm.insert(rgb_all[-4:], depth_all[-4:], c2w_all[-4:], K) == 0
+    # the last chunk was kept whole: its cameras get it back, inserting it again adds little
+    out = sm.render(c2w_all[-4:], K, 16, 16)
+    assert float((out.rgb - rgb_all[-4:]).square().mean()) < 10 ** (-30 / 10)
+    assert sm.insert(rgb_all[-4:], depth_all[-4:], c2w_all[-4:], K) <= 0.01 * 4 * 16 * 16
     assert sm.num_points == n
 
 
@@ -450,6 +472,8 @@ def test_export_ply_reads_back_with_plyfile(tmp_path):
         "green",
         "blue",
         "confidence",
+        "footprint",
+        "observed",
     ]
     xyz = np.stack([v["x"], v["y"], v["z"]], 1)
     np.testing.assert_array_equal(xyz, sm.xyz.numpy())
@@ -457,6 +481,8 @@ def test_export_ply_reads_back_with_plyfile(tmp_path):
     assert cols.dtype == np.uint8
     np.testing.assert_array_equal(cols, np.round(sm.rgb.numpy() * 255).astype(np.uint8))
     np.testing.assert_array_equal(v["confidence"], sm.confidence.numpy())
+    np.testing.assert_array_equal(v["footprint"], sm.footprint.numpy())
+    np.testing.assert_array_equal(v["observed"], sm.observed.numpy().astype(np.uint8))
 
 
 def test_topdown_map_shows_highest_point_and_cameras():
@@ -591,7 +617,7 @@ def test_cuda_matches_cpu():
 def test_gsplat_backend_agrees_with_torch_splat():
     pytest.importorskip("gsplat")
     rgb, depth, c2w, K = room_frames(2, 48, seed=10)
-    cfg = MemoryConfig(voxel_size_m=0.02, splat_radius_px=2.0)
+    cfg = MemoryConfig(voxel_size_m=0.02, splat_footprint_scale=2.0)
     a = SpatialMemory(cfg, device="cuda")
     b = SpatialMemory(MemoryConfig(voxel_size_m=0.02, render_backend="gsplat"), device="cuda")
     for m in (a, b):

@@ -8,6 +8,11 @@ Two backends with the same output (``MemoryRender``):
   like the floats for positive values) and point index are packed into one int64 key, so a
   single ``scatter_reduce(amin)`` per footprint offset finds both the winning depth and the
   winner; equal depths go to the lower point index, so the result is deterministic.
+  With ``surface_tol_rel > 0`` a second pass picks, among the points that fall inside a pixel
+  and lie on its front surface (depth within ``surface_tol_rel`` of the nearest), the one of
+  lowest rank whose projection is closest to the pixel centre: a frame's own samples then
+  win its pixels at its own camera, and a novel view takes the nearest observed sample
+  instead of whichever sample of the surface happened to be a hair closer.
 * ``gsplat_points``: isotropic Gaussians through ``gsplat.rasterization`` (CUDA only).
 
 Cameras follow ``worldmem.geometry.camera``: OpenCV frame, c2w 4x4, K 3x3 in pixels, pixel
@@ -44,21 +49,29 @@ class MemoryRender:
     """The spatial memory seen from V cameras.
 
     rgb ``(V, 3, H, W)`` in [0, 1], depth ``(V, 1, H, W)`` z-depth in metres, mask
-    ``(V, 1, H, W)`` float 1 where a point landed and 0 elsewhere (rgb and depth are 0 there).
+    ``(V, 1, H, W)`` float 1 where a point landed and 0 elsewhere (rgb and depth are 0 there),
+    observed ``(V, 1, H, W)`` float 1 where the winning point was observed (a real frame) and
+    0 where it was generated or the pixel is empty.
     """
 
     rgb: Tensor
     depth: Tensor
     mask: Tensor
+    observed: Tensor
 
     def to(self, device) -> MemoryRender:
-        return MemoryRender(self.rgb.to(device), self.depth.to(device), self.mask.to(device))
+        return MemoryRender(
+            self.rgb.to(device),
+            self.depth.to(device),
+            self.mask.to(device),
+            self.observed.to(device),
+        )
 
 
 def empty_render(num_views: int, height: int, width: int, device, dtype=torch.float32):
     """A render with nothing in it: zeros of the ``MemoryRender`` shapes."""
     z = torch.zeros(num_views, 1, height, width, device=device, dtype=dtype)
-    return MemoryRender(z.expand(-1, 3, -1, -1).clone(), z.clone(), z.clone())
+    return MemoryRender(z.expand(-1, 3, -1, -1).clone(), z.clone(), z.clone(), z.clone())
 
 
 @lru_cache(maxsize=16)
@@ -146,6 +159,9 @@ def splat_points(
     max_radius_px: int = 4,
     min_radius_px: float = 0.5,
     near_m: float = 0.1,
+    radius_m: Tensor | None = None,
+    observed: Tensor | None = None,
+    surface_tol_rel: float = 0.0,
 ) -> MemoryRender:
     """Z-buffer splat of points at V cameras.
 
@@ -154,35 +170,68 @@ def splat_points(
 
     1. A point at camera depth z > near_m projects to continuous pixel coordinates (u, v) and
        covers its own pixel plus every pixel whose centre is closer than its footprint radius
-       ``r = clamp(radius_px * ref_depth_m / z, 0.5, max_radius_px)`` to (u, v). Each pixel
-       shows its nearest covering point (equal depths: the lower index).
+       ``r`` to (u, v): ``radius_m (N,)`` world metres projected (``radius_m * fx / z``) when
+       given, else ``radius_px * ref_depth_m / z``; clamped to [0.5, max_radius_px]. Each
+       pixel shows its nearest covering point (equal depths: the lower index).
     2. Hole filling (when ``min_radius_px`` > 0.5): pixels still empty take the nearest point
        whose centre distance is below ``min_radius_px``. Filling never covers a pixel that
        step 1 drew, so the floor does not fatten foreground edges.
+    3. Surface pass (when ``surface_tol_rel`` > 0): a pixel with points inside it whose depth
+       is within ``surface_tol_rel`` (relative) of its step-1 depth shows, of those, an
+       observed one (``observed (N,)`` bool) before a generated one, then the one projecting
+       closest to the pixel centre.
 
-    Inputs are assumed valid (``SpatialMemory.render`` checks them). Cost: a few passes over
-    the N x V projections, then passes over only the points whose footprint reaches each ring
-    of neighbours, and, for filling, only the points next to a hole. ``xyz.T`` contiguous (a
+    The render's ``observed`` channel is ``observed`` of the winner (0 when None). Inputs are
+    assumed valid (``SpatialMemory.render`` checks them). Cost: a few passes over the N x V
+    projections, then passes over only the points whose footprint reaches each ring of
+    neighbours, and, for filling, only the points next to a hole. ``xyz.T`` contiguous (a
     transposed ``(3, N)`` array) saves a copy.
     """
     xyz_t = xyz.T if xyz.T.is_contiguous() else xyz.T.contiguous()
+    rank = None if observed is None else (~observed.bool()).long()
     index, depth = zbuffer(
-        xyz_t, c2w, K, height, width, radius_px, ref_depth_m, max_radius_px, min_radius_px, near_m
+        xyz_t,
+        c2w,
+        K,
+        height,
+        width,
+        radius_px,
+        ref_depth_m,
+        max_radius_px,
+        min_radius_px,
+        near_m,
+        radius_m=radius_m,
+        rank=rank,
+        surface_tol_rel=surface_tol_rel,
     )
-    return compose(index, depth, rgb, c2w.shape[0], height, width)
+    return compose(index, depth, rgb, c2w.shape[0], height, width, observed)
 
 
-def compose(index: Tensor, depth: Tensor, rgb: Tensor, V: int, H: int, W: int) -> MemoryRender:
+def compose(
+    index: Tensor,
+    depth: Tensor,
+    rgb: Tensor,
+    V: int,
+    H: int,
+    W: int,
+    observed: Tensor | None = None,
+) -> MemoryRender:
     """A ``MemoryRender`` from per-pixel winners ``index (V*H*W,)`` (-1: empty) into ``rgb
-    (N, 3)`` and their depths ``(V*H*W,)``."""
+    (N, 3)`` and ``observed (N,)`` bool (None: nothing observed), and their depths
+    ``(V*H*W,)``."""
     hit = index >= 0
     hit_idx = hit.nonzero().squeeze(1)
+    win = index[hit_idx]
     out_rgb = torch.zeros(V * H * W, 3, device=index.device, dtype=torch.float32)
-    out_rgb[hit_idx] = rgb[index[hit_idx]].float()
+    out_rgb[hit_idx] = rgb[win].float()
+    out_obs = torch.zeros(V * H * W, device=index.device, dtype=torch.float32)
+    if observed is not None:
+        out_obs[hit_idx] = observed[win].float()
     return MemoryRender(
         rgb=out_rgb.view(V, H, W, 3).permute(0, 3, 1, 2).contiguous(),
         depth=depth.view(V, 1, H, W),
         mask=hit.float().view(V, 1, H, W),
+        observed=out_obs.view(V, 1, H, W),
     )
 
 
@@ -197,9 +246,14 @@ def zbuffer(
     max_radius_px: int,
     min_radius_px: float,
     near_m: float,
+    radius_m: Tensor | None = None,
+    rank: Tensor | None = None,
+    surface_tol_rel: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """The splat of ``splat_points`` without colours: points ``xyz_t (3, N)`` -> (winning point
-    per pixel ``(V*H*W,)`` int64, -1 where empty; its depth ``(V*H*W,)``, 0 where empty)."""
+    per pixel ``(V*H*W,)`` int64, -1 where empty; its depth ``(V*H*W,)``, 0 where empty).
+    ``radius_m (N,)``: per-point world footprint radius; ``rank (N,)`` int64 in {0, 1}: the
+    surface pass prefers rank 0 (see ``splat_points``)."""
     V, N = c2w.shape[0], xyz_t.shape[1]
     dev = xyz_t.device
     H, W = int(height), int(width)
@@ -233,7 +287,12 @@ def zbuffer(
     dummy = V * HW  # writes from outside the image land in this extra slot
     own = (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
     zbuf.scatter_reduce_(0, torch.where(own, base + iv * W + iu, dummy), key, "amin")
-    r = (radius_px * ref_depth_m / z).clamp(_OWN_PIXEL_RADIUS_PX, float(max(R, 0.5)))
+    if radius_m is None:
+        r = radius_px * ref_depth_m / z
+    else:
+        view = torch.div(sel, N, rounding_mode="floor")
+        r = radius_m[sel % N] * K[:, 0, 0].float()[view] / z
+    r = r.clamp(_OWN_PIXEL_RADIUS_PX, float(max(R, 0.5)))
     if R >= 1:
         g = (r > _OWN_PIXEL_RADIUS_PX).nonzero().squeeze(1)
         _scatter_footprints(zbuf, iu[g], iv[g], fu[g], fv[g], r[g], key[g], base[g], H, W, R)
@@ -259,7 +318,60 @@ def zbuffer(
     hit = win != _EMPTY
     index = torch.where(hit, win & 0xFFFFFFFF, -1)
     depth = torch.where(hit, (win >> 32).to(torch.int32).view(torch.float32), 0.0)
+    if surface_tol_rel > 0:
+        _surface_pass(
+            index, depth, z, fu, fv, sel, N, own, base + iv * W + iu, rank, surface_tol_rel
+        )
     return index, depth
+
+
+_SUBPIXEL_BITS = 20  # quantisation of the squared distance to the pixel centre (in [0, 0.5])
+_EXACT_PX = 0.02  # a point this close to a pixel centre is the pixel a view saw: it wins
+
+
+def _surface_pass(
+    index: Tensor,
+    depth: Tensor,
+    z: Tensor,
+    fu: Tensor,
+    fv: Tensor,
+    sel: Tensor,
+    N: int,
+    own: Tensor,
+    pix: Tensor,
+    rank: Tensor | None,
+    tol_rel: float,
+) -> None:
+    """In place on ``index, depth (V*H*W,)``: each pixel with points inside it on its front
+    surface (depth <= its depth * (1 + tol_rel)) takes, of those, the lowest rank, then the
+    projection closest to the pixel centre, then the lowest flat position. A point within
+    ``_EXACT_PX`` of the centre (a sample seen by this very camera: its own pixel) wins over
+    the others whatever its depth, so a camera the memory was filled from gets its own
+    frame back even where another view's edge falls into the pixel. Points are the
+    flat (view, point) pairs of ``zbuffer``: depth ``z``, position in the own pixel ``fu, fv``,
+    pair id ``sel`` (view * N + point), inside the image ``own``, own pixel ``pix``."""
+    n = z.numel()
+    if n == 0:
+        return
+    if n >= 1 << 32:
+        raise ValueError(f"splat: at most 2**32 - 1 (view, point) pairs, got {n}")
+    pix = torch.where(own, pix, 0)
+    d2 = (fu - 0.5).square() + (fv - 0.5).square()  # in [0, 0.5]
+    exact = d2 < _EXACT_PX**2
+    g = (own & ((z <= depth[pix] * (1 + tol_rel)) | exact)).nonzero().squeeze(1)
+    if g.numel() == 0:
+        return
+    d2 = d2[g]
+    q = (d2 * ((1 << _SUBPIXEL_BITS) / 0.5)).long().clamp(max=(1 << _SUBPIXEL_BITS) - 1)
+    key = (q << 32) | g | ((~exact[g]).long() << (33 + _SUBPIXEL_BITS))
+    if rank is not None:
+        key |= rank[sel[g] % N] << (32 + _SUBPIXEL_BITS)
+    buf = torch.full_like(index, _EMPTY)
+    buf.scatter_reduce_(0, pix[g], key, "amin")
+    hit = (buf != _EMPTY).nonzero().squeeze(1)
+    pos = buf[hit] & 0xFFFFFFFF
+    index[hit] = sel[pos] % N
+    depth[hit] = z[pos]
 
 
 def gsplat_available() -> bool:
@@ -280,17 +392,20 @@ def gsplat_points(
     K: Tensor,
     height: int,
     width: int,
-    sigma_m: float,
+    sigma_m: float | Tensor,
     near_m: float = 0.1,
     far_m: float = 1e10,
     alpha_threshold: float = 0.5,
+    observed: Tensor | None = None,
 ) -> MemoryRender:
     """Points as opaque isotropic Gaussians through ``gsplat.rasterization`` (CUDA only).
 
     xyz ``(N, 3)``, rgb ``(N, 3)``, c2w ``(V, 4, 4)``, K ``(V, 3, 3)`` -> ``MemoryRender``
     ``(V, C, height, width)``. Each point is a Gaussian of standard deviation ``sigma_m``
-    metres. rgb is the alpha-normalised colour, depth gsplat's expected depth, and mask is 1
-    where the accumulated alpha exceeds ``alpha_threshold``.
+    metres (a float, or ``(N,)`` per point). rgb is the alpha-normalised colour, depth
+    gsplat's expected depth, mask is 1 where the accumulated alpha exceeds
+    ``alpha_threshold``, and observed is 1 where the alpha-normalised share of observed
+    points (``observed (N,)`` bool; None: none) is above one half.
     """
     if not gsplat_available():
         raise ValueError("render_backend='gsplat' needs CUDA and the gsplat package")
@@ -302,12 +417,14 @@ def gsplat_points(
     dev = xyz.device
     quats = torch.zeros(N, 4, device=dev)
     quats[:, 0] = 1  # identity rotation (w, x, y, z)
+    sigma = torch.as_tensor(sigma_m, device=dev, dtype=torch.float32).expand(N)
+    obs = torch.zeros(N, device=dev) if observed is None else observed.float()
     colors, alphas, _ = rasterization(
         means=xyz.float().contiguous(),
         quats=quats,
-        scales=torch.full((N, 3), float(sigma_m), device=dev),
+        scales=sigma[:, None].expand(N, 3).contiguous(),
         opacities=torch.ones(N, device=dev),
-        colors=rgb.float(),
+        colors=torch.cat([rgb.float(), obs[:, None]], 1),
         viewmats=se3_inverse(c2w.float()),
         Ks=K.float(),
         width=width,
@@ -315,14 +432,16 @@ def gsplat_points(
         near_plane=near_m,
         far_plane=far_m,
         render_mode="RGB+ED",
-    )  # colors (V, H, W, 4), alphas (V, H, W, 1)
+    )  # colors (V, H, W, 5): rgb, observed, depth; alphas (V, H, W, 1)
     alpha = alphas[..., 0]
     mask = alpha > alpha_threshold
-    rgb_img = (colors[..., :3] / alpha.clamp(min=1e-6)[..., None]).clamp(0, 1)
-    rgb_img = torch.where(mask[..., None], rgb_img, 0.0)
-    depth = torch.where(mask, colors[..., 3], 0.0)
+    norm = colors[..., :4] / alpha.clamp(min=1e-6)[..., None]
+    rgb_img = torch.where(mask[..., None], norm[..., :3].clamp(0, 1), 0.0)
+    obs_img = (mask & (norm[..., 3] > 0.5)).float()
+    depth = torch.where(mask, colors[..., 4], 0.0)
     return MemoryRender(
         rgb=rgb_img.permute(0, 3, 1, 2).contiguous(),
         depth=depth[:, None].contiguous(),
         mask=mask[:, None].float(),
+        observed=obs_img[:, None],
     )

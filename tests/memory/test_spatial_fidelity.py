@@ -1,0 +1,146 @@
+"""SpatialMemory gives back what it saw, and keeps observed and generated samples apart."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from memory_scenes import (
+    box_room,
+    intrinsics,
+    one_thread,  # noqa: F401 (autouse fixture)
+    rect_scene,
+    yaw_camera,
+)
+from safetensors.torch import load_file, save_file
+
+from worldmem.config import MemoryConfig
+from worldmem.data.synthetic import generate_episode
+from worldmem.memory import SpatialMemory
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return -10 * math.log10(float((a - b).square().mean()) + 1e-12)
+
+
+@pytest.fixture(scope="module")
+def walk():
+    """8 frames of a held-out synthetic walk at 64 px: rgb in [0, 1], depth, c2w, K."""
+    ep = generate_episode(321, 8, 64)
+    rgb = torch.as_tensor(ep.rgb).permute(0, 3, 1, 2).float() / 255
+    depth = torch.as_tensor(ep.depth)[:, None].float()
+    return rgb, depth, torch.as_tensor(ep.c2w), torch.as_tensor(ep.K)
+
+
+def test_walk_frames_come_back_at_their_own_cameras(walk):
+    rgb, depth, c2w, K = walk
+    sm = SpatialMemory(MemoryConfig(max_depth_m=100.0))  # the walk sees a little beyond 30 m
+    for i in range(0, 8, 2):
+        sm.insert(rgb[i : i + 2], depth[i : i + 2], c2w[i : i + 2], K[i : i + 2])
+    out = sm.render(c2w, K, 64, 64)
+    assert bool((out.mask > 0).all())
+    for i in range(8):
+        assert psnr(out.rgb[i], rgb[i]) >= 35, f"frame {i}: {psnr(out.rgb[i], rgb[i]):.1f} dB"
+    assert sm.num_points < 8 * 64 * 64  # overlapping views share samples
+
+
+def test_generated_frames_never_change_an_observed_surface(walk):
+    rgb, depth, c2w, K = walk
+    sm = SpatialMemory()
+    sm.insert(rgb[:4], depth[:4], c2w[:4], K[:4])
+    before = sm.render(c2w[:4], K[:4], 64, 64)
+    g = torch.Generator().manual_seed(0)
+    for i in range(50):
+        j = i % 4
+        noise = torch.rand(1, 3, 64, 64, generator=g)
+        wobble = 1 + 0.2 * (torch.rand(1, 1, 64, 64, generator=g) - 0.5)  # nearer and farther
+        sm.insert(noise, depth[j : j + 1] * wobble, c2w[j : j + 1], K[j : j + 1], observed=False)
+    after = sm.render(c2w[:4], K[:4], 64, 64)
+    seen = before.mask > 0
+    assert torch.equal(after.rgb * seen, before.rgb * seen)
+    assert torch.equal(after.depth * seen, before.depth * seen)
+    assert bool((after.observed[seen] == 1).all())
+    assert bool(sm.observed.all())  # nothing was empty here: no generated sample was added
+
+
+def test_generated_fills_empty_space_and_refines_generated_samples():
+    K = intrinsics(1, 32)
+    c2w = torch.eye(4)[None]
+    wall = [(3.0, -4, 4, -4, 4, (0.2, 0.3, 0.9))]
+    rgb, depth = rect_scene(c2w, K, 32, 32, wall)
+    sm = SpatialMemory()
+    left = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    left[..., :16] = True
+    sm.insert(rgb, depth, c2w, K, mask=left)  # observed: the left half
+    red = torch.zeros_like(rgb)
+    red[:, 0] = 1
+    sm.insert(red, depth, c2w, K, observed=False)  # generated: fills only the right half
+    out = sm.render(c2w, K, 32, 32)
+    assert bool((out.mask > 0).all())
+    assert torch.equal(out.observed[0, 0], left[0, 0].float())  # the provenance channel
+    assert torch.allclose(out.rgb[0, :, :, :16], rgb[0, :, :, :16])
+    assert bool((out.rgb[0, 0, :, 16:] == 1).all())
+    green = torch.zeros_like(rgb)
+    green[:, 1] = 1
+    n = sm.num_points
+    sm.insert(green, depth, c2w, K, observed=False)  # a newer generation refines the red
+    out = sm.render(c2w, K, 32, 32)
+    assert bool((out.rgb[0, 1, :, 16:] == 1).all()) and sm.num_points == n
+    assert torch.allclose(out.rgb[0, :, :, :16], rgb[0, :, :, :16])
+    sm.insert(rgb, depth, c2w, K)  # the real frame replaces every generated sample
+    out = sm.render(c2w, K, 32, 32)
+    assert torch.allclose(out.rgb, rgb) and bool((out.observed == 1).all())
+    assert bool(sm.observed.all()) and sm.num_points == n
+
+
+def test_carving_by_observed_views_only():
+    """A box seen, then gone: observed views see through it and carve it; generated views of
+    the bare wall never carve an observed sample (but do carve generated ones)."""
+    H = W = 48
+    K = intrinsics(1, W)
+    wall = (4.0, -6, 6, -6, 6, (0.2, 0.3, 0.9))
+    box = (2.0, -0.4, 0.4, -0.4, 0.4, (0.9, 0.5, 0.1))
+    c = yaw_camera([0.0, 0.0, 0.0], 0.0)[None]
+    with_box = rect_scene(c, K, H, W, [box, wall])
+    bare = rect_scene(c, K, H, W, [wall])
+    for observed_box in (True, False):
+        sm = SpatialMemory()
+        sm.insert(*with_box, c, K, observed=observed_box)
+        n_box = int((sm.xyz[:, 2] < 3).sum())
+        assert n_box > 50
+        for _ in range(8):
+            sm.insert(*bare, c, K, observed=False)
+        left = int((sm.xyz[:, 2] < 3).sum())
+        assert left == (n_box if observed_box else 0)
+        for _ in range(8):
+            sm.insert(*bare, c, K)
+        assert int((sm.xyz[:, 2] < 3).sum()) == 0
+        out = sm.render(c, K, H, W)
+        assert torch.allclose(out.rgb, bare[0], atol=1e-6)
+
+
+def test_save_load_keeps_provenance_and_rejects_the_old_format(tmp_path):
+    K = intrinsics(2, 24)
+    c2w = torch.stack([yaw_camera([0, 0, 0], 0.0), yaw_camera([0, 0, 0], 120.0)])
+    rgb, depth = box_room(c2w, K, 24, 24)
+    sm = SpatialMemory(MemoryConfig(max_points=5000))
+    sm.insert(rgb[:1], depth[:1], c2w[:1], K[:1])
+    sm.insert(rgb[1:], depth[1:], c2w[1:], K[1:], observed=False)
+    assert 0 < int(sm.observed.sum()) < sm.num_points
+    path = sm.save(tmp_path / "m.safetensors")
+    back = SpatialMemory.load(path)
+    assert torch.equal(back.observed, sm.observed)
+    a, b = sm.render(c2w, K, 24, 24), back.render(c2w, K, 24, 24)
+    assert torch.equal(a.observed, b.observed) and torch.equal(a.rgb, b.rgb)
+    assert float(a.observed[0].mean()) == 1.0 and float(a.observed[1].mean()) < 1.0
+    # a version-1 file (voxel means) is refused with a clear message
+    tensors = load_file(str(path))
+    meta = {"format": "worldmem.spatial_memory", "version": "1", "next_step": "1"}
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match="version 1"):
+        SpatialMemory.load(tmp_path / "old.safetensors")
+    with pytest.raises(ValueError, match="observed"):
+        state = sm.state_dict()
+        del state["observed"]
+        SpatialMemory().load_state_dict(state)
