@@ -4,7 +4,14 @@
                                            # with the synthetic world dominates)
     python benchmarks/memory.py --quick    # a short walk, fewer sizes
 
-Prints three tables:
+Prints four tables:
+
+0. memory fidelity: a memory filled with 1, 2, 5, 20 and 100 true frames of a held-out
+   synthetic walk (64 px), rendered at those cameras and at novel cameras between them, beside
+   a brute-force per-pixel reprojection (a z-buffer of every observed pixel's point, nearest
+   depth wins, independent of SpatialMemory) and the old fusion (running mean of position and
+   colour in 4 cm voxels, splatted with the old fixed 1 px-at-1 m footprint): PSNR and
+   coverage (fraction of pixels drawn);
 
 1. insert and render throughput of ``SpatialMemory`` at 64, 128 and 256 px (chunks of two
    frames of a synthetic room, inserted into a memory that already holds other views);
@@ -32,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worldmem.config import MemoryConfig  # noqa: E402
-from worldmem.data.synthetic import make_trajectory, make_world  # noqa: E402
+from worldmem.data.synthetic import generate_episode, make_trajectory, make_world  # noqa: E402
 from worldmem.geometry import intrinsics_from_fov, look_at  # noqa: E402
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory  # noqa: E402
 from worldmem.memory.render import splat_points  # noqa: E402
@@ -96,6 +103,94 @@ def throughput(world, sizes: list[int], frames: int) -> list[dict]:
     return rows
 
 
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return -10 * math.log10(float((a - b).square().mean()) + 1e-12)
+
+
+def brute_force_reprojection(rgb, depth, c2w, K, t_c2w, t_K, size):
+    """Every observed pixel's point projected to its nearest target pixel; the nearest depth
+    wins. Plain torch, no SpatialMemory: (rgb (V, 3, S, S), coverage (V,))."""
+    from worldmem.geometry.camera import se3_inverse, unproject_depth
+
+    pts = unproject_depth(depth[:, 0], c2w, K).reshape(-1, 3)  # (M, 3)
+    cols = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+    out, cover = [], []
+    for cw, k in zip(t_c2w, t_K):
+        cam = pts @ se3_inverse(cw)[:3, :3].T + se3_inverse(cw)[:3, 3]
+        z = cam[:, 2]
+        uv = cam @ k.T
+        u = torch.floor(uv[:, 0] / z).long()
+        v = torch.floor(uv[:, 1] / z).long()
+        ok = (z > 0.05) & (u >= 0) & (u < size) & (v >= 0) & (v < size)
+        pix = v[ok] * size + u[ok]
+        key = (z[ok].view(torch.int32).long() << 32) | torch.arange(int(ok.sum()))
+        buf = torch.full((size * size,), torch.iinfo(torch.int64).max)
+        buf.scatter_reduce_(0, pix, key, "amin")
+        hit = buf != torch.iinfo(torch.int64).max
+        img = torch.zeros(size * size, 3)
+        img[hit] = cols[ok][buf[hit] & 0xFFFFFFFF]
+        out.append(img.T.reshape(3, size, size))
+        cover.append(float(hit.float().mean()))
+    return torch.stack(out), cover
+
+
+def voxel_mean_render(rgb, depth, c2w, K, t_c2w, t_K, size, voxel_m=0.04):
+    """The old fusion: mean position and colour of the pixels in each 4 cm voxel, splatted
+    with the old footprint rule (1 px at 1 m, clamp [0.5, 4], hole fill 0.75 px)."""
+    from worldmem.geometry.camera import unproject_depth
+
+    pts = unproject_depth(depth[:, 0], c2w, K).reshape(-1, 3)
+    cols = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+    _, group = torch.unique(torch.floor(pts / voxel_m).long(), dim=0, return_inverse=True)
+    n = int(group.max()) + 1
+    cnt = torch.zeros(n).index_add_(0, group, torch.ones(len(group)))[:, None]
+    xyz = torch.zeros(n, 3).index_add_(0, group, pts) / cnt
+    col = torch.zeros(n, 3).index_add_(0, group, cols) / cnt
+    out = splat_points(xyz, col, t_c2w, t_K, size, size, 1.0, 1.0, 4, 0.75, 0.1)
+    return out.rgb, out.mask.flatten(1).mean(1).tolist()
+
+
+def fidelity(counts: list[int], size: int = 64) -> list[dict]:
+    """Fill memories from the even frames of a held-out walk; the odd frames between them are
+    the novel cameras."""
+    need = 2 * max(counts)
+    print(f"  rendering a {need}-frame held-out walk at {size} px ...", flush=True)
+    ep = generate_episode(777, need, size)
+    rgb = torch.as_tensor(ep.rgb).permute(0, 3, 1, 2).float() / 255
+    depth = torch.as_tensor(ep.depth)[:, None].float()
+    c2w, K = torch.as_tensor(ep.c2w), torch.as_tensor(ep.K)
+    rows = []
+    for n in counts:
+        obs = list(range(0, 2 * n, 2))
+        novel = list(range(1, 2 * n - 1, 2)) or [1]
+        sm = SpatialMemory(MemoryConfig(max_depth_m=100.0))
+        t = clock()
+        for i in range(0, n, CHUNK):
+            s = obs[i : i + CHUNK]
+            sm.insert(rgb[s], depth[s], c2w[s], K[s])
+        t_fill = clock() - t
+        row = dict(frames=n, samples=sm.num_points, fill_ms=1e3 * t_fill / n)
+        o = obs
+        for name, cams in (("own", obs), ("novel", novel)):
+            r = sm.render(c2w[cams], K[cams], size, size)
+            bf, bf_cov = brute_force_reprojection(
+                rgb[o], depth[o], c2w[o], K[o], c2w[cams], K[cams], size
+            )
+            vm, vm_cov = voxel_mean_render(rgb[o], depth[o], c2w[o], K[o], c2w[cams], K[cams], size)
+            truth = rgb[cams]
+            row[name] = dict(
+                new=statistics.mean(psnr(r.rgb[i], truth[i]) for i in range(len(cams))),
+                new_min=min(psnr(r.rgb[i], truth[i]) for i in range(len(cams))),
+                new_cov=float(r.mask.mean()),
+                bf=statistics.mean(psnr(bf[i], truth[i]) for i in range(len(cams))),
+                bf_cov=statistics.mean(bf_cov),
+                old=statistics.mean(psnr(vm[i], truth[i]) for i in range(len(cams))),
+                old_cov=statistics.mean(vm_cov),
+            )
+        rows.append(row)
+    return rows
+
+
 def million_points(repeats: int) -> tuple[float, float]:
     """1M points on the walls of a 6 x 3 x 6 m room, seen from inside at 256 x 256."""
     g = torch.Generator().manual_seed(0)
@@ -120,11 +215,28 @@ def million_points(repeats: int) -> tuple[float, float]:
         min_radius_px=cfg.min_splat_radius_px,
         near_m=cfg.near_m,
     )
-    times, out = [], None
-    for _ in range(repeats):
-        out, dt = timed(splat_points, xyz, rgb, c2w, K, 256, 256, **kw)
-        times.append(dt)
-    return 1e3 * min(times), 1e3 * statistics.median(times), float(out.mask.mean())
+    # the SpatialMemory path: per-sample footprints (as if seen from 3 m at 256 px: 0.75 px
+    # here), provenance ranks and the surface pass
+    f = float(K[0, 0, 0])
+    new_kw = dict(
+        kw,
+        radius_m=torch.full((n,), cfg.splat_footprint_scale * 3.0 / f),
+        observed=torch.rand(n, generator=g) < 0.5,
+        surface_tol_rel=cfg.surface_tol_rel,
+    )
+    rows = []
+    for name, args in (
+        ("fixed radius, no surface pass (old path)", kw),
+        ("footprints + surface pass (new path)", new_kw),
+    ):
+        times, out = [], None
+        for _ in range(repeats):
+            out, dt = timed(splat_points, xyz, rgb, c2w, K, 256, 256, **args)
+            times.append(dt)
+        rows.append(
+            (name, 1e3 * min(times), 1e3 * statistics.median(times), float(out.mask.mean()))
+        )
+    return rows
 
 
 def rebuild(frames, upto: int, size: int) -> float:
@@ -210,6 +322,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--frames", type=int, default=0, help="walk length (default 2000; quick 400)")
     p.add_argument("--rebuild-budget-s", type=float, default=0.0, help="baseline time budget")
+    p.add_argument("--skip-fidelity", action="store_true", help="skip table 0")
+    p.add_argument("--only-fidelity", action="store_true", help="table 0 only")
     p.add_argument(
         "--cpu-time",
         action="store_true",
@@ -233,6 +347,25 @@ def main(argv=None) -> None:
     )
     world = make_world(0, "room")
 
+    if not args.skip_fidelity:
+        print("\n0. Memory fidelity, 64 px held-out walk (PSNR dB, mean over views; coverage)\n")
+        rows = fidelity([1, 2, 5, 20] if quick else [1, 2, 5, 20, 100])
+        print(
+            "| frames | samples | views | SpatialMemory dB (min) | brute-force dB "
+            "| old voxel-mean dB | coverage new / brute / old |"
+        )
+        print("|---:|---:|---|---:|---:|---:|---|")
+        for r in rows:
+            for name in ("own", "novel"):
+                v = r[name]
+                print(
+                    f"| {r['frames']} | {r['samples']:,} | {name} | {v['new']:.1f} "
+                    f"({v['new_min']:.1f}) | {v['bf']:.1f} | {v['old']:.1f} "
+                    f"| {v['new_cov']:.3f} / {v['bf_cov']:.3f} / {v['old_cov']:.3f} |"
+                )
+
+    if args.only_fidelity:
+        return
     print("\n1. SpatialMemory throughput (chunks of 2 frames; default MemoryConfig)\n")
     sizes = [64, 128] if quick else [64, 128, 256]
     rows = throughput(world, sizes, frames=8 if quick else 12)
@@ -249,10 +382,10 @@ def main(argv=None) -> None:
         )
 
     print("\n2. Torch z-buffer splat, 1,000,000 points to 256 x 256 (one view)\n")
-    best, med, cover = million_points(3 if quick else 10)
-    print("| best ms | median ms | pixels covered |")
-    print("|---:|---:|---:|")
-    print(f"| {best:.1f} | {med:.1f} | {cover:.0%} |")
+    print("| splat | best ms | median ms | pixels covered |")
+    print("|---|---:|---:|---:|")
+    for name, best, med, cover in million_points(3 if quick else 10):
+        print(f"| {name} | {best:.1f} | {med:.1f} | {cover:.0%} |")
 
     print(f"\n3. Per-chunk memory cost over a {frames}-frame revisiting walk at 64 px\n")
     early = 100
