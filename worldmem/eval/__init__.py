@@ -1,5 +1,6 @@
-"""Evaluation: frame metrics, the revisit-consistency protocols with memory ablations, and the
-performance report. Command line: ``python -m worldmem.eval revisit|perf --checkpoint ...``."""
+"""Evaluation: frame metrics, the walk protocol against the true render with non-learned
+baselines (the headline), the revisit-consistency protocols with memory ablations, and the
+performance report. Command line: ``python -m worldmem.eval walk|revisit|perf --checkpoint ...``."""
 
 from worldmem.eval.metrics import (
     LPIPS,
@@ -25,8 +26,15 @@ from worldmem.eval.revisit import (
     synthetic_case,
     write_results,
 )
+from worldmem.eval.walk import ROWS, WALK_KINDS, WalkCase, run_walk, walk_case, walk_path
 
 __all__ = [
+    "ROWS",
+    "WALK_KINDS",
+    "WalkCase",
+    "run_walk",
+    "walk_case",
+    "walk_path",
     "ABLATION_MODES",
     "HORIZONS",
     "LPIPS",

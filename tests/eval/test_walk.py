@@ -1,0 +1,302 @@
+"""The walk protocol cannot be fooled: every metric against an independent computation, the
+warp baseline against a brute-force numpy reprojection, and stand-in models (pure noise; the
+warp baseline itself) that score where they must."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from worldmem.config import MemoryConfig
+from worldmem.data.synthetic import make_world
+from worldmem.eval.baselines import backward_warp, fill_holes, forward_warp
+from worldmem.eval.metrics import (
+    SHARPNESS_BOUNDS,
+    fid,
+    hf_energy,
+    image_features,
+    kid,
+    psnr,
+    sharpness_ratio,
+)
+from worldmem.eval.studies import memory_fidelity
+from worldmem.eval.walk import ROWS, WALK_KINDS, run_walk, walk_case, walk_path
+from worldmem.eval.walk_report import summarize_walk, verdict, walk_markdown
+from worldmem.geometry import intrinsics_from_fov, look_at
+from worldmem.pipeline import Chunk
+
+S = 32
+K = intrinsics_from_fov(75.0, S, S)
+SEED = 100_000
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+def test_psnr_matches_a_hand_computation():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 3, 8, 8, generator=g), torch.rand(3, 3, 8, 8, generator=g)
+    for i in range(3):
+        mse = sum(
+            (float(a[i, c, y, x]) - float(b[i, c, y, x])) ** 2
+            for c in range(3)
+            for y in range(8)
+            for x in range(8)
+        ) / (3 * 64)
+        assert psnr(a, b)[i].item() == pytest.approx(10 * math.log10(1 / mse), abs=1e-4)
+
+
+def _sinusoid(k: float, n: int = 64) -> torch.Tensor:
+    x = torch.arange(n, dtype=torch.float64)
+    return (0.5 + 0.4 * torch.sin(k * x)).expand(1, 3, n, n).clone()
+
+
+def test_high_frequency_energy_of_a_sinusoid_is_analytic():
+    for k in (0.3, 0.9, 1.7):
+        img = _sinusoid(k)
+        # discrete Laplacian of A sin(kx): -(2 - 2 cos k) A sin(kx); mean of sin^2 ~ 1/2
+        want = (0.4 * (2 - 2 * math.cos(k))) ** 2 / 2
+        assert hf_energy(img).item() == pytest.approx(want, rel=0.05)
+
+
+def test_sharpness_ratio_is_one_for_the_truth_below_for_blur_above_for_noise():
+    k = 1.2
+    truth = _sinusoid(k).float()
+    blur = torch.nn.functional.avg_pool2d(truth, 3, stride=1, padding=1, count_include_pad=False)
+    noisy = truth + 0.1 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0))
+    assert sharpness_ratio(truth, truth).item() == pytest.approx(1.0)
+    # a 3-tap box blur scales sin(kx) by (1 + 2 cos k) / 3, its energy by the square
+    want = ((1 + 2 * math.cos(k)) / 3) ** 2
+    assert sharpness_ratio(blur, truth).item() == pytest.approx(want, rel=0.05)
+    assert sharpness_ratio(blur, truth).item() < SHARPNESS_BOUNDS[0]
+    assert sharpness_ratio(noisy, truth).item() > SHARPNESS_BOUNDS[1]
+
+
+class _TinyFeatures(nn.Module):
+    """A fixed random conv net: a fast stand-in for EfficientNet in tests."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 16, 3, 2), nn.ReLU(), nn.Conv2d(16, 32, 3, 2))
+
+    def forward(self, x):
+        return self.net(x.float()).mean(dim=(2, 3))
+
+
+def _truth_frames(n: int, seed: int = SEED) -> torch.Tensor:
+    world = make_world(seed)
+    c2w = walk_path(world, "turn", n, seed)
+    return world.render(c2w, K.expand(n, 3, 3), S, S)[0]
+
+
+def test_kid_is_zero_for_identical_sets_and_large_for_noise():
+    f = _TinyFeatures()
+    truth = _truth_frames(24)
+    ft = image_features(f, truth)
+    noise = image_features(f, torch.rand(truth.shape, generator=torch.Generator().manual_seed(1)))
+    same, _ = kid(ft, ft)
+    far, _ = kid(noise, ft)
+    # the unbiased estimate of a set against itself is ~0 (slightly negative: the cross term
+    # keeps the diagonal k(x, x) that the within-set terms drop)
+    assert abs(same) < 0.01 * far
+    assert far > 20 * max(abs(kid(ft[::2], ft[1::2])[0]), 1e-6)
+    assert fid(ft, ft) == pytest.approx(0.0, abs=1e-6)
+    assert fid(noise, ft) > 10 * fid(ft[::2], ft[1::2])
+
+
+def test_kid_and_fid_match_torchmetrics_with_the_same_features():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    f = _TinyFeatures()
+    g = torch.Generator().manual_seed(2)
+    real, fake = torch.rand(20, 3, S, S, generator=g), torch.rand(20, 3, S, S, generator=g) ** 2
+    fr, ff = image_features(f, real), image_features(f, fake)
+    # one subset of all samples: torchmetrics' random subset is then a permutation of the set
+    tm = KernelInceptionDistance(feature=f, subsets=1, subset_size=20).double()
+    tm.update(real.double(), real=True)
+    tm.update(fake.double(), real=False)
+    assert kid(ff, fr, subset_size=20, subsets=1)[0] == pytest.approx(
+        float(tm.compute()[0]), rel=1e-4
+    )
+    tf = FrechetInceptionDistance(feature=f).double()
+    tf.update(real.double(), real=True)
+    tf.update(fake.double(), real=False)
+    assert fid(ff, fr) == pytest.approx(float(tf.compute()), rel=1e-4)
+
+
+def test_efficientnet_features_separate_true_frames_from_noise():
+    from worldmem.eval.metrics import EfficientNetFeatures
+
+    f = EfficientNetFeatures()
+    truth = _truth_frames(8)
+    ft = image_features(f, truth)
+    assert ft.shape == (8, 1280)
+    fn = image_features(f, torch.rand(4, 3, S, S, generator=torch.Generator().manual_seed(3)))
+    assert kid(fn, ft)[0] > 5 * abs(kid(ft[::2], ft[1::2])[0])
+
+
+# -- baselines --------------------------------------------------------------------------------
+
+
+def _brute_force_warp(rgb, depth, c2w, K, tc2w, tK, s):
+    """Per-pixel numpy loops: every sub-pixel point of every source frame, nearest wins."""
+    M, _, H, W = rgb.shape
+    out = np.zeros((3, H, W))
+    zbuf = np.full((H, W), np.inf)
+    w2c = np.linalg.inv(tc2w.double().numpy())
+    Kt = tK.double().numpy()
+    for m in range(M):
+        Km = K[m].double().numpy()
+        cm = c2w[m].double().numpy()
+        for py in range(H * s):
+            for px in range(W * s):
+                u, v = (px + 0.5) / s, (py + 0.5) / s
+                z = float(depth[m, 0, int(v), int(u)])
+                cam = np.array([(u - Km[0, 2]) / Km[0, 0] * z, (v - Km[1, 2]) / Km[1, 1] * z, z, 1])
+                q = w2c @ (cm @ cam)
+                if q[2] <= 0.05:
+                    continue
+                x = int(np.floor(Kt[0, 0] * q[0] / q[2] + Kt[0, 2]))
+                y = int(np.floor(Kt[1, 1] * q[1] / q[2] + Kt[1, 2]))
+                if 0 <= x < W and 0 <= y < H and q[2] < zbuf[y, x]:
+                    zbuf[y, x] = q[2]
+                    out[:, y, x] = rgb[m, :, int(v), int(u)].double().numpy()
+    return out, zbuf
+
+
+def test_forward_warp_matches_a_brute_force_numpy_reprojection():
+    # a tiny analytic scene: a fronto-parallel wall at 3 m with a box face at 1.5 m in front
+    H = W = 10
+    Kt = intrinsics_from_fov(70.0, H, W)
+    depth = torch.full((1, 1, H, W), 3.0)
+    depth[..., 3:7, 2:6] = 1.5
+    rgb = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(4))
+    src = torch.eye(4)[None]
+    tgt = look_at(torch.tensor([0.4, -0.1, 0.3]), torch.tensor([0.0, 0.0, 3.0]))[None]
+    for s in (1, 2):
+        got, gdepth, mask = forward_warp(rgb, depth, src, Kt[None], tgt, Kt[None], supersample=s)
+        want, zbuf = _brute_force_warp(rgb, depth, src, Kt[None], tgt[0], Kt, s)
+        hit = np.isfinite(zbuf)
+        assert np.array_equal(mask[0, 0].numpy(), hit)
+        assert np.allclose(got[0].double().numpy(), want, atol=1e-6)
+        assert np.allclose(gdepth[0, 0].numpy()[hit], zbuf[hit], rtol=1e-5)
+    assert 0 < mask.float().mean() < 1  # the move opens holes: the test sees both cases
+    filled = fill_holes(got, mask, torch.tensor([0.1, 0.2, 0.3]))
+    assert torch.allclose(filled[0, :, ~mask[0, 0]].T, torch.tensor([0.1, 0.2, 0.3]))
+
+
+def test_backward_warp_of_a_frame_onto_itself_is_the_identity():
+    world = make_world(SEED)
+    c2w = walk_path(world, "turn", 4, SEED)
+    rgb, depth = world.render(c2w[:1], K[None], S, S)
+    got, valid = backward_warp(rgb[0], depth[0], c2w[0], K, depth[0], c2w[0], K)
+    assert bool(valid.all()) and torch.allclose(got, rgb[0])
+
+
+# -- paths ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", WALK_KINDS)
+def test_walk_paths_stay_in_free_space_and_come_back(kind):
+    world = make_world(SEED)
+    c2w = walk_path(world, kind, 40, SEED)
+    assert c2w.shape == (40, 4, 4)
+    assert bool(world.is_free(c2w[:, :3, 3], 0.3).all())
+    assert torch.allclose(c2w[-1, :3, 3], c2w[0, :3, 3], atol=0.2)
+
+
+# -- stand-in models on the walk protocol -----------------------------------------------------
+
+
+class _StandIn:
+    """The pipeline's start/step interface; ``step`` returns ``frames(cameras, K)``."""
+
+    def __init__(self, frames):
+        self.size, self.K = S, K
+        self.model_cfg = type("M", (), {"chunk_frames": 2})()
+        self.memory_cfg = MemoryConfig()
+        self.frames = frames
+
+    def start(self, prompt="", image=None, depth=None, c2w=None, seed=0, memory="all"):
+        self.image, self.depth, self.c2w0 = image, depth, c2w
+        self.g = torch.Generator().manual_seed(seed)
+
+    def step(self, cameras, K):
+        n = len(cameras)
+        rgb = self.frames(self, cameras, K)
+        z = torch.zeros(n, 1, S, S)
+        return Chunk(rgb, z + 1, cameras, K, torch.zeros(n, 3, S, S), z, z, torch.arange(n))
+
+
+def _noise(self, cameras, K):
+    return torch.rand(len(cameras), 3, S, S, generator=self.g)
+
+
+def _warp(self, cameras, K):
+    if self.depth is None:  # the stand-in needs the start depth; without it: the start frame
+        return self.image[None].expand(len(cameras), 3, S, S).clone()
+    rgb, _, mask = forward_warp(
+        self.image[None], self.depth[None], self.c2w0[None], K[:1], cameras, K
+    )
+    return fill_holes(rgb, mask, self.image.mean(dim=(1, 2)))
+
+
+@pytest.fixture(scope="module")
+def turn_case():
+    return walk_case(make_world(SEED), "turn", 40, SEED, S, K)
+
+
+def test_pure_noise_scores_below_every_baseline_and_fails_the_sharpness_bound(turn_case):
+    res = run_walk(_StandIn(_noise), turn_case)
+    rows = {r["row"]: r for r in summarize_walk(res.records)}
+    assert set(rows) == set(ROWS)
+    for b in ("warp", "memory", "previous"):
+        assert rows["model"]["psnr"] < rows[b]["psnr"]
+    assert rows["model"]["sharpness"] > SHARPNESS_BOUNDS[1]
+    mark = verdict(rows["model"], rows["warp"])
+    assert "✗ below warp" in mark and "✗ noise" in mark
+    assert "✗ below warp" in walk_markdown(list(rows.values()))
+    assert turn_case.start_revisits().numel() > 0 and len(turn_case.recall_pairs()) > 0
+
+
+def test_a_model_that_returns_the_warp_baseline_scores_exactly_the_warp_baseline(turn_case):
+    res = run_walk(_StandIn(_warp), turn_case, rows=("model", "warp"))
+    by = {}
+    for r in res.records:
+        by.setdefault(r["row"], []).append(r)
+    for a, b in zip(by["model"], by["warp"]):
+        for m in ("psnr", "ssim", "sharpness", "recall_psnr"):
+            assert a[m] == b[m] or (math.isnan(a[m]) and math.isnan(b[m]))
+    rows = {r["row"]: r for r in summarize_walk(res.records)}
+    assert "✗ below warp" in verdict(rows["model"], rows["warp"])  # equal is not better
+
+
+def test_memory_fidelity_compares_the_memory_with_truth_and_brute_force(turn_case):
+    rows = memory_fidelity(MemoryConfig(), turn_case)
+    got = {(r["source"], r["views"]): r for r in rows}
+    assert set(got) == {(s, v) for s in ("memory", "brute force") for v in ("seen", "novel")}
+    # the brute-force z-buffer of true frames reproduces the frames it was made from
+    assert got[("brute force", "seen")]["psnr_valid"] > 25
+    assert got[("brute force", "seen")]["coverage"] == pytest.approx(1.0)
+
+
+def test_walk_command_prints_an_estimate_and_writes_tables_and_figures(
+    tiny_pipeline_dir, tmp_path, capsys
+):
+    from worldmem.eval.__main__ import main
+
+    out = tmp_path / "walk"
+    argv = ["walk", "--checkpoint", str(tiny_pipeline_dir), "--device", "cpu", "--quick",
+            "--no-kid", "--kinds", "turn", "--frames", "16", "--drift-rounds", "2",
+            "--drift-frames", "6", "--prompt-worlds", "2", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "estimated time:" in text and "| warp |" in text and "## Drift" in text
+    for name in ("walk.md", "walk_summary.csv", "walk_frames.csv", "memory_fidelity.csv",
+                 "drift_rounds.csv", "walk_psnr.png", "drift.png", "contact_turn.png",
+                 "prompts.png", "run.json"):  # fmt: skip
+        assert (out / name).is_file(), name

@@ -1,0 +1,188 @@
+"""Studies beside the walk protocol: memory fidelity, drift over a repeated circuit, and
+prompt-only starts.
+
+* ``memory_fidelity``: a ``SpatialMemory`` filled with a walk's true frames (every other
+  frame), rendered at the cameras it was filled from (``seen``) and at the frames between them
+  (``novel``), against the truth and against a brute-force reference: an independent z-buffer
+  of every observed pixel (``baselines.forward_warp`` at one point per pixel).
+* ``drift``: one closed circuit (the generator's ``loop`` planner) walked ``rounds`` times
+  from the true start frame; every frame against the truth, per round, beside the ``warp``
+  baseline; and each frame against the model's own first-round frame at the same camera
+  (consistency only).
+* ``prompt_starts``: first frames from captions of held-out worlds (``start(prompt=...)``,
+  then one step at the start camera), against the true frames at those cameras.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import Tensor
+
+from worldmem.eval.baselines import fill_holes, forward_warp
+from worldmem.eval.metrics import psnr, sharpness_ratio, ssim
+from worldmem.eval.walk import masked_psnr
+
+__all__ = [
+    "FREE_PROMPTS",
+    "memory_fidelity",
+    "drift",
+    "prompt_starts",
+    "free_prompt_frames",
+    "INSERT_BLOCK",
+]
+
+INSERT_BLOCK = 16  # true frames inserted into the memory at once
+FREE_PROMPTS = (
+    "a crimson brick hallway",
+    "a bright room with wooden floors and a green door",
+    "an open plaza under a blue sky with tall pillars",
+    "a narrow corridor with striped blue walls",
+    "a beige room with a checkered floor and a white lamp",
+    "a dark purple room full of boxes",
+)
+
+
+def memory_fidelity(memory_cfg, case, device: str | torch.device = "cpu") -> list[dict]:
+    """Fill a fresh ``SpatialMemory(memory_cfg)`` with the true frames 0, 2, 4, ... of
+    ``case`` (a ``WalkCase``) and render it at those cameras (``seen``) and at the odd frames
+    (``novel``); the brute-force z-buffer of the same observed pixels likewise.
+
+    Returns rows: episode, kind, source (``memory`` or ``brute force``), views (``seen`` or
+    ``novel``), psnr_valid (vs truth over pixels the source covers), coverage (fraction of
+    pixels covered), psnr_filled (vs truth over all pixels, holes the start frame's mean
+    colour), and for ``memory``: psnr_vs_brute (over pixels both cover).
+    """
+    from worldmem.memory import SpatialMemory
+
+    mem = SpatialMemory(memory_cfg, device=device)
+    N = case.num_frames
+    seen_idx = torch.arange(0, N, 2)
+    novel_idx = torch.arange(1, N, 2)
+    for a in range(0, len(seen_idx), INSERT_BLOCK):
+        idx = seen_idx[a : a + INSERT_BLOCK]
+        mem.insert(case.rgb[idx], case.depth[idx], case.c2w[idx], case.K[idx], step=int(idx[-1]))
+    S = case.rgb.shape[-1]
+    fill = case.rgb[0].mean(dim=(1, 2))
+    rows = []
+    for views, idx in (("seen", seen_idx), ("novel", novel_idx)):
+        if len(idx) == 0:
+            continue
+        r = mem.render(case.c2w[idx], case.K[idx], S, S)
+        m_rgb, m_mask = r.rgb.cpu().float(), r.mask.cpu() > 0
+        b_rgb, _, b_mask = forward_warp(
+            case.rgb[seen_idx],
+            case.depth[seen_idx],
+            case.c2w[seen_idx],
+            case.K[seen_idx],
+            case.c2w[idx],
+            case.K[idx],
+            supersample=1,
+        )
+        truth = case.rgb[idx]
+        for source, rgb, mask in (("memory", m_rgb, m_mask), ("brute force", b_rgb, b_mask)):
+            valid = [masked_psnr(rgb[i], truth[i], mask[i, 0]) for i in range(len(idx))]
+            row = {
+                "episode": case.name,
+                "kind": case.kind,
+                "source": source,
+                "views": views,
+                "psnr_valid": _nanmean(valid),
+                "coverage": float(mask.float().mean()),
+                "psnr_filled": float(psnr(fill_holes(rgb, mask, fill), truth).mean()),
+                "psnr_vs_brute": math.nan,
+            }
+            if source == "memory":
+                both = m_mask & b_mask
+                row["psnr_vs_brute"] = _nanmean(
+                    [masked_psnr(m_rgb[i], b_rgb[i], both[i, 0]) for i in range(len(idx))]
+                )
+            rows.append(row)
+    return rows
+
+
+def _nanmean(values) -> float:
+    v = [x for x in values if not math.isnan(x)]
+    return sum(v) / len(v) if v else math.nan
+
+
+def drift(pipe, world, seed: int, rounds: int, frames_per_round: int) -> dict:
+    """Walk one closed circuit ``rounds`` times from the true start frame (with its depth).
+
+    Returns dict: records (one per generated frame: frame, round, psnr, ssim, sharpness vs
+    truth; warp_psnr of the warp baseline; self_psnr vs the model's own frame at the same
+    camera in round 0, NaN in round 0), seconds, frames.
+    """
+    from worldmem.data.synthetic import make_trajectory
+
+    if rounds < 2 or frames_per_round < 4:
+        raise ValueError(f"drift: need rounds >= 2 and frames_per_round >= 4, got {rounds}, "
+                         f"{frames_per_round}")  # fmt: skip
+    R = frames_per_round
+    circuit = make_trajectory(world, "loop", R + 1, seed)[:R]  # last pose == first: dropped
+    K = pipe.K.float().cpu().expand(R, 3, 3).contiguous()
+    S = pipe.size
+    truth, depth = world.render(circuit, K, S, S)
+    t0 = time.perf_counter()
+    pipe.start(prompt=world.caption, image=truth[0], depth=depth[0], c2w=circuit[0], seed=seed)
+    c2w = circuit.repeat(rounds, 1, 1)
+    chunk = pipe.step(c2w[1:], K[:1].expand(len(c2w) - 1, 3, 3))
+    gen = torch.cat([truth[:1], chunk.rgb.detach().cpu().float().clamp(0, 1)])
+    seconds = time.perf_counter() - t0
+    fill = truth[0].mean(dim=(1, 2))
+    w_rgb, _, w_mask = forward_warp(truth[:1], depth[:1], circuit[:1], K[:1], circuit, K)
+    warp = fill_holes(w_rgb, w_mask, fill)
+    warp_p = psnr(warp, truth)
+    records = []
+    for r in range(rounds):
+        lo = max(1, r * R)
+        idx = torch.arange(lo, (r + 1) * R)
+        pose = idx % R
+        x, y = gen[idx], truth[pose]
+        p, s, sh = psnr(x, y), ssim(x, y), sharpness_ratio(x, y)
+        self_p = psnr(x, gen[pose]) if r > 0 else torch.full((len(idx),), math.nan)
+        for i, t in enumerate(idx.tolist()):
+            records.append(
+                {
+                    "frame": t,
+                    "round": r,
+                    "psnr": float(p[i]),
+                    "ssim": float(s[i]),
+                    "sharpness": float(sh[i]),
+                    "warp_psnr": float(warp_p[pose[i]]),
+                    "self_psnr": float(self_p[i]),
+                }
+            )
+    return {"records": records, "seconds": seconds, "frames": len(c2w) - 1, "gen": gen}
+
+
+def prompt_starts(pipe, seeds: list[int]) -> tuple[Tensor, Tensor, list[str]]:
+    """First frames from the captions of held-out worlds ``seeds``: ``start(prompt=caption,
+    c2w=start)`` then one ``step`` at the start camera (the generator's ``look_around`` start).
+
+    Returns generated ``(P, 3, S, S)``, truth ``(P, 3, S, S)`` at those cameras, captions."""
+    from worldmem.data.synthetic import make_trajectory, make_world
+
+    S, K = pipe.size, pipe.K.float().cpu()
+    gen, truth, captions = [], [], []
+    for seed in seeds:
+        world = make_world(seed)
+        cam = make_trajectory(world, "look_around", 8, seed)[0]
+        pipe.start(prompt=world.caption, c2w=cam, seed=seed)
+        gen.append(pipe.step(cam[None], K[None]).rgb[0].detach().cpu().float().clamp(0, 1))
+        truth.append(world.render(cam[None], K[None], S, S)[0][0])
+        captions.append(world.caption)
+    return torch.stack(gen), torch.stack(truth), captions
+
+
+def free_prompt_frames(pipe, prompts=FREE_PROMPTS, seed: int = 0) -> Tensor:
+    """First frames ``(P, 3, S, S)`` from freely phrased prompts at the identity camera."""
+    K = pipe.K.float().cpu()
+    cam = torch.eye(4)
+    out = []
+    for i, prompt in enumerate(prompts):
+        pipe.start(prompt=prompt, c2w=cam, seed=seed + i)
+        out.append(pipe.step(cam[None], K[None]).rgb[0].detach().cpu().float().clamp(0, 1))
+    return torch.stack(out)

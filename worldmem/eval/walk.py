@@ -1,0 +1,292 @@
+"""The walk protocol: every generated frame against the true render, beside baselines that
+need no learning.
+
+A held-out synthetic world (seeds from ``HELD_OUT_SEED``) gives the exact frame and depth at
+any camera. The pipeline starts from the true first frame (with its true depth, or without
+it) and walks a path that comes back, of one of ``WALK_KINDS``:
+
+* ``out_and_back``, ``loop``: the synthetic generator's planners (cameras in free space);
+* ``turn``: two full turns on the spot; ``strafe``: sideways right, left and back, twice;
+  ``look_up_down``: pitch up and down twice; all from a free start with room around it.
+
+Rows (identical cameras and seed): ``model`` (start with depth, all memories), ``model, no
+start depth`` (``depth=None``), ``no memory`` (``memory="working"``: the working window only),
+and the baselines ``warp`` (the start frame warped to each camera with its true depth,
+z-buffer, holes the start frame's mean colour), ``memory`` (the spatial-memory render the
+model was given, holes filled alike) and ``previous`` (the previous true frame).
+
+Frames are scored over the whole walk, at start revisits (frames at least
+``RETURN_MIN_FRAMES`` after the start whose surface the start camera saw: ``START_OVERLAP`` of
+it or more, by true-depth frustum overlap), where the truth is what memory should give back,
+and at self-recall frames (views the start never saw, ``INVENTED_OVERLAP`` or less, that an
+earlier frame at least ``RECALL_MIN_GAP`` back saw ``RECALL_OVERLAP`` or more of): the frame
+against that earlier frame of the same row, warped through the true depth. Self-recall
+measures consistency only (a constant image is perfectly consistent), so it is always shown
+beside the sharpness ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from worldmem.eval.baselines import backward_warp, fill_holes, forward_warp
+from worldmem.eval.metrics import psnr, sharpness_ratio, ssim
+from worldmem.geometry import c2w_to_pose, frustum_overlap, pose_to_c2w
+
+__all__ = [
+    "WALK_KINDS",
+    "MODEL_ROWS",
+    "BASELINE_ROWS",
+    "ROWS",
+    "WalkCase",
+    "WalkResult",
+    "walk_path",
+    "walk_case",
+    "run_walk",
+    "masked_psnr",
+]
+
+WALK_KINDS = ("out_and_back", "loop", "turn", "strafe", "look_up_down")
+MODEL_ROWS = ("model", "model, no start depth", "no memory")
+BASELINE_ROWS = ("warp", "memory", "previous")
+ROWS = MODEL_ROWS + BASELINE_ROWS
+_ROW_MODE = {"model": ("all", True), "model, no start depth": ("all", False)}
+_ROW_MODE["no memory"] = ("working", True)
+
+START_OVERLAP = 0.5  # a frame revisits the start view when the start saw this much of it
+RETURN_MIN_FRAMES = 10  # ... and it is at least this many frames after the start
+INVENTED_OVERLAP = 0.25  # a view the start saw at most this much of is the model's invention
+RECALL_OVERLAP = 0.5  # self-recall: the earlier frame saw at least this much of the revisit
+RECALL_MIN_GAP = 10  # self-recall: the earlier frame is at least this many frames back
+RECALL_MIN_VALID = 0.3  # self-recall: at least this fraction of pixels warp from the earlier frame
+OVERLAP_SAMPLES = 256  # surface samples per frame for the overlaps
+PATH_CLEARANCE_M = 0.35  # hand-built paths keep the camera this far from every surface
+TURNS = 2.0  # full turns of the ``turn`` walk
+STRAFE_M = 1.0  # largest sideways offset of ``strafe`` (halved until the path is free)
+STRAFE_CYCLES = 2
+PITCH_DEG = 50.0  # largest pitch of ``look_up_down``
+PITCH_CYCLES = 2
+
+
+def walk_path(world, kind: str, num_frames: int, seed: int) -> Tensor:
+    """Cameras c2w ``(num_frames, 4, 4)`` of a walk of ``kind`` (``WALK_KINDS``) in ``world``
+    (a ``worldmem.data.synthetic.World``), all in free space and ending where they started."""
+    from worldmem.data.synthetic import make_trajectory
+
+    if kind not in WALK_KINDS:
+        raise ValueError(f"walk kind '{kind}' is not one of {', '.join(WALK_KINDS)}")
+    if num_frames < 4:
+        raise ValueError(f"num_frames must be >= 4, got {num_frames}")
+    if kind in ("out_and_back", "loop"):
+        return make_trajectory(world, kind, num_frames, seed)
+    # a free start with room around it, facing open space (the planner of look_around)
+    start = make_trajectory(world, "look_around", 8, seed)[0]
+    pos, yaw, pitch = (x.double() for x in c2w_to_pose(start))
+    s = torch.linspace(0, 1, num_frames, dtype=torch.float64)
+    if kind == "turn":
+        return pose_to_c2w(pos.expand(num_frames, 3), yaw + 360.0 * TURNS * s, pitch)
+    if kind == "look_up_down":
+        p = PITCH_DEG * torch.sin(2 * math.pi * PITCH_CYCLES * s)
+        return pose_to_c2w(pos.expand(num_frames, 3), yaw.expand(num_frames), p)
+    right = start[:3, 0].double() * torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+    right = right / right.norm()
+    amp = STRAFE_M
+    while True:
+        off = amp * torch.sin(2 * math.pi * STRAFE_CYCLES * s)
+        positions = pos + off[:, None] * right  # (N, 3)
+        if amp < 0.05 or bool(world.is_free(positions.float(), PATH_CLEARANCE_M).all()):
+            break
+        amp /= 2
+    return pose_to_c2w(positions, yaw.expand(num_frames), pitch.expand(num_frames))
+
+
+@dataclass
+class WalkCase:
+    """One walk in one world at the model's image size S.
+
+    c2w ``(N, 4, 4)``, K ``(N, 3, 3)``, rgb ``(N, 3, S, S)`` and depth ``(N, 1, S, S)``: the
+    true render at every camera; start_overlap ``(N,)``: the fraction of each frame's surface
+    the start camera sees; overlap ``(N, N)``: ``[t, s]`` the fraction of frame t's surface
+    camera s sees (true depth at both)."""
+
+    name: str
+    kind: str
+    seed: int
+    caption: str
+    c2w: Tensor
+    K: Tensor
+    rgb: Tensor
+    depth: Tensor
+    start_overlap: Tensor
+    overlap: Tensor
+
+    @property
+    def num_frames(self) -> int:
+        return self.c2w.shape[0]
+
+    def start_revisits(self) -> Tensor:
+        """Frame indices that revisit the start view ``(R,)``."""
+        t = torch.arange(self.num_frames)
+        return t[(self.start_overlap >= START_OVERLAP) & (t >= RETURN_MIN_FRAMES)]
+
+    def recall_pairs(self) -> list[tuple[int, int]]:
+        """(t, s): frame t shows a view the start did not see, and earlier frame s (at least
+        ``RECALL_MIN_GAP`` back, s >= 1) saw the most of it (>= ``RECALL_OVERLAP``)."""
+        pairs = []
+        for t in range(1 + RECALL_MIN_GAP, self.num_frames):
+            if self.start_overlap[t] > INVENTED_OVERLAP:
+                continue
+            ov = self.overlap[t, 1 : t - RECALL_MIN_GAP + 1]
+            if len(ov) and float(ov.max()) >= RECALL_OVERLAP:
+                pairs.append((t, 1 + int(ov.argmax())))
+        return pairs
+
+
+def walk_case(world, kind: str, num_frames: int, seed: int, size: int, K: Tensor) -> WalkCase:
+    """Render a ``walk_path`` at ``size`` px with intrinsics K ``(3, 3)`` and measure its
+    overlaps."""
+    c2w = walk_path(world, kind, num_frames, seed)
+    Ks = K.float().cpu().expand(num_frames, 3, 3).contiguous()
+    rgb, depth = world.render(c2w, Ks, size, size)
+    d = depth[:, 0]
+    overlap = frustum_overlap(
+        c2w, Ks, c2w, Ks, size, size, OVERLAP_SAMPLES, target_depth=d, cand_depth=d
+    )  # (N, N)
+    return WalkCase(
+        name=f"world{seed}",
+        kind=kind,
+        seed=seed,
+        caption=world.caption,
+        c2w=c2w,
+        K=Ks,
+        rgb=rgb,
+        depth=depth,
+        start_overlap=overlap[:, 0].clone(),
+        overlap=overlap,
+    )
+
+
+def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> float:
+    """PSNR in dB over the pixels where ``mask`` ``(H, W)`` is True; pred, target ``(3, H, W)``
+    in [0, 1]. NaN when the mask is empty."""
+    n = int(mask.sum())
+    if n == 0:
+        return math.nan
+    mse = ((pred.double() - target.double()) ** 2 * mask).sum() / (3 * n)
+    return float(10 * torch.log10(1.0 / mse.clamp_min(1e-10)))
+
+
+@dataclass
+class WalkResult:
+    """Per-frame records of one walk (one per row and generated frame), and the frames of each
+    row kept for KID/FID (``kept`` indices) and figures: ``frames[row]`` ``(len(kept), 3, S,
+    S)``; ``frames["truth"]`` too."""
+
+    records: list[dict]
+    kept: Tensor
+    frames: dict[str, Tensor] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _generate(pipe, case: WalkCase, memory: str, with_depth: bool) -> tuple[Tensor, object]:
+    """Run the pipeline along the walk from the true start frame -> rgb ``(N, 3, S, S)`` (frame
+    0 the given start frame) and the chunk of frames 1..N-1."""
+    pipe.start(
+        prompt=case.caption,
+        image=case.rgb[0],
+        depth=case.depth[0] if with_depth else None,
+        c2w=case.c2w[0],
+        seed=case.seed,
+        memory=memory,
+    )
+    chunk = pipe.step(case.c2w[1:], case.K[1:])
+    return torch.cat([case.rgb[:1], chunk.rgb.detach().cpu().float()]), chunk
+
+
+def run_walk(
+    pipe,
+    case: WalkCase,
+    rows: tuple[str, ...] = ROWS,
+    keep_every: int = 1,
+) -> WalkResult:
+    """Every row of ``rows`` (``ROWS``) along one walk; returns per-frame records for frames
+    1..N-1 (frame 0 is given): episode, kind, row, frame, psnr, ssim, sharpness (high-frequency
+    energy / truth's), start_overlap, start_revisit (0/1), recall_psnr (self-recall frames,
+    else NaN), recall_frame. Keeps every ``keep_every``-th frame of each row for KID/FID."""
+    for r in rows:
+        if r not in ROWS:
+            raise ValueError(f"row '{r}' is not one of {', '.join(ROWS)}")
+    t0 = time.perf_counter()
+    N = case.num_frames
+    fill = case.rgb[0].mean(dim=(1, 2))  # (3,) hole colour of warp and memory
+    images: dict[str, Tensor] = {}
+    memory_render = None
+    for r in MODEL_ROWS:
+        need = r in rows or (r == "model" and "memory" in rows)
+        if not need:
+            continue
+        mode, with_depth = _ROW_MODE[r]
+        rgb, chunk = _generate(pipe, case, mode, with_depth)
+        if r in rows:
+            images[r] = rgb.clamp(0, 1)
+        if r == "model":
+            mem = fill_holes(chunk.memory_rgb.cpu().float(), chunk.memory_mask.cpu(), fill)
+            memory_render = torch.cat([case.rgb[:1], mem])
+    if "memory" in rows:
+        images["memory"] = memory_render
+    if "warp" in rows:
+        w_rgb, _, w_mask = forward_warp(
+            case.rgb[:1], case.depth[:1], case.c2w[:1], case.K[:1], case.c2w, case.K
+        )
+        images["warp"] = fill_holes(w_rgb, w_mask, fill)
+    if "previous" in rows:
+        images["previous"] = torch.cat([case.rgb[:1], case.rgb[:-1]])
+
+    frames = torch.arange(1, N)
+    revisit = torch.zeros(N, dtype=torch.bool)
+    revisit[case.start_revisits()] = True
+    pairs = case.recall_pairs()
+    records = []
+    truth = case.rgb[1:]
+    for r in rows:
+        x = images[r][1:]
+        p, s, sh = psnr(x, truth), ssim(x, truth), sharpness_ratio(x, truth)
+        recall = {}
+        for t, src in pairs:
+            warped, valid = backward_warp(
+                images[r][src],
+                case.depth[src],
+                case.c2w[src],
+                case.K[src],
+                case.depth[t],
+                case.c2w[t],
+                case.K[t],
+            )
+            if float(valid.float().mean()) >= RECALL_MIN_VALID:
+                recall[t] = (masked_psnr(images[r][t], warped, valid), src)
+        for i, t in enumerate(frames.tolist()):
+            rp, rs = recall.get(t, (math.nan, -1))
+            records.append(
+                {
+                    "episode": case.name,
+                    "kind": case.kind,
+                    "row": r,
+                    "frame": t,
+                    "psnr": float(p[i]),
+                    "ssim": float(s[i]),
+                    "sharpness": float(sh[i]),
+                    "start_overlap": float(case.start_overlap[t]),
+                    "start_revisit": int(revisit[t]),
+                    "recall_psnr": rp,
+                    "recall_frame": rs,
+                }
+            )
+    kept = torch.arange(1, N, max(1, keep_every))
+    out = {r: images[r][kept] for r in rows}
+    out["truth"] = case.rgb[kept]
+    return WalkResult(records, kept, out, time.perf_counter() - t0)
