@@ -1,7 +1,7 @@
 """Import RealEstate10K clips into the worldmem episode format.
 
-RealEstate10K publishes one camera file per clip (``<clip>.txt``): line 1 is the video URL,
-then one line per frame::
+RealEstate10K publishes one camera file per clip (``<clip>.txt``): line 1 is the video URL
+(some copies leave it out), then one line per frame::
 
     timestamp_us fx fy cx cy 0 0 r00 r01 r02 t0 r10 r11 r12 t1 r20 r21 r22 t2
 
@@ -40,7 +40,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
-from worldmem.geometry import load_realestate10k
+from worldmem.geometry.trajectory import load_realestate10k, realestate10k_camera_lines
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")
@@ -53,13 +53,16 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def camera_timestamps_us(cameras: Path) -> list[int]:
-    """Integer microsecond timestamps of the camera lines (the frame file names)."""
+    """Integer microsecond timestamps of the camera lines (the frame file names), in the
+    order ``load_realestate10k`` reads the cameras (the URL line may be missing)."""
     out = []
-    for n, line in enumerate(cameras.read_text().splitlines(), start=1):
-        fields = line.split()
-        if n == 1 or not fields:
-            continue
-        out.append(int(fields[0]))
+    for n, fields in realestate10k_camera_lines(cameras):
+        try:
+            out.append(int(fields[0]))
+        except ValueError:
+            raise ValueError(
+                f"{cameras}:{n}: timestamp {fields[0]!r} is not an integer (microseconds)"
+            ) from None
     return out
 
 

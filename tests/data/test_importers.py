@@ -71,8 +71,8 @@ RE_W, RE_H = 96, 64
 RE_INTR = (0.6, 0.9, 0.5, 0.5)  # fx / W, fy / H, cx / W, cy / H
 
 
-def _re10k_camera_file(path: Path, stamps: list[int], c2w: np.ndarray) -> None:
-    lines = ["https://www.youtube.com/watch?v=abcdefghijk"]
+def _re10k_camera_file(path: Path, stamps: list[int], c2w: np.ndarray, url: bool = True) -> None:
+    lines = ["https://www.youtube.com/watch?v=abcdefghijk"] if url else []
     for ts, pose in zip(stamps, c2w):
         w2c = np.linalg.inv(pose)[:3]
         nums = [*RE_INTR, 0, 0, *w2c.reshape(-1)]
@@ -129,6 +129,30 @@ def test_realestate10k_from_timestamped_frames(tmp_path):
     assert gap.num_frames == n - 1 and gap.width == RE_W
     keep = [0, 1, 2, 4, 5]
     torch.testing.assert_close(gap.c2w.double(), torch.from_numpy(c2w[keep]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("url", [True, False])
+def test_realestate10k_frames_get_their_own_poses_with_or_without_the_url_line(tmp_path, url):
+    """Camera i, its timestamp (the frame file's name) and its pose come from the same line,
+    whether or not the file starts with the video URL."""
+    n = 4
+    stamps = [1_000_000 + 33367 * i for i in range(n)]
+    c2w = _known_c2w(n)
+    _re10k_camera_file(tmp_path / "clip.txt", stamps, c2w, url=url)
+    mod = _script("import_realestate10k")
+    assert mod.camera_timestamps_us(tmp_path / "clip.txt") == stamps
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, ts in enumerate(stamps):
+        Image.fromarray(_frame(i, RE_W, RE_H)).save(frames / f"{ts}.png")
+    out = tmp_path / "out"
+    argv = ["--cameras", str(tmp_path / "clip.txt"), "--frames", str(frames), "--out", str(out)]
+    assert mod.main(argv) == 0
+    ep = Episode.open(out / "clip")
+    assert ep.num_frames == n
+    torch.testing.assert_close(ep.c2w.double(), torch.from_numpy(c2w), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ep.timestamps, np.array(stamps) / 1e6)
+    assert all(abs(a - _level(i)) <= 4 for i, a in enumerate(_levels(ep)))  # frame i is image i
 
 
 def test_realestate10k_from_video_picks_nearest_frames(tmp_path):

@@ -28,6 +28,9 @@ Steps separated by whitespace; each step is a name with an optional frame count:
                 | "left" | "right" | "up" | "down" | "idle"          (see ``actions.py``)
     count      := digit+                      (an integer in [1, MAX_STEP_FRAMES])
 
+A trajectory has at most ``MAX_TRAJECTORY_FRAMES`` frames after the start pose; a longer one
+is refused before any camera is computed.
+
 * ``key*N``: N frames, each one press of the key (``ActionConfig`` speeds); ``key`` is 1 frame.
 * ``pause*N``: N frames holding the pose (the same as ``idle*N``).
 * ``back-to-start*N``: N frames moving uniformly from the current pose to the first pose of
@@ -66,10 +69,12 @@ from worldmem.geometry.camera import check_c2w, check_K, intrinsics_from_fov, se
 __all__ = [
     "Trajectory",
     "load_realestate10k",
+    "realestate10k_camera_lines",
     "save_realestate10k",
     "TrajectoryStep",
     "STEP_NAMES",
     "MAX_STEP_FRAMES",
+    "MAX_TRAJECTORY_FRAMES",
     "parse_trajectory",
     "format_trajectory",
     "trajectory_from_text",
@@ -83,6 +88,7 @@ __all__ = [
 STEP_NAMES: tuple[str, ...] = (*KEYS, "pause", "back-to-start")
 """Every step name of the trajectory language."""
 MAX_STEP_FRAMES = 100_000  # largest count one step may ask for (guards against typos)
+MAX_TRAJECTORY_FRAMES = 100_000  # most frames one trajectory may have (language, files, steps)
 
 _RE10K_FIELDS = 19  # timestamp_us, fx, fy, cx, cy, 0, 0, 3x4 world-to-camera
 
@@ -168,6 +174,10 @@ class Trajectory:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: not valid JSON (nested too deeply)") from None
+        except ValueError as e:  # e.g. an integer too long to convert
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
         missing = [k for k in ("width", "height", "frames") if k not in data]
@@ -176,6 +186,11 @@ class Trajectory:
         frames = data["frames"]
         if not isinstance(frames, list) or not frames:
             raise ValueError(f"{path}: 'frames' must be a non-empty list")
+        if len(frames) > MAX_TRAJECTORY_FRAMES:
+            raise ValueError(
+                f"{path}: {len(frames)} frames, more than MAX_TRAJECTORY_FRAMES "
+                f"({MAX_TRAJECTORY_FRAMES})"
+            )
         c2w, K, ts = [], [], []
         for i, frame in enumerate(frames):
             if not isinstance(frame, dict):
@@ -216,6 +231,33 @@ def _matrix(frame: dict, key: str, shape: tuple[int, int], path: Path, i: int) -
     return m
 
 
+def realestate10k_camera_lines(path: str | Path) -> list[tuple[int, list[str]]]:
+    """The camera lines of a RealEstate10K file as ``(line number, 19 fields)``: blank lines
+    and a first line that is not a camera line (the video URL, which may be missing) are
+    skipped. Every reader of these files goes through here, so camera i is the same line for
+    all of them. A line with the wrong number of fields is a ``ValueError`` naming it."""
+    path = Path(path)
+    out = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if lineno == 1 and len(fields) != _RE10K_FIELDS:
+            continue  # the video URL
+        if len(fields) != _RE10K_FIELDS:
+            raise ValueError(
+                f"{path}:{lineno}: expected {_RE10K_FIELDS} numbers (timestamp_us fx fy cx cy "
+                f"0 0 and a row-major 3x4 world-to-camera matrix), got {len(fields)}"
+            )
+        out.append((lineno, fields))
+        if len(out) > MAX_TRAJECTORY_FRAMES:
+            raise ValueError(
+                f"{path}:{lineno}: more than MAX_TRAJECTORY_FRAMES "
+                f"({MAX_TRAJECTORY_FRAMES}) cameras"
+            )
+    return out
+
+
 def load_realestate10k(path: str | Path, width: int, height: int) -> Trajectory:
     """Read a RealEstate10K camera file (layout in the module docstring).
 
@@ -228,23 +270,14 @@ def load_realestate10k(path: str | Path, width: int, height: int) -> Trajectory:
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name}: expected a positive integer, got {v!r}")
     path = Path(path)
-    lines = path.read_text().splitlines()
     rows, line_numbers = [], []
-    for lineno, line in enumerate(lines, start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if lineno == 1 and len(fields) != _RE10K_FIELDS:
-            continue  # the video URL
-        if len(fields) != _RE10K_FIELDS:
-            raise ValueError(
-                f"{path}:{lineno}: expected {_RE10K_FIELDS} numbers (timestamp_us fx fy cx cy "
-                f"0 0 and a row-major 3x4 world-to-camera matrix), got {len(fields)}"
-            )
+    for lineno, fields in realestate10k_camera_lines(path):
         try:
             rows.append([float(f) for f in fields])
         except ValueError:
-            raise ValueError(f"{path}:{lineno}: not a list of numbers: {line.strip()!r}") from None
+            raise ValueError(
+                f"{path}:{lineno}: not a list of numbers: {' '.join(fields)!r}"
+            ) from None
         line_numbers.append(lineno)
     if not rows:
         raise ValueError(f"{path}: no camera lines found")
@@ -330,34 +363,55 @@ def _where(text: str, start: int) -> str:
     return f"line {line}, column {col}" if "\n" in text else f"column {col}"
 
 
+@dataclass(frozen=True)
+class _StepWhere:
+    """A step's place in the text, formatted only for an error message (counting lines for
+    every step would make parsing quadratic in the text's length)."""
+
+    text: str
+    token: str
+    start: int
+
+    def __str__(self) -> str:
+        return f"trajectory step {self.token[:40]!r} at {_where(self.text, self.start)}"
+
+
 def parse_trajectory(text: str) -> list[TrajectoryStep]:
     """Parse the trajectory language (grammar in the module docstring) into steps.
 
     A malformed step (unknown name, a count that is not a positive integer such as ``w*0``,
-    ``w*x``, ``w**3``, ``w*-2``) is a ``ValueError`` quoting the step and its column.
+    ``w*x``, ``w**3``, ``w*-2``) or more than ``MAX_TRAJECTORY_FRAMES`` frames in all is a
+    ``ValueError`` quoting the step and its column.
     """
     if not isinstance(text, str):
         raise ValueError(f"trajectory: expected a string, got {type(text).__name__}")
     steps = []
+    total = 0  # frames so far (an automatic back-to-start counts as its least, 1)
     for m in re.finditer(r"\S+", text):
         token = m.group()
         name, star, count_text = token.partition("*")
-        where = f"trajectory step {token!r} at {_where(text, m.start())}"
+        where = _StepWhere(text, token, m.start())
         if name not in STEP_NAMES:
             raise ValueError(
-                f"{where}: unknown name {name!r}; valid names: {', '.join(STEP_NAMES)}"
+                f"{where}: unknown name {name[:40]!r}; valid names: {', '.join(STEP_NAMES)}"
             )
         count = None
         if star:
-            if not count_text.isdecimal() or not count_text.isascii():
+            if not count_text.isdecimal() or not count_text.isascii() or len(count_text) > 12:
                 raise ValueError(
-                    f"{where}: the count after '*' must be a positive integer, got {count_text!r}"
+                    f"{where}: the count after '*' must be a positive integer, "
+                    f"got {count_text[:40]!r}"
                 )
             count = int(count_text)
             if not 1 <= count <= MAX_STEP_FRAMES:
                 raise ValueError(
                     f"{where}: the count must be in [1, {MAX_STEP_FRAMES}], got {count}"
                 )
+        total += count or 1
+        if total > MAX_TRAJECTORY_FRAMES:
+            raise ValueError(
+                f"{where}: the trajectory would have more than {MAX_TRAJECTORY_FRAMES} frames"
+            )
         steps.append(TrajectoryStep(name, count))
     return steps
 
@@ -396,6 +450,12 @@ def trajectory_from_text(
     if K.shape != (3, 3):
         raise ValueError(f"K: expected shape (3, 3), got {tuple(K.shape)}")
     _check_cfg(cfg)
+    explicit = sum(step.count or 1 for step in steps)
+    if explicit > MAX_TRAJECTORY_FRAMES:
+        raise ValueError(
+            f"trajectory: {explicit} frames, more than MAX_TRAJECTORY_FRAMES "
+            f"({MAX_TRAJECTORY_FRAMES})"
+        )
     pos0, yaw0, pitch0, roll = _decompose(start_c2w)
     position, yaw, pitch = pos0, yaw0, pitch0
     poses = [(position, yaw, pitch)]
@@ -405,6 +465,12 @@ def trajectory_from_text(
             dyaw = wrap_deg(yaw0 - yaw)
             dpitch = pitch0 - pitch
             n = step.count or _frames_needed(dpos, dyaw, dpitch, cfg)
+            explicit += n - (step.count or 1)  # an automatic count is known only now
+            if explicit > MAX_TRAJECTORY_FRAMES:
+                raise ValueError(
+                    f"trajectory: back-to-start makes it longer than MAX_TRAJECTORY_FRAMES "
+                    f"({MAX_TRAJECTORY_FRAMES})"
+                )
             for j in range(1, n + 1):
                 a = j / n
                 poses.append((position + a * dpos, yaw + a * dyaw, pitch + a * dpitch))
