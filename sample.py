@@ -9,7 +9,9 @@
 Each job writes ``<out_dir>/<name>/``: video.mp4, side_by_side.mp4 (generated | memory
 render | depth), cameras.json, memory.ply and job.json (config, seed, timing). Every job is
 checked (trajectory, start image, checkpoint, output folder) before any generation starts; a
-job that fails during generation is reported and the others still run.
+job that fails during generation is reported and the others still run. A job's files are
+written to a temporary folder and renamed into place when complete; an existing job folder is
+an error unless ``sample.overwrite=true``.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ def main(cfg: SampleRootConfig, interactive: bool = False) -> int:
         world = int(os.environ.get("WORLD_SIZE", 1))
         results = run_jobs(cfg, rank=rank, world_size=world)
     except NoCheckpointError as e:
-        print(e)
-        return 0
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0 if all(r.ok for r in results) else 1
 
 

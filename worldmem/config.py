@@ -8,6 +8,7 @@ configs (``TrainRootConfig``, ``SampleRootConfig``) only group them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,18 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A config file or override that does not fit its schema."""
+
+
+MAX_SAMPLE_STEPS = 1000  # denoising steps per chunk (more is a typo, and hours per chunk)
+MAX_FPS = 1000  # frames per second of a written video
+
+
+def _int_range(obj: Any, name: str, lo: int, hi: int) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(
+            f"{type(obj).__name__}.{name}: expected an integer in [{lo}, {hi}], got {value!r}"
+        )
 
 
 def _choice(obj: Any, name: str, options: tuple[str, ...]) -> None:
@@ -71,17 +84,19 @@ class ModelConfig:
     codec_path: str | None = None  # local folder of the diffusers VAE (codec=vae)
     latent_channels: int = 4  # channels per frame in model space (identity: rgb + depth = 4)
     latent_downsample: int = 1  # spatial downsampling of the codec (identity: 1; VAE: 8)
-    text_encoder: str = "bytes"  # trainable byte-level or a local HF model
+    text_encoder: str = "minilm"  # frozen all-MiniLM-L6-v2 (offline), trainable bytes, or hf
     text_encoder_path: str | None = None  # local folder of a transformers text encoder (hf)
     text_max_tokens: int = 64  # text tokens (bytes for the byte encoder)
     text_width: int = 256  # width of the byte-level text encoder
     text_layers: int = 2  # layers of the byte-level text encoder
     depth_near_m: float = 0.25  # depth is encoded as near / depth (inverse depth) in [0, 1]
     gradient_checkpointing: bool = False  # recompute block activations in backward
+    # channels of the convolutional stem/decoder levels, finest first (log2(patch_size) levels)
+    conv_widths: list[int] = field(default_factory=lambda: [32, 64, 128])
 
     def __post_init__(self):
         _choice(self, "codec", ("identity", "vae"))
-        _choice(self, "text_encoder", ("bytes", "hf"))
+        _choice(self, "text_encoder", ("bytes", "minilm", "hf"))
 
 
 @dataclass
@@ -179,6 +194,9 @@ class TrainConfig:
     p_drop_episodic: float = 0.2
     p_drop_spatial: float = 0.2
     p_drop_text: float = 0.1
+    p_cold_start: float = 0.1  # no context, keyframes or spatial memory: a prompt-only start
+    p_independent: float = 0.25  # per-frame (diffusion-forcing) target sigmas, else shared
+    context_noise_max: float = 0.2  # memory frames noised to a level in [0, this) (anti-drift)
     timestep_logit_mean: float = 0.0  # logit-normal timestep sampling
     timestep_logit_std: float = 1.0
     depth_loss_weight: float = 0.5
@@ -207,20 +225,38 @@ class SampleConfig:
     checkpoint: str = "checkpoints/worldmem-tiny"  # a WorldPipeline folder
     out_dir: str = "outputs/sample"
     jobs: str | None = None  # JSONL file of jobs; if unset, one job from the fields below
-    prompt: str = "a long corridor with red brick walls and a tiled floor"
-    image: str | None = None  # optional start image
-    trajectory: str = "w*12 left*30 right*30 s*12"  # trajectory language, .json or RE10K .txt
+    # The demo: a held-out synthetic world's first frame, its depth and caption, and its walk
+    # out and back (datasets/demo_start.py wrote them). image=none starts from the prompt alone;
+    # depth=none makes the model supply the start frame's depth.
+    prompt: str = (
+        "a long corridor with red, beige, teal and blue brick walls, an olive and white "
+        "checkered floor, two pink pillars, a purple crate, a yellow sphere, a blue sphere, a "
+        "teal statue and two doors"
+    )
+    image: str | None = "worldmem/assets/demo/start.png"  # start image (none: prompt only)
+    depth: str | None = "worldmem/assets/demo/start_depth.npy"  # its depth: .npy metres (H, W)
+    trajectory: str = "worldmem/assets/demo/trajectory.json"  # language, .json or RE10K .txt
     num_frames: int = 0  # 0: as many as the trajectory has
     seed: int = 0
     steps: int = 4  # denoising steps per chunk
     guidance_scale: float = 1.0  # classifier-free guidance on text and memory (1 = off)
     memory: str = "all"
     side_by_side: bool = True  # also write generated | memory render | depth
-    fps: int = 8
+    fps: int = 8  # frames per second of the written videos
     device: str = "auto"
+    overwrite: bool = False  # replace an existing <out_dir>/<job name>/ (else: refuse to run)
 
     def __post_init__(self):
         _choice(self, "memory", MEMORY_MODES)
+        _int_range(self, "steps", 1, MAX_SAMPLE_STEPS)
+        _int_range(self, "fps", 1, MAX_FPS)
+        _int_range(self, "num_frames", 0, 2**63 - 1)  # the trajectory's length bounds it
+        _int_range(self, "seed", 0, 2**63 - 1)
+        g = self.guidance_scale
+        if isinstance(g, bool) or not isinstance(g, int | float) or not math.isfinite(g) or g < 0:
+            raise ConfigError(
+                f"SampleConfig.guidance_scale: expected a finite number >= 0, got {g!r}"
+            )
 
 
 @dataclass
@@ -234,6 +270,16 @@ class ServerConfig:
     max_message_bytes: int = 4096
     max_prompt_chars: int = 300
     max_messages_per_s: float = 60.0
+
+    def __post_init__(self):
+        _int_range(self, "port", 0, 65535)
+        _int_range(self, "max_sessions", 1, 10_000)
+        _int_range(self, "max_message_bytes", 1, 1 << 24)
+        _int_range(self, "max_prompt_chars", 1, 1 << 20)
+        for name in ("idle_timeout_s", "max_messages_per_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
+                raise ConfigError(f"ServerConfig.{name}: expected a finite number > 0, got {v!r}")
 
 
 @dataclass

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ import torch
 from worldmem.config import SampleConfig, SampleRootConfig, to_dict
 from worldmem.geometry import scale_intrinsics
 from worldmem.geometry.trajectory import (
+    MAX_TRAJECTORY_FRAMES,
     Trajectory,
     load_realestate10k,
     trajectory_from_text,
@@ -25,6 +29,8 @@ __all__ = [
     "JobResult",
     "NoCheckpointError",
     "load_jobs",
+    "check_job_name",
+    "job_output_dirs",
     "resolve_trajectory",
     "run_jobs",
     "side_by_side_frames",
@@ -48,6 +54,7 @@ class Job:
     image: str | None = None
     num_frames: int = 0
     seed: int = 0
+    depth: str | None = None
 
 
 @dataclass
@@ -61,50 +68,134 @@ class JobResult:
     chunk_seconds: list[float] = field(default_factory=list)
 
 
-_JOB_KEYS = {"name", "prompt", "trajectory", "image", "num_frames", "seed"}
+_JOB_KEYS = {"name", "prompt", "trajectory", "image", "depth", "num_frames", "seed"}
+_JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a plain file name, no separators
+MAX_SEED = 2**63 - 1  # seeds are non-negative 64-bit integers
+
+
+def check_job_name(name: object, where: str) -> str:
+    """A job name is its output folder's name: 1-100 letters, digits, ``_``, ``.``, ``-``, not
+    starting with ``.`` or ``-`` (so never ``.``, ``..``, a path or a hidden folder)."""
+    if not isinstance(name, str) or not _JOB_NAME.fullmatch(name):
+        raise ValueError(
+            f"{where}: 'name' must be a plain folder name (1-100 of A-Z a-z 0-9 _ . -, not "
+            f"starting with '.' or '-'), got {name!r}"
+        )
+    return name
+
+
+def _path_or_none(value: str | None) -> str | None:
+    """A file setting: None, "" and "none" (any case) mean no file."""
+    if value is None or value.strip().lower() in ("", "none", "null"):
+        return None
+    return value
+
+
+def _int_field(obj: dict, key: str, default: int, lo: int, hi: int, where: str) -> int:
+    """``obj[key]`` (or ``default``) as an integer in [lo, hi]; JSON floats, bools and null
+    are refused rather than truncated."""
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{where}: '{key}' must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def load_jobs(cfg: SampleConfig) -> list[Job]:
     """Jobs from ``cfg.jobs`` (JSONL, one object per line with keys prompt, trajectory and
-    optional name, image, num_frames, seed) or the single job the config fields describe."""
+    optional name, image, depth, num_frames, seed) or the single job the config fields
+    describe. A malformed line is a ``ValueError`` naming the file, the line and the field."""
     if not cfg.jobs:
-        return [Job("job_000", cfg.prompt, cfg.trajectory, cfg.image, cfg.num_frames, cfg.seed)]
+        image = _path_or_none(cfg.image)
+        depth = _path_or_none(cfg.depth) if image else None
+        return [Job("job_000", cfg.prompt, cfg.trajectory, image, cfg.num_frames, cfg.seed, depth)]
     path = Path(cfg.jobs)
     if not path.is_file():
         raise FileNotFoundError(f"jobs file not found: {path}")
-    jobs = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    jobs: list[Job] = []
+    seen: dict[str, int] = {}  # folder name (case-folded) -> line
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        where = f"{path}:{n}"
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, parse_constant=_no_constant)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
+        except ValueError as e:  # NaN/Infinity constants, integers too long to convert
+            raise ValueError(f"{where}: not valid JSON ({e})") from None
         if not isinstance(obj, dict):
-            raise ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+            raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         unknown = set(obj) - _JOB_KEYS
         if unknown:
             raise ValueError(
-                f"{path}:{n}: unknown job keys {sorted(unknown)}; valid: {sorted(_JOB_KEYS)}"
+                f"{where}: unknown job keys {sorted(unknown)}; valid: {sorted(_JOB_KEYS)}"
             )
         for key in ("prompt", "trajectory"):
             if not isinstance(obj.get(key), str):
-                raise ValueError(f"{path}:{n}: '{key}' must be a string")
+                raise ValueError(f"{where}: '{key}' must be a string, got {obj.get(key)!r}")
+        for key in ("image", "depth"):
+            if obj.get(key) is not None and not isinstance(obj[key], str):
+                raise ValueError(
+                    f"{where}: '{key}' must be a file path (string) or null, got {obj[key]!r}"
+                )
+        if obj.get("depth") and not obj.get("image"):
+            raise ValueError(f"{where}: 'depth' needs an 'image' (the depth of the start frame)")
+        name = check_job_name(obj.get("name", f"job_{len(jobs):03d}"), where)
+        if name.casefold() in seen:
+            raise ValueError(
+                f"{where}: job name {name!r} is already used on line {seen[name.casefold()]} "
+                "(names are output folders; they must differ, ignoring case)"
+            )
+        seen[name.casefold()] = n
         jobs.append(
             Job(
-                name=str(obj.get("name", f"job_{len(jobs):03d}")),
+                name=name,
                 prompt=obj["prompt"],
                 trajectory=obj["trajectory"],
-                image=obj.get("image"),
-                num_frames=int(obj.get("num_frames", cfg.num_frames)),
-                seed=int(obj.get("seed", cfg.seed + len(jobs))),
+                image=_path_or_none(obj.get("image")),
+                depth=_path_or_none(obj.get("depth")),
+                num_frames=_int_field(
+                    obj, "num_frames", cfg.num_frames, 0, MAX_TRAJECTORY_FRAMES, where
+                ),
+                seed=_int_field(obj, "seed", (cfg.seed + len(jobs)) % MAX_SEED, 0, MAX_SEED, where),
             )
         )
-    names = [j.name for j in jobs]
-    dup = {x for x in names if names.count(x) > 1}
-    if dup:
-        raise ValueError(f"{path}: duplicate job names {sorted(dup)}")
+    if not jobs:
+        raise ValueError(f"{path}: no jobs (every line is blank)")
     return jobs
+
+
+def job_output_dirs(out_root: Path, jobs: list[Job], overwrite: bool) -> list[Path]:
+    """Each job's output folder under ``out_root``, checked: it resolves inside ``out_root``
+    (no symlink out), no two jobs share one, and it does not exist yet unless ``overwrite``."""
+    root = out_root.resolve()
+    outs, owner = [], {}
+    for job in jobs:
+        check_job_name(job.name, f"job '{job.name}'")
+        out = (root / job.name).resolve()
+        if out.parent != root:
+            raise ValueError(f"job '{job.name}': output folder {out} is not inside {root}")
+        key = str(out).casefold()
+        if key in owner:
+            raise ValueError(f"jobs '{owner[key]}' and '{job.name}' would write the same folder")
+        owner[key] = job.name
+        if out.exists() and not overwrite:
+            raise FileExistsError(
+                f"job '{job.name}': {out} already exists; remove it, rename the job, or set "
+                "sample.overwrite=true to replace it"
+            )
+        outs.append(out)
+    return outs
 
 
 def resolve_trajectory(spec: str, size: int, fov_K: torch.Tensor, actions) -> Trajectory:
@@ -139,6 +230,29 @@ def _load_image(path: str, size: int) -> torch.Tensor:
     img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
     img = img.resize((size, size), Image.Resampling.LANCZOS)
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+
+
+def _load_depth(path: str, size: int) -> torch.Tensor:
+    """A start frame's depth: ``.npy`` of z-depth in metres ``(H, W)`` (0 = unknown), centre
+    cropped and resized to ``size`` like the image (nearest). Returns ``(1, size, size)``."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"start depth not found: {p}")
+    if p.suffix != ".npy":
+        raise ValueError(f"start depth {p}: want a .npy file of metres (H, W), got '{p.suffix}'")
+    try:
+        d = np.load(p, allow_pickle=False)
+    except Exception as e:  # numpy raises several types for unreadable files
+        raise ValueError(f"start depth {p} could not be read: {e}") from None
+    if d.ndim != 2 or not np.issubdtype(d.dtype, np.floating):
+        raise ValueError(f"start depth {p}: want a float (H, W) array, got {d.dtype} {d.shape}")
+    if not np.isfinite(d).all() or (d < 0).any():
+        raise ValueError(f"start depth {p}: has non-finite or negative values")
+    h, w = d.shape
+    s = min(h, w)
+    d = torch.from_numpy(d[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s])
+    d = torch.nn.functional.interpolate(d[None, None].float(), size=(size, size), mode="nearest")
+    return d[0]
 
 
 def side_by_side_frames(chunk) -> np.ndarray:
@@ -196,7 +310,8 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
                 f"job '{job.name}': num_frames={n} but the trajectory has {len(traj.c2w)} frames"
             )
         image = _load_image(job.image, S) if job.image else None
-        plans.append((job, traj, n, image))
+        depth = _load_depth(job.depth, S) if job.depth else None
+        plans.append((job, traj, n, image, depth))
     out_root = Path(cfg.out_dir)
     try:
         out_root.mkdir(parents=True, exist_ok=True)
@@ -205,8 +320,9 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
         probe.unlink()
     except OSError as e:
         raise PermissionError(f"output folder {out_root} is not writable: {e}") from None
-
     mine = plans[rank::world_size]
+    # Only this rank's folders: another rank may already have finished one of its own.
+    outs = job_output_dirs(out_root, [p[0] for p in mine], cfg.overwrite)
     results: list[JobResult] = []
     overall = tqdm(
         total=sum(p[2] for p in mine),
@@ -215,12 +331,16 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
         position=0,
         disable=None,
     )
-    for job, traj, n, image in mine:
-        out = out_root / job.name
+    for (job, traj, n, image, depth), out in zip(mine, outs):
         t0 = time.perf_counter()
         try:
             pipe.start(
-                prompt=job.prompt, image=image, c2w=traj.c2w[0], seed=job.seed, memory=cfg.memory
+                prompt=job.prompt,
+                image=image,
+                depth=depth,
+                c2w=traj.c2w[0],
+                seed=job.seed,
+                memory=cfg.memory,
             )
             chunks: list[Chunk] = []
             bar = tqdm(total=n, desc=job.name, unit="frame", position=1, leave=False, disable=None)
@@ -266,11 +386,39 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
 
 
 def _write_job(out: Path, job: Job, video, pipe, root: SampleRootConfig, seconds: float, rank: int):
-    """Write one job's outputs into ``out``."""
+    """Write one job's outputs into a temporary folder next to ``out`` and rename it to
+    ``out`` when complete; an existing ``out`` (``sample.overwrite``) is replaced only then."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        _write_job_files(tmp, job, video, pipe, root, seconds, rank)
+        if out.exists():
+            if not root.sample.overwrite:
+                raise FileExistsError(f"{out} appeared while the job ran; its files are kept")
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except OSError:
+                os.replace(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_job_files(
+    out: Path, job: Job, video, pipe, root: SampleRootConfig, seconds: float, rank: int
+):
+    """Write one job's files into the folder ``out``."""
     from worldmem.io import write_video
 
     cfg = root.sample
-    out.mkdir(parents=True, exist_ok=True)
     frames = (video.rgb.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round()
     write_video(out / "video.mp4", frames.astype(np.uint8), fps=cfg.fps)
     if cfg.side_by_side:
