@@ -167,5 +167,173 @@ def test_num_frames_and_seed_in_range_are_kept(tmp_path):
     assert (job.num_frames, job.seed) == (3, 2**63 - 1)
 
 
-# make_tiny_pipeline and math are used by the pipeline tests below
-_ = (make_tiny_pipeline, math, torch)
+# ---- 3, 5. a refused call leaves the world exactly as it was -------------------------------
+
+
+def _started(seed: int = 0):
+    """A tiny pipeline with a world in progress: a start frame with depth, then one chunk."""
+    pipe = make_tiny_pipeline(seed=0)
+    S = pipe.size
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(3, S, S, generator=g)
+    depth = 1 + torch.rand(1, S, S, generator=g)
+    pipe.start("a red room", image=image, depth=depth, seed=seed)
+    pipe.step(["w", "left"])
+    return pipe
+
+
+def _far(t: float, dtype=torch.float32) -> torch.Tensor:
+    c2w = torch.eye(4, dtype=dtype)[None].repeat(2, 1, 1)
+    c2w[1, 0, 3] = t
+    return c2w
+
+
+def _K(S: int, entries: dict[tuple[int, int], float]) -> torch.Tensor:
+    """Two float64 intrinsics for an S x S frame with ``entries`` (row, column) replaced."""
+    K = torch.tensor([[S * 0.8, 0, S / 2], [0, S * 0.8, S / 2], [0, 0, 1]], dtype=torch.float64)
+    for (i, j), v in entries.items():
+        K[i, j] = v
+    return K[None].repeat(2, 1, 1)
+
+
+def _nan_like(x: torch.Tensor) -> torch.Tensor:
+    x = x.clone()
+    x.view(-1)[0] = math.nan
+    return x
+
+
+S = 32  # the tiny pipeline's frame size
+REFUSED = {
+    "start: seed -1": lambda p: p.start("x", seed=-1),
+    "start: seed 1.5": lambda p: p.start("x", seed=1.5),
+    "start: seed 2**64": lambda p: p.start("x", seed=2**64),
+    "start: prompt not a string": lambda p: p.start(5),
+    "start: unknown memory mode": lambda p: p.start("x", memory="most"),
+    "start: NaN image": lambda p: p.start("x", image=_nan_like(torch.rand(3, S, S))),
+    "start: NaN depth": lambda p: p.start(
+        "x", image=torch.rand(3, S, S), depth=_nan_like(torch.ones(1, S, S))
+    ),
+    "start: c2w off the grid": lambda p: p.start("x", c2w=_far(1e7)[1]),
+    "step: camera off the grid": lambda p: p.step(_far(1e7)),
+    "step: translation overflows float32": lambda p: p.step(_far(1e39, torch.float64)),
+    "step: NaN camera": lambda p: p.step(_nan_like(_far(0.0))),
+    "step: no cameras": lambda p: p.step(torch.zeros(0, 4, 4)),
+    "step: unknown key": lambda p: p.step(["w", "jump"]),
+    "step: too many keys": lambda p: p.step(["w"] * (MAX_TRAJECTORY_FRAMES + 1)),
+    "step: focal overflows float32": lambda p: p.step(_far(0.0), K=_K(S, {(0, 0): 1e39})),
+    "step: absurd focal": lambda p: p.step(_far(0.0), K=_K(S, {(1, 1): 1e9})),
+    "step: NaN intrinsics": lambda p: p.step(_far(0.0), K=_K(S, {(0, 2): math.nan})),
+    "step: not a pinhole": lambda p: p.step(_far(0.0), K=_K(S, {(2, 2): 5.0})),
+    "observe: NaN frame": lambda p: p.observe(
+        _nan_like(torch.rand(2, 3, S, S)), torch.ones(2, 1, S, S), _far(0.0)
+    ),
+    "observe: negative depth": lambda p: p.observe(
+        torch.rand(2, 3, S, S), -torch.ones(2, 1, S, S), _far(0.0)
+    ),
+    "observe: camera off the grid": lambda p: p.observe(
+        torch.rand(2, 3, S, S), torch.ones(2, 1, S, S), _far(1e7)
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def twin_chunk():
+    """The chunk an untouched pipeline makes next."""
+    return _started().step(["w", "right"])
+
+
+@pytest.mark.parametrize("call", list(REFUSED), ids=list(REFUSED))
+def test_a_refused_call_leaves_the_world_as_it_was(call, twin_chunk):
+    pipe = _started()
+    with pytest.raises(ValueError):
+        REFUSED[call](pipe)
+    chunk = pipe.step(["w", "right"])
+    torch.testing.assert_close(chunk.rgb, twin_chunk.rgb, rtol=0, atol=0)
+    torch.testing.assert_close(chunk.depth, twin_chunk.depth, rtol=0, atol=0)
+    torch.testing.assert_close(chunk.c2w, twin_chunk.c2w, rtol=0, atol=0)
+
+
+# ---- 3, 4. world state files: atomic, checksummed, checked in full before loading ----------
+
+
+def _payload(path):
+    """The state dict inside a world state file, and a writer that re-wraps an edited one
+    with a valid checksum (so the checks after the checksum are reached)."""
+    import hashlib
+    import io
+
+    from worldmem.pipeline import STATE_FORMAT_VERSION
+
+    wrapper = torch.load(path, weights_only=True)
+    state = torch.load(io.BytesIO(wrapper["payload"].numpy().tobytes()), weights_only=True)
+
+    def write(new_state, to):
+        buf = io.BytesIO()
+        torch.save(new_state, buf)
+        data = buf.getvalue()
+        torch.save(
+            {
+                "format_version": STATE_FORMAT_VERSION,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
+            },
+            to,
+        )
+        return to
+
+    return state, write
+
+
+def test_save_state_is_atomic_and_round_trips(tmp_path, twin_chunk):
+    pipe = _started()
+    path = pipe.save_state(tmp_path / "world.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["world.pt"]  # no temporary file left
+    other = make_tiny_pipeline(seed=0)
+    other.load_state(path)
+    chunk = other.step(["w", "right"])
+    torch.testing.assert_close(chunk.rgb, twin_chunk.rgb, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="NUL"):
+        pipe.save_state(str(tmp_path / "a\0b.pt"))
+
+
+def _bad_states(tmp_path):
+    good = _started().save_state(tmp_path / "good.pt")
+    state, write = _payload(good)
+    raw = bytearray(good.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "flipped.pt").write_bytes(bytes(raw))
+    old = dict(state, format_version=1)
+    torch.save(old, tmp_path / "v1.pt")
+    nan = {**state, "spatial": {**state["spatial"]}}
+    nan["spatial"]["xyz"] = _nan_like(nan["spatial"]["xyz"])
+    shape = {**state, "c2w": torch.eye(3)}
+    inner = {**state, "working": {**state["working"], "extra": 1}}
+    return {
+        "missing file": (tmp_path / "nope.pt", "not found"),
+        "NUL in path": (str(tmp_path / "a\0b.pt"), "NUL"),
+        "not a state file": (good.with_name("text.pt"), "not a world state file"),
+        "damaged": (tmp_path / "flipped.pt", "checksum|not a world state file"),
+        "old format": (tmp_path / "v1.pt", "format 1"),
+        "missing key": (
+            write({k: v for k, v in state.items() if k != "rng"}, tmp_path / "m.pt"),
+            "missing key.*'rng'",
+        ),
+        "unknown key": (write({**state, "extra": 1}, tmp_path / "u.pt"), "unknown key.*'extra'"),
+        "unknown inner key": (write(inner, tmp_path / "i.pt"), "'working.extra'"),
+        "NaN tensor": (write(nan, tmp_path / "n.pt"), "'spatial.xyz' has NaN"),
+        "wrong shape": (write(shape, tmp_path / "s.pt"), "'c2w' must be a \\(4, 4\\)"),
+        "bad seed": (write({**state, "seed": -3}, tmp_path / "d.pt"), "'seed'"),
+        "bad mode": (write({**state, "memory_mode": "x"}, tmp_path / "o.pt"), "'memory_mode'"),
+    }
+
+
+def test_a_refused_state_file_leaves_the_world_as_it_was(tmp_path, twin_chunk):
+    (tmp_path / "text.pt").write_text("hello")
+    bad = _bad_states(tmp_path)
+    pipe = _started()
+    for _name, (path, message) in bad.items():
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            pipe.load_state(path)
+    chunk = pipe.step(["w", "right"])  # the world survived all of them
+    torch.testing.assert_close(chunk.rgb, twin_chunk.rgb, rtol=0, atol=0)
+    torch.testing.assert_close(chunk.depth, twin_chunk.depth, rtol=0, atol=0)

@@ -1,6 +1,6 @@
 """WorldPipeline: generate a world chunk by chunk, with three memories keeping it consistent.
 
-The loop for one chunk (see DESIGN.md)::
+The loop for one chunk (see docs/design.md)::
 
     cameras -> spatial.render -> episodic.retrieve -> working.frames -> denoise
             -> chunk out -> working.push, episodic.maybe_add, spatial.insert
@@ -12,7 +12,11 @@ settings, the camera field of view the model was trained with).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +33,40 @@ from worldmem.config import (
 )
 from worldmem.data.batch import FrameSet, WorldBatch
 from worldmem.geometry import check_c2w, check_K, intrinsics_from_fov
-from worldmem.geometry.actions import apply_actions
+from worldmem.geometry.actions import KEYS, apply_actions
+from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
+from worldmem.memory.spatial import _OFFSET as _GRID_HALF_VOXELS
 from worldmem.models import WorldDiT, build_codec
 
-__all__ = ["WorldPipeline", "Chunk", "FORMAT_VERSION", "memories_for_mode", "resolve_device"]
+__all__ = [
+    "WorldPipeline",
+    "Chunk",
+    "FORMAT_VERSION",
+    "STATE_FORMAT_VERSION",
+    "memories_for_mode",
+    "resolve_device",
+]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of a pipeline folder (pipeline.json)
+STATE_FORMAT_VERSION = 2  # of a world state file (2: checksummed payload; 1: a bare dict)
+MAX_SEED = 2**64 - 1  # torch generators take seeds in [0, 2**64)
+MAX_FOCAL_PER_PIXEL = 1000.0  # focal length at most this many times the frame size (fov > 0.06 deg)
+MAX_PRINCIPAL_OFFSET = 10.0  # the principal point lies within this many frame sizes of the frame
+_STATE_KEYS = frozenset(
+    {
+        "spatial",
+        "episodic",
+        "working",
+        "c2w",
+        "start_c2w",
+        "rng",
+        "prompt",
+        "memory_mode",
+        "frame_count",
+        "seed",
+    }
+)
 
 # What the model is given in each memory mode. The memories are updated in every mode (so
 # the map and the PLY export work); the mode only decides what the model sees.
@@ -237,16 +268,24 @@ class WorldPipeline:
         it, the first generated chunk, taken at the image's camera, supplies the depth).
         Returns the chunk generated to get depth for a depth-less image, else None.
         """
+        # Everything is checked before the world is touched: a refused call changes nothing.
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
+        _check_seed(seed)
         memories_for_mode(memory)
         if c2w is not None:
-            check_c2w(c2w)
+            if not isinstance(c2w, torch.Tensor) or tuple(c2w.shape) != (4, 4):
+                got = tuple(c2w.shape) if isinstance(c2w, torch.Tensor) else type(c2w).__name__
+                raise ValueError(f"c2w: expected a (4, 4) tensor, got {got}")
+            c2w = self._check_poses(c2w[None], "c2w")[0]
         if image is not None:
             image = self._check_image(image)
         if depth is not None:
             want = (1, self.size, self.size)
-            if image is None or tuple(depth.shape) != want:
-                got = tuple(depth.shape) if image is not None else "depth without an image"
+            if image is None or not isinstance(depth, torch.Tensor) or tuple(depth.shape) != want:
+                got = "depth without an image" if image is None else _describe(depth)
                 raise ValueError(f"depth: expected {want} with an image, got {got}")
+            depth = _finite_float32(depth, "depth", non_negative=True)
         self._reset(seed)
         self.prompt = prompt
         self.memory_mode = memory
@@ -256,7 +295,7 @@ class WorldPipeline:
         if image is None:
             return None
         if depth is not None:
-            self._remember(image[None], depth[None].to(self.device).float(), self.c2w[None])
+            self._remember(image[None], depth[None].to(self.device), self.c2w[None], observed=True)
             return None
         # No depth: give the image as context and generate the same view; the generated depth
         # (and the image itself) then enter the memories.
@@ -272,7 +311,7 @@ class WorldPipeline:
             self.c2w[None].expand(T, 4, 4), self.K.expand(T, 3, 3), remember=False
         )
         self.working = WorkingMemory(self.memory_cfg.working_frames)
-        self._remember(image[None], chunk.depth[:1], self.c2w[None])
+        self._remember(image[None], chunk.depth[:1], self.c2w[None], observed=True)
         return chunk
 
     def _check_image(self, image: torch.Tensor) -> torch.Tensor:
@@ -280,7 +319,54 @@ class WorldPipeline:
         if not isinstance(image, torch.Tensor) or tuple(image.shape) != want:
             got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
             raise ValueError(f"image: expected a tensor of shape {want} in [0, 1], got {got}")
-        return image.to(self.device).float().clamp(0, 1)
+        return _finite_float32(image, "image").to(self.device).clamp(0, 1)
+
+    def _check_poses(self, c2w: torch.Tensor, name: str) -> torch.Tensor:
+        """Rigid, finite in float32 and inside the spatial memory's voxel grid (with room for
+        the farthest depth it inserts): ``(N, 4, 4)`` -> float32 on the device."""
+        if not isinstance(c2w, torch.Tensor) or not c2w.is_floating_point():
+            raise ValueError(f"{name}: expected a float tensor of poses, got {_describe(c2w)}")
+        c2w = c2w.to(torch.float32)
+        check_c2w(c2w, name)
+        cfg = self.memory_cfg
+        reach_m = _GRID_HALF_VOXELS * cfg.voxel_size_m - cfg.max_depth_m
+        far = c2w[:, :3, 3].abs().amax(1) > reach_m
+        if bool(far.any()):
+            i = int(far.nonzero()[0])
+            raise ValueError(
+                f"{name}: pose {i} is at {c2w[i, :3, 3].tolist()}, outside the spatial memory's "
+                f"grid (|x|, |y|, |z| <= {reach_m:.0f} m at voxel_size_m={cfg.voxel_size_m})"
+            )
+        return c2w.to(self.device)
+
+    def _check_intrinsics(self, K: torch.Tensor, n: int, name: str = "K") -> torch.Tensor:
+        """Pinhole intrinsics ``(n, 3, 3)`` at the model's frame size, finite in float32, with
+        a focal length in (0, MAX_FOCAL_PER_PIXEL * size] and the principal point near the
+        frame -> float32 on the device."""
+        if not isinstance(K, torch.Tensor) or tuple(K.shape) != (n, 3, 3):
+            raise ValueError(f"{name}: expected ({n}, 3, 3), got {_describe(K)}")
+        if not K.is_floating_point():
+            raise ValueError(f"{name}: expected a float tensor, got {K.dtype}")
+        K = K.to(torch.float32)
+        check_K(K, name)
+        S = self.size
+        f = torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)
+        c = torch.stack([K[:, 0, 2], K[:, 1, 2]], -1)
+        rest = torch.stack([K[:, 1, 0], K[:, 2, 0], K[:, 2, 1], K[:, 2, 2] - 1], -1)
+        bad = (
+            (f > MAX_FOCAL_PER_PIXEL * S).any(-1)
+            | ((c - S / 2).abs() > MAX_PRINCIPAL_OFFSET * S).any(-1)
+            | (K[:, 0, 1].abs() > MAX_FOCAL_PER_PIXEL * S)
+            | (rest.abs() > 1e-6).any(-1)
+        )
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            raise ValueError(
+                f"{name}: intrinsics {i} are not a pinhole camera for a {S}x{S} frame "
+                f"(focal <= {MAX_FOCAL_PER_PIXEL * S:g} px, principal point within "
+                f"{MAX_PRINCIPAL_OFFSET:g} frame sizes, last row 0 0 1): {K[i].tolist()}"
+            )
+        return K.to(self.device)
 
     def step(self, cameras: torch.Tensor | list[str], K: torch.Tensor | None = None) -> Chunk:
         """Generate frames at ``cameras``: c2w ``(N, 4, 4)``, or a list of N action keys
@@ -289,18 +375,32 @@ class WorldPipeline:
 
         Frames are generated ``chunk_frames`` at a time; returns all N frames as one Chunk.
         """
+        # Everything is checked before the world is touched: a refused call changes nothing.
         if isinstance(cameras, (list, tuple)):
+            if not 1 <= len(cameras) <= MAX_TRAJECTORY_FRAMES:
+                raise ValueError(
+                    f"cameras: expected 1 to {MAX_TRAJECTORY_FRAMES} action keys, "
+                    f"got {len(cameras)}"
+                )
+            bad = next((k for k in cameras if not isinstance(k, str) or k not in KEYS), None)
+            if bad is not None:
+                raise ValueError(f"cameras: unknown action key {bad!r}; valid: {', '.join(KEYS)}")
             cameras = apply_actions(self.c2w.cpu(), list(cameras), self.actions)
-        if not isinstance(cameras, torch.Tensor) or cameras.ndim != 3:
-            raise ValueError(f"cameras: expected c2w (N, 4, 4) or a list of keys, got {cameras!r}")
-        check_c2w(cameras, "cameras")
-        cameras = cameras.to(self.device, torch.float32)
+        if (
+            not isinstance(cameras, torch.Tensor)
+            or cameras.ndim != 3
+            or tuple(cameras.shape[1:]) != (4, 4)
+            or not 1 <= len(cameras) <= MAX_TRAJECTORY_FRAMES
+        ):
+            raise ValueError(
+                f"cameras: expected c2w (N, 4, 4) with 1 <= N <= {MAX_TRAJECTORY_FRAMES} or a "
+                f"list of keys, got {_describe(cameras)}"
+            )
+        cameras = self._check_poses(cameras, "cameras")
         if K is None:
             K = self.K.expand(len(cameras), 3, 3)
-        elif tuple(K.shape) != (len(cameras), 3, 3):
-            raise ValueError(f"K: expected ({len(cameras)}, 3, 3), got {tuple(K.shape)}")
-        check_K(K)
-        K = K.to(self.device, torch.float32)
+        else:
+            K = self._check_intrinsics(K, len(cameras))
         T = self.model_cfg.chunk_frames
         out = []
         for i in range(0, len(cameras), T):
@@ -366,7 +466,7 @@ class WorldPipeline:
         t2 = time.perf_counter()
         first = self.frame_count
         if remember:
-            self._remember(rgb, depth, cams[:keep], K[:keep])
+            self._remember(rgb, depth, cams[:keep], K[:keep], observed=False)
         t3 = time.perf_counter()
         return Chunk(
             rgb=rgb,
@@ -404,36 +504,30 @@ class WorldPipeline:
         c2w: torch.Tensor,
         K: torch.Tensor | None = None,
     ) -> None:
-        """Put known frames (e.g. ground truth) into all memories as if they had been
-        generated; the current pose becomes the last frame's.
+        """Put known frames (e.g. ground truth) into all memories as observed frames (the
+        spatial memory keeps them over anything generated); the current pose becomes the last
+        frame's.
 
         rgb ``(N, 3, S, S)`` in [0, 1], depth ``(N, 1, S, S)`` metres (0 where unknown),
         c2w ``(N, 4, 4)``, K ``(N, 3, 3)`` at the model's image size S (default: the pipeline's).
         """
+        # Everything is checked before the world is touched: a refused call changes nothing.
         S = self.size
         if not isinstance(rgb, torch.Tensor) or rgb.ndim != 4 or tuple(rgb.shape[1:]) != (3, S, S):
-            got = tuple(rgb.shape) if isinstance(rgb, torch.Tensor) else type(rgb).__name__
-            raise ValueError(f"rgb: expected (N, 3, {S}, {S}), got {got}")
+            raise ValueError(f"rgb: expected (N, 3, {S}, {S}), got {_describe(rgb)}")
         n = len(rgb)
+        if not 1 <= n <= MAX_TRAJECTORY_FRAMES:
+            raise ValueError(f"rgb: expected 1 to {MAX_TRAJECTORY_FRAMES} frames, got {n}")
         if not isinstance(depth, torch.Tensor) or tuple(depth.shape) != (n, 1, S, S):
-            got = tuple(depth.shape) if isinstance(depth, torch.Tensor) else type(depth).__name__
-            raise ValueError(f"depth: expected ({n}, 1, {S}, {S}), got {got}")
+            raise ValueError(f"depth: expected ({n}, 1, {S}, {S}), got {_describe(depth)}")
         if not isinstance(c2w, torch.Tensor) or tuple(c2w.shape) != (n, 4, 4):
-            got = tuple(c2w.shape) if isinstance(c2w, torch.Tensor) else type(c2w).__name__
-            raise ValueError(f"c2w: expected ({n}, 4, 4), got {got}")
-        check_c2w(c2w)
+            raise ValueError(f"c2w: expected ({n}, 4, 4), got {_describe(c2w)}")
+        rgb = _finite_float32(rgb, "rgb").to(self.device).clamp(0, 1)
+        depth = _finite_float32(depth, "depth", non_negative=True).to(self.device)
+        c2w = self._check_poses(c2w, "c2w")
         if K is not None:
-            if tuple(K.shape) != (n, 3, 3):
-                raise ValueError(f"K: expected ({n}, 3, 3), got {tuple(K.shape)}")
-            check_K(K)
-            K = K.to(self.device, torch.float32)
-        dev = self.device
-        self._remember(
-            rgb.to(dev, torch.float32).clamp(0, 1),
-            depth.to(dev, torch.float32),
-            c2w.to(dev, torch.float32),
-            K,
-        )
+            K = self._check_intrinsics(K, n)
+        self._remember(rgb, depth, c2w, K, observed=True)
 
     def _remember(
         self,
@@ -441,15 +535,19 @@ class WorldPipeline:
         depth: torch.Tensor,
         c2w: torch.Tensor,
         K: torch.Tensor | None = None,
+        *,
+        observed: bool,
     ) -> None:
-        """Put frames (N, 3, H, W), (N, 1, H, W), (N, 4, 4), K (N, 3, 3) into all memories."""
+        """Put frames (N, 3, H, W), (N, 1, H, W), (N, 4, 4), K (N, 3, 3) into all memories.
+        ``observed``: real frames (a start image, ``observe``) or generated ones; a generated
+        frame never replaces what the spatial memory observed."""
         n = len(rgb)
         K = self.K.expand(n, 3, 3) if K is None else K
         first = self.frame_count
         self.working.push(rgb, depth, c2w, K, step=first + n - 1)
         for i in range(n):
             self.episodic.maybe_add(rgb[i], depth[i], c2w[i], K[i], step=first + i)
-        self.spatial.insert(rgb, depth, c2w, K, step=first + n - 1)
+        self.spatial.insert(rgb, depth, c2w, K, step=first + n - 1, observed=observed)
         self.frame_count += n
         self.c2w = c2w[-1].clone()
 
@@ -457,10 +555,14 @@ class WorldPipeline:
 
     def save_state(self, path: str | Path) -> Path:
         """Write the world's state (memories, pose, random state, prompt) to ``path``;
-        ``load_state`` then continues exactly as if the world had not stopped. The file holds
-        only tensors and plain values and loads with ``torch.load(weights_only=True)``."""
+        ``load_state`` then continues exactly as if the world had not stopped.
+
+        The file (``torch.load(weights_only=True)``) holds the format version, the sha256 of
+        the payload and the payload: the serialized state, tensors and plain values only. It
+        is written to a temporary file next to ``path`` and renamed over it when complete, so
+        an interrupted save leaves the previous file as it was."""
+        path = _state_path(path)
         state = {
-            "format_version": FORMAT_VERSION,
             "spatial": self.spatial.state_dict(),
             "episodic": self.episodic.state_dict(),
             "working": self.working.state_dict(),
@@ -472,26 +574,188 @@ class WorldPipeline:
             "frame_count": self.frame_count,
             "seed": self.seed,
         }
-        path = Path(path)
+        buf = io.BytesIO()
+        torch.save(_to_cpu(state), buf)
+        payload = buf.getvalue()
+        wrapper = {
+            "format_version": STATE_FORMAT_VERSION,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(wrapper, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     def load_state(self, path: str | Path) -> None:
-        """Restore a state written by ``save_state``."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state.get("format_version") != FORMAT_VERSION:
+        """Restore a state written by ``save_state``. The file is checked in full (format
+        version, checksum, keys, shapes, finite values) and the memories are rebuilt aside;
+        only then is the world replaced, so a refused file leaves the world as it was.
+        Raises ``FileNotFoundError`` or ``ValueError`` naming the file and the bad key."""
+        path = _state_path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"world state not found: {path}")
+        try:
+            wrapper = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # unpickling raises many types for a damaged file
+            raise ValueError(f"{path}: not a world state file ({type(e).__name__}: {e})") from None
+        if not isinstance(wrapper, dict):
+            raise ValueError(f"{path}: not a world state file (a {type(wrapper).__name__})")
+        version = wrapper.get("format_version")
+        if version != STATE_FORMAT_VERSION:
             raise ValueError(
-                f"{path}: world state format {state.get('format_version')!r}, "
-                f"expected {FORMAT_VERSION}"
+                f"{path}: world state format {version!r}, expected {STATE_FORMAT_VERSION}"
             )
-        self._reset(state["seed"])
-        self.spatial.load_state_dict(state["spatial"])
-        self.episodic.load_state_dict(state["episodic"])
-        self.working.load_state_dict(state["working"])
-        self.c2w = state["c2w"].to(self.device)
-        self.start_c2w = state["start_c2w"].to(self.device)
-        self.generator.set_state(state["rng"].cpu())
+        _exact_keys(wrapper, {"format_version", "sha256", "payload"}, path, "")
+        payload = wrapper["payload"]
+        if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
+            raise ValueError(f"{path}: 'payload' must be a uint8 tensor")
+        data = payload.contiguous().numpy().tobytes()
+        if hashlib.sha256(data).hexdigest() != wrapper["sha256"]:
+            raise ValueError(f"{path}: checksum mismatch: the file is damaged or was edited")
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(
+                f"{path}: payload could not be read ({type(e).__name__}: {e})"
+            ) from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: payload is a {type(state).__name__}, not a dict")
+        _exact_keys(state, _STATE_KEYS, path, "")
+        _check_finite(state, path, "")
+        for key in ("spatial", "episodic", "working"):
+            if not isinstance(state[key], dict):
+                raise ValueError(f"{path}: '{key}' must be a dict")
+        for key in ("c2w", "start_c2w"):
+            if not isinstance(state[key], torch.Tensor) or tuple(state[key].shape) != (4, 4):
+                raise ValueError(f"{path}: '{key}' must be a (4, 4) tensor")
+            try:
+                self._check_poses(state[key][None], key)
+            except ValueError as e:
+                raise ValueError(f"{path}: '{key}': {e}") from None
+        rng = state["rng"]
+        want_rng = self.generator.get_state()
+        if (
+            not isinstance(rng, torch.Tensor)
+            or rng.dtype != torch.uint8
+            or rng.shape != want_rng.shape
+        ):
+            raise ValueError(
+                f"{path}: 'rng' must be a uint8 tensor of shape {tuple(want_rng.shape)}"
+            )
+        if not isinstance(state["prompt"], str):
+            raise ValueError(f"{path}: 'prompt' must be a string")
+        if state["memory_mode"] not in _MODES:
+            raise ValueError(
+                f"{path}: 'memory_mode' {state['memory_mode']!r} is not one of {', '.join(_MODES)}"
+            )
+        fc = state["frame_count"]
+        if isinstance(fc, bool) or not isinstance(fc, int) or fc < 0:
+            raise ValueError(f"{path}: 'frame_count' must be a non-negative int, got {fc!r}")
+        try:
+            _check_seed(state["seed"])
+        except ValueError as e:
+            raise ValueError(f"{path}: 'seed': {e}") from None
+        # Rebuild the memories aside; the world is replaced only when all of them loaded.
+        cfg = self.memory_cfg
+        spatial = SpatialMemory(cfg, device=self.device)
+        episodic = EpisodicMemory(cfg, device=self.device)
+        working = WorkingMemory(cfg.working_frames)
+        generator = torch.Generator(device="cpu")
+        for key, memory in (("spatial", spatial), ("episodic", episodic), ("working", working)):
+            _exact_keys(state[key], set(memory.state_dict()), path, f"{key}.")
+            try:
+                memory.load_state_dict(_to_device(state[key], self.device))
+            except (ValueError, TypeError, RuntimeError) as e:
+                raise ValueError(f"{path}: '{key}': {e}") from None
+        try:
+            generator.set_state(rng)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: 'rng': {e}") from None
+        self.spatial, self.episodic, self.working = spatial, episodic, working
+        self.generator = generator
+        self.c2w = state["c2w"].to(self.device, torch.float32)
+        self.start_c2w = state["start_c2w"].to(self.device, torch.float32)
         self.prompt = state["prompt"]
         self.memory_mode = state["memory_mode"]
-        self.frame_count = state["frame_count"]
+        self.frame_count = fc
+        self.seed = state["seed"]
+
+
+def _describe(x) -> str:
+    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
+    return seed
+
+
+def _finite_float32(x: torch.Tensor, name: str, non_negative: bool = False) -> torch.Tensor:
+    """``x`` as float32, refused if any value is NaN or infinite there (values beyond float32's
+    range overflow on conversion) or, with ``non_negative``, below zero."""
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a float tensor, got {x.dtype}")
+    x = x.to(torch.float32)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: has NaN or infinite values (in float32)")
+    if non_negative and bool((x < 0).any()):
+        raise ValueError(f"{name}: has negative values")
+    return x
+
+
+def _state_path(path: str | Path) -> Path:
+    if not isinstance(path, str | Path):
+        raise ValueError(f"path: expected a str or Path, got {type(path).__name__}")
+    if "\0" in str(path):
+        raise ValueError(f"path: contains a NUL character: {str(path)!r}")
+    return Path(path)
+
+
+def _exact_keys(d: dict, want: set | frozenset, path: Path, where: str) -> None:
+    """``d`` has exactly the keys ``want``; else a ``ValueError`` naming the missing and the
+    unknown ones (prefixed with ``where``)."""
+    missing = sorted(map(str, set(want) - set(d)))
+    unknown = sorted(map(str, set(d) - set(want)))
+    parts = []
+    if missing:
+        parts.append("missing key(s) " + ", ".join(repr(where + k) for k in missing))
+    if unknown:
+        parts.append("unknown key(s) " + ", ".join(repr(where + k) for k in unknown))
+    if parts:
+        raise ValueError(f"{path}: {'; '.join(parts)}")
+
+
+def _check_finite(value, path: Path, where: str) -> None:
+    """Every floating tensor and float in ``value`` (nested dicts and lists) is finite."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, path, f"{where}{k}." if isinstance(v, dict) else f"{where}{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_finite(v, path, f"{where}[{i}]")
+    elif isinstance(value, torch.Tensor) and value.is_floating_point():
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{path}: '{where}' has NaN or infinite values")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: '{where}' is {value}")
+
+
+def _to_cpu(value):
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    return value.cpu() if isinstance(value, torch.Tensor) else value
+
+
+def _to_device(value, device):
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value.to(device) if isinstance(value, torch.Tensor) else value
