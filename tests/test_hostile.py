@@ -337,3 +337,30 @@ def test_a_refused_state_file_leaves_the_world_as_it_was(tmp_path, twin_chunk):
     chunk = pipe.step(["w", "right"])  # the world survived all of them
     torch.testing.assert_close(chunk.rgb, twin_chunk.rgb, rtol=0, atol=0)
     torch.testing.assert_close(chunk.depth, twin_chunk.depth, rtol=0, atol=0)
+
+
+# ---- 5. non-finite or absurd cameras in a trajectory file: refused before generation ------
+
+
+@pytest.mark.parametrize(
+    "t, focal, message",
+    [
+        (1e39, 25.0, "NaN or infinite"),  # overflows float32
+        (1e7, 25.0, "outside the spatial memory's grid"),
+        (0.0, 1e39, "NaN or infinite"),
+        (0.0, 1e9, "not a pinhole camera"),
+    ],
+)
+def test_trajectory_files_with_absurd_cameras_fail_before_generation(
+    tmp_path, tiny_pipeline_dir, t, focal, message
+):
+    frames = []
+    for i in range(3):
+        c2w = [[1, 0, 0, t * i], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+        frames.append({"c2w": c2w, "K": [[focal, 0, 16], [0, focal, 16], [0, 0, 1]]})
+    path = tmp_path / "traj.json"
+    path.write_text(json.dumps({"width": 32, "height": 32, "frames": frames}))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=f"job 'job_000': bad trajectory: .*{message}"):
+        run_jobs(_cfg(tiny_pipeline_dir, out, f"sample.trajectory={path}"))
+    assert not (out / "job_000").exists()

@@ -321,6 +321,17 @@ class WorldPipeline:
             raise ValueError(f"image: expected a tensor of shape {want} in [0, 1], got {got}")
         return _finite_float32(image, "image").to(self.device).clamp(0, 1)
 
+    def check_cameras(
+        self, c2w: torch.Tensor, K: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The checks ``step`` makes of its cameras, for callers that want to refuse a whole
+        trajectory before generating any of it: c2w ``(N, 4, 4)``, K ``(N, 3, 3)`` or None
+        -> both as float32 on the device. ``ValueError`` names the first bad camera."""
+        if not isinstance(c2w, torch.Tensor) or c2w.ndim != 3 or tuple(c2w.shape[1:]) != (4, 4):
+            raise ValueError(f"cameras: expected c2w (N, 4, 4), got {_describe(c2w)}")
+        c2w = self._check_poses(c2w, "cameras")
+        return c2w, None if K is None else self._check_intrinsics(K, len(c2w))
+
     def _check_poses(self, c2w: torch.Tensor, name: str) -> torch.Tensor:
         """Rigid, finite in float32 and inside the spatial memory's voxel grid (with room for
         the farthest depth it inserts): ``(N, 4, 4)`` -> float32 on the device."""

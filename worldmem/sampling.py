@@ -309,6 +309,10 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
             raise ValueError(
                 f"job '{job.name}': num_frames={n} but the trajectory has {len(traj.c2w)} frames"
             )
+        try:
+            pipe.check_cameras(traj.c2w[:n], traj.K[:n])
+        except ValueError as e:
+            raise ValueError(f"job '{job.name}': bad trajectory: {e}") from None
         image = _load_image(job.image, S) if job.image else None
         depth = _load_depth(job.depth, S) if job.depth else None
         plans.append((job, traj, n, image, depth))

@@ -104,7 +104,8 @@ class Trajectory:
     c2w ``(N, 4, 4)`` float32 rigid camera-to-world; K ``(N, 3, 3)`` float32 pixel intrinsics
     (a single ``(3, 3)`` is repeated for every frame); width, height in pixels; timestamps
     ``(N,)`` float64 seconds or None. Validated on construction: a non-finite or non-rigid
-    pose is a ``ValueError`` naming its index.
+    pose (checked in float32, so values that overflow it are refused) is a ``ValueError``
+    naming its index.
     """
 
     c2w: Tensor
@@ -119,11 +120,13 @@ class Trajectory:
             raise ValueError(f"Trajectory.c2w: expected shape (N>0, 4, 4), got {tuple(c2w.shape)}")
         if not c2w.is_floating_point():
             c2w = c2w.double()
+        c2w = c2w.float()  # checked as stored: values beyond float32's range become inf
         check_c2w(c2w, "Trajectory.c2w")
         n = c2w.shape[0]
         K = torch.as_tensor(self.K)
         if not K.is_floating_point():
             K = K.double()
+        K = K.float()
         if K.shape == (3, 3):
             K = K.expand(n, 3, 3)
         if tuple(K.shape) != (n, 3, 3):
