@@ -10,10 +10,12 @@ import time
 import pytest
 import torch
 from conftest import make_tiny_pipeline
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import sample
 from worldmem.config import ConfigError, SampleConfig, SampleRootConfig, load_config
-from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES, parse_trajectory
+from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES, STEP_NAMES, parse_trajectory
 from worldmem.sampling import load_jobs, run_jobs
 
 
@@ -364,3 +366,79 @@ def test_trajectory_files_with_absurd_cameras_fail_before_generation(
     with pytest.raises(ValueError, match=f"job 'job_000': bad trajectory: .*{message}"):
         run_jobs(_cfg(tiny_pipeline_dir, out, f"sample.trajectory={path}"))
     assert not (out / "job_000").exists()
+
+
+# ---- fuzz: the trajectory language and the jobs loader parse or raise ValueError ----------
+
+_token = st.one_of(
+    st.sampled_from(STEP_NAMES),
+    st.builds(lambda n, c: f"{n}*{c}", st.sampled_from(STEP_NAMES), st.integers(-5, 10**7)),
+    st.builds(lambda n, c: f"{n}*{c}", st.sampled_from(STEP_NAMES), st.text(max_size=8)),
+    st.text(max_size=12),
+)
+_programs = st.one_of(
+    st.text(max_size=200),
+    st.lists(_token, max_size=30).map(" ".join),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_programs)
+def test_fuzz_trajectory_language_parses_or_raises_value_error(text):
+    try:
+        steps = parse_trajectory(text)
+    except ValueError:
+        return
+    assert sum(s.count or 1 for s in steps) <= MAX_TRAJECTORY_FRAMES
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+_job_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": _json | st.text(max_size=12),
+        "prompt": _json,
+        "trajectory": _json | _programs,
+        "image": _json,
+        "depth": _json,
+        "num_frames": _json,
+        "seed": _json,
+        "other": _json,
+    },
+)
+_lines = st.one_of(
+    _job_values.map(json.dumps),
+    _json.map(json.dumps),
+    st.text(max_size=60),
+    st.integers(1, 3000).map(lambda n: "[" * n + "]" * n),
+    st.integers(1, 3000).map(
+        lambda n: '{"prompt": "a", "trajectory": "w", "seed": ' + "9" * n + "}"
+    ),
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lines=st.lists(_lines, min_size=1, max_size=4))
+def test_fuzz_jobs_loader_parses_or_raises_value_error(tmp_path, lines):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    try:
+        jobs = load_jobs(SampleConfig(jobs=str(path)))
+    except ValueError:
+        return
+    for job in jobs:
+        assert isinstance(job.prompt, str) and isinstance(job.trajectory, str)
+        assert isinstance(job.num_frames, int) and 0 <= job.num_frames <= MAX_TRAJECTORY_FRAMES
+        assert isinstance(job.seed, int) and job.seed >= 0
