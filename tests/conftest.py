@@ -28,6 +28,8 @@ def tiny_model_config(**kw) -> ModelConfig:
         text_max_tokens=32,
         max_frames=8,
         chunk_frames=2,
+        conv_widths=[8, 16, 16],
+        text_encoder="bytes",  # the dependency-free fallback: no weights to load in unit tests
     )
     base.update(kw)
     return ModelConfig(**base)
@@ -52,7 +54,11 @@ def make_tiny_pipeline(steps: int = 2, seed: int = 0, **model_kw):
 
     torch.manual_seed(seed)
     mcfg = tiny_model_config(**model_kw)
-    return WorldPipeline(WorldDiT.from_model_config(mcfg), mcfg, tiny_memory_config(), steps=steps)
+    model = WorldDiT.from_model_config(mcfg)
+    # random weights all the way out: the zero-initialised output layer would make every
+    # untrained frame the same grey, whatever the noise
+    torch.nn.init.normal_(model.decoder.out.weight, std=0.05)
+    return WorldPipeline(model, mcfg, tiny_memory_config(), steps=steps)
 
 
 @pytest.fixture(scope="session")

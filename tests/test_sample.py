@@ -151,3 +151,27 @@ def test_sample_py_without_arguments_uses_the_bundled_model(tmp_path):
     finally:
         os.chdir(cwd)
     assert _decode(tmp_path / "job_000" / "video.mp4").shape[0] == 4
+
+
+def test_start_image_and_depth_or_prompt_only(tmp_path, tiny_pipeline_dir):
+    """The default job starts from the bundled frame and its depth; image=none from the prompt
+    alone; a depth file that is not a float (H, W) array is refused before generation."""
+    from worldmem.sampling import load_jobs
+
+    default = load_config(SampleRootConfig).sample
+    [job] = load_jobs(default)
+    assert job.image and job.depth and (REPO / job.image).is_file()
+    [job] = load_jobs(load_config(SampleRootConfig, overrides=["sample.image=none"]).sample)
+    assert job.image is None and job.depth is None
+
+    cfg = _cfg(tiny_pipeline_dir, tmp_path / "a", "sample.trajectory=w*3")
+    [result] = run_jobs(cfg)
+    assert result.ok, result.error
+    cfg = _cfg(tiny_pipeline_dir, tmp_path / "b", "sample.trajectory=w*3", "sample.image=none")
+    [result] = run_jobs(cfg)
+    assert result.ok, result.error
+
+    bad = tmp_path / "bad_depth.npy"
+    np.save(bad, np.zeros((4, 4, 3), dtype=np.int32))
+    with pytest.raises(ValueError, match="bad_depth.npy"):
+        run_jobs(_cfg(tiny_pipeline_dir, tmp_path / "c", f"sample.depth={bad}"))

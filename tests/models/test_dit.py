@@ -52,12 +52,19 @@ def test_forward_backward_shapes():
     torch.manual_seed(0)
     m = WorldDiT.from_model_config(tiny_model_config())
     inp = _inputs()
-    out = m(**inp).sample
-    assert out.shape == (2, 2, 4, 32, 32)
-    assert torch.count_nonzero(out) == 0  # DiT: zero output layer at init
+    out = m(**inp)
+    assert out.sample.shape == out.x0.shape == (2, 2, 4, 32, 32)
+    assert out.gate.shape == (2, 2, 1, 32, 32)
+    # zero output layer at init: x0 is the gated memory render alone
+    mem, mask = inp["memory"][:, :, :4], inp["memory"][:, :, 4:]
+    gate = torch.sigmoid(torch.tensor(3.0))
+    torch.testing.assert_close(out.x0, gate * mask * mem)
+    # velocity and x0 describe the same point of the flow path
+    sigma = inp["target"].sigma[:, :, None, None, None]
+    torch.testing.assert_close(inp["target"].x - sigma * out.sample, out.x0, atol=1e-5, rtol=0)
     out2 = _perturb(m)(**inp).sample
     out2.square().mean().backward()
-    assert m.patch_embed.weight.grad is not None and m.patch_embed.weight.grad.abs().sum() > 0
+    assert m.stem.inp.weight.grad is not None and m.stem.inp.weight.grad.abs().sum() > 0
     assert m.blocks[0].qkv.weight.grad.abs().sum() > 0
 
 
@@ -126,25 +133,41 @@ def test_per_frame_sigma_changes_only_through_that_frame(model):
     assert (out2[:, 1] - out[:, 1]).abs().max() > 1e-3
 
 
-def test_memory_embedding_starts_at_zero_and_learns():
-    torch.manual_seed(0)
-    m = WorldDiT.from_model_config(tiny_model_config())
-    assert torch.count_nonzero(m.memory_embed.weight) == 0
-    _perturb(m, skip=m.memory_parameters())  # every other weight non-zero
+def test_no_memory_equals_an_empty_render(model):
     inp = _inputs(seed=8)
-    out = m(**inp).sample
-    out_other = m(**{**inp, "memory": torch.randn_like(inp["memory"])}).sample
-    torch.testing.assert_close(out_other, out, atol=0, rtol=0)
-    out_none = m(**{**inp, "memory": None}).sample
-    torch.testing.assert_close(out_none, out, atol=0, rtol=0)
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
-    for _ in range(2):
-        loss = (m(**inp).sample - 1.0).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert m.memory_embed.weight.abs().sum() > 0
-    assert (m(**inp).sample - m(**{**inp, "memory": None}).sample).abs().max() > 0
+    empty = torch.zeros_like(inp["memory"])
+    out_none = model(**{**inp, "memory": None})
+    out_empty = model(**{**inp, "memory": empty})
+    torch.testing.assert_close(out_none.sample, out_empty.sample, atol=0, rtol=0)
+    assert torch.count_nonzero(out_empty.gate) == 0
+    # a render with points does change the prediction
+    assert (model(**inp).sample - out_none.sample).abs().max() > 1e-3
+
+
+def test_open_gate_passes_valid_memory_through_exactly(model):
+    """Where the render is valid and the gate is open, x0 is the render whatever the noisy
+    input; where the render has no point, x0 is the network's own drawing."""
+    inp = _inputs(seed=10)
+    with torch.no_grad():
+        model.decoder.out.bias[-1] += 40.0  # sigmoid -> 1 in float32
+    try:
+        a = model(**inp)
+        t = inp["target"]
+        b = model(**{**inp, "target": replace(t, x=torch.randn_like(t.x))})
+    finally:
+        with torch.no_grad():
+            model.decoder.out.bias[-1] -= 40.0
+    mem, valid = inp["memory"][:, :, :4], inp["memory"][:, :, 4:] > 0.5
+    assert valid.any() and (~valid).any()
+    v4 = valid.expand_as(mem)
+    torch.testing.assert_close(a.x0[v4], mem[v4], atol=1e-6, rtol=0)
+    torch.testing.assert_close(b.x0[v4], mem[v4], atol=1e-6, rtol=0)
+    assert (a.x0[~v4] - b.x0[~v4]).abs().max() > 1e-3  # holes follow the noisy input
+
+
+def test_memory_parameters_read_the_render(model):
+    ids = {id(p) for p in model.memory_parameters()}
+    assert id(model.stem.inp.weight) in ids and id(model.decoder.out.weight) in ids
 
 
 def test_save_and_load_round_trip(tmp_path, model):

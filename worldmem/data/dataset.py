@@ -233,6 +233,11 @@ class WorldDataset(Dataset):
         )
 
 
+def _one_thread(_worker_id: int) -> None:
+    """Each data worker computes on one thread (the trainer owns the other cores)."""
+    torch.set_num_threads(1)
+
+
 class WorldDataModule(L.LightningDataModule):
     """Train/val ``WorldDataset`` s with workers; batches are ``WorldBatch``."""
 
@@ -250,6 +255,8 @@ class WorldDataModule(L.LightningDataModule):
 
     def _loader(self, ds: WorldDataset, shuffle: bool) -> DataLoader:
         w = self.cfg.num_workers
+        # Workers are spawned, not forked: a fork taken after torch's intra-op thread pool has
+        # started can deadlock in the child (seen as a hung DataLoader on a loaded machine).
         return DataLoader(
             ds,
             batch_size=self.cfg.batch_size,
@@ -259,6 +266,8 @@ class WorldDataModule(L.LightningDataModule):
             persistent_workers=w > 0,
             drop_last=shuffle,
             prefetch_factor=2 if w > 0 else None,
+            multiprocessing_context="spawn" if w > 0 else None,
+            worker_init_fn=_one_thread if w > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

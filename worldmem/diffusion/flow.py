@@ -25,7 +25,7 @@ from worldmem.models.dit import ModelFrames
 
 __all__ = ["FlowMatching", "FlowInputs", "DROP_KEYS", "encode_frames", "drop_memories"]
 
-DROP_KEYS = ("working", "episodic", "spatial", "text")
+DROP_KEYS = ("working", "episodic", "spatial", "text", "cold")
 
 
 def encode_frames(codec, frames: FrameSet, sigma: Tensor | None = None) -> ModelFrames:
@@ -56,7 +56,8 @@ def drop_memories(
     """Per-sample memory dropout; returns a new batch (the input is not modified).
 
     drop maps "working" (context frames -> valid False), "episodic" (keyframes -> valid
-    False), "spatial" (memory render rgb, depth and mask -> 0) and "text" (caption -> "") to
+    False), "spatial" (memory render rgb, depth and mask -> 0), "text" (caption -> "") and
+    "cold" (all three memories at once: how a world started from a prompt alone begins) to
     a probability in [0, 1].
     """
     if not drop:
@@ -71,6 +72,8 @@ def drop_memories(
     device = batch.target.rgb.device
     u = _rand((len(DROP_KEYS), B), generator, device)  # one draw per key, fixed order
     hit = {k: u[i] < float(drop.get(k, 0.0)) for i, k in enumerate(DROP_KEYS)}
+    for k in ("working", "episodic", "spatial"):
+        hit[k] = hit[k] | hit["cold"]
     context = replace(batch.context, valid=batch.context.valid & ~hit["working"][:, None])
     keyframes = replace(batch.keyframes, valid=batch.keyframes.valid & ~hit["episodic"][:, None])
     keep = (~hit["spatial"]).to(batch.memory_rgb.dtype)[:, None, None, None, None]
@@ -109,8 +112,15 @@ class FlowMatching:
     """Rectified flow with logit-normal sigmas and per-frame noise levels (see module doc)."""
 
     def __init__(
-        self, logit_mean: float = 0.0, logit_std: float = 1.0, p_independent: float = 0.25
+        self,
+        logit_mean: float = 0.0,
+        logit_std: float = 1.0,
+        p_independent: float = 0.25,
+        context_noise_max: float = 0.0,
     ):
+        if not 0.0 <= context_noise_max < 1.0:
+            raise ValueError(f"FlowMatching: context_noise_max in [0, 1), got {context_noise_max}")
+        self.context_noise_max = float(context_noise_max)
         if logit_std <= 0:
             raise ValueError(f"FlowMatching: logit_std must be > 0, got {logit_std}")
         if not 0.0 <= p_independent <= 1.0:
@@ -135,6 +145,22 @@ class FlowMatching:
         s = sigma[:, :, None, None, None].to(x0.dtype)
         return (1.0 - s) * x0 + s * noise
 
+    def _noise_memory_frames(
+        self, frames: ModelFrames, generator: torch.Generator | None
+    ) -> ModelFrames:
+        """Noise augmentation of clean memory frames (GameNGen / diffusion forcing): each
+        sample's frames get one noise level in [0, context_noise_max), given to the model as
+        their sigma, so the model learns not to copy its context's errors."""
+        B, N = frames.x.shape[:2]
+        if N == 0:
+            return frames
+        level = _rand((B, 1), generator, frames.x.device) * self.context_noise_max
+        level = level.expand(B, N).to(frames.x.dtype)
+        noise = _rand(tuple(frames.x.shape), generator, frames.x.device, normal=True)
+        return replace(
+            frames, x=self.add_noise(frames.x, noise.to(frames.x.dtype), level), sigma=level
+        )
+
     def prepare(
         self,
         codec,
@@ -154,6 +180,9 @@ class FlowMatching:
             keyframes = encode_frames(codec, batch.keyframes)
             memory = codec.encode_memory(batch.memory_rgb, batch.memory_depth, batch.memory_mask)
             depth_known = codec.depth_known(batch.target.depth)
+            if self.context_noise_max > 0:
+                context = self._noise_memory_frames(context, generator)
+                keyframes = self._noise_memory_frames(keyframes, generator)
         sigma = self.sample_sigmas(B, T, generator, device).to(x0.dtype)
         noise = _rand(tuple(x0.shape), generator, device, normal=True).to(x0.dtype)
         target = ModelFrames(
@@ -187,19 +216,25 @@ class FlowMatching:
         """Flow-matching loss of ``model`` on ``batch``.
 
         Returns dict(loss, loss_rgb, loss_depth) of scalars: loss_rgb is the MSE of the
-        velocity on the codec's rgb channels, loss_depth on its depth channels where the
-        ground-truth depth is known; both over valid target frames only.
+        clean-frame estimate x0 (models whose output has ``x0``, e.g. ``WorldDiT``) or of the
+        velocity (the backbone adapters) on the codec's rgb channels, loss_depth on its depth
+        channels where the ground-truth depth is known; both over valid target frames only.
         loss = loss_rgb + depth_loss_weight * loss_depth.
         """
         inp = self.prepare(codec, batch, drop, generator)
-        pred = model(
+        out = model(
             inp.target,
             context=inp.context,
             keyframes=inp.keyframes,
             memory=inp.memory,
             captions=inp.captions,
-        ).sample
-        err = (pred.float() - inp.velocity.float()) ** 2  # (B, T, C, h, w)
+        )
+        if out.x0 is not None:
+            # x0-parameterised models: regress the clean frame (the velocity error / sigma^2
+            # would explode at small sigma)
+            err = (out.x0.float() - inp.x0.float()) ** 2  # (B, T, C, h, w)
+        else:
+            err = (out.sample.float() - inp.velocity.float()) ** 2
         frame_w = inp.target.valid.float()[:, :, None, None, None]  # (B, T, 1, 1, 1)
         rgb_err = err[:, :, codec.rgb_channels] * frame_w
         loss_rgb = rgb_err.sum() / (frame_w.sum() * rgb_err[0, 0].numel()).clamp(min=1.0)

@@ -4,7 +4,7 @@ the spatial memory's size, and training throughput.
 ``python -m worldmem.eval perf --checkpoint checkpoints/worldmem-tiny --frames 1000`` walks
 a seeded random key sequence (forward, turns, strafes) for ``frames`` frames in memory mode
 ``all``, timing every chunk, then prints a table and writes ``perf.md``, ``perf_chunks.csv``
-and plots. The claim under test (DESIGN.md): nothing in the loop grows with the length of the
+and plots. The claim under test (docs/design.md): nothing in the loop grows with the length of the
 video, so chunk 250 costs what chunk 10 costs.
 """
 

@@ -5,10 +5,18 @@ One token sequence per sample holds three groups of frames, in this order:
     context (working memory, clean) | keyframes (episodic memory, clean) | targets (noisy)
 
 Every frame has its own noise level ``sigma`` (diffusion-forcing style), embedded and used
-for adaLN-Zero modulation of that frame's tokens. Each token carries its patch, the
-Pluecker rays of its pixels relative to the first target camera, a 2D position, a role
-(context / keyframe / target) and a slot (its index within the group). Target tokens also
-get the spatial-memory render at their camera, through a zero-initialised patch embedding.
+for adaLN-Zero modulation of that frame's tokens. A convolutional stem turns each frame (its
+pixels, and for targets the spatial-memory render at their camera, pixel-aligned) into one
+token per ``patch_size`` square; each token also carries the Pluecker rays of its pixels
+relative to the first target camera, a 2D position, a role (context / keyframe / target) and
+a slot (its index within the group).
+
+Output. A convolutional decoder with skip connections from the target's stem (a U-Net around
+the transformer, so there is no patch-grid noise and fine detail of the inputs can pass
+straight through) predicts each target's clean frame ``x0`` and a per-pixel gate. Where the
+memory render is valid the output is ``g * memory + (1 - g) * x0_net`` with the gate ``g``
+starting near 1: valid memory comes out unchanged unless the model has learned a reason to
+change it, so what the memory holds is not limited by what the network can draw.
 
 Attention is block-causal: context and keyframe tokens attend only to context and keyframe
 tokens, target tokens attend to everything, and frames with ``valid=False`` are never keys
@@ -16,8 +24,9 @@ tokens, target tokens attend to everything, and frames with ``valid=False`` are 
 not depend on the targets and are cached once per chunk (``encode_context`` -> ``KVCache``).
 Text enters by cross-attention in every block.
 
-The model knows nothing about the noise process (see ``worldmem.diffusion``): it maps noisy
-frames and their sigmas to a velocity for every target frame.
+The model knows nothing about the noise process beyond the rectified-flow path
+``x_sigma = (1 - sigma) x0 + sigma noise`` (see ``worldmem.diffusion``): it returns the clean
+estimate ``x0`` and the velocity ``(x_sigma - x0) / sigma`` of every target frame.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
+from einops import rearrange
 from torch import Tensor, nn
 
 from worldmem.config import ModelConfig
@@ -36,11 +46,9 @@ from worldmem.models.embeddings import (
     CameraEmbedding,
     TimestepEmbedding,
     camera_rays,
-    patchify,
     sincos_2d,
-    unpatchify,
 )
-from worldmem.models.text import ByteTextEncoder, HFTextEncoder, TextStates
+from worldmem.models.text import ByteTextEncoder, HFTextEncoder, TextStates, minilm_path
 
 __all__ = ["WorldDiT", "WorldDiTOutput", "ModelFrames", "KVCache", "ROLES"]
 
@@ -105,9 +113,80 @@ class KVCache:
 
 @dataclass
 class WorldDiTOutput(BaseOutput):
-    """sample ``(B, T, C, h, w)``: the predicted velocity of every target frame."""
+    """sample ``(B, T, C, h, w)``: the predicted velocity of every target frame; x0 (same
+    shape): the predicted clean frame (what the loss regresses), gate ``(B, T, 1, h, w)``:
+    how much of the memory render was passed through (0 where it had no point)."""
 
     sample: Tensor
+    x0: Tensor | None = None
+    gate: Tensor | None = None
+
+
+# velocities are (x_sigma - x0) / sigma; sigma is floored so a clean target cannot divide by 0
+_MIN_SIGMA = 1e-3
+_GATE_INIT_LOGIT = 3.0  # sigmoid(3) = 0.95: valid memory passes through from the start
+
+
+class ConvStem(nn.Module):
+    """Frame pixels ``(N, Cin, H, W)`` -> tokens ``(N, D, H / 2^L, W / 2^L)`` and the feature
+    map of every level (the decoder's skip connections), L = len(widths) stride-2 steps."""
+
+    def __init__(self, in_ch: int, widths: tuple[int, ...], hidden: int):
+        super().__init__()
+        self.inp = nn.Conv2d(in_ch, widths[0], 3, padding=1)
+        self.levels = nn.ModuleList()
+        for i, w in enumerate(widths):
+            nxt = widths[i + 1] if i + 1 < len(widths) else hidden
+            self.levels.append(
+                nn.ModuleDict(
+                    {
+                        "conv": nn.Conv2d(w, w, 3, padding=1),
+                        "down": nn.Conv2d(w, nxt, 4, stride=2, padding=1),
+                    }
+                )
+            )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        h = F.gelu(self.inp(x))
+        skips = []
+        for lvl in self.levels:
+            h = h + F.gelu(lvl["conv"](h))
+            skips.append(h)
+            h = lvl["down"](h)
+        return h, skips
+
+
+class ConvDecoder(nn.Module):
+    """Tokens ``(N, D, h, w)`` + the stem's skips + per-frame conditioning ``(N, D)`` ->
+    ``(N, out_ch, H, W)`` (upsample, concatenate the skip, convolve; finest level last)."""
+
+    def __init__(self, hidden: int, widths: tuple[int, ...], out_ch: int):
+        super().__init__()
+        self.levels = nn.ModuleList()
+        prev = hidden
+        for w in reversed(widths):
+            self.levels.append(
+                nn.ModuleDict(
+                    {
+                        "up": nn.Conv2d(prev, w, 3, padding=1),
+                        "fuse": nn.Conv2d(2 * w, w, 3, padding=1),
+                        "conv": nn.Conv2d(w, w, 3, padding=1),
+                        "cond": nn.Linear(hidden, 2 * w),
+                    }
+                )
+            )
+            prev = w
+        self.out = nn.Conv2d(widths[0], out_ch, 3, padding=1)
+
+    def forward(self, h: Tensor, skips: list[Tensor], cond: Tensor) -> Tensor:
+        for lvl, skip in zip(self.levels, reversed(skips)):
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = F.gelu(lvl["up"](h))
+            h = F.gelu(lvl["fuse"](torch.cat([h, skip], 1)))
+            scale, shift = lvl["cond"](cond).chunk(2, -1)  # (N, w) each
+            h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+            h = h + F.gelu(lvl["conv"](h))
+        return self.out(h)
 
 
 def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -223,6 +302,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
         text_layers: int = 2,
         depth_near_m: float = 0.25,
         gradient_checkpointing: bool = False,
+        conv_widths: tuple[int, ...] | list[int] = (32, 64, 128),
     ):
         super().__init__()
         grid = image_size // latent_downsample
@@ -230,6 +310,12 @@ class WorldDiT(ModelMixin, ConfigMixin):
             raise ValueError(
                 f"WorldDiT: image_size {image_size} / latent_downsample {latent_downsample} "
                 f"must be an integer divisible by patch_size {patch_size}"
+            )
+        widths = tuple(int(w) for w in conv_widths)
+        if 2 ** len(widths) != patch_size or any(w < 1 for w in widths):
+            raise ValueError(
+                f"WorldDiT: conv_widths {list(widths)} must have log2(patch_size) = "
+                f"log2({patch_size}) positive entries (one stride-2 level each)"
             )
         if hidden_size % num_heads or hidden_size % 4:
             raise ValueError(
@@ -240,9 +326,8 @@ class WorldDiT(ModelMixin, ConfigMixin):
         self.tokens_per_frame = (grid // patch_size) ** 2
         p, C, D = patch_size, latent_channels, hidden_size
 
-        # embeddings
-        self.patch_embed = nn.Linear(C * p * p, D)
-        self.memory_embed = nn.Linear((C + 1) * p * p, D, bias=False)  # zero-init: see init
+        # embeddings: every frame's pixels and (targets) its memory render, pixel-aligned
+        self.stem = ConvStem(C + (C + 1), widths, D)
         self.camera_embed = CameraEmbedding(p, D)
         self.role_embed = nn.Embedding(len(ROLES), D)
         self.slot_embed = nn.Embedding(max_frames, D)
@@ -253,18 +338,21 @@ class WorldDiT(ModelMixin, ConfigMixin):
         self.time_mod = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))  # shared by all blocks
         if text_encoder == "bytes":
             self.text_model = ByteTextEncoder(text_max_tokens, text_width, text_layers)
+        elif text_encoder == "minilm":
+            self.text_model = HFTextEncoder(minilm_path(), text_max_tokens)
         elif text_encoder == "hf":
             if not text_encoder_path:
                 raise ValueError("WorldDiT: text_encoder='hf' needs text_encoder_path")
             self.text_model = HFTextEncoder(text_encoder_path, text_max_tokens)
         else:
-            raise ValueError(f"WorldDiT: text_encoder '{text_encoder}' is not bytes or hf")
+            raise ValueError(f"WorldDiT: text_encoder '{text_encoder}' is not bytes, minilm or hf")
         tw = self.text_model.width
         self.text_proj = nn.Sequential(nn.LayerNorm(tw), nn.Linear(tw, D))
 
         # transformer and output
         self.blocks = nn.ModuleList(DiTBlock(D, num_heads, mlp_ratio) for _ in range(depth))
-        self.final = FinalLayer(D, C * p * p)
+        self.final = FinalLayer(D, D)
+        self.decoder = ConvDecoder(D, widths, C + 1)  # x0 (C channels) and the gate logit
 
         self.gradient_checkpointing = False
         self.initialize_weights()
@@ -306,16 +394,22 @@ class WorldDiT(ModelMixin, ConfigMixin):
             nn.init.zeros_(block.mod_table)
             nn.init.zeros_(block.cross_proj.weight)  # cross-attention starts as a no-op
             nn.init.zeros_(block.cross_proj.bias)
-        # the spatial memory enters as if through zero-initialised extra input channels
-        nn.init.zeros_(self.memory_embed.weight)
-        # DiT: zero output layer
-        for lin in (self.final.ada[1], self.final.linear):
+        for lin in (self.final.ada[1],):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
+        for lvl in self.decoder.levels:
+            nn.init.zeros_(lvl["cond"].weight)
+            nn.init.zeros_(lvl["cond"].bias)
+        # DiT: zero output layer; the gate starts open (valid memory passes through)
+        nn.init.zeros_(self.decoder.out.weight)
+        nn.init.zeros_(self.decoder.out.bias)
+        with torch.no_grad():
+            self.decoder.out.bias[-1] = _GATE_INIT_LOGIT
 
     def memory_parameters(self) -> list[nn.Parameter]:
-        """Parameters that read the spatial-memory render (for separate lr or freezing)."""
-        return list(self.memory_embed.parameters())
+        """Parameters that read the spatial-memory render (for separate lr or freezing): the
+        stem's input convolution and the output gate."""
+        return list(self.stem.inp.parameters()) + list(self.decoder.out.parameters())
 
     # ------------------------------------------------------------------ encoding pieces
 
@@ -330,8 +424,9 @@ class WorldDiT(ModelMixin, ConfigMixin):
         role: str,
         reference_c2w: Tensor,
         memory: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """Tokens ``(B, N, n, D)`` and per-frame conditioning ``(B, N, D)`` of one group."""
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Tokens ``(B, N, n, D)``, per-frame conditioning ``(B, N, D)`` and the stem's skip
+        features (one ``(B N, w_l, h_l, w_l)`` per level) of one group."""
         cfg = self.config
         B, N, C, h, w = frames.x.shape
         if (C, h, w) != (cfg.latent_channels, self.grid, self.grid):
@@ -342,7 +437,14 @@ class WorldDiT(ModelMixin, ConfigMixin):
         if N > cfg.max_frames:
             raise ValueError(f"WorldDiT: {N} {role} frames exceed max_frames {cfg.max_frames}")
         p = cfg.patch_size
-        tok = self.patch_embed(patchify(frames.x.to(self.dtype), p))  # (B, N, n, D)
+        if memory is None:
+            memory = frames.x.new_zeros(B, N, C + 1, h, w)
+        want = (B, N, C + 1, h, w)
+        if tuple(memory.shape) != want:
+            raise ValueError(f"WorldDiT: memory must be {want}, got {tuple(memory.shape)}")
+        pix = torch.cat([frames.x, memory], 2).to(self.dtype).flatten(0, 1)  # (B N, 2C+1, h, w)
+        feat, skips = self.stem(pix)  # (B N, D, h / p, w / p)
+        tok = rearrange(feat, "(b f) d y x -> b f (y x) d", b=B)  # (B, N, n, D)
         rays = camera_rays(
             frames.c2w.float(), frames.K.float(), reference_c2w.float(), cfg.image_size,
             cfg.latent_downsample, p,
@@ -353,12 +455,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
             slots = slots.flip(0)  # the most recent context frame is slot 0
         extra = self.role_embed.weight[ROLES[role]] + self.slot_embed(slots)  # (N, D)
         tok = tok + extra[None, :, None]
-        if memory is not None:
-            want = (B, N, C + 1, h, w)
-            if tuple(memory.shape) != want:
-                raise ValueError(f"WorldDiT: memory must be {want}, got {tuple(memory.shape)}")
-            tok = tok + self.memory_embed(patchify(memory.to(self.dtype), p))
-        return tok, self.time_embed(frames.sigma)
+        return tok, self.time_embed(frames.sigma), skips
 
     def _run_blocks(
         self,
@@ -413,7 +510,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
         toks, conds, valids = [], [], []
         for frames, role in ((context, "context"), (keyframes, "keyframe")):
             if frames is not None and frames.num > 0:
-                t, c = self._embed(frames, role, reference_c2w)
+                t, c, _ = self._embed(frames, role, reference_c2w)
                 toks.append(t)
                 conds.append(c)
                 valids.append(frames.valid)
@@ -490,7 +587,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
             m_tok, m_cond, mem_valid = self._memory_groups(context, keyframes, reference)
         Fc = mem_valid.shape[1]
         # 2. target tokens
-        t_tok, t_cond = self._embed(target, "target", reference, memory)
+        t_tok, t_cond, skips = self._embed(target, "target", reference, memory)
         # 3. attention mask over frames: targets see valid memory frames, valid targets, self
         eye = torch.eye(T, dtype=torch.bool, device=mem_valid.device)
         tgt_rows = torch.cat(
@@ -509,10 +606,22 @@ class WorldDiT(ModelMixin, ConfigMixin):
             cond = torch.cat([m_cond, t_cond], 1)
             x, _, _ = self._run_blocks(x, cond, frame_mask, text)
             x = x[:, Fc:]
-        # 5. output
-        out = self.final(x, t_cond)  # (B, T, n, C p p)
-        g, p = self.grid, self.config.patch_size
-        sample = unpatchify(out, p, g, g).to(target.x.dtype)
+        # 5. output: decode to pixels, then pass valid memory through the gate
+        g, p, C = self.grid, self.config.patch_size, target.x.shape[2]
+        out = self.final(x, t_cond)  # (B, T, n, D)
+        out = rearrange(out, "b f (y x) d -> (b f) d y x", y=g // p)
+        out = self.decoder(out, skips, t_cond.flatten(0, 1))  # (B T, C + 1, h, w)
+        out = out.unflatten(0, (B, T)).to(target.x.dtype)
+        x0_net, gate_logit = out[:, :, :C], out[:, :, C:]
+        if memory is None:
+            gate = torch.zeros_like(gate_logit)
+            x0 = x0_net
+        else:
+            mem = memory.to(out.dtype)
+            gate = torch.sigmoid(gate_logit) * (mem[:, :, C:] > 0.5).to(out.dtype)
+            x0 = gate * mem[:, :, :C] + (1 - gate) * x0_net
+        sigma = target.sigma.to(x0.dtype).clamp(min=_MIN_SIGMA)[:, :, None, None, None]
+        velocity = (target.x - x0) / sigma
         if not return_dict:
-            return (sample,)
-        return WorldDiTOutput(sample=sample)
+            return (velocity,)
+        return WorldDiTOutput(sample=velocity, x0=x0, gate=gate)

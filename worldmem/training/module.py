@@ -48,13 +48,19 @@ class WorldModule(L.LightningModule):
         # WorldDiT from scratch, or a pretrained backbone (cfg.backbone) with its own VAE
         self.model, self.codec = build_world_model(cfg.model, cfg.backbone)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.flow = FlowMatching(cfg.train.timestep_logit_mean, cfg.train.timestep_logit_std)
+        self.flow = FlowMatching(
+            cfg.train.timestep_logit_mean,
+            cfg.train.timestep_logit_std,
+            p_independent=cfg.train.p_independent,
+            context_noise_max=cfg.train.context_noise_max,
+        )
         t = cfg.train
         self.drop = {
             "working": t.p_drop_working,
             "episodic": t.p_drop_episodic,
             "spatial": t.p_drop_spatial,
             "text": t.p_drop_text,
+            "cold": t.p_cold_start,
         }
 
     @classmethod

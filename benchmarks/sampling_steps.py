@@ -1,0 +1,100 @@
+"""How many denoising steps: quality against the truth and speed, per step count.
+
+    python benchmarks/sampling_steps.py --checkpoint checkpoints/worldmem-tiny [--steps 1,2,4,8]
+
+For each step count, the same pipeline walks the same held-out synthetic worlds (the walk
+protocol of ``python -m worldmem.eval walk``: start from the true first frame and depth, every
+frame compared with the world's true render) and prints PSNR over all frames and at start
+revisits, the sharpness ratio (high-frequency energy, generated / truth: blur < 1 < noise),
+KID on EfficientNet-Lite0 features against the true frames, and frames/s; the warp baseline
+(start frame warped with its true depth) is the first row, so every row reads against a
+result that needs no learning. Speed is the median of the walks' frames/s in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from worldmem.data.synthetic import make_world
+from worldmem.eval.metrics import EfficientNetFeatures, image_features, kid
+from worldmem.eval.revisit import HELD_OUT_SEED
+from worldmem.eval.walk import run_walk, walk_case
+from worldmem.pipeline import WorldPipeline
+
+
+def _summary(records: list[dict]) -> dict:
+    all_p = [r["psnr"] for r in records]
+    rev = [r["psnr"] for r in records if r["start_revisit"]]
+    sharp = [r["sharpness"] for r in records]
+    return {
+        "psnr": statistics.fmean(all_p),
+        "revisit": statistics.fmean(rev) if rev else float("nan"),
+        "sharpness": statistics.fmean(sharp),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--checkpoint", default="checkpoints/worldmem-tiny")
+    p.add_argument("--steps", default="1,2,4,8")
+    p.add_argument("--kinds", default="out_and_back,turn")
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--worlds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    steps = [int(s) for s in a.steps.split(",")]
+    base = WorldPipeline.from_pretrained(a.checkpoint, device="cpu")
+    cases = [
+        walk_case(
+            make_world(HELD_OUT_SEED + w),
+            kind,
+            a.frames,
+            HELD_OUT_SEED + w,
+            base.size,
+            base.K.cpu(),
+        )  # fmt: skip
+        for w in range(a.worlds)
+        for kind in a.kinds.split(",")
+    ]
+    features = EfficientNetFeatures()
+    truth = torch.cat([c.rgb[1:] for c in cases])
+    f_truth = image_features(features, truth)
+    rows = []
+    warp_records, warp_frames = [], []
+    for case in cases:
+        res = run_walk(base, case, rows=("warp",))
+        warp_records += res.records
+        warp_frames.append(res.frames["warp"])
+    w = _summary(warp_records)
+    w["kid"] = kid(image_features(features, torch.cat(warp_frames)), f_truth)[0]
+    rows.append(("warp (no learning)", w, float("nan")))
+    for n in steps:
+        pipe = WorldPipeline.from_pretrained(a.checkpoint, device="cpu", steps=n)
+        records, frames, fps = [], [], []
+        for case in cases:
+            t0 = time.perf_counter()
+            res = run_walk(pipe, case, rows=("model",))
+            fps.append((case.num_frames - 1) / (time.perf_counter() - t0))
+            records += res.records
+            frames.append(res.frames["model"])
+        s = _summary(records)
+        s["kid"] = kid(image_features(features, torch.cat(frames)), f_truth)[0]
+        rows.append((f"model, {n} step{'s' if n > 1 else ''}", s, statistics.median(fps)))
+    print(f"{len(cases)} walks of {a.frames} frames ({a.kinds}; {a.worlds} held-out worlds)")
+    head = ("row", "PSNR all", "PSNR revisit", "sharpness", "KID", "frames/s")
+    print(f"{head[0]:<22} {head[1]:>9} {head[2]:>13} {head[3]:>10} {head[4]:>8} {head[5]:>9}")
+    for name, s, fps in rows:
+        print(
+            f"{name:<22} {s['psnr']:>9.2f} {s['revisit']:>13.2f} {s['sharpness']:>10.2f} "
+            f"{s['kid']:>8.4f} {fps:>9.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
