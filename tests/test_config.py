@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from worldmem.config import (
     ActionConfig,
@@ -94,6 +95,14 @@ def test_dict_round_trip_checks_keys():
 
 
 def test_the_sample_preset_loads_and_its_trajectory_parses():
+    from worldmem.geometry import intrinsics_from_fov
+    from worldmem.sampling import resolve_trajectory
+
     cfg = load_config(SampleRootConfig, files=[REPO / "configs/sample/default.yaml"])
-    assert parse_trajectory(cfg.sample.trajectory)
-    assert parse_trajectory(SampleRootConfig().sample.trajectory)
+    assert cfg.sample.trajectory == SampleRootConfig().sample.trajectory
+    traj = resolve_trajectory(
+        str(REPO / cfg.sample.trajectory), 64, intrinsics_from_fov(75.0, 64, 64), cfg.actions
+    )
+    assert len(traj) > 60  # the demo walk out and back
+    assert torch.allclose(traj.c2w[0], traj.c2w[-1], atol=0.3)  # it comes back
+    assert parse_trajectory("w*12 left*30 right*30 s*12")

@@ -31,7 +31,7 @@ from worldmem.config import (
     from_dict,
     to_dict,
 )
-from worldmem.data.batch import FrameSet, WorldBatch
+from worldmem.data.inputs import MEMORY_MODE_GIVES, assemble_inputs, memories_for_mode
 from worldmem.geometry import check_c2w, check_K, intrinsics_from_fov
 from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
@@ -68,23 +68,8 @@ _STATE_KEYS = frozenset(
     }
 )
 
-# What the model is given in each memory mode. The memories are updated in every mode (so
-# the map and the PLY export work); the mode only decides what the model sees.
-_MODES = {
-    "none": frozenset(),
-    "working": frozenset({"working"}),
-    "episodic": frozenset({"working", "episodic"}),
-    "spatial": frozenset({"working", "spatial"}),
-    "all": frozenset({"working", "episodic", "spatial"}),
-}
-assert set(_MODES) == set(MEMORY_MODES)
-
-
-def memories_for_mode(mode: str) -> frozenset[str]:
-    """The memories the model is given in ``mode`` (none, working, episodic, spatial, all)."""
-    if mode not in _MODES:
-        raise ValueError(f"memory mode '{mode}' is not one of {', '.join(_MODES)}")
-    return _MODES[mode]
+assert set(MEMORY_MODE_GIVES) == set(MEMORY_MODES)
+_MODES = MEMORY_MODE_GIVES
 
 
 def resolve_device(device: str) -> torch.device:
@@ -423,55 +408,39 @@ class WorldPipeline:
             out.append(self._generate(cams, Ks, keep=n))
         return Chunk.cat(out)
 
+    def model_inputs(self, cams: torch.Tensor, K: torch.Tensor):
+        """The ``WorldBatch`` the model is given for targets at ``cams`` ``(T, 4, 4)``, ``K``
+        ``(T, 3, 3)`` from the world's memories as they stand (``assemble_inputs``, the same
+        function the training data uses)."""
+        return assemble_inputs(
+            cams,
+            K,
+            self.size,
+            mode=self.memory_mode,
+            spatial=self.spatial,
+            episodic=self.episodic,
+            working=self.working.frames() if len(self.working) else None,
+            context_frames=self.memory_cfg.working_frames,
+            keyframes=self.memory_cfg.retrieve_k,
+            caption=self.prompt,
+        )
+
     @torch.no_grad()
     def _generate(
         self, cams: torch.Tensor, K: torch.Tensor, keep: int | None = None, remember: bool = True
     ) -> Chunk:
         """One chunk: build the model's inputs from the memories, denoise, and (unless
         ``remember`` is False) put the new frames into the memories."""
-        T, S, dev = cams.shape[0], self.size, self.device
+        T = cams.shape[0]
         keep = T if keep is None else keep
-        given = memories_for_mode(self.memory_mode)
         t0 = time.perf_counter()
-        if "spatial" in given:
-            render = self.spatial.render(cams, K, S, S)
-            mem_rgb, mem_depth, mem_mask = render.rgb, render.depth, render.mask
-        else:
-            mem_rgb = torch.zeros(T, 3, S, S, device=dev)
-            mem_depth = torch.zeros(T, 1, S, S, device=dev)
-            mem_mask = torch.zeros(T, 1, S, S, device=dev)
-        keyframes = []
-        if "episodic" in given:
-            d = torch.where(mem_mask > 0, mem_depth, torch.zeros_like(mem_depth))[:, 0]
-            keyframes = self.episodic.retrieve(cams, K, S, S, k=self.memory_cfg.retrieve_k, depth=d)
-        context = self.working.frames() if "working" in given else None
-        t1 = time.perf_counter()
-        batch = WorldBatch(
-            target=FrameSet(
-                rgb=torch.zeros(1, T, 3, S, S, device=dev),
-                depth=torch.zeros(1, T, 1, S, S, device=dev),
-                c2w=cams[None],
-                K=K[None],
-                valid=torch.ones(1, T, dtype=torch.bool, device=dev),
-            ),
-            context=self._frame_set(context, self.memory_cfg.working_frames),
-            keyframes=self._frame_set(
-                None
-                if not keyframes
-                else (
-                    torch.stack([k.rgb for k in keyframes]),
-                    torch.stack([k.depth for k in keyframes]),
-                    torch.stack([k.c2w for k in keyframes]),
-                    torch.stack([k.K for k in keyframes]),
-                ),
-                self.memory_cfg.retrieve_k,
-            ),
-            memory_rgb=mem_rgb[None],
-            memory_depth=mem_depth[None],
-            memory_mask=mem_mask[None],
-            caption=[self.prompt],
-            is_revisit=torch.zeros(1, dtype=torch.bool, device=dev),
+        batch = self.model_inputs(cams, K)
+        mem_rgb, mem_depth, mem_mask = (
+            batch.memory_rgb[0],
+            batch.memory_depth[0],
+            batch.memory_mask[0],
         )
+        t1 = time.perf_counter()
         rgb, depth = self.sampler.generate(batch, generator=self.generator)
         rgb, depth = rgb[0, :keep].clamp(0, 1), depth[0, :keep]
         t2 = time.perf_counter()
@@ -490,23 +459,6 @@ class WorldPipeline:
             frame_index=torch.arange(first, first + keep),
             timing={"memory_s": (t1 - t0) + (t3 - t2), "model_s": t2 - t1},
         )
-
-    def _frame_set(self, frames: tuple | None, n: int) -> FrameSet:
-        """A one-sample FrameSet of ``n`` slots filled from (rgb, depth, c2w, K) stacks."""
-        S, dev = self.size, self.device
-        fs = FrameSet(
-            rgb=torch.zeros(1, n, 3, S, S, device=dev),
-            depth=torch.zeros(1, n, 1, S, S, device=dev),
-            c2w=torch.eye(4, device=dev).expand(1, n, 4, 4).clone(),
-            K=self.K.expand(1, n, 3, 3).clone(),
-            valid=torch.zeros(1, n, dtype=torch.bool, device=dev),
-        )
-        if frames is not None and len(frames[0]) and n:
-            rgb, depth, c2w, K = (f[-n:] for f in frames)
-            m = len(rgb)
-            fs.rgb[0, :m], fs.depth[0, :m], fs.c2w[0, :m], fs.K[0, :m] = rgb, depth, c2w, K
-            fs.valid[0, :m] = True
-        return fs
 
     def observe(
         self,

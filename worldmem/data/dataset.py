@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from worldmem.config import DataConfig, MemoryConfig
-from worldmem.data.batch import FrameSet, WorldBatch, collate_world_batches
+from worldmem.data.batch import WorldBatch, collate_world_batches
 from worldmem.data.episode import Episode, EpisodeError, read_manifest
+from worldmem.data.inputs import assemble_inputs, padded_frames
 from worldmem.data.revisits import REVISITS_NAME, find_revisits, read_revisit_index
 from worldmem.geometry import scale_intrinsics
 from worldmem.memory import EpisodicMemory, SpatialMemory
@@ -68,23 +69,6 @@ def _resize(ep: Episode, size: int) -> EpisodeFrames:
         K=K,
         caption=ep.caption,
     )
-
-
-def _padded_set(frames: list[tuple], n: int, size: int, K_pad: torch.Tensor) -> FrameSet:
-    """A one-sample ``FrameSet`` of ``n`` slots of ``size``-pixel frames from (rgb, depth,
-    c2w, K) tuples: the last ``n`` frames fill the slots in order, the rest are invalid
-    padding (identity pose, ``K_pad``)."""
-    fs = FrameSet(
-        rgb=torch.zeros(1, n, 3, size, size),
-        depth=torch.zeros(1, n, 1, size, size),
-        c2w=torch.eye(4).expand(1, n, 4, 4).clone(),
-        K=K_pad.expand(1, n, 3, 3).clone(),
-        valid=torch.zeros(1, n, dtype=torch.bool),
-    )
-    for slot, (rgb, depth, c2w, K) in enumerate(frames[-n:] if n else []):
-        fs.rgb[0, slot], fs.depth[0, slot], fs.c2w[0, slot], fs.K[0, slot] = rgb, depth, c2w, K
-        fs.valid[0, slot] = True
-    return fs
 
 
 class WorldDataset(Dataset):
@@ -203,32 +187,34 @@ class WorldDataset(Dataset):
         rgb = fr.rgb.float() / 255
         depth = fr.depth.float()
 
+        # The memories a generation would hold after observing the history, filled the same
+        # way (one insert of the history, then every history frame offered to the episodic
+        # memory in order); the only difference is the stride and cap on the history, which
+        # bound the cost of a sample.
         spatial = SpatialMemory(self.memory_cfg)
+        episodic = EpisodicMemory(self.memory_cfg)
         if history:
             spatial.insert(
                 rgb[history], depth[history], fr.c2w[history], fr.K[history], step=history[-1]
             )
-        render = spatial.render(fr.c2w[tgt], fr.K[tgt], S, S)
-
-        episodic = EpisodicMemory(self.memory_cfg)
-        for j in history:
-            if j < t - Tc:  # the working-memory frames are given to the model directly
+            for j in history:
                 episodic.maybe_add(rgb[j], depth[j], fr.c2w[j], fr.K[j], step=j)
-        render_depth = torch.where(render.mask > 0, render.depth, torch.zeros_like(render.depth))
-        kfs = episodic.retrieve(fr.c2w[tgt], fr.K[tgt], S, S, k=Tk, depth=render_depth[:, 0])
-
-        def posed(idx: list[int]) -> list[tuple]:
-            return [(rgb[j], depth[j], fr.c2w[j], fr.K[j]) for j in idx]
-
-        K0 = fr.K[0]
-        return WorldBatch(
-            target=_padded_set(posed(tgt), T, S, K0),
-            context=_padded_set(posed(ctx), Tc, S, K0),
-            keyframes=_padded_set([(k.rgb, k.depth, k.c2w, k.K) for k in kfs], Tk, S, K0),
-            memory_rgb=render.rgb[None],
-            memory_depth=render.depth[None],
-            memory_mask=render.mask[None],
-            caption=[fr.caption],
+        working = (rgb[ctx], depth[ctx], fr.c2w[ctx], fr.K[ctx]) if ctx else None
+        batch = assemble_inputs(
+            fr.c2w[tgt],
+            fr.K[tgt],
+            S,
+            mode="all",
+            spatial=spatial,
+            episodic=episodic,
+            working=working,
+            context_frames=Tc,
+            keyframes=Tk,
+            caption=fr.caption,
+        )
+        return replace(
+            batch,
+            target=padded_frames((rgb[tgt], depth[tgt], fr.c2w[tgt], fr.K[tgt]), T, S, fr.K[0]),
             is_revisit=torch.tensor([(e, t) in self.revisit_set]),
         )
 
