@@ -12,6 +12,7 @@ from worldmem.data.synthetic import make_world
 from worldmem.eval.metrics import LPIPS, MAX_PSNR_DB, t_quantile
 from worldmem.eval.revisit import (
     ABLATION_MODES,
+    MEMORY_RENDER_ROW,
     dataset_cases,
     frames_to_generate,
     horizon_gap,
@@ -85,13 +86,19 @@ class OraclePipe:
         rgb, depth = self.world.render(cameras, K, S, S)
         if self.shift_px:  # a model that misplaces everything by a few pixels
             rgb, depth = rgb.roll(self.shift_px, -1), depth.roll(self.shift_px, -1)
-        return SimpleNamespace(rgb=rgb, depth=depth)
+        ones = torch.ones_like(depth)  # its memory render is the truth too
+        return SimpleNamespace(rgb=rgb, depth=depth, memory_rgb=rgb, memory_depth=depth,
+                               memory_mask=ones)  # fmt: skip
 
 
 def test_a_perfect_model_scores_perfectly_and_a_wrong_one_does_not():
     case = synthetic_case(100_001, "short", 2, S, K, revisit_frames=2)
     oracle = OraclePipe(make_world(100_001))
-    gt = run_gt_context(oracle, case, "all")
+    rows = run_gt_context(oracle, case, "all")
+    gt = [r for r in rows if r["mode"] == "all"]
+    memory_rows = [r for r in rows if r["mode"] == MEMORY_RENDER_ROW]
+    assert [r["frame"] for r in memory_rows] == [2, 3]
+    assert all(r["psnr"] == pytest.approx(MAX_PSNR_DB) for r in memory_rows)
     assert oracle.observed == 2
     assert [r["frame"] for r in gt] == [2, 3] and [r["gap"] for r in gt] == [2, 2]
     for r in gt:
@@ -155,8 +162,9 @@ def test_protocols_run_end_to_end_and_write_table_and_plots(tmp_path, monkeypatc
     lpips = LPIPS()
     records = run_revisit_eval(pipe, cases, ["gt", "recall"], modes, lpips, log=lambda s: None)
     assert sum(generated) == frames_to_generate(cases, ["gt", "recall"], len(modes))
-    # gt: 2 generated frames per case and mode; recall: 2 revisits + (N - 1) vs ground truth
-    n_gt = sum(2 for _ in cases) * len(modes)
+    # gt: 2 generated frames per case and mode, and the memory render (mode all) as a row;
+    # recall: 2 revisits + (N - 1) vs ground truth
+    n_gt = sum(2 for _ in cases) * (len(modes) + 1)
     n_recall = sum(2 + c.num_frames - 1 for c in cases) * len(modes)
     assert len(records) == n_gt + n_recall
     assert {"psnr", "ssim", "abs_rel", "delta1", "lpips"} <= set(records[0])
@@ -166,7 +174,9 @@ def test_protocols_run_end_to_end_and_write_table_and_plots(tmp_path, monkeypatc
     md = paths["summary.md"].read_text()
     assert "| gt | long |" in md and "| recall | short |" in md and "LPIPS" in md
     csv_rows = paths["summary.csv"].read_text().strip().splitlines()
-    assert len(csv_rows) == 1 + 2 * 2 * len(modes) * 5  # protocols x horizons x modes x metrics
+    # (protocols x modes + the gt memory-render row) x horizons x metrics
+    assert len(csv_rows) == 1 + (2 * len(modes) + 1) * 2 * 5
+    assert any(MEMORY_RENDER_ROW in row for row in csv_rows)
     assert len(paths["frames.csv"].read_text().strip().splitlines()) == 1 + len(records)
 
 

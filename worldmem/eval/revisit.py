@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from worldmem.config import ActionConfig
+from worldmem.eval.baselines import fill_holes
 from worldmem.eval.metrics import LPIPS, frame_metrics, mean_ci
 from worldmem.geometry import c2w_to_pose, pose_to_c2w, scale_intrinsics
 
@@ -64,6 +65,9 @@ __all__ = [
 ]
 
 PROTOCOLS = ("gt", "recall")
+# gt rows also hold the spatial-memory render given to the model in mode "all", holes filled
+# with the observed frames' mean colour: a baseline that needs no learning
+MEMORY_RENDER_ROW = "memory render (no learning)"
 HORIZONS = ("short", "long")
 ABLATION_MODES = ("working", "episodic", "spatial", "all")
 HELD_OUT_SEED = 100_000  # first world seed of the evaluation (training uses 0..9999)
@@ -423,7 +427,13 @@ def run_gt_context(pipe, case: RevisitCase, mode: str, lpips: LPIPS | None = Non
     chunk = pipe.step(case.c2w[ctx:], case.K[ctx:])
     frames = torch.arange(ctx, case.num_frames)
     m = frame_metrics(chunk.rgb.cpu(), case.rgb[ctx:], chunk.depth.cpu(), case.depth[ctx:], lpips)
-    return _records(case, "gt", mode, "gt", frames, m)
+    out = _records(case, "gt", mode, "gt", frames, m)
+    if mode == "all":  # the render the model was given, alone: the baseline it must beat
+        fill = case.rgb[:ctx].mean(dim=(0, 2, 3))
+        mem = fill_holes(chunk.memory_rgb.cpu().float(), chunk.memory_mask.cpu(), fill)
+        mm = frame_metrics(mem, case.rgb[ctx:], chunk.memory_depth.cpu(), case.depth[ctx:], lpips)
+        out += _records(case, "gt", MEMORY_RENDER_ROW, "gt", frames, mm)
+    return out
 
 
 def run_recall(
