@@ -200,6 +200,7 @@ class TrainConfig:
     timestep_logit_mean: float = 0.0  # logit-normal timestep sampling
     timestep_logit_std: float = 1.0
     depth_loss_weight: float = 0.5
+    hole_loss_weight: float = 0.0  # extra loss weight where the memory render is empty
     precision: str = "32-true"  # "bf16-mixed" on GPUs
     accelerator: str = "auto"
     devices: Any = "auto"

@@ -212,6 +212,7 @@ class FlowMatching:
         drop: dict[str, float] | None = None,
         depth_loss_weight: float = 0.5,
         generator: torch.Generator | None = None,
+        hole_loss_weight: float = 0.0,
     ) -> dict[str, Tensor]:
         """Flow-matching loss of ``model`` on ``batch``.
 
@@ -219,7 +220,9 @@ class FlowMatching:
         clean-frame estimate x0 (models whose output has ``x0``, e.g. ``WorldDiT``) or of the
         velocity (the backbone adapters) on the codec's rgb channels, loss_depth on its depth
         channels where the ground-truth depth is known; both over valid target frames only.
-        loss = loss_rgb + depth_loss_weight * loss_depth.
+        loss = loss_rgb + depth_loss_weight * loss_depth. Where the spatial-memory render is
+        empty every error counts ``1 + hole_loss_weight`` times: what the model must invent
+        is a small part of most targets, and the part that passing memory through cannot get.
         """
         inp = self.prepare(codec, batch, drop, generator)
         out = model(
@@ -235,11 +238,17 @@ class FlowMatching:
             err = (out.x0.float() - inp.x0.float()) ** 2  # (B, T, C, h, w)
         else:
             err = (out.sample.float() - inp.velocity.float()) ** 2
-        frame_w = inp.target.valid.float()[:, :, None, None, None]  # (B, T, 1, 1, 1)
-        rgb_err = err[:, :, codec.rgb_channels] * frame_w
-        loss_rgb = rgb_err.sum() / (frame_w.sum() * rgb_err[0, 0].numel()).clamp(min=1.0)
+        # per-pixel weights (B, T, 1, h, w): valid target frames, holes of the render counted more
+        w = inp.target.valid.float()[:, :, None, None, None].expand(
+            *err.shape[:2], 1, *err.shape[3:]
+        )
+        if hole_loss_weight:
+            mask = inp.memory[:, :, -1:].float()  # the render's valid mask
+            w = w * (1.0 + hole_loss_weight * (1.0 - mask))
+        rgb_err = err[:, :, codec.rgb_channels]
+        loss_rgb = (rgb_err * w).sum() / (w.sum() * rgb_err.shape[2]).clamp(min=1.0)
         d_err = err[:, :, codec.depth_channels]
-        d_w = inp.depth_known.float() * frame_w  # (B, T, 1, h, w), broadcasts over channels
+        d_w = inp.depth_known.float() * w  # (B, T, 1, h, w), broadcasts over channels
         loss_depth = (d_err * d_w).sum() / (d_w.sum() * d_err.shape[2]).clamp(min=1.0)
         loss = loss_rgb + depth_loss_weight * loss_depth
         return {"loss": loss, "loss_rgb": loss_rgb, "loss_depth": loss_depth}

@@ -77,6 +77,7 @@ class WorldModule(L.LightningModule):
             batch,
             drop=self.drop,
             depth_loss_weight=self.cfg.train.depth_loss_weight,
+            hole_loss_weight=self.cfg.train.hole_loss_weight,
         )
         bs = batch.batch_size
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
