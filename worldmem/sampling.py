@@ -255,6 +255,17 @@ def _load_depth(path: str, size: int) -> torch.Tensor:
     return d[0]
 
 
+def load_start(cfg: SampleConfig, size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The configured start image ``(3, size, size)`` and its depth ``(1, size, size)``, each
+    None when not set (``image=none`` / ``depth=none``; a depth needs an image)."""
+    image_path = _path_or_none(cfg.image)
+    if image_path is None:
+        return None, None
+    depth_path = _path_or_none(cfg.depth)
+    image = _load_image(image_path, size)
+    return image, None if depth_path is None else _load_depth(depth_path, size)
+
+
 def side_by_side_frames(chunk) -> np.ndarray:
     """uint8 ``(T, H, 3W, 3)``: generated | spatial-memory render | depth (turbo colours)."""
     import matplotlib

@@ -10,11 +10,11 @@ from worldmem.interactive.server import running_server
 
 
 @contextmanager
-def live_server(template, cfg: ServerConfig | None = None, info=None):
+def live_server(template, cfg: ServerConfig | None = None, info=None, start_frame=None):
     """Serve ``template`` on 127.0.0.1 at a free port in a thread; yields (base URL, app)."""
     cfg = cfg or ServerConfig()
     cfg.host, cfg.port = "127.0.0.1", 0
-    with running_server(cfg, template, info) as (url, app):
+    with running_server(cfg, template, info, start_frame=start_frame) as (url, app):
         yield url, app
 
 

@@ -8,6 +8,7 @@ import math
 import av
 import numpy as np
 import pytest
+import torch
 from conftest import make_tiny_pipeline
 from plyfile import PlyData
 
@@ -165,3 +166,26 @@ def test_bad_use_is_a_clear_error(template):
         Session(fork_pipeline(template), max_video_frames=0)
     with pytest.raises(ValueError, match="WorldPipeline"):
         fork_pipeline("not a pipeline")
+
+
+def test_a_world_can_begin_from_the_start_frame():
+    """from_image: the start frame and its depth enter the memory as observed, so the frame
+    generated at the start pose is given that image as its memory render."""
+    from worldmem.interactive.session import StartFrame
+
+    pipe = make_tiny_pipeline()
+    S = pipe.size
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, S, S, generator=g)
+    depth = torch.full((1, S, S), 2.0)
+    plain = Session(fork_pipeline(pipe))
+    with pytest.raises(ValueError, match="no start frame"):
+        plain.start("a room", from_image=True)
+    s = Session(fork_pipeline(pipe), start_frame=StartFrame(image, depth, "a room"))
+    [first] = s.start("a room", seed=0, from_image=True)
+    assert bool(s.pipe.spatial.observed.all()) and len(s.pipe.spatial) == S * S
+    assert first.memory_mask.all()
+    mem = torch.from_numpy(first.memory_rgb).permute(2, 0, 1).float() / 255
+    assert (mem - image).abs().max() < 1.5 / 255  # the render at the start camera is the image
+    [prompt_only] = s.start("a room", seed=0)  # and without it: an empty memory
+    assert not prompt_only.memory_mask.any()

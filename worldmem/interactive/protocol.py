@@ -3,6 +3,7 @@
 Client -> server: JSON text messages, validated with pydantic (unknown fields are errors)::
 
     {"type": "start", "prompt": "a brick corridor", "seed": 0}   # a new world
+    {"type": "start", "prompt": "...", "seed": 0, "from_image": true}  # from the start frame
     {"type": "keys", "keys": ["w", "left"], "t": 1234.5}         # action keys, one frame each
     {"type": "reset", "t": 1234.5}                               # back to the start pose
     {"type": "ping", "t": 1234.5}                                # answered by "pong"
@@ -72,6 +73,7 @@ ERROR_CODES = {
     "invalid": "a field is missing, unknown or has a bad value",
     "prompt_too_long": "the prompt is longer than the server accepts",
     "no_world": "send a start message before keys or reset",
+    "no_start_frame": "this server has no start frame; start from a prompt alone",
     "server_full": "the server has no free session; try again later",
     "idle_timeout": "the session was idle too long and was closed",
     "generation_failed": "the model failed to generate a frame",
@@ -92,6 +94,7 @@ class StartMessage(_Message):
     type: Literal["start"]
     prompt: str = ""
     seed: int = Field(0, ge=0, le=MAX_SEED)
+    from_image: bool = False  # begin from the server's start frame (its image and depth)
 
 
 class KeysMessage(_Message):

@@ -34,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from worldmem.config import (
     MemoryConfig,
     ModelConfig,
+    SampleConfig,
     SampleRootConfig,
     ServerConfig,
     TrainRootConfig,
@@ -55,6 +56,7 @@ from worldmem.interactive.protocol import (
 from worldmem.interactive.session import (
     Frame,
     Session,
+    StartFrame,
     depth_to_rgb,
     encode_png,
     fork_pipeline,
@@ -134,6 +136,22 @@ def load_template(cfg: SampleRootConfig) -> tuple[WorldPipeline, ModelInfo]:
     return pipe, info
 
 
+def load_start_frame(cfg: SampleConfig, size: int) -> StartFrame | None:
+    """The frame worlds may begin from: ``sample.image`` with ``sample.depth`` and
+    ``sample.prompt`` (by default the bundled held-out corridor); None with ``image=none``
+    or without a depth (the page then starts worlds from prompts alone)."""
+    from worldmem.sampling import load_start
+
+    try:
+        image, depth = load_start(cfg, size)
+    except FileNotFoundError as e:  # e.g. run outside the repository: prompts still work
+        print(f"warning: {e}; worlds start from prompts alone", flush=True)
+        return None
+    if image is None or depth is None:
+        return None
+    return StartFrame(image, depth, cfg.prompt)
+
+
 def tiny_model_config() -> ModelConfig:
     """The tiny preset (``configs/model/tiny.yaml`` when run from the repository, else the
     ``ModelConfig`` defaults)."""
@@ -176,7 +194,8 @@ class _Connection:
         cfg = state.cfg
         self.bucket = TokenBucket(cfg.max_messages_per_s)
         self.pending: deque[_Pending] = deque(maxlen=PENDING_CHUNKS * session.chunk_frames)
-        self.control: tuple | None = None  # ("start", prompt, seed, t) or ("reset", t)
+        # ("start", prompt, seed, from_image) or ("reset", t)
+        self.control: tuple | None = None
         self.world_requested = False  # a start has been received
         self.dropped = 0  # keys dropped because the pending list was full
         self.busy = False
@@ -248,7 +267,10 @@ class _Connection:
             await self.send_json({"type": "pong", "t": m.t, "server_time": time.time()})
             return
         if isinstance(m, StartMessage):
-            self.control = ("start", m.prompt, m.seed, None)
+            if m.from_image and self.session.start_frame is None:
+                await self.send_error("no_start_frame")
+                return
+            self.control = ("start", m.prompt, m.seed, m.from_image)
             self.pending.clear()
             self.world_requested = True
         elif not self.world_requested:
@@ -274,11 +296,12 @@ class _Connection:
         s = self.session
         started = None
         if job is not None and job[0] == "start":
-            frames = s.start(job[1], job[2])
+            frames = s.start(job[1], job[2], from_image=job[3])
             started = {
                 "type": "started",
                 "prompt": job[1],
                 "seed": job[2],
+                "from_image": job[3],
                 "pose": s.start_pose.as_dict(),
             }
             times = [None] * len(frames)
@@ -352,8 +375,10 @@ def create_app(
     info: ModelInfo | None = None,
     memory: str = "all",
     max_video_frames: int = 2000,
+    start_frame: StartFrame | None = None,
 ):
     """The FastAPI app serving ``template``'s model to at most ``cfg.max_sessions`` sessions.
+    ``start_frame``: the frame a world may begin from (``{"from_image": true}``).
 
     ``app.state.worldmem`` holds the live sessions and any server-side errors.
     """
@@ -424,7 +449,9 @@ def create_app(
         tasks: list[asyncio.Task] = []
         try:
             pipe = await asyncio.get_running_loop().run_in_executor(None, fork_pipeline, template)
-            session = Session(pipe, max_video_frames=max_video_frames, memory=memory)
+            session = Session(
+                pipe, max_video_frames=max_video_frames, memory=memory, start_frame=start_frame
+            )
             state.sessions[sid] = session
             conn = _Connection(ws, state, sid, session)
             await conn.send_json(_hello(sid, info, cfg, session))
@@ -461,6 +488,9 @@ def _hello(sid: str, info: ModelInfo, cfg: ServerConfig, session: Session) -> di
         "model": {"name": info.name, "trained": info.trained, "note": info.note},
         "image_size": session.image_size,
         "chunk_frames": session.chunk_frames,
+        "start_frame": (
+            None if session.start_frame is None else {"caption": session.start_frame.caption}
+        ),
         "keys": list(KEYS),
         "limits": {
             "max_message_bytes": cfg.max_message_bytes,
@@ -504,6 +534,7 @@ def running_server(
     info: ModelInfo | None = None,
     memory: str = "all",
     start_timeout_s: float = 60.0,
+    start_frame: StartFrame | None = None,
 ):
     """Serve in a background thread (for tests, benchmarks and notebooks); yields
     ``(base_url, app)`` and stops the server on exit. ``cfg.port = 0`` picks a free port."""
@@ -511,7 +542,7 @@ def running_server(
 
     import uvicorn
 
-    app = create_app(cfg, template, info, memory=memory)
+    app = create_app(cfg, template, info, memory=memory, start_frame=start_frame)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -546,13 +577,14 @@ def serve(cfg: SampleRootConfig) -> None:
     template, info = load_template(cfg)
     if info.note:
         print(f"warning: {info.note}", flush=True)
+    start_frame = load_start_frame(cfg.sample, template.size)
     print("warming up the model ...", flush=True)
-    warm = Session(fork_pipeline(template), memory=cfg.sample.memory)
-    warm.start("", seed=0)
+    warm = Session(fork_pipeline(template), memory=cfg.sample.memory, start_frame=start_frame)
+    warm.start("", seed=0, from_image=start_frame is not None)
     warm.step(["w"] * warm.chunk_frames)
     warm.insets()
     del warm
-    app = create_app(s, template, info, memory=cfg.sample.memory)
+    app = create_app(s, template, info, memory=cfg.sample.memory, start_frame=start_frame)
     host = f"[{s.host}]" if ":" in s.host else s.host
     url = f"http://{host}:{s.port}/"
     print(f"worldmem explorer ({info.name}, {info.image_size} px): {url}", flush=True)

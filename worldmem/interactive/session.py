@@ -26,7 +26,15 @@ import torch
 from worldmem.geometry.actions import KEYS, c2w_to_pose
 from worldmem.pipeline import Chunk, WorldPipeline, memories_for_mode
 
-__all__ = ["Frame", "Pose", "Session", "fork_pipeline", "depth_to_rgb", "encode_png"]
+__all__ = [
+    "Frame",
+    "Pose",
+    "Session",
+    "StartFrame",
+    "fork_pipeline",
+    "depth_to_rgb",
+    "encode_png",
+]
 
 DEFAULT_MAX_VIDEO_FRAMES = 2000  # frames kept for the video download (oldest dropped)
 DEFAULT_MAP_SIZE_PX = 192  # side of the top-down map image
@@ -127,6 +135,16 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class StartFrame:
+    """A frame a world can begin from: image ``(3, S, S)`` in [0, 1], depth ``(1, S, S)``
+    metres (0 = unknown) at the model's size S, and its caption (the page's default prompt)."""
+
+    image: torch.Tensor
+    depth: torch.Tensor
+    caption: str
+
+
 class Session:
     """An interactive world over ``pipeline`` (use ``fork_pipeline`` to share a model).
 
@@ -140,6 +158,7 @@ class Session:
         max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES,
         map_size_px: int = DEFAULT_MAP_SIZE_PX,
         memory: str = "all",
+        start_frame: StartFrame | None = None,
     ):
         if not isinstance(pipeline, WorldPipeline):
             raise ValueError(f"pipeline: expected a WorldPipeline, got {type(pipeline).__name__}")
@@ -148,6 +167,11 @@ class Session:
         if map_size_px < 8:
             raise ValueError(f"map_size_px: expected >= 8, got {map_size_px}")
         memories_for_mode(memory)
+        if start_frame is not None and not isinstance(start_frame, StartFrame):
+            raise ValueError(
+                f"start_frame: expected a StartFrame, got {type(start_frame).__name__}"
+            )
+        self.start_frame = start_frame
         self.pipe = pipeline
         self.max_video_frames = max_video_frames
         self.map_size_px = map_size_px
@@ -188,15 +212,22 @@ class Session:
     def last_frame(self) -> Frame | None:
         return self._last
 
-    def start(self, prompt: str = "", seed: int = 0) -> list[Frame]:
+    def start(self, prompt: str = "", seed: int = 0, from_image: bool = False) -> list[Frame]:
         """A new world for ``prompt`` (memories cleared, camera at the identity pose); returns
-        the first frame, generated at the start pose."""
+        the first frame, generated at the start pose. ``from_image``: the world begins from
+        the session's ``start_frame`` (its image and depth seen from the start pose), as an
+        image-to-video model does; else from the prompt alone."""
         if not isinstance(prompt, str):
             raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+        if from_image and self.start_frame is None:
+            raise ValueError("from_image: this session has no start frame")
+        image = depth = None
+        if from_image:
+            image, depth = self.start_frame.image, self.start_frame.depth
         with self._lock:
-            self.pipe.start(prompt=prompt, seed=seed, memory=self.memory)
+            self.pipe.start(prompt=prompt, image=image, depth=depth, seed=seed, memory=self.memory)
             self._video.clear()
             self._path.clear()
             self._last = None

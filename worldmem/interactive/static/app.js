@@ -19,6 +19,7 @@
     overlay: $("overlay"), badge: $("state-badge"), model: $("model-badge"),
     fps: $("fps"), latency: $("latency"), index: $("frame-index"), pose: $("pose"),
     message: $("message"), prompt: $("prompt"), seed: $("seed"), form: $("start-form"),
+    fromImage: $("from-image"),
     video: $("dl-video"), ply: $("dl-ply"), pad: $("pad"),
   };
 
@@ -75,11 +76,11 @@
     return false;
   }
 
-  function startWorld(prompt, seed) {
-    world = { prompt, seed };
+  function startWorld(prompt, seed, fromImage) {
+    world = { prompt, seed, fromImage };
     latencyMs = null;
     frameTimes = [];
-    if (send({ type: "start", prompt, seed })) {
+    if (send({ type: "start", prompt, seed, from_image: fromImage })) {
       generating = true;
       setState("generating", "starting world");
     }
@@ -102,8 +103,15 @@
         el.model.title = msg.model.note || msg.model.name;
         document.body.dataset.session = msg.session;
         setState("ready");
-        const w = world || { prompt: el.prompt.value, seed: Number(el.seed.value) || 0 };
-        startWorld(w.prompt, w.seed);
+        el.fromImage.disabled = !msg.start_frame;
+        if (!msg.start_frame) el.fromImage.checked = false;
+        if (!world && msg.start_frame) el.prompt.value = msg.start_frame.caption;
+        const w = world || {
+          prompt: el.prompt.value,
+          seed: Number(el.seed.value) || 0,
+          fromImage: el.fromImage.checked,
+        };
+        startWorld(w.prompt, w.seed, w.fromImage);
         if (msg.model.note) showMessage(msg.model.note);
         break;
       }
@@ -262,7 +270,8 @@
 
   el.form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    startWorld(el.prompt.value, Math.max(0, Math.floor(Number(el.seed.value) || 0)));
+    const seed = Math.max(0, Math.floor(Number(el.seed.value) || 0));
+    startWorld(el.prompt.value, seed, el.fromImage.checked);
   });
   el.prompt.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && !ev.shiftKey) {
