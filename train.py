@@ -52,6 +52,9 @@ def main(cfg: TrainRootConfig) -> Path:
     dm = WorldDataModule(cfg.data, cfg.memory)
     dm.setup("fit")
     module = WorldModule(to_dict(cfg))
+    if cfg.train.init_from:
+        module.load_weights_from(cfg.train.init_from)
+        print(f"model and EMA weights from {cfg.train.init_from}")
     preview = collate_world_batches([dm.val_set[i] for i in range(min(2, len(dm.val_set)))])
     callbacks = [SampleVideoCallback(preview, cfg.train.sample_every_steps, out)]
     trainer = build_trainer(cfg.train, callbacks)

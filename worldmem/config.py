@@ -212,6 +212,9 @@ class TrainConfig:
     ckpt_every_steps: int = 250
     val_every_steps: int = 500
     resume: str | None = None  # a Lightning checkpoint to resume from ("last" finds it)
+    # a pipeline folder (e.g. checkpoints/worldmem-tiny) whose weights start the model and its
+    # EMA: continues a shipped model without its optimizer state (a fresh schedule)
+    init_from: str | None = None
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
 

@@ -24,6 +24,8 @@ TINY = [
     "model.text_layers=1",
     "model.text_max_tokens=32",
     "model.max_frames=8",
+    "model.text_encoder=bytes",
+    "model.conv_widths=[8,16,16]",
     "data.image_size=32",
     "data.batch_size=2",
     "data.num_workers=0",
@@ -140,3 +142,21 @@ def test_two_process_ddp_ends_with_identical_weights(synthetic_root, tmp_path):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], init[k]) for k in a)  # training did change the weights
+
+
+def test_init_from_a_pipeline_folder_starts_model_and_ema(synthetic_root, tmp_path):
+    from worldmem.pipeline import WorldPipeline
+
+    cfg = _cfg(synthetic_root, tmp_path / "a")
+    src = WorldModule(to_dict(cfg))
+    with torch.no_grad():
+        for p in src.ema.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # weights a fresh module would not have
+    folder = WorldPipeline.from_module(src).save_pretrained(tmp_path / "pipeline")
+    dst = WorldModule(to_dict(cfg))
+    dst.load_weights_from(str(folder))
+    for a, b, c in zip(src.ema.parameters(), dst.model.parameters(), dst.ema.parameters()):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    other = WorldModule(to_dict(_cfg(synthetic_root, tmp_path / "b", "model.hidden_size=32")))
+    with pytest.raises(ValueError, match="holds a model of config"):
+        other.load_weights_from(str(folder))

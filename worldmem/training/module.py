@@ -70,6 +70,29 @@ class WorldModule(L.LightningModule):
         root = TrainRootConfig(model=model, memory=memory, data=data, train=train)
         return cls(to_dict(root))
 
+    def load_weights_from(self, pipeline_dir: str) -> None:
+        """Start the model and its EMA from a pipeline folder's weights (``<dir>/model``).
+        Its model config must equal this module's: a mismatch is an error naming both."""
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        path = Path(pipeline_dir)
+        meta_path = path / "pipeline.json"
+        weights = path / "model" / "diffusion_pytorch_model.safetensors"
+        if not meta_path.is_file() or not weights.is_file():
+            raise ValueError(f"init_from: {path} is not a pipeline folder (pipeline.json, model/)")
+        saved = from_dict(ModelConfig, json.loads(meta_path.read_text())["model"], str(meta_path))
+        if saved != self.cfg.model:
+            raise ValueError(
+                f"init_from: {path} holds a model of config {to_dict(saved)}, but this run "
+                f"trains {to_dict(self.cfg.model)}"
+            )
+        state = load_file(str(weights))
+        self.model.load_state_dict(state)
+        self.ema.load_state_dict(state)
+
     def training_step(self, batch: WorldBatch, batch_idx: int) -> torch.Tensor:
         out = self.flow.training_losses(
             self.model,
