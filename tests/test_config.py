@@ -106,3 +106,18 @@ def test_the_sample_preset_loads_and_its_trajectory_parses():
     assert len(traj) > 60  # the demo walk out and back
     assert torch.allclose(traj.c2w[0], traj.c2w[-1], atol=0.3)  # it comes back
     assert parse_trajectory("w*12 left*30 right*30 s*12")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.chunk_frames=4", "model.chunk_frames=2 but data.chunk_frames=4"),
+        ("data.image_size=32", "model.image_size=64 but data.image_size=32"),
+        ("data.context_frames=3", "memory.working_frames=2 but data.context_frames=3"),
+        ("memory.retrieve_k=3", "memory.retrieve_k=3 but data.keyframes=2"),
+        ("model.max_frames=4", "model.max_frames=4 < context_frames"),
+    ],
+)
+def test_values_two_objects_share_must_agree(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainRootConfig, [REPO / "configs/train/tiny.yaml"], [override])

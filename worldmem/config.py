@@ -294,6 +294,26 @@ class TrainRootConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
 
+    def __post_init__(self):
+        # Values two objects both need: the training samples must be what generation builds.
+        pairs = [
+            ("model.chunk_frames", self.model.chunk_frames, "data.chunk_frames",
+             self.data.chunk_frames),
+            ("model.image_size", self.model.image_size, "data.image_size", self.data.image_size),
+            ("memory.working_frames", self.memory.working_frames, "data.context_frames",
+             self.data.context_frames),
+            ("memory.retrieve_k", self.memory.retrieve_k, "data.keyframes", self.data.keyframes),
+        ]  # fmt: skip
+        for a, va, b, vb in pairs:
+            if va != vb:
+                raise ConfigError(f"{a}={va} but {b}={vb}: they must be equal")
+        need = self.data.context_frames + self.data.keyframes + self.data.chunk_frames
+        if self.backbone.kind == "none" and self.model.max_frames < need:
+            raise ConfigError(
+                f"model.max_frames={self.model.max_frames} < context_frames + keyframes + "
+                f"chunk_frames = {need}"
+            )
+
 
 @dataclass
 class SampleRootConfig:
