@@ -9,6 +9,7 @@ configs (``TrainRootConfig``, ``SampleRootConfig``) only group them.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,23 +268,35 @@ class SampleConfig:
 class ServerConfig:
     """The interactive web server."""
 
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # address to bind; requests must name it or a loopback Host
     port: int = 8765
     max_sessions: int = 4
-    idle_timeout_s: float = 300.0
+    idle_timeout_s: float = 300.0  # a session with no start, keys or reset is closed after this
+    reclaim_idle_s: float = 30.0  # when full, a session idle this long is closed for a newcomer
     max_message_bytes: int = 4096
     max_prompt_chars: int = 300
     max_messages_per_s: float = 60.0
+    # websocket origins accepted besides the page's own, e.g. ["https://demo.example.org"]
+    allowed_origins: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         _int_range(self, "port", 0, 65535)
         _int_range(self, "max_sessions", 1, 10_000)
         _int_range(self, "max_message_bytes", 1, 1 << 24)
         _int_range(self, "max_prompt_chars", 1, 1 << 20)
-        for name in ("idle_timeout_s", "max_messages_per_s"):
+        for name in ("idle_timeout_s", "reclaim_idle_s", "max_messages_per_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
                 raise ConfigError(f"ServerConfig.{name}: expected a finite number > 0, got {v!r}")
+        for origin in self.allowed_origins:
+            if not _ORIGIN_RE.fullmatch(str(origin)):
+                raise ConfigError(
+                    f"ServerConfig.allowed_origins: {origin!r} is not an origin "
+                    "(scheme://host[:port], e.g. https://demo.example.org, no path)"
+                )
+
+
+_ORIGIN_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
 
 
 @dataclass

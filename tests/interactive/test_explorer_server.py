@@ -12,9 +12,10 @@ import pytest
 from conftest import make_tiny_pipeline
 from fastapi.testclient import TestClient
 from plyfile import PlyData
+from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
-from worldmem.config import ActionConfig, ServerConfig
+from worldmem.config import ActionConfig, ConfigError, ServerConfig
 from worldmem.interactive.protocol import decode_image_message
 from worldmem.interactive.server import create_app
 
@@ -26,6 +27,20 @@ MOVE = ActionConfig().move_m
 @pytest.fixture(scope="module")
 def template():
     return make_tiny_pipeline()
+
+
+class _HostClient(TestClient):
+    """TestClient whose websockets, too, go to its base URL's host (not ``testserver``)."""
+
+    def websocket_connect(self, url: str, *args, **kwargs):
+        host = self.base_url.netloc.decode()
+        return super().websocket_connect(f"ws://{host}{url}", *args, **kwargs)
+
+
+def local_client(app, host: str = "127.0.0.1:8765") -> TestClient:
+    """A test client whose requests name ``host`` (a loopback one by default), as a browser
+    on the page would."""
+    return _HostClient(app, base_url=f"http://{host}")
 
 
 def receive(ws) -> dict:
@@ -58,7 +73,7 @@ def frames_of(messages) -> list[dict]:
 def test_hostile_messages_each_get_an_error_and_the_server_stays_responsive(template):
     cfg = ServerConfig(max_messages_per_s=20)
     app = create_app(cfg, template)
-    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+    with local_client(app) as client, client.websocket_connect("/ws") as ws:
         hello = receive(ws)
         assert hello["type"] == "hello" and hello["limits"]["max_message_bytes"] == 4096
         cases = [
@@ -109,7 +124,7 @@ def test_hostile_messages_each_get_an_error_and_the_server_stays_responsive(temp
 
 def test_keys_sent_during_generation_are_bounded_and_the_newest_kept(template):
     app = create_app(ServerConfig(), template)
-    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+    with local_client(app) as client, client.websocket_connect("/ws") as ws:
         hello = receive(ws)
         cap = hello["limits"]["pending_keys"]
         assert cap == 4 * hello["chunk_frames"] == 8
@@ -131,7 +146,7 @@ def test_keys_sent_during_generation_are_bounded_and_the_newest_kept(template):
 
 def test_downloads_decode_and_vanish_with_the_session(template, tmp_path):
     app = create_app(ServerConfig(), template)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         with client.websocket_connect("/ws") as ws:
             hello = receive(ws)
             ws.send_text('{"type": "start", "prompt": "a room"}')
@@ -161,7 +176,7 @@ def test_downloads_decode_and_vanish_with_the_session(template, tmp_path):
 
 def test_a_connection_over_the_session_cap_is_told_and_closed(template):
     app = create_app(ServerConfig(max_sessions=1), template)
-    with TestClient(app) as client, client.websocket_connect("/ws") as first:
+    with local_client(app) as client, client.websocket_connect("/ws") as first:
         assert receive(first)["type"] == "hello"
         with client.websocket_connect("/ws") as second:
             reply = receive(second)
@@ -176,7 +191,7 @@ def test_a_connection_over_the_session_cap_is_told_and_closed(template):
 
 def test_an_idle_session_is_closed_and_freed(template):
     app = create_app(ServerConfig(idle_timeout_s=0.3), template)
-    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+    with local_client(app) as client, client.websocket_connect("/ws") as ws:
         assert receive(ws)["type"] == "hello"
         reply = receive(ws)
         assert reply["code"] == "idle_timeout" and reply["fatal"] is True
@@ -187,3 +202,140 @@ def test_an_idle_session_is_closed_and_freed(template):
         time.sleep(0.05)
     assert app.state.worldmem.sessions == {}
     assert app.state.worldmem.errors == []
+
+
+# ---- who may connect: same-origin websockets, loopback Host names --------------------------
+
+
+def test_a_foreign_origin_is_refused_and_the_same_origin_accepted(template):
+    app = create_app(ServerConfig(allowed_origins=["https://demo.example.org"]), template)
+    with local_client(app) as client:
+        for origin in ["http://evil.example.com", "null", "http://127.0.0.1:9999"]:
+            with pytest.raises(WebSocketDenialResponse) as e:
+                with client.websocket_connect("/ws", headers={"Origin": origin}):
+                    pass
+            assert e.value.status_code == 403
+            assert f"Origin '{origin}' is not this page's (http://127.0.0.1:8765)" in e.value.text
+            assert "server.allowed_origins" in e.value.text
+        for headers in [
+            {"Origin": "http://127.0.0.1:8765"},
+            {"Origin": "https://demo.example.org/"},
+            {},  # not a browser: no Origin
+        ]:
+            with client.websocket_connect("/ws", headers=headers) as ws:
+                assert receive(ws)["type"] == "hello"
+    assert app.state.worldmem.errors == []
+
+
+@pytest.mark.parametrize("host", ["localhost:8765", "[::1]:80", "127.0.0.1"])
+def test_loopback_host_names_are_accepted(template, host):
+    app = create_app(ServerConfig(), template)
+    with local_client(app, host) as client:
+        assert client.get("/").status_code == 200
+        with client.websocket_connect("/ws") as ws:
+            assert receive(ws)["type"] == "hello"
+
+
+def test_a_foreign_host_is_refused_over_http_and_websocket(template):
+    app = create_app(ServerConfig(), template)
+    with local_client(app, "rebind.evil.example.com:8765") as client:
+        r = client.get("/")
+        assert r.status_code == 403
+        assert "Host 'rebind.evil.example.com:8765' is not this server" in r.text
+        assert "app.js" not in r.text
+        with pytest.raises(WebSocketDenialResponse) as e:
+            with client.websocket_connect("/ws"):
+                pass
+        assert e.value.status_code == 403 and "rebind.evil.example.com" in e.value.text
+    assert app.state.worldmem.sessions == {}
+
+
+def test_the_bound_host_is_accepted_and_a_wildcard_bind_accepts_addresses(template):
+    app = create_app(ServerConfig(host="explorer.lan"), template)
+    with local_client(app, "explorer.lan:8765") as client:
+        assert client.get("/").status_code == 200
+    with local_client(app, "192.168.1.20:8765") as client:
+        assert client.get("/").status_code == 403
+    app = create_app(ServerConfig(host="0.0.0.0"), template)
+    with local_client(app, "192.168.1.20:8765") as client:
+        assert client.get("/").status_code == 200
+    with local_client(app, "rebind.evil.example.com") as client:
+        assert client.get("/").status_code == 403
+
+
+def test_allowed_origins_must_be_origins():
+    for bad in ["evil.com", "http://a.org/path", "javascript:alert(1)", "*"]:
+        with pytest.raises(ConfigError, match="allowed_origins"):
+            ServerConfig(allowed_origins=[bad])
+
+
+def test_http_responses_carry_csp_and_frame_headers(template):
+    app = create_app(ServerConfig(), template)
+    with local_client(app) as client:
+        for path in ["/", "/static/app.js", "/session/nope/video.mp4"]:
+            r = client.get(path)
+            csp = r.headers["content-security-policy"]
+            assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
+            assert "img-src 'self' data: blob:" in csp and "connect-src 'self' ws: wss:" in csp
+            assert r.headers["x-frame-options"] == "DENY"
+            assert r.headers["x-content-type-options"] == "nosniff"
+
+
+# ---- idle sessions: actions count, pings do not; the longest idle is reclaimed -------------
+
+
+def test_pings_do_not_keep_a_session_alive(template):
+    app = create_app(ServerConfig(idle_timeout_s=0.6), template)
+    with local_client(app) as client, client.websocket_connect("/ws") as ws:
+        assert receive(ws)["type"] == "hello"
+        t0 = time.monotonic()
+        while True:
+            ws.send_text('{"type": "ping"}')
+            reply = receive(ws)
+            if reply["type"] == "error":
+                break
+            assert reply["type"] == "pong" and time.monotonic() - t0 < 30
+            time.sleep(0.1)
+        assert reply["code"] == "idle_timeout" and reply["fatal"] is True
+        assert "no start, keys or reset" in reply["message"]
+        with pytest.raises(WebSocketDisconnect):
+            receive(ws)
+    assert app.state.worldmem.errors == []
+
+
+def test_the_longest_idle_session_is_reclaimed_for_a_newcomer(template):
+    cfg = ServerConfig(max_sessions=2, reclaim_idle_s=0.5)
+    app = create_app(cfg, template)
+    with (
+        local_client(app) as client,
+        client.websocket_connect("/ws") as idle,
+        client.websocket_connect("/ws") as active,
+    ):
+        assert receive(idle)["type"] == "hello" and receive(active)["type"] == "hello"
+        time.sleep(0.8)
+        idle.send_text('{"type": "ping"}')  # traffic, not an action
+        assert receive(idle)["type"] == "pong"
+        active.send_text('{"type": "start", "prompt": "a room"}')
+        receive_until_idle(active, frames=1)
+        with client.websocket_connect("/ws") as newcomer:
+            assert receive(newcomer)["type"] == "hello"
+            reply = receive(idle)
+            assert reply["code"] == "idle_timeout" and reply["fatal"] is True
+            assert "closed as idle" in reply["message"] and "another explorer" in reply["message"]
+            with pytest.raises(WebSocketDisconnect):
+                receive(idle)
+            active.send_text('{"type": "ping"}')  # the active session is untouched
+            assert receive(active)["type"] == "pong"
+            assert len(app.state.worldmem.sessions) == 2
+    assert app.state.worldmem.errors == []
+
+
+def test_a_full_server_of_active_sessions_refuses_the_newcomer(template):
+    app = create_app(ServerConfig(max_sessions=1, reclaim_idle_s=60), template)
+    with local_client(app) as client, client.websocket_connect("/ws") as first:
+        assert receive(first)["type"] == "hello"
+        with client.websocket_connect("/ws") as second:
+            reply = receive(second)
+            assert reply["code"] == "server_full" and "none idle for 60 s" in reply["message"]
+        first.send_text('{"type": "ping"}')
+        assert receive(first)["type"] == "pong"

@@ -11,14 +11,23 @@ answering while a chunk is denoised, and the chunks of all sessions take turns o
 (torch already spreads one chunk over the cores). Keys that arrive while a chunk is being
 generated wait in a bounded list and become the next chunk's motion; when the list is full
 the oldest keys are dropped (and counted), so a held key never builds an unbounded backlog.
+
+Only the page's own origin may connect: every request must name a loopback Host (or the host
+the server was bound to), and a websocket whose Origin is another site (a page the user happens
+to visit, a DNS-rebinding attack) is refused with HTTP 403 before it gets a session; the
+``server.allowed_origins`` list widens this. A session with no action (start, keys, reset) for
+``idle_timeout_s`` is closed; when every session is taken, the one idle longest is closed for a
+newcomer once it has been idle ``reclaim_idle_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
+import socket
 import time
 import traceback
 from collections import deque
@@ -28,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers, MutableHeaders
 
 from worldmem.config import (
     MemoryConfig,
@@ -80,6 +90,18 @@ PENDING_CHUNKS = 4  # keys kept waiting: at most this many chunks' worth
 VIDEO_FPS = 8  # frame rate of the downloaded mp4
 MAP_INTERVAL_S = 0.5  # the top-down map is redrawn at most this often while keys keep coming
 WS_MAX_SIZE_FLOOR_BYTES = 1 << 20  # messages up to this size get an error reply, not a close
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bound to every interface
+# the page loads its own script and style, draws PNG frames (blobs) and opens its websocket
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 _REPO_TINY_PRESET = Path(__file__).resolve().parents[2] / "configs" / "model" / "tiny.yaml"
 
 
@@ -177,6 +199,7 @@ class _ServerState:
     max_video_frames: int
     executor: ThreadPoolExecutor
     sessions: dict[str, Session | None] = field(default_factory=dict)  # None: being set up
+    connections: dict[str, _Connection] = field(default_factory=dict)  # the live ones
     errors: list[str] = field(default_factory=list)  # server-side failures, for tests and logs
 
     def record_error(self, where: str) -> None:
@@ -203,6 +226,16 @@ class _Connection:
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
         self.closed = False
+        self.last_action = time.monotonic()  # the last start, keys or reset (or chunk done)
+        self.reclaimed = asyncio.Event()  # set when a newcomer takes this idle session
+        self.close_reason = (1000, "")  # websocket close code and reason
+
+    def idle_s(self) -> float:
+        """Seconds since the last action; 0 while generation is running or waiting. Pings
+        and refused messages do not count: idle means nothing for the model to do."""
+        if self.busy or self.pending or self.control is not None:
+            return 0.0
+        return time.monotonic() - self.last_action
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -238,14 +271,16 @@ class _Connection:
     async def read_loop(self) -> None:
         cfg = self.state.cfg
         while True:
-            try:
-                msg = await asyncio.wait_for(self.ws.receive(), timeout=cfg.idle_timeout_s)
-            except TimeoutError:
-                await self.send_error(
-                    "idle_timeout", f"no message for {cfg.idle_timeout_s:g} s; closing", True
-                )
-                await self.ws.close(code=1000, reason="idle timeout")
+            remaining = cfg.idle_timeout_s - self.idle_s()
+            if remaining <= 0:
+                msg = f"no start, keys or reset for {cfg.idle_timeout_s:g} s; closing"
+                await self.send_error("idle_timeout", msg, True)
+                self.close_reason = (1000, "idle timeout")
                 return
+            try:  # cancelling receive() loses no message: it waits on the server's queue
+                msg = await asyncio.wait_for(self.ws.receive(), timeout=remaining)
+            except TimeoutError:
+                continue  # re-check: an action may have come, or generation kept it busy
             if msg["type"] == "websocket.disconnect":
                 return
             raw = msg.get("text") if msg.get("text") is not None else msg.get("bytes")
@@ -285,6 +320,7 @@ class _Connection:
                 if len(self.pending) == self.pending.maxlen:
                     self.dropped += 1  # the deque drops the oldest
                 self.pending.append(_Pending(k, m.t))
+        self.last_action = time.monotonic()
         self.wake.set()
 
     # -- generating -------------------------------------------------------------------------
@@ -366,6 +402,7 @@ class _Connection:
                     await self.send_json(started)
                 for data in msgs:
                     await self.send_bytes(data)
+            self.last_action = time.monotonic()  # idle time counts from the last frame shown
             await self.send_status()
 
 
@@ -396,6 +433,7 @@ def create_app(
         executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="worldmem explorer", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.add_middleware(_RequestGuard, cfg=cfg)
     app.state.worldmem = state
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -439,10 +477,20 @@ def create_app(
     async def ws_endpoint(ws: WebSocket):
         await ws.accept()
         if len(state.sessions) >= cfg.max_sessions:
-            msg = f"all {cfg.max_sessions} sessions are in use; try again later"
-            await ws.send_json(ProtocolError("server_full", msg).reply(fatal=True))
-            await ws.close(code=1013, reason="server full")
-            return
+            victim = _longest_idle(state)
+            if victim is None:
+                msg = (
+                    f"all {cfg.max_sessions} sessions are in use (none idle for "
+                    f"{cfg.reclaim_idle_s:g} s); try again later"
+                )
+                await ws.send_json(ProtocolError("server_full", msg).reply(fatal=True))
+                await ws.close(code=1013, reason="server full")
+                return
+            # free its slot now (its own handler tells its client and closes it)
+            log.info("session %s idle for %.0f s: reclaimed", victim.sid, victim.idle_s())
+            state.sessions.pop(victim.sid, None)
+            state.connections.pop(victim.sid, None)
+            victim.reclaimed.set()
         sid = secrets.token_urlsafe(12)
         state.sessions[sid] = None  # reserve the slot before the first await
         conn = None
@@ -454,27 +502,41 @@ def create_app(
             )
             state.sessions[sid] = session
             conn = _Connection(ws, state, sid, session)
+            state.connections[sid] = conn
             await conn.send_json(_hello(sid, info, cfg, session))
             reader = asyncio.create_task(conn.read_loop())
             worker = asyncio.create_task(conn.generate_loop())
-            tasks = [reader, worker]
+            reclaimed = asyncio.create_task(conn.reclaimed.wait())
+            tasks = [reader, worker, reclaimed]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
                 if not t.cancelled() and t.exception() is not None:
                     _raise_unless_disconnect(t.exception())
+            if conn.reclaimed.is_set():
+                idle = time.monotonic() - conn.last_action
+                msg = (
+                    f"closed as idle: no start, keys or reset for {idle:.0f} s and another "
+                    f"explorer needed the session (all {cfg.max_sessions} were in use)"
+                )
+                conn.close_reason = (1000, "idle session reclaimed")
+                await conn.send_error("idle_timeout", msg, fatal=True)
         except Exception as e:
             if not _is_disconnect(e):
                 state.record_error(f"session {sid}: websocket")
         finally:
-            # free the session before any await: the handler may itself be being cancelled
-            state.sessions.pop(sid, None)
+            # free the session before any await: the handler may itself be being cancelled;
+            # a reclaimed session's slot already belongs to the newcomer
+            if conn is None or not conn.reclaimed.is_set():
+                state.sessions.pop(sid, None)
+                state.connections.pop(sid, None)
             if conn is not None:
                 conn.closed = True
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            code, reason = conn.close_reason if conn is not None else (1000, "")
             try:
-                await ws.close()
+                await ws.close(code=code, reason=reason)
             except Exception:  # already closed by the client
                 pass
 
@@ -499,12 +561,118 @@ def _hello(sid: str, info: ModelInfo, cfg: ServerConfig, session: Session) -> di
             "pending_keys": PENDING_CHUNKS * session.chunk_frames,
             "max_video_frames": session.max_video_frames,
             "idle_timeout_s": cfg.idle_timeout_s,
+            "reclaim_idle_s": cfg.reclaim_idle_s,
         },
         "downloads": {
             "video": f"/session/{sid}/video.mp4",
             "memory": f"/session/{sid}/memory.ply",
         },
     }
+
+
+def _longest_idle(state: _ServerState) -> _Connection | None:
+    """The connection idle the longest, if that is at least ``reclaim_idle_s``."""
+    live = [c for c in state.connections.values() if not c.reclaimed.is_set()]
+    if not live:
+        return None
+    conn = max(live, key=lambda c: c.idle_s())
+    return conn if conn.idle_s() >= state.cfg.reclaim_idle_s else None
+
+
+def _host_name(value: str) -> str:
+    """The host of a Host header or an origin's netloc: lower case, no port, no brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[1:end] if end > 0 else value
+    return value.split(":", 1)[0] if value.count(":") == 1 else value  # else bare IPv6
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class _RequestGuard:
+    """ASGI middleware in front of every route.
+
+    Refuses (HTTP 403, naming what was wrong) a request whose Host is not a loopback name,
+    the host the server is bound to or an allowed origin's host (a DNS-rebinding page names
+    its own domain), and a websocket whose Origin header is neither the request's own
+    scheme://host nor in ``cfg.allowed_origins`` (another site's page opening it). A missing
+    Origin (a script, not a browser) is accepted. Bound to every interface (0.0.0.0, ::),
+    any IP-address Host and this machine's name are accepted too: an address cannot be
+    rebound. Adds ``SECURITY_HEADERS`` to every HTTP response.
+    """
+
+    def __init__(self, app, cfg: ServerConfig):
+        from urllib.parse import urlsplit
+
+        self.app = app
+        self.origins = {_origin_key(o) for o in cfg.allowed_origins}
+        bound = _host_name(cfg.host)
+        self.any_address = bound in WILDCARD_HOSTS
+        hosts = {*LOOPBACK_HOSTS, bound, *(urlsplit(o).hostname or "" for o in self.origins)}
+        if self.any_address:
+            hosts |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        self.hosts = hosts - {"", *WILDCARD_HOSTS}
+
+    def refusal(self, scope) -> str | None:
+        """Why this request is refused, or None."""
+        headers = Headers(scope=scope)
+        host = headers.get("host")
+        if not host:
+            return "the request has no Host header"
+        name = _host_name(host)
+        if name not in self.hosts and not (self.any_address and _is_ip(name)):
+            return (
+                f"Host {host!r} is not this server (expected {', '.join(sorted(self.hosts))}, "
+                "any port)"
+            )
+        origin = headers.get("origin")
+        if scope["type"] == "websocket" and origin is not None:
+            own = f"{'https' if scope.get('scheme') == 'wss' else 'http'}://{host}"
+            if _origin_key(origin) not in {_origin_key(own), *self.origins}:
+                return (
+                    f"websocket Origin {origin!r} is not this page's ({own}); "
+                    "add it to server.allowed_origins to allow it"
+                )
+        return None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        reason = self.refusal(scope)
+        if reason is not None:
+            log.warning("refused %s %s: %s", scope["type"], scope.get("path"), reason)
+            if scope["type"] == "http" or "websocket.http.response" in scope.get("extensions", {}):
+                response = PlainTextResponse(
+                    f"403 forbidden: {reason}", status_code=403, headers=SECURITY_HEADERS
+                )
+                await response(scope, receive, send)
+            else:  # the server answers the handshake with 403 itself
+                await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
+            return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for k, v in SECURITY_HEADERS.items():
+                    headers.setdefault(k, v)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _origin_key(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
 
 
 def _is_disconnect(e: BaseException) -> bool:
