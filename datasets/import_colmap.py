@@ -35,6 +35,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
+from worldmem.data.importers import inside, reading, run_importer
 
 # model name -> how (fx, fy, cx, cy) come from the parameters; distortion parameters follow
 PINHOLE_MODELS = {
@@ -157,10 +158,10 @@ def import_model(
                 f"{model / 'images.txt'}: image {img_name} uses unknown camera {cam_id}"
             )
         w, h, k = cams[cam_id]
-        path = images / img_name
+        path = inside(images, img_name, f"{model / 'images.txt'}: image {img_name!r}")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: image listed in {model / 'images.txt'} is missing")
-        with Image.open(path) as im:
+        with reading(path), Image.open(path) as im:
             img = np.asarray(im.convert("RGB"))
         if img.shape[:2] != (h, w):
             raise ValueError(
@@ -224,4 +225,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_importer(main))

@@ -47,6 +47,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
+from worldmem.data.importers import inside, reading, run_importer
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips the camera's y and z axes
 
@@ -55,7 +56,7 @@ def read_depth(folder: Path, stem: str, shape: tuple[int, int]) -> np.ndarray | 
     """Depth for one frame in metres (H, W) float32, or None when the folder has none."""
     png, npy = folder / f"{stem}.png", folder / f"{stem}.npy"
     if png.is_file():
-        with Image.open(png) as im:
+        with reading(png), Image.open(png) as im:
             d = np.asarray(im)
         if d.dtype not in (np.uint16, np.int32) or d.ndim != 2:
             raise ValueError(
@@ -63,7 +64,8 @@ def read_depth(folder: Path, stem: str, shape: tuple[int, int]) -> np.ndarray | 
             )
         d = d.astype(np.float32) / 1000.0
     elif npy.is_file():
-        d = np.load(npy).astype(np.float32)
+        with reading(npy):
+            d = np.load(npy, allow_pickle=False).astype(np.float32)
     else:
         return None
     if d.shape != shape:
@@ -94,12 +96,22 @@ def import_folder(
     manifest entry."""
     poses_path = folder / "poses.json"
     try:
-        meta = json.loads(poses_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        meta = json.loads(poses_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: JSON (line and column) or UTF-8
         raise ValueError(f"{poses_path}: cannot read ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{poses_path}: expected a JSON object, got {type(meta).__name__}")
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise ValueError(f"{poses_path}: 'frames' must be a non-empty list")
+    for i, f in enumerate(frames):
+        if not isinstance(f, dict) or not isinstance(f.get("file"), str):
+            raise ValueError(f"{poses_path}: frame {i} must be an object with a 'file' string")
+    fps = meta.get("fps", 10)
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 1 <= fps <= 1000:
+        raise ValueError(f"{poses_path}: 'fps' must be a number in [1, 1000], got {fps!r}")
+    if caption is None and not isinstance(meta.get("caption", ""), str):
+        raise ValueError(f"{poses_path}: 'caption' must be a string")
     convention = meta.get("convention", "opencv")
     if convention not in ("opencv", "opengl"):
         raise ValueError(
@@ -117,10 +129,10 @@ def import_folder(
         pose = _matrix(f, "c2w", (4, 4), where)
         if convention == "opengl":
             pose = pose @ OPENGL_TO_OPENCV
-        path = folder / f["file"]
+        path = inside(folder, f["file"], where)
         if not path.is_file():
             raise FileNotFoundError(f"{where}: image {path} is missing")
-        with Image.open(path) as im:
+        with reading(path), Image.open(path) as im:
             img = np.asarray(im.convert("RGB"))
         H, W = img.shape[:2]
         if "K" in f:
@@ -145,8 +157,7 @@ def import_folder(
         c2w.append(pose)
         depth.append(d2)
     c2w_arr = nearest_rigid(np.stack(c2w), name=str(poses_path))
-    caption = caption if caption is not None else str(meta.get("caption", ""))
-    fps = meta.get("fps", 10)
+    caption = caption if caption is not None else meta.get("caption", "")
     out = write_episode(
         out_root / name,
         np.stack(rgb),
@@ -198,4 +209,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_importer(main))

@@ -42,6 +42,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
+from worldmem.data.importers import reading, run_importer
 from worldmem.geometry import pose_to_c2w
 
 EYE_HEIGHT_M = 1.62  # Minecraft's standing eye height above the feet (1 block = 1 m)
@@ -83,11 +84,13 @@ def import_recording(
     split: str = "train",
 ) -> dict:
     """Import one recording to ``out_root/name``; returns its manifest entry."""
-    with np.load(poses_path) as z:
+    with reading(poses_path), np.load(poses_path, allow_pickle=False) as z:
+        if not hasattr(z, "files"):
+            raise ValueError(f"{poses_path}: expected an .npz archive of arrays")
         if pose_key not in z:
             raise ValueError(f"{poses_path}: no '{pose_key}' array (has {sorted(z.keys())})")
         poses = np.asarray(z[pose_key], dtype=np.float64)
-    with av.open(str(video)) as container:
+    with reading(video), av.open(str(video)) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or 10)
         n_video = stream.frames or sum(1 for pk in container.demux(stream) if pk.size)
@@ -104,7 +107,7 @@ def import_recording(
     c2w = nearest_rigid(minecraft_to_c2w(poses[keep], eye_height), name=str(poses_path))
     wanted = set(keep)
     rgb, K = [], []
-    with av.open(str(video)) as container:
+    with reading(video), av.open(str(video)) as container:
         for v, frame in enumerate(container.decode(video=0)):
             i = v - offset
             if i > keep[-1]:
@@ -211,4 +214,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_importer(main))

@@ -40,6 +40,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
+from worldmem.data.importers import reading, run_importer
 from worldmem.geometry.trajectory import load_realestate10k, realestate10k_camera_lines
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -48,7 +49,7 @@ VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")
 
 def read_image(path: Path) -> np.ndarray:
     """An image file -> uint8 (H, W, 3)."""
-    with Image.open(path) as im:
+    with reading(path), Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
 
 
@@ -89,7 +90,7 @@ def frames_from_folder(folder: Path, stamps: list[int], drop_missing: bool):
 def frames_from_video(video: Path, stamps: list[int]):
     """Yield (line index, image): for each timestamp the decoded frame nearest to it."""
     order = np.argsort(stamps, kind="stable")
-    with av.open(str(video)) as container:
+    with reading(video), av.open(str(video)) as container:
         stream = container.streams.video[0]
         start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         # Clips start anywhere in their (often long) video: seek near the first timestamp.
@@ -277,4 +278,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_importer(main))

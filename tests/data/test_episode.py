@@ -289,3 +289,98 @@ def test_manifest_errors_name_line_and_field(tmp_path):
         read_manifest(tmp_path)
     with pytest.raises(ValueError, match="manifest not found"):
         read_manifest(tmp_path / "missing")
+
+
+# ---- hostile files: damaged video and depth, manifest paths out of the root -----------------
+
+
+def _flip_bytes(path: Path, start_frac: float, count: int = 16) -> None:
+    """Invert ``count`` bytes from ``start_frac`` of the way into the file (deterministic)."""
+    data = bytearray(path.read_bytes())
+    i = int(len(data) * start_frac)
+    data[i : i + count] = bytes(b ^ 0xFF for b in data[i : i + count])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", [0.3, 0.6, 0.9])
+def test_flipped_bytes_in_depth_npz_fail_at_open(episode_dir, tmp_path, where):
+    """Damage inside the compressed array (zlib.error or a CRC mismatch) is found by
+    Episode.open, not halfway through training."""
+    folder = _copy_episode(episode_dir, tmp_path / "flip_ep")
+    _flip_bytes(folder / "depth.npz", where)
+    with pytest.raises(EpisodeError, match=r"flip_ep: depth.npz has no readable 'depth' array"):
+        Episode.open(folder)
+
+
+def test_a_depth_npz_that_is_not_a_zip_fails_at_open(episode_dir, tmp_path):
+    folder = _copy_episode(episode_dir, tmp_path / "nozip_ep")
+    (folder / "depth.npz").write_bytes(b"PK\x03\x04" + bytes(200))
+    with pytest.raises(EpisodeError, match=r"nozip_ep: depth.npz .*BadZipFile"):
+        Episode.open(folder)
+
+
+@pytest.mark.parametrize("cut", [0.05, 0.5, 0.97])
+def test_a_truncated_mp4_fails_at_open_wherever_it_is_cut(episode_dir, tmp_path, cut):
+    folder = _copy_episode(episode_dir, tmp_path / "cut_ep")
+    data = (folder / "rgb.mp4").read_bytes()
+    (folder / "rgb.mp4").write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(EpisodeError, match=r"cut_ep: rgb.mp4"):
+        Episode.open(folder)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AttributeError("'NoneType' object has no attribute 'width'"),
+        UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+    ],
+)
+def test_pyav_errors_that_are_not_ffmpeg_errors_name_the_video(
+    episode_dir, tmp_path, monkeypatch, error
+):
+    """PyAV raises these on some damaged files (seen when fuzzing rgb.mp4): they too are an
+    EpisodeError naming the file, on open and on read."""
+    ep = Episode.open(episode_dir)
+
+    def broken_open(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(av, "open", broken_open)
+    name = type(error).__name__
+    with pytest.raises(EpisodeError, match=rf"ep0: rgb.mp4 is not a readable video \({name}"):
+        Episode.open(episode_dir)
+    with pytest.raises(EpisodeError, match=rf"ep0: rgb.mp4 failed to decode frames \[3\] \({name}"):
+        ep.read_rgb([3])
+
+
+def test_skip_bad_leaves_out_every_damaged_episode(episode_dir, tmp_path):
+    from worldmem.config import DataConfig, MemoryConfig
+    from worldmem.data.dataset import WorldDataset
+
+    root = tmp_path / "root"
+    _copy_episode(episode_dir, root / "good")
+    _copy_episode(episode_dir, root / "val_good")
+    cut = _copy_episode(episode_dir, root / "cut")
+    data = (cut / "rgb.mp4").read_bytes()
+    (cut / "rgb.mp4").write_bytes(data[: len(data) // 2])
+    _flip_bytes(_copy_episode(episode_dir, root / "flipped") / "depth.npz", 0.5)
+    (_copy_episode(episode_dir, root / "noise") / "rgb.mp4").write_bytes(bytes(range(256)) * 40)
+    names = ["good", "cut", "flipped", "noise"]
+    entries = [dict(path=n, split="train", num_frames=N, caption="") for n in names]
+    write_manifest(root, [*entries, dict(path="val_good", split="val", num_frames=N, caption="")])
+    cfg = DataConfig(root=str(root), image_size=H)
+    with pytest.raises(EpisodeError, match="cut: rgb.mp4"):
+        WorldDataset(cfg, MemoryConfig(), "train")
+    cfg.skip_bad = True
+    ds = WorldDataset(cfg, MemoryConfig(), "train")
+    assert [p.name for p in ds.episodes] == ["good"]
+
+
+@pytest.mark.parametrize("path", ["../x", "a/../../x", "a/..", "/abs/e", "..", "a\\..\\x", "a\0b"])
+def test_manifest_paths_must_stay_inside_the_root(tmp_path, path):
+    entry = dict(path=path, split="train", num_frames=3, caption="")
+    with pytest.raises(ValueError, match="inside it"):
+        write_manifest(tmp_path, [entry])
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(entry) + "\n")
+    with pytest.raises(ValueError, match=r"manifest.jsonl line 1: 'path' must be a folder"):
+        read_manifest(tmp_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import av
@@ -388,3 +389,101 @@ def test_cli_help(name, capsys):
         _script(name).main(["--help"])
     assert e.value.code == 0
     assert "--out" in capsys.readouterr().out or name == "mine_revisits"
+
+
+# ---- hostile input: one line naming the file (and line), exit code 1, no traceback -----------
+
+
+def _folder_capture(tmp_path, frames: list[dict] | None = None) -> Path:
+    src = tmp_path / "cap"
+    src.mkdir()
+    Image.fromarray(_frame(0, 8, 8)).save(src / "a.png")
+    frames = frames or [{"file": "a.png", "c2w": np.eye(4).tolist()}]
+    (src / "poses.json").write_text(json.dumps({"fov_deg": 60, "frames": frames}))
+    return src
+
+
+def _run_cli(name: str, argv: list[str], capsys) -> tuple[int, str]:
+    from worldmem.data.importers import run_importer
+
+    code = run_importer(_script(name).main, argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.mark.parametrize("file", ["../outside.png", "/etc/hostname", "sub/../../outside.png"])
+def test_folder_frame_paths_must_stay_inside_the_input(tmp_path, capsys, file):
+    Image.fromarray(_frame(0, 8, 8)).save(tmp_path / "outside.png")
+    src = _folder_capture(tmp_path, [{"file": file, "c2w": np.eye(4).tolist()}])
+    code, err = _run_cli(
+        "import_folder", ["--input", str(src), "--out", str(tmp_path / "o")], capsys
+    )
+    assert code == 1
+    assert f"error: {src / 'poses.json'} frame {file!r}: {file!r} is outside {src}" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "poses, message",
+    [
+        ('{"frames": [1, 2', r"poses.json: cannot read \(.*line 1 column"),
+        ("[1, 2]", r"poses.json: expected a JSON object, got list"),
+        ('{"frames": [5]}', r"poses.json: frame 0 must be an object with a 'file' string"),
+        ('{"frames": [{"file": 3}]}', r"frame 0 must be an object with a 'file' string"),
+        ('{"fps": "fast", "frames": [{"file": "a.png"}]}', r"'fps' must be a number"),
+        ('{"fov_deg": 60, "frames": [{"file": "a.png", "c2w": "eye"}]}', r"'c2w' must be a"),
+    ],
+)
+def test_folder_bad_poses_json_names_the_file(tmp_path, capsys, poses, message):
+    src = _folder_capture(tmp_path)
+    (src / "poses.json").write_text(poses)
+    code, err = _run_cli(
+        "import_folder", ["--input", str(src), "--out", str(tmp_path / "o")], capsys
+    )
+    assert code == 1 and err.startswith("error: ")
+    assert re.search(message, err), err
+
+
+def test_folder_damaged_image_and_depth_name_the_file(tmp_path, capsys):
+    src = _folder_capture(tmp_path)
+    png = (src / "a.png").read_bytes()
+    (src / "a.png").write_bytes(png[: len(png) // 2])  # truncated
+    code, err = _run_cli(
+        "import_folder", ["--input", str(src), "--out", str(tmp_path / "o")], capsys
+    )
+    assert code == 1 and f"error: {src / 'a.png'}: cannot read" in err
+    (src / "a.png").write_bytes(png)
+    (src / "depth").mkdir()
+    (src / "depth" / "a.npy").write_bytes(b"\x93NUMPY garbage")
+    code, err = _run_cli(
+        "import_folder", ["--input", str(src), "--out", str(tmp_path / "o")], capsys
+    )
+    assert code == 1 and f"error: {src / 'depth' / 'a.npy'}: cannot read" in err
+
+
+def test_colmap_image_names_must_stay_inside_the_images_folder(tmp_path, capsys):
+    model = tmp_path / "sparse"
+    model.mkdir()
+    (tmp_path / "images").mkdir()
+    (model / "cameras.txt").write_text("1 PINHOLE 8 8 8 8 4 4\n")
+    (model / "images.txt").write_text("1 1 0 0 0 0 0 0 1 ../secret.png\n\n")
+    argv = ["--model", str(model), "--images", str(tmp_path / "images"), "--out", str(tmp_path)]
+    code, err = _run_cli("import_colmap", argv, capsys)
+    assert code == 1 and "'../secret.png' is outside" in err
+
+
+def test_minecraft_damaged_npz_and_video_name_the_file(tmp_path, capsys):
+    _write_mp4(tmp_path / "r.mp4", [_frame(i, 32, 32) for i in range(5)], fps=10)
+    np.savez_compressed(tmp_path / "r.npz", poses=np.zeros((5, 5)))
+    data = bytearray((tmp_path / "r.npz").read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 16] = bytes(16)
+    (tmp_path / "r.npz").write_bytes(bytes(data))
+    argv = ["--input", str(tmp_path / "r.mp4"), "--out", str(tmp_path / "o")]
+    code, err = _run_cli("import_minecraft", argv, capsys)
+    assert code == 1 and f"error: {tmp_path / 'r.npz'}" in err
+    np.savez(tmp_path / "r.npz", poses=np.zeros((5, 5)))
+    video = (tmp_path / "r.mp4").read_bytes()
+    (tmp_path / "r.mp4").write_bytes(video[:200])
+    code, err = _run_cli("import_minecraft", argv, capsys)
+    assert code == 1 and f"error: {tmp_path / 'r.mp4'}" in err

@@ -21,8 +21,9 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from fractions import Fraction
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import av
 import numpy as np
@@ -58,6 +59,33 @@ RESEEK_FRAMES = 2 * GOP_FRAMES
 
 class EpisodeError(ValueError):
     """An episode folder that cannot be read; the message names the folder and the problem."""
+
+
+# What PyAV raises on a damaged video besides its own errors (a missing codec context, a
+# metadata string that is not UTF-8, a nonsense time base), and numpy / zipfile / zlib on a
+# damaged .npz. Caught only around reads, and re-raised as EpisodeError naming the file.
+_VIDEO_ERRORS = (
+    av.FFmpegError,
+    AttributeError,
+    UnicodeDecodeError,
+    ValueError,
+    IndexError,
+    OverflowError,
+    ZeroDivisionError,
+    TypeError,
+    OSError,
+    EOFError,
+)
+_NPZ_ERRORS = (
+    OSError,
+    KeyError,
+    ValueError,
+    EOFError,
+    NotImplementedError,  # zipfile: a damaged header naming an unknown compression method
+    zipfile.BadZipFile,
+    zlib.error,
+)
+DEPTH_CHECK_CHUNK_BYTES = 1 << 20  # Episode.open decompresses depth.npz this much at a time
 
 
 def _fail(folder: Path, problem: str) -> EpisodeError:
@@ -269,13 +297,21 @@ class Episode:
                         self.folder,
                         f"rgb.mp4 has {n} frames but cameras.json has {num_poses} poses",
                     )
-        except av.FFmpegError as e:
-            raise _fail(self.folder, f"rgb.mp4 is not a readable video ({e})") from None
+        except EpisodeError:
+            raise
+        except _VIDEO_ERRORS as e:
+            raise _fail(
+                self.folder, f"rgb.mp4 is not a readable video ({type(e).__name__}: {e})"
+            ) from None
         # The header can claim frames that a damaged file no longer holds: decode the last one.
         try:
             self._decode_sorted([num_poses - 1])
-        except av.FFmpegError as e:
-            raise _fail(self.folder, f"rgb.mp4 cannot decode its last frame ({e})") from None
+        except EpisodeError:
+            raise
+        except _VIDEO_ERRORS as e:
+            raise _fail(
+                self.folder, f"rgb.mp4 cannot decode its last frame ({type(e).__name__}: {e})"
+            ) from None
         finally:
             self.close()
 
@@ -289,8 +325,14 @@ class Episode:
                     shape, _, dtype = np.lib.format.read_array_header_1_0(f)
                 else:
                     shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
-            raise _fail(self.folder, f"depth.npz has no readable 'depth' array ({e})") from None
+                # decompress the rest (in pieces): zipfile checks its CRC at the end, so
+                # damage is found here, not in the middle of training
+                while f.read(DEPTH_CHECK_CHUNK_BYTES):
+                    pass
+        except _NPZ_ERRORS as e:
+            raise _fail(
+                self.folder, f"depth.npz has no readable 'depth' array ({type(e).__name__}: {e})"
+            ) from None
         if tuple(shape) != want or dtype.kind != "f":
             raise _fail(
                 self.folder,
@@ -324,9 +366,14 @@ class Episode:
             return torch.zeros(0, 3, self.height, self.width)
         try:
             frames = self._decode_sorted(sorted(set(idx)))
-        except av.FFmpegError as e:
+        except EpisodeError:
             self.close()
-            raise _fail(self.folder, f"rgb.mp4 failed to decode frames {idx} ({e})") from None
+            raise
+        except _VIDEO_ERRORS as e:
+            self.close()
+            raise _fail(
+                self.folder, f"rgb.mp4 failed to decode frames {idx} ({type(e).__name__}: {e})"
+            ) from None
         out = np.stack([frames[i] for i in idx])  # (n, H, W, 3) uint8
         return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
 
@@ -340,10 +387,12 @@ class Episode:
         if not self.has_depth:
             return torch.zeros(len(idx), 1, self.height, self.width)
         try:
-            with np.load(self.folder / "depth.npz") as z:
+            with np.load(self.folder / "depth.npz", allow_pickle=False) as z:
                 d = z["depth"]
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-            raise _fail(self.folder, f"depth.npz cannot be read ({e})") from None
+        except _NPZ_ERRORS as e:
+            raise _fail(
+                self.folder, f"depth.npz cannot be read ({type(e).__name__}: {e})"
+            ) from None
         d = torch.from_numpy(d[idx].astype(np.float32))
         return torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0).clamp_min_(0)[:, None]
 
@@ -481,8 +530,19 @@ def _check_entry(entry, where: str) -> dict:
     if missing:
         raise ValueError(f"{where}: missing keys {missing}")
     path = entry["path"]
-    if not isinstance(path, str) or not path or Path(path).is_absolute():
-        raise ValueError(f"{where}: 'path' must be a folder relative to the root, got {path!r}")
+    parts = PurePosixPath(path).parts if isinstance(path, str) else ()
+    if (
+        not parts
+        or PurePosixPath(path).is_absolute()
+        or Path(path).is_absolute()
+        or any(p in ("..", ".") for p in parts)
+        or "\\" in path
+        or "\0" in path
+    ):
+        raise ValueError(
+            f"{where}: 'path' must be a folder relative to the root, inside it (no '..'), "
+            f"got {path!r}"
+        )
     if entry["split"] not in SPLITS:
         raise ValueError(f"{where}: 'split' must be one of {SPLITS}, got {entry['split']!r}")
     n = entry["num_frames"]
