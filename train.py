@@ -62,7 +62,15 @@ def main(cfg: TrainRootConfig) -> Path:
     if ckpt == "last":
         ckpt = find_last_checkpoint(out)
         print(f"resuming from {ckpt}" if ckpt else "no checkpoint to resume; starting fresh")
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    done = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt else None
+    if done is not None and done["global_step"] >= cfg.train.max_steps:
+        # nothing left to train (a run stopped early and exported at its checkpoint):
+        # Lightning refuses to resume a finished mid-epoch run, so take its weights directly
+        print(f"{ckpt} is at step {done['global_step']} >= max_steps: exporting it")
+        module.load_state_dict(done["state_dict"])
+    else:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    del done
     export = out / "pipeline"
     if trainer.is_global_zero:
         if metrics_files(out):

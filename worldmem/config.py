@@ -247,7 +247,7 @@ class SampleConfig:
     trajectory: str = "worldmem/assets/demo/trajectory.json"  # language, .json or RE10K .txt
     num_frames: int = 0  # 0: as many as the trajectory has
     seed: int = 0
-    steps: int = 4  # denoising steps per chunk
+    steps: int | None = None  # denoising steps per chunk (None: the checkpoint's own)
     guidance_scale: float = 1.0  # classifier-free guidance on text and memory (1 = off)
     memory: str = "all"
     side_by_side: bool = True  # also write generated | memory render | depth
@@ -257,7 +257,8 @@ class SampleConfig:
 
     def __post_init__(self):
         _choice(self, "memory", MEMORY_MODES)
-        _int_range(self, "steps", 1, MAX_SAMPLE_STEPS)
+        if self.steps is not None:
+            _int_range(self, "steps", 1, MAX_SAMPLE_STEPS)
         _int_range(self, "fps", 1, MAX_FPS)
         _int_range(self, "num_frames", 0, 2**63 - 1)  # the trajectory's length bounds it
         _int_range(self, "seed", 0, 2**63 - 1)

@@ -184,7 +184,7 @@ class WorldPipeline:
             model,
             model_cfg,
             memory_cfg,
-            steps=overrides.pop("steps", meta["sampler"]["steps"]),
+            steps=overrides.pop("steps", None) or meta["sampler"]["steps"],
             guidance_scale=overrides.pop("guidance_scale", meta["sampler"]["guidance_scale"]),
             stochastic=overrides.pop("stochastic", meta["sampler"]["stochastic"]),
             fov_deg=meta["camera"]["fov_deg"],

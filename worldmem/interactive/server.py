@@ -145,7 +145,7 @@ def load_template(cfg: SampleRootConfig) -> tuple[WorldPipeline, ModelInfo]:
         model,
         model_cfg,
         MemoryConfig(),
-        steps=s.steps,
+        steps=s.steps or 2,
         guidance_scale=s.guidance_scale,
         actions=cfg.actions,
         device=s.device,
