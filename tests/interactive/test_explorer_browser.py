@@ -168,14 +168,14 @@ def test_keys_and_buttons_move_the_reported_pose_as_the_keymap_says(walk):
     assert start["pose"] == pytest.approx([0, 0, 0], abs=1e-6) and start["yaw"] == 0
     # W moves forward along the heading (+z at yaw 0)
     assert fwd["pose"] == pytest.approx([0, 0, FORWARD * MOVE], abs=1e-4)
-    assert fwd["index"] == FORWARD
+    assert fwd["index"] == start["index"] + FORWARD  # (a start frame is frame 0 of the world)
     # the left arrow turns left (yaw < 0) without moving
     assert far["yaw"] == pytest.approx(-TURNS * TURN, abs=1e-3)
     assert far["pose"] == pytest.approx(fwd["pose"], abs=1e-4)
     # the on-screen right button turns back; S walks back to the start
     assert walk["turned_back"]["yaw"] == pytest.approx(0, abs=1e-3)
     assert walk["back"]["pose"] == pytest.approx([0, 0, 0], abs=1e-4)
-    assert walk["back"]["index"] == 2 * (FORWARD + TURNS)
+    assert walk["back"]["index"] == start["index"] + 2 * (FORWARD + TURNS)
     # the frame on the page changed as the camera moved
     assert mad(fwd, start) > 1.0 and mad(far, fwd) > 1.0
     assert walk["state"] == "ready"
