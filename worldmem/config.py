@@ -32,6 +32,7 @@ __all__ = [
     "SampleRootConfig",
     "ConfigError",
     "MEMORY_MODES",
+    "MAX_SAMPLE_SEED",
     "load_config",
     "to_dict",
     "from_dict",
@@ -225,6 +226,7 @@ class TrainConfig:
 
 
 MEMORY_MODES = ("none", "working", "episodic", "spatial", "all")
+MAX_SAMPLE_SEED = 2**63 - 1  # job seeds are non-negative 64-bit integers
 
 
 @dataclass
@@ -261,7 +263,7 @@ class SampleConfig:
             _int_range(self, "steps", 1, MAX_SAMPLE_STEPS)
         _int_range(self, "fps", 1, MAX_FPS)
         _int_range(self, "num_frames", 0, 2**63 - 1)  # the trajectory's length bounds it
-        _int_range(self, "seed", 0, 2**63 - 1)
+        _int_range(self, "seed", 0, MAX_SAMPLE_SEED)
         if not isinstance(self.device, str) or not DEVICE_RE.fullmatch(self.device):
             raise ConfigError(
                 f"SampleConfig.device: '{self.device}' is not one of auto, cpu, cuda, cuda:N, mps"

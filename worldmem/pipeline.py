@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 
 from worldmem.config import (
-    MEMORY_MODES,
     ActionConfig,
     MemoryConfig,
     ModelConfig,
@@ -67,9 +66,6 @@ _STATE_KEYS = frozenset(
         "seed",
     }
 )
-
-assert set(MEMORY_MODE_GIVES) == set(MEMORY_MODES)
-_MODES = MEMORY_MODE_GIVES
 
 
 def resolve_device(device: str) -> torch.device:
@@ -615,9 +611,10 @@ class WorldPipeline:
             )
         if not isinstance(state["prompt"], str):
             raise ValueError(f"{path}: 'prompt' must be a string")
-        if state["memory_mode"] not in _MODES:
+        if state["memory_mode"] not in MEMORY_MODE_GIVES:
             raise ValueError(
-                f"{path}: 'memory_mode' {state['memory_mode']!r} is not one of {', '.join(_MODES)}"
+                f"{path}: 'memory_mode' {state['memory_mode']!r} is not one of "
+                f"{', '.join(MEMORY_MODE_GIVES)}"
             )
         fc = state["frame_count"]
         if isinstance(fc, bool) or not isinstance(fc, int) or fc < 0:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmem.config import SampleConfig, SampleRootConfig, to_dict
+from worldmem.config import MAX_SAMPLE_SEED, SampleConfig, SampleRootConfig, to_dict
 from worldmem.geometry import scale_intrinsics
 from worldmem.geometry.trajectory import (
     MAX_TRAJECTORY_FRAMES,
@@ -70,7 +70,6 @@ class JobResult:
 
 _JOB_KEYS = {"name", "prompt", "trajectory", "image", "depth", "num_frames", "seed"}
 _JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a plain file name, no separators
-MAX_SEED = 2**63 - 1  # seeds are non-negative 64-bit integers
 
 
 def check_job_name(name: object, where: str) -> str:
@@ -167,7 +166,9 @@ def load_jobs(cfg: SampleConfig) -> list[Job]:
                 num_frames=_int_field(
                     obj, "num_frames", cfg.num_frames, 0, MAX_TRAJECTORY_FRAMES, where
                 ),
-                seed=_int_field(obj, "seed", (cfg.seed + len(jobs)) % MAX_SEED, 0, MAX_SEED, where),
+                seed=_int_field(
+                    obj, "seed", (cfg.seed + len(jobs)) % MAX_SAMPLE_SEED, 0, MAX_SAMPLE_SEED, where
+                ),
             )
         )
     if not jobs:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from worldmem.config import MEMORY_MODES
 from worldmem.data.batch import FrameSet, WorldBatch
 from worldmem.memory import EpisodicMemory, SpatialMemory
 
@@ -27,6 +28,7 @@ MEMORY_MODE_GIVES = {
     "spatial": frozenset({"working", "spatial"}),
     "all": frozenset({"working", "episodic", "spatial"}),
 }
+assert tuple(MEMORY_MODE_GIVES) == MEMORY_MODES  # the config's choices are these modes
 
 
 def memories_for_mode(mode: str) -> frozenset[str]:
