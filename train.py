@@ -62,7 +62,8 @@ def main(cfg: TrainRootConfig) -> Path:
     if ckpt == "last":
         ckpt = find_last_checkpoint(out)
         print(f"resuming from {ckpt}" if ckpt else "no checkpoint to resume; starting fresh")
-    done = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt else None
+    # mmap: only the step and (when exporting) the weights are read, not the optimizer state
+    done = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True) if ckpt else None
     if done is not None and done["global_step"] >= cfg.train.max_steps:
         # nothing left to train (a run stopped early and exported at its checkpoint):
         # Lightning refuses to resume a finished mid-epoch run, so take its weights directly
