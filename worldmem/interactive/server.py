@@ -533,7 +533,9 @@ def create_app(
                 conn.closed = True
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:  # wait, not gather: gather re-raises a child's CancelledError in place of
+                # the handler's own, which the server's cancel scope would not recognise
+                await asyncio.wait(tasks)
             code, reason = conn.close_reason if conn is not None else (1000, "")
             try:
                 await ws.close(code=code, reason=reason)
