@@ -221,6 +221,7 @@ class TrainConfig:
     # a pipeline folder (e.g. checkpoints/worldmem-tiny) whose weights start the model and its
     # EMA: continues a shipped model without its optimizer state (a fresh schedule)
     init_from: str | None = None
+    init_reset_output: bool = False  # with init_from: the output layer starts as initialised
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
 

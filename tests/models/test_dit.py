@@ -12,6 +12,7 @@ from worldmem.diffusion import encode_frames
 from worldmem.diffusion.dummy import dummy_world_batch
 from worldmem.geometry import look_at
 from worldmem.models import IdentityCodec, ModelFrames, WorldDiT
+from worldmem.models.dit import memory_prior
 
 
 def _perturb(model: WorldDiT, seed: int = 0, std: float = 0.05, skip=()) -> WorldDiT:
@@ -55,10 +56,16 @@ def test_forward_backward_shapes():
     out = m(**inp)
     assert out.sample.shape == out.x0.shape == (2, 2, 4, 32, 32)
     assert out.gate.shape == (2, 2, 1, 32, 32)
-    # zero output layer at init: x0 is the gated memory render alone
-    mem, mask = inp["memory"][:, :, :4], inp["memory"][:, :, 4:]
-    gate = torch.sigmoid(torch.tensor(3.0))
-    torch.testing.assert_close(out.x0, gate * mask * mem)
+    # zero output layer at init: x0 is the prior, the render itself where valid
+    mem, valid = inp["memory"][:, :, :4], inp["memory"][:, :, 4:] > 0.5
+    prior, has_prior = memory_prior(inp["memory"])
+    assert has_prior.all()
+    torch.testing.assert_close(out.x0, prior, atol=0, rtol=0)
+    v4 = valid.expand_as(mem)
+    torch.testing.assert_close(out.x0[v4], mem[v4], atol=0, rtol=0)
+    lo = mem.masked_fill(~v4, float("inf")).amin((3, 4), keepdim=True)
+    hi = mem.masked_fill(~v4, -float("inf")).amax((3, 4), keepdim=True)
+    assert bool(((out.x0 >= lo - 1e-6) & (out.x0 <= hi + 1e-6)).all())  # holes: a fill
     # velocity and x0 describe the same point of the flow path
     sigma = inp["target"].sigma[:, :, None, None, None]
     torch.testing.assert_close(inp["target"].x - sigma * out.sample, out.x0, atol=1e-5, rtol=0)
@@ -93,7 +100,7 @@ def test_memory_tokens_never_see_targets(model):
 
 
 def test_invalid_frames_are_ignored(model):
-    inp = _inputs(seed=5)
+    inp = {**_inputs(seed=5), "memory": None}  # no prior: the output is all the network's
     inp["keyframes"].valid[:, 1] = False
     out = model(**inp).sample
     kf = inp["keyframes"]
@@ -144,25 +151,31 @@ def test_no_memory_equals_an_empty_render(model):
     assert (model(**inp).sample - out_none.sample).abs().max() > 1e-3
 
 
-def test_open_gate_passes_valid_memory_through_exactly(model):
-    """Where the render is valid and the gate is open, x0 is the render whatever the noisy
-    input; where the render has no point, x0 is the network's own drawing."""
-    inp = _inputs(seed=10)
+def _with_gate_bias(model, delta: float, **inp):
+    """Two predictions (the given noisy targets, then fresh noise) with the gate logit moved."""
     with torch.no_grad():
-        model.decoder.out.bias[-1] += 40.0  # sigmoid -> 1 in float32
+        model.decoder.out.bias[-1] += delta  # +-40: sigmoid -> 1 or 0 in float32
     try:
-        a = model(**inp)
         t = inp["target"]
-        b = model(**{**inp, "target": replace(t, x=torch.randn_like(t.x))})
+        return model(**inp), model(**{**inp, "target": replace(t, x=torch.randn_like(t.x))})
     finally:
         with torch.no_grad():
-            model.decoder.out.bias[-1] -= 40.0
+            model.decoder.out.bias[-1] -= delta
+
+
+def test_open_gate_passes_valid_memory_through_exactly(model):
+    """With the gate open, x0 is the render where it is valid whatever the noisy input, and
+    the network draws on the fill in the holes; with the gate shut, it draws everywhere."""
+    inp = _inputs(seed=10)
+    a, b = _with_gate_bias(model, 40.0, **inp)
     mem, valid = inp["memory"][:, :, :4], inp["memory"][:, :, 4:] > 0.5
     assert valid.any() and (~valid).any()
     v4 = valid.expand_as(mem)
     torch.testing.assert_close(a.x0[v4], mem[v4], atol=1e-6, rtol=0)
     torch.testing.assert_close(b.x0[v4], mem[v4], atol=1e-6, rtol=0)
     assert (a.x0[~v4] - b.x0[~v4]).abs().max() > 1e-3  # holes follow the noisy input
+    shut, shut_b = _with_gate_bias(model, -40.0, **inp)
+    assert (shut.x0[v4] - shut_b.x0[v4]).abs().max() > 1e-3
 
 
 def test_memory_parameters_read_the_render(model):

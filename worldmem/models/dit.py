@@ -13,10 +13,13 @@ a slot (its index within the group).
 
 Output. A convolutional decoder with skip connections from the target's stem (a U-Net around
 the transformer, so there is no patch-grid noise and fine detail of the inputs can pass
-straight through) predicts each target's clean frame ``x0`` and a per-pixel gate. Where the
-memory render is valid the output is ``g * memory + (1 - g) * x0_net`` with the gate ``g``
-starting near 1: valid memory comes out unchanged unless the model has learned a reason to
-change it, so what the memory holds is not limited by what the network can draw.
+straight through) draws a correction to a prior and predicts a per-pixel gate:
+``x0 = prior + (1 - g * valid) * drawn``. The prior is the spatial-memory render with its
+holes push-pull filled (``memory_prior``: the smooth continuation of what surrounds each hole;
+zeros for an empty render). Where the render is valid the gate ``g`` starts near 1, so valid
+memory comes out unchanged unless the model has learned a reason to change it, and what the
+memory holds is not limited by what the network can draw. In holes the network draws freely
+on top of the fill, so an undertrained model degrades to the smooth fill, not to noise.
 
 Attention is block-causal: context and keyframe tokens attend only to context and keyframe
 tokens, target tokens attend to everything, and frames with ``valid=False`` are never keys
@@ -48,9 +51,10 @@ from worldmem.models.embeddings import (
     camera_rays,
     sincos_2d,
 )
+from worldmem.memory.fill import push_pull_fill
 from worldmem.models.text import ByteTextEncoder, HFTextEncoder, TextStates, minilm_path
 
-__all__ = ["WorldDiT", "WorldDiTOutput", "ModelFrames", "KVCache", "ROLES"]
+__all__ = ["WorldDiT", "WorldDiTOutput", "ModelFrames", "KVCache", "ROLES", "memory_prior"]
 
 ROLES = {"context": 0, "keyframe": 1, "target": 2}
 
@@ -187,6 +191,15 @@ class ConvDecoder(nn.Module):
             h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
             h = h + F.gelu(lvl["conv"](h))
         return self.out(h)
+
+
+def memory_prior(memory: Tensor) -> tuple[Tensor, Tensor]:
+    """The prior each target's output is gated towards: memory ``(B, T, C + 1, h, w)`` (frame
+    channels, then validity) -> the render with its holes push-pull filled ``(B, T, C, h, w)``
+    and ``(B, T)`` bool, False where the render has no valid pixel (no prior)."""
+    C = memory.shape[2] - 1
+    prior, has = push_pull_fill(memory[:, :, :C].flatten(0, 1), memory[:, :, C:].flatten(0, 1) > 0.5)
+    return prior.unflatten(0, memory.shape[:2]), has.unflatten(0, memory.shape[:2])
 
 
 def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -400,7 +413,12 @@ class WorldDiT(ModelMixin, ConfigMixin):
         for lvl in self.decoder.levels:
             nn.init.zeros_(lvl["cond"].weight)
             nn.init.zeros_(lvl["cond"].bias)
-        # DiT: zero output layer; the gate starts open (valid memory passes through)
+        self.reset_output()
+
+    def reset_output(self) -> None:
+        """The output layer as initialised (DiT: zero, so x0 is the prior; the gate open, so
+        valid memory passes through). Also how a fine-tune re-learns the output from a
+        checkpoint trained with another output parameterisation (``train.init_reset_output``)."""
         nn.init.zeros_(self.decoder.out.weight)
         nn.init.zeros_(self.decoder.out.bias)
         with torch.no_grad():
@@ -612,14 +630,15 @@ class WorldDiT(ModelMixin, ConfigMixin):
         out = rearrange(out, "b f (y x) d -> (b f) d y x", y=g // p)
         out = self.decoder(out, skips, t_cond.flatten(0, 1))  # (B T, C + 1, h, w)
         out = out.unflatten(0, (B, T)).to(target.x.dtype)
-        x0_net, gate_logit = out[:, :, :C], out[:, :, C:]
+        drawn, gate_logit = out[:, :, :C], out[:, :, C:]
         if memory is None:
             gate = torch.zeros_like(gate_logit)
-            x0 = x0_net
+            x0 = drawn
         else:
             mem = memory.to(out.dtype)
+            prior, _ = memory_prior(mem)  # an empty render's prior is zeros
             gate = torch.sigmoid(gate_logit) * (mem[:, :, C:] > 0.5).to(out.dtype)
-            x0 = gate * mem[:, :, :C] + (1 - gate) * x0_net
+            x0 = prior + (1 - gate) * drawn
         sigma = target.sigma.to(x0.dtype).clamp(min=_MIN_SIGMA)[:, :, None, None, None]
         velocity = (target.x - x0) / sigma
         if not return_dict:

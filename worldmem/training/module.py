@@ -91,7 +91,9 @@ class WorldModule(L.LightningModule):
             )
         state = load_file(str(weights))
         self.model.load_state_dict(state)
-        self.ema.load_state_dict(state)
+        if self.cfg.train.init_reset_output:
+            self.model.reset_output()
+        self.ema.load_state_dict(self.model.state_dict())
 
     def training_step(self, batch: WorldBatch, batch_idx: int) -> torch.Tensor:
         out = self.flow.training_losses(

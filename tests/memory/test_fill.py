@@ -1,0 +1,59 @@
+"""The push-pull hole fill against cases with a known answer."""
+
+import pytest
+import torch
+
+from worldmem.memory.fill import push_pull_fill
+
+
+def test_valid_pixels_are_returned_exactly_and_the_fill_is_convex():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 4, 37, 50, generator=g)  # odd sizes: partial pooling windows
+    valid = torch.rand(3, 1, 37, 50, generator=g) > 0.8
+    y, filled = push_pull_fill(x, valid)
+    assert filled.all()
+    v = valid.expand_as(x)
+    assert torch.equal(y[v], x[v])
+    lo = x.masked_fill(~v, 2).amin((2, 3), keepdim=True)
+    hi = x.masked_fill(~v, -1).amax((2, 3), keepdim=True)
+    assert bool(((y >= lo - 1e-6) & (y <= hi + 1e-6)).all())
+
+
+@pytest.mark.parametrize("where", [(0, 0), (31, 17), (63, 63)])
+def test_one_valid_pixel_colours_the_whole_image(where):
+    x = torch.zeros(1, 3, 64, 64)
+    valid = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    x[0, :, where[0], where[1]] = torch.tensor([0.2, 0.5, 0.9])
+    valid[0, 0, where[0], where[1]] = True
+    y, _ = push_pull_fill(x, valid)
+    torch.testing.assert_close(y, x[:, :, where[0], where[1], None, None].expand_as(y))
+
+
+def test_a_hole_between_two_colours_blends_from_one_to_the_other():
+    """Left third 0, right third 1, the middle a hole: the fill rises monotonically across it
+    and each side's neighbour is close to its own colour."""
+    x = torch.zeros(1, 1, 32, 96)
+    x[..., 64:] = 1
+    valid = torch.ones(1, 1, 32, 96, dtype=torch.bool)
+    valid[..., 32:64] = False
+    y, _ = push_pull_fill(x, valid)
+    row = y[0, 0, 16, 32:64]
+    assert bool((row[1:] >= row[:-1] - 1e-6).all())
+    assert row[0] < 0.25 and row[-1] > 0.75
+    assert y[0, 0, :, 32:64].std(0).max() < 1e-5  # rows agree: the image is uniform in y
+
+
+def test_an_empty_render_is_left_as_it_was():
+    x = torch.rand(2, 3, 16, 16)
+    valid = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    valid[1, 0, 3, 4] = True
+    y, filled = push_pull_fill(x, valid)
+    assert filled.tolist() == [False, True]
+    assert torch.equal(y[0], x[0])
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match="valid"):
+        push_pull_fill(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 9))
+    with pytest.raises(ValueError, match="expected"):
+        push_pull_fill(torch.zeros(3, 8, 8), torch.zeros(1, 8, 8))

@@ -1,0 +1,58 @@
+"""Filling the holes of a render: the push-pull (masked image pyramid) interpolation.
+
+The world model's prior for a target frame (``worldmem.models.dit``): the spatial-memory render
+is kept exactly where it is valid, and every hole takes a smooth continuation of the valid
+pixels around it, at whatever scale the hole needs. Push: halve the image repeatedly, each
+level the weighted mean of the valid pixels below it (weights are the fraction valid). Pull:
+from the coarsest level back up, a pixel keeps its own mean in proportion to how valid it is
+and takes the upsampled coarser level for the rest. A fully valid pixel is returned unchanged;
+an image with no valid pixel is returned as it was (zeros for an empty render), with
+``filled`` False.
+
+Gortler et al., "The Lumigraph" (SIGGRAPH 1996), section 3.3, describes the method.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["push_pull_fill"]
+
+_EPS = 1e-8
+
+
+def push_pull_fill(x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """x ``(N, C, H, W)``, valid ``(N, 1, H, W)`` (bool or weights in [0, 1]) -> the filled
+    image ``(N, C, H, W)`` and ``filled`` ``(N,)`` bool (False: no valid pixel, x returned).
+
+    Valid pixels (weight 1) are returned exactly; the fill is a convex combination of valid
+    pixels, so it stays within their range. No gradient flows to ``valid``."""
+    if x.ndim != 4 or valid.ndim != 4 or valid.shape[1] != 1 or valid.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"push_pull_fill: expected x (N, C, H, W) and valid (N, 1, H, W); got "
+            f"{tuple(x.shape)} and {tuple(valid.shape)}"
+        )
+    if valid.shape[2:] != x.shape[2:]:
+        raise ValueError(f"push_pull_fill: valid {tuple(valid.shape)} != x {tuple(x.shape)}")
+    w = valid.detach().to(x.dtype).clamp(0, 1)
+    filled = w.flatten(1).amax(1) > 0
+    # push: weighted means at halving resolutions (an odd edge pools the pixels it has)
+    levels = [(x * w, w)]
+    while min(levels[-1][1].shape[2:]) > 1:
+        xw, ww = levels[-1]
+        levels.append(
+            (
+                F.avg_pool2d(xw, 2, ceil_mode=True, count_include_pad=False),
+                F.avg_pool2d(ww, 2, ceil_mode=True, count_include_pad=False),
+            )
+        )
+    # pull: coarse to fine; a level's own mean counts in proportion to its weight
+    xw, ww = levels[-1]
+    out = xw / ww.clamp(min=_EPS)
+    for xw, ww in reversed(levels[:-1]):
+        up = F.interpolate(out, size=xw.shape[2:], mode="bilinear", align_corners=False)
+        a = ww.clamp(max=1.0)
+        out = xw / ww.clamp(min=_EPS) * a + up * (1 - a)
+    return torch.where(filled[:, None, None, None], out, x), filled
