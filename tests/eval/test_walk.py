@@ -254,7 +254,7 @@ def test_pure_noise_scores_below_every_baseline_and_fails_the_sharpness_bound(tu
     res = run_walk(_StandIn(_noise), turn_case)
     rows = {r["row"]: r for r in summarize_walk(res.records)}
     assert set(rows) == set(ROWS)
-    for b in ("warp", "memory", "previous"):
+    for b in ("warp", "warp, filled", "memory", "previous"):
         assert rows["model"]["psnr"] < rows[b]["psnr"]
     assert rows["model"]["sharpness"] > SHARPNESS_BOUNDS[1]
     mark = verdict(rows["model"], rows["warp"])

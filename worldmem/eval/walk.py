@@ -12,8 +12,10 @@ it) and walks a path that comes back, of one of ``WALK_KINDS``:
 Rows (identical cameras and seed): ``model`` (start with depth, all memories), ``model, no
 start depth`` (``depth=None``), ``no memory`` (``memory="working"``: the working window only),
 and the baselines ``warp`` (the start frame warped to each camera with its true depth,
-z-buffer, holes the start frame's mean colour), ``memory`` (the spatial-memory render the
-model was given, holes filled alike) and ``previous`` (the previous true frame).
+z-buffer, holes the start frame's mean colour), ``warp, filled`` (the same warp with its
+holes push-pull filled: the smooth continuation of the pixels around them, the non-learned
+counterpart of the model's prior), ``memory`` (the spatial-memory render the model was given,
+holes the mean colour) and ``previous`` (the previous true frame).
 
 Frames are scored over the whole walk, at start revisits (frames at least
 ``RETURN_MIN_FRAMES`` after the start whose surface the start camera saw: ``START_OVERLAP`` of
@@ -36,6 +38,7 @@ from torch import Tensor
 
 from worldmem.eval.baselines import backward_warp, fill_holes, forward_warp
 from worldmem.eval.metrics import psnr, sharpness_ratio, ssim
+from worldmem.memory.fill import push_pull_fill
 from worldmem.geometry import c2w_to_pose, frustum_overlap, pose_to_c2w
 
 __all__ = [
@@ -53,7 +56,7 @@ __all__ = [
 
 WALK_KINDS = ("out_and_back", "loop", "turn", "strafe", "look_up_down")
 MODEL_ROWS = ("model", "model, no start depth", "no memory")
-BASELINE_ROWS = ("warp", "memory", "previous")
+BASELINE_ROWS = ("warp", "warp, filled", "memory", "previous")
 ROWS = MODEL_ROWS + BASELINE_ROWS
 _ROW_MODE = {"model": ("all", True), "model, no start depth": ("all", False)}
 _ROW_MODE["no memory"] = ("working", True)
@@ -239,11 +242,14 @@ def run_walk(
             memory_render = torch.cat([case.rgb[:1], mem])
     if "memory" in rows:
         images["memory"] = memory_render
-    if "warp" in rows:
+    if "warp" in rows or "warp, filled" in rows:
         w_rgb, _, w_mask = forward_warp(
             case.rgb[:1], case.depth[:1], case.c2w[:1], case.K[:1], case.c2w, case.K
         )
-        images["warp"] = fill_holes(w_rgb, w_mask, fill)
+        if "warp" in rows:
+            images["warp"] = fill_holes(w_rgb, w_mask, fill)
+        if "warp, filled" in rows:
+            images["warp, filled"] = push_pull_fill(w_rgb, w_mask)[0]
     if "previous" in rows:
         images["previous"] = torch.cat([case.rgb[:1], case.rgb[:-1]])
 
