@@ -76,7 +76,10 @@ def main(cfg: TrainRootConfig) -> Path:
     if trainer.is_global_zero:
         if metrics_files(out):
             plot_loss_curve(metrics_files(out), out / "loss_curve.png")
-        WorldPipeline.from_module(module).save_pretrained(export)
+        if dm.train_set is None:
+            dm.setup("fit")
+        fov_x, fov_y = dm.train_set.field_of_view()  # the cameras it learned from
+        WorldPipeline.from_module(module, fov_x, fov_y).save_pretrained(export)
         print(f"exported the EMA model to {export}")
     return export
 

@@ -165,3 +165,18 @@ def test_observe_puts_ground_truth_frames_into_every_memory():
     assert (r.rgb[0][:, m] - rgb[-1][:, m]).abs().mean() < 0.06  # the seen view comes back
     with pytest.raises(ValueError, match="depth"):
         p.observe(rgb, depth[:, :, :16], c2w)
+
+
+def test_a_pipeline_keeps_its_training_cameras_through_save_and_load(tmp_path, tiny_pipeline_dir):
+    from worldmem.geometry import fov_from_intrinsics
+
+    p = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    wide = WorldPipeline(p.model, p.model_cfg, p.memory_cfg, fov_deg=90.0, fov_y_deg=60.0)
+    wide.save_pretrained(tmp_path / "wide")
+    assert json.loads((tmp_path / "wide" / "pipeline.json").read_text())["camera"] == {
+        "fov_deg": 90.0,
+        "fov_y_deg": 60.0,
+    }
+    back = WorldPipeline.from_pretrained(tmp_path / "wide", device="cpu")
+    fx, fy = fov_from_intrinsics(back.K, back.size, back.size)
+    assert float(fx) == pytest.approx(90.0, abs=1e-4) and float(fy) == pytest.approx(60.0, abs=1e-4)

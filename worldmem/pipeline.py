@@ -31,7 +31,7 @@ from worldmem.config import (
     to_dict,
 )
 from worldmem.data.inputs import MEMORY_MODE_GIVES, assemble_inputs, memories_for_mode
-from worldmem.geometry import check_c2w, check_K, intrinsics_from_fov
+from worldmem.geometry import DEFAULT_FOV_DEG, check_c2w, check_K, intrinsics_from_fov
 from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
@@ -119,11 +119,12 @@ class WorldPipeline:
         memory_cfg: MemoryConfig,
         steps: int = 4,
         guidance_scale: float = 1.0,
-        fov_deg: float = 75.0,
+        fov_deg: float = DEFAULT_FOV_DEG,
         actions: ActionConfig | None = None,
         device: str | torch.device = "cpu",
         codec: torch.nn.Module | None = None,
         stochastic: bool = True,
+        fov_y_deg: float | None = None,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -141,10 +142,12 @@ class WorldPipeline:
         self.stochastic = stochastic
         self.steps = steps
         self.guidance_scale = guidance_scale
-        self.fov_deg = fov_deg
+        self.fov_deg = float(fov_deg)
+        self.fov_y_deg = None if fov_y_deg is None else float(fov_y_deg)
         self.actions = actions or ActionConfig()
         self.size = model_cfg.image_size
-        self.K = intrinsics_from_fov(fov_deg, self.size, self.size).to(self.device)
+        K = intrinsics_from_fov(fov_deg, self.size, self.size, fov_y_deg)
+        self.K = K.to(self.device)
         self.memory_mode = "all"
         self.prompt = ""
         self._reset(seed=0)
@@ -184,19 +187,24 @@ class WorldPipeline:
             guidance_scale=overrides.pop("guidance_scale", meta["sampler"]["guidance_scale"]),
             stochastic=overrides.pop("stochastic", meta["sampler"]["stochastic"]),
             fov_deg=meta["camera"]["fov_deg"],
+            fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
             codec=codec,
             **overrides,
         )
 
     @classmethod
-    def from_module(cls, module, fov_deg: float = 75.0) -> WorldPipeline:
-        """A pipeline over a training module's EMA weights."""
+    def from_module(
+        cls, module, fov_deg: float = DEFAULT_FOV_DEG, fov_y_deg: float | None = None
+    ) -> WorldPipeline:
+        """A pipeline over a training module's EMA weights, its cameras those of the training
+        frames (``WorldDataset.field_of_view``)."""
         return cls(
             module.ema,
             module.cfg.model,
             module.cfg.memory,
             fov_deg=fov_deg,
+            fov_y_deg=fov_y_deg,
             device=module.device,
             codec=module.codec,
         )
@@ -215,7 +223,7 @@ class WorldPipeline:
                 "guidance_scale": self.guidance_scale,
                 "stochastic": self.stochastic,
             },
-            "camera": {"fov_deg": self.fov_deg},
+            "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
         }
         (path / "pipeline.json").write_text(json.dumps(meta, indent=2))
         return path

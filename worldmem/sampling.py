@@ -288,7 +288,6 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
     from rich.table import Table
     from tqdm import tqdm
 
-    from worldmem.geometry import intrinsics_from_fov
     from worldmem.pipeline import Chunk, WorldPipeline, memories_for_mode
 
     cfg = root.sample
@@ -309,7 +308,7 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
         actions=root.actions,
     )
     S = pipe.size
-    K = intrinsics_from_fov(pipe.fov_deg, S, S)
+    K = pipe.K.cpu()
     plans = []
     for job in jobs:
         try:

@@ -108,3 +108,26 @@ def test_broken_episode_fails_with_its_name_or_is_skipped(tmp_path, caplog):
         ds = WorldDataset(_data(root, skip_bad=True), tiny_memory_config(), "train")
     assert [p.name for p in ds.episodes] == ["ep_000"]
     assert "ep_001" in caplog.text
+
+
+def test_field_of_view_is_the_training_frames_median(synthetic_root, tmp_path):
+    """The synthetic worlds are 75 degrees square; wide non-square frames (90 x 60 degrees, one
+    episode of three at 50 x 40) give their median, whatever size they are resized to."""
+    from worldmem.data.episode import write_episode, write_manifest
+    from worldmem.geometry import intrinsics_from_fov
+
+    fx, fy = WorldDataset(_data(synthetic_root), tiny_memory_config()).field_of_view()
+    assert fx == pytest.approx(75.0, abs=1e-4) and fy == pytest.approx(75.0, abs=1e-4)
+
+    g = torch.Generator().manual_seed(0)
+    entries = []
+    for i, (fov_x, fov_y, n) in enumerate([(90.0, 60.0, 6), (90.0, 60.0, 6), (50.0, 40.0, 6)]):
+        K = intrinsics_from_fov(fov_x, 40, 24, fov_y)[None].expand(n, 3, 3)
+        c2w = torch.eye(4).expand(n, 4, 4).clone()
+        c2w[:, 2, 3] = torch.arange(n) * 0.1
+        rgb = torch.randint(0, 256, (n, 24, 40, 3), generator=g, dtype=torch.uint8)
+        write_episode(tmp_path / f"ep{i}", rgb, c2w, K, "wide", depth=torch.ones(n, 24, 40))
+        entries.append(dict(path=f"ep{i}", split="train", num_frames=n, caption="wide"))
+    write_manifest(tmp_path, entries)
+    fx, fy = WorldDataset(_data(tmp_path), tiny_memory_config()).field_of_view()
+    assert fx == pytest.approx(90.0, abs=1e-3) and fy == pytest.approx(60.0, abs=1e-3)

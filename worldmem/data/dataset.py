@@ -26,7 +26,7 @@ from worldmem.data.batch import WorldBatch, collate_world_batches
 from worldmem.data.episode import Episode, EpisodeError, read_manifest
 from worldmem.data.inputs import assemble_inputs, padded_frames
 from worldmem.data.revisits import REVISITS_NAME, find_revisits, read_revisit_index
-from worldmem.geometry import scale_intrinsics
+from worldmem.geometry import fov_from_intrinsics, scale_intrinsics
 from worldmem.memory import EpisodicMemory, SpatialMemory
 
 __all__ = ["WorldDataset", "WorldDataModule", "EpisodeFrames"]
@@ -119,6 +119,16 @@ class WorldDataset(Dataset):
         self.revisit_set = set(self.revisits)
         self._cache: OrderedDict[int, EpisodeFrames] = OrderedDict()
         self._cache_size = 16
+
+    def field_of_view(self) -> tuple[float, float]:
+        """The training frames' (horizontal, vertical) field of view in degrees: the median
+        over every frame of every episode (frames are resized to a square, which keeps both).
+        A model samples best at the cameras it was trained with, so its export keeps these."""
+        fovs = [
+            torch.stack(fov_from_intrinsics(K, W, H), -1) for _, _, K, H, W in self.meta
+        ]
+        fx, fy = torch.cat(fovs).median(0).values.tolist()
+        return fx, fy
 
     def _mine_revisits(self, root: Path) -> list[tuple[int, int]]:
         """(episode, target start) pairs that revisit: from ``root/revisits.jsonl`` when it was

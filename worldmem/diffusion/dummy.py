@@ -7,7 +7,7 @@ import math
 import torch
 
 from worldmem.data.batch import FrameSet, WorldBatch
-from worldmem.geometry import intrinsics_from_fov, look_at
+from worldmem.geometry import DEFAULT_FOV_DEG, intrinsics_from_fov, look_at
 
 __all__ = ["dummy_world_batch"]
 
@@ -16,7 +16,7 @@ def _frames(B: int, N: int, size: int, start: int, g: torch.Generator) -> FrameS
     angles = (torch.arange(N, dtype=torch.float32) + start) * (2 * math.pi / 24)  # 15 deg apart
     eye = torch.stack([2 * angles.sin(), torch.zeros(N), -2 * angles.cos()], -1)  # (N, 3)
     c2w = look_at(eye, torch.zeros(N, 3)).expand(B, N, 4, 4).clone()
-    K = intrinsics_from_fov(75.0, size, size).expand(B, N, 3, 3).clone()
+    K = intrinsics_from_fov(DEFAULT_FOV_DEG, size, size).expand(B, N, 3, 3).clone()
     depth = 1.0 + 3.0 * torch.rand(B, N, 1, size, size, generator=g)
     depth[..., : size // 8, :] = 0.0  # a band of unknown depth (sky)
     return FrameSet(

@@ -9,6 +9,7 @@ from worldmem.geometry.actions import (
     wrap_deg,
 )
 from worldmem.geometry.camera import (
+    DEFAULT_FOV_DEG,
     c2w_to_w2c,
     check_c2w,
     check_K,
@@ -47,6 +48,7 @@ from worldmem.geometry.trajectory import (
 )
 
 __all__ = [
+    "DEFAULT_FOV_DEG",
     "KEYS",
     "MAX_STEP_FRAMES",
     "REVISIT_TRAJECTORIES",

@@ -22,6 +22,7 @@ __all__ = [
     "se3_inverse",
     "c2w_to_w2c",
     "w2c_to_c2w",
+    "DEFAULT_FOV_DEG",
     "intrinsics_from_fov",
     "fov_from_intrinsics",
     "scale_intrinsics",
@@ -110,6 +111,9 @@ def c2w_to_w2c(c2w: Tensor) -> Tensor:
 def w2c_to_c2w(w2c: Tensor) -> Tensor:
     """``(..., 4, 4)`` world-to-camera -> camera-to-world."""
     return se3_inverse(w2c)
+
+
+DEFAULT_FOV_DEG = 75.0  # horizontal field of view of the synthetic worlds and ready-made paths
 
 
 def intrinsics_from_fov(

@@ -64,7 +64,13 @@ from worldmem.geometry.actions import (
     _step,
     wrap_deg,
 )
-from worldmem.geometry.camera import check_c2w, check_K, intrinsics_from_fov, se3_inverse
+from worldmem.geometry.camera import (
+    DEFAULT_FOV_DEG,
+    check_c2w,
+    check_K,
+    intrinsics_from_fov,
+    se3_inverse,
+)
 
 __all__ = [
     "Trajectory",
@@ -546,7 +552,7 @@ def out_and_back(
     *,
     distance_m: float = 2.0,
     start_c2w: Tensor | None = None,
-    fov_deg: float = 75.0,
+    fov_deg: float = DEFAULT_FOV_DEG,
     width: int = 64,
     height: int = 64,
 ) -> Trajectory:
@@ -570,7 +576,7 @@ def loop(
     *,
     radius_m: float = 1.5,
     start_c2w: Tensor | None = None,
-    fov_deg: float = 75.0,
+    fov_deg: float = DEFAULT_FOV_DEG,
     width: int = 64,
     height: int = 64,
 ) -> Trajectory:
@@ -593,7 +599,7 @@ def look_around_and_return(
     sweep_deg: float = 90.0,
     tilt_deg: float = 15.0,
     start_c2w: Tensor | None = None,
-    fov_deg: float = 75.0,
+    fov_deg: float = DEFAULT_FOV_DEG,
     width: int = 64,
     height: int = 64,
 ) -> Trajectory:
@@ -615,7 +621,7 @@ def orbit(
     radius_m: float = 2.0,
     arc_deg: float = 360.0,
     start_c2w: Tensor | None = None,
-    fov_deg: float = 75.0,
+    fov_deg: float = DEFAULT_FOV_DEG,
     width: int = 64,
     height: int = 64,
 ) -> Trajectory:
