@@ -175,3 +175,26 @@ def test_start_image_and_depth_or_prompt_only(tmp_path, tiny_pipeline_dir):
     np.save(bad, np.zeros((4, 4, 3), dtype=np.int32))
     with pytest.raises(ValueError, match="bad_depth.npy"):
         run_jobs(_cfg(tiny_pipeline_dir, tmp_path / "c", f"sample.depth={bad}"))
+
+
+def test_side_by_side_paints_unknown_depth_black_with_one_range_per_chunk():
+    from types import SimpleNamespace
+
+    import torch
+
+    from worldmem.io import depth_to_rgb
+    from worldmem.sampling import side_by_side_frames
+
+    S = 4
+    near = torch.linspace(1.0, 2.0, S * S).reshape(1, 1, S, S)
+    depth = torch.cat([near, 2 * near])  # (2, 1, S, S): the second frame twice as far
+    depth[0, 0, 0, 0] = 0.0  # unknown
+    rgb = torch.rand(2, 3, S, S, generator=torch.Generator().manual_seed(0))
+    frames = side_by_side_frames(SimpleNamespace(rgb=rgb, memory_rgb=rgb, depth=depth))
+    assert frames.shape == (2, S, 3 * S, 3)
+    assert (frames[0, 0, 2 * S] == 0).all()  # unknown depth: black, not the nearest colour
+    # one inverse-depth range for the chunk: only the nearest pixels of the chunk get the
+    # colormap's near end, not the nearest pixel of the farther frame
+    near_end = depth_to_rgb(np.array([[1.0, 2.0, 4.0]], np.float32))[0, 0]
+    assert (frames[0, 0, 2 * S + 1] == near_end).all()
+    assert (frames[1, 0, 2 * S] != near_end).any() and (frames[1, 0, 2 * S] != 0).any()

@@ -268,18 +268,18 @@ def load_start(cfg: SampleConfig, size: int) -> tuple[torch.Tensor | None, torch
 
 
 def side_by_side_frames(chunk) -> np.ndarray:
-    """uint8 ``(T, H, 3W, 3)``: generated | spatial-memory render | depth (turbo colours)."""
-    import matplotlib
+    """uint8 ``(T, H, 3W, 3)``: generated | spatial-memory render | depth (``depth_to_rgb``
+    with one inverse-depth range for the whole chunk; unknown depth is black)."""
+    from worldmem.io import depth_to_rgb, inverse_depth_range
 
     rgb = chunk.rgb.clamp(0, 1)
     mem = chunk.memory_rgb.clamp(0, 1)
-    d = chunk.depth[:, 0].clamp(min=1e-3)
-    inv = 1 / d
-    lo, hi = torch.quantile(inv, 0.02), torch.quantile(inv, 0.98)
-    dn = ((inv - lo) / (hi - lo + 1e-6)).clamp(0, 1).cpu().numpy()
-    depth_rgb = torch.from_numpy(matplotlib.colormaps["turbo"](dn)[..., :3]).permute(0, 3, 1, 2)
-    grid = torch.cat([rgb.cpu(), mem.cpu(), depth_rgb.float()], dim=-1)  # (T, 3, H, 3W)
-    return (grid.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    grid = torch.cat([rgb.cpu(), mem.cpu()], dim=-1)  # (T, 3, H, 2W)
+    images = (grid.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    depth = chunk.depth[:, 0].float().cpu().numpy()  # (T, H, W)
+    inv_range = inverse_depth_range(depth)
+    depth_rgb = np.stack([depth_to_rgb(d, inv_range) for d in depth])  # (T, H, W, 3)
+    return np.concatenate([images, depth_rgb], axis=2)
 
 
 def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list[JobResult]:

@@ -13,7 +13,7 @@ from conftest import make_tiny_pipeline
 from plyfile import PlyData
 
 from worldmem.config import ActionConfig
-from worldmem.interactive.session import Session, depth_to_rgb, fork_pipeline
+from worldmem.interactive.session import Session, fork_pipeline
 
 MOVE = ActionConfig().move_m
 TURN = ActionConfig().turn_deg
@@ -134,16 +134,6 @@ def test_insets_and_map(session):
     assert insets["depth"].shape == (S, S, 3) and insets["memory"].shape == (S, S, 3)
     assert insets["map"].shape == (session.map_size_px, session.map_size_px, 3)
     assert insets["map"].std() > 0  # points and the camera path are drawn
-
-
-def test_depth_colours_run_from_red_near_to_blue_far():
-    depth = np.array([[0.5, 1.0, 4.0, 0.0]], np.float32)
-    rgb = depth_to_rgb(depth).astype(int)
-    assert rgb[0, 0, 0] > rgb[0, 0, 2]  # near: red
-    assert rgb[0, 2, 2] > rgb[0, 2, 0]  # far: blue
-    assert (rgb[0, 3] == 0).all()  # unknown depth: black
-    with pytest.raises(ValueError, match=r"\(H, W\)"):
-        depth_to_rgb(np.zeros((1, 2, 2)))
 
 
 def test_sessions_share_the_model_but_not_the_world(template):

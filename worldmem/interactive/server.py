@@ -67,10 +67,10 @@ from worldmem.interactive.session import (
     Frame,
     Session,
     StartFrame,
-    depth_to_rgb,
     encode_png,
     fork_pipeline,
 )
+from worldmem.io import depth_to_rgb
 from worldmem.pipeline import WorldPipeline
 
 __all__ = [

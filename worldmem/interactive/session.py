@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from worldmem.geometry.actions import KEYS, c2w_to_pose
+from worldmem.io import depth_to_rgb, write_video
 from worldmem.pipeline import Chunk, WorldPipeline, memories_for_mode
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "Session",
     "StartFrame",
     "fork_pipeline",
-    "depth_to_rgb",
     "encode_png",
 ]
 
@@ -100,27 +100,6 @@ def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
     """``(..., 3, H, W)`` in [0, 1] -> uint8 ``(..., H, W, 3)``."""
     x = (rgb.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     return x.movedim(-3, -1).cpu().numpy()
-
-
-def depth_to_rgb(depth: np.ndarray) -> np.ndarray:
-    """Depth ``(H, W)`` metres -> uint8 ``(H, W, 3)`` (turbo colours of inverse depth, near is
-    red, far is blue; robust 2-98 % range; zeros, unknown depth, are black)."""
-    import matplotlib
-
-    depth = np.asarray(depth, dtype=np.float32)
-    if depth.ndim != 2:
-        raise ValueError(f"depth: expected (H, W), got {depth.shape}")
-    valid = np.isfinite(depth) & (depth > 0)
-    out = np.zeros((*depth.shape, 3), np.uint8)
-    if not valid.any():
-        return out
-    inv = np.zeros_like(depth)
-    inv[valid] = 1.0 / depth[valid]
-    lo, hi = np.percentile(inv[valid], [2, 98])
-    norm = np.clip((inv - lo) / (hi - lo + 1e-6), 0, 1)
-    colours = (matplotlib.colormaps["turbo"](norm)[..., :3] * 255).round().astype(np.uint8)
-    out[valid] = colours[valid]
-    return out
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -302,8 +281,6 @@ class Session:
 
     def video_mp4(self, fps: int = 8) -> bytes:
         """The kept frames as an H.264 mp4; ``ValueError`` if there are none yet."""
-        from worldmem.io import write_video
-
         frames = self.video_frames()
         if len(frames) == 0:
             raise ValueError("no frames yet: start a world and move first")

@@ -1,0 +1,48 @@
+import matplotlib
+import numpy as np
+import pytest
+
+from worldmem.io import DEPTH_COLORMAP, UNKNOWN_DEPTH_RGB, depth_to_rgb
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _colormap_lut() -> np.ndarray:
+    """The colormap's entries, far end first, as uint8 ``(N, 3)``."""
+    cmap = matplotlib.colormaps[DEPTH_COLORMAP]
+    return (cmap(np.linspace(0, 1, cmap.N))[:, :3] * 255).round().astype(int)
+
+
+def test_depth_colours_run_from_red_near_to_blue_far():
+    depth = np.array([[0.5, 1.0, 4.0, 0.0]], np.float32)
+    rgb = depth_to_rgb(depth).astype(int)
+    assert rgb[0, 0, 0] > rgb[0, 0, 2]  # near: red
+    assert rgb[0, 2, 2] > rgb[0, 2, 0]  # far: blue
+    assert (rgb[0, 3] == 0).all()  # unknown depth: black
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        depth_to_rgb(np.zeros((1, 2, 2)))
+
+
+def test_unknown_depth_is_black_and_nearer_depth_takes_the_near_end_of_the_colormap():
+    depth = np.array([[0.5, 1.0, 2.0, 4.0, 8.0], [0.0, -1.0, NAN, INF, -INF]], np.float32)
+    rgb = depth_to_rgb(depth).astype(int)
+    lut = _colormap_lut()
+
+    assert UNKNOWN_DEPTH_RGB == (0, 0, 0)
+    assert (rgb[1] == UNKNOWN_DEPTH_RGB).all()  # <= 0 and non-finite depth
+    assert not (lut == UNKNOWN_DEPTH_RGB).all(1).any()  # black is no colour of the colormap
+
+    # the nearest and farthest depths lie beyond the robust range: the colormap's two ends
+    assert (rgb[0, 0] == lut[-1]).all() and (rgb[0, 4] == lut[0]).all()
+    # in between, nearer depth sits nearer the near end
+    place = [int(np.abs(lut - c).sum(1).argmin()) for c in rgb[0]]
+    assert place == sorted(place, reverse=True) and len(set(place)) == 5
+
+
+def test_a_given_range_colours_every_frame_alike():
+    inv_range = (0.25, 1.0)  # inverse depth: 4 m is the far end, 1 m the near end
+    lut = _colormap_lut()
+    near = depth_to_rgb(np.full((2, 2), 1.0, np.float32), inv_range).astype(int)
+    far = depth_to_rgb(np.full((2, 2), 4.0, np.float32), inv_range).astype(int)
+    assert (near == lut[-1]).all() and (far == lut[0]).all()
+    assert (depth_to_rgb(np.zeros((2, 2), np.float32), inv_range) == UNKNOWN_DEPTH_RGB).all()
