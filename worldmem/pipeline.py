@@ -1,6 +1,6 @@
 """WorldPipeline: generate a world chunk by chunk, with three memories keeping it consistent.
 
-The loop for one chunk (see docs/design.md)::
+The loop for one chunk (docs/design.md; docs/architecture.md follows it through the code)::
 
     cameras -> spatial.render -> episodic.retrieve -> working.frames -> denoise
             -> chunk out -> working.push, episodic.maybe_add, spatial.insert
