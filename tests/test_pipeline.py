@@ -80,6 +80,15 @@ def test_memories_are_updated_in_every_mode():
     assert p.frame_count == 4
 
 
+def test_the_working_memory_holds_the_last_frames_under_their_frame_indices():
+    p = make_tiny_pipeline()  # chunks of 2 frames, a working window of 2
+    p.start(prompt="")
+    chunk = p.step(["w"] * 5)  # chunks of 2, 2 and 1 frames
+    assert chunk.frame_index.tolist() == [0, 1, 2, 3, 4]
+    assert p.working.steps == [3, 4]
+    assert torch.equal(p.working.frames()[2], chunk.c2w[-2:])
+
+
 def test_actions_move_the_camera_as_the_keymap_says():
     p = make_tiny_pipeline()
     p.start(prompt="")

@@ -511,7 +511,7 @@ class WorldPipeline:
         n = len(rgb)
         K = self.K.expand(n, 3, 3) if K is None else K
         first = self.frame_count
-        self.working.push(rgb, depth, c2w, K, step=first + n - 1)
+        self.working.push(rgb, depth, c2w, K, step=first)
         for i in range(n):
             self.episodic.maybe_add(rgb[i], depth[i], c2w[i], K[i], step=first + i)
         self.spatial.insert(rgb, depth, c2w, K, step=first + n - 1, observed=observed)
