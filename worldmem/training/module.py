@@ -9,10 +9,7 @@ import lightning as L
 import torch
 
 from worldmem.config import (
-    DataConfig,
-    MemoryConfig,
     ModelConfig,
-    TrainConfig,
     TrainRootConfig,
     from_dict,
     to_dict,
@@ -62,13 +59,6 @@ class WorldModule(L.LightningModule):
             "text": t.p_drop_text,
             "cold": t.p_cold_start,
         }
-
-    @classmethod
-    def from_configs(
-        cls, model: ModelConfig, memory: MemoryConfig, data: DataConfig, train: TrainConfig
-    ) -> WorldModule:
-        root = TrainRootConfig(model=model, memory=memory, data=data, train=train)
-        return cls(to_dict(root))
 
     def load_weights_from(self, pipeline_dir: str) -> None:
         """Start the model and its EMA from a pipeline folder's weights (``<dir>/model``).
