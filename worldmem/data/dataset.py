@@ -124,9 +124,7 @@ class WorldDataset(Dataset):
         """The training frames' (horizontal, vertical) field of view in degrees: the median
         over every frame of every episode (frames are resized to a square, which keeps both).
         A model samples best at the cameras it was trained with, so its export keeps these."""
-        fovs = [
-            torch.stack(fov_from_intrinsics(K, W, H), -1) for _, _, K, H, W in self.meta
-        ]
+        fovs = [torch.stack(fov_from_intrinsics(K, W, H), -1) for _, _, K, H, W in self.meta]
         fx, fy = torch.cat(fovs).median(0).values.tolist()
         return fx, fy
 

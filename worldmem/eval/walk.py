@@ -38,8 +38,8 @@ from torch import Tensor
 
 from worldmem.eval.baselines import backward_warp, fill_holes, forward_warp
 from worldmem.eval.metrics import psnr, sharpness_ratio, ssim
-from worldmem.memory.fill import push_pull_fill
 from worldmem.geometry import c2w_to_pose, frustum_overlap, pose_to_c2w
+from worldmem.memory.fill import push_pull_fill
 
 __all__ = [
     "WALK_KINDS",

@@ -45,13 +45,13 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from worldmem.config import ModelConfig
+from worldmem.memory.fill import push_pull_fill
 from worldmem.models.embeddings import (
     CameraEmbedding,
     TimestepEmbedding,
     camera_rays,
     sincos_2d,
 )
-from worldmem.memory.fill import push_pull_fill
 from worldmem.models.text import ByteTextEncoder, HFTextEncoder, TextStates, minilm_path
 
 __all__ = ["WorldDiT", "WorldDiTOutput", "ModelFrames", "KVCache", "ROLES", "memory_prior"]
@@ -198,7 +198,9 @@ def memory_prior(memory: Tensor) -> tuple[Tensor, Tensor]:
     channels, then validity) -> the render with its holes push-pull filled ``(B, T, C, h, w)``
     and ``(B, T)`` bool, False where the render has no valid pixel (no prior)."""
     C = memory.shape[2] - 1
-    prior, has = push_pull_fill(memory[:, :, :C].flatten(0, 1), memory[:, :, C:].flatten(0, 1) > 0.5)
+    prior, has = push_pull_fill(
+        memory[:, :, :C].flatten(0, 1), memory[:, :, C:].flatten(0, 1) > 0.5
+    )
     return prior.unflatten(0, memory.shape[:2]), has.unflatten(0, memory.shape[:2])
 
 
