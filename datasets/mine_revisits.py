@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worldmem.data.episode import Episode, EpisodeError, read_manifest
+from worldmem.data.episode import Episode, EpisodeError, episode_folder, read_manifest
 from worldmem.data.revisits import find_revisits, write_revisit_index
 
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for entry in entries:
         try:
-            ep = Episode.open(args.root / entry["path"])
+            ep = Episode.open(episode_folder(args.root, entry["path"], str(args.root)))
         except EpisodeError as e:
             if not args.skip_bad:
                 raise

@@ -1,5 +1,6 @@
 import json
 import logging
+import re
 
 import pytest
 import torch
@@ -108,6 +109,20 @@ def test_broken_episode_fails_with_its_name_or_is_skipped(tmp_path, caplog):
         ds = WorldDataset(_data(root, skip_bad=True), tiny_memory_config(), "train")
     assert [p.name for p in ds.episodes] == ["ep_000"]
     assert "ep_001" in caplog.text
+
+
+def test_an_episode_linked_from_outside_the_root_is_refused_even_when_skipping_bad(tmp_path):
+    elsewhere = write_synthetic_dataset(tmp_path / "elsewhere", episodes=2, frames=12)
+    root = tmp_path / "root"
+    root.mkdir()
+    for name in ["ep_000", "ep_001"]:
+        (root / name).symlink_to(elsewhere / name)
+    (root / "manifest.jsonl").write_text((elsewhere / "manifest.jsonl").read_text())
+    for skip_bad in (False, True):
+        with pytest.raises(
+            ValueError, match=rf"'ep_000' leads to .* outside the root {re.escape(str(root))}"
+        ):
+            WorldDataset(_data(root, skip_bad=skip_bad), tiny_memory_config(), "train")
 
 
 def test_field_of_view_is_the_training_frames_median(synthetic_root, tmp_path):

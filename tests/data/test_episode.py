@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import pickle
+import re
 from pathlib import Path
 
 import av
@@ -16,6 +17,7 @@ from worldmem.data.episode import (
     GOP_FRAMES,
     Episode,
     EpisodeError,
+    episode_folder,
     read_manifest,
     update_manifest,
     write_episode,
@@ -384,3 +386,47 @@ def test_manifest_paths_must_stay_inside_the_root(tmp_path, path):
     (tmp_path / "manifest.jsonl").write_text(json.dumps(entry) + "\n")
     with pytest.raises(ValueError, match=r"manifest.jsonl line 1: 'path' must be a folder"):
         read_manifest(tmp_path)
+
+
+def test_manifest_paths_through_a_symlink_out_of_the_root_are_refused(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "ep").symlink_to(outside)  # the entry itself
+    (root / "up").symlink_to(tmp_path)  # a folder on the way: "up/outside"
+    for path in ["ep", "up/outside"]:
+        entry = dict(path=path, split="train", num_frames=3, caption="")
+        message = re.escape(
+            f"'path' {path!r} leads to {outside.resolve()}, outside the root {root}"
+        )
+        with pytest.raises(ValueError, match=rf"manifest entry 0: {message}"):
+            write_manifest(root, [entry])
+        (root / "manifest.jsonl").write_text(json.dumps(entry) + "\n")
+        with pytest.raises(ValueError, match=rf"manifest.jsonl line 1: {message}"):
+            read_manifest(root)
+
+
+def test_manifest_symlinks_that_stay_inside_the_root_are_kept(tmp_path):
+    real = tmp_path / "real"
+    (real / "store" / "ep0").mkdir(parents=True)
+    (real / "ep0").symlink_to(real / "store" / "ep0")
+    root = tmp_path / "root"
+    root.symlink_to(real)  # the root itself may be a link
+    entries = [dict(path="ep0", split="train", num_frames=3, caption="")]
+    write_manifest(root, entries)
+    assert read_manifest(root) == entries
+
+
+@pytest.mark.parametrize("path", ["../outside", "/outside", "ep"])
+def test_episode_folder_follows_dotdot_absolute_paths_and_symlinks(tmp_path, path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "ep").symlink_to(outside)
+    path = str(outside) if path == "/outside" else path
+    with pytest.raises(
+        ValueError, match=rf"^where: 'path' .* outside the root {re.escape(str(root))}"
+    ):
+        episode_folder(root, path, "where")
+    (root / "in").mkdir()
+    assert episode_folder(root, "in", "where") == root / "in"

@@ -424,6 +424,20 @@ def test_folder_frame_paths_must_stay_inside_the_input(tmp_path, capsys, file):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("link", ["a_link.png", "up/outside.png"])
+def test_folder_frame_paths_through_a_symlink_out_of_the_input_are_refused(tmp_path, capsys, link):
+    Image.fromarray(_frame(0, 8, 8)).save(tmp_path / "outside.png")
+    src = _folder_capture(tmp_path, [{"file": link, "c2w": np.eye(4).tolist()}])
+    (src / "a_link.png").symlink_to(tmp_path / "outside.png")  # the frame itself
+    (src / "up").symlink_to(tmp_path)  # a folder on the way
+    code, err = _run_cli(
+        "import_folder", ["--input", str(src), "--out", str(tmp_path / "o")], capsys
+    )
+    assert code == 1
+    assert f"error: {src / 'poses.json'} frame {link!r}: {link!r} is outside {src}" in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "poses, message",
     [

@@ -23,7 +23,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from worldmem.config import DataConfig, MemoryConfig
 from worldmem.data.batch import WorldBatch, collate_world_batches
-from worldmem.data.episode import Episode, EpisodeError, read_manifest
+from worldmem.data.episode import (
+    MANIFEST_NAME,
+    Episode,
+    EpisodeError,
+    episode_folder,
+    read_manifest,
+)
 from worldmem.data.inputs import assemble_inputs, padded_frames
 from worldmem.data.revisits import REVISITS_NAME, find_revisits, read_revisit_index
 from worldmem.geometry import fov_from_intrinsics, scale_intrinsics
@@ -95,7 +101,7 @@ class WorldDataset(Dataset):
         for e in entries:
             if e["split"] != split:
                 continue
-            path = root / e["path"]
+            path = episode_folder(root, e["path"], str(root / MANIFEST_NAME))
             try:
                 ep = Episode.open(path)
                 if ep.num_frames < cfg.chunk_frames + 1:

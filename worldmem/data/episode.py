@@ -38,6 +38,7 @@ __all__ = [
     "SPLITS",
     "Episode",
     "EpisodeError",
+    "episode_folder",
     "fit_frame",
     "nearest_rigid",
     "parse_size",
@@ -553,6 +554,21 @@ def _check_entry(entry, where: str) -> dict:
     return entry
 
 
+def episode_folder(root: str | os.PathLike, path: str, where: str) -> Path:
+    """``root / path``, the folder of a manifest entry, when it stays inside ``root`` with
+    symbolic links, ``..`` and absolute paths followed; else a ``ValueError`` beginning with
+    ``where`` that names the path, where it leads and the root."""
+    root = Path(root)
+    folder = root / path
+    resolved = folder.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise ValueError(
+            f"{where}: 'path' {path!r} leads to {resolved}, outside the root {root}; "
+            "episode folders must stay inside it"
+        )
+    return folder
+
+
 def write_manifest(root: str | os.PathLike, entries: list[dict]) -> Path:
     """Write ``root/manifest.jsonl``: one line per entry
     ``dict(path=<relative folder>, split="train"|"val"|"test", num_frames=int, caption=str)``
@@ -561,6 +577,7 @@ def write_manifest(root: str | os.PathLike, entries: list[dict]) -> Path:
     seen = set()
     for i, e in enumerate(entries):
         _check_entry(e, f"manifest entry {i}")
+        episode_folder(root, e["path"], f"manifest entry {i}")
         if e["path"] in seen:
             raise ValueError(f"manifest entry {i}: path {e['path']!r} appears twice")
         seen.add(e["path"])
@@ -575,8 +592,9 @@ def write_manifest(root: str | os.PathLike, entries: list[dict]) -> Path:
 def read_manifest(root: str | os.PathLike) -> list[dict]:
     """Read ``root/manifest.jsonl`` -> list of entry dicts (see ``write_manifest``).
 
-    Raises ``ValueError`` naming the file and line of a malformed entry. Does not open the
-    episodes (``Episode.open`` does that)."""
+    Raises ``ValueError`` naming the file and line of a malformed entry, or of one whose
+    folder leads out of ``root`` (see ``episode_folder``). Does not open the episodes
+    (``Episode.open`` does that)."""
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
         raise ValueError(f"{path}: manifest not found")
@@ -589,6 +607,7 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} line {n}: not JSON ({e})") from None
         entries.append(_check_entry(entry, f"{path} line {n}"))
+        episode_folder(root, entry["path"], f"{path} line {n}")
     return entries
 
 
