@@ -154,6 +154,49 @@ def test_bad_input_is_rejected_before_anything_changes(tmp_path, tiny_pipeline_d
         WorldPipeline.from_pretrained(tmp_path, device="cpu")
 
 
+@pytest.mark.parametrize("fails", ["model", "spatial memory"])
+def test_a_step_failing_in_a_later_chunk_leaves_the_world_as_it_was(
+    tiny_pipeline_dir, monkeypatch, fails
+):
+    """The model (or the spatial memory, after the working and episodic memories took the
+    chunk) raises on the second of three chunks: the world is the one before the call, so
+    the next step equals that of a twin that never made the failing call."""
+    p, twin = (WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu") for _ in "ab")
+    for q in (p, twin):
+        q.start(prompt="a red room", seed=3)
+        q.step(WALK[:4])
+    before = (p.frame_count, p.c2w.clone(), p.generator.get_state(), p.spatial.state_dict())
+    target = (p.sampler, "generate") if fails == "model" else (p.spatial, "insert")
+    real, calls = getattr(*target), []
+
+    def fail_on_the_second_call(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError(f"{fails} failed")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(*target, fail_on_the_second_call)
+    with pytest.raises(RuntimeError, match=f"{fails} failed"):
+        p.step(["w", "w", "left", "left", "a", "a"])  # chunks of 2: the second one fails
+    assert len(calls) == 2
+    monkeypatch.undo()
+
+    assert p.frame_count == before[0] and torch.equal(p.c2w, before[1])
+    assert torch.equal(p.generator.get_state(), before[2])
+    after = p.spatial.state_dict()
+    assert all(
+        torch.equal(after[k], v) if isinstance(v, torch.Tensor) else after[k] == v
+        for k, v in before[3].items()
+    )
+    assert p.working.steps == twin.working.steps
+    assert len(p.episodic.keyframes) == len(twin.episodic.keyframes)
+    got, want = p.step(["s", "right", "w"]), twin.step(["s", "right", "w"])
+    assert torch.equal(got.rgb, want.rgb)
+    assert torch.equal(got.depth, want.depth)
+    assert torch.equal(got.frame_index, want.frame_index)
+    assert p.spatial.num_points == twin.spatial.num_points
+
+
 def test_observe_puts_ground_truth_frames_into_every_memory():
     from worldmem.data.synthetic import make_world
 

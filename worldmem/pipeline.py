@@ -374,6 +374,8 @@ class WorldPipeline:
         intrinsics at the model's image size (default: the pipeline's field of view).
 
         Frames are generated ``chunk_frames`` at a time; returns all N frames as one Chunk.
+        A call that raises, whether refused at the checks or failing in any chunk, leaves the
+        world as it was before it.
         """
         # Everything is checked before the world is touched: a refused call changes nothing.
         if isinstance(cameras, (list, tuple)):
@@ -402,14 +404,21 @@ class WorldPipeline:
         else:
             K = self._check_intrinsics(K, len(cameras))
         T = self.model_cfg.chunk_frames
-        out = []
-        for i in range(0, len(cameras), T):
-            cams, Ks = cameras[i : i + T], K[i : i + T]
-            n = len(cams)
-            if n < T:  # pad the last chunk by holding the last camera, keep only n frames
-                cams = torch.cat([cams, cams[-1:].expand(T - n, 4, 4)])
-                Ks = torch.cat([Ks, Ks[-1:].expand(T - n, 3, 3)])
-            out.append(self._generate(cams, Ks, keep=n))
+        # Each chunk changes the memories in place; a chunk that fails part-way through the
+        # call puts back this copy (one per call, not per chunk).
+        before = self._world()
+        try:
+            out = []
+            for i in range(0, len(cameras), T):
+                cams, Ks = cameras[i : i + T], K[i : i + T]
+                n = len(cams)
+                if n < T:  # pad the last chunk by holding the last camera, keep only n frames
+                    cams = torch.cat([cams, cams[-1:].expand(T - n, 4, 4)])
+                    Ks = torch.cat([Ks, Ks[-1:].expand(T - n, 3, 3)])
+                out.append(self._generate(cams, Ks, keep=n))
+        except BaseException:
+            self._restore_world(before)
+            raise
         return Chunk.cat(out)
 
     def model_inputs(self, cams: torch.Tensor, K: torch.Tensor):
@@ -520,6 +529,34 @@ class WorldPipeline:
 
     # -- pause and resume -------------------------------------------------------------------
 
+    def _world(self) -> dict:
+        """The world's state as copies (``_STATE_KEYS``): the memories' state dicts, the
+        poses, the random state and the plain values. ``save_state`` writes it; ``step``
+        keeps it to put back with ``_restore_world``."""
+        return {
+            "spatial": self.spatial.state_dict(),
+            "episodic": self.episodic.state_dict(),
+            "working": self.working.state_dict(),
+            "c2w": self.c2w.clone(),
+            "start_c2w": self.start_c2w.clone(),
+            "rng": self.generator.get_state(),
+            "prompt": self.prompt,
+            "memory_mode": self.memory_mode,
+            "frame_count": self.frame_count,
+            "seed": self.seed,
+        }
+
+    def _restore_world(self, world: dict) -> None:
+        """Put back a ``_world()`` of this pipeline, in place (the same memory objects).
+        It came from this world, so it is not checked again (``load_state`` checks files)."""
+        self.spatial.load_state_dict(world["spatial"])
+        self.episodic.load_state_dict(world["episodic"])
+        self.working.load_state_dict(world["working"])
+        self.generator.set_state(world["rng"])
+        self.c2w, self.start_c2w = world["c2w"], world["start_c2w"]
+        self.prompt, self.memory_mode = world["prompt"], world["memory_mode"]
+        self.frame_count, self.seed = world["frame_count"], world["seed"]
+
     def save_state(self, path: str | Path) -> Path:
         """Write the world's state (memories, pose, random state, prompt) to ``path``;
         ``load_state`` then continues exactly as if the world had not stopped.
@@ -529,20 +566,8 @@ class WorldPipeline:
         is written to a temporary file next to ``path`` and renamed over it when complete, so
         an interrupted save leaves the previous file as it was."""
         path = _state_path(path)
-        state = {
-            "spatial": self.spatial.state_dict(),
-            "episodic": self.episodic.state_dict(),
-            "working": self.working.state_dict(),
-            "c2w": self.c2w.cpu(),
-            "start_c2w": self.start_c2w.cpu(),
-            "rng": self.generator.get_state(),
-            "prompt": self.prompt,
-            "memory_mode": self.memory_mode,
-            "frame_count": self.frame_count,
-            "seed": self.seed,
-        }
         buf = io.BytesIO()
-        torch.save(_to_cpu(state), buf)
+        torch.save(_to_cpu(self._world()), buf)
         payload = buf.getvalue()
         wrapper = {
             "format_version": STATE_FORMAT_VERSION,
