@@ -195,7 +195,12 @@ class TrainConfig:
     warmup_steps: int = 200
     min_lr_ratio: float = 0.1  # cosine decays to lr * this
     grad_clip: float = 1.0
+    adam_beta1: float = 0.9  # AdamW's decay of its running mean of the gradient
+    adam_beta2: float = 0.99  # and of its running mean of the squared gradient
     ema_decay: float = 0.999
+    # the EMA decay is at most (1 + step) / (this + step), so the average of a short run leaves
+    # the random init instead of sticking to it (1: no warm-up)
+    ema_warmup_offset: int = 10
     p_drop_working: float = 0.1  # memory dropout probabilities (per sample)
     p_drop_episodic: float = 0.2
     p_drop_spatial: float = 0.2
@@ -217,6 +222,7 @@ class TrainConfig:
     sample_every_steps: int = 500  # writes a sample video to the logs
     ckpt_every_steps: int = 250
     val_every_steps: int = 500
+    val_batches: int = 4  # batches per validation (Lightning's limit_val_batches)
     resume: str | None = None  # a Lightning checkpoint to resume from ("last" finds it)
     # a pipeline folder (e.g. checkpoints/worldmem-tiny) whose weights start the model and its
     # EMA: continues a shipped model without its optimizer state (a fresh schedule)
@@ -224,6 +230,14 @@ class TrainConfig:
     init_reset_output: bool = False  # with init_from: the output layer starts as initialised
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
+
+    def __post_init__(self):
+        for name in ("adam_beta1", "adam_beta2"):
+            b = getattr(self, name)
+            if isinstance(b, bool) or not isinstance(b, int | float) or not 0 <= b < 1:
+                raise ConfigError(f"TrainConfig.{name}: expected a number in [0, 1), got {b!r}")
+        _int_range(self, "ema_warmup_offset", 1, 2**63 - 1)
+        _int_range(self, "val_batches", 1, 2**63 - 1)
 
 
 MEMORY_MODES = ("none", "working", "episodic", "spatial", "all")

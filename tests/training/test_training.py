@@ -8,7 +8,7 @@ import torch
 from conftest import REPO
 from lightning.pytorch.callbacks import Callback
 
-from worldmem.config import TrainRootConfig, load_config, to_dict
+from worldmem.config import ConfigError, TrainRootConfig, load_config, to_dict
 from worldmem.data.batch import collate_world_batches
 from worldmem.data.dataset import WorldDataModule, WorldDataset
 from worldmem.training.module import WorldModule, warmup_cosine
@@ -80,6 +80,43 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(synthetic_root, tmp_path):
         loss().backward()
         opt.step()
     assert loss().item() < 0.6 * first
+
+
+def test_optimizer_ema_and_validation_settings_come_from_the_config(tmp_path):
+    cfg = _cfg(tmp_path, tmp_path)
+    t = cfg.train
+    assert (t.adam_beta1, t.adam_beta2, t.ema_warmup_offset, t.val_batches) == (0.9, 0.99, 10, 4)
+    extra = [
+        "train.adam_beta1=0.8",
+        "train.adam_beta2=0.95",
+        "train.ema_warmup_offset=4",
+        "train.val_batches=7",
+    ]
+    cfg = _cfg(tmp_path, tmp_path, *extra)
+    module = WorldModule(to_dict(cfg))
+    opt = module.configure_optimizers()["optimizer"]
+    assert [g["betas"] for g in opt.param_groups] == [(0.8, 0.95), (0.8, 0.95)]
+    assert build_trainer(cfg.train).limit_val_batches == 7
+    # At step 0 the EMA decay is 1 / ema_warmup_offset: the average moves 3/4 of the way.
+    with torch.no_grad():
+        for e, p in zip(module.ema.parameters(), module.model.parameters()):
+            e.zero_()
+            p.fill_(1.0)
+    module.on_train_batch_end(None, None, 0)
+    assert all(torch.allclose(e, torch.full_like(e, 0.75)) for e in module.ema.parameters())
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.adam_beta2=1.0", r"TrainConfig.adam_beta2: expected a number in \[0, 1\)"),
+        ("train.ema_warmup_offset=0", r"TrainConfig.ema_warmup_offset: expected an integer"),
+        ("train.val_batches=0", r"TrainConfig.val_batches: expected an integer"),
+    ],
+)
+def test_bad_optimizer_ema_and_validation_settings_are_named(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        _cfg(tmp_path, tmp_path, override)
 
 
 class _Capture(Callback):

@@ -117,9 +117,9 @@ class WorldModule(L.LightningModule):
 
     @torch.no_grad()
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        decay = self.cfg.train.ema_decay
+        t = self.cfg.train
         # Short runs: let the average warm up instead of sticking to the random init.
-        decay = min(decay, (1 + self.global_step) / (10 + self.global_step))
+        decay = min(t.ema_decay, (1 + self.global_step) / (t.ema_warmup_offset + self.global_step))
         for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
             e.lerp_(p.detach(), 1 - decay)
 
@@ -135,7 +135,7 @@ class WorldModule(L.LightningModule):
                 {"params": no_decay, "weight_decay": 0.0},
             ],
             lr=t.lr,
-            betas=(0.9, 0.99),
+            betas=(t.adam_beta1, t.adam_beta2),
         )
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: warmup_cosine(s, t.warmup_steps, t.max_steps, t.min_lr_ratio)

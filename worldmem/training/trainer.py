@@ -110,7 +110,7 @@ def build_trainer(cfg: TrainConfig, callbacks: list[Callback] = ()) -> L.Trainer
         log_every_n_steps=cfg.log_every_steps,
         val_check_interval=cfg.val_every_steps,
         check_val_every_n_epoch=None,
-        limit_val_batches=4,
+        limit_val_batches=cfg.val_batches,
         num_sanity_val_steps=0,
         callbacks=[ckpt, TQDMProgressBar(refresh_rate=10), *callbacks],
         logger=loggers,
