@@ -23,8 +23,9 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
-# The shipped tiny model: 300 synthetic episodes (seeds 0-299, the last 10 for validation),
-# then 2,000 training steps.
+# The shipped tiny model's data: 300 synthetic episodes (seeds 0-299, the last 10 for
+# validation); `make train` runs configs/train/tiny.yaml from scratch (what the shipped weights
+# ran, in parts, is in checkpoints/worldmem-tiny/README.md).
 data: $(STAMP)
 	$(PY) datasets/synthetic.py --out data/synthetic --episodes 300 --frames 96 --size 64 \
 		--val-fraction 0.034 --workers 2
