@@ -5,6 +5,7 @@ import torch
 from conftest import make_tiny_pipeline
 
 from worldmem.geometry import project_points
+from worldmem.memory import SpatialMemory
 from worldmem.pipeline import WorldPipeline, memories_for_mode
 
 WALK = ["w", "w", "right", "right", "a", "a", "s", "s"]
@@ -190,6 +191,37 @@ def test_a_step_failing_in_a_later_chunk_leaves_the_world_as_it_was(
     )
     assert p.working.steps == twin.working.steps
     assert len(p.episodic.keyframes) == len(twin.episodic.keyframes)
+    got, want = p.step(["s", "right", "w"]), twin.step(["s", "right", "w"])
+    assert torch.equal(got.rgb, want.rgb)
+    assert torch.equal(got.depth, want.depth)
+    assert torch.equal(got.frame_index, want.frame_index)
+    assert p.spatial.num_points == twin.spatial.num_points
+
+
+@pytest.mark.parametrize("fails", ["model", "spatial memory"])
+def test_a_start_that_fails_leaves_the_previous_world_as_it_was(
+    tiny_pipeline_dir, monkeypatch, fails
+):
+    """A new start from an image without depth fails in the model (generating the image's
+    depth) or in the spatial memory (taking the image): the previous world is still there,
+    so the next step equals that of a twin that never made the failing call."""
+    p, twin = (WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu") for _ in "ab")
+    for q in (p, twin):
+        q.start(prompt="a red room", seed=3)
+        q.step(WALK[:4])
+
+    def fail(*args, **kw):
+        raise RuntimeError(f"{fails} failed")
+
+    # patched on the class: the start builds a new spatial memory
+    target = (p.model, "forward") if fails == "model" else (SpatialMemory, "insert")
+    monkeypatch.setattr(*target, fail)
+    with pytest.raises(RuntimeError, match=f"{fails} failed"):
+        p.start(prompt="a blue corridor", image=torch.rand(3, 32, 32), seed=7, memory="none")
+    monkeypatch.undo()
+
+    assert (p.prompt, p.memory_mode, p.seed, p.frame_count) == ("a red room", "all", 3, 4)
+    assert p.working.steps == twin.working.steps
     got, want = p.step(["s", "right", "w"]), twin.step(["s", "right", "w"])
     assert torch.equal(got.rgb, want.rgb)
     assert torch.equal(got.depth, want.depth)

@@ -66,6 +66,19 @@ _STATE_KEYS = frozenset(
         "seed",
     }
 )
+# The attributes that hold a world: the objects behind _STATE_KEYS, all replaced by _reset
+_WORLD_ATTRIBUTES = (
+    "spatial",
+    "episodic",
+    "working",
+    "generator",
+    "c2w",
+    "start_c2w",
+    "prompt",
+    "memory_mode",
+    "frame_count",
+    "seed",
+)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -256,6 +269,8 @@ class WorldPipeline:
         from ``c2w`` ``(4, 4)`` (default identity); depth ``(1, H, W)`` metres (optional: without
         it, the first generated chunk, taken at the image's camera, supplies the depth).
         Returns the chunk generated to get depth for a depth-less image, else None.
+        A call that raises, whether refused at the checks or failing in the model or a
+        memory, leaves the previous world as it was.
         """
         # Everything is checked before the world is touched: a refused call changes nothing.
         if not isinstance(prompt, str):
@@ -275,6 +290,26 @@ class WorldPipeline:
                 got = "depth without an image" if image is None else _describe(depth)
                 raise ValueError(f"depth: expected {want} with an image, got {got}")
             depth = _finite_float32(depth, "depth", non_negative=True)
+        # The new world gets new memory objects and a new generator; the old world's are kept
+        # untouched and put back if the start fails part-way (the model, or a memory).
+        old = {name: getattr(self, name) for name in _WORLD_ATTRIBUTES}
+        try:
+            return self._start(prompt, image, depth, c2w, seed, memory)
+        except BaseException:
+            for name, value in old.items():
+                setattr(self, name, value)
+            raise
+
+    def _start(
+        self,
+        prompt: str,
+        image: torch.Tensor | None,
+        depth: torch.Tensor | None,
+        c2w: torch.Tensor | None,
+        seed: int,
+        memory: str,
+    ) -> Chunk | None:
+        """``start`` after its checks: replaces the world's objects with new ones."""
         self._reset(seed)
         self.prompt = prompt
         self.memory_mode = memory
