@@ -229,6 +229,61 @@ def test_a_start_that_fails_leaves_the_previous_world_as_it_was(
     assert p.spatial.num_points == twin.spatial.num_points
 
 
+@pytest.mark.parametrize("fails", ["step", "one frame's depth", "start"])
+def test_non_finite_model_output_is_refused_before_it_reaches_the_memories(
+    tiny_pipeline_dir, monkeypatch, fails
+):
+    """The model gives NaN (in every frame of a step's second chunk, or of the chunk giving a
+    start image its depth; the codec decodes a NaN depth code as unknown depth, so the rgb
+    shows it) or an infinite depth in one frame: the call raises naming the chunk and the
+    frame, and the world is the one before the call."""
+    p, twin = (WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu") for _ in "ab")
+    for q in (p, twin):
+        q.start(prompt="a red room", seed=3)
+        q.step(WALK[:4])  # frames 0 to 3
+    forward, generate = p.model.forward, p.sampler.generate
+
+    def nan_after_the_first_chunk(*args, **kw):
+        out = forward(*args, **kw)
+        if fails == "start" or p.frame_count > 4:
+            out.sample = torch.full_like(out.sample, float("nan"))
+        return out
+
+    def inf_depth_in_the_second_frame(batch, generator=None):
+        rgb, depth = generate(batch, generator=generator)
+        depth[:, 1, :, 3, 5] = float("inf")
+        return rgb, depth
+
+    if fails == "one frame's depth":
+        monkeypatch.setattr(p.sampler, "generate", inf_depth_in_the_second_frame)
+    else:
+        monkeypatch.setattr(p.model, "forward", nan_after_the_first_chunk)
+    if fails == "start":
+        with pytest.raises(RuntimeError) as e:
+            p.start(prompt="a blue corridor", image=torch.rand(3, 32, 32), seed=7)
+        want = "start: the chunk giving the image its depth: the model gave NaN or infinite "
+        assert str(e.value).startswith(want + "rgb in frame 0 (2 of 2 frames bad)")
+    else:
+        with pytest.raises(RuntimeError) as e:
+            p.step(["w", "w", "left", "left", "a"])  # chunks of 2, 2 and 1 frames
+        want = {
+            "step": "step: chunk 2 of 3 (cameras 2 to 3): the model gave NaN or infinite "
+            "rgb in frame 6 (2 of 2 frames bad)",
+            "one frame's depth": "step: chunk 1 of 3 (cameras 0 to 1): the model gave NaN or "
+            "infinite depth in frame 5 (1 of 2 frames bad)",
+        }[fails]
+        assert str(e.value).startswith(want)
+    assert str(e.value).endswith("nothing was put into the memories")
+    monkeypatch.undo()
+
+    assert p.frame_count == 4 and p.working.steps == twin.working.steps
+    assert len(p.episodic.keyframes) == len(twin.episodic.keyframes)
+    assert p.spatial.num_points == twin.spatial.num_points
+    got, want = p.step(["s", "right", "w"]), twin.step(["s", "right", "w"])
+    assert torch.equal(got.rgb, want.rgb)
+    assert torch.equal(got.depth, want.depth)
+
+
 def test_observe_puts_ground_truth_frames_into_every_memory():
     from worldmem.data.synthetic import make_world
 

@@ -332,7 +332,10 @@ class WorldPipeline:
         )
         T = self.model_cfg.chunk_frames
         chunk = self._generate(
-            self.c2w[None].expand(T, 4, 4), self.K.expand(T, 3, 3), remember=False
+            self.c2w[None].expand(T, 4, 4),
+            self.K.expand(T, 3, 3),
+            remember=False,
+            where="start: the chunk giving the image its depth",
         )
         self.working = WorkingMemory(self.memory_cfg.working_frames)
         self._remember(image[None], chunk.depth[:1], self.c2w[None], observed=True)
@@ -410,7 +413,8 @@ class WorldPipeline:
 
         Frames are generated ``chunk_frames`` at a time; returns all N frames as one Chunk.
         A call that raises, whether refused at the checks or failing in any chunk, leaves the
-        world as it was before it.
+        world as it was before it. A chunk whose frames come out of the model with NaN or
+        infinite values raises ``RuntimeError`` naming the chunk and the frame.
         """
         # Everything is checked before the world is touched: a refused call changes nothing.
         if isinstance(cameras, (list, tuple)):
@@ -444,13 +448,15 @@ class WorldPipeline:
         before = self._world()
         try:
             out = []
+            chunks = math.ceil(len(cameras) / T)
             for i in range(0, len(cameras), T):
                 cams, Ks = cameras[i : i + T], K[i : i + T]
                 n = len(cams)
                 if n < T:  # pad the last chunk by holding the last camera, keep only n frames
                     cams = torch.cat([cams, cams[-1:].expand(T - n, 4, 4)])
                     Ks = torch.cat([Ks, Ks[-1:].expand(T - n, 3, 3)])
-                out.append(self._generate(cams, Ks, keep=n))
+                where = f"step: chunk {i // T + 1} of {chunks} (cameras {i} to {i + n - 1})"
+                out.append(self._generate(cams, Ks, keep=n, where=where))
         except BaseException:
             self._restore_world(before)
             raise
@@ -475,10 +481,17 @@ class WorldPipeline:
 
     @torch.no_grad()
     def _generate(
-        self, cams: torch.Tensor, K: torch.Tensor, keep: int | None = None, remember: bool = True
+        self,
+        cams: torch.Tensor,
+        K: torch.Tensor,
+        keep: int | None = None,
+        remember: bool = True,
+        where: str = "chunk",
     ) -> Chunk:
         """One chunk: build the model's inputs from the memories, denoise, and (unless
-        ``remember`` is False) put the new frames into the memories."""
+        ``remember`` is False) put the new frames into the memories. Output with NaN or
+        infinite values raises ``RuntimeError`` beginning with ``where``, before any memory
+        is touched."""
         T = cams.shape[0]
         keep = T if keep is None else keep
         t0 = time.perf_counter()
@@ -490,9 +503,11 @@ class WorldPipeline:
         )
         t1 = time.perf_counter()
         rgb, depth = self.sampler.generate(batch, generator=self.generator)
-        rgb, depth = rgb[0, :keep].clamp(0, 1), depth[0, :keep]
+        rgb, depth = rgb[0, :keep], depth[0, :keep]
         t2 = time.perf_counter()
         first = self.frame_count
+        _check_output(rgb, depth, first, where)
+        rgb = rgb.clamp(0, 1)
         if remember:
             self._remember(rgb, depth, cams[:keep], K[:keep], observed=False)
         t3 = time.perf_counter()
@@ -725,6 +740,22 @@ def _check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
     return seed
+
+
+def _check_output(rgb: torch.Tensor, depth: torch.Tensor, first: int, where: str) -> None:
+    """The model's frames rgb ``(T, 3, H, W)`` and depth ``(T, 1, H, W)``, numbered from
+    ``first``, are finite; else a ``RuntimeError`` beginning with ``where`` that names the
+    first bad frame."""
+    bad_rgb = ~torch.isfinite(rgb).flatten(1).all(1)  # (T,)
+    bad_depth = ~torch.isfinite(depth).flatten(1).all(1)  # (T,)
+    bad = bad_rgb | bad_depth
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        what = " and ".join(n for n, b in (("rgb", bad_rgb[i]), ("depth", bad_depth[i])) if b)
+        raise RuntimeError(
+            f"{where}: the model gave NaN or infinite {what} in frame {first + i} "
+            f"({int(bad.sum())} of {len(bad)} frames bad); nothing was put into the memories"
+        )
 
 
 def _finite_float32(x: torch.Tensor, name: str, non_negative: bool = False) -> torch.Tensor:
