@@ -35,7 +35,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
-from worldmem.data.importers import inside, reading, run_importer
+from worldmem.data.importers import episode_name, inside, reading, run_importer
 
 # model name -> how (fx, fy, cx, cy) come from the parameters; distortion parameters follow
 PINHOLE_MODELS = {
@@ -149,6 +149,7 @@ def import_model(
     fps: int = 10,
 ) -> dict:
     """Import one COLMAP text model to ``out_root/name``; returns its manifest entry."""
+    episode_name(name, "name")
     cams = read_cameras(model / "cameras.txt")
     recs = read_images(model / "images.txt")
     rgb, K, c2w = [], [], []
@@ -215,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     if not args.images.is_dir():
         p.error(f"--images {args.images} is not a folder")
-    name = args.name or args.images.resolve().parent.name
+    name = episode_name(
+        args.name or args.images.resolve().parent.name,
+        "--name" if args.name else f"--images {args.images}",
+    )
     entry = import_model(
         args.model, args.images, args.out, name, args.size, args.caption, args.split, args.fps
     )

@@ -47,7 +47,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
-from worldmem.data.importers import inside, reading, run_importer
+from worldmem.data.importers import episode_name, inside, reading, run_importer
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips the camera's y and z axes
 
@@ -94,6 +94,7 @@ def import_folder(
 ) -> dict:
     """Import ``folder`` (the layout in the module docstring) to ``out_root/name``; returns its
     manifest entry."""
+    episode_name(name, "name")
     poses_path = folder / "poses.json"
     try:
         meta = json.loads(poses_path.read_text(encoding="utf-8"))
@@ -199,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.input / 'poses.json'} not found")
     if args.depth is not None and not args.depth.is_dir():
         p.error(f"--depth {args.depth} is not a folder")
-    name = args.name or args.input.resolve().name
+    name = episode_name(
+        args.name or args.input.resolve().name, "--name" if args.name else f"--input {args.input}"
+    )
     entry = import_folder(
         args.input, args.out, name, args.size, args.caption, args.split, args.depth
     )

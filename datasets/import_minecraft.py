@@ -42,7 +42,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
-from worldmem.data.importers import reading, run_importer
+from worldmem.data.importers import episode_name, reading, run_importer
 from worldmem.geometry import pose_to_c2w
 
 EYE_HEIGHT_M = 1.62  # Minecraft's standing eye height above the feet (1 block = 1 m)
@@ -84,6 +84,7 @@ def import_recording(
     split: str = "train",
 ) -> dict:
     """Import one recording to ``out_root/name``; returns its manifest entry."""
+    episode_name(name, "name")
     with reading(poses_path), np.load(poses_path, allow_pickle=False) as z:
         if not hasattr(z, "files"):
             raise ValueError(f"{poses_path}: expected an .npz archive of arrays")
@@ -181,16 +182,20 @@ def main(argv: list[str] | None = None) -> int:
         videos = [args.input]
     else:
         p.error(f"--input {args.input} does not exist")
-    entries = []
+    recordings = []  # (video, poses, episode name), all checked before anything is written
     for v in videos:
         poses = v.with_suffix(".npz")
         if not poses.is_file():
             p.error(f"{poses} not found (the poses of {v})")
-        name = args.name or (
-            v.stem
-            if not args.input.is_dir()
-            else "_".join(v.relative_to(args.input).with_suffix("").parts)
+        default = (
+            "_".join(v.relative_to(args.input).with_suffix("").parts)
+            if args.input.is_dir()
+            else v.stem
         )
+        name = episode_name(args.name or default, "--name" if args.name else str(v))
+        recordings.append((v, poses, name))
+    entries = []
+    for v, poses, name in recordings:
         entries.append(
             import_recording(
                 v,

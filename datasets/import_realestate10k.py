@@ -40,7 +40,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
-from worldmem.data.importers import reading, run_importer
+from worldmem.data.importers import episode_name, reading, run_importer
 from worldmem.geometry.trajectory import load_realestate10k, realestate10k_camera_lines
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -133,6 +133,7 @@ def import_clip(
     drop_missing: bool = False,
 ) -> dict:
     """Import one clip to ``out_root/name``; returns its manifest entry."""
+    episode_name(name, "name")
     all_stamps = camera_timestamps_us(cameras)
     lines = list(range(0, len(all_stamps), stride))  # camera lines kept
     stamps = all_stamps[::stride]
@@ -234,9 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         clips = [args.cameras]
     else:
         p.error(f"--cameras {args.cameras} does not exist")
+    # every episode name is checked before anything is written
+    names = [episode_name(args.name or c.stem, "--name" if args.name else str(c)) for c in clips]
 
     entries = []
-    for cams in clips:
+    for cams, name in zip(clips, names):
         clip = cams.stem
         frames = video = None
         if args.frames is not None:
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             import_clip(
                 cams,
                 args.out,
-                args.name or clip,
+                name,
                 frames=frames,
                 video=video,
                 size=args.size,

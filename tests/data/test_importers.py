@@ -501,3 +501,80 @@ def test_minecraft_damaged_npz_and_video_name_the_file(tmp_path, capsys):
     (tmp_path / "r.mp4").write_bytes(video[:200])
     code, err = _run_cli("import_minecraft", argv, capsys)
     assert code == 1 and f"error: {tmp_path / 'r.mp4'}" in err
+
+
+# ---- episode names: one folder name under --out, checked before anything is written ---------
+
+
+def _importer_input(name: str, src: Path, stem: str = "rec") -> list[str]:
+    """A small valid input for importer ``name`` in ``src`` -> its arguments (without --out)."""
+    src.mkdir(parents=True, exist_ok=True)
+    if name == "import_folder":
+        return ["--input", str(_folder_capture(src))]
+    if name == "import_colmap":
+        (src / "images").mkdir()
+        Image.fromarray(_frame(0, 8, 8)).save(src / "images" / "a.png")
+        (src / "cameras.txt").write_text("1 PINHOLE 8 8 8 8 4 4\n")
+        (src / "images.txt").write_text("1 1 0 0 0 0 0 0 1 a.png\n\n")
+        return ["--model", str(src), "--images", str(src / "images")]
+    if name == "import_minecraft":
+        _write_mp4(src / f"{stem}.mp4", [_frame(i, 32, 32) for i in range(3)], fps=10)
+        np.savez(src / f"{stem}.npz", poses=np.zeros((3, 5)))
+        return ["--input", str(src / f"{stem}.mp4")]
+    stamps = [1_000_000, 1_100_000]
+    _re10k_camera_file(src / f"{stem}.txt", stamps, _known_c2w(2))
+    (src / "frames" / stem).mkdir(parents=True, exist_ok=True)  # stem ".." is src itself
+    for i, ts in enumerate(stamps):
+        Image.fromarray(_frame(i, RE_W, RE_H)).save(src / "frames" / stem / f"{ts}.png")
+    return ["--cameras", str(src / f"{stem}.txt"), "--frames", str(src / "frames" / stem)]
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*"))
+
+
+IMPORTERS = ["import_folder", "import_colmap", "import_minecraft", "import_realestate10k"]
+
+
+@pytest.mark.parametrize("importer", IMPORTERS)
+@pytest.mark.parametrize(
+    "name",
+    ["../x", "TMP/x", "sub/x", "..", ".", "a\\b", "a\0b", "line\nbreak", "x" * 256],
+)
+def test_an_episode_name_that_is_not_one_folder_name_is_refused_before_writing(
+    tmp_path, capsys, importer, name
+):
+    argv = _importer_input(importer, tmp_path / "src")
+    name = name.replace("TMP", str(tmp_path))  # an absolute path
+    out = tmp_path / "data" / "out"
+    before = _files(tmp_path)
+    code, err = _run_cli(importer, [*argv, "--out", str(out), "--name", name], capsys)
+    assert code == 1
+    assert f"error: --name: episode name {name!r} is not a single folder name (" in err
+    assert _files(tmp_path) == before  # nothing written, inside --out or outside it
+    # the same input under a good name imports
+    assert _run_cli(importer, [*argv, "--out", str(out), "--name", "good"], capsys)[0] == 0
+    assert Episode.open(out / "good").num_frames >= 1
+
+
+@pytest.mark.parametrize("importer", ["import_minecraft", "import_realestate10k"])
+@pytest.mark.parametrize("stem", ["..", "z\x01"])
+def test_an_episode_name_taken_from_a_file_name_is_checked_for_every_file_first(
+    tmp_path, capsys, importer, stem
+):
+    """A folder of inputs names each episode by its file: one whose name is not one folder
+    name (``...mp4`` -> ``..``) is refused, naming the file, before any episode is written."""
+    src = tmp_path / "src"
+    _importer_input(importer, src, "a")
+    _importer_input(importer, src, stem)
+    bad = src / f"{stem}.{'mp4' if importer == 'import_minecraft' else 'txt'}"
+    if importer == "import_minecraft":
+        argv = ["--input", str(src)]
+    else:
+        argv = ["--cameras", str(src), "--frames", str(src / "frames")]
+    out = tmp_path / "data" / "out"
+    before = _files(tmp_path)
+    code, err = _run_cli(importer, [*argv, "--out", str(out)], capsys)
+    assert code == 1
+    assert f"error: {bad}: episode name {stem!r} is not a single folder name (" in err
+    assert _files(tmp_path) == before

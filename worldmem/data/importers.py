@@ -1,6 +1,7 @@
 """What the import scripts in ``datasets/`` share: the errors a damaged input file raises,
-a context that names the file in them, and the command-line wrapper that prints one line
-(``error: <file>: <problem>``, exit code 1) instead of a traceback."""
+a context that names the file in them, the check of an episode folder name, and the
+command-line wrapper that prints one line (``error: <file>: <problem>``, exit code 1) instead
+of a traceback."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import av
 from PIL import Image
 
-__all__ = ["INPUT_ERRORS", "inside", "reading", "run_importer"]
+__all__ = ["INPUT_ERRORS", "MAX_NAME_BYTES", "episode_name", "inside", "reading", "run_importer"]
 
 # What reading a damaged or hostile image, video, JSON or .npy/.npz file may raise
 # (OSError covers PIL's UnidentifiedImageError and missing files).
@@ -55,6 +56,32 @@ def inside(root: Path, relative, where: str) -> Path:
     if Path(relative).is_absolute() or not path.resolve().is_relative_to(root.resolve()):
         raise ValueError(f"{where}: {relative!r} is outside {root}; paths must stay inside it")
     return path
+
+
+MAX_NAME_BYTES = 255  # longest folder name (UTF-8 bytes) that common file systems allow
+
+
+def episode_name(name, where: str) -> str:
+    """``name`` when it is one folder name, so that ``<out>/<name>`` stays inside ``<out>``:
+    not empty, ``.`` or ``..``; no ``/`` or ``\\``, NUL or other control character; at most
+    ``MAX_NAME_BYTES`` bytes in UTF-8. Else a ``ValueError`` beginning with ``where`` that
+    names it. The importers check every name before they write anything."""
+    if not isinstance(name, str) or not name:
+        problem = "it is empty" if name == "" else f"it is a {type(name).__name__}"
+    elif name in (".", ".."):
+        problem = "it names a folder above or at the dataset root"
+    elif "/" in name or "\\" in name:
+        problem = "it contains a path separator"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problem = "it contains a NUL or other control character"
+    elif len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        problem = f"it is longer than {MAX_NAME_BYTES} bytes"
+    else:
+        return name
+    raise ValueError(
+        f"{where}: episode name {name!r} is not a single folder name ({problem}); "
+        "episodes are written to <out>/<name>"
+    )
 
 
 def run_importer(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
