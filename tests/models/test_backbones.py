@@ -32,7 +32,7 @@ from worldmem.models.backbones import (
     WanWorldModel,
     build_world_model,
 )
-from worldmem.models.dit import ModelFrames
+from worldmem.models.interface import ModelFrames, WorldModel
 from worldmem.models.text import TextStates
 from worldmem.pipeline import WorldPipeline
 
@@ -129,6 +129,11 @@ def _cogvideox_rotary(reference, frames: int):
     return CogVideoXPipeline._prepare_rotary_positional_embeddings(
         pipe, SIZE, SIZE, frames, torch.device("cpu")
     )
+
+
+@pytest.mark.parametrize("kind", ["wan", "cogvideox"])
+def test_adapters_are_world_models(kind, folders):
+    assert isinstance(_model(kind, folders), WorldModel)
 
 
 def test_wan_at_init_gives_exactly_the_backbone_output(folders):

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from worldmem.data.batch import FrameSet, WorldBatch
-from worldmem.models.dit import ModelFrames
+from worldmem.models.interface import ModelFrames, WorldModel
 
 __all__ = ["FlowMatching", "FlowInputs", "DROP_KEYS", "encode_frames", "drop_memories"]
 
@@ -206,7 +206,7 @@ class FlowMatching:
 
     def training_losses(
         self,
-        model,
+        model: WorldModel,
         codec,
         batch: WorldBatch,
         drop: dict[str, float] | None = None,

@@ -1,10 +1,12 @@
 """Few-step generation of one chunk: Euler flow-matching steps with a diffusers scheduler.
 
-The memory frames (context, keyframes) and the text are run through the DiT once per chunk
-(``WorldDiT.encode_context``); every denoising step then only runs the target tokens against
-the cached keys and values. With ``guidance_scale != 1`` the conditional and unconditional
-branches (text, spatial memory and keyframes dropped; the working memory kept) run as one
-batch of 2B: v = v_uncond + g * (v_cond - v_uncond).
+The model is any ``WorldModel`` (``worldmem.models.interface``): ``WorldDiT`` or a backbone
+adapter. The memory frames (context, keyframes) and the text go through its
+``encode_context`` once per chunk; every denoising step then runs the targets against that
+cache (``WorldDiT``: only the target tokens, against the cached keys and values). With
+``guidance_scale != 1`` the conditional and unconditional branches (text, spatial memory and
+keyframes dropped; the working memory kept) run as one batch of 2B:
+v = v_uncond + g * (v_cond - v_uncond).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import Tensor
 
 from worldmem.data.batch import WorldBatch
 from worldmem.diffusion.flow import encode_frames
-from worldmem.models.dit import ModelFrames
+from worldmem.models.interface import ModelFrames, WorldModel
 
 __all__ = ["WorldSampler"]
 
@@ -26,9 +28,10 @@ __all__ = ["WorldSampler"]
 class WorldSampler:
     """Generate target frames for a ``WorldBatch`` with ``steps`` Euler steps.
 
-    model: a ``WorldDiT``; codec: its codec; shift: the scheduler's timestep shift (1 = none;
-    > 1 spends more steps at high noise); use_cache: cache the memory frames' keys/values
-    (identical results, fewer FLOPs); stochastic: at each step take the model's clean estimate
+    model: a ``WorldModel`` (``WorldDiT`` or a backbone adapter); codec: its codec; shift:
+    the scheduler's timestep shift (1 = none; > 1 spends more steps at high noise); use_cache:
+    run the memory frames and text once per chunk (``encode_context``; identical results,
+    fewer FLOPs); stochastic: at each step take the model's clean estimate
     x0 = x - sigma v and re-noise it to the next level with fresh noise (the scheduler's
     ``stochastic_sampling``) instead of a deterministic Euler step. With few steps this keeps
     the model's errors from accumulating along the path: measured on the tiny model at 4 steps,
@@ -37,7 +40,7 @@ class WorldSampler:
 
     def __init__(
         self,
-        model,
+        model: WorldModel,
         codec,
         steps: int = 4,
         guidance_scale: float = 1.0,
@@ -78,7 +81,7 @@ class WorldSampler:
         """
         self._check(batch)
         model, codec = self.model, self.codec
-        device = next(model.parameters()).device
+        device = model.device
         batch = batch.to(device)
         B, T = batch.target.rgb.shape[:2]
         H = batch.target.rgb.shape[-1]

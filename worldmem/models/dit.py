@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.utils import BaseOutput
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -52,53 +51,13 @@ from worldmem.models.embeddings import (
     camera_rays,
     sincos_2d,
 )
+from worldmem.models.interface import ROLES, ModelFrames, WorldModelOutput
 from worldmem.models.text import ByteTextEncoder, HFTextEncoder, TextStates, minilm_path
 
 __all__ = ["WorldDiT", "WorldDiTOutput", "ModelFrames", "KVCache", "ROLES", "memory_prior"]
 
-ROLES = {"context": 0, "keyframe": 1, "target": 2}
-
-
-@dataclass
-class ModelFrames:
-    """Frames in model space (after the codec).
-
-    x ``(B, N, C, h, w)``, sigma ``(B, N)`` noise level in [0, 1] (0 = clean), c2w
-    ``(B, N, 4, 4)``, K ``(B, N, 3, 3)`` pixel intrinsics at the model's ``image_size``,
-    valid ``(B, N)`` bool.
-    """
-
-    x: Tensor
-    sigma: Tensor
-    c2w: Tensor
-    K: Tensor
-    valid: Tensor
-
-    def __post_init__(self):
-        if self.x.dim() != 5:
-            raise ValueError(f"ModelFrames.x: want (B, N, C, h, w), got {tuple(self.x.shape)}")
-        B, N = self.x.shape[:2]
-        for name, shape in (
-            ("sigma", (B, N)),
-            ("c2w", (B, N, 4, 4)),
-            ("K", (B, N, 3, 3)),
-            ("valid", (B, N)),
-        ):
-            got = tuple(getattr(self, name).shape)
-            if got != shape:
-                raise ValueError(f"ModelFrames.{name}: want {shape}, got {got}")
-        if self.valid.dtype != torch.bool:
-            raise ValueError(f"ModelFrames.valid: want bool, got {self.valid.dtype}")
-
-    @property
-    def num(self) -> int:
-        return self.x.shape[1]
-
-    def cat(self, other: ModelFrames) -> ModelFrames:
-        """Concatenate two sets along the batch axis."""
-        return ModelFrames(
-            *(torch.cat([getattr(self, k), getattr(other, k)]) for k in self.__dataclass_fields__)
-        )
+# The output type under its earlier name (ModelFrames and ROLES are re-exported likewise).
+WorldDiTOutput = WorldModelOutput
 
 
 @dataclass
@@ -113,17 +72,6 @@ class KVCache:
     values: list[Tensor]
     frame_valid: Tensor
     text: TextStates
-
-
-@dataclass
-class WorldDiTOutput(BaseOutput):
-    """sample ``(B, T, C, h, w)``: the predicted velocity of every target frame; x0 (same
-    shape): the predicted clean frame (what the loss regresses), gate ``(B, T, 1, h, w)``:
-    how much of the memory render was passed through (0 where it had no point)."""
-
-    sample: Tensor
-    x0: Tensor | None = None
-    gate: Tensor | None = None
 
 
 # velocities are (x_sigma - x0) / sigma; sigma is floored so a clean target cannot divide by 0
@@ -288,6 +236,7 @@ class FinalLayer(nn.Module):
 
 class WorldDiT(ModelMixin, ConfigMixin):
     """Camera-, memory- and text-conditioned video DiT; constructor args = ``ModelConfig``.
+    A ``WorldModel`` (``models/interface.py``) whose ``encode_context`` cache is a ``KVCache``.
 
     ``codec``, ``codec_path`` and ``depth_near_m`` are not used by the network itself; they
     are stored in its config so a saved model says which codec its latents belong to.
@@ -580,7 +529,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
         text: TextStates | None = None,
         cache: KVCache | None = None,
         return_dict: bool = True,
-    ) -> WorldDiTOutput | tuple[Tensor]:
+    ) -> WorldModelOutput | tuple[Tensor]:
         """Predict the velocity of every target frame.
 
         target: noisy target frames ``ModelFrames`` x ``(B, T, C, h, w)``, sigma ``(B, T)``.
@@ -588,7 +537,8 @@ class WorldDiT(ModelMixin, ConfigMixin):
         ``cache`` from ``encode_context`` (then context, keyframes, captions and text must be
         None). memory ``(B, T, C + 1, h, w)``: the encoded spatial-memory render at each target
         camera, or None (same as all zeros). captions: B strings ("" = no text), or ``text``.
-        Returns ``WorldDiTOutput(sample (B, T, C, h, w))``.
+        Returns ``WorldModelOutput``: sample (the velocity) and x0 ``(B, T, C, h, w)``, gate
+        ``(B, T, 1, h, w)``.
         """
         B, T = target.x.shape[:2]
         if T == 0:
@@ -645,4 +595,4 @@ class WorldDiT(ModelMixin, ConfigMixin):
         velocity = (target.x - x0) / sigma
         if not return_dict:
             return (velocity,)
-        return WorldDiTOutput(sample=velocity, x0=x0, gate=gate)
+        return WorldModelOutput(sample=velocity, x0=x0, gate=gate)

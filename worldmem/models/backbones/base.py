@@ -1,9 +1,10 @@
-"""The backbone interface: a pretrained diffusers video transformer as a drop-in ``WorldDiT``.
+"""The backbone adapters: a pretrained diffusers video transformer as a ``WorldModel``.
 
 A ``BackboneWorldModel`` wraps a pretrained text-to-video transformer (``self.backbone``) and
-gives it the ``WorldDiT`` interface the flow-matching loss, the sampler and the pipeline call:
-``forward(target, context, keyframes, memory, captions | text, cache)`` returns the flow
-velocity ``noise - x0`` of every target frame, ``encode_text`` and ``encode_context`` exist.
+gives it the ``WorldModel`` interface (``models/interface.py``) the flow-matching loss, the
+sampler and the pipeline call: ``forward(target, context, keyframes, memory, captions | text,
+cache)`` returns the flow velocity ``noise - x0`` of every target frame, ``encode_text`` and
+``encode_context`` (a ``BackboneContext``) exist.
 
 How the world model's inputs reach the backbone (docs/backbones.md gives the reasons):
 
@@ -52,8 +53,8 @@ from worldmem.models.backbones.lora import (
     lora_parameters,
 )
 from worldmem.models.backbones.text import T5TextEncoder
-from worldmem.models.dit import ROLES, ModelFrames, WorldDiTOutput
 from worldmem.models.embeddings import CameraEmbedding, camera_rays, patchify, unpatchify
+from worldmem.models.interface import ROLES, ModelFrames, WorldModelOutput
 from worldmem.models.text import TextStates
 
 __all__ = ["BackboneWorldModel", "BackboneContext", "resolve_component", "WEIGHT_DTYPES"]
@@ -379,14 +380,14 @@ class BackboneWorldModel(ModelMixin, ConfigMixin, metaclass=abc.ABCMeta):
         text: TextStates | None = None,
         cache: BackboneContext | None = None,
         return_dict: bool = True,
-    ) -> WorldDiTOutput | tuple[Tensor]:
-        """Predict the flow velocity ``noise - x0`` of every target frame (as ``WorldDiT``).
+    ) -> WorldModelOutput | tuple[Tensor]:
+        """Predict the flow velocity ``noise - x0`` of every target frame (``WorldModel``).
 
         target: noisy ``ModelFrames`` x ``(B, T, C, h, w)`` (C = rgb latent | depth latent),
         sigma ``(B, T)``. context, keyframes: clean memory frames, or ``cache`` from
         ``encode_context``. memory ``(B, T, C + 1, h, w)``: the encoded spatial-memory render at
         each target camera, or None (zeros). captions (B strings) or precomputed ``text``.
-        Returns ``WorldDiTOutput(sample (B, T, C, h, w))``.
+        Returns ``WorldModelOutput(sample (B, T, C, h, w))``.
         """
         B, T = target.x.shape[:2]
         if T == 0:
@@ -402,7 +403,7 @@ class BackboneWorldModel(ModelMixin, ConfigMixin, metaclass=abc.ABCMeta):
         sample = torch.cat([rgb, depth], 2).to(target.x.dtype)
         if not return_dict:
             return (sample,)
-        return WorldDiTOutput(sample=sample)
+        return WorldModelOutput(sample=sample)
 
     def predict_native(
         self,

@@ -56,7 +56,7 @@ class _KeyMaskedWanAttnProcessor(WanAttnProcessor):
 
 
 class WanWorldModel(BackboneWorldModel):
-    """A pretrained ``WanTransformer3DModel`` (text-to-video) behind the ``WorldDiT`` interface.
+    """A pretrained ``WanTransformer3DModel`` (text-to-video) as a ``WorldModel``.
 
     backbone_config: the transformer's config; image_size: frame side in pixels;
     latent_downsample: the VAE's spatial factor; latent_channels: 2 x the VAE's latent
