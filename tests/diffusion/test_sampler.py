@@ -1,6 +1,9 @@
-"""WorldSampler: cache equivalence, determinism, guidance, and one Euler step by hand."""
+"""WorldSampler: cache equivalence, determinism, guidance, one Euler step by hand, and a
+model that offers nothing but the WorldModel interface."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,6 +12,8 @@ from conftest import tiny_model_config
 from worldmem.diffusion import WorldSampler, encode_frames
 from worldmem.diffusion.dummy import dummy_world_batch
 from worldmem.models import IdentityCodec, ModelFrames, WorldDiT
+from worldmem.models.interface import WorldModel, WorldModelOutput
+from worldmem.models.text import TextStates
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +115,47 @@ def test_two_stochastic_steps_by_hand(model):
     torch.testing.assert_close(rgb, ref_rgb, atol=1e-5, rtol=0)
     euler, _ = WorldSampler(model, codec, steps=2, stochastic=False).generate(batch, _gen(4))
     assert (euler - rgb).abs().max() > 1e-3
+
+
+class MemoryEcho:
+    """The least a model needs (the WorldModel interface; not even an nn.Module): its clean
+    estimate of every target frame is the encoded spatial-memory render (zeros without one)."""
+
+    config = SimpleNamespace(image_size=32)
+    device = torch.device("cpu")
+
+    def encode_text(self, captions):
+        B = len(captions)
+        return TextStates(torch.zeros(B, 1, 1), torch.ones(B, 1, dtype=torch.bool))
+
+    def encode_context(self, context, keyframes, reference_c2w, captions=None, text=None):
+        return "nothing to prepare"
+
+    def __call__(self, target, context=None, keyframes=None, memory=None, captions=None,
+                 text=None, cache=None):  # fmt: skip
+        x0 = torch.zeros_like(target.x) if memory is None else memory[:, :, :-1]
+        return WorldModelOutput(sample=(target.x - x0) / target.sigma[..., None, None, None])
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_a_model_with_only_the_interface_runs_through_the_sampler(use_cache, stochastic):
+    """Every path ends at the model's last clean estimate (sigma 0), here the memory render."""
+    echo = MemoryEcho()
+    assert isinstance(echo, WorldModel)
+    batch = dummy_world_batch(2, 3, 2, 1, 32)
+    codec = IdentityCodec()
+    sampler = WorldSampler(echo, codec, steps=3, use_cache=use_cache, stochastic=stochastic)
+    rgb, depth = sampler.generate(batch, _gen())
+    assert rgb.shape == (2, 3, 3, 32, 32) and depth.shape == (2, 3, 1, 32, 32)
+    memory = codec.encode_memory(batch.memory_rgb, batch.memory_depth, batch.memory_mask)
+    want_rgb, want_depth = codec.decode(memory[:, :, :-1])
+    torch.testing.assert_close(rgb, want_rgb, atol=1e-5, rtol=0)
+    torch.testing.assert_close(depth, want_depth, atol=1e-4, rtol=1e-4)
+    seen = batch.memory_mask.bool().expand_as(rgb)
+    torch.testing.assert_close(rgb[seen], batch.memory_rgb[seen], atol=1e-5, rtol=0)
+
+
+def test_rejects_what_is_not_a_world_model():
+    with pytest.raises(ValueError, match="want a WorldModel"):
+        WorldSampler(torch.nn.Linear(2, 2), IdentityCodec())

@@ -48,6 +48,11 @@ class WorldSampler:
         use_cache: bool = True,
         stochastic: bool = True,
     ):
+        if not isinstance(model, WorldModel):
+            raise ValueError(
+                f"WorldSampler: want a WorldModel (config, device, encode_text, encode_context, "
+                f"called on target frames), got {type(model).__name__}"
+            )
         if steps < 1:
             raise ValueError(f"WorldSampler: steps must be >= 1, got {steps}")
         if shift <= 0:
