@@ -6,7 +6,7 @@ from conftest import make_tiny_pipeline
 
 from worldmem.geometry import project_points
 from worldmem.memory import SpatialMemory
-from worldmem.pipeline import WorldPipeline, memories_for_mode
+from worldmem.pipeline import Chunk, WorldPipeline, memories_for_mode
 
 WALK = ["w", "w", "right", "right", "a", "a", "s", "s"]
 
@@ -319,3 +319,29 @@ def test_a_pipeline_keeps_its_training_cameras_through_save_and_load(tmp_path, t
     back = WorldPipeline.from_pretrained(tmp_path / "wide", device="cpu")
     fx, fy = fov_from_intrinsics(back.K, back.size, back.size)
     assert float(fx) == pytest.approx(90.0, abs=1e-4) and float(fy) == pytest.approx(60.0, abs=1e-4)
+
+
+def test_two_worlds_on_one_pipeline_step_as_two_pipelines_do(tiny_pipeline_dir, tmp_path):
+    """A second world is a new WorldState: stepping two worlds in turns on one pipeline gives
+    the frames two pipelines give, and neither world touches the other or the current one."""
+    one = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    a, b = one.new_state(), one.new_state()
+    one.start(prompt="a red room", seed=3, world=a)
+    one.start(prompt="a blue corridor", seed=4, world=b)
+    steps = [one.step(walk, world=w) for walk in (WALK[:4], WALK[4:]) for w in (a, b)]
+    got_a, got_b = Chunk.cat(steps[0::2]), Chunk.cat(steps[1::2])  # stepped in turns
+    assert one.frame_count == 0 and one.spatial.num_points == 0  # the current world is untouched
+    assert (a.frame_count, b.frame_count) == (len(WALK), len(WALK))
+    assert a.spatial is not b.spatial and a.generator is not b.generator
+    for prompt, seed, got in (("a red room", 3, got_a), ("a blue corridor", 4, got_b)):
+        alone = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+        alone.start(prompt=prompt, seed=seed)
+        want = Chunk.cat([alone.step(WALK[:4]), alone.step(WALK[4:])])
+        assert torch.equal(got.rgb, want.rgb) and torch.equal(got.depth, want.depth)
+    # a world saves and loads through the pipeline, into the current world or another one
+    one.save_state(tmp_path / "a.pt", world=a)
+    one.load_state(tmp_path / "a.pt")
+    assert one.frame_count == a.frame_count and one.prompt == "a red room"
+    assert torch.equal(one.step(["w"]).rgb, one.step(["w"], world=a).rgb)
+    with pytest.raises(ValueError, match="WorldState"):
+        one.step(["w"], world="a world")

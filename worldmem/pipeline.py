@@ -30,16 +30,17 @@ from worldmem.config import (
     from_dict,
     to_dict,
 )
-from worldmem.data.inputs import MEMORY_MODE_GIVES, assemble_inputs, memories_for_mode
-from worldmem.geometry import DEFAULT_FOV_DEG, check_c2w, check_K, intrinsics_from_fov
+from worldmem.data.inputs import assemble_inputs, memories_for_mode
+from worldmem.geometry import DEFAULT_FOV_DEG, check_K, intrinsics_from_fov
 from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
-from worldmem.memory.spatial import _OFFSET as _GRID_HALF_VOXELS
 from worldmem.models import WorldDiT, build_codec
+from worldmem.world_state import WorldState, check_poses, check_seed
 
 __all__ = [
     "WorldPipeline",
+    "WorldState",
     "Chunk",
     "FORMAT_VERSION",
     "STATE_FORMAT_VERSION",
@@ -49,36 +50,8 @@ __all__ = [
 
 FORMAT_VERSION = 1  # of a pipeline folder (pipeline.json)
 STATE_FORMAT_VERSION = 2  # of a world state file (2: checksummed payload; 1: a bare dict)
-MAX_SEED = 2**64 - 1  # torch generators take seeds in [0, 2**64)
 MAX_FOCAL_PER_PIXEL = 1000.0  # focal length at most this many times the frame size (fov > 0.06 deg)
 MAX_PRINCIPAL_OFFSET = 10.0  # the principal point lies within this many frame sizes of the frame
-_STATE_KEYS = frozenset(
-    {
-        "spatial",
-        "episodic",
-        "working",
-        "c2w",
-        "start_c2w",
-        "rng",
-        "prompt",
-        "memory_mode",
-        "frame_count",
-        "seed",
-    }
-)
-# The attributes that hold a world: the objects behind _STATE_KEYS, all replaced by _reset
-_WORLD_ATTRIBUTES = (
-    "spatial",
-    "episodic",
-    "working",
-    "generator",
-    "c2w",
-    "start_c2w",
-    "prompt",
-    "memory_mode",
-    "frame_count",
-    "seed",
-)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -122,8 +95,15 @@ class Chunk:
 
 
 class WorldPipeline:
-    """A world model plus its three memories. ``start`` a world, then ``step`` cameras or
-    keyboard actions through it; ``save_state``/``load_state`` pause and resume it exactly."""
+    """A world model (model, codec, sampler) and the world it steps. ``start`` a world, then
+    ``step`` cameras or keyboard actions through it; ``save_state``/``load_state`` pause and
+    resume it exactly.
+
+    ``pipe.state`` is the current world (a ``WorldState``: memories, pose, random state, frame
+    count, prompt, memory mode, seed). Every method that reads or changes a world takes
+    ``world=``: another ``WorldState`` (from ``new_state``) to step instead, so one model
+    serves any number of worlds. ``pipe.spatial``, ``pipe.c2w`` and the like read the current
+    world."""
 
     def __init__(
         self,
@@ -161,9 +141,7 @@ class WorldPipeline:
         self.size = model_cfg.image_size
         K = intrinsics_from_fov(fov_deg, self.size, self.size, fov_y_deg)
         self.K = K.to(self.device)
-        self.memory_mode = "all"
-        self.prompt = ""
-        self._reset(seed=0)
+        self.state = self.new_state()
 
     # -- construction and persistence -------------------------------------------------------
 
@@ -243,16 +221,69 @@ class WorldPipeline:
 
     # -- the world --------------------------------------------------------------------------
 
-    def _reset(self, seed: int) -> None:
-        cfg = self.memory_cfg
-        self.spatial = SpatialMemory(cfg, device=self.device)
-        self.episodic = EpisodicMemory(cfg, device=self.device)
-        self.working = WorkingMemory(cfg.working_frames)
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
-        self.frame_count = 0
-        self.c2w = torch.eye(4, device=self.device)
-        self.start_c2w = self.c2w.clone()
-        self.seed = seed
+    def new_state(self, seed: int = 0, prompt: str = "", memory: str = "all") -> WorldState:
+        """An empty world for this pipeline (its memory config and device): empty memories,
+        the camera at the identity pose, the generator seeded with ``seed``. Step it with
+        ``world=``, or make it the current world with ``pipe.state = ...``."""
+        return WorldState.new(self.memory_cfg, self.device, seed, prompt, memory)
+
+    def _world(self, world: WorldState | None) -> WorldState:
+        """The world a call acts on: ``world``, or the current one."""
+        if world is None:
+            return self.state
+        if not isinstance(world, WorldState):
+            raise ValueError(f"world: expected a WorldState, got {type(world).__name__}")
+        if world.memory_cfg != self.memory_cfg or world.device != self.device:
+            raise ValueError(
+                "world: built for another memory config or device; make it with new_state"
+            )
+        return world
+
+    # Read-only views of the current world, for callers that predate ``state``
+    @property
+    def spatial(self) -> SpatialMemory:
+        return self.state.spatial
+
+    @property
+    def episodic(self) -> EpisodicMemory:
+        return self.state.episodic
+
+    @property
+    def working(self) -> WorkingMemory:
+        return self.state.working
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.state.generator
+
+    @property
+    def c2w(self) -> torch.Tensor:
+        return self.state.c2w
+
+    @property
+    def start_c2w(self) -> torch.Tensor:
+        return self.state.start_c2w
+
+    @property
+    def prompt(self) -> str:
+        return self.state.prompt
+
+    @property
+    def memory_mode(self) -> str:
+        return self.state.memory_mode
+
+    @property
+    def frame_count(self) -> int:
+        return self.state.frame_count
+
+    @property
+    def seed(self) -> int:
+        return self.state.seed
+
+    @property
+    def chunk_frames(self) -> int:
+        """Frames the model generates at a time."""
+        return self.model_cfg.chunk_frames
 
     def start(
         self,
@@ -262,8 +293,9 @@ class WorldPipeline:
         c2w: torch.Tensor | None = None,
         seed: int = 0,
         memory: str = "all",
+        world: WorldState | None = None,
     ) -> Chunk | None:
-        """Begin a new world (all memories cleared).
+        """Begin a new world (all memories cleared) in ``world`` (default: the current one).
 
         prompt: the caption. image ``(3, H, W)`` in [0, 1] (optional): the first frame, seen
         from ``c2w`` ``(4, 4)`` (default identity); depth ``(1, H, W)`` metres (optional: without
@@ -273,9 +305,10 @@ class WorldPipeline:
         memory, leaves the previous world as it was.
         """
         # Everything is checked before the world is touched: a refused call changes nothing.
+        world = self._world(world)
         if not isinstance(prompt, str):
             raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
-        _check_seed(seed)
+        check_seed(seed)
         memories_for_mode(memory)
         if c2w is not None:
             if not isinstance(c2w, torch.Tensor) or tuple(c2w.shape) != (4, 4):
@@ -290,55 +323,51 @@ class WorldPipeline:
                 got = "depth without an image" if image is None else _describe(depth)
                 raise ValueError(f"depth: expected {want} with an image, got {got}")
             depth = _finite_float32(depth, "depth", non_negative=True)
-        # The new world gets new memory objects and a new generator; the old world's are kept
-        # untouched and put back if the start fails part-way (the model, or a memory).
-        old = {name: getattr(self, name) for name in _WORLD_ATTRIBUTES}
-        try:
-            return self._start(prompt, image, depth, c2w, seed, memory)
-        except BaseException:
-            for name, value in old.items():
-                setattr(self, name, value)
-            raise
+        # The new world is built aside, in new memory objects with a new generator; ``world``
+        # takes them only when it is complete, so a start failing part-way (the model, or a
+        # memory) leaves the old world as it was.
+        new = self.new_state(seed, prompt, memory)
+        chunk = self._start(new, image, depth, c2w)
+        world.become(new)
+        return chunk
 
     def _start(
         self,
-        prompt: str,
+        new: WorldState,
         image: torch.Tensor | None,
         depth: torch.Tensor | None,
         c2w: torch.Tensor | None,
-        seed: int,
-        memory: str,
     ) -> Chunk | None:
-        """``start`` after its checks: replaces the world's objects with new ones."""
-        self._reset(seed)
-        self.prompt = prompt
-        self.memory_mode = memory
+        """``start`` after its checks, in the empty world ``new``."""
         if c2w is not None:
-            self.c2w = c2w.to(self.device, torch.float32)
-            self.start_c2w = self.c2w.clone()
+            new.c2w = c2w.to(self.device, torch.float32)
+            new.start_c2w = new.c2w.clone()
         if image is None:
             return None
         if depth is not None:
-            self._remember(image[None], depth[None].to(self.device), self.c2w[None], observed=True)
+            self._remember(
+                new, image[None], depth[None].to(self.device), new.c2w[None], observed=True
+            )
             return None
         # No depth: give the image as context and generate the same view; the generated depth
         # (and the image itself) then enter the memories.
-        self.working.push(
+        new.working.push(
             image[None],
             torch.zeros(1, 1, self.size, self.size, device=self.device),
-            self.c2w[None],
+            new.c2w[None],
             self.K[None],
             step=0,
         )
-        T = self.model_cfg.chunk_frames
+        T = self.chunk_frames
         chunk = self._generate(
-            self.c2w[None].expand(T, 4, 4),
+            new,
+            new.c2w[None].expand(T, 4, 4),
             self.K.expand(T, 3, 3),
             remember=False,
             where="start: the chunk giving the image its depth",
         )
-        self.working = WorkingMemory(self.memory_cfg.working_frames)
-        self._remember(image[None], chunk.depth[:1], self.c2w[None], observed=True)
+        new.working = WorkingMemory(self.memory_cfg.working_frames)
+        self._remember(new, image[None], chunk.depth[:1], new.c2w[None], observed=True)
         return chunk
 
     def _check_image(self, image: torch.Tensor) -> torch.Tensor:
@@ -362,20 +391,7 @@ class WorldPipeline:
     def _check_poses(self, c2w: torch.Tensor, name: str) -> torch.Tensor:
         """Rigid, finite in float32 and inside the spatial memory's voxel grid (with room for
         the farthest depth it inserts): ``(N, 4, 4)`` -> float32 on the device."""
-        if not isinstance(c2w, torch.Tensor) or not c2w.is_floating_point():
-            raise ValueError(f"{name}: expected a float tensor of poses, got {_describe(c2w)}")
-        c2w = c2w.to(torch.float32)
-        check_c2w(c2w, name)
-        cfg = self.memory_cfg
-        reach_m = _GRID_HALF_VOXELS * cfg.voxel_size_m - cfg.max_depth_m
-        far = c2w[:, :3, 3].abs().amax(1) > reach_m
-        if bool(far.any()):
-            i = int(far.nonzero()[0])
-            raise ValueError(
-                f"{name}: pose {i} is at {c2w[i, :3, 3].tolist()}, outside the spatial memory's "
-                f"grid (|x|, |y|, |z| <= {reach_m:.0f} m at voxel_size_m={cfg.voxel_size_m})"
-            )
-        return c2w.to(self.device)
+        return check_poses(c2w, self.memory_cfg, name).to(self.device)
 
     def _check_intrinsics(self, K: torch.Tensor, n: int, name: str = "K") -> torch.Tensor:
         """Pinhole intrinsics ``(n, 3, 3)`` at the model's frame size, finite in float32, with
@@ -406,10 +422,16 @@ class WorldPipeline:
             )
         return K.to(self.device)
 
-    def step(self, cameras: torch.Tensor | list[str], K: torch.Tensor | None = None) -> Chunk:
-        """Generate frames at ``cameras``: c2w ``(N, 4, 4)``, or a list of N action keys
-        (``w``, ``left``, ...) applied from the current pose. ``K`` ``(N, 3, 3)`` are pixel
-        intrinsics at the model's image size (default: the pipeline's field of view).
+    def step(
+        self,
+        cameras: torch.Tensor | list[str],
+        K: torch.Tensor | None = None,
+        world: WorldState | None = None,
+    ) -> Chunk:
+        """Generate frames of ``world`` (default: the current one) at ``cameras``: c2w
+        ``(N, 4, 4)``, or a list of N action keys (``w``, ``left``, ...) applied from the
+        world's current pose. ``K`` ``(N, 3, 3)`` are pixel intrinsics at the model's image
+        size (default: the pipeline's field of view).
 
         Frames are generated ``chunk_frames`` at a time; returns all N frames as one Chunk.
         A call that raises, whether refused at the checks or failing in any chunk, leaves the
@@ -417,6 +439,7 @@ class WorldPipeline:
         infinite values raises ``RuntimeError`` naming the chunk and the frame.
         """
         # Everything is checked before the world is touched: a refused call changes nothing.
+        world = self._world(world)
         if isinstance(cameras, (list, tuple)):
             if not 1 <= len(cameras) <= MAX_TRAJECTORY_FRAMES:
                 raise ValueError(
@@ -426,7 +449,7 @@ class WorldPipeline:
             bad = next((k for k in cameras if not isinstance(k, str) or k not in KEYS), None)
             if bad is not None:
                 raise ValueError(f"cameras: unknown action key {bad!r}; valid: {', '.join(KEYS)}")
-            cameras = apply_actions(self.c2w.cpu(), list(cameras), self.actions)
+            cameras = apply_actions(world.c2w.cpu(), list(cameras), self.actions)
         if (
             not isinstance(cameras, torch.Tensor)
             or cameras.ndim != 3
@@ -442,10 +465,10 @@ class WorldPipeline:
             K = self.K.expand(len(cameras), 3, 3)
         else:
             K = self._check_intrinsics(K, len(cameras))
-        T = self.model_cfg.chunk_frames
+        T = self.chunk_frames
         # Each chunk changes the memories in place; a chunk that fails part-way through the
         # call puts back this copy (one per call, not per chunk).
-        before = self._world()
+        before = world.state_dict()
         try:
             out = []
             chunks = math.ceil(len(cameras) / T)
@@ -456,60 +479,62 @@ class WorldPipeline:
                     cams = torch.cat([cams, cams[-1:].expand(T - n, 4, 4)])
                     Ks = torch.cat([Ks, Ks[-1:].expand(T - n, 3, 3)])
                 where = f"step: chunk {i // T + 1} of {chunks} (cameras {i} to {i + n - 1})"
-                out.append(self._generate(cams, Ks, keep=n, where=where))
+                out.append(self._generate(world, cams, Ks, keep=n, where=where))
         except BaseException:
-            self._restore_world(before)
+            world.restore(before)
             raise
         return Chunk.cat(out)
 
-    def model_inputs(self, cams: torch.Tensor, K: torch.Tensor):
+    def model_inputs(self, cams: torch.Tensor, K: torch.Tensor, world: WorldState | None = None):
         """The ``WorldBatch`` the model is given for targets at ``cams`` ``(T, 4, 4)``, ``K``
-        ``(T, 3, 3)`` from the world's memories as they stand (``assemble_inputs``, the same
-        function the training data uses)."""
+        ``(T, 3, 3)`` from the memories of ``world`` (default: the current one) as they stand
+        (``assemble_inputs``, the same function the training data uses)."""
+        world = self._world(world)
         return assemble_inputs(
             cams,
             K,
             self.size,
-            mode=self.memory_mode,
-            spatial=self.spatial,
-            episodic=self.episodic,
-            working=self.working.frames() if len(self.working) else None,
+            mode=world.memory_mode,
+            spatial=world.spatial,
+            episodic=world.episodic,
+            working=world.working.frames() if len(world.working) else None,
             context_frames=self.memory_cfg.working_frames,
             keyframes=self.memory_cfg.retrieve_k,
-            caption=self.prompt,
+            caption=world.prompt,
         )
 
     @torch.no_grad()
     def _generate(
         self,
+        world: WorldState,
         cams: torch.Tensor,
         K: torch.Tensor,
         keep: int | None = None,
         remember: bool = True,
         where: str = "chunk",
     ) -> Chunk:
-        """One chunk: build the model's inputs from the memories, denoise, and (unless
-        ``remember`` is False) put the new frames into the memories. Output with NaN or
+        """One chunk of ``world``: build the model's inputs from its memories, denoise, and
+        (unless ``remember`` is False) put the new frames into the memories. Output with NaN or
         infinite values raises ``RuntimeError`` beginning with ``where``, before any memory
         is touched."""
         T = cams.shape[0]
         keep = T if keep is None else keep
         t0 = time.perf_counter()
-        batch = self.model_inputs(cams, K)
+        batch = self.model_inputs(cams, K, world)
         mem_rgb, mem_depth, mem_mask = (
             batch.memory_rgb[0],
             batch.memory_depth[0],
             batch.memory_mask[0],
         )
         t1 = time.perf_counter()
-        rgb, depth = self.sampler.generate(batch, generator=self.generator)
+        rgb, depth = self.sampler.generate(batch, generator=world.generator)
         rgb, depth = rgb[0, :keep], depth[0, :keep]
         t2 = time.perf_counter()
-        first = self.frame_count
+        first = world.frame_count
         _check_output(rgb, depth, first, where)
         rgb = rgb.clamp(0, 1)
         if remember:
-            self._remember(rgb, depth, cams[:keep], K[:keep], observed=False)
+            self._remember(world, rgb, depth, cams[:keep], K[:keep], observed=False)
         t3 = time.perf_counter()
         return Chunk(
             rgb=rgb,
@@ -529,15 +554,17 @@ class WorldPipeline:
         depth: torch.Tensor,
         c2w: torch.Tensor,
         K: torch.Tensor | None = None,
+        world: WorldState | None = None,
     ) -> None:
-        """Put known frames (e.g. ground truth) into all memories as observed frames (the
-        spatial memory keeps them over anything generated); the current pose becomes the last
-        frame's.
+        """Put known frames (e.g. ground truth) into all memories of ``world`` (default: the
+        current one) as observed frames (the spatial memory keeps them over anything
+        generated); the current pose becomes the last frame's.
 
         rgb ``(N, 3, S, S)`` in [0, 1], depth ``(N, 1, S, S)`` metres (0 where unknown),
         c2w ``(N, 4, 4)``, K ``(N, 3, 3)`` at the model's image size S (default: the pipeline's).
         """
         # Everything is checked before the world is touched: a refused call changes nothing.
+        world = self._world(world)
         S = self.size
         if not isinstance(rgb, torch.Tensor) or rgb.ndim != 4 or tuple(rgb.shape[1:]) != (3, S, S):
             raise ValueError(f"rgb: expected (N, 3, {S}, {S}), got {_describe(rgb)}")
@@ -553,10 +580,11 @@ class WorldPipeline:
         c2w = self._check_poses(c2w, "c2w")
         if K is not None:
             K = self._check_intrinsics(K, n)
-        self._remember(rgb, depth, c2w, K, observed=True)
+        self._remember(world, rgb, depth, c2w, K, observed=True)
 
     def _remember(
         self,
+        world: WorldState,
         rgb: torch.Tensor,
         depth: torch.Tensor,
         c2w: torch.Tensor,
@@ -564,60 +592,35 @@ class WorldPipeline:
         *,
         observed: bool,
     ) -> None:
-        """Put frames (N, 3, H, W), (N, 1, H, W), (N, 4, 4), K (N, 3, 3) into all memories.
+        """Put frames (N, 3, H, W), (N, 1, H, W), (N, 4, 4), K (N, 3, 3) into all memories
+        of ``world``.
         ``observed``: real frames (a start image, ``observe``) or generated ones; a generated
         frame never replaces what the spatial memory observed."""
         n = len(rgb)
         K = self.K.expand(n, 3, 3) if K is None else K
-        first = self.frame_count
-        self.working.push(rgb, depth, c2w, K, step=first)
+        first = world.frame_count
+        world.working.push(rgb, depth, c2w, K, step=first)
         for i in range(n):
-            self.episodic.maybe_add(rgb[i], depth[i], c2w[i], K[i], step=first + i)
-        self.spatial.insert(rgb, depth, c2w, K, step=first + n - 1, observed=observed)
-        self.frame_count += n
-        self.c2w = c2w[-1].clone()
+            world.episodic.maybe_add(rgb[i], depth[i], c2w[i], K[i], step=first + i)
+        world.spatial.insert(rgb, depth, c2w, K, step=first + n - 1, observed=observed)
+        world.frame_count += n
+        world.c2w = c2w[-1].clone()
 
     # -- pause and resume -------------------------------------------------------------------
 
-    def _world(self) -> dict:
-        """The world's state as copies (``_STATE_KEYS``): the memories' state dicts, the
-        poses, the random state and the plain values. ``save_state`` writes it; ``step``
-        keeps it to put back with ``_restore_world``."""
-        return {
-            "spatial": self.spatial.state_dict(),
-            "episodic": self.episodic.state_dict(),
-            "working": self.working.state_dict(),
-            "c2w": self.c2w.clone(),
-            "start_c2w": self.start_c2w.clone(),
-            "rng": self.generator.get_state(),
-            "prompt": self.prompt,
-            "memory_mode": self.memory_mode,
-            "frame_count": self.frame_count,
-            "seed": self.seed,
-        }
-
-    def _restore_world(self, world: dict) -> None:
-        """Put back a ``_world()`` of this pipeline, in place (the same memory objects).
-        It came from this world, so it is not checked again (``load_state`` checks files)."""
-        self.spatial.load_state_dict(world["spatial"])
-        self.episodic.load_state_dict(world["episodic"])
-        self.working.load_state_dict(world["working"])
-        self.generator.set_state(world["rng"])
-        self.c2w, self.start_c2w = world["c2w"], world["start_c2w"]
-        self.prompt, self.memory_mode = world["prompt"], world["memory_mode"]
-        self.frame_count, self.seed = world["frame_count"], world["seed"]
-
-    def save_state(self, path: str | Path) -> Path:
-        """Write the world's state (memories, pose, random state, prompt) to ``path``;
-        ``load_state`` then continues exactly as if the world had not stopped.
+    def save_state(self, path: str | Path, world: WorldState | None = None) -> Path:
+        """Write the state of ``world`` (default: the current one: memories, pose, random
+        state, prompt) to ``path``; ``load_state`` then continues exactly as if the world had
+        not stopped.
 
         The file (``torch.load(weights_only=True)``) holds the format version, the sha256 of
         the payload and the payload: the serialized state, tensors and plain values only. It
         is written to a temporary file next to ``path`` and renamed over it when complete, so
         an interrupted save leaves the previous file as it was."""
         path = _state_path(path)
+        world = self._world(world)
         buf = io.BytesIO()
-        torch.save(_to_cpu(self._world()), buf)
+        torch.save(_to_cpu(world.state_dict()), buf)
         payload = buf.getvalue()
         wrapper = {
             "format_version": STATE_FORMAT_VERSION,
@@ -636,12 +639,15 @@ class WorldPipeline:
             tmp.unlink(missing_ok=True)
         return path
 
-    def load_state(self, path: str | Path) -> None:
-        """Restore a state written by ``save_state``. The file is checked in full (format
-        version, checksum, keys, shapes, finite values) and the memories are rebuilt aside;
-        only then is the world replaced, so a refused file leaves the world as it was.
-        Raises ``FileNotFoundError`` or ``ValueError`` naming the file and the bad key."""
+    def load_state(self, path: str | Path, world: WorldState | None = None) -> None:
+        """Restore a state written by ``save_state`` into ``world`` (default: the current
+        one). The file is checked in full (format version, checksum, then
+        ``WorldState.load_state_dict``: keys, shapes, finite values) and the memories are
+        rebuilt aside; only then is the world replaced, so a refused file leaves the world as
+        it was. Raises ``FileNotFoundError`` or ``ValueError`` naming the file and the bad
+        key."""
         path = _state_path(path)
+        world = self._world(world)
         if not path.is_file():
             raise FileNotFoundError(f"world state not found: {path}")
         try:
@@ -655,7 +661,7 @@ class WorldPipeline:
             raise ValueError(
                 f"{path}: world state format {version!r}, expected {STATE_FORMAT_VERSION}"
             )
-        _exact_keys(wrapper, {"format_version", "sha256", "payload"}, path, "")
+        _exact_keys(wrapper, {"format_version", "sha256", "payload"}, path)
         payload = wrapper["payload"]
         if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
             raise ValueError(f"{path}: 'payload' must be a uint8 tensor")
@@ -670,76 +676,14 @@ class WorldPipeline:
             ) from None
         if not isinstance(state, dict):
             raise ValueError(f"{path}: payload is a {type(state).__name__}, not a dict")
-        _exact_keys(state, _STATE_KEYS, path, "")
-        _check_finite(state, path, "")
-        for key in ("spatial", "episodic", "working"):
-            if not isinstance(state[key], dict):
-                raise ValueError(f"{path}: '{key}' must be a dict")
-        for key in ("c2w", "start_c2w"):
-            if not isinstance(state[key], torch.Tensor) or tuple(state[key].shape) != (4, 4):
-                raise ValueError(f"{path}: '{key}' must be a (4, 4) tensor")
-            try:
-                self._check_poses(state[key][None], key)
-            except ValueError as e:
-                raise ValueError(f"{path}: '{key}': {e}") from None
-        rng = state["rng"]
-        want_rng = self.generator.get_state()
-        if (
-            not isinstance(rng, torch.Tensor)
-            or rng.dtype != torch.uint8
-            or rng.shape != want_rng.shape
-        ):
-            raise ValueError(
-                f"{path}: 'rng' must be a uint8 tensor of shape {tuple(want_rng.shape)}"
-            )
-        if not isinstance(state["prompt"], str):
-            raise ValueError(f"{path}: 'prompt' must be a string")
-        if state["memory_mode"] not in MEMORY_MODE_GIVES:
-            raise ValueError(
-                f"{path}: 'memory_mode' {state['memory_mode']!r} is not one of "
-                f"{', '.join(MEMORY_MODE_GIVES)}"
-            )
-        fc = state["frame_count"]
-        if isinstance(fc, bool) or not isinstance(fc, int) or fc < 0:
-            raise ValueError(f"{path}: 'frame_count' must be a non-negative int, got {fc!r}")
         try:
-            _check_seed(state["seed"])
+            world.load_state_dict(state)
         except ValueError as e:
-            raise ValueError(f"{path}: 'seed': {e}") from None
-        # Rebuild the memories aside; the world is replaced only when all of them loaded.
-        cfg = self.memory_cfg
-        spatial = SpatialMemory(cfg, device=self.device)
-        episodic = EpisodicMemory(cfg, device=self.device)
-        working = WorkingMemory(cfg.working_frames)
-        generator = torch.Generator(device="cpu")
-        for key, memory in (("spatial", spatial), ("episodic", episodic), ("working", working)):
-            _exact_keys(state[key], set(memory.state_dict()), path, f"{key}.")
-            try:
-                memory.load_state_dict(_to_device(state[key], self.device))
-            except (ValueError, TypeError, RuntimeError) as e:
-                raise ValueError(f"{path}: '{key}': {e}") from None
-        try:
-            generator.set_state(rng)
-        except RuntimeError as e:
-            raise ValueError(f"{path}: 'rng': {e}") from None
-        self.spatial, self.episodic, self.working = spatial, episodic, working
-        self.generator = generator
-        self.c2w = state["c2w"].to(self.device, torch.float32)
-        self.start_c2w = state["start_c2w"].to(self.device, torch.float32)
-        self.prompt = state["prompt"]
-        self.memory_mode = state["memory_mode"]
-        self.frame_count = fc
-        self.seed = state["seed"]
+            raise ValueError(f"{path}: {e}") from None
 
 
 def _describe(x) -> str:
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
-    return seed
 
 
 def _check_output(rgb: torch.Tensor, depth: torch.Tensor, first: int, where: str) -> None:
@@ -779,42 +723,21 @@ def _state_path(path: str | Path) -> Path:
     return Path(path)
 
 
-def _exact_keys(d: dict, want: set | frozenset, path: Path, where: str) -> None:
-    """``d`` has exactly the keys ``want``; else a ``ValueError`` naming the missing and the
-    unknown ones (prefixed with ``where``)."""
+def _exact_keys(d: dict, want: set, path: Path) -> None:
+    """``d`` has exactly the keys ``want``; else a ``ValueError`` naming the file and the
+    missing and unknown keys."""
     missing = sorted(map(str, set(want) - set(d)))
     unknown = sorted(map(str, set(d) - set(want)))
     parts = []
     if missing:
-        parts.append("missing key(s) " + ", ".join(repr(where + k) for k in missing))
+        parts.append("missing key(s) " + ", ".join(map(repr, missing)))
     if unknown:
-        parts.append("unknown key(s) " + ", ".join(repr(where + k) for k in unknown))
+        parts.append("unknown key(s) " + ", ".join(map(repr, unknown)))
     if parts:
         raise ValueError(f"{path}: {'; '.join(parts)}")
-
-
-def _check_finite(value, path: Path, where: str) -> None:
-    """Every floating tensor and float in ``value`` (nested dicts and lists) is finite."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, path, f"{where}{k}." if isinstance(v, dict) else f"{where}{k}")
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            _check_finite(v, path, f"{where}[{i}]")
-    elif isinstance(value, torch.Tensor) and value.is_floating_point():
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"{path}: '{where}' has NaN or infinite values")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{path}: '{where}' is {value}")
 
 
 def _to_cpu(value):
     if isinstance(value, dict):
         return {k: _to_cpu(v) for k, v in value.items()}
     return value.cpu() if isinstance(value, torch.Tensor) else value
-
-
-def _to_device(value, device):
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value.to(device) if isinstance(value, torch.Tensor) else value
