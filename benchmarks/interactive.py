@@ -56,9 +56,9 @@ def build_template(steps: int | None):
 
 def direct_fps(template, seconds: float) -> float:
     """Frames/s of Session.step in this process, two keys (one chunk) at a time."""
-    from worldmem.interactive.session import Session, fork_pipeline
+    from worldmem.interactive.session import Session
 
-    s = Session(fork_pipeline(template))
+    s = Session(template)
     s.start("a long corridor with red brick walls", seed=0)
     s.step(["w", "w"])  # warm up
     n, t0 = 0, time.perf_counter()

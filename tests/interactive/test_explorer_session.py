@@ -26,7 +26,7 @@ def template():
 
 @pytest.fixture
 def session(template):
-    s = Session(fork_pipeline(template))
+    s = Session(template)
     s.start("a brick corridor", seed=1)
     return s
 
@@ -80,12 +80,12 @@ def test_frames_are_images_with_consecutive_indices(session):
 
 def test_reset_returns_to_the_start_pose_and_keeps_the_memories(session):
     session.step(["w", "w", "left", "w"])
-    points = session.pipe.spatial.num_points
+    points = session.world.spatial.num_points
     frame = session.reset()[0]
     assert frame.key == "reset"
     assert_pose(frame, (0, 0, 0), 0.0)
     assert frame.index == 5 and session.frame_count == 6
-    assert session.pipe.spatial.num_points >= points > 0
+    assert session.world.spatial.num_points >= points > 0
     assert frame.memory_mask.mean() > 0.5  # the start view was remembered
 
 
@@ -122,9 +122,9 @@ def test_ply_export_holds_the_spatial_memory(session, tmp_path):
     path = tmp_path / "memory.ply"
     path.write_bytes(session.memory_ply())
     vertex = PlyData.read(str(path))["vertex"]
-    assert vertex.count == session.pipe.spatial.num_points > 0
+    assert vertex.count == session.world.spatial.num_points > 0
     xyz = np.stack([vertex["x"], vertex["y"], vertex["z"]], 1)
-    assert np.allclose(xyz, session.pipe.spatial.xyz.cpu().numpy(), atol=1e-5)
+    assert np.allclose(xyz, session.world.spatial.xyz.cpu().numpy(), atol=1e-5)
 
 
 def test_insets_and_map(session):
@@ -137,15 +137,25 @@ def test_insets_and_map(session):
 
 
 def test_sessions_share_the_model_but_not_the_world(template):
-    a, b = Session(fork_pipeline(template)), Session(fork_pipeline(template))
+    a, b = Session(template), Session(template)
     assert a.pipe.model is b.pipe.model is template.model
     assert a.pipe.codec is b.pipe.codec
-    assert a.pipe.spatial is not b.pipe.spatial and a.pipe.working is not b.pipe.working
+    assert a.world.spatial is not b.world.spatial and a.world.working is not b.world.working
     a.start("a corridor", seed=0)
     b.start("a plaza", seed=5)
     a.step(["w", "w", "w"])
     assert b.frame_count == 1 and b.pose.position == (0.0, 0.0, 0.0)
     assert a.frame_count == 4 and a.pose.position[2] > 0
+    assert template.frame_count == 0  # the shared pipeline's own world is untouched
+
+
+def test_a_forked_pipeline_shares_the_model_and_has_a_world_of_its_own(template):
+    fork = fork_pipeline(template)
+    assert fork.model is template.model and fork.sampler is template.sampler
+    assert fork.state is not template.state and fork.spatial is not template.spatial
+    s = Session(fork)
+    s.start("a corridor", seed=0)
+    assert s.frame_count == 1 and fork.frame_count == 0 == template.frame_count
 
 
 def test_bad_use_is_a_clear_error(template):
@@ -178,7 +188,7 @@ def test_a_world_can_begin_from_the_start_frame():
         plain.start("a room", from_image=True)
     s = Session(fork_pipeline(pipe), start_frame=StartFrame(image, depth, "a room"))
     [first] = s.start("a room", seed=0, from_image=True)
-    assert bool(s.pipe.spatial.observed.all()) and len(s.pipe.spatial) == S * S
+    assert bool(s.world.spatial.observed.all()) and len(s.world.spatial) == S * S
     assert first.memory_mask.all()
     mem = torch.from_numpy(first.memory_rgb).permute(2, 0, 1).float() / 255
     assert (mem - image).abs().max() < 1.5 / 255  # the render at the start camera is the image

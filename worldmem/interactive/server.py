@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import secrets
@@ -68,7 +69,6 @@ from worldmem.interactive.session import (
     Session,
     StartFrame,
     encode_png,
-    fork_pipeline,
 )
 from worldmem.io import depth_to_rgb
 from worldmem.pipeline import WorldPipeline
@@ -496,9 +496,16 @@ def create_app(
         conn = None
         tasks: list[asyncio.Task] = []
         try:
-            pipe = await asyncio.get_running_loop().run_in_executor(None, fork_pipeline, template)
-            session = Session(
-                pipe, max_video_frames=max_video_frames, memory=memory, start_frame=start_frame
+            # a new world on the shared template (its memories are allocated off the loop)
+            session = await asyncio.get_running_loop().run_in_executor(
+                None,
+                functools.partial(
+                    Session,
+                    template,
+                    max_video_frames=max_video_frames,
+                    memory=memory,
+                    start_frame=start_frame,
+                ),
             )
             state.sessions[sid] = session
             conn = _Connection(ws, state, sid, session)
@@ -749,7 +756,7 @@ def serve(cfg: SampleRootConfig) -> None:
         print(f"warning: {info.note}", flush=True)
     start_frame = load_start_frame(cfg.sample, template.size)
     print("warming up the model ...", flush=True)
-    warm = Session(fork_pipeline(template), memory=cfg.sample.memory, start_frame=start_frame)
+    warm = Session(template, memory=cfg.sample.memory, start_frame=start_frame)
     warm.start("", seed=0, from_image=start_frame is not None)
     warm.step(["w"] * warm.chunk_frames)
     warm.insets()

@@ -1,4 +1,4 @@
-"""One explorer's world: a ``WorldPipeline`` state over a model shared by every session.
+"""One explorer's world: a ``WorldState`` stepped by a ``WorldPipeline`` shared by every session.
 
 ``Session`` is the whole interactive loop without any UI: ``start(prompt, seed)``, then
 ``step("w")`` / ``step(["w", "left"])`` (one frame per key), ``reset()`` (back to the start
@@ -6,8 +6,8 @@ pose). It keeps the frames generated so far (the most recent ``max_video_frames`
 mp4 download and the camera path for the top-down map, and exposes the insets the page shows
 (depth, memory render, map) and the PLY export of the spatial memory.
 
-Sessions never load weights: ``fork_pipeline(template)`` makes a pipeline object that shares
-the template's model and codec and has its own memories, pose and random state.
+Sessions never load weights or copy the pipeline: each holds its own world
+(``pipeline.new_state()``: memories, pose, random state) and steps it with the one pipeline.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from worldmem.geometry.actions import KEYS, c2w_to_pose
 from worldmem.io import depth_to_rgb, write_video
-from worldmem.pipeline import Chunk, WorldPipeline, memories_for_mode
+from worldmem.pipeline import Chunk, WorldPipeline, WorldState, memories_for_mode
 
 __all__ = [
     "Frame",
@@ -86,13 +86,14 @@ class Frame:
 
 
 def fork_pipeline(template: WorldPipeline) -> WorldPipeline:
-    """A new pipeline over ``template``'s model and codec (shared, not copied or reloaded)
-    with its own memories, pose, random generator and sampler."""
+    """A pipeline object over ``template``'s model, codec and sampler (shared, not copied or
+    reloaded) whose current world is a new, empty one. A ``Session`` does not need it (it
+    keeps its own world); it is for callers that want ``pipe.spatial`` and the like to read
+    a world of their own."""
     if not isinstance(template, WorldPipeline):
         raise ValueError(f"template: expected a WorldPipeline, got {type(template).__name__}")
-    pipe = copy.copy(template)  # shallow: model, codec, configs and K are shared
-    pipe.sampler = copy.copy(template.sampler)  # same settings, its own object
-    pipe.start(prompt="", seed=0, memory=template.memory_mode)  # fresh memories and generator
+    pipe = copy.copy(template)  # shallow: model, codec, sampler, configs and K are shared
+    pipe.state = template.new_state(memory=template.memory_mode)
     return pipe
 
 
@@ -125,10 +126,12 @@ class StartFrame:
 
 
 class Session:
-    """An interactive world over ``pipeline`` (use ``fork_pipeline`` to share a model).
+    """An interactive world stepped by ``pipeline``; any number of sessions share one
+    pipeline, each with its own world (``world``, a ``WorldState``).
 
     Thread-safe: every method holds the session's lock, so a download can run while another
-    thread steps the world (it waits for the current chunk).
+    thread steps the world (it waits for the current chunk). The pipeline itself holds no
+    world state a session changes, so sessions step their worlds concurrently.
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class Session:
             )
         self.start_frame = start_frame
         self.pipe = pipeline
+        self.world: WorldState = pipeline.new_state(memory=memory)
         self.max_video_frames = max_video_frames
         self.map_size_px = map_size_px
         self.memory = memory
@@ -171,21 +175,21 @@ class Session:
 
     @property
     def chunk_frames(self) -> int:
-        return self.pipe.model_cfg.chunk_frames
+        return self.pipe.chunk_frames
 
     @property
     def pose(self) -> Pose:
         """The current camera pose."""
-        return Pose.from_c2w(self.pipe.c2w)
+        return Pose.from_c2w(self.world.c2w)
 
     @property
     def start_pose(self) -> Pose:
-        return Pose.from_c2w(self.pipe.start_c2w)
+        return Pose.from_c2w(self.world.start_c2w)
 
     @property
     def frame_count(self) -> int:
         """Frames generated since ``start``."""
-        return self.pipe.frame_count
+        return self.world.frame_count
 
     @property
     def last_frame(self) -> Frame | None:
@@ -206,12 +210,19 @@ class Session:
         if from_image:
             image, depth = self.start_frame.image, self.start_frame.depth
         with self._lock:
-            self.pipe.start(prompt=prompt, image=image, depth=depth, seed=seed, memory=self.memory)
+            self.pipe.start(
+                prompt=prompt,
+                image=image,
+                depth=depth,
+                seed=seed,
+                memory=self.memory,
+                world=self.world,
+            )
             self._video.clear()
             self._path.clear()
             self._last = None
             self.prompt, self.seed, self.started = prompt, seed, True
-            chunk = self.pipe.step(self.pipe.start_c2w[None].clone())
+            chunk = self.pipe.step(self.world.start_c2w[None].clone(), world=self.world)
             return self._keep(chunk, ["start"])
 
     def step(self, action: str | list[str]) -> list[Frame]:
@@ -225,14 +236,15 @@ class Session:
                 raise ValueError(f"action: unknown key {k!r}; valid keys: {', '.join(KEYS)}")
         with self._lock:
             self._check_started()
-            return self._keep(self.pipe.step(keys), keys)
+            return self._keep(self.pipe.step(keys, world=self.world), keys)
 
     def reset(self) -> list[Frame]:
         """Move the camera back to the start pose and generate the frame seen from there (the
         memories are kept: what was seen there should come back)."""
         with self._lock:
             self._check_started()
-            return self._keep(self.pipe.step(self.pipe.start_c2w[None].clone()), ["reset"])
+            chunk = self.pipe.step(self.world.start_c2w[None].clone(), world=self.world)
+            return self._keep(chunk, ["reset"])
 
     def _check_started(self) -> None:
         if not self.started:
@@ -292,7 +304,7 @@ class Session:
         """The spatial memory (points, colours, confidence) as a PLY file."""
         with self._lock, tempfile.TemporaryDirectory() as d:
             path = Path(d) / "memory.ply"
-            self.pipe.spatial.export_ply(path)
+            self.world.spatial.export_ply(path)
             return path.read_bytes()
 
     def topdown_map(self, size_px: int | None = None) -> np.ndarray:
@@ -300,7 +312,7 @@ class Session:
         current heading (image right is +x, up is +z)."""
         with self._lock:
             path = self.camera_path()
-            return self.pipe.spatial.topdown_map(
+            return self.world.spatial.topdown_map(
                 size_px or self.map_size_px, path if len(path) else None
             )
 
