@@ -50,7 +50,7 @@ def build_template(steps: int | None):
         model = WorldDiT.from_model_config(cfg)
         pipe = WorldPipeline(model, cfg, MemoryConfig(), steps=steps or 4)
         name = "random tiny preset (no checkpoint at checkpoints/worldmem-tiny)"
-    info = ModelInfo(name, "trained" in name, pipe.size, pipe.model_cfg.chunk_frames)
+    info = ModelInfo(name, "trained" in name, pipe.size, pipe.chunk_frames)
     return pipe, info
 
 

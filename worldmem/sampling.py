@@ -359,7 +359,7 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
             )
             chunks: list[Chunk] = []
             bar = tqdm(total=n, desc=job.name, unit="frame", position=1, leave=False, disable=None)
-            T = pipe.model_cfg.chunk_frames
+            T = pipe.chunk_frames
             for i in range(0, n, T):
                 c = pipe.step(traj.c2w[i : min(i + T, n)], K=traj.K[i : min(i + T, n)])
                 chunks.append(c)

@@ -73,7 +73,7 @@ def _load(args):
 
 def _seconds_per_frame(pipe, case) -> float:
     """Time one warm-up chunk pair in memory mode all at a case's first cameras."""
-    T = pipe.model_cfg.chunk_frames
+    T = pipe.chunk_frames
     n = min(case.num_frames, 2 * T)
     pipe.start(prompt=case.caption, c2w=case.c2w[0], seed=0, memory="all")
     pipe.step(case.c2w[:T], case.K[:T])  # first call: allocation and caches
@@ -97,7 +97,7 @@ def cmd_revisit(args) -> int:
     S, W = pipe.size, pipe.memory_cfg.working_frames
     print(
         f"model {args.checkpoint}: {S} px, {pipe.steps} denoising steps, chunks of "
-        f"{pipe.model_cfg.chunk_frames}, working window {W} frames; "
+        f"{pipe.chunk_frames}, working window {W} frames; "
         f"gaps: short {sorted({horizon_gap('short', W, i) for i in range(args.episodes)})}, "
         f"long {sorted({horizon_gap('long', W, i) for i in range(args.episodes)})}"
     )
@@ -174,7 +174,7 @@ def cmd_perf(args) -> int:
     if args.frames < 1:
         raise SystemExit("--frames must be >= 1")
     pipe = _load(args)
-    T = pipe.model_cfg.chunk_frames
+    T = pipe.chunk_frames
     spf = _seconds_per_frame_walk(pipe)
     print(
         f"estimated time: {args.frames} frames x {1000 * spf:.0f} ms = about "
@@ -198,7 +198,7 @@ def cmd_perf(args) -> int:
 
 
 def _seconds_per_frame_walk(pipe) -> float:
-    T = pipe.model_cfg.chunk_frames
+    T = pipe.chunk_frames
     pipe.start(prompt=PERF_PROMPT, seed=0, memory="all")
     pipe.step(["w"] * T)
     t0 = time.perf_counter()

@@ -60,7 +60,7 @@ def generation_profile(
     memory_s, model_s (``Chunk.timing``), points (spatial memory), keyframes."""
     pipe.start(prompt=prompt, seed=seed, memory="all")
     keys = walk_keys(num_frames, seed)
-    T = pipe.model_cfg.chunk_frames
+    T = pipe.chunk_frames
     rows = []
     t_start = time.perf_counter()
     for i in range(0, num_frames, T):

@@ -93,7 +93,7 @@ def _kinds(text: str) -> list[str]:
 
 
 def _seconds_per_frame(pipe, case) -> float:
-    T = pipe.model_cfg.chunk_frames
+    T = pipe.chunk_frames
     pipe.start(prompt=case.caption, image=case.rgb[0], depth=case.depth[0], c2w=case.c2w[0])
     pipe.step(case.c2w[1 : 1 + T], case.K[1 : 1 + T])  # warm-up
     n = min(case.num_frames - 1, 4 * T)

@@ -137,7 +137,7 @@ def load_template(cfg: SampleRootConfig) -> tuple[WorldPipeline, ModelInfo]:
             guidance_scale=s.guidance_scale,
             actions=cfg.actions,
         )
-        info = ModelInfo(str(ckpt), True, pipe.size, pipe.model_cfg.chunk_frames)
+        info = ModelInfo(str(ckpt), True, pipe.size, pipe.chunk_frames)
         return pipe, info
     model_cfg = tiny_model_config()
     model = WorldDiT.from_model_config(model_cfg)
