@@ -7,8 +7,9 @@ protocol of ``python -m worldmem.eval walk``: start from the true first frame an
 frame compared with the world's true render) and prints PSNR over all frames and at start
 revisits, the sharpness ratio (high-frequency energy, generated / truth: blur < 1 < noise),
 KID on EfficientNet-Lite0 features against the true frames, and frames/s; the warp baseline
-(start frame warped with its true depth) is the first row, so every row reads against a
-result that needs no learning. Speed is the median of the walks' frames/s in this process;
+(start frame warped with its true depth, holes its mean colour) is the first row and the
+same warp with its holes push-pull filled the second, so every row reads against results that
+need no learning. Speed is the median of the walks' frames/s in this process;
 sharpness the geometric mean over frames, as in the walk protocol.
 """
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--worlds", type=int, default=2)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first held-out world seed")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -53,10 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     base = WorldPipeline.from_pretrained(a.checkpoint, device="cpu")
     cases = [
         walk_case(
-            make_world(HELD_OUT_SEED + w),
+            make_world(a.seed + w),
             kind,
             a.frames,
-            HELD_OUT_SEED + w,
+            a.seed + w,
             base.size,
             base.K.cpu(),
         )  # fmt: skip
@@ -67,14 +69,14 @@ def main(argv: list[str] | None = None) -> None:
     truth = torch.cat([c.rgb[1:] for c in cases])
     f_truth = image_features(features, truth)
     rows = []
-    warp_records, warp_frames = [], []
-    for case in cases:
-        res = run_walk(base, case, rows=("warp",))
-        warp_records += res.records
-        warp_frames.append(res.frames["warp"])
-    w = _summary(warp_records)
-    w["kid"] = kid(image_features(features, torch.cat(warp_frames)), f_truth)[0]
-    rows.append(("warp (no learning)", w, float("nan")))
+    baselines = {"warp": "warp (no learning)", "warp, filled": "warp, holes filled"}
+    base_runs = [run_walk(base, case, rows=tuple(baselines)) for case in cases]
+    for key, name in baselines.items():
+        recs = [r for res in base_runs for r in res.records if r["row"] == key]
+        w = _summary(recs)
+        frames = torch.cat([res.frames[key] for res in base_runs])
+        w["kid"] = kid(image_features(features, frames), f_truth)[0]
+        rows.append((name, w, float("nan")))
     for n in steps:
         pipe = WorldPipeline.from_pretrained(a.checkpoint, device="cpu", steps=n)
         records, frames, fps = [], [], []
@@ -87,7 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         s = _summary(records)
         s["kid"] = kid(image_features(features, torch.cat(frames)), f_truth)[0]
         rows.append((f"model, {n} step{'s' if n > 1 else ''}", s, statistics.median(fps)))
-    print(f"{len(cases)} walks of {a.frames} frames ({a.kinds}; {a.worlds} held-out worlds)")
+    print(
+        f"{len(cases)} walks of {a.frames} frames ({a.kinds}; {a.worlds} held-out worlds from "
+        f"seed {a.seed})"
+    )
     head = ("row", "PSNR all", "PSNR revisit", "sharpness", "KID", "frames/s")
     print(f"{head[0]:<22} {head[1]:>9} {head[2]:>13} {head[3]:>10} {head[4]:>8} {head[5]:>9}")
     for name, s, fps in rows:

@@ -57,3 +57,18 @@ def test_shapes_are_checked():
         push_pull_fill(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 9))
     with pytest.raises(ValueError, match="expected"):
         push_pull_fill(torch.zeros(3, 8, 8), torch.zeros(1, 8, 8))
+
+
+def test_a_default_takes_over_far_from_a_small_valid_patch():
+    """A 4 x 4 patch of 1 in a 64 x 64 hole with default 0: the patch is kept, its neighbours
+    lean to it, the far corner is nearly the default, and the fill stays between the two."""
+    x = torch.zeros(1, 1, 64, 64)
+    valid = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    x[..., :4, :4] = 1
+    valid[..., :4, :4] = True
+    y, filled = push_pull_fill(x, valid, default=torch.zeros(1, 1))
+    assert filled.all() and torch.equal(y[..., :4, :4], x[..., :4, :4])
+    assert y[0, 0, 4, 4] > 0.3 and y[0, 0, 5, 5] > 0.2 and y[0, 0, 63, 63] < 0.01
+    assert bool(((y >= 0) & (y <= 1)).all())
+    # without a default the single patch colours everything
+    torch.testing.assert_close(push_pull_fill(x, valid)[0], torch.ones_like(x))

@@ -12,7 +12,7 @@ from worldmem.diffusion import encode_frames
 from worldmem.diffusion.dummy import dummy_world_batch
 from worldmem.geometry import look_at
 from worldmem.models import IdentityCodec, ModelFrames, WorldDiT
-from worldmem.models.dit import memory_prior
+from worldmem.models.dit import frames_mean, memory_prior
 
 
 def _perturb(model: WorldDiT, seed: int = 0, std: float = 0.05, skip=()) -> WorldDiT:
@@ -58,14 +58,21 @@ def test_forward_backward_shapes():
     assert out.gate.shape == (2, 2, 1, 32, 32)
     # zero output layer at init: x0 is the prior, the render itself where valid
     mem, valid = inp["memory"][:, :, :4], inp["memory"][:, :, 4:] > 0.5
-    prior, has_prior = memory_prior(inp["memory"])
+    default = frames_mean(inp["context"], inp["keyframes"])  # (B, C): far from memory
+    v = [inp[k].valid[..., None] for k in ("context", "keyframes")]
+    xs = [inp[k].x.mean((3, 4)) for k in ("context", "keyframes")]
+    expect = sum((x * m).sum(1) for x, m in zip(xs, v)) / sum(m.sum(1) for m in v)
+    torch.testing.assert_close(default, expect)
+    prior, has_prior = memory_prior(inp["memory"], default)
     assert has_prior.all()
     torch.testing.assert_close(out.x0, prior, atol=0, rtol=0)
     v4 = valid.expand_as(mem)
     torch.testing.assert_close(out.x0[v4], mem[v4], atol=0, rtol=0)
-    lo = mem.masked_fill(~v4, float("inf")).amin((3, 4), keepdim=True)
-    hi = mem.masked_fill(~v4, -float("inf")).amax((3, 4), keepdim=True)
-    assert bool(((out.x0 >= lo - 1e-6) & (out.x0 <= hi + 1e-6)).all())  # holes: a fill
+    # holes: a fill between the valid values and the default
+    lo = torch.minimum(mem.masked_fill(~v4, float("inf")).amin((3, 4)), default[:, None])
+    hi = torch.maximum(mem.masked_fill(~v4, -float("inf")).amax((3, 4)), default[:, None])
+    ok = (out.x0 >= lo[..., None, None] - 1e-6) & (out.x0 <= hi[..., None, None] + 1e-6)
+    assert bool(ok.all())
     # velocity and x0 describe the same point of the flow path
     sigma = inp["target"].sigma[:, :, None, None, None]
     torch.testing.assert_close(inp["target"].x - sigma * out.sample, out.x0, atol=1e-5, rtol=0)

@@ -249,7 +249,7 @@ def run_walk(
         if "warp" in rows:
             images["warp"] = fill_holes(w_rgb, w_mask, fill)
         if "warp, filled" in rows:
-            images["warp, filled"] = push_pull_fill(w_rgb, w_mask)[0]
+            images["warp, filled"] = push_pull_fill(w_rgb, w_mask, fill.expand(N, 3))[0]
     if "previous" in rows:
         images["previous"] = torch.cat([case.rgb[:1], case.rgb[:-1]])
 

@@ -23,12 +23,20 @@ __all__ = ["push_pull_fill"]
 _EPS = 1e-8
 
 
-def push_pull_fill(x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+def push_pull_fill(
+    x: Tensor, valid: Tensor, default: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """x ``(N, C, H, W)``, valid ``(N, 1, H, W)`` (bool or weights in [0, 1]) -> the filled
     image ``(N, C, H, W)`` and ``filled`` ``(N,)`` bool (False: no valid pixel, x returned).
 
     Valid pixels (weight 1) are returned exactly; the fill is a convex combination of valid
-    pixels, so it stays within their range. No gradient flows to ``valid``."""
+    pixels, so it stays within their range. No gradient flows to ``valid``.
+
+    ``default`` ``(N, C)``: a value the fill tends to far from any valid pixel. The coarsest
+    level is then the valid mean weighted by the fraction of valid pixels and ``default`` for
+    the rest (and every image counts as filled), so a small valid patch colours its
+    surroundings, not the whole image: the fill of a view that has turned away from what it saw
+    is mostly ``default`` (a better guess for a new surface than the colour of the last one)."""
     if x.ndim != 4 or valid.ndim != 4 or valid.shape[1] != 1 or valid.shape[0] != x.shape[0]:
         raise ValueError(
             f"push_pull_fill: expected x (N, C, H, W) and valid (N, 1, H, W); got "
@@ -50,7 +58,15 @@ def push_pull_fill(x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         )
     # pull: coarse to fine; a level's own mean counts in proportion to its weight
     xw, ww = levels[-1]
-    out = xw / ww.clamp(min=_EPS)
+    if default is None:
+        out = xw / ww.clamp(min=_EPS)
+    else:
+        if tuple(default.shape) != tuple(x.shape[:2]):
+            raise ValueError(
+                f"push_pull_fill: default {tuple(default.shape)} != {tuple(x.shape[:2])}"
+            )
+        out = xw + (1 - ww) * default.to(x.dtype)[:, :, None, None]
+        filled = torch.ones_like(filled)
     for xw, ww in reversed(levels[:-1]):
         up = F.interpolate(out, size=xw.shape[2:], mode="bilinear", align_corners=False)
         a = ww.clamp(max=1.0)

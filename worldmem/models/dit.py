@@ -65,13 +65,15 @@ class KVCache:
     """Context and keyframe keys/values of every block, computed once per chunk.
 
     keys, values: one ``(B, heads, Lc, head_dim)`` per block; frame_valid ``(B, Fc)`` bool
-    (which context/keyframe frames may be attended); text: the projected text states.
+    (which context/keyframe frames may be attended); text: the projected text states;
+    frame_mean: ``frames_mean`` of the context and keyframes.
     """
 
     keys: list[Tensor]
     values: list[Tensor]
     frame_valid: Tensor
     text: TextStates
+    frame_mean: Tensor | None = None  # (B, C): what the prior tends to far from memory
 
 
 # velocities are (x_sigma - x0) / sigma; sigma is floored so a clean target cannot divide by 0
@@ -141,15 +143,36 @@ class ConvDecoder(nn.Module):
         return self.out(h)
 
 
-def memory_prior(memory: Tensor) -> tuple[Tensor, Tensor]:
-    """The prior each target's output is gated towards: memory ``(B, T, C + 1, h, w)`` (frame
-    channels, then validity) -> the render with its holes push-pull filled ``(B, T, C, h, w)``
-    and ``(B, T)`` bool, False where the render has no valid pixel (no prior)."""
-    C = memory.shape[2] - 1
-    prior, has = push_pull_fill(
-        memory[:, :, :C].flatten(0, 1), memory[:, :, C:].flatten(0, 1) > 0.5
-    )
-    return prior.unflatten(0, memory.shape[:2]), has.unflatten(0, memory.shape[:2])
+def frames_mean(*groups: ModelFrames | None) -> Tensor | None:
+    """The mean value of every channel over the valid frames of ``groups`` (each ``(B, N, C, h,
+    w)`` ``ModelFrames`` or None) -> ``(B, C)`` (zeros where a sample has no valid frame), or
+    None when no group has frames."""
+    sums, counts = None, None
+    for g in groups:
+        if g is None or g.num == 0:
+            continue
+        v = g.valid.to(g.x.dtype)  # (B, N)
+        s = (g.x.mean((3, 4)) * v[..., None]).sum(1)
+        sums = s if sums is None else sums + s
+        counts = v.sum(1) if counts is None else counts + v.sum(1)
+    return None if sums is None else sums / counts.clamp(min=1)[:, None]
+
+
+def memory_prior(memory: Tensor, default: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The prior each target's output draws on: memory ``(B, T, C + 1, h, w)`` (frame channels,
+    then validity) -> the render with its holes push-pull filled ``(B, T, C, h, w)`` and
+    ``(B, T)`` bool, False (and the prior zeros) where the render has no valid pixel.
+
+    ``default`` ``(B, C)`` (``frames_mean`` of the memory frames): what the fill tends to far
+    from the render's valid pixels (``push_pull_fill``)."""
+    B, T, C = memory.shape[0], memory.shape[1], memory.shape[2] - 1
+    if default is not None:
+        default = default[:, None].expand(B, T, C).flatten(0, 1)
+    valid = memory[:, :, C:].flatten(0, 1) > 0.5
+    prior, _ = push_pull_fill(memory[:, :, :C].flatten(0, 1), valid, default)
+    has = valid.flatten(1).any(1)  # an empty render is no prior, with or without a default
+    prior = torch.where(has[:, None, None, None], prior, torch.zeros_like(prior))
+    return prior.unflatten(0, (B, T)), has.unflatten(0, (B, T))
 
 
 def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -517,7 +540,13 @@ class WorldDiT(ModelMixin, ConfigMixin):
         eye = torch.eye(Fc, dtype=torch.bool, device=valid.device)
         frame_mask = valid[:, None, :] | eye  # memory frames see valid memory frames and self
         _, keys, values = self._run_blocks(x, cond, frame_mask, text)
-        return KVCache(keys=keys, values=values, frame_valid=valid, text=text)
+        return KVCache(
+            keys=keys,
+            values=values,
+            frame_valid=valid,
+            text=text,
+            frame_mean=frames_mean(context, keyframes),
+        )
 
     def forward(
         self,
@@ -550,11 +579,12 @@ class WorldDiT(ModelMixin, ConfigMixin):
                 raise ValueError("WorldDiT.forward: pass either cache or context/keyframes/text")
             if cache.frame_valid.shape[0] != B:
                 raise ValueError(f"WorldDiT: cache batch {cache.frame_valid.shape[0]} != {B}")
-            mem_valid, text = cache.frame_valid, cache.text
+            mem_valid, text, default = cache.frame_valid, cache.text, cache.frame_mean
         else:
             self._check_batch(B, context=context, keyframes=keyframes)
             text = self._text(B, captions, text)
             m_tok, m_cond, mem_valid = self._memory_groups(context, keyframes, reference)
+            default = frames_mean(context, keyframes)
         Fc = mem_valid.shape[1]
         # 2. target tokens
         t_tok, t_cond, skips = self._embed(target, "target", reference, memory)
@@ -588,7 +618,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
             x0 = drawn
         else:
             mem = memory.to(out.dtype)
-            prior, _ = memory_prior(mem)  # an empty render's prior is zeros
+            prior, _ = memory_prior(mem, default)
             gate = torch.sigmoid(gate_logit) * (mem[:, :, C:] > 0.5).to(out.dtype)
             x0 = prior + (1 - gate) * drawn
         sigma = target.sigma.to(x0.dtype).clamp(min=_MIN_SIGMA)[:, :, None, None, None]
