@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 TARGET_FPS = 8.0
@@ -143,11 +145,17 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=8.0, help="streaming measurement length")
     p.add_argument("--trials", type=int, default=10, help="latency trials")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: model's)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: the server's)"
+    )
     a = p.parse_args(argv)
 
     from worldmem.config import ServerConfig
     from worldmem.interactive.server import running_server
 
+    threads = ServerConfig().torch_threads if a.threads is None else a.threads
+    if threads:
+        torch.set_num_threads(threads)
     template, info = build_template(a.steps)
     base = direct_fps(template, a.seconds)
     cfg = ServerConfig(host="127.0.0.1", port=0, max_messages_per_s=1000)

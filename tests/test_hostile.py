@@ -117,6 +117,7 @@ def test_trajectory_length_is_capped_before_expanding():
         ("sample.seed=-1", "seed"),
         ("server.port=70000", "port"),
         ("server.idle_timeout_s=nan", "idle_timeout_s"),
+        ("server.torch_threads=-1", "torch_threads"),
     ],
 )
 def test_sample_and_server_settings_are_checked(override, field):

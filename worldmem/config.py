@@ -304,9 +304,14 @@ class ServerConfig:
     max_messages_per_s: float = 60.0
     # websocket origins accepted besides the page's own, e.g. ["https://demo.example.org"]
     allowed_origins: list[str] = field(default_factory=list)
+    # torch CPU threads while serving (0: torch's default). One leaves a core to the event loop,
+    # image encoding and websockets: on 2 cores 9.0 frames/s streamed against 5.5 with two
+    # (python benchmarks/interactive.py --threads N)
+    torch_threads: int = 1
 
     def __post_init__(self):
         _int_range(self, "port", 0, 65535)
+        _int_range(self, "torch_threads", 0, 4096)
         _int_range(self, "max_sessions", 1, 10_000)
         _int_range(self, "max_message_bytes", 1, 1 << 24)
         _int_range(self, "max_prompt_chars", 1, 1 << 20)

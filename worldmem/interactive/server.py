@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -751,6 +752,8 @@ def serve(cfg: SampleRootConfig) -> None:
     import uvicorn
 
     s = cfg.server
+    if s.torch_threads:
+        torch.set_num_threads(s.torch_threads)
     template, info = load_template(cfg)
     if info.note:
         print(f"warning: {info.note}", flush=True)
