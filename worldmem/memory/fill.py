@@ -5,9 +5,9 @@ is kept exactly where it is valid, and every hole takes a smooth continuation of
 pixels around it, at whatever scale the hole needs. Push: halve the image repeatedly, each
 level the weighted mean of the valid pixels below it (weights are the fraction valid). Pull:
 from the coarsest level back up, a pixel keeps its own mean in proportion to how valid it is
-and takes the upsampled coarser level for the rest. A fully valid pixel is returned unchanged;
-an image with no valid pixel is returned as it was (zeros for an empty render), with
-``filled`` False.
+and takes the upsampled coarser level for the rest. A fully valid pixel is returned unchanged.
+Without a ``default``, an image with no valid pixel is returned as it was (zeros for an empty
+render), with ``filled`` False; with one, it becomes the default.
 
 Gortler et al., "The Lumigraph" (SIGGRAPH 1996), section 3.3, describes the method.
 """
@@ -30,7 +30,8 @@ def push_pull_fill(
     image ``(N, C, H, W)`` and ``filled`` ``(N,)`` bool (False: no valid pixel, x returned).
 
     Valid pixels (weight 1) are returned exactly; the fill is a convex combination of valid
-    pixels, so it stays within their range. No gradient flows to ``valid``.
+    pixels (and of ``default``, when given), so it stays within their range. No gradient flows
+    to ``valid``.
 
     ``default`` ``(N, C)``: a value the fill tends to far from any valid pixel. The coarsest
     level is then the valid mean weighted by the fraction of valid pixels and ``default`` for
