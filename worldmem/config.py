@@ -146,6 +146,7 @@ class MemoryConfig:
     replace_quality_ratio: float = 0.7  # a repeat replaces a sample when quality < this * its
     render_backend: str = "torch"  # gsplat needs CUDA
     max_confidence: float = 10.0  # cap on confidence (+1 per frame that sees the sample again)
+    free_space_views: int = 16  # observed depth maps kept to refuse generated samples in them
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below

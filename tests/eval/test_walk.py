@@ -275,6 +275,35 @@ def test_a_model_that_returns_the_warp_baseline_scores_exactly_the_warp_baseline
     assert "✗ below warp" in verdict(rows["model"], rows["warp"])  # equal is not better
 
 
+def test_seen_pixel_psnr_scores_only_what_the_start_frame_saw(turn_case):
+    """A model exact where the start saw and 0.1 off there in one channel, grey elsewhere:
+    PSNR over seen pixels is 10 log10(1 / (0.01 / 3)) whatever the rest of the frame holds."""
+    case = turn_case
+    seen = torch.stack(
+        [
+            backward_warp(
+                case.rgb[0], case.depth[0], case.c2w[0], case.K[0],
+                case.depth[t], case.c2w[t], case.K[t],
+            )[1]
+            for t in range(case.num_frames)
+        ]
+    )  # fmt: skip
+    shifted = case.rgb.clone()
+    shifted[:, 0] = torch.where(shifted[:, 0] > 0.5, shifted[:, 0] - 0.1, shifted[:, 0] + 0.1)
+    frames = torch.where(seen[:, None], shifted, torch.full_like(shifted, 0.5))
+
+    def _seen_only(self, cameras, K):
+        return frames[1 : 1 + len(cameras)]
+
+    res = run_walk(_StandIn(_seen_only), case, rows=("model",))
+    got = [r["psnr_seen"] for r in res.records if r["start_revisit"]]
+    assert got and all(g == pytest.approx(10 * math.log10(300), abs=1e-3) for g in got)
+    assert all(math.isnan(r["psnr_seen"]) for r in res.records if not r["start_revisit"])
+    row = summarize_walk(res.records)[0]
+    assert row["psnr_seen"] == pytest.approx(10 * math.log10(300), abs=1e-3)
+    assert row["psnr_rev"] < row["psnr_seen"] - 3  # the grey rest costs the whole frame
+
+
 def test_memory_fidelity_compares_the_memory_with_truth_and_brute_force(turn_case):
     rows = memory_fidelity(MemoryConfig(), turn_case)
     got = {(r["source"], r["views"]): r for r in rows}

@@ -144,3 +144,47 @@ def test_save_load_keeps_provenance_and_rejects_the_old_format(tmp_path):
         state = sm.state_dict()
         del state["observed"]
         SpatialMemory().load_state_dict(state)
+
+
+def test_generated_surfaces_in_observed_free_space_are_refused(tmp_path):
+    """A wall observed from A, its right half only (x > 0); a generated view from B, off to the
+    side, guesses a box floating in front of the wall, where B's render is empty (behind the
+    box B would see the unobserved half). The half of the box in space A saw through (x > 0) is
+    refused and A still sees the wall; the other half, which no observation contradicts, is
+    kept, and so is a generated surface behind A. The free space survives a save and load;
+    with ``free_space_views=0`` the whole box gets in and hides the wall from a camera next to
+    A (at A itself every pixel's own sample wins whatever is in front of it)."""
+    H = W = 48
+    K = intrinsics(1, W)
+    wall = (4.0, -6, 6, -6, 6, (0.2, 0.3, 0.9))
+    box = (2.0, -1.0, 1.0, -1.0, 1.0, (0.9, 0.5, 0.1))
+    behind = (-3.0, -6, 6, -6, 6, (0.1, 0.8, 0.2))
+    a = yaw_camera([0.0, 0.0, 0.0], 0.0)[None]
+    b = yaw_camera([2.0, 0.0, 0.0], -45.0)[None]
+    c = yaw_camera([0.0, 0.0, 0.0], 180.0)[None]
+    near_a = yaw_camera([0.1, 0.0, 0.0], 0.0)[None]
+    right = torch.ones(1, 1, H, W, dtype=torch.bool)
+    right[..., : W // 2] = False
+    guessed = rect_scene(b, K, H, W, [box, wall])
+
+    def box_samples(sm, x_min):
+        xyz = sm.xyz
+        return int((((xyz[:, 2] - 2).abs() < 0.01) & (xyz[:, 0] > x_min)).sum())
+
+    for views in (16, 0):
+        sm = SpatialMemory(MemoryConfig(free_space_views=views))
+        sm.insert(*rect_scene(a, K, H, W, [wall]), a, K, mask=right)
+        before = sm.render(near_a, K, H, W)
+        if views:  # the free space goes through a file with the samples
+            sm = SpatialMemory.load(sm.save(tmp_path / "m.safetensors"))
+        sm.insert(*guessed, b, K, observed=False)
+        sm.insert(*rect_scene(c, K, H, W, [behind]), c, K, observed=False)
+        after = sm.render(near_a, K, H, W)
+        assert int((sm.xyz[:, 2] < -2).sum()) > 100  # no observation says behind A is empty
+        assert box_samples(sm, -1.1) > 20
+        if views:
+            assert box_samples(sm, 0.15) == 0  # A's window margin: a pixel's width of box kept
+            assert torch.equal(after.rgb * right, before.rgb * right)
+        else:
+            assert box_samples(sm, 0.15) > 20
+            assert not torch.equal(after.rgb * right, before.rgb * right)

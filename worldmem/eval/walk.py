@@ -52,6 +52,7 @@ __all__ = [
     "walk_case",
     "run_walk",
     "masked_psnr",
+    "start_seen",
 ]
 
 WALK_KINDS = ("out_and_back", "loop", "turn", "strafe", "look_up_down")
@@ -174,6 +175,26 @@ def walk_case(world, kind: str, num_frames: int, seed: int, size: int, K: Tensor
     )
 
 
+def start_seen(case: WalkCase) -> Tensor:
+    """``(N, S, S)`` bool: the pixels of each frame whose true surface the start camera saw
+    (its true depth, reprojected, agrees with the start frame's), where memory must give back
+    exactly what was observed."""
+    return torch.stack(
+        [
+            backward_warp(
+                case.rgb[0],
+                case.depth[0],
+                case.c2w[0],
+                case.K[0],
+                case.depth[t],
+                case.c2w[t],
+                case.K[t],
+            )[1]
+            for t in range(case.num_frames)
+        ]
+    )
+
+
 def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> float:
     """PSNR in dB over the pixels where ``mask`` ``(H, W)`` is True; pred, target ``(3, H, W)``
     in [0, 1]. NaN when the mask is empty."""
@@ -219,7 +240,8 @@ def run_walk(
 ) -> WalkResult:
     """Every row of ``rows`` (``ROWS``) along one walk; returns per-frame records for frames
     1..N-1 (frame 0 is given): episode, kind, row, frame, psnr, ssim, sharpness (high-frequency
-    energy / truth's), start_overlap, start_revisit (0/1), recall_psnr (self-recall frames,
+    energy / truth's), start_overlap, start_revisit (0/1), psnr_seen (start revisits: PSNR
+    over the pixels the start frame saw, else NaN), recall_psnr (self-recall frames,
     else NaN), recall_frame. Keeps every ``keep_every``-th frame of each row for KID/FID."""
     for r in rows:
         if r not in ROWS:
@@ -256,6 +278,7 @@ def run_walk(
     frames = torch.arange(1, N)
     revisit = torch.zeros(N, dtype=torch.bool)
     revisit[case.start_revisits()] = True
+    seen = start_seen(case)
     pairs = case.recall_pairs()
     records = []
     truth = case.rgb[1:]
@@ -277,6 +300,7 @@ def run_walk(
                 recall[t] = (masked_psnr(images[r][t], warped, valid), src)
         for i, t in enumerate(frames.tolist()):
             rp, rs = recall.get(t, (math.nan, -1))
+            ps = masked_psnr(x[i], truth[i], seen[t]) if revisit[t] else math.nan
             records.append(
                 {
                     "episode": case.name,
@@ -288,6 +312,7 @@ def run_walk(
                     "sharpness": float(sh[i]),
                     "start_overlap": float(case.start_overlap[t]),
                     "start_revisit": int(revisit[t]),
+                    "psnr_seen": ps,
                     "recall_psnr": rp,
                     "recall_frame": rs,
                 }

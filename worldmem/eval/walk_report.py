@@ -46,7 +46,8 @@ def summarize_walk(records: list[dict], kind: str | None = None, confidence: flo
     """Rows (one per ``walk.ROWS`` entry present) over the walks of ``kind`` (None: all
     kinds): psnr (mean over episodes of each episode's mean), psnr_ci (half-width of the
     t-interval over episodes), ssim, sharpness (geometric mean over frames), psnr_rev /
-    ssim_rev / n_rev at start revisits, recall_psnr / n_recall / sharp_recall at self-recall
+    ssim_rev / n_rev at start revisits, psnr_seen (there, over the pixels the start saw),
+    recall_psnr / n_recall / sharp_recall at self-recall
     frames."""
     sel = [r for r in records if kind is None or r["kind"] == kind]
     out = []
@@ -68,6 +69,7 @@ def summarize_walk(records: list[dict], kind: str | None = None, confidence: flo
                 "sharpness": geometric_mean([r["sharpness"] for r in rs]),
                 "psnr_rev": _mean(_episode_means(rev, "psnr")),
                 "ssim_rev": _mean(_episode_means(rev, "ssim")),
+                "psnr_seen": _mean(_episode_means(rev, "psnr_seen")),
                 "n_rev": len(rev),
                 "recall_psnr": _mean(_episode_means(rec, "recall_psnr")),
                 "n_recall": len(rec),
@@ -112,7 +114,7 @@ def walk_markdown(rows: list[dict], dist: dict[str, dict] | None = None) -> str:
     head = ["row", "PSNR ↑", "SSIM ↑", "sharpness (=1)"]
     if dist:
         head += ["KID ↓", "FID ↓"]
-    head += ["PSNR @ start revisits ↑", "SSIM @ start revisits ↑"]
+    head += ["PSNR @ start revisits ↑", "SSIM @ start revisits ↑", "… over pixels the start saw ↑"]
     head += ["self-recall PSNR (consistency only)", "sharpness @ self-recall", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -122,6 +124,7 @@ def walk_markdown(rows: list[dict], dist: dict[str, dict] | None = None) -> str:
             d = dist.get(r["row"], {})
             cells += [_f(d.get("kid", math.nan), 4), _f(d.get("fid", math.nan), 1)]
         cells += [f"{_f(r['psnr_rev'])} (n={r['n_rev']})", _f(r["ssim_rev"], 3)]
+        cells.append(_f(r.get("psnr_seen", math.nan)))
         cells += [f"{_f(r['recall_psnr'])} (n={r['n_recall']})", _f(r["sharp_recall"])]
         cells.append(verdict(r, warp))
         lines.append("| " + " | ".join(cells) + " |")

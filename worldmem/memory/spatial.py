@@ -22,9 +22,11 @@ camera (below), and each new pixel is
   the new frame is observed.
 
 A generated frame adds samples only where the render is empty or shows a generated sample;
-it never replaces, blurs or occludes an observed one. Carving: stored samples that an
-observed frame sees through decay (``carve_factor``; generated ones are dropped at once);
-a generated frame carves only generated samples.
+it never replaces, blurs or occludes an observed one: the latest ``free_space_views``
+observed depth maps are kept (``worldmem.memory.free_space``), and a generated pixel that one
+of them sees through (a surface guessed in space the observation proved empty) is not added.
+Carving: stored samples that an observed frame sees through decay (``carve_factor``;
+generated ones are dropped at once); a generated frame carves only generated samples.
 
 Rendering is the z-buffer splat of ``render.zbuffer`` with per-sample radii (the world
 footprint projected to the target) and a surface pass: a pixel shows, among the samples of
@@ -62,6 +64,7 @@ from worldmem.memory._checks import (
     check_tensor,
     expect,
 )
+from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
 from worldmem.memory.render import (
     MemoryRender,
     compose,
@@ -83,7 +86,6 @@ _LOCAL_BITS = 3 * _BLOCK_BITS
 _BLOCK_AXIS_BITS = _AXIS_BITS - _BLOCK_BITS
 _BLOCK_AXIS_MASK = (1 << _BLOCK_AXIS_BITS) - 1
 _LOCAL_AXIS_MASK = (1 << _BLOCK_BITS) - 1
-_CARVE_WINDOW_PX = 3  # a point is seen through only if every pixel around it is behind it
 _MIN_COS = 0.2  # incidence cosine floor in the quality (grazing views count as 5x coarser)
 _SILHOUETTE_REL = 0.05  # relative depth step that makes the near side a silhouette
 _DEAD = -1.0  # confidence of a sample replaced during this insert (dropped at its end)
@@ -172,6 +174,7 @@ def _check_config(cfg: MemoryConfig) -> None:
             "min_splat_radius_px must be in [0.5, max(max_splat_radius_px, 0.5)]",
         ),
         (cfg.near_m > 0, "near_m must be > 0"),
+        (cfg.free_space_views >= 0, "free_space_views must be >= 0"),
     ]
     for ok, msg in checks:
         expect(ok, f"MemoryConfig: {msg}")
@@ -205,6 +208,7 @@ class SpatialMemory:
         self._skeys = torch.zeros(0, dtype=torch.int64, device=self.device)  # sorted keys
         self._sidx = torch.zeros(0, dtype=torch.int64, device=self.device)  # their points
         self._blocks: tuple[Tensor, Tensor, Tensor] | None = None  # see _block_table
+        self._free = FreeSpace(cfg.free_space_views, cfg.surface_tol_rel, cfg.near_m, self.device)
 
     # ------------------------------------------------------------------ storage
     def _alloc(self, capacity: int) -> None:
@@ -380,9 +384,16 @@ class SpatialMemory:
         # a foreground edge seen from one view does not spill over another view's background
         rad = torch.where(_silhouette(depth), 0.0, self.cfg.splat_footprint_scale * foot)
 
-        # 2. carve stored samples the new frames see through, then drop them
-        self._carve(torch.where(seen, depth, 0.0), c2w, K, observed)  # 0 never carves
+        # 2. carve stored samples the new frames see through, then drop them; a generated
+        # pixel in the free space of a kept observed view contradicts it and is not added
+        free = torch.where(seen, depth, 0.0)  # 0 never carves
+        self._carve(free, c2w, K, observed)
         self._drop_and_evict(None, evict=False)
+        if not observed and len(self._free):
+            at = valid.nonzero(as_tuple=True)
+            wrong = self._free.contradicts(pts[at])
+            valid = valid.clone()
+            valid[tuple(i[wrong] for i in at)] = False
 
         # 3. fuse frame by frame: each one is tested against all that came before it
         added = 0
@@ -401,8 +412,10 @@ class SpatialMemory:
                 observed,
             )
 
-        # 4. drop replaced samples and enforce the cap
+        # 4. drop replaced samples and enforce the cap; keep an observed view's free space
         self._drop_and_evict(step)
+        if observed:
+            self._free.add(free, c2w, K)
         self._next_step = max(self._next_step, step + 1)
         return added
 
@@ -545,27 +558,16 @@ class SpatialMemory:
         generated samples."""
         if self._n == 0 or self.cfg.carve_factor >= 1:
             return
-        F_, H, W = free.shape
-        pad = _CARVE_WINDOW_PX // 2
-        dmin = -F.max_pool2d(-free[:, None], _CARVE_WINDOW_PX, 1, pad)[:, 0]  # (F, H, W)
+        H, W = free.shape[1:]
         far = free.flatten(1).amax(1) / (1 + self.cfg.carve_margin_rel)  # farthest carvable z
         if not bool((far > self.cfg.near_m).any()):
             return
         idx = self._frustum_candidates(c2w, K, H, W, far)
         if idx.numel() == 0:
             return
-        w2c = se3_inverse(c2w)
-        cam = torch.baddbmm(w2c[:, :3, 3:], w2c[:, :3, :3], self._pos[:, idx].expand(F_, 3, -1))
-        z = cam[:, 2]  # (F, C)
-        zs = z.clamp(min=self.cfg.near_m)
-        u = K[:, 0, 0, None] * cam[:, 0] / zs + K[:, 0, 2, None]
-        v = K[:, 1, 1, None] * cam[:, 1] / zs + K[:, 1, 2, None]
-        inside = (z > self.cfg.near_m) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-        iu = u.clamp(0, W - 1).long()
-        iv = v.clamp(0, H - 1).long()
-        d = dmin.flatten(1).gather(1, iv * W + iu)  # (F, C)
-        through = inside & (d > z * (1 + self.cfg.carve_margin_rel))
-        count = through.sum(0)  # (C,)
+        cfg = self.cfg
+        dmin = min_depth_window(free)
+        count = see_through(self._pos[:, idx], c2w, K, dmin, cfg.carve_margin_rel, cfg.near_m)
         hit = count.nonzero().squeeze(1)
         if hit.numel():
             j, c = idx[hit], count[hit]
@@ -719,6 +721,7 @@ class SpatialMemory:
             "splat_radius": self._rad[:n].clone(),
             "next_step": int(self._next_step),
             "voxel_size_m": float(self.cfg.voxel_size_m),
+            **self._free.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -764,6 +767,7 @@ class SpatialMemory:
             f"state_dict observed: expected bool, got {state['observed'].dtype}",
         )
         next_step = check_step(int(state["next_step"]), "state_dict next_step")
+        free_views = self._free.parse_state(state)
         keys = state["voxel_keys"].to(self.device, torch.int64)
         skeys, sidx = torch.sort(keys, stable=True)
         self._alloc(max(n, 1024))
@@ -779,6 +783,7 @@ class SpatialMemory:
         self._skeys, self._sidx, self._n = skeys, sidx, n
         self._blocks = None
         self._next_step = next_step
+        self._free.views = free_views
         self._drop_and_evict()
 
     def save(self, path: str | Path) -> Path:
