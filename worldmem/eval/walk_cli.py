@@ -286,7 +286,8 @@ def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds) -
         + (f" ({next(iter(dist.values()))['n']} frames per row)" if dist else " (skipped)")
         + ". Start revisits: frames that see again what the start frame saw (half or more of "
         "them); scored over the whole frame, and over only the pixels the start saw, where "
-        "memory must give back what was observed (the rest of such a frame is new). Self-recall: a view the start never saw, against the same row's earlier "
+        "memory must give back what was observed (the rest of such a frame is new). "
+        "Self-recall: a view the start never saw, against the same row's earlier "
         "frame warped through the true depth: consistency only (a flat image is perfectly "
         "consistent), read it with the sharpness beside it. Baselines: `warp` (start frame "
         "warped with its true depth, holes its mean colour), `memory` (the spatial-memory "
