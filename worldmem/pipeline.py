@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -363,6 +364,7 @@ class WorldPipeline:
         cameras: torch.Tensor | list[str],
         K: torch.Tensor | None = None,
         world: WorldState | None = None,
+        on_chunk: Callable[[Chunk], None] | None = None,
     ) -> Chunk:
         """Generate frames of ``world`` (default: the current one) at ``cameras``: c2w
         ``(N, 4, 4)``, or a list of N action keys (``w``, ``left``, ...) applied from the
@@ -370,6 +372,8 @@ class WorldPipeline:
         size (default: the pipeline's field of view).
 
         Frames are generated ``chunk_frames`` at a time; returns all N frames as one Chunk.
+        ``on_chunk`` (optional) is called with each chunk as soon as it is generated (e.g. to
+        report progress).
         A call that raises, whether refused at the checks or failing in any chunk, leaves the
         world as it was before it. A chunk whose frames come out of the model with NaN or
         infinite values raises ``RuntimeError`` naming the chunk and the frame.
@@ -416,6 +420,8 @@ class WorldPipeline:
                     Ks = torch.cat([Ks, Ks[-1:].expand(T - n, 3, 3)])
                 where = f"step: chunk {i // T + 1} of {chunks} (cameras {i} to {i + n - 1})"
                 out.append(self._generate(world, cams, Ks, keep=n, where=where))
+                if on_chunk is not None:
+                    on_chunk(out[-1])
         except BaseException:
             world.restore(before)
             raise
