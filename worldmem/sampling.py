@@ -288,7 +288,7 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
     from rich.table import Table
     from tqdm import tqdm
 
-    from worldmem.pipeline import Chunk, WorldPipeline, memories_for_mode
+    from worldmem.pipeline import WorldPipeline, memories_for_mode
 
     cfg = root.sample
     ckpt = Path(cfg.checkpoint)
@@ -349,24 +349,9 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
     for (job, traj, n, image, depth), out in zip(mine, outs):
         t0 = time.perf_counter()
         try:
-            pipe.start(
-                prompt=job.prompt,
-                image=image,
-                depth=depth,
-                c2w=traj.c2w[0],
-                seed=job.seed,
-                memory=cfg.memory,
+            video, chunk_seconds = _generate_job(
+                pipe, job, traj, n, image, depth, cfg.memory, overall
             )
-            chunks: list[Chunk] = []
-            bar = tqdm(total=n, desc=job.name, unit="frame", position=1, leave=False, disable=None)
-            T = pipe.chunk_frames
-            for i in range(0, n, T):
-                c = pipe.step(traj.c2w[i : min(i + T, n)], K=traj.K[i : min(i + T, n)])
-                chunks.append(c)
-                bar.update(len(c.rgb))
-                overall.update(len(c.rgb))
-            bar.close()
-            video = Chunk.cat(chunks)
             seconds = time.perf_counter() - t0
             _write_job(out, job, video, pipe, root, seconds, rank)
             results.append(
@@ -376,7 +361,7 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
                     n,
                     seconds,
                     out,
-                    chunk_seconds=[sum(c.timing.values()) for c in chunks],
+                    chunk_seconds=chunk_seconds,
                 )
             )
         except Exception as e:  # one failing job must not lose the others
@@ -398,6 +383,33 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
         )
     Console().print(table)
     return results
+
+
+def _generate_job(pipe, job: Job, traj: Trajectory, n: int, image, depth, memory: str, overall):
+    """Start the job's world and generate its first ``n`` cameras (``step`` takes them a
+    chunk at a time), updating the progress bars per chunk. Returns the frames as one
+    ``Chunk`` and the seconds each chunk took."""
+    from tqdm import tqdm
+
+    pipe.start(
+        prompt=job.prompt,
+        image=image,
+        depth=depth,
+        c2w=traj.c2w[0],
+        seed=job.seed,
+        memory=memory,
+    )
+    chunk_seconds: list[float] = []
+    bar = tqdm(total=n, desc=job.name, unit="frame", position=1, leave=False, disable=None)
+
+    def chunk_done(chunk) -> None:
+        chunk_seconds.append(sum(chunk.timing.values()))
+        bar.update(len(chunk.rgb))
+        overall.update(len(chunk.rgb))
+
+    video = pipe.step(traj.c2w[:n], K=traj.K[:n], on_chunk=chunk_done)
+    bar.close()
+    return video, chunk_seconds
 
 
 def _write_job(out: Path, job: Job, video, pipe, root: SampleRootConfig, seconds: float, rank: int):

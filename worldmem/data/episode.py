@@ -1,16 +1,12 @@
-"""The episode format on disk, its writer and its reader.
+"""The episode format on disk and its reader, ``Episode``.
 
-One folder per episode (see ``datasets/README.md`` for the full description)::
+One folder per episode, and a ``manifest.jsonl`` at the dataset root (the layout is in
+``episode_format.py``; ``datasets/README.md`` has the full description). ``Episode.open``
+validates a folder and decodes its frames on demand, seeking to the keyframe before them.
 
-    <episode>/rgb.mp4       H.264, yuv420p, constant frame rate, a keyframe every 8 frames
-    <episode>/depth.npz     optional: key "depth", float16 (N, H, W) z-depth in metres, 0 = unknown
-    <episode>/cameras.json  {"format": "worldmem-episode", "version": 1, "fps", "width", "height",
-                             "frames": [{"c2w": 4x4, "K": 3x3, "timestamp_s": float}, ...]}
-    <episode>/caption.txt   UTF-8 text (may be empty: the model then sees the null prompt)
-
-and ``manifest.jsonl`` at the dataset root, one JSON object per episode:
-``{"path": <folder relative to the root>, "split": "train" | "val" | "test",
-"num_frames": N, "caption": ...}``.
+All of the format can be imported from here: its names and numbers (``episode_format.py``),
+the writer (``episode_writer.py``), the manifest (``manifest.py``) and the importers' frame
+fitting (``frame_fit.py``).
 
 Cameras follow ``worldmem.geometry``: OpenCV c2w, pixel intrinsics, world y axis down.
 """
@@ -23,13 +19,25 @@ import os
 import zipfile
 import zlib
 from fractions import Fraction
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import av
 import numpy as np
 import torch
 from torch import Tensor
 
+from worldmem.data.episode_format import CRF as CRF
+from worldmem.data.episode_format import (
+    EPISODE_FORMAT,
+    EPISODE_VERSION,
+    GOP_FRAMES,
+    SPLITS,
+    EpisodeError,
+)
+from worldmem.data.episode_format import MANIFEST_NAME as MANIFEST_NAME
+from worldmem.data.episode_writer import write_episode
+from worldmem.data.frame_fit import fit_frame, nearest_rigid, parse_size
+from worldmem.data.manifest import episode_folder, read_manifest, update_manifest, write_manifest
 from worldmem.geometry.camera import check_c2w, check_K
 
 __all__ = [
@@ -48,18 +56,8 @@ __all__ = [
     "write_manifest",
 ]
 
-EPISODE_FORMAT = "worldmem-episode"
-EPISODE_VERSION = 1
-SPLITS = ("train", "val", "test")
-MANIFEST_NAME = "manifest.jsonl"
-GOP_FRAMES = 8  # keyframe interval: a seek decodes at most this many frames before the target
-CRF = 17  # libx264 constant rate factor (lower = better quality, larger files)
 # Frames further apart than this are reached by a new seek instead of decoding forward.
 RESEEK_FRAMES = 2 * GOP_FRAMES
-
-
-class EpisodeError(ValueError):
-    """An episode folder that cannot be read; the message names the folder and the problem."""
 
 
 # What PyAV raises on a damaged video besides its own errors (a missing codec context, a
@@ -91,129 +89,6 @@ DEPTH_CHECK_CHUNK_BYTES = 1 << 20  # Episode.open decompresses depth.npz this mu
 
 def _fail(folder: Path, problem: str) -> EpisodeError:
     return EpisodeError(f"episode {folder}: {problem}")
-
-
-def _as_numpy(x, name: str) -> np.ndarray:
-    if isinstance(x, Tensor):
-        return x.detach().cpu().numpy()
-    if isinstance(x, np.ndarray):
-        return x
-    raise ValueError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------
-
-
-def write_episode(
-    folder: str | os.PathLike,
-    rgb,
-    c2w,
-    K,
-    caption: str,
-    depth=None,
-    timestamps=None,
-    fps: int = 10,
-    *,
-    crf: int = CRF,
-) -> Path:
-    """Write one episode folder (created if missing; existing episode files are replaced).
-
-    rgb uint8 ``(N, H, W, 3)`` (numpy or torch; H and W even, as yuv420p H.264 needs),
-    c2w ``(N, 4, 4)`` rigid camera-to-world (OpenCV), K ``(N, 3, 3)`` pixel intrinsics,
-    caption text, depth ``(N, H, W)`` z-depth in metres or None (NaN, inf and values <= 0 are
-    stored as 0 = unknown), timestamps ``(N,)`` seconds or None (then ``i / fps``).
-    Returns the folder path.
-    """
-    folder = Path(folder)
-    rgb = _as_numpy(rgb, "rgb")
-    if rgb.ndim != 4 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"rgb: expected uint8 (N, H, W, 3), got {rgb.dtype} {rgb.shape}")
-    N, H, W, _ = rgb.shape
-    if N < 1:
-        raise ValueError("rgb: expected at least one frame, got 0")
-    if H % 2 or W % 2:
-        raise ValueError(
-            f"rgb: H.264 yuv420p needs even frame sizes, got {W}x{H}; crop or resize first"
-        )
-    c2w_t = torch.as_tensor(_as_numpy(c2w, "c2w"), dtype=torch.float64)
-    K_t = torch.as_tensor(_as_numpy(K, "K"), dtype=torch.float64)
-    if tuple(c2w_t.shape) != (N, 4, 4):
-        raise ValueError(f"c2w: expected shape {(N, 4, 4)}, got {tuple(c2w_t.shape)}")
-    if tuple(K_t.shape) != (N, 3, 3):
-        raise ValueError(f"K: expected shape {(N, 3, 3)}, got {tuple(K_t.shape)}")
-    check_c2w(c2w_t)
-    check_K(K_t)
-    if not isinstance(caption, str):
-        raise ValueError(f"caption: expected str, got {type(caption).__name__}")
-    if not (isinstance(fps, int) and fps > 0):
-        raise ValueError(f"fps: expected a positive int, got {fps!r}")
-    if timestamps is None:
-        ts = np.arange(N, dtype=np.float64) / fps
-    else:
-        ts = np.asarray(_as_numpy(timestamps, "timestamps"), dtype=np.float64)
-        if ts.shape != (N,) or not np.isfinite(ts).all():
-            raise ValueError(f"timestamps: expected finite (N={N},), got shape {ts.shape}")
-    if depth is not None:
-        d = np.asarray(_as_numpy(depth, "depth"), dtype=np.float32)
-        if d.shape != (N, H, W):
-            raise ValueError(f"depth: expected shape {(N, H, W)}, got {d.shape}")
-        ok = np.isfinite(d) & (d > 0) & (d < np.finfo(np.float16).max)
-        d = np.where(ok, d, 0).astype(np.float16)
-
-    folder.mkdir(parents=True, exist_ok=True)
-    _encode_mp4(folder / "rgb.mp4", rgb, fps, crf)
-    cameras = {
-        "format": EPISODE_FORMAT,
-        "version": EPISODE_VERSION,
-        "fps": fps,
-        "width": W,
-        "height": H,
-        "num_frames": N,
-        "frames": [
-            {
-                "c2w": [[round(v, 8) for v in row] for row in c2w_t[i].tolist()],
-                "K": [[round(v, 6) for v in row] for row in K_t[i].tolist()],
-                "timestamp_s": float(ts[i]),
-            }
-            for i in range(N)
-        ],
-    }
-    (folder / "cameras.json").write_text(json.dumps(cameras) + "\n")
-    (folder / "caption.txt").write_text(caption, encoding="utf-8")
-    depth_path = folder / "depth.npz"
-    if depth is not None:
-        np.savez_compressed(depth_path, depth=d)
-    elif depth_path.exists():
-        depth_path.unlink()
-    return folder
-
-
-def _encode_mp4(path: Path, rgb: np.ndarray, fps: int, crf: int) -> None:
-    N, H, W, _ = rgb.shape
-    options = {
-        "crf": str(crf),
-        "g": str(GOP_FRAMES),
-        "keyint_min": str(GOP_FRAMES),
-        "sc_threshold": "0",  # keyframes exactly every GOP_FRAMES frames
-        "bf": "0",  # no B-frames: decode order == presentation order
-    }
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps, options=options)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for i in range(N):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[i]), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
 
 
 class Episode:
@@ -517,204 +392,3 @@ def _parse_poses(folder: Path, cameras: dict) -> tuple[Tensor, Tensor]:
     except ValueError as e:
         raise _fail(folder, str(e)) from None
     return c2w_t.float(), K_t.float()
-
-
-# --------------------------------------------------------------------------------------------
-# Manifest
-# --------------------------------------------------------------------------------------------
-
-
-def _check_entry(entry, where: str) -> dict:
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where}: expected an object, got {type(entry).__name__}")
-    missing = [k for k in ("path", "split", "num_frames", "caption") if k not in entry]
-    if missing:
-        raise ValueError(f"{where}: missing keys {missing}")
-    path = entry["path"]
-    parts = PurePosixPath(path).parts if isinstance(path, str) else ()
-    if (
-        not parts
-        or PurePosixPath(path).is_absolute()
-        or Path(path).is_absolute()
-        or any(p in ("..", ".") for p in parts)
-        or "\\" in path
-        or "\0" in path
-    ):
-        raise ValueError(
-            f"{where}: 'path' must be a folder relative to the root, inside it (no '..'), "
-            f"got {path!r}"
-        )
-    if entry["split"] not in SPLITS:
-        raise ValueError(f"{where}: 'split' must be one of {SPLITS}, got {entry['split']!r}")
-    n = entry["num_frames"]
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{where}: 'num_frames' must be a positive int, got {n!r}")
-    if not isinstance(entry["caption"], str):
-        raise ValueError(f"{where}: 'caption' must be a string, got {entry['caption']!r}")
-    return entry
-
-
-def episode_folder(root: str | os.PathLike, path: str, where: str) -> Path:
-    """``root / path``, the folder of a manifest entry, when it stays inside ``root`` with
-    symbolic links, ``..`` and absolute paths followed; else a ``ValueError`` beginning with
-    ``where`` that names the path, where it leads and the root."""
-    root = Path(root)
-    folder = root / path
-    resolved = folder.resolve()
-    if not resolved.is_relative_to(root.resolve()):
-        raise ValueError(
-            f"{where}: 'path' {path!r} leads to {resolved}, outside the root {root}; "
-            "episode folders must stay inside it"
-        )
-    return folder
-
-
-def write_manifest(root: str | os.PathLike, entries: list[dict]) -> Path:
-    """Write ``root/manifest.jsonl``: one line per entry
-    ``dict(path=<relative folder>, split="train"|"val"|"test", num_frames=int, caption=str)``
-    (extra keys are kept). Paths must be unique. Returns the manifest path."""
-    root = Path(root)
-    seen = set()
-    for i, e in enumerate(entries):
-        _check_entry(e, f"manifest entry {i}")
-        episode_folder(root, e["path"], f"manifest entry {i}")
-        if e["path"] in seen:
-            raise ValueError(f"manifest entry {i}: path {e['path']!r} appears twice")
-        seen.add(e["path"])
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / MANIFEST_NAME
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    tmp.replace(path)
-    return path
-
-
-def read_manifest(root: str | os.PathLike) -> list[dict]:
-    """Read ``root/manifest.jsonl`` -> list of entry dicts (see ``write_manifest``).
-
-    Raises ``ValueError`` naming the file and line of a malformed entry, or of one whose
-    folder leads out of ``root`` (see ``episode_folder``). Does not open the episodes
-    (``Episode.open`` does that)."""
-    path = Path(root) / MANIFEST_NAME
-    if not path.is_file():
-        raise ValueError(f"{path}: manifest not found")
-    entries = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} line {n}: not JSON ({e})") from None
-        entries.append(_check_entry(entry, f"{path} line {n}"))
-        episode_folder(root, entry["path"], f"{path} line {n}")
-    return entries
-
-
-def update_manifest(root: str | os.PathLike, entries: list[dict]) -> Path:
-    """Add ``entries`` to ``root/manifest.jsonl`` (created if missing), replacing existing
-    entries with the same path. Returns the manifest path."""
-    root = Path(root)
-    old = read_manifest(root) if (root / MANIFEST_NAME).is_file() else []
-    new_paths = {e["path"] for e in entries}
-    return write_manifest(root, [e for e in old if e["path"] not in new_paths] + list(entries))
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers for importers: fitting frames of any size to the format
-# --------------------------------------------------------------------------------------------
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Frame size from the command line: ``"128"`` -> (128, 128), ``"160x96"`` -> (160, 96)
-    as (width, height). Both must be even and positive."""
-    parts = str(text).lower().split("x")
-    try:
-        w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-    except (ValueError, IndexError):
-        raise ValueError(
-            f"size: expected 'S' or 'WxH' (e.g. 128 or 160x96), got {text!r}"
-        ) from None
-    if len(parts) > 2 or w <= 0 or h <= 0 or w % 2 or h % 2:
-        raise ValueError(f"size: expected positive even numbers ('S' or 'WxH'), got {text!r}")
-    return w, h
-
-
-def fit_frame(
-    image: np.ndarray,
-    K: np.ndarray,
-    size: tuple[int, int] | None,
-    depth: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Centre-crop one frame to the aspect of ``size`` = (width, height), resize it, and
-    adjust its intrinsics to match.
-
-    image uint8 ``(H, W, 3)``, K ``(3, 3)`` pixel intrinsics, depth ``(H, W)`` or None ->
-    (image ``(h, w, 3)``, K ``(3, 3)`` float64, depth ``(h, w)`` float32 or None). With
-    ``size=None`` the frame keeps its size, less a last row / column when odd (yuv420p needs
-    even sizes; cropping at the far edge leaves K unchanged). Depth is resized by nearest
-    neighbour so no depth is invented across edges.
-    """
-    from PIL import Image
-
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image: expected uint8 (H, W, 3), got {image.dtype} {image.shape}")
-    H, W = image.shape[:2]
-    if depth is not None and depth.shape != (H, W):
-        raise ValueError(f"depth: expected shape {(H, W)}, got {depth.shape}")
-    K = np.array(K, dtype=np.float64)
-    if size is None:
-        h, w = H - H % 2, W - W % 2
-        d = None if depth is None else np.asarray(depth[:h, :w], np.float32)
-        return np.ascontiguousarray(image[:h, :w]), K, d
-    tw, th = size
-    # centre crop to the target aspect
-    if W * th > H * tw:
-        cw, ch = round(H * tw / th), H
-    else:
-        cw, ch = W, round(W * th / tw)
-    x0, y0 = (W - cw) // 2, (H - ch) // 2
-    crop = image[y0 : y0 + ch, x0 : x0 + cw]
-    K[0, 2] -= x0
-    K[1, 2] -= y0
-    sx, sy = tw / cw, th / ch
-    K[0] *= sx  # fx, cx (pixel centres at +0.5 make a resize a pure scale)
-    K[1] *= sy  # fy, cy
-    out = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((tw, th), Image.BICUBIC))
-    d = None
-    if depth is not None:
-        dc = np.ascontiguousarray(depth[y0 : y0 + ch, x0 : x0 + cw], dtype=np.float32)
-        d = np.asarray(Image.fromarray(dc).resize((tw, th), Image.NEAREST))
-    return out, K, d
-
-
-def nearest_rigid(c2w: np.ndarray, name: str = "c2w", tol: float = 1e-2) -> np.ndarray:
-    """Snap nearly rigid poses ``(N, 4, 4)`` to exactly rigid ones (rotation via SVD).
-
-    Poses read from text files carry rounding; a rotation further than ``tol`` from
-    orthonormal (or with a reflection, or non-finite values) is a ``ValueError`` naming the
-    pose index, since no amount of rounding explains it.
-    """
-    c2w = np.array(c2w, dtype=np.float64)
-    if c2w.ndim != 3 or c2w.shape[1:] != (4, 4):
-        raise ValueError(f"{name}: expected shape (N, 4, 4), got {c2w.shape}")
-    bad = ~np.isfinite(c2w).reshape(len(c2w), -1).all(1)
-    if bad.any():
-        raise ValueError(f"{name}: pose {int(np.argmax(bad))} has NaN or infinite values")
-    R = c2w[:, :3, :3]
-    U, _, Vt = np.linalg.svd(R)
-    Rn = U @ Vt
-    err = np.abs(R - Rn).reshape(len(R), -1).max(1)
-    det = np.linalg.det(Rn)
-    bad = (err > tol) | (det < 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(
-            f"{name}: pose {i} is not a rotation plus translation (distance to the nearest "
-            f"rotation {err[i]:.3g}, det {np.linalg.det(R[i]):.3g})"
-        )
-    out = np.zeros_like(c2w)
-    out[:, :3, :3] = Rn
-    out[:, :3, 3] = c2w[:, :3, 3]
-    out[:, 3, 3] = 1
-    return out
