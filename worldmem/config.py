@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,36 @@ def _int_range(obj: Any, name: str, lo: int, hi: int) -> None:
         )
 
 
+# The ranges ``_numbers`` knows: (test, what the error says)
+_RANGES = {
+    ">0": (lambda v: v > 0, "> 0"),
+    ">=0": (lambda v: v >= 0, ">= 0"),
+    "[0,1]": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "[0,90)": (lambda v: 0 <= v < 90, "in [0, 90)"),
+}
+_INT64 = (-(2**63), 2**63 - 1)  # torch and numpy take integers of at most 64 bits
+
+
+def _numbers(obj: Any, **ranges: str) -> None:
+    """Every number of the config dataclass ``obj`` (in lists too) is finite, an integer fits
+    in 64 bits, and the fields named in ``ranges`` lie in theirs (a key of ``_RANGES``); else
+    a ``ConfigError`` naming the field. A NaN, an infinity or a negative size in a config is a
+    typo that would otherwise surface deep in training or generation."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        test, what = _RANGES[ranges[f.name]] if f.name in ranges else (lambda v: True, "")
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            fits = _INT64[0] <= v <= _INT64[1] if isinstance(v, int) else math.isfinite(v)
+            if not (fits and test(v)):
+                kind = "an integer" if isinstance(v, int) else "a finite number"
+                raise ConfigError(
+                    f"{type(obj).__name__}.{f.name}: expected {kind} {what}".rstrip()
+                    + f", got {value!r}"
+                )
+
+
 def _choice(obj: Any, name: str, options: tuple[str, ...]) -> None:
     value = getattr(obj, name)
     if value not in options:
@@ -72,6 +102,9 @@ class ActionConfig:
     move_m: float = 0.15  # metres per frame for W/S, A/D, Q/E
     turn_deg: float = 6.0  # degrees per frame for the arrow keys (yaw and pitch)
     max_pitch_deg: float = 80.0  # pitch is clamped to +-this, so the camera never flips
+
+    def __post_init__(self):
+        _numbers(self, move_m=">=0", turn_deg=">=0", max_pitch_deg="[0,90)")
 
 
 @dataclass
@@ -103,6 +136,10 @@ class ModelConfig:
     def __post_init__(self):
         _choice(self, "codec", ("identity", "vae"))
         _choice(self, "text_encoder", ("bytes", "minilm", "hf"))
+        positive = ("image_size", "patch_size", "hidden_size", "depth", "num_heads", "mlp_ratio",
+                    "chunk_frames", "max_frames", "latent_channels", "latent_downsample",
+                    "text_max_tokens", "text_width", "depth_near_m", "conv_widths")  # fmt: skip
+        _numbers(self, text_layers=">=0", **dict.fromkeys(positive, ">0"))
 
 
 @dataclass
@@ -124,6 +161,7 @@ class BackboneConfig:
         _choice(self, "kind", ("none", "wan", "cogvideox"))
         _choice(self, "trainable", ("adapter", "lora", "full"))
         _choice(self, "weight_dtype", ("bfloat16", "float16", "float32"))
+        _numbers(self, lora_rank=">0", lora_alpha=">=0")
 
 
 @dataclass
@@ -162,6 +200,32 @@ class MemoryConfig:
 
     def __post_init__(self):
         _choice(self, "render_backend", ("torch", "gsplat"))
+        positive = (
+            "voxel_size_m",
+            "max_points",
+            "max_depth_m",
+            "max_splat_radius_px",
+            "max_confidence",
+            "keyframe_capacity",
+            "overlap_samples",
+            "near_m",
+            "far_m",
+        )
+        fractions = ("carve_factor", "keyframe_novelty_overlap", "retrieve_min_overlap")
+        rest = ("carve_margin_rel", "min_confidence", "splat_footprint_scale",
+                "min_splat_radius_px", "surface_tol_rel", "dedup_radius_px", "dedup_colour_tol",
+                "replace_quality_ratio", "free_space_views", "retrieve_k",
+                "overlap_depth_tolerance_rel", "working_frames", "seed")  # fmt: skip
+        _numbers(
+            self,
+            **dict.fromkeys(positive, ">0"),
+            **dict.fromkeys(fractions, "[0,1]"),
+            **dict.fromkeys(rest, ">=0"),
+        )
+        if self.far_m <= self.near_m:
+            raise ConfigError(
+                f"MemoryConfig.far_m={self.far_m} must be beyond near_m={self.near_m}"
+            )
 
 
 @dataclass
@@ -183,6 +247,18 @@ class DataConfig:
     num_workers: int = 2
     val_fraction: float = 0.05  # used only when the manifest has no val split
     seed: int = 0
+
+    def __post_init__(self):
+        positive = ("image_size", "chunk_frames", "memory_stride_frames", "batch_size")
+        fractions = ("revisit_ratio", "revisit_min_overlap", "val_fraction")
+        rest = ("context_frames", "keyframes", "min_revisit_gap_frames", "memory_max_frames",
+                "num_workers", "seed")  # fmt: skip
+        _numbers(
+            self,
+            **dict.fromkeys(positive, ">0"),
+            **dict.fromkeys(fractions, "[0,1]"),
+            **dict.fromkeys(rest, ">=0"),
+        )
 
 
 @dataclass
@@ -239,6 +315,26 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{name}: expected a number in [0, 1), got {b!r}")
         _int_range(self, "ema_warmup_offset", 1, 2**63 - 1)
         _int_range(self, "val_batches", 1, 2**63 - 1)
+        positive = ("lr", "num_nodes", "log_every_steps", "val_every_steps")
+        fractions = (
+            "min_lr_ratio",
+            "ema_decay",
+            "p_drop_working",
+            "p_drop_episodic",
+            "p_drop_spatial",
+            "p_drop_text",
+            "p_cold_start",
+            "p_independent",
+        )
+        rest = ("max_steps", "weight_decay", "warmup_steps", "grad_clip", "context_noise_max",
+                "timestep_logit_std", "depth_loss_weight", "hole_loss_weight",
+                "sample_every_steps", "ckpt_every_steps", "seed", "threads")  # fmt: skip
+        _numbers(
+            self,
+            **dict.fromkeys(positive, ">0"),
+            **dict.fromkeys(fractions, "[0,1]"),
+            **dict.fromkeys(rest, ">=0"),
+        )
 
 
 MEMORY_MODES = ("none", "working", "episodic", "spatial", "all")
@@ -284,6 +380,7 @@ class SampleConfig:
             raise ConfigError(
                 f"SampleConfig.device: '{self.device}' is not one of auto, cpu, cuda, cuda:N, mps"
             )
+        _numbers(self)
         g = self.guidance_scale
         if isinstance(g, bool) or not isinstance(g, int | float) or not math.isfinite(g) or g < 0:
             raise ConfigError(
@@ -311,6 +408,7 @@ class ServerConfig:
     torch_threads: int = 1
 
     def __post_init__(self):
+        _numbers(self)
         _int_range(self, "port", 0, 65535)
         _int_range(self, "torch_threads", 0, 4096)
         _int_range(self, "max_sessions", 1, 10_000)
@@ -409,8 +507,9 @@ class _StrictLoader(get_yaml_loader()):
 def _parse_yaml(text: str, where: str) -> Any:
     """``text`` as one YAML document (None when empty), or a ``ConfigError`` naming
     ``where`` and the line and column of the problem."""
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)  # its reader refuses NUL, control and lone surrogates
         return loader.get_single_data()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -421,13 +520,17 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: {str(e).splitlines()[0]}") from None
     except RecursionError:
         raise ConfigError(f"{where}: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{where}: {e}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _refuse_missing(data: Any, where: str, key: str = "") -> None:
     """OmegaConf's missing value ``???`` would be merged as 'keep the default' without a
-    word: refuse it, and keys that are not names."""
+    word: refuse it, keys that are not names, and text that no file or model can take (a NUL
+    character, a lone surrogate from an escape such as ``"\\ud800"``)."""
     if isinstance(data, dict):
         for k, v in data.items():
             if not isinstance(k, str):
@@ -438,6 +541,13 @@ def _refuse_missing(data: Any, where: str, key: str = "") -> None:
             _refuse_missing(v, where, f"{key}[{i}]")
     elif data == "???":
         raise ConfigError(f"{where}: '{key}' is '???' (no value): give it a value or leave it out")
+    elif isinstance(data, str):
+        if "\0" in data:
+            raise ConfigError(f"{where}: '{key}' contains a NUL character")
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{where}: '{key}' is not valid Unicode text: {data!r}") from None
 
 
 def _read_yaml(path: Path) -> dict:
