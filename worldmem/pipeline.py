@@ -47,7 +47,7 @@ from worldmem.pipeline_files import (
     write_pipeline_json,
     write_state_file,
 )
-from worldmem.world_state import WorldState, check_poses, check_seed
+from worldmem.world_state import WorldState, check_poses, check_prompt, check_seed
 
 __all__ = [
     "WorldPipeline",
@@ -267,8 +267,7 @@ class WorldPipeline:
         """
         # Everything is checked before the world is touched: a refused call changes nothing.
         world = self._world(world)
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
+        check_prompt(prompt)
         check_seed(seed)
         memories_for_mode(memory)
         if c2w is not None:

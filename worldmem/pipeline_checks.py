@@ -9,6 +9,7 @@ from worldmem.geometry import check_K
 
 __all__ = [
     "MAX_FOCAL_PER_PIXEL",
+    "MIN_FOCAL_PER_PIXEL",
     "MAX_PRINCIPAL_OFFSET",
     "check_intrinsics",
     "check_output",
@@ -17,6 +18,7 @@ __all__ = [
 ]
 
 MAX_FOCAL_PER_PIXEL = 1000.0  # focal length at most this many times the frame size (fov > 0.06 deg)
+MIN_FOCAL_PER_PIXEL = 0.01  # focal length at least this many times the frame size (fov < 178.9 deg)
 MAX_PRINCIPAL_OFFSET = 10.0  # the principal point lies within this many frame sizes of the frame
 
 
@@ -30,6 +32,8 @@ def finite_float32(x: torch.Tensor, name: str, non_negative: bool = False) -> to
     range overflow on conversion) or, with ``non_negative``, below zero."""
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a float tensor, got {x.dtype}")
+    if x.is_meta:
+        raise ValueError(f"{name}: a tensor on the meta device has no values")
     x = x.to(torch.float32)
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name}: has NaN or infinite values (in float32)")
@@ -40,8 +44,8 @@ def finite_float32(x: torch.Tensor, name: str, non_negative: bool = False) -> to
 
 def check_intrinsics(K: torch.Tensor, n: int, size: int, name: str = "K") -> torch.Tensor:
     """Pinhole intrinsics ``(n, 3, 3)`` for a ``size`` x ``size`` frame, finite in float32,
-    with a focal length in (0, MAX_FOCAL_PER_PIXEL * size] and the principal point near the
-    frame -> float32 (on the device it came on)."""
+    with a focal length in [MIN_FOCAL_PER_PIXEL * size, MAX_FOCAL_PER_PIXEL * size] and the
+    principal point near the frame -> float32 (on the device it came on)."""
     if not isinstance(K, torch.Tensor) or tuple(K.shape) != (n, 3, 3):
         raise ValueError(f"{name}: expected ({n}, 3, 3), got {describe(K)}")
     if not K.is_floating_point():
@@ -54,6 +58,7 @@ def check_intrinsics(K: torch.Tensor, n: int, size: int, name: str = "K") -> tor
     rest = torch.stack([K[:, 1, 0], K[:, 2, 0], K[:, 2, 1], K[:, 2, 2] - 1], -1)
     bad = (
         (f > MAX_FOCAL_PER_PIXEL * S).any(-1)
+        | (f < MIN_FOCAL_PER_PIXEL * S).any(-1)
         | ((c - S / 2).abs() > MAX_PRINCIPAL_OFFSET * S).any(-1)
         | (K[:, 0, 1].abs() > MAX_FOCAL_PER_PIXEL * S)
         | (rest.abs() > 1e-6).any(-1)
@@ -62,7 +67,8 @@ def check_intrinsics(K: torch.Tensor, n: int, size: int, name: str = "K") -> tor
         i = int(bad.nonzero()[0])
         raise ValueError(
             f"{name}: intrinsics {i} are not a pinhole camera for a {S}x{S} frame "
-            f"(focal <= {MAX_FOCAL_PER_PIXEL * S:g} px, principal point within "
+            f"(focal in [{MIN_FOCAL_PER_PIXEL * S:g}, {MAX_FOCAL_PER_PIXEL * S:g}] px, "
+            "principal point within "
             f"{MAX_PRINCIPAL_OFFSET:g} frame sizes, last row 0 0 1): {K[i].tolist()}"
         )
     return K

@@ -29,6 +29,13 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1  # of a pipeline folder (pipeline.json)
+# the objects pipeline.json holds, and the entries each must have
+_PIPELINE_KEYS = {
+    "model": (),
+    "memory": (),
+    "sampler": ("steps", "guidance_scale", "stochastic"),
+    "camera": ("fov_deg",),
+}
 STATE_FORMAT_VERSION = 2  # of a world state file (2: checksummed payload; 1: a bare dict)
 
 
@@ -41,13 +48,24 @@ def read_pipeline_json(path: Path) -> dict:
             f"{path} is not a worldmem pipeline folder (no pipeline.json). Train one with "
             "train.py, or pass the folder it exported (<out_dir>/pipeline)."
         )
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSON, UTF-8, nesting, huge integers
+        raise ValueError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(
             f"{path}: pipeline format version {version!r}, but this worldmem reads version "
             f"{FORMAT_VERSION}; re-export it with a matching worldmem"
         )
+    for key, inner in _PIPELINE_KEYS.items():
+        if not isinstance(meta.get(key), dict):
+            raise ValueError(f"{meta_path}: {key!r} must be an object, got {meta.get(key)!r}")
+        missing = [k for k in inner if k not in meta[key]]
+        if missing:
+            raise ValueError(f"{meta_path}: {key!r} lacks {', '.join(map(repr, missing))}")
     return meta
 
 
@@ -63,6 +81,8 @@ def state_path(path: str | Path) -> Path:
         raise ValueError(f"path: expected a str or Path, got {type(path).__name__}")
     if "\0" in str(path):
         raise ValueError(f"path: contains a NUL character: {str(path)!r}")
+    if Path(path).name in ("", ".", ".."):
+        raise ValueError(f"path: expected a file path, got {str(path)!r}")
     return Path(path)
 
 

@@ -20,9 +20,10 @@ from worldmem.geometry import check_c2w
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.memory.spatial import _OFFSET as _GRID_HALF_VOXELS
 
-__all__ = ["WorldState", "STATE_KEYS", "MAX_SEED", "check_poses", "check_seed"]
+__all__ = ["WorldState", "STATE_KEYS", "MAX_SEED", "check_poses", "check_prompt", "check_seed"]
 
 MAX_SEED = 2**64 - 1  # torch generators take seeds in [0, 2**64)
+MAX_FRAME_COUNT = 2**63 - 1  # frame indices are int64 tensors
 # The keys of a world's state dict (and of the payload of a world state file)
 STATE_KEYS = frozenset(
     {
@@ -77,8 +78,7 @@ class WorldState:
         seeded with ``seed``."""
         check_seed(seed)
         memories_for_mode(memory)
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
+        check_prompt(prompt)
         device = torch.device(device)
         c2w = torch.eye(4, device=device)
         return cls(
@@ -123,6 +123,13 @@ class WorldState:
         for key in ("spatial", "episodic", "working"):
             if not isinstance(state[key], dict):
                 raise ValueError(f"'{key}' must be a dict")
+            rgb = state[key].get("rgb")  # colours the model is given back: in [0, 1]
+            if (
+                isinstance(rgb, torch.Tensor)
+                and rgb.numel()
+                and not 0 <= rgb.min() <= rgb.max() <= 1
+            ):
+                raise ValueError(f"'{key}.rgb' has colours outside [0, 1]")
         for key in ("c2w", "start_c2w"):
             if not isinstance(state[key], torch.Tensor) or tuple(state[key].shape) != (4, 4):
                 raise ValueError(f"'{key}' must be a (4, 4) tensor")
@@ -138,16 +145,21 @@ class WorldState:
             or rng.shape != want_rng.shape
         ):
             raise ValueError(f"'rng' must be a uint8 tensor of shape {tuple(want_rng.shape)}")
-        if not isinstance(state["prompt"], str):
-            raise ValueError("'prompt' must be a string")
-        if state["memory_mode"] not in MEMORY_MODE_GIVES:
+        try:
+            check_prompt(state["prompt"])
+        except ValueError as e:
+            raise ValueError(f"'prompt': {e}") from None
+        if (
+            not isinstance(state["memory_mode"], str)
+            or state["memory_mode"] not in MEMORY_MODE_GIVES
+        ):
             raise ValueError(
                 f"'memory_mode' {state['memory_mode']!r} is not one of "
                 f"{', '.join(MEMORY_MODE_GIVES)}"
             )
         fc = state["frame_count"]
-        if isinstance(fc, bool) or not isinstance(fc, int) or fc < 0:
-            raise ValueError(f"'frame_count' must be a non-negative int, got {fc!r}")
+        if isinstance(fc, bool) or not isinstance(fc, int) or not 0 <= fc <= MAX_FRAME_COUNT:
+            raise ValueError(f"'frame_count' must be an int in [0, 2**63), got {fc!r}")
         try:
             check_seed(state["seed"])
         except ValueError as e:
@@ -191,6 +203,20 @@ class WorldState:
             setattr(self, f.name, getattr(other, f.name))
 
 
+def check_prompt(prompt) -> str:
+    """``prompt`` when it is text the text encoder can take (UTF-8 encodable: no lone
+    surrogate, as a JSON escape such as ``"\\ud800"`` makes); else a ``ValueError``."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"prompt: not valid Unicode text (a lone surrogate at character {e.start})"
+        ) from None
+    return prompt
+
+
 def check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
@@ -231,7 +257,8 @@ def _exact_keys(d: dict, want: set | frozenset, where: str) -> None:
 
 
 def _check_finite(value, where: str) -> None:
-    """Every floating tensor and float in ``value`` (nested dicts and lists) is finite."""
+    """Every floating tensor and float in ``value`` (nested dicts and lists) is finite, the
+    tensors in float32 (what the memories hold: a float64 1e39 would become infinite)."""
     if isinstance(value, dict):
         for k, v in value.items():
             _check_finite(v, f"{where}{k}." if isinstance(v, dict) else f"{where}{k}")
@@ -239,8 +266,8 @@ def _check_finite(value, where: str) -> None:
         for i, v in enumerate(value):
             _check_finite(v, f"{where}[{i}]")
     elif isinstance(value, torch.Tensor) and value.is_floating_point():
-        if not bool(torch.isfinite(value).all()):
-            raise ValueError(f"'{where}' has NaN or infinite values")
+        if not bool(torch.isfinite(value.float()).all()):
+            raise ValueError(f"'{where}' has NaN or infinite values (in float32)")
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"'{where}' is {value}")
 
