@@ -65,5 +65,5 @@ if __name__ == "__main__":
         sys.exit(f"config error: {e}")
     try:
         sys.exit(main(cfg, interactive=args.interactive))
-    except (ValueError, FileNotFoundError, PermissionError) as e:
+    except (ValueError, OSError) as e:  # OSError: a file that exists, a folder not writable
         sys.exit(f"error: {e}")

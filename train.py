@@ -62,8 +62,7 @@ def main(cfg: TrainRootConfig) -> Path:
     if ckpt == "last":
         ckpt = find_last_checkpoint(out)
         print(f"resuming from {ckpt}" if ckpt else "no checkpoint to resume; starting fresh")
-    # mmap: only the step and (when exporting) the weights are read, not the optimizer state
-    done = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True) if ckpt else None
+    done = _read_checkpoint(ckpt) if ckpt else None
     if done is not None and done["global_step"] >= cfg.train.max_steps:
         # nothing left to train (a run stopped early and exported at its checkpoint):
         # Lightning refuses to resume a finished mid-epoch run, so take its weights directly
@@ -84,9 +83,28 @@ def main(cfg: TrainRootConfig) -> Path:
     return export
 
 
+def _read_checkpoint(path) -> dict:
+    """A Lightning checkpoint to resume (mmap: only the step and the weights are read, not the
+    optimizer state); a file that is not one is a ``ValueError`` naming it."""
+    import torch
+
+    try:
+        done = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as e:  # unpickling raises many types for a damaged file
+        raise ValueError(
+            f"train.resume: {path} is not a Lightning checkpoint ({type(e).__name__}: {e})"
+        ) from None
+    if not isinstance(done, dict) or not {"global_step", "state_dict"} <= set(done):
+        raise ValueError(f"train.resume: {path} is not a Lightning checkpoint (no global_step)")
+    return done
+
+
 if __name__ == "__main__":
     try:
         cfg = parse_args()
     except ConfigError as e:
         sys.exit(f"config error: {e}")
-    main(cfg)
+    try:
+        main(cfg)
+    except (ValueError, OSError) as e:  # a missing dataset, a damaged checkpoint: one line
+        sys.exit(f"error: {e}")

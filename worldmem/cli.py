@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         serve(cfg)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
+    except (ValueError, OSError) as e:  # OSError: a port in use, a file that is not there
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

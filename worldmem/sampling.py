@@ -99,6 +99,19 @@ def _int_field(obj: dict, key: str, default: int, lo: int, hi: int, where: str) 
     return value
 
 
+def _check_text(value, key: str, where: str) -> None:
+    """A string field is text a file system and the text encoder take: no lone surrogate (a
+    JSON escape such as ``"\\ud800"`` makes one)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(
+                f"{where}: '{key}' is not valid Unicode text (a lone surrogate at character "
+                f"{e.start})"
+            ) from None
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
@@ -120,7 +133,8 @@ def load_jobs(cfg: SampleConfig) -> list[Job]:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     jobs: list[Job] = []
     seen: dict[str, int] = {}  # folder name (case-folded) -> line
-    for n, line in enumerate(text.splitlines(), 1):
+    # JSON Lines are separated by "\n" alone: a string may hold U+2028 or U+0085 as they are
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         where = f"{path}:{n}"
@@ -147,6 +161,8 @@ def load_jobs(cfg: SampleConfig) -> list[Job]:
                 raise ValueError(
                     f"{where}: '{key}' must be a file path (string) or null, got {obj[key]!r}"
                 )
+        for key in ("name", "prompt", "trajectory", "image", "depth"):
+            _check_text(obj.get(key), key, where)
         if obj.get("depth") and not obj.get("image"):
             raise ValueError(f"{where}: 'depth' needs an 'image' (the depth of the start frame)")
         name = check_job_name(obj.get("name", f"job_{len(jobs):03d}"), where)

@@ -63,17 +63,18 @@ class WorldModule(L.LightningModule):
     def load_weights_from(self, pipeline_dir: str) -> None:
         """Start the model and its EMA from a pipeline folder's weights (``<dir>/model``).
         Its model config must equal this module's: a mismatch is an error naming both."""
-        import json
         from pathlib import Path
 
         from safetensors.torch import load_file
+
+        from worldmem.pipeline_files import read_pipeline_json
 
         path = Path(pipeline_dir)
         meta_path = path / "pipeline.json"
         weights = path / "model" / "diffusion_pytorch_model.safetensors"
         if not meta_path.is_file() or not weights.is_file():
             raise ValueError(f"init_from: {path} is not a pipeline folder (pipeline.json, model/)")
-        saved = from_dict(ModelConfig, json.loads(meta_path.read_text())["model"], str(meta_path))
+        saved = from_dict(ModelConfig, read_pipeline_json(path)["model"], str(meta_path))
         if saved != self.cfg.model:
             raise ValueError(
                 f"init_from: {path} holds a model of config {to_dict(saved)}, but this run "
