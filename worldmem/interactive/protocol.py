@@ -38,7 +38,7 @@ import struct
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from worldmem.geometry.actions import KEYS
 
@@ -95,6 +95,19 @@ class StartMessage(_Message):
     prompt: str = ""
     seed: int = Field(0, ge=0, le=MAX_SEED)
     from_image: bool = False  # begin from the server's start frame (its image and depth)
+
+    @field_validator("prompt")
+    @classmethod
+    def _unicode(cls, prompt: str) -> str:
+        """A JSON escape such as ``"\\ud800"`` gives a lone surrogate, which the model's text
+        encoder cannot take: refused here rather than failing in generation."""
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(
+                f"not valid Unicode text (a lone surrogate at character {e.start})"
+            ) from None
+        return prompt
 
 
 class KeysMessage(_Message):
