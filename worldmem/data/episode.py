@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import zipfile
 import zlib
 from fractions import Fraction
@@ -85,10 +86,38 @@ _NPZ_ERRORS = (
     zlib.error,
 )
 DEPTH_CHECK_CHUNK_BYTES = 1 << 20  # Episode.open decompresses depth.npz this much at a time
+EPISODE_FILES = ("rgb.mp4", "depth.npz", "cameras.json", "caption.txt")
 
 
 def _fail(folder: Path, problem: str) -> EpisodeError:
     return EpisodeError(f"episode {folder}: {problem}")
+
+
+def _check_file(folder: Path, name: str) -> None:
+    """``folder/name``, when there, is a regular file inside the folder: a symbolic link that
+    leads out of it (or nowhere) and a FIFO or device (reading one blocks or never ends) are
+    an ``EpisodeError`` naming the file."""
+    path = folder / name
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise _fail(folder, f"{name} cannot be read ({e.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # a dangling link, or a loop
+            raise _fail(folder, f"{name} is a symbolic link to nothing readable") from None
+        if not target.is_relative_to(folder.resolve()):
+            raise _fail(
+                folder,
+                f"{name} is a symbolic link to {target}, outside the episode folder; an "
+                "episode's files must be inside it",
+            )
+        st = target.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise _fail(folder, f"{name} is not a regular file")
 
 
 class Episode:
@@ -127,14 +156,18 @@ class Episode:
     def open(cls, folder: str | os.PathLike) -> Episode:
         """Open and validate an episode folder.
 
-        Checks that cameras.json parses and holds N >= 1 frames with finite rigid c2w and
-        valid K, that rgb.mp4 decodes (its last frame included) with N frames of the stated
-        size, that caption.txt exists, and that depth.npz (if present) holds (N, H, W).
+        Checks that the episode's files are regular files inside the folder (a symbolic link
+        may only lead to another file in it), that cameras.json parses and holds N >= 1
+        frames with finite rigid c2w and valid K, that rgb.mp4 decodes (its last frame
+        included) with N frames of the stated size, that caption.txt exists, and that
+        depth.npz (if present) holds (N, H, W).
         Raises ``EpisodeError`` naming the folder and the problem.
         """
         folder = Path(folder)
         if not folder.is_dir():
             raise _fail(folder, "folder does not exist")
+        for name in EPISODE_FILES:
+            _check_file(folder, name)
         cameras = _read_cameras(folder)
         N = len(cameras["frames"])
         c2w, K = _parse_poses(folder, cameras)
@@ -220,7 +253,10 @@ class Episode:
     def _check_indices(self, indices) -> list[int]:
         if isinstance(indices, Tensor):
             indices = indices.tolist()
-        idx = [int(i) for i in indices]
+        try:
+            idx = [int(i) for i in indices]
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"indices: expected integers, got {indices!r}") from None
         if any(i != j for i, j in zip(idx, indices)):
             raise ValueError(f"indices: expected integers, got {list(indices)}")
         bad = [i for i in idx if not 0 <= i < self.num_frames]
@@ -334,9 +370,9 @@ def _read_cameras(folder: Path) -> dict:
     if not path.is_file():
         raise _fail(folder, "cameras.json is missing")
     try:
-        cameras = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _fail(folder, f"cameras.json does not parse ({e})") from None
+        cameras = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSON, UTF-8, nesting, huge integers
+        raise _fail(folder, f"cameras.json does not parse ({type(e).__name__}: {e})") from None
     if not isinstance(cameras, dict):
         raise _fail(folder, f"cameras.json: expected an object, got {type(cameras).__name__}")
     if cameras.get("format") != EPISODE_FORMAT:
@@ -352,8 +388,10 @@ def _read_cameras(folder: Path) -> dict:
         )
     for key in ("fps", "width", "height"):
         v = cameras.get(key)
-        if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
+        if not isinstance(v, int | float) or isinstance(v, bool) or not 0 < v < math.inf:
             raise _fail(folder, f"cameras.json: {key!r} must be a positive number, got {v!r}")
+        if key != "fps" and v != int(v):
+            raise _fail(folder, f"cameras.json: {key!r} must be a whole number, got {v!r}")
     frames = cameras.get("frames")
     if not isinstance(frames, list) or not frames:
         raise _fail(folder, "cameras.json: 'frames' must be a non-empty list")
@@ -382,6 +420,9 @@ def _parse_poses(folder: Path, cameras: dict) -> tuple[Tensor, Tensor]:
             )
         if not (np.isfinite(c).all() and np.isfinite(k).all()):
             raise _fail(folder, f"cameras.json: frame {i} has NaN or infinite values")
+        t = f.get("timestamp_s", math.nan)
+        if isinstance(t, bool) or not isinstance(t, int | float):
+            raise _fail(folder, f"cameras.json: frame {i} 'timestamp_s' is {t!r}, not seconds")
         c2w.append(c)
         K.append(k)
     c2w_t = torch.from_numpy(np.stack(c2w))
