@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -45,6 +47,9 @@ def write_episode(
     crf: int = CRF,
 ) -> Path:
     """Write one episode folder (created if missing; existing episode files are replaced).
+    Everything is checked before anything is written; each file is written to a new file
+    next to it and renamed over it, so a file that is a symbolic link is replaced, never
+    written through.
 
     rgb uint8 ``(N, H, W, 3)`` (numpy or torch; H and W even, as yuv420p H.264 needs),
     c2w ``(N, 4, 4)`` rigid camera-to-world (OpenCV), K ``(N, 3, 3)`` pixel intrinsics,
@@ -73,6 +78,12 @@ def write_episode(
     check_K(K_t)
     if not isinstance(caption, str):
         raise ValueError(f"caption: expected str, got {type(caption).__name__}")
+    try:
+        caption.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"caption: not valid Unicode text (a lone surrogate at character {e.start})"
+        ) from None
     if not (isinstance(fps, int) and fps > 0):
         raise ValueError(f"fps: expected a positive int, got {fps!r}")
     if timestamps is None:
@@ -89,7 +100,7 @@ def write_episode(
         d = np.where(ok, d, 0).astype(np.float16)
 
     folder.mkdir(parents=True, exist_ok=True)
-    _encode_mp4(folder / "rgb.mp4", rgb, fps, crf)
+    _replace(folder / "rgb.mp4", lambda tmp: _encode_mp4(tmp, rgb, fps, crf))
     cameras = {
         "format": EPISODE_FORMAT,
         "version": EPISODE_VERSION,
@@ -106,14 +117,26 @@ def write_episode(
             for i in range(N)
         ],
     }
-    (folder / "cameras.json").write_text(json.dumps(cameras) + "\n")
-    (folder / "caption.txt").write_text(caption, encoding="utf-8")
+    _replace(folder / "cameras.json", lambda tmp: tmp.write_text(json.dumps(cameras) + "\n"))
+    _replace(folder / "caption.txt", lambda tmp: tmp.write_text(caption, encoding="utf-8"))
     depth_path = folder / "depth.npz"
     if depth is not None:
-        np.savez_compressed(depth_path, depth=d)
-    elif depth_path.exists():
+        _replace(depth_path, lambda tmp: np.savez_compressed(tmp, depth=d))
+    elif depth_path.exists() or depth_path.is_symlink():
         depth_path.unlink()
     return folder
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a new file of a name nobody chose next to ``path`` (with its
+    suffix, which the writers go by), then rename it over ``path``."""
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(8)}.tmp{path.suffix}")
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _encode_mp4(path: Path, rgb: np.ndarray, fps: int, crf: int) -> None:

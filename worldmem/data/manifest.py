@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path, PurePosixPath
 
 from worldmem.data.episode_format import MANIFEST_NAME, SPLITS
@@ -29,6 +30,7 @@ def _check_entry(entry, where: str) -> dict:
         or any(p in ("..", ".") for p in parts)
         or "\\" in path
         or "\0" in path
+        or not _is_unicode(path)
     ):
         raise ValueError(
             f"{where}: 'path' must be a folder relative to the root, inside it (no '..'), "
@@ -39,9 +41,21 @@ def _check_entry(entry, where: str) -> dict:
     n = entry["num_frames"]
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"{where}: 'num_frames' must be a positive int, got {n!r}")
-    if not isinstance(entry["caption"], str):
-        raise ValueError(f"{where}: 'caption' must be a string, got {entry['caption']!r}")
+    if not isinstance(entry["caption"], str) or not _is_unicode(entry["caption"]):
+        raise ValueError(
+            f"{where}: 'caption' must be a string of valid Unicode text, got {entry['caption']!r}"
+        )
     return entry
+
+
+def _is_unicode(text: str) -> bool:
+    """No lone surrogate (a JSON escape such as ``"\\ud800"`` makes one): the text can be a
+    file name and a caption the text encoder takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def episode_folder(root: str | os.PathLike, path: str, where: str) -> Path:
@@ -73,9 +87,15 @@ def write_manifest(root: str | os.PathLike, entries: list[dict]) -> Path:
         seen.add(e["path"])
     root.mkdir(parents=True, exist_ok=True)
     path = root / MANIFEST_NAME
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    tmp.replace(path)
+    # a new file of a name nobody chose (never a link or file already there), renamed over
+    # the manifest (replacing a link, never writing through it)
+    tmp = root / f".{MANIFEST_NAME}.{secrets.token_hex(8)}.tmp"
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in entries))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -88,14 +108,18 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
         raise ValueError(f"{path}: manifest not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     entries = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} line {n}: not JSON ({e})") from None
+        except (ValueError, RecursionError) as e:  # JSON, nesting, huge integers
+            raise ValueError(f"{path} line {n}: not JSON ({type(e).__name__}: {e})") from None
         entries.append(_check_entry(entry, f"{path} line {n}"))
         episode_folder(root, entry["path"], f"{path} line {n}")
     return entries
