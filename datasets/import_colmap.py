@@ -35,7 +35,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
-from worldmem.data.importers import episode_name, inside, reading, run_importer
+from worldmem.data.importers import check_out, episode_name, inside, reading, run_importer
 
 # model name -> how (fx, fy, cx, cy) come from the parameters; distortion parameters follow
 PINHOLE_MODELS = {
@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         args.name or args.images.resolve().parent.name,
         "--name" if args.name else f"--images {args.images}",
     )
+    check_out(args.out, [name])
     entry = import_model(
         args.model, args.images, args.out, name, args.size, args.caption, args.split, args.fps
     )

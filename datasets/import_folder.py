@@ -47,7 +47,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
-from worldmem.data.importers import episode_name, inside, reading, run_importer
+from worldmem.data.importers import check_out, episode_name, inside, reading, run_importer
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips the camera's y and z axes
 
@@ -98,7 +98,7 @@ def import_folder(
     poses_path = folder / "poses.json"
     try:
         meta = json.loads(poses_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:  # ValueError: JSON (line and column) or UTF-8
+    except (OSError, ValueError, RecursionError) as e:  # JSON (line, column), UTF-8, nesting
         raise ValueError(f"{poses_path}: cannot read ({e})") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{poses_path}: expected a JSON object, got {type(meta).__name__}")
@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     name = episode_name(
         args.name or args.input.resolve().name, "--name" if args.name else f"--input {args.input}"
     )
+    check_out(args.out, [name])
     entry = import_folder(
         args.input, args.out, name, args.size, args.caption, args.split, args.depth
     )

@@ -42,7 +42,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
-from worldmem.data.importers import episode_name, reading, run_importer
+from worldmem.data.importers import check_out, episode_name, reading, run_importer
 from worldmem.geometry import pose_to_c2w
 
 EYE_HEIGHT_M = 1.62  # Minecraft's standing eye height above the feet (1 block = 1 m)
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         name = episode_name(args.name or default, "--name" if args.name else str(v))
         recordings.append((v, poses, name))
+    check_out(args.out, [r[2] for r in recordings])
     entries = []
     for v, poses, name in recordings:
         entries.append(

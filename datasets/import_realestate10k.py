@@ -40,7 +40,7 @@ from worldmem.data.episode import (
     update_manifest,
     write_episode,
 )
-from worldmem.data.importers import episode_name, reading, run_importer
+from worldmem.data.importers import check_out, episode_name, reading, run_importer
 from worldmem.geometry.trajectory import load_realestate10k, realestate10k_camera_lines
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--cameras {args.cameras} does not exist")
     # every episode name is checked before anything is written
     names = [episode_name(args.name or c.stem, "--name" if args.name else str(c)) for c in clips]
+    check_out(args.out, names)
 
     entries = []
     for cams, name in zip(clips, names):

@@ -9,9 +9,12 @@ import numpy as np
 __all__ = ["fit_frame", "nearest_rigid", "parse_size"]
 
 
+MAX_FRAME_SIZE = 8192  # pixels a side: one 8192 x 8192 RGB frame is 200 MB
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """Frame size from the command line: ``"128"`` -> (128, 128), ``"160x96"`` -> (160, 96)
-    as (width, height). Both must be even and positive."""
+    as (width, height). Both must be even, positive and at most ``MAX_FRAME_SIZE``."""
     parts = str(text).lower().split("x")
     try:
         w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
@@ -21,6 +24,8 @@ def parse_size(text: str) -> tuple[int, int]:
         ) from None
     if len(parts) > 2 or w <= 0 or h <= 0 or w % 2 or h % 2:
         raise ValueError(f"size: expected positive even numbers ('S' or 'WxH'), got {text!r}")
+    if max(w, h) > MAX_FRAME_SIZE:
+        raise ValueError(f"size: at most {MAX_FRAME_SIZE} pixels a side, got {text!r}")
     return w, h
 
 

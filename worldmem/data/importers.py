@@ -1,7 +1,7 @@
 """What the import scripts in ``datasets/`` share: the errors a damaged input file raises,
-a context that names the file in them, the check of an episode folder name, and the
-command-line wrapper that prints one line (``error: <file>: <problem>``, exit code 1) instead
-of a traceback."""
+a context that names the file in them, the check of an episode folder name, the check of the
+dataset root before anything is written, and the command-line wrapper that prints one line
+(``error: <file>: <problem>``, exit code 1) instead of a traceback."""
 
 from __future__ import annotations
 
@@ -16,7 +16,18 @@ from pathlib import Path
 import av
 from PIL import Image
 
-__all__ = ["INPUT_ERRORS", "MAX_NAME_BYTES", "episode_name", "inside", "reading", "run_importer"]
+from worldmem.data.episode_format import MANIFEST_NAME
+from worldmem.data.manifest import read_manifest
+
+__all__ = [
+    "INPUT_ERRORS",
+    "MAX_NAME_BYTES",
+    "check_out",
+    "episode_name",
+    "inside",
+    "reading",
+    "run_importer",
+]
 
 # What reading a damaged or hostile image, video, JSON or .npy/.npz file may raise
 # (OSError covers PIL's UnidentifiedImageError and missing files).
@@ -82,6 +93,37 @@ def episode_name(name, where: str) -> str:
         f"{where}: episode name {name!r} is not a single folder name ({problem}); "
         "episodes are written to <out>/<name>"
     )
+
+
+def check_out(out: Path, names: list[str]) -> None:
+    """What an importer checks of its dataset root ``out`` before it writes anything: ``out``
+    is a folder (a symbolic link to one is followed) or not there yet; a manifest already in
+    it is a regular file that reads; each episode folder ``out/<name>`` is a folder or not
+    there yet, and not a symbolic link (the import would write through it, wherever it leads).
+    Else a ``ValueError`` naming what is in the way."""
+    if out.is_symlink() and not out.is_dir():
+        raise ValueError(
+            f"--out {out} is a symbolic link to {os.readlink(out)}, which is not a folder"
+        )
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    manifest = out / MANIFEST_NAME
+    if manifest.is_symlink() or (manifest.exists() and not manifest.is_file()):
+        raise ValueError(
+            f"{manifest} is not a regular file (a symbolic link, a folder or a FIFO); the "
+            "importer rewrites it"
+        )
+    if manifest.exists():
+        read_manifest(out)  # an error naming the line, before any episode is written
+    for name in names:
+        folder = out / name
+        if folder.is_symlink():
+            raise ValueError(
+                f"{folder} is a symbolic link to {os.readlink(folder)}; the import would write "
+                "through it: remove it or choose another --name"
+            )
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder} exists and is not a folder")
 
 
 def run_importer(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -27,8 +27,12 @@ def realestate10k_camera_lines(path: str | Path) -> list[tuple[int, list[str]]]:
     skipped. Every reader of these files goes through here, so camera i is the same line for
     all of them. A line with the wrong number of fields is a ``ValueError`` naming it."""
     path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
