@@ -18,7 +18,7 @@ from worldmem.config import MemoryConfig
 from worldmem.data.inputs import MEMORY_MODE_GIVES, memories_for_mode
 from worldmem.geometry import check_c2w
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
-from worldmem.memory.spatial import _OFFSET as _GRID_HALF_VOXELS
+from worldmem.memory.voxel_index import GRID_HALF_VOXELS as _GRID_HALF_VOXELS
 
 __all__ = ["WorldState", "STATE_KEYS", "MAX_SEED", "check_poses", "check_prompt", "check_seed"]
 

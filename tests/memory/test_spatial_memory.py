@@ -17,6 +17,7 @@ from memory_scenes import (
 
 from worldmem.config import MemoryConfig
 from worldmem.geometry import project_points, unproject_depth
+from worldmem.interactive.topdown import topdown_map
 from worldmem.memory import MemoryRender, SpatialMemory
 from worldmem.memory.render import splat_points
 from worldmem.memory.spatial import keys_to_voxels, voxel_keys
@@ -496,13 +497,13 @@ def test_topdown_map_shows_highest_point_and_cameras():
     K = torch.tensor([[[100.0, 0, 0.5], [0, 100.0, 0.5], [0, 0, 1]]])
     sm.insert(torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1), torch.ones(1, 1, 1, 1), c2w, K)
     assert sm.num_points == 2
-    img = sm.topdown_map(64)
+    img = topdown_map(sm, 64)
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     colours = {tuple(c) for c in img.reshape(-1, 3).tolist()}
     assert (0, 0, 255) in colours and (255, 0, 0) not in colours  # the higher point shows
-    with_cams = sm.topdown_map(64, torch.stack([torch.eye(4), yaw_camera([0.5, 0, 0], 90)]))
+    with_cams = topdown_map(sm, 64, torch.stack([torch.eye(4), yaw_camera([0.5, 0, 0], 90)]))
     assert (with_cams != img).any(axis=-1).sum() > 10
-    assert SpatialMemory().topdown_map(32).shape == (32, 32, 3)
+    assert topdown_map(SpatialMemory(), 32).shape == (32, 32, 3)
 
 
 # ---------------------------------------------------------------- bad input

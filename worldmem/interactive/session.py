@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from worldmem.geometry.actions import KEYS, c2w_to_pose
+from worldmem.interactive.topdown import topdown_map
 from worldmem.io import depth_to_rgb, write_video
 from worldmem.pipeline import Chunk, WorldPipeline, WorldState, memories_for_mode
 
@@ -312,8 +313,8 @@ class Session:
         current heading (image right is +x, up is +z)."""
         with self._lock:
             path = self.camera_path()
-            return self.world.spatial.topdown_map(
-                size_px or self.map_size_px, path if len(path) else None
+            return topdown_map(
+                self.world.spatial, size_px or self.map_size_px, path if len(path) else None
             )
 
     def insets(self, with_map: bool = True) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ import operator
 import torch
 from torch import Tensor
 
+from worldmem.config import MemoryConfig
 from worldmem.geometry.camera import check_c2w, check_K
 
 
@@ -55,3 +56,32 @@ def check_step(step, name: str = "step") -> int:
     ok = value is not None and not isinstance(step, bool) and value >= 0
     expect(ok, f"{name}: expected a non-negative int, got {step!r}")
     return int(value)
+
+
+def check_memory_config(cfg: MemoryConfig) -> None:
+    """The spatial memory's fields of a ``MemoryConfig`` in range; ``ValueError`` names the first
+    one that is not."""
+    expect(isinstance(cfg, MemoryConfig), f"cfg: expected MemoryConfig, got {type(cfg).__name__}")
+    checks = [
+        (cfg.voxel_size_m > 0, "voxel_size_m must be > 0"),
+        (cfg.max_points > 0, "max_points must be > 0"),
+        (cfg.carve_margin_rel >= 0, "carve_margin_rel must be >= 0"),
+        (0 <= cfg.carve_factor <= 1, "carve_factor must be in [0, 1]"),
+        (0 <= cfg.min_confidence < 1, "min_confidence must be in [0, 1) (a new point has 1)"),
+        (cfg.max_confidence >= 1, "max_confidence must be >= 1"),
+        (cfg.max_depth_m > 0, "max_depth_m must be > 0"),
+        (cfg.splat_footprint_scale > 0, "splat_footprint_scale must be > 0"),
+        (cfg.surface_tol_rel > 0, "surface_tol_rel must be > 0"),
+        (cfg.dedup_radius_px >= 0, "dedup_radius_px must be >= 0"),
+        (cfg.dedup_colour_tol >= 0, "dedup_colour_tol must be >= 0"),
+        (0 < cfg.replace_quality_ratio <= 1, "replace_quality_ratio must be in (0, 1]"),
+        (cfg.max_splat_radius_px >= 0, "max_splat_radius_px must be >= 0"),
+        (
+            0.5 <= cfg.min_splat_radius_px <= max(cfg.max_splat_radius_px, 0.5),
+            "min_splat_radius_px must be in [0.5, max(max_splat_radius_px, 0.5)]",
+        ),
+        (cfg.near_m > 0, "near_m must be > 0"),
+        (cfg.free_space_views >= 0, "free_space_views must be >= 0"),
+    ]
+    for ok, msg in checks:
+        expect(ok, f"MemoryConfig: {msg}")

@@ -40,30 +40,32 @@ the samples near the new frusta (8^3-cell blocks of ``voxel_size_m``, contiguous
 the block-major index), and an O(N) compaction only when samples go. N never exceeds
 ``max_points``, so the cost per insert is bounded however long the video.
 
+Beside this module: the voxel index (``voxel_index``), the per-pixel samples of a new frame
+(``frame_samples``), the eviction order (``eviction``) and the files (``spatial_file``).
+
 Cameras follow ``worldmem.geometry.camera`` (OpenCV, c2w, K in pixels, z-depth in metres).
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.config import MemoryConfig, from_dict
-from worldmem.geometry.camera import se3_inverse, unproject_depth
+from worldmem.geometry.camera import se3_inverse
 from worldmem.memory._checks import (
     check_cameras,
+    check_memory_config,
     check_size,
     check_step,
-    check_tensor,
     expect,
 )
+from worldmem.memory.eviction import eviction_mask
+from worldmem.memory.frame_samples import check_frames, frame_samples
 from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
 from worldmem.memory.render import (
     MemoryRender,
@@ -72,112 +74,23 @@ from worldmem.memory.render import (
     gsplat_points,
     zbuffer,
 )
+from worldmem.memory.spatial_file import (
+    check_state,
+    read_memory_file,
+    write_memory_file,
+    write_ply,
+)
+from worldmem.memory.voxel_index import (
+    block_table,
+    frustum_candidates,
+    insert_sorted,
+    keys_to_voxels,
+    voxel_keys,
+)
 
 __all__ = ["SpatialMemory", "voxel_keys", "keys_to_voxels"]
 
-# Voxel keys: integer voxel coordinates offset by 2**20 (21 bits per axis, +-2**20 voxels,
-# +-42 km at 4 cm voxels), packed block-major: the 18 high bits of each axis (the 8^3-voxel
-# block) first, then the 3 low bits of each axis. Keys sort by block, so the points of one
-# block are one contiguous range of the sorted index (used to cull blocks when carving).
-_AXIS_BITS = 21
-_OFFSET = 1 << (_AXIS_BITS - 1)
-_BLOCK_BITS = 3  # blocks of 2**3 = 8 voxels per axis
-_LOCAL_BITS = 3 * _BLOCK_BITS
-_BLOCK_AXIS_BITS = _AXIS_BITS - _BLOCK_BITS
-_BLOCK_AXIS_MASK = (1 << _BLOCK_AXIS_BITS) - 1
-_LOCAL_AXIS_MASK = (1 << _BLOCK_BITS) - 1
-_MIN_COS = 0.2  # incidence cosine floor in the quality (grazing views count as 5x coarser)
-_SILHOUETTE_REL = 0.05  # relative depth step that makes the near side a silhouette
 _DEAD = -1.0  # confidence of a sample replaced during this insert (dropped at its end)
-_FORMAT = "worldmem.spatial_memory"
-_VERSION = 2  # 2: surface samples with footprint, quality, provenance (1: voxel means)
-
-
-def voxel_keys(voxels: Tensor) -> Tensor:
-    """Integer voxel coordinates ``(M, 3)`` int64 in [-2**20, 2**20) -> keys ``(M,)`` int64 >= 0."""
-    v = voxels + _OFFSET
-    b = v >> _BLOCK_BITS
-    loc = v & _LOCAL_AXIS_MASK
-    block = (b[:, 0] << (2 * _BLOCK_AXIS_BITS)) | (b[:, 1] << _BLOCK_AXIS_BITS) | b[:, 2]
-    local = (loc[:, 0] << (2 * _BLOCK_BITS)) | (loc[:, 1] << _BLOCK_BITS) | loc[:, 2]
-    return (block << _LOCAL_BITS) | local
-
-
-def keys_to_voxels(keys: Tensor) -> Tensor:
-    """Inverse of ``voxel_keys``: keys ``(M,)`` -> integer voxel coordinates ``(M, 3)``."""
-    block = keys >> _LOCAL_BITS
-    b = torch.stack(
-        [
-            (block >> (2 * _BLOCK_AXIS_BITS)) & _BLOCK_AXIS_MASK,
-            (block >> _BLOCK_AXIS_BITS) & _BLOCK_AXIS_MASK,
-            block & _BLOCK_AXIS_MASK,
-        ],
-        -1,
-    )
-    loc = torch.stack(
-        [
-            (keys >> (2 * _BLOCK_BITS)) & _LOCAL_AXIS_MASK,
-            (keys >> _BLOCK_BITS) & _LOCAL_AXIS_MASK,
-            keys & _LOCAL_AXIS_MASK,
-        ],
-        -1,
-    )
-    return ((b << _BLOCK_BITS) | loc) - _OFFSET
-
-
-def _incidence_cos(pts: Tensor, c2w: Tensor) -> Tensor:
-    """|cos| of the angle between each pixel's viewing ray and the surface normal estimated
-    from central differences of the back-projected points ``pts (N, H, W, 3)``: ``(N, H,
-    W)`` (0 where the normal is degenerate)."""
-    p = F.pad(pts.permute(0, 3, 1, 2), (1, 1, 1, 1), mode="replicate")  # (N, 3, H+2, W+2)
-    du = p[:, :, 1:-1, 2:] - p[:, :, 1:-1, :-2]
-    dv = p[:, :, 2:, 1:-1] - p[:, :, :-2, 1:-1]
-    normal = torch.cross(du, dv, dim=1)  # (N, 3, H, W)
-    ray = p[:, :, 1:-1, 1:-1] - c2w[:, :3, 3, None, None]
-    dot = (normal * ray).sum(1).abs()
-    return dot / (normal.norm(dim=1) * ray.norm(dim=1)).clamp(min=1e-12)
-
-
-def _silhouette(depth: Tensor) -> Tensor:
-    """``(N, H, W)`` bool: pixels on the near side of a depth step in ``depth (N, H, W)``: a
-    4-neighbour more than ``_SILHOUETTE_REL`` farther, by a jump over 3x the depth change
-    on the opposite side (so a slanted floor is not a silhouette)."""
-    d = F.pad(depth[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # (N, H+2, W+2)
-    c = d[:, 1:-1, 1:-1]
-    left, right = d[:, 1:-1, :-2], d[:, 1:-1, 2:]
-    up, down = d[:, :-2, 1:-1], d[:, 2:, 1:-1]
-    out = torch.zeros_like(c, dtype=torch.bool)
-    for a, b in ((left, right), (right, left), (up, down), (down, up)):
-        jump = a - c
-        out |= (jump > _SILHOUETTE_REL * c) & (jump > 3 * (c - b).abs())
-    return out
-
-
-def _check_config(cfg: MemoryConfig) -> None:
-    expect(isinstance(cfg, MemoryConfig), f"cfg: expected MemoryConfig, got {type(cfg).__name__}")
-    checks = [
-        (cfg.voxel_size_m > 0, "voxel_size_m must be > 0"),
-        (cfg.max_points > 0, "max_points must be > 0"),
-        (cfg.carve_margin_rel >= 0, "carve_margin_rel must be >= 0"),
-        (0 <= cfg.carve_factor <= 1, "carve_factor must be in [0, 1]"),
-        (0 <= cfg.min_confidence < 1, "min_confidence must be in [0, 1) (a new point has 1)"),
-        (cfg.max_confidence >= 1, "max_confidence must be >= 1"),
-        (cfg.max_depth_m > 0, "max_depth_m must be > 0"),
-        (cfg.splat_footprint_scale > 0, "splat_footprint_scale must be > 0"),
-        (cfg.surface_tol_rel > 0, "surface_tol_rel must be > 0"),
-        (cfg.dedup_radius_px >= 0, "dedup_radius_px must be >= 0"),
-        (cfg.dedup_colour_tol >= 0, "dedup_colour_tol must be >= 0"),
-        (0 < cfg.replace_quality_ratio <= 1, "replace_quality_ratio must be in (0, 1]"),
-        (cfg.max_splat_radius_px >= 0, "max_splat_radius_px must be >= 0"),
-        (
-            0.5 <= cfg.min_splat_radius_px <= max(cfg.max_splat_radius_px, 0.5),
-            "min_splat_radius_px must be in [0.5, max(max_splat_radius_px, 0.5)]",
-        ),
-        (cfg.near_m > 0, "near_m must be > 0"),
-        (cfg.free_space_views >= 0, "free_space_views must be >= 0"),
-    ]
-    for ok, msg in checks:
-        expect(ok, f"MemoryConfig: {msg}")
 
 
 class SpatialMemory:
@@ -192,7 +105,7 @@ class SpatialMemory:
 
     def __init__(self, cfg: MemoryConfig | None = None, device: str | torch.device = "cpu"):
         cfg = MemoryConfig() if cfg is None else cfg
-        _check_config(cfg)
+        check_memory_config(cfg)
         self.cfg = cfg
         self.device = torch.device(device)
         if cfg.render_backend == "gsplat":
@@ -309,32 +222,6 @@ class SpatialMemory:
         )
 
     # ------------------------------------------------------------------ insert
-    def _check_frames(self, rgb, depth, c2w, K, mask):
-        """Validate a batch of posed frames; returns them on this device, float32, plus the
-        pixel masks for insertion and for carving. Raises ``ValueError`` before any change."""
-        check_tensor(rgb, "rgb", (None, 3, None, None))
-        N, _, H, W = rgb.shape
-        expect(N > 0, "rgb: expected at least one frame, got 0")
-        check_tensor(depth, "depth", (N, 1, H, W))
-        check_cameras(c2w, K, N)
-        if mask is not None:
-            check_tensor(mask, "mask", (N, 1, H, W), floating=False)
-            expect(
-                mask.dtype == torch.bool,
-                f"mask: expected a bool tensor, got {mask.dtype}",
-            )
-        dev = self.device
-        rgb = rgb.to(dev, torch.float32)
-        depth = depth.to(dev, torch.float32)[:, 0]  # (N, H, W)
-        c2w = c2w.to(dev, torch.float32)
-        K = K.to(dev, torch.float32)
-        seen = torch.isfinite(depth) & (depth > 0)  # pixels whose depth means something
-        if mask is not None:
-            seen &= mask.to(dev)[:, 0]
-        ok_rgb = torch.isfinite(rgb).all(1)
-        valid = seen & ok_rgb & (depth <= self.cfg.max_depth_m)
-        return rgb, depth, c2w, K, valid, seen
-
     def insert(
         self,
         rgb: Tensor,
@@ -365,24 +252,14 @@ class SpatialMemory:
         samples this insert saw go last). Wrong shapes, non-rigid c2w, bad K or a negative
         step raise ``ValueError`` and leave the memory unchanged.
         """
-        rgb, depth, c2w, K, valid, seen = self._check_frames(rgb, depth, c2w, K, mask)
+        rgb, depth, c2w, K, valid, seen = check_frames(
+            rgb, depth, c2w, K, mask, self.device, self.cfg.max_depth_m
+        )
         expect(isinstance(observed, bool), f"observed: expected a bool, got {observed!r}")
         step = self._next_step if step is None else check_step(step)
 
-        # 1. back-project every pixel; footprint and quality of the views
-        pts = unproject_depth(torch.where(valid, depth, 1.0), c2w, K)  # (N, H, W, 3)
-        far = ~(pts.abs() < (_OFFSET - 1) * self.cfg.voxel_size_m).all(-1) & valid
-        if bool(far.any()):
-            raise ValueError(
-                f"depth/c2w: point {pts[far][0].tolist()} is beyond the index grid "
-                f"(+-{_OFFSET - 1} cells of {self.cfg.voxel_size_m} m from the origin); "
-                "recentre the world or use a larger voxel_size_m"
-            )
-        foot = depth / K[:, 0, 0, None, None]  # (N, H, W) world size of each pixel
-        qual = foot / _incidence_cos(pts, c2w).clamp(min=_MIN_COS)
-        # splat radius: the footprint, but a silhouette covers only the pixel it falls in, so
-        # a foreground edge seen from one view does not spill over another view's background
-        rad = torch.where(_silhouette(depth), 0.0, self.cfg.splat_footprint_scale * foot)
+        # 1. back-project every pixel; footprint, quality and splat radius of the views
+        pts, foot, qual, rad = frame_samples(depth, valid, c2w, K, self.cfg)
 
         # 2. carve stored samples the new frames see through, then drop them; a generated
         # pixel in the free space of a kept observed view contradicts it and is not added
@@ -491,16 +368,7 @@ class SpatialMemory:
         self._obs[n : n + m] = observed
         keys = voxel_keys(torch.floor(p / self.cfg.voxel_size_m).long())
         self._key[n : n + m] = keys
-        # merge the new keys (sorted) into the sorted index: one O(N) copy
-        keys, order = torch.sort(keys, stable=True)
-        at = torch.searchsorted(self._skeys, keys, right=True) + torch.arange(m, device=self.device)
-        old_slot = torch.ones(n + m, dtype=torch.bool, device=self.device)
-        old_slot[at] = False
-        sk = torch.empty(n + m, dtype=torch.int64, device=self.device)
-        si = torch.empty(n + m, dtype=torch.int64, device=self.device)
-        sk[old_slot], si[old_slot] = self._skeys, self._sidx
-        sk[at], si[at] = keys, n + order
-        self._skeys, self._sidx = sk, si
+        self._skeys, self._sidx = insert_sorted(self._skeys, self._sidx, keys, n)
         self._blocks = None
         self._n = n + m
         return m
@@ -510,12 +378,7 @@ class SpatialMemory:
         """Occupied 8^3-voxel blocks: centres ``(B, 3)``, first slot in the sorted index
         ``(B,)`` and point counts ``(B,)``. Cached until the index changes."""
         if self._blocks is None:
-            blocks, counts = torch.unique_consecutive(
-                self._skeys >> _LOCAL_BITS, return_counts=True
-            )
-            b = keys_to_voxels(blocks << _LOCAL_BITS)  # the block's lowest voxel
-            centre = (b.float() + 0.5 * (1 << _BLOCK_BITS)) * self.cfg.voxel_size_m
-            self._blocks = (centre, torch.cumsum(counts, 0) - counts, counts)
+            self._blocks = block_table(self._skeys, self.cfg.voxel_size_m)
         return self._blocks
 
     def _frustum_candidates(
@@ -524,32 +387,10 @@ class SpatialMemory:
         """Indices of stored points in blocks that intersect any of the F frusta (truncated at
         ``far (F,)``, widened by ``pad_px`` pixels on every side): a superset of the points
         inside them, in sorted-key order. Cost O(blocks + returned points)."""
-        centre, starts, counts = self._block_table()
-        radius = math.sqrt(3) * 0.5 * (1 << _BLOCK_BITS) * self.cfg.voxel_size_m
-        w2c = se3_inverse(c2w)
-        cam = centre @ w2c[:, :3, :3].transpose(-1, -2) + w2c[:, None, :3, 3]  # (F, B, 3)
-        x, y, z = cam.unbind(-1)
-        fx, fy = K[:, 0, 0, None], K[:, 1, 1, None]
-        cx, cy = K[:, 0, 2, None], K[:, 1, 2, None]
-        hit = (z > self.cfg.near_m - radius) & (z < far[:, None] + radius)
-        # four side planes through the camera centre (x/z >= (-pad - cx)/fx, ...): a block is
-        # out only when its bounding sphere is entirely on the outer side of one of them
-        for a, coord, sign in (
-            ((-pad_px - cx) / fx, x, 1.0),
-            ((W + pad_px - cx) / fx, x, -1.0),
-            ((-pad_px - cy) / fy, y, 1.0),
-            ((H + pad_px - cy) / fy, y, -1.0),
-        ):
-            hit &= sign * (coord - a * z) / torch.sqrt(1 + a * a) >= -radius
-        hit = hit.any(0)  # (B,)
-        s, c = starts[hit], counts[hit]
-        if c.numel() == 0:
-            return torch.zeros(0, dtype=torch.int64, device=self.device)
-        if c.numel() == counts.numel():
-            return self._sidx
-        total = int(c.sum())
-        shift = torch.repeat_interleave(s - (torch.cumsum(c, 0) - c), c)
-        return self._sidx[torch.arange(total, device=self.device) + shift]
+        blocks, cfg = self._block_table(), self.cfg
+        return frustum_candidates(
+            blocks, self._sidx, c2w, K, H, W, far, cfg.near_m, cfg.voxel_size_m, pad_px
+        )
 
     def _carve(self, free: Tensor, c2w: Tensor, K: Tensor, observed: bool) -> None:
         """Decay the confidence of stored samples that the frames (free-space depth ``free
@@ -585,36 +426,9 @@ class SpatialMemory:
         drop = self._conf[:n] < self.cfg.min_confidence
         excess = n - int(drop.sum()) - self.cfg.max_points
         if evict and excess > 0:
-            drop |= self._eviction_mask(drop, excess, step)
+            drop |= eviction_mask(self._last[:n], self._obs[:n], self._qual[:n], drop, excess, step)
         if bool(drop.any()):
             self._remove(drop)
-
-    def _eviction_mask(self, dropped: Tensor, excess: int, step: int | None) -> Tensor:
-        """The ``excess`` samples to evict among those not already dropped, as a bool mask
-        ``(N,)``: generated first, then oldest ``last_seen``, then the coarsest quality, then
-        the lowest index. Samples seen by the current insert (``last_seen >= step``) go only
-        after all others, so what the camera sees now is never lost to older samples. One
-        O(N) ``kthvalue`` on a packed int64 order key."""
-        n = self._n
-        now = (
-            torch.zeros(n, dtype=torch.int64, device=self.device)
-            if step is None
-            else (self._last[:n] >= step).long()
-        )
-        qbits = self._qual[:n].clamp(min=0).view(torch.int32).long()  # orders like quality
-        order = (
-            (now << 61)
-            | (self._obs[:n].long() << 60)
-            | (self._last[:n].clamp(0, (1 << 29) - 1) << 31)
-            | (((1 << 31) - 1) - qbits)  # coarser first
-        )
-        order = torch.where(dropped, torch.iinfo(torch.int64).max, order)
-        thresh = torch.kthvalue(order, excess).values
-        evict = order < thresh
-        need = excess - int(evict.sum())
-        ties = (order == thresh).nonzero().squeeze(1)[:need]  # ascending index
-        evict[ties] = True
-        return evict
 
     def _remove(self, drop: Tensor) -> None:
         """Remove points ``drop (N,) bool``, compacting the arrays and the sorted index."""
@@ -728,45 +542,7 @@ class SpatialMemory:
         """Restore a ``state_dict``. Raises ``ValueError`` (leaving the memory unchanged) on
         missing entries, inconsistent shapes or a different voxel size. A memory larger than
         ``max_points`` is cut down by the usual eviction order."""
-        need = (
-            "xyz",
-            "rgb",
-            "confidence",
-            "last_seen",
-            "voxel_keys",
-            "footprint",
-            "quality",
-            "observed",
-            "splat_radius",
-            "next_step",
-        )
-        missing = [k for k in need if k not in state]
-        expect(
-            not missing,
-            f"state_dict: missing entries {missing} (a state of the old voxel-mean memory, "
-            "version 1, has no footprint, quality or observed; re-insert its frames)",
-        )
-        vs = float(state.get("voxel_size_m", self.cfg.voxel_size_m))
-        expect(
-            math.isclose(vs, self.cfg.voxel_size_m, rel_tol=1e-9),
-            f"state_dict: saved with voxel_size_m={vs}, this memory has "
-            f"{self.cfg.voxel_size_m}; voxel keys would not match",
-        )
-        n = state["xyz"].shape[0] if isinstance(state["xyz"], Tensor) else -1
-        check_tensor(state["xyz"], "state_dict xyz", (n, 3))
-        check_tensor(state["rgb"], "state_dict rgb", (n, 3))
-        check_tensor(state["confidence"], "state_dict confidence", (n,))
-        check_tensor(state["last_seen"], "state_dict last_seen", (n,), floating=False)
-        check_tensor(state["voxel_keys"], "state_dict voxel_keys", (n,), floating=False)
-        check_tensor(state["footprint"], "state_dict footprint", (n,))
-        check_tensor(state["quality"], "state_dict quality", (n,))
-        check_tensor(state["splat_radius"], "state_dict splat_radius", (n,))
-        check_tensor(state["observed"], "state_dict observed", (n,), floating=False)
-        expect(
-            state["observed"].dtype == torch.bool,
-            f"state_dict observed: expected bool, got {state['observed'].dtype}",
-        )
-        next_step = check_step(int(state["next_step"]), "state_dict next_step")
+        n, next_step = check_state(state, self.cfg.voxel_size_m)
         free_views = self._free.parse_state(state)
         keys = state["voxel_keys"].to(self.device, torch.int64)
         skeys, sidx = torch.sort(keys, stable=True)
@@ -788,47 +564,15 @@ class SpatialMemory:
 
     def save(self, path: str | Path) -> Path:
         """Write the memory (cloud, step and config) to a safetensors file."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
-        tensors = {k: v.contiguous().cpu() for k, v in state.items() if isinstance(v, Tensor)}
-        meta = {
-            "format": _FORMAT,
-            "version": str(_VERSION),
-            "next_step": str(state["next_step"]),
-            "voxel_size_m": repr(state["voxel_size_m"]),
-            "config": json.dumps(asdict(self.cfg)),
-        }
-        save_file(tensors, str(path), metadata=meta)
-        return path
+        return write_memory_file(path, self.state_dict(), self.cfg)
 
     @classmethod
     def load(
         cls, path: str | Path, cfg: MemoryConfig | None = None, device: str | torch.device = "cpu"
     ) -> SpatialMemory:
         """Read a file written by ``save``. ``cfg=None`` uses the config stored in the file."""
-        from safetensors import safe_open
-
         path = Path(path)
-        expect(path.is_file(), f"{path}: no such file")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        except Exception as e:  # safetensors raises its own error types
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-        expect(
-            meta.get("format") == _FORMAT,
-            f"{path}: not a spatial memory file (format={meta.get('format')!r})",
-        )
-        expect(
-            meta.get("version") == str(_VERSION),
-            f"{path}: spatial memory file version {meta.get('version')}, this worldmem reads "
-            f"version {_VERSION} (version 1 held voxel means, not surface samples: re-insert "
-            "the frames it was filled from)",
-        )
+        meta, tensors = read_memory_file(path)
         if cfg is None:
             cfg = from_dict(MemoryConfig, json.loads(meta["config"]), where=str(path))
         mem = cls(cfg, device)
@@ -842,120 +586,7 @@ class SpatialMemory:
         return mem
 
     def export_ply(self, path: str | Path) -> Path:
-        """Write the samples as a binary little-endian PLY: float x y z, uchar red green blue,
-        float confidence, float footprint (metres), uchar observed (1: observed, 0:
-        generated)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        n = self._n
-        data = np.empty(
-            n,
-            dtype=[
-                ("x", "<f4"),
-                ("y", "<f4"),
-                ("z", "<f4"),
-                ("red", "u1"),
-                ("green", "u1"),
-                ("blue", "u1"),
-                ("confidence", "<f4"),
-                ("footprint", "<f4"),
-                ("observed", "u1"),
-            ],
-        )
-        xyz = self.xyz.cpu().numpy()
-        rgb = (self.rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        data["x"], data["y"], data["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-        data["red"], data["green"], data["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-        data["confidence"] = self.confidence.cpu().numpy()
-        data["footprint"] = self.footprint.cpu().numpy()
-        data["observed"] = self.observed.cpu().numpy().astype(np.uint8)
-        header = (
-            "ply\nformat binary_little_endian 1.0\n"
-            f"element vertex {n}\n"
-            "property float x\nproperty float y\nproperty float z\n"
-            "property uchar red\nproperty uchar green\nproperty uchar blue\n"
-            "property float confidence\nproperty float footprint\n"
-            "property uchar observed\nend_header\n"
-        )
-        with open(path, "wb") as f:
-            f.write(header.encode("ascii"))
-            f.write(data.tobytes())
-        return path
-
-    # ------------------------------------------------------------------ map
-    def topdown_map(
-        self, size_px: int = 256, cameras_c2w: Tensor | None = None, margin_rel: float = 0.05
-    ) -> np.ndarray:
-        """A top-down picture of the cloud: ``(size_px, size_px, 3)`` uint8.
-
-        The x-z plane seen from above (world up is -y): image right is +x, image up is +z.
-        Each cell shows the colour of its highest point (smallest y). ``cameras_c2w (N, 4, 4)``
-        adds a path through the camera positions, a dot per camera and its heading (the
-        camera z axis on the ground plane); the last camera is drawn brighter.
-        """
-        expect(
-            isinstance(size_px, int) and size_px >= 8, f"size_px: expected int >= 8, {size_px!r}"
-        )
-        S = size_px
-        img = np.full((S, S, 3), 24, dtype=np.uint8)
-        cams = None
-        if cameras_c2w is not None:
-            check_tensor(cameras_c2w, "cameras_c2w", (None, 4, 4))
-            cams = cameras_c2w.detach().to("cpu", torch.float64)
-        xz = [self.xyz[:, [0, 2]].double().cpu()]
-        if cams is not None:
-            xz.append(cams[:, [0, 2], 3])
-        xz = torch.cat(xz)
-        if xz.shape[0] == 0:
-            return img
-        lo, hi = xz.amin(0), xz.amax(0)
-        centre = (lo + hi) / 2
-        half = float((hi - lo).max()) / 2 * (1 + 2 * margin_rel) + 1e-3
-        cell = 2 * half / S
-
-        def to_px(x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-            col = ((x - (centre[0] - half)) / cell).floor().long()
-            row = (((centre[1] + half) - z) / cell).floor().long()
-            return col, row
-
-        if self._n:
-            col, row = to_px(self.xyz[:, 0].double().cpu(), self.xyz[:, 2].double().cpu())
-            ok = (col >= 0) & (col < S) & (row >= 0) & (row < S)
-            y = self.xyz[:, 1].float().cpu().contiguous()
-            bits = y.view(torch.int32)
-            ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()  # orders like y
-            key = (ordered << 32) | torch.arange(self._n)
-            buf = torch.full((S * S + 1,), torch.iinfo(torch.int64).max, dtype=torch.int64)
-            buf.scatter_reduce_(0, torch.where(ok, row * S + col, S * S), key, "amin")
-            win = buf[: S * S]
-            hit = win != torch.iinfo(torch.int64).max
-            colours = (self.rgb.float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-            flat = img.reshape(-1, 3)
-            flat[hit.numpy()] = colours[(win[hit] & 0xFFFFFFFF)].numpy()
-        if cams is not None and cams.shape[0]:
-            self._draw_cameras(img, cams, to_px, cell)
-        return img
-
-    @staticmethod
-    def _draw_cameras(img: np.ndarray, cams: Tensor, to_px, cell: float) -> None:
-        S = img.shape[0]
-
-        def paint(col: Tensor, row: Tensor, colour) -> None:
-            ok = (col >= 0) & (col < S) & (row >= 0) & (row < S)
-            img[row[ok].numpy(), col[ok].numpy()] = colour
-
-        pos = cams[:, [0, 2], 3]
-        fwd = torch.nn.functional.normalize(cams[:, [0, 2], 2], dim=-1, eps=1e-9)
-        if pos.shape[0] > 1:  # the path
-            t = torch.linspace(0, 1, 16, dtype=pos.dtype)[None, :, None]
-            seg = pos[:-1, None] + (pos[1:, None] - pos[:-1, None]) * t
-            paint(*to_px(seg[..., 0].flatten(), seg[..., 1].flatten()), (90, 90, 200))
-        length = max(6, S // 24) * cell  # heading ticks
-        t = torch.linspace(0, 1, 2 * max(6, S // 24), dtype=pos.dtype)[None, :, None]
-        tick = pos[:, None] + fwd[:, None] * length * t
-        paint(*to_px(tick[..., 0].flatten(), tick[..., 1].flatten()), (255, 220, 40))
-        col, row = to_px(pos[:, 0], pos[:, 1])
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                paint(col + dc, row + dr, (230, 60, 60))
-        paint(col[-1:], row[-1:], (255, 255, 255))
+        """Write the samples as a binary little-endian PLY (``spatial_file.write_ply``): float
+        x y z, uchar red green blue, float confidence, float footprint (metres), uchar
+        observed (1: observed, 0: generated)."""
+        return write_ply(path, self.xyz, self.rgb, self.confidence, self.footprint, self.observed)
