@@ -307,6 +307,11 @@ class TrainConfig:
             b = getattr(self, name)
             if isinstance(b, bool) or not isinstance(b, int | float) or not 0 <= b < 1:
                 raise ConfigError(f"TrainConfig.{name}: expected a number in [0, 1), got {b!r}")
+        if not _lightning_devices(self.devices):
+            raise ConfigError(
+                f"TrainConfig.devices: expected auto, a count (-1: all), a list of device "
+                f"indices or a string of them ('0,1'), got {self.devices!r}"
+            )
         _int_range(self, "ema_warmup_offset", 1, 2**63 - 1)
         _int_range(self, "val_batches", 1, 2**63 - 1)
         positive = ("lr", "num_nodes", "log_every_steps", "val_every_steps")
@@ -329,6 +334,21 @@ class TrainConfig:
             **dict.fromkeys(fractions, "[0,1]"),
             **dict.fromkeys(rest, ">=0"),
         )
+
+
+def _lightning_devices(value: Any) -> bool:
+    """A ``devices`` Lightning's Trainer takes: "auto", a count >= 1 or -1 (all), a non-empty
+    list of device indices, or a string of them ("0,1")."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 1 or value == -1
+    if isinstance(value, str):
+        return value == "auto" or re.fullmatch(r"-1|\d+(\s*,\s*\d+)*,?", value.strip()) is not None
+    if isinstance(value, list | tuple):
+        ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        return bool(value) and ok
+    return False
 
 
 MEMORY_MODES = ("none", "working", "episodic", "spatial", "all")

@@ -21,6 +21,7 @@ from worldmem.geometry.camera import check_c2w, check_K
 __all__ = ["MAX_TRAJECTORY_FRAMES", "Trajectory"]
 
 MAX_TRAJECTORY_FRAMES = 100_000  # most frames one trajectory may have (language, files, steps)
+MAX_IMAGE_SIDE = 1 << 16  # pixels: the widest or tallest image a trajectory's intrinsics are for
 
 
 @dataclass(eq=False)
@@ -64,6 +65,10 @@ class Trajectory:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v <= 0:
                 raise ValueError(f"Trajectory.{name}: expected a positive integer, got {v!r}")
+            if v > MAX_IMAGE_SIDE:
+                raise ValueError(
+                    f"Trajectory.{name}: expected at most {MAX_IMAGE_SIDE} pixels, got {v!r}"
+                )
         if self.timestamps is not None:
             ts = torch.as_tensor(self.timestamps, dtype=torch.float64)
             if tuple(ts.shape) != (n,):
