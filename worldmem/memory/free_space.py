@@ -66,13 +66,12 @@ class FreeSpace:
     def __len__(self) -> int:
         return len(self.views)
 
-    def add(self, depth: Tensor, c2w: Tensor, K: Tensor) -> None:
-        """Views ``depth (F, H, W)`` (0 where unknown), ``c2w (F, 4, 4)``, ``K (F, 3, 3)``;
-        the oldest views go past ``capacity``."""
+    def add(self, dmin: Tensor, c2w: Tensor, K: Tensor) -> None:
+        """Views' window depths ``dmin (F, H, W)`` (``min_depth_window``; 0 where unknown),
+        ``c2w (F, 4, 4)``, ``K (F, 3, 3)``; the oldest views go past ``capacity``."""
         if self.capacity == 0:
             return
-        dmin = min_depth_window(depth)
-        for f in range(depth.shape[0]):
+        for f in range(dmin.shape[0]):
             self.views.append((c2w[f].clone(), K[f].clone(), dmin[f].clone()))
         del self.views[: max(0, len(self.views) - self.capacity)]
 

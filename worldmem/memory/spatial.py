@@ -264,7 +264,8 @@ class SpatialMemory:
         # 2. carve stored samples the new frames see through, then drop them; a generated
         # pixel in the free space of a kept observed view contradicts it and is not added
         free = torch.where(seen, depth, 0.0)  # 0 never carves
-        self._carve(free, c2w, K, observed)
+        dmin = min_depth_window(free)
+        self._carve(free, dmin, c2w, K, observed)
         self._drop_and_evict(None, evict=False)
         if not observed and len(self._free):
             at = valid.nonzero(as_tuple=True)
@@ -292,7 +293,7 @@ class SpatialMemory:
         # 4. drop replaced samples and enforce the cap; keep an observed view's free space
         self._drop_and_evict(step)
         if observed:
-            self._free.add(free, c2w, K)
+            self._free.add(dmin, c2w, K)
         self._next_step = max(self._next_step, step + 1)
         return added
 
@@ -392,9 +393,10 @@ class SpatialMemory:
             blocks, self._sidx, c2w, K, H, W, far, cfg.near_m, cfg.voxel_size_m, pad_px
         )
 
-    def _carve(self, free: Tensor, c2w: Tensor, K: Tensor, observed: bool) -> None:
+    def _carve(self, free: Tensor, dmin: Tensor, c2w: Tensor, K: Tensor, observed: bool) -> None:
         """Decay the confidence of stored samples that the frames (free-space depth ``free
-        (F, H, W)``, 0 where unknown) see through. Observed frames decay observed samples by
+        (F, H, W)``, 0 where unknown; ``dmin`` its ``min_depth_window``) see through. Observed
+        frames decay observed samples by
         ``carve_factor`` per frame and drop generated ones; generated frames decay only
         generated samples."""
         if self._n == 0 or self.cfg.carve_factor >= 1:
@@ -407,7 +409,6 @@ class SpatialMemory:
         if idx.numel() == 0:
             return
         cfg = self.cfg
-        dmin = min_depth_window(free)
         count = see_through(self._pos[:, idx], c2w, K, dmin, cfg.carve_margin_rel, cfg.near_m)
         hit = count.nonzero().squeeze(1)
         if hit.numel():
