@@ -395,10 +395,9 @@ class SpatialMemory:
 
     def _carve(self, free: Tensor, dmin: Tensor, c2w: Tensor, K: Tensor, observed: bool) -> None:
         """Decay the confidence of stored samples that the frames (free-space depth ``free
-        (F, H, W)``, 0 where unknown; ``dmin`` its ``min_depth_window``) see through. Observed
-        frames decay observed samples by
-        ``carve_factor`` per frame and drop generated ones; generated frames decay only
-        generated samples."""
+        (F, H, W)``, 0 where unknown; ``dmin`` its ``min_depth_window``) see through.
+        Observed frames decay observed samples by ``carve_factor`` per frame and drop
+        generated ones; generated frames decay only generated samples."""
         if self._n == 0 or self.cfg.carve_factor >= 1:
             return
         H, W = free.shape[1:]
