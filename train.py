@@ -69,7 +69,8 @@ def main(cfg: TrainRootConfig) -> Path:
         print(f"{ckpt} is at step {done['global_step']} >= max_steps: exporting it")
         module.load_state_dict(done["state_dict"])
     else:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+        # weights_only: Lightning reads the checkpoint again, and never unpickles code either
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     del done
     export = out / "pipeline"
     if trainer.is_global_zero:
@@ -85,12 +86,26 @@ def main(cfg: TrainRootConfig) -> Path:
 
 def _read_checkpoint(path) -> dict:
     """A Lightning checkpoint to resume (mmap: only the step and the weights are read, not the
-    optimizer state); a file that is not one is a ``ValueError`` naming it."""
+    optimizer state). It is read with ``weights_only=True``: plain dicts, lists, numbers,
+    strings and tensors, which is all the checkpoints of this project hold, and never code. A
+    file that is not one is a ``ValueError`` naming it."""
+    import pickle
+    import re
+
     import torch
 
     try:
-        done = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as e:  # unpickling raises many types for a damaged file
+        done = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # a damaged file raises many types
+        if isinstance(e, pickle.UnpicklingError) and str(e).startswith("Weights only load failed"):
+            # torch's message suggests weights_only=False; say only what the file holds
+            found = re.search(r"GLOBAL (\S+)", str(e))
+            raise ValueError(
+                f"train.resume: {path} is not a checkpoint this project wrote: it holds objects "
+                f"that are not allowed ({found.group(1) if found else 'not plain data'}), and "
+                "nothing in it was run. To start from a run's weights without its optimizer "
+                "state, use train.init_from=<its exported pipeline folder>"
+            ) from None
         raise ValueError(
             f"train.resume: {path} is not a Lightning checkpoint ({type(e).__name__}: {e})"
         ) from None

@@ -629,6 +629,18 @@ def cases_config_cli(rng: random.Random) -> list[Case]:
     cases.append(
         Case(
             "command lines",
+            "train.py: resume from a checkpoint whose unpickling runs code",
+            "config_cli",
+            ((*tiny, "train.resume=CASE/x.ckpt"), {**data, "x.ckpt": ("ckpt_runs_code", "ran")}),
+            (r"x\.ckpt is not a checkpoint this project wrote",),
+            cli=True,
+            always=True,  # a refusal that comes after the code ran is data loss: CASE/ran
+            detail="train.resume=<pickle that writes a file>",
+        )
+    )
+    cases.append(
+        Case(
+            "command lines",
             "explore: checkpoint folder with garbage pipeline.json",
             "config_cli",
             ((*explore, "sample.checkpoint=CASE/ck"), {"ck/pipeline.json": "{"}),

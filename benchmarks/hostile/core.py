@@ -628,9 +628,20 @@ def _restore_victim(victim: Path) -> None:
     make_victim(victim)
 
 
+class _RunsCode:
+    """Unpickling this writes ``marker``: what a crafted file does to a load that unpickles."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
 def build(path: Path, spec, ctx: Context, folder: Path) -> None:
     """``place`` plus generated fixtures: ("png", w, h), ("mp4", n, w, h), ("npz", {key:
-    (dtype, shape, fill)}, compressed), ("npy", dtype, shape, fill), and edits of an existing
+    (dtype, shape, fill)}, compressed), ("npy", dtype, shape, fill), ("ckpt_runs_code",
+    marker) (a checkpoint whose unpickling writes ``folder/marker``), and edits of an existing
     file: ("truncate", fraction), ("flip", fraction), ("zero", fraction, n), ("append", bytes),
     ("json_set", path, raw JSON), ("json_del", path)."""
     import numpy as np
@@ -649,6 +660,11 @@ def build(path: Path, spec, ctx: Context, folder: Path) -> None:
         from conftest import write_synthetic_dataset
 
         write_synthetic_dataset(path, episodes=2, frames=8, size=32)
+    elif kind == "ckpt_runs_code":
+        import torch
+
+        crafted = {"epoch": 0, "global_step": 1, "state_dict": {}, "x": _RunsCode(folder / a[0])}
+        torch.save(crafted, path)
     elif kind == "png":
         write_png(path, *a)
     elif kind == "mp4":

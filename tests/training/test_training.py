@@ -1,4 +1,6 @@
+import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -8,6 +10,7 @@ import torch
 from conftest import REPO
 from lightning.pytorch.callbacks import Callback
 
+import train
 from worldmem.config import ConfigError, TrainRootConfig, load_config, to_dict
 from worldmem.data.batch import collate_world_batches
 from worldmem.data.dataset import WorldDataModule, WorldDataset
@@ -142,7 +145,8 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(synthet
     cap = _Capture()
     trainer2 = build_trainer(cfg2.train, [cap])
     module2 = WorldModule(to_dict(cfg2))
-    trainer2.fit(module2, datamodule=WorldDataModule(cfg2.data, cfg2.memory), ckpt_path=str(ckpt))
+    dm2 = WorldDataModule(cfg2.data, cfg2.memory)
+    trainer2.fit(module2, datamodule=dm2, ckpt_path=str(ckpt), weights_only=True)  # as train.py
     assert cap.step == 4
     want = [saved_opt["state"][i]["exp_avg"] for i in sorted(saved_opt["state"])]
     assert len(cap.exp_avg) == len(want)
@@ -152,8 +156,43 @@ def test_resume_continues_at_the_same_step_with_the_same_optimizer_state(synthet
     assert trainer2.global_step == 6
     assert len(metrics_files(tmp_path)) == 2  # the first run's log is kept, not overwritten
     # The checkpoint carries its resolved config; loading rebuilds the same model.
-    loaded = WorldModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    loaded = WorldModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
     assert loaded.cfg.model.hidden_size == 64
+
+
+def test_train_py_resumes_its_last_checkpoint(synthetic_root, tmp_path):
+    every = "train.ckpt_every_steps=1"
+    train.main(_cfg(synthetic_root, tmp_path, "train.max_steps=2", every))
+    last = find_last_checkpoint(tmp_path)
+    assert torch.load(last, weights_only=True)["global_step"] == 2  # plain data only
+    train.main(_cfg(synthetic_root, tmp_path, "train.max_steps=3", every, "train.resume=last"))
+    assert torch.load(last, weights_only=True)["global_step"] == 3
+    _, second = metrics_files(tmp_path)
+    with open(second) as f:  # the resumed run trained only the third step (index 2)
+        assert {int(r["step"]) for r in csv.DictReader(f)} == {2}
+
+
+class _RunsCode:
+    """Unpickling this writes ``marker``: what a crafted checkpoint can do to ``torch.load``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+def test_resume_from_a_checkpoint_that_would_run_code_is_refused_without_running_it(
+    synthetic_root, tmp_path
+):
+    marker = tmp_path / "ran.txt"
+    path = tmp_path / "crafted.ckpt"
+    torch.save({"global_step": 1, "state_dict": {}, "epoch": 0, "x": _RunsCode(marker)}, path)
+    cfg = _cfg(synthetic_root, tmp_path / "run", "train.max_steps=2", f"train.resume={path}")
+    want = re.escape(str(path)) + r" is not a checkpoint this project wrote.*\(exec\)"
+    with pytest.raises(ValueError, match=want):
+        train.main(cfg)
+    assert not marker.exists()
 
 
 @pytest.mark.slow
