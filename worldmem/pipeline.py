@@ -47,7 +47,8 @@ from worldmem.pipeline_files import (
     write_pipeline_json,
     write_state_file,
 )
-from worldmem.world_state import WorldState, check_poses, check_prompt, check_seed
+from worldmem.text_check import check_text
+from worldmem.world_state import WorldState, check_poses, check_seed
 
 __all__ = [
     "WorldPipeline",
@@ -267,7 +268,7 @@ class WorldPipeline:
         """
         # Everything is checked before the world is touched: a refused call changes nothing.
         world = self._world(world)
-        check_prompt(prompt)
+        check_text(prompt, "prompt")
         check_seed(seed)
         memories_for_mode(memory)
         if c2w is not None:
