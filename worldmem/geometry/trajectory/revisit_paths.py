@@ -209,8 +209,8 @@ def pan_and_step(
 
 
 def _start_pose(start_c2w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(position ``(3,)``, yaw ``()``, pitch ``()``) of a ``(4, 4)`` camera, in float64 after
-    its own dtype (the pose as ``c2w_to_pose`` gives it)."""
+    """(position ``(3,)``, yaw ``()``, pitch ``()``) of a ``(4, 4)`` camera as ``c2w_to_pose``
+    gives it (in the camera's dtype), then in float64."""
     pos, yaw, pitch = c2w_to_pose(start_c2w.cpu())
     return pos.double(), yaw.double(), pitch.double()
 
