@@ -118,7 +118,7 @@ def tiny_speed(train_steps: int, sample_repeats: int) -> dict:
         "train_gflops": counter.get_total_flops() / step_s / 1e9,
     }
     model.eval()
-    one = dummy_world_batch(1, 2, 2, 2, cfg.image_size)
+    one = dummy_world_batch(1, 2, 2, 2, cfg.image_size).conditioning
     for guidance in (1.0, 3.0):
         for cache in (True, False):
             s = WorldSampler(model, codec, steps=4, guidance_scale=guidance, use_cache=cache)

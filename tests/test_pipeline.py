@@ -41,32 +41,32 @@ def test_same_seed_same_frames_different_seed_different_frames(tiny_pipeline_dir
     assert not torch.equal(f1, f3)
 
 
-def _captured_batches(pipe, mode, monkeypatch):
-    batches = []
+def _captured_conditioning(pipe, mode, monkeypatch):
+    given = []
     real = pipe.sampler.generate
 
-    def spy(batch, generator=None):
-        batches.append(batch)
-        return real(batch, generator=generator)
+    def spy(conditioning, generator=None):
+        given.append(conditioning)
+        return real(conditioning, generator=generator)
 
     monkeypatch.setattr(pipe.sampler, "generate", spy)
     pipe.start(prompt="a blue corridor", seed=0, memory=mode)
     # Walk out and come back, so every memory has something relevant at the end.
     pipe.step(["w"] * 6 + ["s"] * 6)
-    return batches[-1]
+    return given[-1]
 
 
 @pytest.mark.parametrize("mode", ["none", "working", "episodic", "spatial", "all"])
 def test_memory_switch_changes_only_what_the_model_is_given(mode, monkeypatch):
-    batch = _captured_batches(make_tiny_pipeline(), mode, monkeypatch)
-    reference = _captured_batches(make_tiny_pipeline(), "all", monkeypatch)
+    batch = _captured_conditioning(make_tiny_pipeline(), mode, monkeypatch)
+    reference = _captured_conditioning(make_tiny_pipeline(), "all", monkeypatch)
     given = memories_for_mode(mode)
     assert bool(batch.context.valid.any()) == ("working" in given)
     assert bool(batch.keyframes.valid.any()) == ("episodic" in given)
     assert bool(batch.memory_mask.any()) == ("spatial" in given)
     # Targets and caption are the same whatever the mode.
-    assert torch.equal(batch.target.c2w, reference.target.c2w)
-    assert torch.equal(batch.target.K, reference.target.K)
+    assert torch.equal(batch.c2w, reference.c2w)
+    assert torch.equal(batch.K, reference.K)
     assert batch.caption == reference.caption
     if "spatial" in given:
         assert torch.equal(batch.memory_mask, reference.memory_mask)
@@ -249,8 +249,8 @@ def test_non_finite_model_output_is_refused_before_it_reaches_the_memories(
             out.sample = torch.full_like(out.sample, float("nan"))
         return out
 
-    def inf_depth_in_the_second_frame(batch, generator=None):
-        rgb, depth = generate(batch, generator=generator)
+    def inf_depth_in_the_second_frame(conditioning, generator=None):
+        rgb, depth = generate(conditioning, generator=generator)
         depth[:, 1, :, 3, 5] = float("inf")
         return rgb, depth
 

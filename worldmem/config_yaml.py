@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf._utils import get_yaml_loader
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from worldmem.text_check import invalid_unicode
+
 __all__ = [
     "ConfigError",
     "MAX_CONFIG_BYTES",
@@ -108,10 +110,9 @@ def _refuse_missing(data: Any, where: str, key: str = "") -> None:
     elif isinstance(data, str):
         if "\0" in data:
             raise ConfigError(f"{where}: '{key}' contains a NUL character")
-        try:
-            data.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ConfigError(f"{where}: '{key}' is not valid Unicode text: {data!r}") from None
+        problem = invalid_unicode(data)
+        if problem is not None:
+            raise ConfigError(f"{where}: '{key}' is {problem}: {data!r}")
 
 
 def _read_yaml(path: Path) -> dict:

@@ -29,6 +29,7 @@ from worldmem.config import (
     from_dict,
     to_dict,
 )
+from worldmem.data.batch import Conditioning
 from worldmem.data.inputs import assemble_inputs, memories_for_mode
 from worldmem.geometry import DEFAULT_FOV_DEG, intrinsics_from_fov
 from worldmem.geometry.actions import KEYS, apply_actions
@@ -47,7 +48,8 @@ from worldmem.pipeline_files import (
     write_pipeline_json,
     write_state_file,
 )
-from worldmem.world_state import WorldState, check_poses, check_prompt, check_seed
+from worldmem.text_check import check_text
+from worldmem.world_state import WorldState, check_poses, check_seed
 
 __all__ = [
     "WorldPipeline",
@@ -267,7 +269,7 @@ class WorldPipeline:
         """
         # Everything is checked before the world is touched: a refused call changes nothing.
         world = self._world(world)
-        check_prompt(prompt)
+        check_text(prompt, "prompt")
         check_seed(seed)
         memories_for_mode(memory)
         if c2w is not None:
@@ -426,8 +428,10 @@ class WorldPipeline:
             raise
         return Chunk.cat(out)
 
-    def model_inputs(self, cams: torch.Tensor, K: torch.Tensor, world: WorldState | None = None):
-        """The ``WorldBatch`` the model is given for targets at ``cams`` ``(T, 4, 4)``, ``K``
+    def model_inputs(
+        self, cams: torch.Tensor, K: torch.Tensor, world: WorldState | None = None
+    ) -> Conditioning:
+        """The ``Conditioning`` the model is given for targets at ``cams`` ``(T, 4, 4)``, ``K``
         ``(T, 3, 3)`` from the memories of ``world`` (default: the current one) as they stand
         (``assemble_inputs``, the same function the training data uses)."""
         world = self._world(world)
@@ -461,14 +465,14 @@ class WorldPipeline:
         T = cams.shape[0]
         keep = T if keep is None else keep
         t0 = time.perf_counter()
-        batch = self.model_inputs(cams, K, world)
+        conditioning = self.model_inputs(cams, K, world)
         mem_rgb, mem_depth, mem_mask = (
-            batch.memory_rgb[0],
-            batch.memory_depth[0],
-            batch.memory_mask[0],
+            conditioning.memory_rgb[0],
+            conditioning.memory_depth[0],
+            conditioning.memory_mask[0],
         )
         t1 = time.perf_counter()
-        rgb, depth = self.sampler.generate(batch, generator=world.generator)
+        rgb, depth = self.sampler.generate(conditioning, generator=world.generator)
         rgb, depth = rgb[0, :keep], depth[0, :keep]
         t2 = time.perf_counter()
         first = world.frame_count

@@ -23,6 +23,7 @@ from worldmem.geometry.trajectory import (
     load_realestate10k,
     trajectory_from_text,
 )
+from worldmem.text_check import check_text
 
 __all__ = [
     "Job",
@@ -99,19 +100,6 @@ def _int_field(obj: dict, key: str, default: int, lo: int, hi: int, where: str) 
     return value
 
 
-def _check_text(value, key: str, where: str) -> None:
-    """A string field is text a file system and the text encoder take: no lone surrogate (a
-    JSON escape such as ``"\\ud800"`` makes one)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise ValueError(
-                f"{where}: '{key}' is not valid Unicode text (a lone surrogate at character "
-                f"{e.start})"
-            ) from None
-
-
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
@@ -162,7 +150,8 @@ def load_jobs(cfg: SampleConfig) -> list[Job]:
                     f"{where}: '{key}' must be a file path (string) or null, got {obj[key]!r}"
                 )
         for key in ("name", "prompt", "trajectory", "image", "depth"):
-            _check_text(obj.get(key), key, where)
+            if isinstance(obj.get(key), str):  # text a file system and the text encoder take
+                check_text(obj[key], f"{where}: '{key}'")
         if obj.get("depth") and not obj.get("image"):
             raise ValueError(f"{where}: 'depth' needs an 'image' (the depth of the start frame)")
         name = check_job_name(obj.get("name", f"job_{len(jobs):03d}"), where)

@@ -19,8 +19,9 @@ from worldmem.data.inputs import MEMORY_MODE_GIVES, memories_for_mode
 from worldmem.geometry import check_c2w
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.memory.voxel_index import GRID_HALF_VOXELS as _GRID_HALF_VOXELS
+from worldmem.text_check import check_text
 
-__all__ = ["WorldState", "STATE_KEYS", "MAX_SEED", "check_poses", "check_prompt", "check_seed"]
+__all__ = ["WorldState", "STATE_KEYS", "MAX_SEED", "check_poses", "check_seed"]
 
 MAX_SEED = 2**64 - 1  # torch generators take seeds in [0, 2**64)
 MAX_FRAME_COUNT = 2**63 - 1  # frame indices are int64 tensors
@@ -78,7 +79,7 @@ class WorldState:
         seeded with ``seed``."""
         check_seed(seed)
         memories_for_mode(memory)
-        check_prompt(prompt)
+        check_text(prompt, "prompt")
         device = torch.device(device)
         c2w = torch.eye(4, device=device)
         return cls(
@@ -146,7 +147,7 @@ class WorldState:
         ):
             raise ValueError(f"'rng' must be a uint8 tensor of shape {tuple(want_rng.shape)}")
         try:
-            check_prompt(state["prompt"])
+            check_text(state["prompt"], "prompt")
         except ValueError as e:
             raise ValueError(f"'prompt': {e}") from None
         if (
@@ -201,20 +202,6 @@ class WorldState:
         now holds ``other``'s."""
         for f in fields(self):
             setattr(self, f.name, getattr(other, f.name))
-
-
-def check_prompt(prompt) -> str:
-    """``prompt`` when it is text the text encoder can take (UTF-8 encodable: no lone
-    surrogate, as a JSON escape such as ``"\\ud800"`` makes); else a ``ValueError``."""
-    if not isinstance(prompt, str):
-        raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
-    try:
-        prompt.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(
-            f"prompt: not valid Unicode text (a lone surrogate at character {e.start})"
-        ) from None
-    return prompt
 
 
 def check_seed(seed) -> int:

@@ -51,7 +51,7 @@ def test_dataset_sample_equals_what_the_pipeline_builds_after_observing(syntheti
             for name in ("memory_rgb", "memory_depth", "memory_mask"):
                 assert torch.equal(getattr(sample, name), getattr(built, name)), name
             assert built.caption == sample.caption
-            assert torch.equal(built.target.c2w, sample.target.c2w)
+            assert torch.equal(built.c2w, sample.target.c2w)
             assert sample.memory_mask.any() and sample.context.valid.any()
         # what a mode leaves out is absent, what it gives is the full memory's
         assert bool(built.context.valid.any()) == ("working" in given)

@@ -3,6 +3,7 @@ model that offers nothing but the WorldModel interface."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -34,16 +35,16 @@ def _gen(seed=0):
 def test_generate_shapes_ranges_and_determinism(model):
     batch = dummy_world_batch(2, 2, 2, 2, 32)
     sampler = WorldSampler(model, IdentityCodec(), steps=3)
-    rgb, depth = sampler.generate(batch, _gen())
+    rgb, depth = sampler.generate(batch.conditioning, _gen())
     assert rgb.shape == (2, 2, 3, 32, 32) and depth.shape == (2, 2, 1, 32, 32)
     assert rgb.min() >= 0 and rgb.max() <= 1 and depth.min() >= 0
-    rgb2, depth2 = sampler.generate(batch, _gen())
+    rgb2, depth2 = sampler.generate(batch.conditioning, _gen())
     torch.testing.assert_close(rgb2, rgb, atol=0, rtol=0)
-    rgb3, _ = sampler.generate(batch, _gen(1))
+    rgb3, _ = sampler.generate(batch.conditioning, _gen(1))
     assert (rgb3 - rgb).abs().max() > 1e-3
     # the ground-truth target pixels are not looked at
     batch.target.rgb.fill_(0.5)
-    torch.testing.assert_close(sampler.generate(batch, _gen())[0], rgb, atol=0, rtol=0)
+    torch.testing.assert_close(sampler.generate(batch.conditioning, _gen())[0], rgb, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("guidance", [1.0, 3.0])
@@ -51,8 +52,10 @@ def test_sampler_with_cache_equals_without(model, guidance):
     batch = dummy_world_batch(2, 2, 2, 1, 32)
     batch.context.valid[1, 0] = False
     codec = IdentityCodec()
-    a = WorldSampler(model, codec, 3, guidance, use_cache=True).generate(batch, _gen())
-    b = WorldSampler(model, codec, 3, guidance, use_cache=False).generate(batch, _gen())
+    a = WorldSampler(model, codec, 3, guidance, use_cache=True).generate(batch.conditioning, _gen())
+    b = WorldSampler(model, codec, 3, guidance, use_cache=False).generate(
+        batch.conditioning, _gen()
+    )
     torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(a[1], b[1], atol=1e-4, rtol=1e-4)
 
@@ -63,7 +66,9 @@ def test_one_step_with_guidance_by_hand(model):
     batch = dummy_world_batch(1, 2, 2, 2, 32)
     codec = IdentityCodec()
     g = 2.5
-    rgb, depth = WorldSampler(model, codec, steps=1, guidance_scale=g).generate(batch, _gen(3))
+    rgb, depth = WorldSampler(model, codec, steps=1, guidance_scale=g).generate(
+        batch.conditioning, _gen(3)
+    )
     noise = torch.randn(1, 2, 4, 32, 32, generator=_gen(3))
     t = batch.target
     target = ModelFrames(noise, torch.ones(1, 2), t.c2w, t.K, t.valid)
@@ -75,20 +80,36 @@ def test_one_step_with_guidance_by_hand(model):
     ref_rgb, ref_depth = codec.decode(noise - (v_u + g * (v_c - v_u)))
     torch.testing.assert_close(rgb, ref_rgb, atol=1e-5, rtol=0)
     torch.testing.assert_close(depth, ref_depth, atol=1e-4, rtol=1e-4)
-    plain, _ = WorldSampler(model, codec, steps=1).generate(batch, _gen(3))
+    plain, _ = WorldSampler(model, codec, steps=1).generate(batch.conditioning, _gen(3))
     assert (plain - rgb).abs().max() > 1e-3
 
 
 def test_rejects_wrong_frame_size(model):
     with pytest.raises(ValueError, match="the model wants 32x32"):
-        WorldSampler(model, IdentityCodec()).generate(dummy_world_batch(1, 1, 0, 0, 16))
+        WorldSampler(model, IdentityCodec()).generate(
+            dummy_world_batch(1, 1, 0, 0, 16).conditioning
+        )
+
+
+def test_generate_takes_the_conditioning_not_a_training_batch(model):
+    batch = dummy_world_batch(1, 2, 1, 1, 32)
+    with pytest.raises(ValueError, match=r"want a Conditioning .*batch\.conditioning.*WorldBatch"):
+        WorldSampler(model, IdentityCodec()).generate(batch)
+    cond = batch.conditioning  # the batch's own tensors, without its target frames
+    assert cond.c2w is batch.target.c2w and cond.memory_rgb is batch.memory_rgb
+    assert cond.context is batch.context and cond.caption == batch.caption
+    assert (cond.batch_size, cond.num_targets, cond.image_size) == (1, 2, (32, 32))
+    with pytest.raises(ValueError, match=r"Conditioning\.K: expected \(1, 2, 3, 3\)"):
+        replace(cond, K=cond.K[:, :1])
+    with pytest.raises(ValueError, match=r"Conditioning\.context: expected 1 samples of 32x32"):
+        replace(cond, context=dummy_world_batch(1, 1, 1, 0, 16).context)
 
 
 def test_generate_without_any_memory_frames(model):
     batch = dummy_world_batch(1, 2, 0, 0, 32)
     codec = IdentityCodec()
-    a = WorldSampler(model, codec, 2, 2.0, use_cache=True).generate(batch, _gen())
-    b = WorldSampler(model, codec, 2, 2.0, use_cache=False).generate(batch, _gen())
+    a = WorldSampler(model, codec, 2, 2.0, use_cache=True).generate(batch.conditioning, _gen())
+    b = WorldSampler(model, codec, 2, 2.0, use_cache=False).generate(batch.conditioning, _gen())
     torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)
 
 
@@ -97,7 +118,7 @@ def test_two_stochastic_steps_by_hand(model):
     sigmas 1 -> 0.5 -> 0, noise drawn from the same generator after the initial noise."""
     batch = dummy_world_batch(1, 2, 2, 2, 32)
     codec = IdentityCodec()
-    rgb, _ = WorldSampler(model, codec, steps=2).generate(batch, _gen(4))
+    rgb, _ = WorldSampler(model, codec, steps=2).generate(batch.conditioning, _gen(4))
     g = _gen(4)
     x = torch.randn(1, 2, 4, 32, 32, generator=g)
     t = batch.target
@@ -113,7 +134,9 @@ def test_two_stochastic_steps_by_hand(model):
     x = 0.5 * x0 + 0.5 * torch.randn(x.shape, generator=g)
     ref_rgb, _ = codec.decode(x - 0.5 * v(x, 0.5))
     torch.testing.assert_close(rgb, ref_rgb, atol=1e-5, rtol=0)
-    euler, _ = WorldSampler(model, codec, steps=2, stochastic=False).generate(batch, _gen(4))
+    euler, _ = WorldSampler(model, codec, steps=2, stochastic=False).generate(
+        batch.conditioning, _gen(4)
+    )
     assert (euler - rgb).abs().max() > 1e-3
 
 
@@ -146,7 +169,7 @@ def test_a_model_with_only_the_interface_runs_through_the_sampler(use_cache, sto
     batch = dummy_world_batch(2, 3, 2, 1, 32)
     codec = IdentityCodec()
     sampler = WorldSampler(echo, codec, steps=3, use_cache=use_cache, stochastic=stochastic)
-    rgb, depth = sampler.generate(batch, _gen())
+    rgb, depth = sampler.generate(batch.conditioning, _gen())
     assert rgb.shape == (2, 3, 3, 32, 32) and depth.shape == (2, 3, 1, 32, 32)
     memory = codec.encode_memory(batch.memory_rgb, batch.memory_depth, batch.memory_mask)
     want_rgb, want_depth = codec.decode(memory[:, :, :-1])

@@ -51,7 +51,7 @@ def test_tiny_model_memorises_one_clip():
 
     def sample_psnr() -> float:
         model.eval()
-        rgb, _ = sampler.generate(batch, generator=torch.Generator().manual_seed(0))
+        rgb, _ = sampler.generate(batch.conditioning, generator=torch.Generator().manual_seed(0))
         model.train()
         return float(psnr(rgb[0], target).mean())
 

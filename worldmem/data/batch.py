@@ -1,4 +1,5 @@
-"""The typed training batch: what the world model is given and what it must produce.
+"""What the world model is given (``Conditioning``) and, in training, what it must produce
+(``WorldBatch``: the conditioning and the true target frames).
 
 Shapes (B batch, T target frames, Tc working-memory frames, Tk keyframes, H, W pixels);
 images are float in [0, 1], depth is z-depth in metres (0 where unknown).
@@ -11,7 +12,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-__all__ = ["FrameSet", "WorldBatch", "collate_world_batches"]
+__all__ = ["Conditioning", "FrameSet", "WorldBatch", "collate_world_batches"]
 
 
 @dataclass
@@ -62,10 +63,86 @@ class FrameSet:
 
 
 @dataclass
-class WorldBatch:
-    """One training (or generation) step's inputs.
+class Conditioning:
+    """What a chunk is generated from: the cameras of its frames and what the memories hold.
 
-    target: the chunk to generate (its rgb/depth are the ground truth in training).
+    c2w ``(B, T, 4, 4)``, K ``(B, T, 3, 3)``, valid ``(B, T)`` bool: the target cameras.
+    context: working memory, the most recent frames before the targets (Tc).
+    keyframes: retrieved episodic keyframes (Tk).
+    memory_rgb ``(B, T, 3, H, W)``, memory_depth ``(B, T, 1, H, W)``, memory_mask
+    ``(B, T, 1, H, W)``: the spatial memory rendered at each target camera (mask 1 where a
+    point landed; rgb and depth are 0 elsewhere), at the size of the frames to generate.
+    caption: B strings.
+    """
+
+    c2w: Tensor
+    K: Tensor
+    valid: Tensor
+    context: FrameSet
+    keyframes: FrameSet
+    memory_rgb: Tensor
+    memory_depth: Tensor
+    memory_mask: Tensor
+    caption: list[str]
+
+    def __post_init__(self):
+        B, T = self.c2w.shape[:2]
+        H, W = self.memory_rgb.shape[-2:]
+        want = {
+            "c2w": (B, T, 4, 4),
+            "K": (B, T, 3, 3),
+            "valid": (B, T),
+            "memory_rgb": (B, T, 3, H, W),
+            "memory_depth": (B, T, 1, H, W),
+            "memory_mask": (B, T, 1, H, W),
+        }
+        for name, shape in want.items():
+            got = tuple(getattr(self, name).shape)
+            if got != shape:
+                raise ValueError(f"Conditioning.{name}: expected {shape}, got {got}")
+        for name in ("context", "keyframes"):
+            rgb = getattr(self, name).rgb
+            if rgb.shape[0] != B or tuple(rgb.shape[-2:]) != (H, W):
+                raise ValueError(
+                    f"Conditioning.{name}: expected {B} samples of {H}x{W} frames, got "
+                    f"{rgb.shape[0]} of {rgb.shape[-2]}x{rgb.shape[-1]}"
+                )
+        if len(self.caption) != B:
+            raise ValueError(f"Conditioning.caption: expected {B} strings, got {len(self.caption)}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.c2w.shape[0]
+
+    @property
+    def num_targets(self) -> int:
+        return self.c2w.shape[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the frames to generate."""
+        H, W = self.memory_rgb.shape[-2:]
+        return H, W
+
+    def to(self, device) -> Conditioning:
+        return Conditioning(
+            c2w=self.c2w.to(device),
+            K=self.K.to(device),
+            valid=self.valid.to(device),
+            context=self.context.to(device),
+            keyframes=self.keyframes.to(device),
+            memory_rgb=self.memory_rgb.to(device),
+            memory_depth=self.memory_depth.to(device),
+            memory_mask=self.memory_mask.to(device),
+            caption=list(self.caption),
+        )
+
+
+@dataclass
+class WorldBatch:
+    """One training step's inputs and truth: a ``Conditioning`` with the true target frames.
+
+    target: the chunk to generate (its rgb/depth are the ground truth).
     context: working memory, the most recent frames before the target.
     keyframes: retrieved episodic keyframes.
     memory_rgb ``(B, T, 3, H, W)``, memory_depth ``(B, T, 1, H, W)``, memory_mask
@@ -92,6 +169,40 @@ class WorldBatch:
                 raise ValueError(f"WorldBatch.{name}: expected {(B, T, c, H, W)}, got {got}")
         if len(self.caption) != B:
             raise ValueError(f"WorldBatch.caption: expected {B} strings, got {len(self.caption)}")
+
+    @classmethod
+    def from_conditioning(
+        cls, conditioning: Conditioning, target: FrameSet, is_revisit: Tensor
+    ) -> WorldBatch:
+        """``conditioning`` with the true frames ``target`` at its cameras and ``is_revisit``
+        ``(B,)``."""
+        c = conditioning
+        return cls(
+            target=target,
+            context=c.context,
+            keyframes=c.keyframes,
+            memory_rgb=c.memory_rgb,
+            memory_depth=c.memory_depth,
+            memory_mask=c.memory_mask,
+            caption=list(c.caption),
+            is_revisit=is_revisit,
+        )
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """What the model is given to generate the targets (everything but their frames);
+        it shares this batch's tensors."""
+        return Conditioning(
+            c2w=self.target.c2w,
+            K=self.target.K,
+            valid=self.target.valid,
+            context=self.context,
+            keyframes=self.keyframes,
+            memory_rgb=self.memory_rgb,
+            memory_depth=self.memory_depth,
+            memory_mask=self.memory_mask,
+            caption=list(self.caption),
+        )
 
     @property
     def batch_size(self) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -214,7 +214,7 @@ class WorldDataset(Dataset):
             for j in history:
                 episodic.maybe_add(rgb[j], depth[j], fr.c2w[j], fr.K[j], step=j)
         working = (rgb[ctx], depth[ctx], fr.c2w[ctx], fr.K[ctx]) if ctx else None
-        batch = assemble_inputs(
+        conditioning = assemble_inputs(
             fr.c2w[tgt],
             fr.K[tgt],
             S,
@@ -226,8 +226,8 @@ class WorldDataset(Dataset):
             keyframes=Tk,
             caption=fr.caption,
         )
-        return replace(
-            batch,
+        return WorldBatch.from_conditioning(
+            conditioning,
             target=padded_frames((rgb[tgt], depth[tgt], fr.c2w[tgt], fr.K[tgt]), T, S, fr.K[0]),
             is_revisit=torch.tensor([(e, t) in self.revisit_set]),
         )

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from worldmem.data.episode_format import CRF, EPISODE_FORMAT, EPISODE_VERSION, GOP_FRAMES
 from worldmem.geometry.camera import check_c2w, check_K
+from worldmem.text_check import check_text
 
 __all__ = ["write_episode"]
 
@@ -76,14 +77,7 @@ def write_episode(
         raise ValueError(f"K: expected shape {(N, 3, 3)}, got {tuple(K_t.shape)}")
     check_c2w(c2w_t)
     check_K(K_t)
-    if not isinstance(caption, str):
-        raise ValueError(f"caption: expected str, got {type(caption).__name__}")
-    try:
-        caption.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(
-            f"caption: not valid Unicode text (a lone surrogate at character {e.start})"
-        ) from None
+    check_text(caption, "caption")
     if not (isinstance(fps, int) and fps > 0):
         raise ValueError(f"fps: expected a positive int, got {fps!r}")
     if timestamps is None:

@@ -2,10 +2,11 @@
 
 ``assemble_inputs`` takes the three memories as they stand before a chunk (a spatial memory,
 an episodic memory, the working-memory frames), the target cameras and the memory mode, and
-returns the ``WorldBatch`` the model is given: the spatial memory rendered at each target
+returns the ``Conditioning`` the model is given: the spatial memory rendered at each target
 camera, the keyframes the episodic memory retrieves for the targets, the working frames as
-context. The dataset calls it with memories filled from a ground-truth history; the pipeline
-with the memories it has filled from its start frame, observed frames and generated chunks.
+context. The dataset calls it with memories filled from a ground-truth history (and adds the
+true target frames: a ``WorldBatch``); the pipeline with the memories it has filled from its
+start frame, observed frames and generated chunks, and hands it to the sampler.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 
 from worldmem.config import MEMORY_MODES
-from worldmem.data.batch import FrameSet, WorldBatch
+from worldmem.data.batch import Conditioning, FrameSet
 from worldmem.memory import EpisodicMemory, SpatialMemory
 
 __all__ = ["MEMORY_MODE_GIVES", "memories_for_mode", "assemble_inputs", "padded_frames"]
@@ -72,15 +73,15 @@ def assemble_inputs(
     context_frames: int,
     keyframes: int,
     caption: str,
-) -> WorldBatch:
+) -> Conditioning:
     """The model's inputs for one chunk of targets at ``cams`` ``(T, 4, 4)``, ``K``
     ``(T, 3, 3)`` (pixel intrinsics at ``size``).
 
     mode: what the model is given (``memories_for_mode``). spatial, episodic: the memories
     before the chunk; working: the recent frames (rgb, depth, c2w, K stacks, oldest first) or
     None. context_frames, keyframes: slots for the working frames and retrieved keyframes.
-    Returns a one-sample ``WorldBatch`` whose target frames are zeros (the unknowns) with
-    valid cameras; memory render zeros where spatial memory is not given.
+    Returns a one-sample ``Conditioning`` (every target camera valid); the memory render is
+    zeros where spatial memory is not given.
     """
     given = memories_for_mode(mode)
     T, dev = cams.shape[0], cams.device
@@ -101,19 +102,14 @@ def assemble_inputs(
             )
     context = working if "working" in given else None
     K_pad = K[0]
-    return WorldBatch(
-        target=FrameSet(
-            rgb=torch.zeros(1, T, 3, size, size, device=dev),
-            depth=torch.zeros(1, T, 1, size, size, device=dev),
-            c2w=cams[None],
-            K=K[None],
-            valid=torch.ones(1, T, dtype=torch.bool, device=dev),
-        ),
+    return Conditioning(
+        c2w=cams[None],
+        K=K[None],
+        valid=torch.ones(1, T, dtype=torch.bool, device=dev),
         context=padded_frames(context, context_frames, size, K_pad),
         keyframes=padded_frames(kf_stack, keyframes, size, K_pad),
         memory_rgb=mem_rgb[None],
         memory_depth=mem_depth[None],
         memory_mask=mem_mask[None],
         caption=[caption],
-        is_revisit=torch.zeros(1, dtype=torch.bool, device=dev),
     )

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path, PurePosixPath
 
 from worldmem.data.episode_format import MANIFEST_NAME, SPLITS
+from worldmem.text_check import invalid_unicode
 
 __all__ = ["episode_folder", "read_manifest", "update_manifest", "write_manifest"]
 
@@ -30,7 +31,7 @@ def _check_entry(entry, where: str) -> dict:
         or any(p in ("..", ".") for p in parts)
         or "\\" in path
         or "\0" in path
-        or not _is_unicode(path)
+        or invalid_unicode(path) is not None
     ):
         raise ValueError(
             f"{where}: 'path' must be a folder relative to the root, inside it (no '..'), "
@@ -41,21 +42,11 @@ def _check_entry(entry, where: str) -> dict:
     n = entry["num_frames"]
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"{where}: 'num_frames' must be a positive int, got {n!r}")
-    if not isinstance(entry["caption"], str) or not _is_unicode(entry["caption"]):
+    if not isinstance(entry["caption"], str) or invalid_unicode(entry["caption"]) is not None:
         raise ValueError(
             f"{where}: 'caption' must be a string of valid Unicode text, got {entry['caption']!r}"
         )
     return entry
-
-
-def _is_unicode(text: str) -> bool:
-    """No lone surrogate (a JSON escape such as ``"\\ud800"`` makes one): the text can be a
-    file name and a caption the text encoder takes."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def episode_folder(root: str | os.PathLike, path: str, where: str) -> Path:

@@ -37,7 +37,8 @@ def dummy_world_batch(
     captions: list[str] | None = None,
     seed: int = 0,
 ) -> WorldBatch:
-    """A ``WorldBatch`` of random frames with valid cameras; memory covers the left half.
+    """A ``WorldBatch`` of random frames with valid cameras; memory covers the left half
+    (``.conditioning`` is what the sampler takes).
 
     Shapes as ``WorldBatch`` with B = batch_size, T = targets, Tc = context, Tk = keyframes,
     H = W = image_size.

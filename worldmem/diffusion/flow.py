@@ -20,10 +20,17 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from worldmem.data.batch import FrameSet, WorldBatch
+from worldmem.data.batch import Conditioning, FrameSet, WorldBatch
 from worldmem.models.interface import ModelFrames, WorldModel
 
-__all__ = ["FlowMatching", "FlowInputs", "DROP_KEYS", "encode_frames", "drop_memories"]
+__all__ = [
+    "FlowMatching",
+    "FlowInputs",
+    "DROP_KEYS",
+    "encode_frames",
+    "encode_memories",
+    "drop_memories",
+]
 
 DROP_KEYS = ("working", "episodic", "spatial", "text", "cold")
 
@@ -42,6 +49,17 @@ def encode_frames(codec, frames: FrameSet, sigma: Tensor | None = None) -> Model
     if sigma is None:
         sigma = frames.rgb.new_zeros(B, N)
     return ModelFrames(x=x, sigma=sigma, c2w=frames.c2w, K=frames.K, valid=frames.valid.bool())
+
+
+def encode_memories(codec, conditioning: Conditioning) -> tuple[ModelFrames, ModelFrames, Tensor]:
+    """The memories of ``conditioning`` in model space, clean: (context ``ModelFrames``,
+    keyframes ``ModelFrames``, memory render ``(B, T, C + 1, h, w)``: its frame channels, then
+    validity), as training and generation give them to the model."""
+    c = conditioning
+    context = encode_frames(codec, c.context)
+    keyframes = encode_frames(codec, c.keyframes)
+    memory = codec.encode_memory(c.memory_rgb, c.memory_depth, c.memory_mask)
+    return context, keyframes, memory
 
 
 def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device, normal=False):
@@ -176,9 +194,7 @@ class FlowMatching:
         device = batch.target.rgb.device
         with torch.no_grad():
             x0 = codec.encode(batch.target.rgb, batch.target.depth)
-            context = encode_frames(codec, batch.context)
-            keyframes = encode_frames(codec, batch.keyframes)
-            memory = codec.encode_memory(batch.memory_rgb, batch.memory_depth, batch.memory_mask)
+            context, keyframes, memory = encode_memories(codec, batch.conditioning)
             depth_known = codec.depth_known(batch.target.depth)
             if self.context_noise_max > 0:
                 context = self._noise_memory_frames(context, generator)

@@ -18,15 +18,15 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from torch import Tensor
 
-from worldmem.data.batch import WorldBatch
-from worldmem.diffusion.flow import encode_frames
+from worldmem.data.batch import Conditioning
+from worldmem.diffusion.flow import encode_memories
 from worldmem.models.interface import ModelFrames, WorldModel
 
 __all__ = ["WorldSampler"]
 
 
 class WorldSampler:
-    """Generate target frames for a ``WorldBatch`` with ``steps`` Euler steps.
+    """Generate the frames a ``Conditioning`` asks for with ``steps`` Euler steps.
 
     model: a ``WorldModel`` (``WorldDiT`` or a backbone adapter); codec: its codec; shift:
     the scheduler's timestep shift (1 = none; > 1 spends more steps at high noise); use_cache:
@@ -65,38 +65,43 @@ class WorldSampler:
         self.use_cache = use_cache
         self.stochastic = bool(stochastic)
 
-    def _check(self, batch: WorldBatch) -> None:
-        if not isinstance(batch, WorldBatch):
-            raise ValueError(f"generate: want a WorldBatch, got {type(batch).__name__}")
+    def _check(self, conditioning: Conditioning) -> None:
+        if not isinstance(conditioning, Conditioning):
+            raise ValueError(
+                f"generate: want a Conditioning (a WorldBatch gives its own as "
+                f"batch.conditioning), got {type(conditioning).__name__}"
+            )
         size = self.model.config.image_size
-        H, W = batch.target.rgb.shape[-2:]
+        H, W = conditioning.image_size
         if (H, W) != (size, size):
-            raise ValueError(f"generate: target frames are {H}x{W}, the model wants {size}x{size}")
-        if batch.target.num == 0:
-            raise ValueError("generate: the batch has no target frames")
+            raise ValueError(
+                f"generate: the conditioning is for {H}x{W} frames, the model wants {size}x{size}"
+            )
+        if conditioning.num_targets == 0:
+            raise ValueError("generate: the conditioning has no target cameras")
 
     @torch.no_grad()
     def generate(
-        self, batch: WorldBatch, generator: torch.Generator | None = None
+        self, conditioning: Conditioning, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Denoise ``batch.target`` (only its c2w, K, valid and shape are used).
+        """Generate a frame at each of ``conditioning``'s target cameras from its memories and
+        caption (``data.inputs.assemble_inputs`` builds it from a world's memories; a
+        training ``WorldBatch`` gives its own as ``batch.conditioning``).
 
         Returns (rgb ``(B, T, 3, H, W)`` in [0, 1], depth ``(B, T, 1, H, W)`` metres).
         ``generator`` makes the initial noise (and so the result) deterministic.
         """
-        self._check(batch)
+        self._check(conditioning)
         model, codec = self.model, self.codec
         device = model.device
-        batch = batch.to(device)
-        B, T = batch.target.rgb.shape[:2]
-        H = batch.target.rgb.shape[-1]
+        cond = conditioning.to(device)
+        B, T = cond.c2w.shape[:2]
+        H = cond.image_size[1]
         h = H // codec.downsample
 
         # 1. memories in model space (cond, then uncond when guiding)
-        context = encode_frames(codec, batch.context)
-        keyframes = encode_frames(codec, batch.keyframes)
-        memory = codec.encode_memory(batch.memory_rgb, batch.memory_depth, batch.memory_mask)
-        captions = list(batch.caption)
+        context, keyframes, memory = encode_memories(codec, cond)
+        captions = list(cond.caption)
         guide = self.guidance_scale != 1.0
         if guide:
             context = context.cat(context)
@@ -104,9 +109,9 @@ class WorldSampler:
             memory = torch.cat([memory, torch.zeros_like(memory)])
             captions = captions + [""] * B
         n = 2 * B if guide else B
-        c2w = batch.target.c2w.repeat(n // B, 1, 1, 1)
-        K = batch.target.K.repeat(n // B, 1, 1, 1)
-        valid = batch.target.valid.bool().repeat(n // B, 1)
+        c2w = cond.c2w.repeat(n // B, 1, 1, 1)
+        K = cond.K.repeat(n // B, 1, 1, 1)
+        valid = cond.valid.bool().repeat(n // B, 1)
         text = model.encode_text(captions)
         cache = None
         if self.use_cache:

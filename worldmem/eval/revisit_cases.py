@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from worldmem.config import ActionConfig
-from worldmem.geometry import c2w_to_pose, pose_to_c2w, scale_intrinsics
+from worldmem.data.synthetic import CLEARANCE_M, free_start_camera, make_world
+from worldmem.geometry import scale_intrinsics
+from worldmem.geometry.trajectory import periodic_path
 
 __all__ = [
     "PROTOCOLS",
@@ -46,7 +48,6 @@ REVISIT_FRAMES = 4  # frames per episode that come back to earlier poses
 SHORT_GAP_EXTRA = (0, 1)  # short gaps: working window + these frames, cycled over episodes
 LONG_GAP_FACTORS = (10, 11, 12)  # long gaps: working window x these, cycled over episodes
 LOOP_STEP_M = 0.1  # forward step per frame on a long closed loop (when the world has room)
-CLEARANCE_M = 0.35  # loop cameras stay this far from every surface (as synthetic paths do)
 DATASET_MIN_OVERLAP = 0.5  # a dataset revisit's source frame sees at least this of the target
 DATASET_MAX_CONTEXT = 96  # ground-truth frames before a dataset revisit, at most
 
@@ -121,35 +122,6 @@ def horizon_gap(horizon: str, working_frames: int, index: int = 0) -> int:
     return max(20, working_frames * LONG_GAP_FACTORS[index % len(LONG_GAP_FACTORS)])
 
 
-def periodic_path(
-    start_c2w: torch.Tensor, gap: int, num_frames: int, step_m: float, turn_deg: float
-) -> torch.Tensor:
-    """A camera path that repeats with period ``gap``: pose k (k < gap) is ``start_c2w``
-    after k steps, each a move of ``step_m`` along the heading (on the ground plane) then a
-    turn of ``turn_deg`` to the right; frame t has pose ``t mod gap``.
-
-    start_c2w ``(4, 4)`` -> c2w ``(num_frames, 4, 4)``. With ``turn_deg = 360 / gap`` the
-    poses walk a closed regular polygon, so the path is continuous.
-    """
-    if gap < 1 or num_frames < 1:
-        raise ValueError(f"gap and num_frames must be >= 1, got {gap}, {num_frames}")
-    pos, yaw, pitch = (x.double() for x in c2w_to_pose(start_c2w.cpu()))
-    k = torch.arange(gap, dtype=torch.float64)
-    yaws = yaw + turn_deg * k  # (gap,)
-    heading = torch.stack(
-        [
-            torch.sin(torch.deg2rad(yaws)),
-            torch.zeros(gap, dtype=torch.float64),
-            torch.cos(torch.deg2rad(yaws)),
-        ],
-        -1,
-    )  # (gap, 3): +z at yaw 0, +x at yaw 90
-    steps = torch.cat([torch.zeros(1, 3, dtype=torch.float64), step_m * heading[:-1]])
-    positions = pos + steps.cumsum(0)  # (gap, 3)
-    poses = pose_to_c2w(positions, yaws, pitch.expand(gap))  # (gap, 4, 4)
-    return poses[torch.arange(num_frames) % gap]
-
-
 def _first_visits(num_frames: int, gap: int) -> torch.Tensor:
     t = torch.arange(num_frames)
     return torch.where(t >= gap, t % gap, torch.full_like(t, -1))
@@ -172,15 +144,13 @@ def synthetic_case(
     turn of the ``actions`` speeds (in place when not free), then again from its start.
     Returns ``gap + revisit_frames`` frames; the ``gt`` protocol observes the first ``gap``.
     """
-    from worldmem.data.synthetic import make_trajectory, make_world
-
     if horizon not in HORIZONS:
         raise ValueError(f"horizon '{horizon}' is not one of {', '.join(HORIZONS)}")
     if gap < 2 or revisit_frames < 1:
         raise ValueError(f"gap must be >= 2 and revisit_frames >= 1, got {gap}, {revisit_frames}")
     actions = actions or ActionConfig()
     world = make_world(seed)
-    start = make_trajectory(world, "look_around", 8, seed)[0]
+    start = free_start_camera(world, seed)
     N = gap + revisit_frames
     if horizon == "long":
         options = [(LOOP_STEP_M, 360.0 / gap), (LOOP_STEP_M, -360.0 / gap), (0.0, 360.0 / gap)]

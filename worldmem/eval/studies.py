@@ -160,16 +160,16 @@ def drift(pipe, world, seed: int, rounds: int, frames_per_round: int) -> dict:
 
 def prompt_starts(pipe, seeds: list[int]) -> tuple[Tensor, Tensor, list[str]]:
     """First frames from the captions of held-out worlds ``seeds``: ``start(prompt=caption,
-    c2w=start)`` then one ``step`` at the start camera (the generator's ``look_around`` start).
+    c2w=start)`` then one ``step`` at the start camera (``free_start_camera``).
 
     Returns generated ``(P, 3, S, S)``, truth ``(P, 3, S, S)`` at those cameras, captions."""
-    from worldmem.data.synthetic import make_trajectory, make_world
+    from worldmem.data.synthetic import free_start_camera, make_world
 
     S, K = pipe.size, pipe.K.float().cpu()
     gen, truth, captions = [], [], []
     for seed in seeds:
         world = make_world(seed)
-        cam = make_trajectory(world, "look_around", 8, seed)[0]
+        cam = free_start_camera(world, seed)
         pipe.start(prompt=world.caption, c2w=cam, seed=seed)
         gen.append(pipe.step(cam[None], K[None]).rgb[0].detach().cpu().float().clamp(0, 1))
         truth.append(world.render(cam[None], K[None], S, S)[0][0])

@@ -7,7 +7,8 @@ it) and walks a path that comes back, of one of ``WALK_KINDS``:
 
 * ``out_and_back``, ``loop``: the synthetic generator's planners (cameras in free space);
 * ``turn``: two full turns on the spot; ``strafe``: sideways right, left and back, twice;
-  ``look_up_down``: pitch up and down twice; all from a free start with room around it.
+  ``look_up_down``: pitch up and down twice; all from a free start with room around it
+  (``free_start_camera``), the paths of ``worldmem.geometry.trajectory.revisit_paths``.
 
 Rows (identical cameras and seed): ``model`` (start with depth, all memories), ``model, no
 start depth`` (``depth=None``), ``no memory`` (``memory="working"``: the working window only),
@@ -36,9 +37,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from worldmem.data.synthetic import CLEARANCE_M, free_start_camera, make_trajectory
 from worldmem.eval.baselines import backward_warp, fill_holes, forward_warp
 from worldmem.eval.metrics import psnr, sharpness_ratio, ssim
-from worldmem.geometry import c2w_to_pose, frustum_overlap, pose_to_c2w
+from worldmem.geometry import frustum_overlap
+from worldmem.geometry.trajectory import look_up_down, strafe, turn_in_place
 from worldmem.memory.fill import push_pull_fill
 
 __all__ = [
@@ -69,7 +72,6 @@ RECALL_OVERLAP = 0.5  # self-recall: the earlier frame saw at least this much of
 RECALL_MIN_GAP = 10  # self-recall: the earlier frame is at least this many frames back
 RECALL_MIN_VALID = 0.3  # self-recall: at least this fraction of pixels warp from the earlier frame
 OVERLAP_SAMPLES = 256  # surface samples per frame for the overlaps
-PATH_CLEARANCE_M = 0.35  # hand-built paths keep the camera this far from every surface
 TURNS = 2.0  # full turns of the ``turn`` walk
 STRAFE_M = 1.0  # largest sideways offset of ``strafe`` (halved until the path is free)
 STRAFE_CYCLES = 2
@@ -80,33 +82,23 @@ PITCH_CYCLES = 2
 def walk_path(world, kind: str, num_frames: int, seed: int) -> Tensor:
     """Cameras c2w ``(num_frames, 4, 4)`` of a walk of ``kind`` (``WALK_KINDS``) in ``world``
     (a ``worldmem.data.synthetic.World``), all in free space and ending where they started."""
-    from worldmem.data.synthetic import make_trajectory
-
     if kind not in WALK_KINDS:
         raise ValueError(f"walk kind '{kind}' is not one of {', '.join(WALK_KINDS)}")
     if num_frames < 4:
         raise ValueError(f"num_frames must be >= 4, got {num_frames}")
     if kind in ("out_and_back", "loop"):
         return make_trajectory(world, kind, num_frames, seed)
-    # a free start with room around it, facing open space (the planner of look_around)
-    start = make_trajectory(world, "look_around", 8, seed)[0]
-    pos, yaw, pitch = (x.double() for x in c2w_to_pose(start))
-    s = torch.linspace(0, 1, num_frames, dtype=torch.float64)
+    start = free_start_camera(world, seed)
     if kind == "turn":
-        return pose_to_c2w(pos.expand(num_frames, 3), yaw + 360.0 * TURNS * s, pitch)
+        return turn_in_place(start, num_frames, TURNS)
     if kind == "look_up_down":
-        p = PITCH_DEG * torch.sin(2 * math.pi * PITCH_CYCLES * s)
-        return pose_to_c2w(pos.expand(num_frames, 3), yaw.expand(num_frames), p)
-    right = start[:3, 0].double() * torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
-    right = right / right.norm()
+        return look_up_down(start, num_frames, PITCH_DEG, PITCH_CYCLES)
     amp = STRAFE_M
     while True:
-        off = amp * torch.sin(2 * math.pi * STRAFE_CYCLES * s)
-        positions = pos + off[:, None] * right  # (N, 3)
-        if amp < 0.05 or bool(world.is_free(positions.float(), PATH_CLEARANCE_M).all()):
-            break
+        c2w = strafe(start, num_frames, amp, STRAFE_CYCLES)
+        if amp < 0.05 or bool(world.is_free(c2w[:, :3, 3], CLEARANCE_M).all()):
+            return c2w
         amp /= 2
-    return pose_to_c2w(positions, yaw.expand(num_frames), pitch.expand(num_frames))
 
 
 @dataclass

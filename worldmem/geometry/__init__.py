@@ -5,6 +5,8 @@ from worldmem.geometry.actions import (
     apply_action,
     apply_actions,
     c2w_to_pose,
+    forward_axis,
+    ground_axes,
     pose_to_c2w,
     wrap_deg,
 )
@@ -59,6 +61,8 @@ __all__ = [
     "apply_actions",
     "c2w_to_pose",
     "format_trajectory",
+    "forward_axis",
+    "ground_axes",
     "load_realestate10k",
     "look_around_and_return",
     "loop",

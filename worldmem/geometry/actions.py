@@ -28,13 +28,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from worldmem.config import ActionConfig
 from worldmem.geometry.camera import check_c2w
 
-__all__ = ["KEYS", "pose_to_c2w", "c2w_to_pose", "apply_action", "apply_actions", "wrap_deg"]
+__all__ = [
+    "KEYS",
+    "pose_to_c2w",
+    "c2w_to_pose",
+    "ground_axes",
+    "forward_axis",
+    "apply_action",
+    "apply_actions",
+    "wrap_deg",
+]
 
 KEYS: tuple[str, ...] = (
     "w",
@@ -170,15 +180,37 @@ def c2w_to_pose(c2w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return position.to(c2w.dtype), yaw.to(c2w.dtype), pitch.to(c2w.dtype)
 
 
+def ground_axes(yaw_deg):
+    """The heading and right unit vectors ``(..., 3)`` on the ground plane for yaw ``(...)``
+    in degrees (yaw 0 heads along +z, 90 along +x; the right axis is the heading turned 90
+    degrees right). A tensor gives tensors, a number or numpy array gives numpy arrays."""
+    if isinstance(yaw_deg, Tensor):
+        y = torch.deg2rad(yaw_deg)
+        z = torch.zeros_like(y)
+        return torch.stack([y.sin(), z, y.cos()], -1), torch.stack([y.cos(), z, -y.sin()], -1)
+    y = np.radians(yaw_deg)
+    z = np.zeros_like(y)
+    return np.stack([np.sin(y), z, np.cos(y)], -1), np.stack([np.cos(y), z, -np.sin(y)], -1)
+
+
+def forward_axis(yaw_deg, pitch_deg):
+    """The optical axis ``(..., 3)`` of a camera with yaw and pitch ``(...)`` in degrees
+    (pitch > 0 looks up, toward -y). Tensors give a tensor, numbers or numpy arrays a numpy
+    array."""
+    if isinstance(yaw_deg, Tensor):
+        y, p = torch.deg2rad(yaw_deg), torch.deg2rad(pitch_deg)
+        return torch.stack([p.cos() * y.sin(), -p.sin(), p.cos() * y.cos()], -1)
+    y, p = np.radians(yaw_deg), np.radians(pitch_deg)
+    return np.stack([np.cos(p) * np.sin(y), -np.sin(p), np.cos(p) * np.cos(y)], -1)
+
+
 def _step(
     position: Tensor, yaw: Tensor, pitch: Tensor, key: str, cfg: ActionConfig
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One key press on a float64 pose: position ``(3,)``, yaw and pitch ``()`` degrees."""
     if key in _MOVES:
         fwd, right, down = _MOVES[key]
-        y = torch.deg2rad(yaw)
-        heading = torch.stack([y.sin(), torch.zeros_like(y), y.cos()])  # ground-plane forward
-        right_axis = torch.stack([y.cos(), torch.zeros_like(y), -y.sin()])  # ground-plane right
+        heading, right_axis = ground_axes(yaw)  # (3,) each, on the ground plane
         down_axis = torch.tensor([0.0, 1.0, 0.0], dtype=position.dtype, device=position.device)
         delta = fwd * heading + right * right_axis + down * down_axis
         return position + cfg.move_m * delta, yaw, pitch

@@ -41,6 +41,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from worldmem.geometry.actions import KEYS
+from worldmem.text_check import invalid_unicode
 
 __all__ = [
     "ERROR_CODES",
@@ -100,13 +101,11 @@ class StartMessage(_Message):
     @classmethod
     def _unicode(cls, prompt: str) -> str:
         """A JSON escape such as ``"\\ud800"`` gives a lone surrogate, which the model's text
-        encoder cannot take: refused here rather than failing in generation."""
-        try:
-            prompt.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise ValueError(
-                f"not valid Unicode text (a lone surrogate at character {e.start})"
-            ) from None
+        encoder cannot take: refused here rather than failing in generation (the error names
+        the field)."""
+        problem = invalid_unicode(prompt)
+        if problem is not None:
+            raise ValueError(problem)
         return prompt
 
 

@@ -43,7 +43,7 @@ class SampleVideoCallback(Callback):
 
         b = self.batch.to(module.device)
         g = torch.Generator(device=module.device).manual_seed(0)
-        rgb, _ = module.sampler(steps=self.steps).generate(b, generator=g)
+        rgb, _ = module.sampler(steps=self.steps).generate(b.conditioning, generator=g)
         # (B, T, 3, H, W) x 3 -> frames (T, 3*H, B*W, 3)
         rows = torch.stack([b.target.rgb, b.memory_rgb, rgb.clamp(0, 1)], 2)  # (B, T, 3, 3, H, W)
         B, T, R, C, H, W = rows.shape

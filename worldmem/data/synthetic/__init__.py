@@ -25,7 +25,8 @@ Modules (each depends only on those above it):
 - ``world``: ``SceneObject`` and ``World`` (free-space tests, shading, ``render``).
 - ``captions``: the words a world's caption is made of.
 - ``layouts``: ``make_world``: enclosure, materials and objects per world kind.
-- ``trajectories``: ``make_trajectory``: the revisiting camera paths.
+- ``trajectories``: ``make_trajectory``: the revisiting camera paths (their shapes from
+  ``worldmem.geometry.trajectory.revisit_paths``), and ``free_start_camera``.
 - ``episodes``: ``generate_episode``: a world and a trajectory, rendered.
 """
 
@@ -38,6 +39,7 @@ from worldmem.data.synthetic.trajectories import (
     MAX_SPEED_M,
     MAX_TURN_DEG,
     TRAJECTORY_KINDS,
+    free_start_camera,
     make_trajectory,
 )
 from worldmem.data.synthetic.world import RAYS_PER_CHUNK, SceneObject, World
@@ -59,5 +61,6 @@ __all__ = [
     "SyntheticEpisode",
     "make_world",
     "make_trajectory",
+    "free_start_camera",
     "generate_episode",
 ]

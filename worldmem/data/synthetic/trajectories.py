@@ -1,4 +1,8 @@
-"""Camera paths through a world's free space that come back to where they began."""
+"""Camera paths through a world's free space that come back to where they began.
+
+The shapes of the paths are ``worldmem.geometry.trajectory.revisit_paths``; a planner here
+draws their numbers from the seed and keeps them clear of the world's surfaces.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,26 @@ import torch
 from torch import Tensor
 
 from worldmem.data.synthetic.world import World
-from worldmem.geometry import look_at
+from worldmem.geometry import ground_axes
+from worldmem.geometry.trajectory.revisit_paths import (
+    arc,
+    ellipse_loop,
+    look_along,
+    orbit_circle,
+    pan_and_step,
+    retrace,
+    retrace_budget,
+)
+
+__all__ = [
+    "TRAJECTORY_KINDS",
+    "CLEARANCE_M",
+    "MAX_SPEED_M",
+    "LOOK_AHEAD_M",
+    "MAX_TURN_DEG",
+    "make_trajectory",
+    "free_start_camera",
+]
 
 TRAJECTORY_KINDS = ("out_and_back", "loop", "look_around", "orbit", "random_return")
 
@@ -19,28 +42,8 @@ LOOK_AHEAD_M = 1.0  # open space kept in front of the camera where a walk turns 
 MAX_TURN_DEG = 8.0  # largest yaw change per frame of turns (when num_frames >= ~92)
 
 
-def _poses(pos: np.ndarray, yaw_deg: np.ndarray, pitch_deg: np.ndarray) -> Tensor:
-    """c2w ``(N, 4, 4)`` float32 from positions (N, 3), yaw (N,) (> 0 turns right: heading
-    from +z toward +x) and pitch (N,) (> 0 looks up, toward -y), in degrees."""
-    yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)
-    fwd = np.stack([np.sin(yaw) * np.cos(pitch), -np.sin(pitch), np.cos(yaw) * np.cos(pitch)], -1)
-    eye = torch.as_tensor(pos, dtype=torch.float32)
-    return look_at(eye, eye + torch.as_tensor(fwd, dtype=torch.float32)).float()
-
-
 def _heading(yaw_deg) -> np.ndarray:
-    y = np.radians(yaw_deg)
-    return np.stack([np.sin(y), np.zeros_like(y), np.cos(y)], -1)
-
-
-def _budget(num_frames: int) -> tuple[int, int, int]:
-    """Frames for a walk out, a turn around, the walk back and the turn to the first view:
-    (frames per 180-degree turn, frames per walk, extra frames for the last turn). Turns take
-    at most MAX_TURN_DEG per frame when half the frames suffice for both (num_frames >= ~92)."""
-    turn = min(math.ceil(180 / MAX_TURN_DEG), num_frames // 4)
-    walk = max(1, (num_frames - 2 * turn) // 2)
-    turn = min(turn, (num_frames - 2 * walk) // 2)
-    return turn, walk, num_frames - 2 * turn - 2 * walk
+    return ground_axes(yaw_deg)[0]
 
 
 def _free_start(world: World, rng: np.random.Generator, clearance_m: float = 0.7) -> np.ndarray:
@@ -75,20 +78,10 @@ def _path_free(world: World, pos: np.ndarray) -> bool:
     return bool(world.is_free(torch.as_tensor(pts, dtype=torch.float32), CLEARANCE_M).all())
 
 
-def _arc(start: np.ndarray, yaw0_deg: float, curve_deg_per_m: float, s: np.ndarray):
-    """Positions (len(s), 3) and yaw (len(s),) in degrees along a circular arc at y = 0 that
-    leaves ``start`` with heading ``yaw0_deg`` and turns ``curve_deg_per_m``; s arc lengths."""
-    y0, k = math.radians(yaw0_deg), math.radians(curve_deg_per_m)
-    if abs(k) < 1e-6:
-        k = 1e-6
-    yaw = y0 + k * s
-    x = start[0] + (math.cos(y0) - np.cos(yaw)) / k  # integral of sin(yaw) ds
-    z = start[2] + (np.sin(yaw) - math.sin(y0)) / k  # integral of cos(yaw) ds
-    return np.stack([x, np.zeros_like(x), z], -1), np.degrees(yaw)
-
-
 def _out_and_back(world, rng, n):
-    t, walk, rest = _budget(n)
+    """A gently curving walk (``arc``) out as far as the world leaves room, and back
+    (``retrace``)."""
+    t, walk, rest = retrace_budget(n, MAX_TURN_DEG)
     want = rng.uniform(0.05, MAX_SPEED_M) * walk  # metres out
     best = None
     for _ in range(60):
@@ -96,7 +89,7 @@ def _out_and_back(world, rng, n):
         yaw0, curve = rng.uniform(-180, 180), rng.uniform(-10, 10)
         # how far this gently curving walk stays free, keeping open space ahead of its end
         s = np.arange(0, want + LOOK_AHEAD_M + 0.05, 0.05)
-        pos, _ = _arc(start, yaw0, curve, s)
+        pos, _ = arc(start, yaw0, curve, s)
         free = world.is_free(torch.as_tensor(pos, dtype=torch.float32), CLEARANCE_M).numpy()
         first_blocked = s[np.argmin(free)] if not free.all() else s[-1] + 0.05
         length = min(want, first_blocked - LOOK_AHEAD_M - 0.05)
@@ -107,63 +100,39 @@ def _out_and_back(world, rng, n):
     length, start, yaw0, curve = best
     if length <= 0:
         raise RuntimeError(f"out_and_back: no free path in {world!r}")
-    out, yaws = _arc(start, yaw0, curve, np.arange(walk + 1) * (length / walk))
-    end = out[-1]
-    pos = [out[:-1], np.repeat(end[None], t, 0), out[1:][::-1], np.repeat(start[None], t + rest, 0)]
-    turn1 = yaws[-2] + np.linspace(0, 180, t + 1)[1:]
-    turn2 = yaws[0] + 180 + np.linspace(0, 180, t + rest + 1)[1:]
-    yaw = np.concatenate([yaws[:-1], turn1, (yaws[:-1] + 180)[::-1], turn2])
+    out, yaws = arc(start, yaw0, curve, np.arange(walk + 1) * (length / walk))
+    # the way back steps through the arc's knots from its far end
+    pos, yaw = retrace(out[:-1], yaws[:-1], t, t + rest, back_pos=out[1:][::-1], home=start)
     pitch = np.full(n, rng.uniform(-5, 5))
-    return np.concatenate(pos), yaw, pitch
+    return pos, yaw, pitch
 
 
 def _loop(world, rng, n):
+    """An ``ellipse_loop`` in free space, slower (smaller) with every failed attempt."""
     for attempt in range(200):
         speed = rng.uniform(0.05, 0.15) * (0.97**attempt)
         perim = speed * max(n - 1, 1)
         aspect = rng.uniform(1.0, 1.5)
-        # ellipse with semi-axes a, b and approximately this perimeter
-        b = perim / (math.pi * (3 * (aspect + 1) - math.sqrt((3 * aspect + 1) * (aspect + 3))))
-        a = aspect * b
         rot = rng.uniform(0, math.pi)
         centre = _free_start(world, rng)
-        # constant speed: place the frames at equal arc lengths along the ellipse
-        dense = np.linspace(0, 2 * math.pi, 2049)
-        arc = np.concatenate(
-            [[0], np.cumsum(np.hypot(a * np.diff(np.cos(dense)), b * np.diff(np.sin(dense))))]
-        )
-        th = np.interp(np.linspace(0, arc[-1], n), arc, dense) * (1 if rng.integers(2) else -1)
-        ex, ez = a * np.cos(th), b * np.sin(th)
-        x = centre[0] + ex * math.cos(rot) - ez * math.sin(rot)
-        z = centre[2] + ex * math.sin(rot) + ez * math.cos(rot)
-        pos = np.stack([x, np.zeros(n), z], -1)
-        if not _path_free(world, pos):
-            continue
-        sgn = np.sign(th[-1]) if n > 1 else 1.0
-        tx, tz = -a * np.sin(th) * sgn, b * np.cos(th) * sgn  # d/d|theta| of (ex, ez)
-        wx = tx * math.cos(rot) - tz * math.sin(rot)
-        wz = tx * math.sin(rot) + tz * math.cos(rot)
-        yaw = np.degrees(np.unwrap(np.arctan2(wx, wz)))
-        pitch = 3 * np.sin(np.linspace(0, 4 * math.pi, n))
-        return pos, yaw, pitch
+        direction = 1 if rng.integers(2) else -1
+        pos, yaw, pitch = ellipse_loop(centre, perim, aspect, rot, n, direction)
+        if _path_free(world, pos):
+            return pos, yaw, pitch
     raise RuntimeError(f"loop: no free path in {world!r}")
 
 
 def _look_around(world, rng, n):
+    """``pan_and_step`` from a start with room around it, facing open space; standing still
+    when no step is free."""
     start = _free_start(world, rng, clearance_m=1.2)
     amp = rng.uniform(90, 150)
-    s = np.linspace(0, 1, n)
-    # yaw: right to +amp, left to -amp, back to 0 (piecewise linear)
-    knots_s = np.array([0, 0.25, 0.75, 1.0])
-    knots_y = np.array([0, amp, -amp, 0]) * (1 if rng.integers(2) else -1)
+    direction = 1 if rng.integers(2) else -1
     yaw0 = _open_heading(world, start, rng)
-    yaw = yaw0 + np.interp(s, knots_s, knots_y)
-    pitch = rng.uniform(5, 15) * np.sin(2 * math.pi * s * 2)
-    # a small step forward and back while looking
+    tilt = rng.uniform(5, 15)
     for _ in range(50):
         step = rng.uniform(0.3, 1.0)
-        hd = _heading(yaw0)
-        pos = start + np.sin(math.pi * s)[:, None] * step * hd
+        pos, yaw, pitch = pan_and_step(start, yaw0, amp, direction, tilt, step, n)
         if _path_free(world, pos):
             return pos, yaw, pitch
         start = _free_start(world, rng, clearance_m=1.2)
@@ -188,8 +157,7 @@ def _orbit(world, rng, n):
             r = max(r, o.spheres[0][3])
         targets.append((c, r))
     order = rng.permutation(len(targets)) if targets else []
-    sign = 1 if rng.integers(2) else -1
-    th = sign * np.linspace(0, 2 * math.pi, n)
+    direction = 1 if rng.integers(2) else -1
     for attempt in range(len(order) * 6 + 60):
         speed = rng.uniform(0.05, 0.15)
         if attempt < len(order) * 6:
@@ -211,18 +179,15 @@ def _orbit(world, rng, n):
             shrink = 0.97 ** (attempt - len(order) * 6)
             radius = max(speed * max(n - 1, 1) / (2 * math.pi) * shrink, 0.45)
             look_y = 0.0
-        pos = centre + radius * np.stack([np.sin(th), np.zeros(n), -np.cos(th)], -1)
-        if not _path_free(world, pos):
-            continue
-        to_c = centre - pos
-        yaw = np.degrees(np.unwrap(np.arctan2(to_c[:, 0], to_c[:, 2])))
-        pitch = np.full(n, -np.degrees(np.arctan2(look_y, radius)))
-        return pos, yaw, pitch
+        pos, yaw, pitch = orbit_circle(centre, radius, n, direction, look_y)
+        if _path_free(world, pos):
+            return pos, yaw, pitch
     raise RuntimeError(f"orbit: no free path in {world!r}")
 
 
 def _random_return(world, rng, n):
-    t, walk, rest = _budget(n)
+    """A steered random walk, and back the same way (``retrace``)."""
+    t, walk, rest = retrace_budget(n, MAX_TURN_DEG)
     speed = rng.uniform(0.06, 0.14)
     p = _free_start(world, rng)
     yaw = _open_heading(world, p, rng)
@@ -244,18 +209,9 @@ def _random_return(world, rng, n):
         p = nxt
         pos.append(p)
         yaws.append(yaw)
-    # walk out, turn around, retrace the path, turn to the first view
-    pos, yaws = np.array(pos[:-1]), np.array(yaws[:-1])
-    end = pos[-1]
-    turn1 = yaws[-1] + np.linspace(0, 180, t + 1)[1:]
-    back_yaw = (yaws + 180)[::-1]
-    turn2 = back_yaw[-1] + np.linspace(0, 180, t + rest + 1)[1:]
-    all_pos = np.concatenate(
-        [pos, np.repeat(end[None], t, 0), pos[::-1], np.repeat(pos[:1], t + rest, 0)]
-    )
-    all_yaw = np.concatenate([yaws, turn1, back_yaw, turn2])
+    pos, yaw = retrace(np.array(pos[:-1]), np.array(yaws[:-1]), t, t + rest)
     pitch = np.full(n, rng.uniform(-5, 5))
-    return all_pos, all_yaw, pitch
+    return pos, yaw, pitch
 
 
 _TRAJECTORIES = {
@@ -283,4 +239,10 @@ def make_trajectory(world: World, kind: str, num_frames: int, seed: int) -> Tens
         raise ValueError(f"make_trajectory: num_frames must be an int >= 2, got {num_frames!r}")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 1 + TRAJECTORY_KINDS.index(kind), 99])
     pos, yaw, pitch = _TRAJECTORIES[kind](world, rng, int(num_frames))
-    return _poses(pos, yaw, pitch)
+    return look_along(pos, yaw, pitch)
+
+
+def free_start_camera(world: World, seed: int) -> Tensor:
+    """A camera c2w ``(4, 4)`` float32 at y = 0 with room around it, facing open space: the
+    first camera of the ``look_around`` path of ``seed`` (8 frames)."""
+    return make_trajectory(world, "look_around", 8, seed)[0]

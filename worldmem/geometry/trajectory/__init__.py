@@ -1,7 +1,7 @@
 """Camera trajectories: the ``Trajectory`` container and its JSON file (``container.py``),
 RealEstate10K camera files (``realestate10k.py``), a compact text language (``language.py``,
-which holds its grammar), and ready-made trajectories that come back to where they started
-(``revisit_paths.py``)."""
+which holds its grammar), and every kind of path that comes back to where it started, with
+ready-made trajectories of them (``revisit_paths.py``)."""
 
 from worldmem.geometry.trajectory.container import MAX_TRAJECTORY_FRAMES, Trajectory
 from worldmem.geometry.trajectory.language import (
@@ -19,10 +19,21 @@ from worldmem.geometry.trajectory.realestate10k import (
 )
 from worldmem.geometry.trajectory.revisit_paths import (
     REVISIT_TRAJECTORIES,
+    arc,
+    ellipse_loop,
+    look_along,
     look_around_and_return,
+    look_up_down,
     loop,
     orbit,
+    orbit_circle,
     out_and_back,
+    pan_and_step,
+    periodic_path,
+    retrace,
+    retrace_budget,
+    strafe,
+    turn_in_place,
 )
 
 __all__ = [
@@ -42,4 +53,15 @@ __all__ = [
     "look_around_and_return",
     "orbit",
     "REVISIT_TRAJECTORIES",
+    "arc",
+    "retrace",
+    "retrace_budget",
+    "ellipse_loop",
+    "orbit_circle",
+    "pan_and_step",
+    "look_along",
+    "periodic_path",
+    "turn_in_place",
+    "strafe",
+    "look_up_down",
 ]
