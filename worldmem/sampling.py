@@ -23,7 +23,7 @@ from worldmem.geometry.trajectory import (
     load_realestate10k,
     trajectory_from_text,
 )
-from worldmem.text_check import check_text
+from worldmem.text_check import check_text, read_text
 
 __all__ = [
     "Job",
@@ -115,10 +115,7 @@ def load_jobs(cfg: SampleConfig) -> list[Job]:
     path = Path(cfg.jobs)
     if not path.is_file():
         raise FileNotFoundError(f"jobs file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path)
     jobs: list[Job] = []
     seen: dict[str, int] = {}  # folder name (case-folded) -> line
     # JSON Lines are separated by "\n" alone: a string may hold U+2028 or U+0085 as they are

@@ -4,11 +4,15 @@ A JSON escape such as ``"\\ud800"`` (or a file name decoded with ``surrogateesca
 Python string with a lone surrogate, which no file, video container or text encoder takes.
 Everything that accepts text from outside (captions, prompts, job fields, config values,
 client messages) refuses it here, at the entry, with the field's name.
+The text files worldmem reads (manifests, jobs files, camera files) are decoded by
+``read_text``, which names the file and the first byte that is not UTF-8.
 """
 
 from __future__ import annotations
 
-__all__ = ["check_text", "invalid_unicode"]
+from pathlib import Path
+
+__all__ = ["check_text", "invalid_unicode", "read_text"]
 
 
 def invalid_unicode(text: str) -> str | None:
@@ -31,3 +35,13 @@ def check_text(text, name: str) -> str:
     if problem is not None:
         raise ValueError(f"{name}: {problem}")
     return text
+
+
+def read_text(path: str | Path) -> str:
+    """The text of the UTF-8 file ``path``; a file that is not UTF-8 is a ``ValueError``
+    naming it and the first bad byte (``"x.jsonl: not UTF-8 text (invalid start byte at byte
+    3)"``)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None

@@ -48,7 +48,7 @@ class FrameSet:
         return self.rgb.shape[1]
 
     def to(self, device) -> FrameSet:
-        return FrameSet(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return _moved(self, device)
 
     @staticmethod
     def empty(B: int, H: int, W: int, device=None) -> FrameSet:
@@ -125,17 +125,7 @@ class Conditioning:
         return H, W
 
     def to(self, device) -> Conditioning:
-        return Conditioning(
-            c2w=self.c2w.to(device),
-            K=self.K.to(device),
-            valid=self.valid.to(device),
-            context=self.context.to(device),
-            keyframes=self.keyframes.to(device),
-            memory_rgb=self.memory_rgb.to(device),
-            memory_depth=self.memory_depth.to(device),
-            memory_mask=self.memory_mask.to(device),
-            caption=list(self.caption),
-        )
+        return _moved(self, device)
 
 
 @dataclass
@@ -209,16 +199,19 @@ class WorldBatch:
         return self.target.rgb.shape[0]
 
     def to(self, device) -> WorldBatch:
-        return WorldBatch(
-            target=self.target.to(device),
-            context=self.context.to(device),
-            keyframes=self.keyframes.to(device),
-            memory_rgb=self.memory_rgb.to(device),
-            memory_depth=self.memory_depth.to(device),
-            memory_mask=self.memory_mask.to(device),
-            caption=list(self.caption),
-            is_revisit=self.is_revisit.to(device),
-        )
+        return _moved(self, device)
+
+
+def _moved(obj, device):
+    """A copy of the dataclass ``obj`` with every tensor (and ``FrameSet``) field on ``device``;
+    lists (captions) are copied."""
+    return type(obj)(
+        **{
+            f.name: list(v) if isinstance(v, list) else v.to(device)
+            for f in fields(obj)
+            for v in [getattr(obj, f.name)]
+        }
+    )
 
 
 def _cat_sets(sets: list[FrameSet]) -> FrameSet:

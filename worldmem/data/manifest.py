@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path, PurePosixPath
 
 from worldmem.data.episode_format import MANIFEST_NAME, SPLITS
-from worldmem.text_check import invalid_unicode
+from worldmem.text_check import invalid_unicode, read_text
 
 __all__ = ["episode_folder", "read_manifest", "update_manifest", "write_manifest"]
 
@@ -99,10 +99,7 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
         raise ValueError(f"{path}: manifest not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path)
     entries = []
     for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():

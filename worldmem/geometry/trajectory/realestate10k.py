@@ -15,6 +15,7 @@ import torch
 
 from worldmem.geometry.camera import se3_inverse
 from worldmem.geometry.trajectory.container import MAX_TRAJECTORY_FRAMES, Trajectory
+from worldmem.text_check import read_text
 
 __all__ = ["load_realestate10k", "realestate10k_camera_lines", "save_realestate10k"]
 
@@ -27,10 +28,7 @@ def realestate10k_camera_lines(path: str | Path) -> list[tuple[int, list[str]]]:
     skipped. Every reader of these files goes through here, so camera i is the same line for
     all of them. A line with the wrong number of fields is a ``ValueError`` naming it."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path)
     out = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
