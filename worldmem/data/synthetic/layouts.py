@@ -88,6 +88,17 @@ def _pillar(rng, x, z, top, bottom, colour, material, round_: bool) -> SceneObje
     )
 
 
+def _floor_box(name, colour, material, x, z, w, dpt, h, floor) -> SceneObject:
+    """A box standing on the floor (y = ``floor``, y points down), centred on (x, z), ``w`` wide
+    (x), ``dpt`` deep (z) and ``h`` high."""
+    return SceneObject(
+        name,
+        colour,
+        boxes=[(x - w / 2, floor - h, z - dpt / 2, x + w / 2, floor, z + dpt / 2)],
+        materials=[material],
+    )
+
+
 def _room_objects(rng, lo, hi, kind: str) -> list[SceneObject]:
     """Free-standing objects for rooms and corridors."""
     floor, ceil = hi[1], lo[1]
@@ -157,15 +168,7 @@ def _room_objects(rng, lo, hi, kind: str) -> list[SceneObject]:
                 continue
             x, z = spot
             m = _material(rng, _pick(rng, ("wooden", "plain", "striped")), colour)
-            half = h / 2
-            objs.append(
-                SceneObject(
-                    "crate",
-                    colour,
-                    boxes=[(x - half, floor - h, z - half, x + half, floor, z + half)],
-                    materials=[m],
-                )
-            )
+            objs.append(_floor_box("crate", colour, m, x, z, h, h, h, floor))
         elif what == "table":
             w, dpt, h = float(rng.uniform(0.8, 1.6)), float(rng.uniform(0.6, 0.9)), 0.75
             spot = placer.place(0.5 * math.hypot(w, dpt), corridor_clear)
@@ -175,14 +178,7 @@ def _room_objects(rng, lo, hi, kind: str) -> list[SceneObject]:
             if rng.integers(2):
                 w, dpt = dpt, w
             m = _material(rng, _pick(rng, ("wooden", "plain", "checkered")), colour)
-            objs.append(
-                SceneObject(
-                    "table",
-                    colour,
-                    boxes=[(x - w / 2, floor - h, z - dpt / 2, x + w / 2, floor, z + dpt / 2)],
-                    materials=[m],
-                )
-            )
+            objs.append(_floor_box("table", colour, m, x, z, w, dpt, h, floor))
         else:  # statue: a pedestal box with a sphere on top
             r = float(rng.uniform(0.2, 0.35))
             spot = placer.place(0.45, corridor_clear)
@@ -289,14 +285,7 @@ def _plaza_objects(rng, lo, hi) -> list[SceneObject]:
             float(rng.uniform(2.2, 3.0)),
         )
         m = _material(rng, _pick(rng, ("striped", "plain", "brick")), colour)
-        objs.append(
-            SceneObject(
-                "kiosk",
-                colour,
-                boxes=[(x - w / 2, floor - h, z - dpt / 2, x + w / 2, floor, z + dpt / 2)],
-                materials=[m],
-            )
-        )
+        objs.append(_floor_box("kiosk", colour, m, x, z, w, dpt, h, floor))
     n_lamps = int(rng.integers(0, 5))
     lamp_colour = _pick(rng, ("black", "grey", "navy"))
     for _ in range(n_lamps):
