@@ -1,0 +1,19 @@
+"""Small tensor helpers shared by the spatial memory's modules."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["flat_nonzero"]
+
+
+def flat_nonzero(mask: Tensor) -> Tensor:
+    """Positions of the True entries of a bool ``mask`` read as one flat array: ``(M,)`` int64,
+    ascending (what ``mask.flatten().nonzero().squeeze(1)`` gives). On CPU numpy's
+    ``flatnonzero`` does it several times faster than ``torch.nonzero`` (measured 5-7x on
+    10^4-10^6 entries), and the splat calls it a dozen times per render."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()).astype(np.int64, copy=False))
+    return mask.flatten().nonzero().squeeze(1)
