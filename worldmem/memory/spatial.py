@@ -64,6 +64,7 @@ from worldmem.memory._checks import (
     check_step,
     expect,
 )
+from worldmem.memory._tensor_ops import flat_nonzero
 from worldmem.memory.eviction import eviction_mask
 from worldmem.memory.frame_samples import check_frames, frame_samples
 from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
@@ -261,12 +262,12 @@ class SpatialMemory:
         # 1. back-project every pixel; footprint, quality and splat radius of the views
         pts, foot, qual, rad = frame_samples(depth, valid, c2w, K, self.cfg)
 
-        # 2. carve stored samples the new frames see through, then drop them; a generated
-        # pixel in the free space of a kept observed view contradicts it and is not added
+        # 2. carve stored samples the new frames see through (fusion ignores those below
+        # min_confidence); a generated pixel in the free space of a kept observed view
+        # contradicts it and is not added
         free = torch.where(seen, depth, 0.0)  # 0 never carves
         dmin = min_depth_window(free)
-        self._carve(free, dmin, c2w, K, observed)
-        self._drop_and_evict(None, evict=False)
+        self._carve(free, dmin, c2w, K, observed)  # carved samples go with the others in 4.
         if not observed and len(self._free):
             at = valid.nonzero(as_tuple=True)
             wrong = self._free.contradicts(pts[at])
@@ -290,7 +291,8 @@ class SpatialMemory:
                 observed,
             )
 
-        # 4. drop replaced samples and enforce the cap; keep an observed view's free space
+        # 4. drop carved and replaced samples and enforce the cap; keep an observed view's
+        # free space
         self._drop_and_evict(step)
         if observed:
             self._free.add(dmin, c2w, K)
@@ -421,11 +423,13 @@ class SpatialMemory:
             self._conf[j] *= self.cfg.carve_factor ** c.float()
 
     # ------------------------------------------------------------------ dropping
-    def _drop_and_evict(self, step: int | None = None, evict: bool = True) -> None:
+    def _drop_and_evict(self, step: int | None = None) -> None:
+        """Remove the samples below ``min_confidence`` (carved or replaced), then the excess
+        over ``max_points`` in eviction order."""
         n = self._n
         drop = self._conf[:n] < self.cfg.min_confidence
         excess = n - int(drop.sum()) - self.cfg.max_points
-        if evict and excess > 0:
+        if excess > 0:
             drop |= eviction_mask(self._last[:n], self._obs[:n], self._qual[:n], drop, excess, step)
         if bool(drop.any()):
             self._remove(drop)
@@ -433,15 +437,16 @@ class SpatialMemory:
     def _remove(self, drop: Tensor) -> None:
         """Remove points ``drop (N,) bool``, compacting the arrays and the sorted index."""
         n = self._n
-        keep = ~drop
-        m = int(keep.sum())
-        remap = torch.cumsum(keep.long(), 0) - 1
-        self._pos[:, :m] = self._pos[:, :n][:, keep]
+        kept = flat_nonzero(~drop)
+        m = kept.numel()
+        self._pos[:, :m] = self._pos[:, :n].index_select(1, kept)
         for buf in self._buffers():
-            buf[:m] = buf[:n][keep]
-        k2 = keep[self._sidx]
-        self._skeys = self._skeys[k2]
-        self._sidx = remap[self._sidx[k2]]
+            buf[:m] = buf[:n].index_select(0, kept)
+        remap = torch.empty(n, dtype=torch.int64, device=self.device)  # read only where kept
+        remap[kept] = torch.arange(m, device=self.device)
+        slots = flat_nonzero(~drop.index_select(0, self._sidx))  # index entries of kept samples
+        self._skeys = self._skeys.index_select(0, slots)
+        self._sidx = remap.index_select(0, self._sidx.index_select(0, slots))
         self._blocks = None
         self._n = m
 
@@ -486,7 +491,8 @@ class SpatialMemory:
         self, c2w: Tensor, K: Tensor, H: int, W: int, alive_only: bool = False
     ) -> tuple[Tensor, Tensor]:
         """Winning sample per pixel ``(V*H*W,)`` (-1: empty) and its depth, for the torch
-        backend. ``alive_only`` skips samples replaced earlier in the current insert."""
+        backend. ``alive_only`` skips the samples the current insert will drop (carved below
+        ``min_confidence`` or replaced)."""
         cfg = self.cfg
         V = c2w.shape[0]
         far = torch.full((V,), float("inf"), device=self.device)
@@ -496,14 +502,15 @@ class SpatialMemory:
             else self._sidx
         )
         if alive_only:
-            idx = idx[self._conf[idx] != _DEAD]
+            alive = self._conf.index_select(0, idx) >= cfg.min_confidence  # _DEAD is below
+            idx = idx.index_select(0, flat_nonzero(alive))
         if idx.numel() == 0:  # nothing stored, or nothing near the views
             return (
                 torch.full((V * H * W,), -1, dtype=torch.int64, device=self.device),
                 torch.zeros(V * H * W, device=self.device),
             )
         index, depth = zbuffer(
-            self._pos[:, idx],
+            self._pos.index_select(1, idx),
             c2w,
             K,
             H,
@@ -513,11 +520,11 @@ class SpatialMemory:
             max_radius_px=cfg.max_splat_radius_px,
             min_radius_px=cfg.min_splat_radius_px,
             near_m=cfg.near_m,
-            radius_m=self._rad[idx],
-            rank=(~self._obs[idx]).long(),
+            radius_m=self._rad.index_select(0, idx),
+            rank=(~self._obs.index_select(0, idx)).long(),
             surface_tol_rel=cfg.surface_tol_rel,
         )
-        return torch.where(index >= 0, idx[index.clamp(min=0)], -1), depth
+        return torch.where(index >= 0, idx.index_select(0, index.clamp(min=0)), -1), depth
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
