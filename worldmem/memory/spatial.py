@@ -316,28 +316,29 @@ class SpatialMemory:
         """Fuse one frame (``pts (H, W, 3)``, ``rgb (3, H, W)``, ``depth, foot, qual, rad,
         valid (H, W)``, ``c2w (4, 4)``, ``K (3, 3)``); returns the number of samples added."""
         H, W = valid.shape
-        pix = valid.flatten().nonzero().squeeze(1)  # (M,) valid pixels
+        pix = flat_nonzero(valid)  # (M,) valid pixels
         if pix.numel() == 0:
             return 0
-        zn = depth.flatten()[pix]
-        q = qual.flatten()[pix]
+        zn = depth.flatten().index_select(0, pix)
+        q = qual.flatten().index_select(0, pix)
+        cols = rgb.flatten(1).index_select(1, pix).T.clamp(0, 1)  # (M, 3)
         add = torch.ones_like(pix, dtype=torch.bool)
         if self._n:
             cfg = self.cfg
             win, zw = self._splat(c2w[None], K[None], H, W, alive_only=True)
-            w, zw = win[pix], zw[pix]
+            w, zw = win.index_select(0, pix), zw.index_select(0, pix)
             has = w >= 0
             wi = w.clamp(min=0)
             same = has & ((zw - zn).abs() <= cfg.surface_tol_rel * zn)
             # how far the stored sample projects from the new pixel's centre
-            cam = se3_inverse(c2w[None])[0, :3] @ F.pad(self._pos[:, wi], (0, 0, 0, 1), value=1.0)
+            pos = F.pad(self._pos.index_select(1, wi), (0, 0, 0, 1), value=1.0)
+            cam = se3_inverse(c2w[None])[0, :3] @ pos
             uvz = K @ cam  # (3, M)
             du = uvz[0] / uvz[2] - (pix % W + 0.5)
             dv = uvz[1] / uvz[2] - (pix // W + 0.5)
             near = same & (du.square() + dv.square() < cfg.dedup_radius_px**2)
-            cols = rgb.flatten(1).T[pix].clamp(0, 1)
-            alike = (cols - self._rgb[wi]).abs().amax(1) <= cfg.dedup_colour_tol
-            old_obs, old_q = self._obs[wi], self._qual[wi]
+            alike = (cols - self._rgb.index_select(0, wi)).abs().amax(1) <= cfg.dedup_colour_tol
+            old_obs, old_q = self._obs.index_select(0, wi), self._qual.index_select(0, wi)
             ratio = cfg.replace_quality_ratio
             if observed:
                 replace = near & ((q < ratio * old_q) | ~old_obs)
@@ -348,26 +349,27 @@ class SpatialMemory:
             if bool(replace.any()):
                 dead = w[replace]
                 self._conf[dead] = _DEAD
-                skip &= self._conf[wi] != _DEAD  # their other pixels are added too
+                skip &= self._conf.index_select(0, wi) != _DEAD  # their other pixels are added
             seen_again = torch.unique(w[skip & same])
             self._last[seen_again] = step
             if observed:
                 self._conf[seen_again] = (self._conf[seen_again] + 1).clamp(max=cfg.max_confidence)
             add = ~skip
-        sel = pix[add]
-        m = sel.numel()
+        new = flat_nonzero(add)  # of the valid pixels
+        m = new.numel()
         if m == 0:
             return 0
+        sel = pix.index_select(0, new)
         n = self._n
         self._reserve(n + m)
-        p = pts.reshape(-1, 3)[sel]
+        p = pts.reshape(-1, 3).index_select(0, sel)
         self._pos[:, n : n + m] = p.T
-        self._rgb[n : n + m] = rgb.flatten(1).T[sel].clamp(0, 1)
+        self._rgb[n : n + m] = cols.index_select(0, new)
         self._conf[n : n + m] = 1.0
         self._last[n : n + m] = step
-        self._foot[n : n + m] = foot.flatten()[sel]
-        self._qual[n : n + m] = qual.flatten()[sel]
-        self._rad[n : n + m] = rad.flatten()[sel]
+        self._foot[n : n + m] = foot.flatten().index_select(0, sel)
+        self._qual[n : n + m] = q.index_select(0, new)
+        self._rad[n : n + m] = rad.flatten().index_select(0, sel)
         self._obs[n : n + m] = observed
         keys = voxel_keys(torch.floor(p / self.cfg.voxel_size_m).long())
         self._key[n : n + m] = keys

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from worldmem.geometry.camera import se3_inverse
+from worldmem.memory._tensor_ops import flat_nonzero
 
 __all__ = [
     "GRID_HALF_VOXELS",
@@ -76,10 +77,11 @@ def insert_sorted(skeys: Tensor, sidx: Tensor, keys: Tensor, first: int) -> tupl
     at = torch.searchsorted(skeys, keys, right=True) + torch.arange(m, device=dev)
     old_slot = torch.ones(n + m, dtype=torch.bool, device=dev)
     old_slot[at] = False
+    old_at = flat_nonzero(old_slot)
     sk = torch.empty(n + m, dtype=torch.int64, device=dev)
     si = torch.empty(n + m, dtype=torch.int64, device=dev)
-    sk[old_slot], si[old_slot] = skeys, sidx
-    sk[at], si[at] = keys, first + order
+    sk.index_copy_(0, old_at, skeys).index_copy_(0, at, keys)
+    si.index_copy_(0, old_at, sidx).index_copy_(0, at, first + order)
     return sk, si
 
 
