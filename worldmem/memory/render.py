@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.geometry.camera import se3_inverse
@@ -358,9 +357,8 @@ def zbuffer(
         empty = torch.zeros(V, Hp, Wp, dtype=torch.bool, device=dev)
         empty[inner] = zbuf.view(V, Hp, Wp)[inner] == _EMPTY
         if bool(empty.any()):
-            reach = math.ceil(fill_r - 0.5)
-            near_hole = F.max_pool2d(empty[:, None].float(), 2 * reach + 1, 1, reach).view(-1)
-            g = flat_nonzero((r < fill_r) & (near_hole.index_select(0, own) > 0))
+            near_hole = _dilate(empty, math.ceil(fill_r - 0.5)).view(-1)  # reach <= R
+            g = flat_nonzero((r < fill_r) & near_hole.index_select(0, own))
             if g.numel():
                 own_g, key_g, r_g, fu_g, fv_g = _take(g, own, key, r, fu, fv)
                 filled = torch.full_like(zbuf, _EMPTY)
@@ -378,6 +376,24 @@ def zbuffer(
         return t.view(V, Hp, Wp)[:, pad : pad + H, pad : pad + W].reshape(-1)
 
     return crop(index), crop(depth)
+
+
+def _dilate(mask: Tensor, reach: int) -> Tensor:
+    """``(V, H, W)`` bool: any of ``mask (V, H, W)`` within ``reach`` pixels (a (2 reach + 1)^2
+    window), computed on slices; the outer ring of width ``reach`` is left False (the callers'
+    masks are False there and nothing reads it)."""
+    H, W = mask.shape[1:]
+    rows = mask[:, :, reach : W - reach].clone()  # (V, H, W - 2 reach)
+    for d in range(1, reach + 1):
+        rows |= mask[:, :, reach - d : W - reach - d]
+        rows |= mask[:, :, reach + d : W - reach + d]
+    out = torch.zeros_like(mask)
+    core = out[:, reach : H - reach, reach : W - reach]
+    core.copy_(rows[:, reach : H - reach])
+    for d in range(1, reach + 1):
+        core |= rows[:, reach - d : H - reach - d]
+        core |= rows[:, reach + d : H - reach + d]
+    return out
 
 
 def _take(idx: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:

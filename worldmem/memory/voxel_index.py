@@ -127,12 +127,13 @@ def frustum_candidates(
         ((H + pad_px - cy) / fy, y, -1.0),
     ):
         hit &= sign * (coord - a * z) / torch.sqrt(1 + a * a) >= -radius
-    hit = hit.any(0)  # (B,)
-    s, c = starts[hit], counts[hit]
-    if c.numel() == 0:
+    hit = flat_nonzero(hit.any(0))  # (B,) -> blocks in view
+    if hit.numel() == 0:
         return torch.zeros(0, dtype=torch.int64, device=sidx.device)
-    if c.numel() == counts.numel():
+    if hit.numel() == counts.numel():
         return sidx
-    total = int(c.sum())
-    shift = torch.repeat_interleave(s - (torch.cumsum(c, 0) - c), c)
-    return sidx[torch.arange(total, device=sidx.device) + shift]
+    s, c = starts.index_select(0, hit), counts.index_select(0, hit)
+    ends = torch.cumsum(c, 0)
+    total = int(ends[-1])
+    shift = torch.repeat_interleave(s - (ends - c), c)
+    return sidx.index_select(0, torch.arange(total, device=sidx.device) + shift)
