@@ -41,7 +41,8 @@ the block-major index), and an O(N) compaction only when samples go. N never exc
 ``max_points``, so the cost per insert is bounded however long the video.
 
 Beside this module: the voxel index (``voxel_index``), the per-pixel samples of a new frame
-(``frame_samples``), the eviction order (``eviction``) and the files (``spatial_file``).
+(``frame_samples``), the fusion test (``fusion``), the eviction order (``eviction``) and the
+files (``spatial_file``).
 
 Cameras follow ``worldmem.geometry.camera`` (OpenCV, c2w, K in pixels, z-depth in metres).
 """
@@ -52,11 +53,9 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.config import MemoryConfig, from_dict
-from worldmem.geometry.camera import se3_inverse
 from worldmem.memory._checks import (
     check_cameras,
     check_memory_config,
@@ -68,6 +67,7 @@ from worldmem.memory._tensor_ops import flat_nonzero
 from worldmem.memory.eviction import eviction_mask
 from worldmem.memory.frame_samples import check_frames, frame_samples
 from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
+from worldmem.memory.fusion import repeat_test
 from worldmem.memory.render import (
     MemoryRender,
     compose,
@@ -319,37 +319,22 @@ class SpatialMemory:
         pix = flat_nonzero(valid)  # (M,) valid pixels
         if pix.numel() == 0:
             return 0
+        cfg = self.cfg
         zn = depth.flatten().index_select(0, pix)
         q = qual.flatten().index_select(0, pix)
         cols = rgb.flatten(1).index_select(1, pix).T.clamp(0, 1)  # (M, 3)
         add = torch.ones_like(pix, dtype=torch.bool)
         if self._n:
-            cfg = self.cfg
             win, zw = self._splat(c2w[None], K[None], H, W, alive_only=True)
-            w, zw = win.index_select(0, pix), zw.index_select(0, pix)
-            has = w >= 0
-            wi = w.clamp(min=0)
-            same = has & ((zw - zn).abs() <= cfg.surface_tol_rel * zn)
-            # how far the stored sample projects from the new pixel's centre
-            pos = F.pad(self._pos.index_select(1, wi), (0, 0, 0, 1), value=1.0)
-            cam = se3_inverse(c2w[None])[0, :3] @ pos
-            uvz = K @ cam  # (3, M)
-            du = uvz[0] / uvz[2] - (pix % W + 0.5)
-            dv = uvz[1] / uvz[2] - (pix // W + 0.5)
-            near = same & (du.square() + dv.square() < cfg.dedup_radius_px**2)
-            alike = (cols - self._rgb.index_select(0, wi)).abs().amax(1) <= cfg.dedup_colour_tol
-            old_obs, old_q = self._obs.index_select(0, wi), self._qual.index_select(0, wi)
-            ratio = cfg.replace_quality_ratio
-            if observed:
-                replace = near & ((q < ratio * old_q) | ~old_obs)
-                skip = near & alike & ~replace
-            else:  # refine generated samples; never touch observed ones
-                replace = near & ~old_obs & (q * ratio <= old_q)
-                skip = (near & alike & ~replace) | (has & old_obs)
+            w = win.index_select(0, pix)
+            stored = (self._pos, self._rgb, self._obs, self._qual)
+            same, replace, skip = repeat_test(
+                pix, W, zn, q, cols, w, zw.index_select(0, pix), stored, c2w, K, cfg, observed
+            )
             if bool(replace.any()):
                 dead = w[replace]
-                self._conf[dead] = _DEAD
-                skip &= self._conf.index_select(0, wi) != _DEAD  # their other pixels are added
+                self._conf[dead] = _DEAD  # the other pixels they win are added too
+                skip &= self._conf.index_select(0, w.clamp(min=0)) != _DEAD
             seen_again = torch.unique(w[skip & same])
             self._last[seen_again] = step
             if observed:
