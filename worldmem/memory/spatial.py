@@ -92,6 +92,16 @@ from worldmem.memory.voxel_index import (
 __all__ = ["SpatialMemory", "voxel_keys", "keys_to_voxels"]
 
 _DEAD = -1.0  # confidence of a sample replaced during this insert (dropped at its end)
+_FIELDS = (  # per-sample buffers besides the positions: attribute, state entry, dtype, shape
+    ("_rgb", "rgb", torch.float32, (3,)),
+    ("_conf", "confidence", torch.float32, ()),
+    ("_last", "last_seen", torch.int64, ()),
+    ("_key", "voxel_keys", torch.int64, ()),
+    ("_foot", "footprint", torch.float32, ()),  # world size of the pixel (depth / fx)
+    ("_qual", "quality", torch.float32, ()),  # footprint / cos(incidence)
+    ("_obs", "observed", torch.bool, ()),
+    ("_rad", "splat_radius", torch.float32, ()),  # splat radius (0 on silhouettes)
+)
 
 
 class SpatialMemory:
@@ -123,32 +133,17 @@ class SpatialMemory:
         self._sidx = torch.zeros(0, dtype=torch.int64, device=self.device)  # their points
         self._blocks: tuple[Tensor, Tensor, Tensor] | None = None  # see _block_table
         self._free = FreeSpace(cfg.free_space_views, cfg.surface_tol_rel, cfg.near_m, self.device)
+        self._last_render: tuple | None = None  # see _rendered
 
     # ------------------------------------------------------------------ storage
     def _alloc(self, capacity: int) -> None:
-        dev = self.device
-        self._pos = torch.zeros(3, capacity, device=dev)  # positions as rows x, y, z
-        self._rgb = torch.zeros(capacity, 3, device=dev)
-        self._conf = torch.zeros(capacity, device=dev)
-        self._last = torch.zeros(capacity, dtype=torch.int64, device=dev)
-        self._key = torch.zeros(capacity, dtype=torch.int64, device=dev)
-        self._foot = torch.zeros(capacity, device=dev)  # world size of the pixel (depth / fx)
-        self._qual = torch.zeros(capacity, device=dev)  # footprint / cos(incidence)
-        self._obs = torch.zeros(capacity, dtype=torch.bool, device=dev)
-        self._rad = torch.zeros(capacity, device=dev)  # splat radius (0 on silhouettes)
+        self._pos = torch.zeros(3, capacity, device=self.device)  # positions as rows x, y, z
+        for attr, _, dtype, shape in _FIELDS:
+            setattr(self, attr, torch.zeros(capacity, *shape, dtype=dtype, device=self.device))
 
     def _buffers(self) -> tuple[Tensor, ...]:
         """The per-sample buffers indexed along their first axis (all but ``_pos``)."""
-        return (
-            self._rgb,
-            self._conf,
-            self._last,
-            self._key,
-            self._foot,
-            self._qual,
-            self._obs,
-            self._rad,
-        )
+        return tuple(getattr(self, attr) for attr, _, _, _ in _FIELDS)
 
     def _reserve(self, needed: int) -> None:
         """Grow the point buffers geometrically so appends are amortised O(new points)."""
@@ -265,19 +260,25 @@ class SpatialMemory:
         # 2. carve stored samples the new frames see through (fusion ignores those below
         # min_confidence); a generated pixel in the free space of a kept observed view
         # contradicts it and is not added
+        cached, self._last_render = self._last_render, None
         free = torch.where(seen, depth, 0.0)  # 0 never carves
         dmin = min_depth_window(free)
-        self._carve(free, dmin, c2w, K, observed)  # carved samples go with the others in 4.
+        if self._carve(free, dmin, c2w, K, observed):  # dropped with the others in 4.
+            cached = None
         if not observed and len(self._free):
             at = valid.nonzero(as_tuple=True)
             wrong = self._free.contradicts(pts[at])
             valid = valid.clone()
             valid[tuple(i[wrong] for i in at)] = False
 
-        # 3. fuse frame by frame: each one is tested against all that came before it
+        # 3. fuse frame by frame: each one is tested against all that came before it (the
+        # first against the last render when it was made at its camera)
         added = 0
         for f in range(rgb.shape[0]):
+            H, W = valid.shape[1:]
+            seen_now = self._rendered(cached, c2w[f], K[f], H, W) if f == 0 else None
             added += self._fuse(
+                seen_now,
                 pts[f],
                 rgb[f],
                 depth[f],
@@ -301,6 +302,7 @@ class SpatialMemory:
 
     def _fuse(
         self,
+        rendered: tuple[Tensor, Tensor] | None,
         pts: Tensor,
         rgb: Tensor,
         depth: Tensor,
@@ -314,7 +316,8 @@ class SpatialMemory:
         observed: bool,
     ) -> int:
         """Fuse one frame (``pts (H, W, 3)``, ``rgb (3, H, W)``, ``depth, foot, qual, rad,
-        valid (H, W)``, ``c2w (4, 4)``, ``K (3, 3)``); returns the number of samples added."""
+        valid (H, W)``, ``c2w (4, 4)``, ``K (3, 3)``); returns the number of samples added.
+        ``rendered``: the memory's winners and depths at the camera, if already known."""
         H, W = valid.shape
         pix = flat_nonzero(valid)  # (M,) valid pixels
         if pix.numel() == 0:
@@ -325,7 +328,7 @@ class SpatialMemory:
         cols = rgb.flatten(1).index_select(1, pix).T.clamp(0, 1)  # (M, 3)
         add = torch.ones_like(pix, dtype=torch.bool)
         if self._n:
-            win, zw = self._splat(c2w[None], K[None], H, W, alive_only=True)
+            win, zw = rendered or self._splat(c2w[None], K[None], H, W, alive_only=True)
             w = win.index_select(0, pix)
             stored = (self._pos, self._rgb, self._obs, self._qual)
             same, replace, skip = repeat_test(
@@ -382,32 +385,37 @@ class SpatialMemory:
             blocks, self._sidx, c2w, K, H, W, far, cfg.near_m, cfg.voxel_size_m, pad_px
         )
 
-    def _carve(self, free: Tensor, dmin: Tensor, c2w: Tensor, K: Tensor, observed: bool) -> None:
+    def _carve(self, free: Tensor, dmin: Tensor, c2w: Tensor, K: Tensor, observed: bool) -> bool:
         """Decay the confidence of stored samples that the frames (free-space depth ``free
         (F, H, W)``, 0 where unknown; ``dmin`` its ``min_depth_window``) see through.
         Observed frames decay observed samples by ``carve_factor`` per frame and drop
-        generated ones; generated frames decay only generated samples."""
+        generated ones; generated frames decay only generated samples. Returns whether a
+        sample fell below ``min_confidence`` (fusion then ignores it)."""
         if self._n == 0 or self.cfg.carve_factor >= 1:
-            return
+            return False
         H, W = free.shape[1:]
         far = free.flatten(1).amax(1) / (1 + self.cfg.carve_margin_rel)  # farthest carvable z
         if not bool((far > self.cfg.near_m).any()):
-            return
+            return False
         idx = self._frustum_candidates(c2w, K, H, W, far)
         if idx.numel() == 0:
-            return
+            return False
         cfg = self.cfg
-        count = see_through(self._pos[:, idx], c2w, K, dmin, cfg.carve_margin_rel, cfg.near_m)
-        hit = count.nonzero().squeeze(1)
-        if hit.numel():
-            j, c = idx[hit], count[hit]
-            gen = ~self._obs[j]
-            if observed:  # an observed view proves a generated surface wrong at once
-                self._conf[j[gen]] = _DEAD
-                j, c = j[~gen], c[~gen]
-            else:
-                j, c = j[gen], c[gen]
-            self._conf[j] *= self.cfg.carve_factor ** c.float()
+        pos = self._pos.index_select(1, idx)
+        count = see_through(pos, c2w, K, dmin, cfg.carve_margin_rel, cfg.near_m)
+        hit = flat_nonzero(count > 0)
+        if hit.numel() == 0:
+            return False
+        touched, c = idx.index_select(0, hit), count.index_select(0, hit)
+        j = touched
+        gen = ~self._obs.index_select(0, j)
+        if observed:  # an observed view proves a generated surface wrong at once
+            self._conf[j[gen]] = _DEAD
+            j, c = j[~gen], c[~gen]
+        else:
+            j, c = j[gen], c[gen]
+        self._conf[j] *= self.cfg.carve_factor ** c.float()
+        return bool((self._conf.index_select(0, touched) < cfg.min_confidence).any())
 
     # ------------------------------------------------------------------ dropping
     def _drop_and_evict(self, step: int | None = None) -> None:
@@ -472,7 +480,21 @@ class SpatialMemory:
                 observed=self.observed,
             )
         index, depth = self._splat(c2w, K, height, width)
+        self._last_render = (c2w.clone(), K.clone(), height, width, index, depth.clone())
         return compose(index, depth, self._rgb, c2w.shape[0], height, width, self._obs)
+
+    def _rendered(self, cached: tuple | None, c2w: Tensor, K: Tensor, H: int, W: int):
+        """The winners and depths ``(H*W,)`` of ``_splat`` at one camera (``c2w (4, 4)``, ``K
+        (3, 3)``) taken from ``cached`` (a ``render`` since which no sample changed: the
+        pipeline renders a chunk's cameras, then inserts the chunk's frames), or None when it
+        holds no such view."""
+        if cached is None or cached[2:4] != (H, W):
+            return None
+        for v, (c, k) in enumerate(zip(cached[0], cached[1])):
+            if torch.equal(c, c2w) and torch.equal(k, K):
+                at = slice(v * H * W, (v + 1) * H * W)
+                return cached[4][at], cached[5][at]
+        return None
 
     def _splat(
         self, c2w: Tensor, K: Tensor, H: int, W: int, alive_only: bool = False
@@ -519,14 +541,7 @@ class SpatialMemory:
         n = self._n
         return {
             "xyz": self._pos[:, :n].T.clone(memory_format=torch.contiguous_format),
-            "rgb": self._rgb[:n].clone(),
-            "confidence": self._conf[:n].clone(),
-            "last_seen": self._last[:n].clone(),
-            "voxel_keys": self._key[:n].clone(),
-            "footprint": self._foot[:n].clone(),
-            "quality": self._qual[:n].clone(),
-            "observed": self._obs[:n].clone(),
-            "splat_radius": self._rad[:n].clone(),
+            **{key: getattr(self, attr)[:n].clone() for attr, key, _, _ in _FIELDS},
             "next_step": int(self._next_step),
             "voxel_size_m": float(self.cfg.voxel_size_m),
             **self._free.state_dict(),
@@ -542,15 +557,10 @@ class SpatialMemory:
         skeys, sidx = torch.sort(keys, stable=True)
         self._alloc(max(n, 1024))
         self._pos[:, :n] = state["xyz"].to(self.device, torch.float32).T
-        self._rgb[:n] = state["rgb"].to(self.device, torch.float32)
-        self._conf[:n] = state["confidence"].to(self.device, torch.float32)
-        self._last[:n] = state["last_seen"].to(self.device, torch.int64)
-        self._key[:n] = keys
-        self._foot[:n] = state["footprint"].to(self.device, torch.float32)
-        self._qual[:n] = state["quality"].to(self.device, torch.float32)
-        self._obs[:n] = state["observed"].to(self.device)
-        self._rad[:n] = state["splat_radius"].to(self.device, torch.float32)
+        for attr, key, dtype, _ in _FIELDS:
+            getattr(self, attr)[:n] = state[key].to(self.device, dtype)
         self._skeys, self._sidx, self._n = skeys, sidx, n
+        self._last_render = None
         self._blocks = None
         self._next_step = next_step
         self._free.views = free_views
