@@ -338,7 +338,7 @@ class SpatialMemory:
                 dead = w[replace]
                 self._conf[dead] = _DEAD  # the other pixels they win are added too
                 skip &= self._conf.index_select(0, w.clamp(min=0)) != _DEAD
-            seen_again = torch.unique(w[skip & same])
+            seen_again = w[skip & same]  # repeats write the same value: no need for unique
             self._last[seen_again] = step
             if observed:
                 self._conf[seen_again] = (self._conf[seen_again] + 1).clamp(max=cfg.max_confidence)
