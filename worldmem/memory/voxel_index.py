@@ -120,13 +120,12 @@ def frustum_candidates(
     hit = (z > near_m - radius) & (z < far[:, None] + radius)
     # four side planes through the camera centre (x/z >= (-pad - cx)/fx, ...): a block is
     # out only when its bounding sphere is entirely on the outer side of one of them
-    for a, coord, sign in (
-        ((-pad_px - cx) / fx, x, 1.0),
-        ((W + pad_px - cx) / fx, x, -1.0),
-        ((-pad_px - cy) / fy, y, 1.0),
-        ((H + pad_px - cy) / fy, y, -1.0),
-    ):
-        hit &= sign * (coord - a * z) / torch.sqrt(1 + a * a) >= -radius
+    a = torch.stack(
+        [(-pad_px - cx) / fx, (W + pad_px - cx) / fx, (-pad_px - cy) / fy, (H + pad_px - cy) / fy]
+    )  # (4, F, 1)
+    coord = torch.stack([x, x, y, y])  # (4, F, B)
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0], device=a.device, dtype=a.dtype)[:, None, None]
+    hit &= (sign * (coord - a * z) / torch.sqrt(1 + a * a) >= -radius).all(0)
     hit = flat_nonzero(hit.any(0))  # (B,) -> blocks in view
     if hit.numel() == 0:
         return torch.zeros(0, dtype=torch.int64, device=sidx.device)
