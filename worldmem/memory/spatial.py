@@ -34,11 +34,13 @@ its front surface that fall inside it, an observed one first, then the one close
 centre. At a camera the memory was filled from, each pixel's own sample is that one.
 
 Cost of ``insert`` for M valid new pixels and N stored samples: the render at the new
-cameras (O(blocks + samples near the frusta), bounded by ``max_points``), O(M) decisions,
-a merge of the new keys into the sorted index (one O(N) int64 copy per frame), carving of
-the samples near the new frusta (8^3-cell blocks of ``voxel_size_m``, contiguous ranges of
-the block-major index), and an O(N) compaction only when samples go. N never exceeds
-``max_points``, so the cost per insert is bounded however long the video.
+cameras (O(blocks + samples near the frusta), bounded by ``max_points``; the first frame takes
+it from a ``render`` just made at its camera, as the pipeline makes one for every chunk, when
+carving dropped nothing), O(M) decisions, a merge of the new keys into the sorted index (one
+O(N) int64 copy per frame), carving of the samples near the new frusta (8^3-cell blocks of
+``voxel_size_m``, contiguous ranges of the block-major index), and one O(N) compaction when
+samples go. N never exceeds ``max_points``, so the cost per insert is bounded however long
+the video.
 
 Beside this module: the voxel index (``voxel_index``), the per-pixel samples of a new frame
 (``frame_samples``), the fusion test (``fusion``), the eviction order (``eviction``) and the
