@@ -145,23 +145,29 @@ def _scatter_footprints(
     fv: Tensor,
     row_stride: int,
     max_radius_px: int,
+    uniform: bool = False,
 ) -> None:
     """Scatter (amin) each point's key into the pixels around its own one that its footprint
     covers: centre closer than ``r`` to the point. Points are flat ``(n,)`` arrays: own pixel
     ``pix`` (flat index into ``zbuf``, a padded buffer of ``row_stride`` columns in which every
     offset up to ``max_radius_px`` stays inside the point's view), key, radius ``r`` (all above
-    ``_OWN_PIXEL_RADIUS_PX``) and position inside the own pixel ``fu, fv`` in [0, 1).
+    ``_OWN_PIXEL_RADIUS_PX``; ``uniform``: all the same) and position inside the own pixel
+    ``fu, fv`` in [0, 1).
 
     Level by level (``_footprint_levels``), only the points whose radius exceeds the level's
     threshold are tested; consecutive levels are tested in one batch (the eight neighbours
     always, later levels while the pairs fit ``_BATCH_PAIRS``), each hit kept only if its
-    point reaches its level, so the pixels written are those of a level-by-level pass."""
+    point reaches its level, so the pixels written are those of a level-by-level pass. With
+    one radius for all, the levels it reaches are known up front and no hit needs the test."""
     thresholds, starts, thr, dxh, dyh, offset = _offset_table(
         max_radius_px, row_stride, zbuf.device, r.dtype
     )
+    levels = len(thresholds)
+    if uniform:  # the levels the common radius reaches (compared as r > threshold compares)
+        levels = int((thr[starts[:-1]] < r[0]).sum())
     level = 0
-    while level < len(thresholds):
-        if level:  # every point reaches the first level
+    while level < levels:
+        if level and not uniform:  # every point reaches the first level
             keep = flat_nonzero(r > thresholds[level])  # nested: each level a subset
             if keep.numel() == 0:
                 break
@@ -169,7 +175,7 @@ def _scatter_footprints(
                 pix, key, r, fu, fv = (t.index_select(0, keep) for t in (pix, key, r, fu, fv))
         n = r.numel()
         end = level + 1
-        while end < len(thresholds) and (
+        while end < levels and (
             starts[end + 1] <= _FIRST_RING or (starts[end + 1] - starts[level]) * n <= _BATCH_PAIRS
         ):
             end += 1
@@ -182,7 +188,7 @@ def _scatter_footprints(
             continue
         row = torch.div(hit, n, rounding_mode="floor") + a  # the offset of each hit
         j = hit - (row - a) * n  # its point
-        if end > level + 1:  # a later level's offset counts only for points that reach it
+        if end > level + 1 and not uniform:  # a later level counts only where it is reached
             reach = flat_nonzero(r.index_select(0, j) > thr.index_select(0, row))
             row, j = row.index_select(0, reach), j.index_select(0, reach)
         pixels = pix.index_select(0, j) + offset.index_select(0, row)
@@ -363,7 +369,7 @@ def zbuffer(
                 own_g, key_g, r_g, fu_g, fv_g = _take(g, own, key, r, fu, fv)
                 filled = torch.full_like(zbuf, _EMPTY)
                 fr = torch.full_like(r_g, fill_r)
-                _scatter_footprints(filled, own_g, key_g, fr, fu_g, fv_g, Wp, R)
+                _scatter_footprints(filled, own_g, key_g, fr, fu_g, fv_g, Wp, R, uniform=True)
                 zbuf = torch.where(empty.view(-1), filled, zbuf)  # filling draws only holes
 
     hit = zbuf != _EMPTY

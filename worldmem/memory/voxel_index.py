@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -74,6 +75,12 @@ def insert_sorted(skeys: Tensor, sidx: Tensor, keys: Tensor, first: int) -> tupl
     Returns the new ``skeys, sidx (N + M,)``."""
     n, m, dev = skeys.shape[0], keys.shape[0], skeys.device
     keys, order = torch.sort(keys, stable=True)
+    if dev.type == "cpu":  # numpy's insert does the merge about twice as fast
+        k, old = keys.numpy(), skeys.numpy()
+        at = np.searchsorted(old, k, side="right")  # equal keys: after the old ones, in order
+        sk = np.insert(old, at, k)
+        si = np.insert(sidx.numpy(), at, (first + order).numpy())
+        return torch.from_numpy(sk), torch.from_numpy(si)
     at = torch.searchsorted(skeys, keys, right=True) + torch.arange(m, device=dev)
     old_slot = torch.ones(n + m, dtype=torch.bool, device=dev)
     old_slot[at] = False
