@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from worldmem.memory._tensor_ops import flat_nonzero
+from worldmem.memory._tensor_ops import flat_nonzero, kth_smallest
 
 __all__ = ["eviction_mask"]
 
@@ -25,7 +25,7 @@ def eviction_mask(
     (N,)`` metres: generated first, then oldest ``last_seen``, then the coarsest quality, then
     the lowest index. Samples seen by the current insert (``last_seen >= step``) go only
     after all others, so what the camera sees now is never lost to older samples. One O(N)
-    ``topk`` on a packed int64 order key."""
+    selection of the k-th smallest packed int64 order key."""
     qbits = quality.clamp(min=0).view(torch.int32)  # orders like quality
     order = last_seen.clamp(0, (1 << 29) - 1).bitwise_left_shift_(31)
     order |= ((1 << 31) - 1) - qbits.long()  # coarser first
@@ -33,7 +33,7 @@ def eviction_mask(
     if step is not None:
         order |= (last_seen >= step).long().bitwise_left_shift_(61)
     order.masked_fill_(dropped, torch.iinfo(torch.int64).max)
-    thresh = torch.topk(order, excess, largest=False, sorted=False).values.max()  # k-th
+    thresh = kth_smallest(order, excess)
     evict = order < thresh
     need = excess - int(evict.sum())
     ties = flat_nonzero(order == thresh)[:need]  # ascending index

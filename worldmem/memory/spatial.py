@@ -88,6 +88,7 @@ from worldmem.memory.voxel_index import (
     frustum_candidates,
     insert_sorted,
     keys_to_voxels,
+    remove_sorted,
     voxel_keys,
 )
 
@@ -439,11 +440,7 @@ class SpatialMemory:
         self._pos[:, :m] = self._pos[:, :n].index_select(1, kept)
         for buf in self._buffers():
             buf[:m] = buf[:n].index_select(0, kept)
-        remap = torch.empty(n, dtype=torch.int64, device=self.device)  # read only where kept
-        remap[kept] = torch.arange(m, device=self.device)
-        slots = flat_nonzero(~drop.index_select(0, self._sidx))  # index entries of kept samples
-        self._skeys = self._skeys.index_select(0, slots)
-        self._sidx = remap.index_select(0, self._sidx.index_select(0, slots))
+        self._skeys, self._sidx = remove_sorted(self._skeys, self._sidx, ~drop)
         self._blocks = None
         self._n = m
 
