@@ -15,7 +15,9 @@ Prints four tables:
 
 1. insert and render throughput of ``SpatialMemory`` at 64, 128 and 256 px (chunks of two
    frames of a synthetic room, inserted into a memory that already holds other views);
-2. the torch z-buffer splat of one million points at 256 x 256;
+2. the torch z-buffer splat of one million points at 256 x 256, as ``SpatialMemory`` draws
+   them (footprints, surface pass), against the previous simple splat (fixed 1 px at 1 m;
+   kept in ``benchmarks/previous_splat.py``) timed in the same process, runs interleaved;
 3. the cost per chunk of two 64 px frames (spatial render + episodic retrieval + spatial
    insert + keyframe test + working push) along a revisiting walk, early (around frame 100)
    and late (around the last frame), beside the "rebuild from every frame so far" baseline
@@ -37,6 +39,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parent) not in sys.path:  # previous_splat, beside this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from previous_splat import previous_splat  # noqa: E402
 
 from worldmem.config import MemoryConfig  # noqa: E402
 from worldmem.data.synthetic import generate_episode, make_trajectory, make_world  # noqa: E402
@@ -146,8 +152,8 @@ def voxel_mean_render(rgb, depth, c2w, K, t_c2w, t_K, size, voxel_m=0.04):
     cnt = torch.zeros(n).index_add_(0, group, torch.ones(len(group)))[:, None]
     xyz = torch.zeros(n, 3).index_add_(0, group, pts) / cnt
     col = torch.zeros(n, 3).index_add_(0, group, cols) / cnt
-    out = splat_points(xyz, col, t_c2w, t_K, size, size, 1.0, 1.0, 4, 0.75, 0.1)
-    return out.rgb, out.mask.flatten(1).mean(1).tolist()
+    rgb_out, _, mask = previous_splat(xyz, col, t_c2w, t_K, size, size, 1.0, 1.0, 4, 0.75, 0.1)
+    return rgb_out, mask.flatten(1).mean(1).tolist()
 
 
 def fidelity(counts: list[int], size: int = 64) -> list[dict]:
@@ -191,8 +197,13 @@ def fidelity(counts: list[int], size: int = 64) -> list[dict]:
     return rows
 
 
-def million_points(repeats: int) -> tuple[float, float]:
-    """1M points on the walls of a 6 x 3 x 6 m room, seen from inside at 256 x 256."""
+def million_points(repeats: int) -> tuple[list[tuple[str, float, float, float, float]], bool]:
+    """1M points on the walls of a 6 x 3 x 6 m room, seen from inside at 256 x 256, drawn by
+    the previous simple splat (``benchmarks/previous_splat.py``), by ``splat_points`` with the
+    same fixed radius, and by ``splat_points`` as ``SpatialMemory`` uses it (per-sample
+    footprints, provenance ranks, surface pass), in turn, ``repeats`` times in this process.
+    Returns rows (name, best ms, median ms, median / the previous splat's, pixels covered)
+    and whether ``splat_points`` with the fixed radius draws the previous splat's image."""
     g = torch.Generator().manual_seed(0)
     n = 1_000_000
     a = torch.rand(n, generator=g) * 6 - 3
@@ -224,19 +235,34 @@ def million_points(repeats: int) -> tuple[float, float]:
         observed=torch.rand(n, generator=g) < 0.5,
         surface_tol_rel=cfg.surface_tol_rel,
     )
-    rows = []
-    for name, args in (
-        ("fixed radius, no surface pass (old path)", kw),
-        ("footprints + surface pass (new path)", new_kw),
-    ):
-        times, out = [], None
-        for _ in range(repeats):
-            out, dt = timed(splat_points, xyz, rgb, c2w, K, 256, 256, **args)
-            times.append(dt)
-        rows.append(
-            (name, 1e3 * min(times), 1e3 * statistics.median(times), float(out.mask.mean()))
+    args = (xyz, rgb, c2w, K, 256, 256)
+    variants = (
+        ("previous splat, fixed 1 px at 1 m (baseline)", lambda: previous_splat(*args, **kw)),
+        ("splat_points, the same fixed radius", lambda: splat_points(*args, **kw)),
+        ("splat_points, footprints + surface pass", lambda: splat_points(*args, **new_kw)),
+    )
+    outs = {name: fn() for name, fn in variants}  # warm-up, and the images compared below
+    times: dict[str, list[float]] = {name: [] for name, _ in variants}
+    for _ in range(repeats):  # interleaved, so a slow spell of the machine hits all three
+        for name, fn in variants:
+            times[name].append(timed(fn)[1])
+    base = statistics.median(times[variants[0][0]])
+    masks = [out[2] if isinstance(out, tuple) else out.mask for out in outs.values()]
+    rows = [
+        (
+            name,
+            1e3 * min(times[name]),
+            1e3 * statistics.median(times[name]),
+            statistics.median(times[name]) / base,
+            float(mask.mean()),
         )
-    return rows
+        for (name, _), mask in zip(variants, masks)
+    ]
+    old, same_radius = outs[variants[0][0]], outs[variants[1][0]]
+    same = all(
+        torch.equal(o, getattr(same_radius, f)) for o, f in zip(old, ("rgb", "depth", "mask"))
+    )
+    return rows, same
 
 
 def rebuild(frames, upto: int, size: int) -> float:
@@ -316,6 +342,20 @@ def window(log: list[dict], centre: int, half: int = 20) -> dict:
     return out
 
 
+def print_splat_table(repeats: int) -> None:
+    print(
+        f"\n2. Torch z-buffer splat, 1,000,000 points to 256 x 256 (one view); {repeats} runs "
+        "of each, interleaved\n"
+    )
+    rows, same = million_points(repeats)
+    print("| splat | best ms | median ms | median / previous splat | pixels covered |")
+    print("|---|---:|---:|---:|---:|")
+    for name, best, med, ratio, cover in rows:
+        print(f"| {name} | {best:.1f} | {med:.1f} | {ratio:.2f}x | {cover:.0%} |")
+    verdict = "yes, bit for bit" if same else "NO"
+    print(f"\nsplat_points with the fixed radius draws the previous splat's image: {verdict}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short walk, 64 and 128 px only")
@@ -324,6 +364,7 @@ def main(argv=None) -> None:
     p.add_argument("--rebuild-budget-s", type=float, default=0.0, help="baseline time budget")
     p.add_argument("--skip-fidelity", action="store_true", help="skip table 0")
     p.add_argument("--only-fidelity", action="store_true", help="table 0 only")
+    p.add_argument("--only-splat", action="store_true", help="table 2 only")
     p.add_argument(
         "--cpu-time",
         action="store_true",
@@ -345,6 +386,9 @@ def main(argv=None) -> None:
         f"load average {load:.1f}, {'quick' if quick else 'full'} run, "
         f"{'CPU' if args.cpu_time else 'wall'} time"
     )
+    if args.only_splat:
+        print_splat_table(5 if quick else 11)
+        return
     world = make_world(0, "room")
 
     if not args.skip_fidelity:
@@ -381,11 +425,7 @@ def main(argv=None) -> None:
             f"| {r['render_pts']:.2e} |"
         )
 
-    print("\n2. Torch z-buffer splat, 1,000,000 points to 256 x 256 (one view)\n")
-    print("| splat | best ms | median ms | pixels covered |")
-    print("|---|---:|---:|---:|")
-    for name, best, med, cover in million_points(3 if quick else 10):
-        print(f"| {name} | {best:.1f} | {med:.1f} | {cover:.0%} |")
+    print_splat_table(5 if quick else 11)
 
     print(f"\n3. Per-chunk memory cost over a {frames}-frame revisiting walk at 64 px\n")
     early = 100

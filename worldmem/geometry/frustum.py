@@ -8,7 +8,13 @@ from torch import Tensor
 
 from worldmem.geometry.camera import project_points
 
-__all__ = ["sample_frustum_points", "visible_fraction", "frustum_overlap"]
+__all__ = [
+    "sample_frustum_points",
+    "visible_fraction",
+    "project_to_cameras",
+    "visible_from",
+    "frustum_overlap",
+]
 
 
 def sample_frustum_points(
@@ -70,10 +76,32 @@ def visible_fraction(
     near < z < far and, if the camera's ``depth (C, H, W)`` is given, is not hidden behind the
     surface at that pixel: z <= depth * (1 + depth_tolerance).
     """
+    uv, z = project_to_cameras(points, c2w, K)
+    return visible_from(uv, z, height, width, near, far, depth, depth_tolerance)
+
+
+def project_to_cameras(points: Tensor, c2w: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
+    """points ``(P, N, 3)`` into each of C cameras (c2w ``(C, 4, 4)``, K ``(C, 3, 3)``): uv
+    ``(P, C, N, 2)`` and z ``(P, C, N)`` (``project_points``)."""
     P, N, _ = points.shape
     C = c2w.shape[0]
     pts = points[:, None].expand(P, C, N, 3)
-    uv, z = project_points(pts, c2w[None].expand(P, C, 4, 4), K[None].expand(P, C, 3, 3))
+    return project_points(pts, c2w[None].expand(P, C, 4, 4), K[None].expand(P, C, 3, 3))
+
+
+def visible_from(
+    uv: Tensor,
+    z: Tensor,
+    height: int,
+    width: int,
+    near: float = 0.05,
+    far: float = float("inf"),
+    depth: Tensor | None = None,
+    depth_tolerance: float = 0.1,
+) -> Tensor:
+    """``visible_fraction`` of points already projected (``project_to_cameras``: uv ``(P, C,
+    N, 2)``, z ``(P, C, N)``) -> ``(P, C, N)`` bool."""
+    P, C, N = z.shape
     inside = (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
     vis = inside & (z > near) & (z < far)
     if depth is not None:

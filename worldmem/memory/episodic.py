@@ -27,7 +27,12 @@ from torch import Tensor
 
 from worldmem.config import MemoryConfig
 from worldmem.geometry.camera import project_points
-from worldmem.geometry.frustum import frustum_overlap, sample_frustum_points, visible_fraction
+from worldmem.geometry.frustum import (
+    frustum_overlap,
+    project_to_cameras,
+    sample_frustum_points,
+    visible_from,
+)
 from worldmem.memory._checks import check_cameras, check_size, check_step, check_tensor, expect
 
 __all__ = ["Keyframe", "EpisodicMemory"]
@@ -223,10 +228,11 @@ class EpisodicMemory:
         # volume samples (no target depth at their pixel) only against the keyframe frusta:
         # a keyframe's wall hiding a volume sample says nothing about what the target sees.
         common = dict(near=self.cfg.near_m, depth_tolerance=self.cfg.overlap_depth_tolerance_rel)
-        free = visible_fraction(pts, self._c2w, self._K, h, w, far=self.cfg.far_m, **common)[0]
+        uv, z = project_to_cameras(pts, self._c2w, self._K)  # once for both tests
+        free = visible_from(uv, z, h, w, far=self.cfg.far_m, **common)[0]
         if depth is None:
             return free  # (C, V*S)
-        occ = visible_fraction(pts, self._c2w, self._K, h, w, depth=self._depth[:, 0], **common)
+        occ = visible_from(uv, z, h, w, depth=self._depth[:, 0], **common)
         on_surface = self._on_surface(pts.view(V, S, 3), c2w, K, depth).reshape(1, V * S)
         return torch.where(on_surface, occ[0], free)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from worldmem.memory._tensor_ops import flat_nonzero, kth_smallest
+
 __all__ = ["eviction_mask"]
 
 
@@ -23,24 +25,17 @@ def eviction_mask(
     (N,)`` metres: generated first, then oldest ``last_seen``, then the coarsest quality, then
     the lowest index. Samples seen by the current insert (``last_seen >= step``) go only
     after all others, so what the camera sees now is never lost to older samples. One O(N)
-    ``kthvalue`` on a packed int64 order key."""
-    n = last_seen.shape[0]
-    now = (
-        torch.zeros(n, dtype=torch.int64, device=last_seen.device)
-        if step is None
-        else (last_seen >= step).long()
-    )
-    qbits = quality.clamp(min=0).view(torch.int32).long()  # orders like quality
-    order = (
-        (now << 61)
-        | (observed.long() << 60)
-        | (last_seen.clamp(0, (1 << 29) - 1) << 31)
-        | (((1 << 31) - 1) - qbits)  # coarser first
-    )
-    order = torch.where(dropped, torch.iinfo(torch.int64).max, order)
-    thresh = torch.kthvalue(order, excess).values
+    selection of the k-th smallest packed int64 order key."""
+    qbits = quality.clamp(min=0).view(torch.int32)  # orders like quality
+    order = last_seen.clamp(0, (1 << 29) - 1).bitwise_left_shift_(31)
+    order |= ((1 << 31) - 1) - qbits.long()  # coarser first
+    order |= observed.long().bitwise_left_shift_(60)
+    if step is not None:
+        order |= (last_seen >= step).long().bitwise_left_shift_(61)
+    order.masked_fill_(dropped, torch.iinfo(torch.int64).max)
+    thresh = kth_smallest(order, excess)
     evict = order < thresh
     need = excess - int(evict.sum())
-    ties = (order == thresh).nonzero().squeeze(1)[:need]  # ascending index
+    ties = flat_nonzero(order == thresh)[:need]  # ascending index
     evict[ties] = True
     return evict

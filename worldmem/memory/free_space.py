@@ -81,10 +81,12 @@ class FreeSpace:
         if not self.views or pts.shape[0] == 0:
             return out
         pos = pts.T.contiguous()
-        for c2w, K, dmin in self.views:
-            out |= (
-                see_through(pos, c2w[None], K[None], dmin[None], self.margin_rel, self.near_m) > 0
-            )
+        by_size: dict[tuple[int, ...], list[tuple[Tensor, Tensor, Tensor]]] = {}
+        for view in self.views:  # one batched test per depth-map size (usually one)
+            by_size.setdefault(tuple(view[2].shape), []).append(view)
+        for views in by_size.values():
+            c2w, K, dmin = (torch.stack(x) for x in zip(*views))
+            out |= see_through(pos, c2w, K, dmin, self.margin_rel, self.near_m) > 0
         return out
 
     def state_dict(self) -> dict:

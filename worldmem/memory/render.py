@@ -6,8 +6,10 @@ Two backends with the same output (``MemoryRender``):
   the pixels whose centres lie within its footprint radius of its projection (and always the
   pixel it falls in); every pixel keeps its nearest point. Depth (as float32 bits, which order
   like the floats for positive values) and point index are packed into one int64 key, so a
-  single ``scatter_reduce(amin)`` per footprint offset finds both the winning depth and the
-  winner; equal depths go to the lower point index, so the result is deterministic.
+  single ``scatter_reduce(amin)`` per batch of footprint offsets finds both the winning depth
+  and the winner; equal depths go to the lower point index, so the result is deterministic.
+  The z-buffer is padded around each view by twice the largest footprint, so no write needs
+  a bounds check.
   With ``surface_tol_rel > 0`` a second pass picks, among the points that fall inside a pixel
   and lie on its front surface (depth within ``surface_tol_rel`` of the nearest), the one of
   lowest rank whose projection is closest to the pixel centre: a frame's own samples then
@@ -26,10 +28,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.geometry.camera import se3_inverse
+from worldmem.memory._tensor_ops import flat_nonzero
 
 __all__ = [
     "MemoryRender",
@@ -103,48 +105,95 @@ def _project(xyz_t: Tensor, c2w: Tensor, K: Tensor) -> Tensor:
     return torch.baddbmm(P[:, :, 3:], P[:, :, :3], xyz_t.expand(P.shape[0], 3, -1))
 
 
+_FIRST_RING = 8  # offsets of the eight neighbours: the first two levels, always tested together
+_BATCH_PAIRS = 1 << 16  # later levels are tested together while (offset, point) pairs fit this
+
+
+@lru_cache(maxsize=64)
+def _offset_table(
+    max_radius_px: int, row_stride: int, device: torch.device, radius_dtype: torch.dtype
+) -> tuple:
+    """``_footprint_levels`` flattened for a z-buffer of ``row_stride`` columns: (level
+    thresholds ``[t0, t1, ...]``, first offset of each level and the total ``[0, ..., L]``,
+    then per offset in level order: its level's threshold ``(L,)`` in ``radius_dtype`` (so it
+    compares with radii as the Python float does), dx + 0.5 and dy + 0.5 ``(L, 1)`` float32,
+    and the flat offset dy * row_stride + dx ``(L,)`` int64)."""
+    levels = _footprint_levels(max_radius_px)
+    starts, thr, dxs, dys = [0], [], [], []
+    for t, dx, dy in levels:
+        starts.append(starts[-1] + len(dx))
+        thr += [t] * len(dx)
+        dxs += dx
+        dys += dy
+    f32 = dict(dtype=torch.float32, device=device)
+    return (
+        [t for t, _, _ in levels],
+        starts,
+        torch.tensor(thr, dtype=radius_dtype, device=device),
+        torch.tensor(dxs, **f32)[:, None] + 0.5,
+        torch.tensor(dys, **f32)[:, None] + 0.5,
+        torch.tensor([y * row_stride + x for x, y in zip(dxs, dys)], device=device),
+    )
+
+
 def _scatter_footprints(
     zbuf: Tensor,
-    iu: Tensor,
-    iv: Tensor,
+    pix: Tensor,
+    key: Tensor,
+    r: Tensor,
     fu: Tensor,
     fv: Tensor,
-    r: Tensor,
-    key: Tensor,
-    base: Tensor,
-    height: int,
-    width: int,
+    row_stride: int,
     max_radius_px: int,
-    only: Tensor | None = None,
+    uniform: bool = False,
 ) -> None:
     """Scatter (amin) each point's key into the pixels around its own one that its footprint
     covers: centre closer than ``r`` to the point. Points are flat ``(n,)`` arrays: own pixel
-    ``iu, iv``, position inside it ``fu, fv`` in [0, 1), radius ``r``, key, and ``base`` (the
-    flat index of pixel (0, 0) of the point's view). ``only`` (flat bool over ``zbuf``)
-    restricts the writes to those pixels."""
-    dev = zbuf.device
-    for threshold, dx, dy in _footprint_levels(max_radius_px):
-        keep = (r > threshold).nonzero().squeeze(1)  # nested: each level a subset
-        if keep.numel() == 0:
-            break
-        if keep.numel() < r.numel():
-            iu, iv, fu, fv, r, key, base = (t[keep] for t in (iu, iv, fu, fv, r, key, base))
-        # all offsets of the level at once: (L, n) for L offsets and n points
-        dxt = torch.tensor(dx, device=dev)[:, None]
-        dyt = torch.tensor(dy, device=dev)[:, None]
-        d2 = (dxt + 0.5 - fu).square_() + (dyt + 0.5 - fv).square_()
-        px, py = iu + dxt, iv + dyt
-        ok = (d2 < r * r) & (px >= 0) & (px < width) & (py >= 0) & (py < height)
-        hit = ok.flatten().nonzero().squeeze(1)
+    ``pix`` (flat index into ``zbuf``, a padded buffer of ``row_stride`` columns in which every
+    offset up to ``max_radius_px`` stays inside the point's view), key, radius ``r`` (all above
+    ``_OWN_PIXEL_RADIUS_PX``; ``uniform``: all the same) and position inside the own pixel
+    ``fu, fv`` in [0, 1).
+
+    Level by level (``_footprint_levels``), only the points whose radius exceeds the level's
+    threshold are tested; consecutive levels are tested in one batch (the eight neighbours
+    always, later levels while the pairs fit ``_BATCH_PAIRS``), each hit kept only if its
+    point reaches its level, so the pixels written are those of a level-by-level pass. With
+    one radius for all, the levels it reaches are known up front and no hit needs the test."""
+    thresholds, starts, thr, dxh, dyh, offset = _offset_table(
+        max_radius_px, row_stride, zbuf.device, r.dtype
+    )
+    levels = len(thresholds)
+    if uniform:  # the levels the common radius reaches (compared as r > threshold compares)
+        levels = int((thr[starts[:-1]] < r[0]).sum())
+    level = 0
+    while level < levels:
+        if level and not uniform:  # every point reaches the first level
+            keep = flat_nonzero(r > thresholds[level])  # nested: each level a subset
+            if keep.numel() == 0:
+                break
+            if keep.numel() < r.numel():
+                pix, key, r, fu, fv = (t.index_select(0, keep) for t in (pix, key, r, fu, fv))
+        n = r.numel()
+        end = level + 1
+        while end < levels and (
+            starts[end + 1] <= _FIRST_RING or (starts[end + 1] - starts[level]) * n <= _BATCH_PAIRS
+        ):
+            end += 1
+        a, b = starts[level], starts[end]
+        # all offsets of the batch at once: (L, n) for L offsets and n points
+        d2 = (dxh[a:b] - fu).square_() + (dyh[a:b] - fv).square_()
+        hit = flat_nonzero(d2 < r * r)
         if hit.numel() == 0:
+            level = end
             continue
-        j = hit % r.numel()
-        pix = base[j] + py.flatten()[hit] * width + px.flatten()[hit]
-        k = key[j]
-        if only is not None:
-            o = only[pix]
-            pix, k = pix[o], k[o]
-        zbuf.scatter_reduce_(0, pix, k, "amin")
+        row = torch.div(hit, n, rounding_mode="floor") + a  # the offset of each hit
+        j = hit - (row - a) * n  # its point
+        if end > level + 1 and not uniform:  # a later level counts only where it is reached
+            reach = flat_nonzero(r.index_select(0, j) > thr.index_select(0, row))
+            row, j = row.index_select(0, reach), j.index_select(0, reach)
+        pixels = pix.index_select(0, j) + offset.index_select(0, row)
+        zbuf.scatter_reduce_(0, pixels, key.index_select(0, j), "amin")
+        level = end
 
 
 def splat_points(
@@ -220,13 +269,13 @@ def compose(
     (N, 3)`` and ``observed (N,)`` bool (None: nothing observed), and their depths
     ``(V*H*W,)``."""
     hit = index >= 0
-    hit_idx = hit.nonzero().squeeze(1)
-    win = index[hit_idx]
+    hit_idx = flat_nonzero(hit)
+    win = index.index_select(0, hit_idx)
     out_rgb = torch.zeros(V * H * W, 3, device=index.device, dtype=torch.float32)
-    out_rgb[hit_idx] = rgb[win].float()
+    out_rgb.index_copy_(0, hit_idx, rgb.index_select(0, win).float())
     out_obs = torch.zeros(V * H * W, device=index.device, dtype=torch.float32)
     if observed is not None:
-        out_obs[hit_idx] = observed[win].float()
+        out_obs.index_copy_(0, hit_idx, observed.index_select(0, win).float())
     return MemoryRender(
         rgb=out_rgb.view(V, H, W, 3).permute(0, 3, 1, 2).contiguous(),
         depth=depth.view(V, 1, H, W),
@@ -253,15 +302,19 @@ def zbuffer(
     """The splat of ``splat_points`` without colours: points ``xyz_t (3, N)`` -> (winning point
     per pixel ``(V*H*W,)`` int64, -1 where empty; its depth ``(V*H*W,)``, 0 where empty).
     ``radius_m (N,)``: per-point world footprint radius; ``rank (N,)`` int64 in {0, 1}: the
-    surface pass prefers rank 0 (see ``splat_points``)."""
+    surface pass prefers rank 0 (see ``splat_points``).
+
+    The z-buffer is padded by ``2 * max_radius_px`` pixels on every side of each view: a kept
+    point's own pixel is at most ``max_radius_px`` outside the image and its footprint reaches
+    at most ``max_radius_px`` further, so every write lands inside its view's padded buffer and
+    no pass needs bounds checks; the padding is cropped at the end."""
     V, N = c2w.shape[0], xyz_t.shape[1]
     dev = xyz_t.device
     H, W = int(height), int(width)
-    HW = H * W
     if N == 0 or V == 0:
         return (
-            torch.full((V * HW,), -1, dtype=torch.int64, device=dev),
-            torch.zeros(V * HW, device=dev),
+            torch.full((V * H * W,), -1, dtype=torch.int64, device=dev),
+            torch.zeros(V * H * W, device=dev),
         )
     if N >= 1 << 32:
         raise ValueError(f"splat: at most 2**32 - 1 points, got {N}")
@@ -274,55 +327,86 @@ def zbuffer(
     u = p[:, 0] / z
     v = p[:, 1] / z
     keep = (z > near_m) & (u > -R) & (u < W + R) & (v > -R) & (v < H + R)  # NaN-safe
-    sel = keep.flatten().nonzero().squeeze(1)  # (view, point) pairs as view * N + point
-    z, u, v = z.flatten()[sel], u.flatten()[sel], v.flatten()[sel]
+    sel = flat_nonzero(keep)  # (view, point) pairs as view * N + point
+    z = z.reshape(-1).index_select(0, sel)
+    u = u.view(-1).index_select(0, sel)
+    v = v.view(-1).index_select(0, sel)
     iu, iv = u.floor(), v.floor()
     fu, fv = u - iu, v - iv  # position inside the own pixel, in [0, 1)
-    iu, iv = iu.long(), iv.long()
-    base = torch.div(sel, N, rounding_mode="floor") * HW  # flat index of the view's pixel 0
-    key = (z.view(torch.int32).long() << 32) | (sel % N)  # depth bits, then point index
+    view = None if V == 1 else torch.div(sel, N, rounding_mode="floor")
+    point = sel if view is None else sel - view * N
+    pad = 2 * R
+    Wp, Hp = W + 2 * pad, H + 2 * pad
+    own = (iv.long() + pad) * Wp + (iu.long() + pad)  # own pixel in the padded buffer
+    if view is not None:
+        own += view * (Hp * Wp)
+    key = (z.view(torch.int32).long() << 32) | point  # depth bits, then point index
 
     # 1. own pixels, then the footprints that reach beyond them
-    zbuf = torch.full((V * HW + 1,), _EMPTY, dtype=torch.int64, device=dev)
-    dummy = V * HW  # writes from outside the image land in this extra slot
-    own = (iu >= 0) & (iu < W) & (iv >= 0) & (iv < H)
-    zbuf.scatter_reduce_(0, torch.where(own, base + iv * W + iu, dummy), key, "amin")
+    zbuf = torch.full((V * Hp * Wp,), _EMPTY, dtype=torch.int64, device=dev)
+    zbuf.scatter_reduce_(0, own, key, "amin")
     if radius_m is None:
         r = radius_px * ref_depth_m / z
     else:
-        view = torch.div(sel, N, rounding_mode="floor")
-        r = radius_m[sel % N] * K[:, 0, 0].float()[view] / z
+        fx = K[:, 0, 0].float()
+        fx = fx.expand(z.numel()) if view is None else fx.index_select(0, view)
+        r = radius_m.index_select(0, point) * fx / z
     r = r.clamp(_OWN_PIXEL_RADIUS_PX, float(max(R, 0.5)))
     if R >= 1:
-        g = (r > _OWN_PIXEL_RADIUS_PX).nonzero().squeeze(1)
-        _scatter_footprints(zbuf, iu[g], iv[g], fu[g], fv[g], r[g], key[g], base[g], H, W, R)
+        g = flat_nonzero(r > _OWN_PIXEL_RADIUS_PX)
+        _scatter_footprints(zbuf, *_take(g, own, key, r, fu, fv), Wp, R)
 
     # 2. fill the holes left between sparse points
     fill_r = min(float(min_radius_px), float(R))
     if fill_r > _OWN_PIXEL_RADIUS_PX:
-        empty = zbuf == _EMPTY
-        empty[dummy] = False
+        inner = (slice(None), slice(pad, pad + H), slice(pad, pad + W))
+        empty = torch.zeros(V, Hp, Wp, dtype=torch.bool, device=dev)
+        empty[inner] = zbuf.view(V, Hp, Wp)[inner] == _EMPTY
         if bool(empty.any()):
-            reach = math.ceil(fill_r - 0.5)
-            near_hole = F.max_pool2d(
-                empty[:dummy].view(V, 1, H, W).float(), 2 * reach + 1, 1, reach
-            ).view(V * HW)
-            own_c = base + iv.clamp(0, H - 1) * W + iu.clamp(0, W - 1)
-            g = ((r < fill_r) & (near_hole[own_c] > 0)).nonzero().squeeze(1)
-            fr = torch.full_like(r[g], fill_r)
-            _scatter_footprints(
-                zbuf, iu[g], iv[g], fu[g], fv[g], fr, key[g], base[g], H, W, R, only=empty
-            )
+            near_hole = _dilate(empty, math.ceil(fill_r - 0.5)).view(-1)  # reach <= R
+            g = flat_nonzero((r < fill_r) & near_hole.index_select(0, own))
+            if g.numel():
+                own_g, key_g, r_g, fu_g, fv_g = _take(g, own, key, r, fu, fv)
+                filled = torch.full_like(zbuf, _EMPTY)
+                fr = torch.full_like(r_g, fill_r)
+                _scatter_footprints(filled, own_g, key_g, fr, fu_g, fv_g, Wp, R, uniform=True)
+                zbuf = torch.where(empty.view(-1), filled, zbuf)  # filling draws only holes
 
-    win = zbuf[:dummy]
-    hit = win != _EMPTY
-    index = torch.where(hit, win & 0xFFFFFFFF, -1)
-    depth = torch.where(hit, (win >> 32).to(torch.int32).view(torch.float32), 0.0)
+    hit = zbuf != _EMPTY
+    index = torch.where(hit, zbuf & 0xFFFFFFFF, -1)
+    depth = torch.where(hit, (zbuf >> 32).to(torch.int32).view(torch.float32), 0.0)
     if surface_tol_rel > 0:
-        _surface_pass(
-            index, depth, z, fu, fv, sel, N, own, base + iv * W + iu, rank, surface_tol_rel
-        )
-    return index, depth
+        _surface_pass(index, depth, z, fu, fv, point, own, rank, surface_tol_rel)
+
+    def crop(t: Tensor) -> Tensor:
+        return t.view(V, Hp, Wp)[:, pad : pad + H, pad : pad + W].reshape(-1)
+
+    return crop(index), crop(depth)
+
+
+def _dilate(mask: Tensor, reach: int) -> Tensor:
+    """``(V, H, W)`` bool: any of ``mask (V, H, W)`` within ``reach`` pixels (a (2 reach + 1)^2
+    window), computed on slices; the outer ring of width ``reach`` is left False (the callers'
+    masks are False there and nothing reads it)."""
+    H, W = mask.shape[1:]
+    rows = mask[:, :, reach : W - reach].clone()  # (V, H, W - 2 reach)
+    for d in range(1, reach + 1):
+        rows |= mask[:, :, reach - d : W - reach - d]
+        rows |= mask[:, :, reach + d : W - reach + d]
+    out = torch.zeros_like(mask)
+    core = out[:, reach : H - reach, reach : W - reach]
+    core.copy_(rows[:, reach : H - reach])
+    for d in range(1, reach + 1):
+        core |= rows[:, reach - d : H - reach - d]
+        core |= rows[:, reach + d : H - reach + d]
+    return out
+
+
+def _take(idx: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
+    """``t[idx]`` of each flat tensor (the tensors themselves when ``idx`` takes them all)."""
+    if idx.numel() == tensors[0].numel():
+        return tensors
+    return tuple(t.index_select(0, idx) for t in tensors)
 
 
 _SUBPIXEL_BITS = 20  # quantisation of the squared distance to the pixel centre (in [0, 0.5])
@@ -335,43 +419,41 @@ def _surface_pass(
     z: Tensor,
     fu: Tensor,
     fv: Tensor,
-    sel: Tensor,
-    N: int,
+    point: Tensor,
     own: Tensor,
-    pix: Tensor,
     rank: Tensor | None,
     tol_rel: float,
 ) -> None:
-    """In place on ``index, depth (V*H*W,)``: each pixel with points inside it on its front
-    surface (depth <= its depth * (1 + tol_rel)) takes, of those, the lowest rank, then the
-    projection closest to the pixel centre, then the lowest flat position. A point within
-    ``_EXACT_PX`` of the centre (a sample seen by this very camera: its own pixel) wins over
-    the others whatever its depth, so a camera the memory was filled from gets its own
-    frame back even where another view's edge falls into the pixel. Points are the
-    flat (view, point) pairs of ``zbuffer``: depth ``z``, position in the own pixel ``fu, fv``,
-    pair id ``sel`` (view * N + point), inside the image ``own``, own pixel ``pix``."""
+    """In place on ``index, depth`` (per pixel of the padded z-buffer): each pixel with points
+    inside it on its front surface (depth <= its depth * (1 + tol_rel)) takes, of those, the
+    lowest rank, then the projection closest to the pixel centre, then the lowest flat
+    position. A point within ``_EXACT_PX`` of the centre (a sample seen by this very camera:
+    its own pixel) wins over the others whatever its depth, so a camera the memory was filled
+    from gets its own frame back even where another view's edge falls into the pixel. Points
+    are the flat (view, point) pairs of ``zbuffer``: depth ``z``, position in the own pixel
+    ``fu, fv``, point index ``point``, own pixel ``own`` (padded: points outside the image
+    only touch the padding)."""
     n = z.numel()
     if n == 0:
         return
     if n >= 1 << 32:
         raise ValueError(f"splat: at most 2**32 - 1 (view, point) pairs, got {n}")
-    pix = torch.where(own, pix, 0)
     d2 = (fu - 0.5).square() + (fv - 0.5).square()  # in [0, 0.5]
     exact = d2 < _EXACT_PX**2
-    g = (own & ((z <= depth[pix] * (1 + tol_rel)) | exact)).nonzero().squeeze(1)
+    g = flat_nonzero((z <= depth.index_select(0, own) * (1 + tol_rel)) | exact)
     if g.numel() == 0:
         return
-    d2 = d2[g]
-    q = (d2 * ((1 << _SUBPIXEL_BITS) / 0.5)).long().clamp(max=(1 << _SUBPIXEL_BITS) - 1)
-    key = (q << 32) | g | ((~exact[g]).long() << (33 + _SUBPIXEL_BITS))
+    q = (d2.index_select(0, g) * ((1 << _SUBPIXEL_BITS) / 0.5)).long()
+    q = q.clamp(max=(1 << _SUBPIXEL_BITS) - 1)
+    key = (q << 32) | g | ((~exact.index_select(0, g)).long() << (33 + _SUBPIXEL_BITS))
     if rank is not None:
-        key |= rank[sel[g] % N] << (32 + _SUBPIXEL_BITS)
+        key |= rank.index_select(0, point.index_select(0, g)) << (32 + _SUBPIXEL_BITS)
     buf = torch.full_like(index, _EMPTY)
-    buf.scatter_reduce_(0, pix[g], key, "amin")
-    hit = (buf != _EMPTY).nonzero().squeeze(1)
-    pos = buf[hit] & 0xFFFFFFFF
-    index[hit] = sel[pos] % N
-    depth[hit] = z[pos]
+    buf.scatter_reduce_(0, own.index_select(0, g), key, "amin")
+    hit = flat_nonzero(buf != _EMPTY)
+    pos = buf.index_select(0, hit) & 0xFFFFFFFF
+    index[hit] = point.index_select(0, pos)
+    depth[hit] = z.index_select(0, pos)
 
 
 def gsplat_available() -> bool:

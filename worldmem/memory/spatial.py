@@ -34,14 +34,17 @@ its front surface that fall inside it, an observed one first, then the one close
 centre. At a camera the memory was filled from, each pixel's own sample is that one.
 
 Cost of ``insert`` for M valid new pixels and N stored samples: the render at the new
-cameras (O(blocks + samples near the frusta), bounded by ``max_points``), O(M) decisions,
-a merge of the new keys into the sorted index (one O(N) int64 copy per frame), carving of
-the samples near the new frusta (8^3-cell blocks of ``voxel_size_m``, contiguous ranges of
-the block-major index), and an O(N) compaction only when samples go. N never exceeds
-``max_points``, so the cost per insert is bounded however long the video.
+cameras (O(blocks + samples near the frusta), bounded by ``max_points``; the first frame takes
+it from a ``render`` just made at its camera, as the pipeline makes one for every chunk, when
+carving dropped nothing), O(M) decisions, a merge of the new keys into the sorted index (one
+O(N) int64 copy per frame), carving of the samples near the new frusta (8^3-cell blocks of
+``voxel_size_m``, contiguous ranges of the block-major index), and one O(N) compaction when
+samples go. N never exceeds ``max_points``, so the cost per insert is bounded however long
+the video.
 
 Beside this module: the voxel index (``voxel_index``), the per-pixel samples of a new frame
-(``frame_samples``), the eviction order (``eviction``) and the files (``spatial_file``).
+(``frame_samples``), the fusion test (``fusion``), the eviction order (``eviction``) and the
+files (``spatial_file``).
 
 Cameras follow ``worldmem.geometry.camera`` (OpenCV, c2w, K in pixels, z-depth in metres).
 """
@@ -52,11 +55,9 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.config import MemoryConfig, from_dict
-from worldmem.geometry.camera import se3_inverse
 from worldmem.memory._checks import (
     check_cameras,
     check_memory_config,
@@ -64,9 +65,11 @@ from worldmem.memory._checks import (
     check_step,
     expect,
 )
+from worldmem.memory._tensor_ops import flat_nonzero
 from worldmem.memory.eviction import eviction_mask
 from worldmem.memory.frame_samples import check_frames, frame_samples
 from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
+from worldmem.memory.fusion import repeat_test
 from worldmem.memory.render import (
     MemoryRender,
     compose,
@@ -85,12 +88,23 @@ from worldmem.memory.voxel_index import (
     frustum_candidates,
     insert_sorted,
     keys_to_voxels,
+    remove_sorted,
     voxel_keys,
 )
 
 __all__ = ["SpatialMemory", "voxel_keys", "keys_to_voxels"]
 
 _DEAD = -1.0  # confidence of a sample replaced during this insert (dropped at its end)
+_FIELDS = (  # per-sample buffers besides the positions: attribute, state entry, dtype, shape
+    ("_rgb", "rgb", torch.float32, (3,)),
+    ("_conf", "confidence", torch.float32, ()),
+    ("_last", "last_seen", torch.int64, ()),
+    ("_key", "voxel_keys", torch.int64, ()),
+    ("_foot", "footprint", torch.float32, ()),  # world size of the pixel (depth / fx)
+    ("_qual", "quality", torch.float32, ()),  # footprint / cos(incidence)
+    ("_obs", "observed", torch.bool, ()),
+    ("_rad", "splat_radius", torch.float32, ()),  # splat radius (0 on silhouettes)
+)
 
 
 class SpatialMemory:
@@ -122,32 +136,17 @@ class SpatialMemory:
         self._sidx = torch.zeros(0, dtype=torch.int64, device=self.device)  # their points
         self._blocks: tuple[Tensor, Tensor, Tensor] | None = None  # see _block_table
         self._free = FreeSpace(cfg.free_space_views, cfg.surface_tol_rel, cfg.near_m, self.device)
+        self._last_render: tuple | None = None  # see _rendered
 
     # ------------------------------------------------------------------ storage
     def _alloc(self, capacity: int) -> None:
-        dev = self.device
-        self._pos = torch.zeros(3, capacity, device=dev)  # positions as rows x, y, z
-        self._rgb = torch.zeros(capacity, 3, device=dev)
-        self._conf = torch.zeros(capacity, device=dev)
-        self._last = torch.zeros(capacity, dtype=torch.int64, device=dev)
-        self._key = torch.zeros(capacity, dtype=torch.int64, device=dev)
-        self._foot = torch.zeros(capacity, device=dev)  # world size of the pixel (depth / fx)
-        self._qual = torch.zeros(capacity, device=dev)  # footprint / cos(incidence)
-        self._obs = torch.zeros(capacity, dtype=torch.bool, device=dev)
-        self._rad = torch.zeros(capacity, device=dev)  # splat radius (0 on silhouettes)
+        self._pos = torch.zeros(3, capacity, device=self.device)  # positions as rows x, y, z
+        for attr, _, dtype, shape in _FIELDS:
+            setattr(self, attr, torch.zeros(capacity, *shape, dtype=dtype, device=self.device))
 
     def _buffers(self) -> tuple[Tensor, ...]:
         """The per-sample buffers indexed along their first axis (all but ``_pos``)."""
-        return (
-            self._rgb,
-            self._conf,
-            self._last,
-            self._key,
-            self._foot,
-            self._qual,
-            self._obs,
-            self._rad,
-        )
+        return tuple(getattr(self, attr) for attr, _, _, _ in _FIELDS)
 
     def _reserve(self, needed: int) -> None:
         """Grow the point buffers geometrically so appends are amortised O(new points)."""
@@ -261,22 +260,28 @@ class SpatialMemory:
         # 1. back-project every pixel; footprint, quality and splat radius of the views
         pts, foot, qual, rad = frame_samples(depth, valid, c2w, K, self.cfg)
 
-        # 2. carve stored samples the new frames see through, then drop them; a generated
-        # pixel in the free space of a kept observed view contradicts it and is not added
+        # 2. carve stored samples the new frames see through (fusion ignores those below
+        # min_confidence); a generated pixel in the free space of a kept observed view
+        # contradicts it and is not added
+        cached, self._last_render = self._last_render, None
         free = torch.where(seen, depth, 0.0)  # 0 never carves
         dmin = min_depth_window(free)
-        self._carve(free, dmin, c2w, K, observed)
-        self._drop_and_evict(None, evict=False)
+        if self._carve(free, dmin, c2w, K, observed):  # dropped with the others in 4.
+            cached = None
         if not observed and len(self._free):
             at = valid.nonzero(as_tuple=True)
             wrong = self._free.contradicts(pts[at])
             valid = valid.clone()
             valid[tuple(i[wrong] for i in at)] = False
 
-        # 3. fuse frame by frame: each one is tested against all that came before it
+        # 3. fuse frame by frame: each one is tested against all that came before it (the
+        # first against the last render when it was made at its camera)
         added = 0
         for f in range(rgb.shape[0]):
+            H, W = valid.shape[1:]
+            seen_now = self._rendered(cached, c2w[f], K[f], H, W) if f == 0 else None
             added += self._fuse(
+                seen_now,
                 pts[f],
                 rgb[f],
                 depth[f],
@@ -290,7 +295,8 @@ class SpatialMemory:
                 observed,
             )
 
-        # 4. drop replaced samples and enforce the cap; keep an observed view's free space
+        # 4. drop carved and replaced samples and enforce the cap; keep an observed view's
+        # free space
         self._drop_and_evict(step)
         if observed:
             self._free.add(dmin, c2w, K)
@@ -299,6 +305,7 @@ class SpatialMemory:
 
     def _fuse(
         self,
+        rendered: tuple[Tensor, Tensor] | None,
         pts: Tensor,
         rgb: Tensor,
         depth: Tensor,
@@ -312,60 +319,48 @@ class SpatialMemory:
         observed: bool,
     ) -> int:
         """Fuse one frame (``pts (H, W, 3)``, ``rgb (3, H, W)``, ``depth, foot, qual, rad,
-        valid (H, W)``, ``c2w (4, 4)``, ``K (3, 3)``); returns the number of samples added."""
+        valid (H, W)``, ``c2w (4, 4)``, ``K (3, 3)``); returns the number of samples added.
+        ``rendered``: the memory's winners and depths at the camera, if already known."""
         H, W = valid.shape
-        pix = valid.flatten().nonzero().squeeze(1)  # (M,) valid pixels
+        pix = flat_nonzero(valid)  # (M,) valid pixels
         if pix.numel() == 0:
             return 0
-        zn = depth.flatten()[pix]
-        q = qual.flatten()[pix]
+        cfg = self.cfg
+        zn = depth.flatten().index_select(0, pix)
+        q = qual.flatten().index_select(0, pix)
+        cols = rgb.flatten(1).index_select(1, pix).T.clamp(0, 1)  # (M, 3)
         add = torch.ones_like(pix, dtype=torch.bool)
         if self._n:
-            cfg = self.cfg
-            win, zw = self._splat(c2w[None], K[None], H, W, alive_only=True)
-            w, zw = win[pix], zw[pix]
-            has = w >= 0
-            wi = w.clamp(min=0)
-            same = has & ((zw - zn).abs() <= cfg.surface_tol_rel * zn)
-            # how far the stored sample projects from the new pixel's centre
-            cam = se3_inverse(c2w[None])[0, :3] @ F.pad(self._pos[:, wi], (0, 0, 0, 1), value=1.0)
-            uvz = K @ cam  # (3, M)
-            du = uvz[0] / uvz[2] - (pix % W + 0.5)
-            dv = uvz[1] / uvz[2] - (pix // W + 0.5)
-            near = same & (du.square() + dv.square() < cfg.dedup_radius_px**2)
-            cols = rgb.flatten(1).T[pix].clamp(0, 1)
-            alike = (cols - self._rgb[wi]).abs().amax(1) <= cfg.dedup_colour_tol
-            old_obs, old_q = self._obs[wi], self._qual[wi]
-            ratio = cfg.replace_quality_ratio
-            if observed:
-                replace = near & ((q < ratio * old_q) | ~old_obs)
-                skip = near & alike & ~replace
-            else:  # refine generated samples; never touch observed ones
-                replace = near & ~old_obs & (q * ratio <= old_q)
-                skip = (near & alike & ~replace) | (has & old_obs)
+            win, zw = rendered or self._splat(c2w[None], K[None], H, W, alive_only=True)
+            w = win.index_select(0, pix)
+            stored = (self._pos, self._rgb, self._obs, self._qual)
+            same, replace, skip = repeat_test(
+                pix, W, zn, q, cols, w, zw.index_select(0, pix), stored, c2w, K, cfg, observed
+            )
             if bool(replace.any()):
                 dead = w[replace]
-                self._conf[dead] = _DEAD
-                skip &= self._conf[wi] != _DEAD  # their other pixels are added too
-            seen_again = torch.unique(w[skip & same])
+                self._conf[dead] = _DEAD  # the other pixels they win are added too
+                skip &= self._conf.index_select(0, w.clamp(min=0)) != _DEAD
+            seen_again = w[skip & same]  # repeats write the same value: no need for unique
             self._last[seen_again] = step
             if observed:
                 self._conf[seen_again] = (self._conf[seen_again] + 1).clamp(max=cfg.max_confidence)
             add = ~skip
-        sel = pix[add]
-        m = sel.numel()
+        new = flat_nonzero(add)  # of the valid pixels
+        m = new.numel()
         if m == 0:
             return 0
+        sel = pix.index_select(0, new)
         n = self._n
         self._reserve(n + m)
-        p = pts.reshape(-1, 3)[sel]
+        p = pts.reshape(-1, 3).index_select(0, sel)
         self._pos[:, n : n + m] = p.T
-        self._rgb[n : n + m] = rgb.flatten(1).T[sel].clamp(0, 1)
+        self._rgb[n : n + m] = cols.index_select(0, new)
         self._conf[n : n + m] = 1.0
         self._last[n : n + m] = step
-        self._foot[n : n + m] = foot.flatten()[sel]
-        self._qual[n : n + m] = qual.flatten()[sel]
-        self._rad[n : n + m] = rad.flatten()[sel]
+        self._foot[n : n + m] = foot.flatten().index_select(0, sel)
+        self._qual[n : n + m] = q.index_select(0, new)
+        self._rad[n : n + m] = rad.flatten().index_select(0, sel)
         self._obs[n : n + m] = observed
         keys = voxel_keys(torch.floor(p / self.cfg.voxel_size_m).long())
         self._key[n : n + m] = keys
@@ -393,39 +388,46 @@ class SpatialMemory:
             blocks, self._sidx, c2w, K, H, W, far, cfg.near_m, cfg.voxel_size_m, pad_px
         )
 
-    def _carve(self, free: Tensor, dmin: Tensor, c2w: Tensor, K: Tensor, observed: bool) -> None:
+    def _carve(self, free: Tensor, dmin: Tensor, c2w: Tensor, K: Tensor, observed: bool) -> bool:
         """Decay the confidence of stored samples that the frames (free-space depth ``free
         (F, H, W)``, 0 where unknown; ``dmin`` its ``min_depth_window``) see through.
         Observed frames decay observed samples by ``carve_factor`` per frame and drop
-        generated ones; generated frames decay only generated samples."""
+        generated ones; generated frames decay only generated samples. Returns whether a
+        sample fell below ``min_confidence`` (fusion then ignores it)."""
         if self._n == 0 or self.cfg.carve_factor >= 1:
-            return
+            return False
         H, W = free.shape[1:]
         far = free.flatten(1).amax(1) / (1 + self.cfg.carve_margin_rel)  # farthest carvable z
         if not bool((far > self.cfg.near_m).any()):
-            return
+            return False
         idx = self._frustum_candidates(c2w, K, H, W, far)
         if idx.numel() == 0:
-            return
+            return False
         cfg = self.cfg
-        count = see_through(self._pos[:, idx], c2w, K, dmin, cfg.carve_margin_rel, cfg.near_m)
-        hit = count.nonzero().squeeze(1)
-        if hit.numel():
-            j, c = idx[hit], count[hit]
-            gen = ~self._obs[j]
-            if observed:  # an observed view proves a generated surface wrong at once
-                self._conf[j[gen]] = _DEAD
-                j, c = j[~gen], c[~gen]
-            else:
-                j, c = j[gen], c[gen]
-            self._conf[j] *= self.cfg.carve_factor ** c.float()
+        pos = self._pos.index_select(1, idx)
+        count = see_through(pos, c2w, K, dmin, cfg.carve_margin_rel, cfg.near_m)
+        hit = flat_nonzero(count > 0)
+        if hit.numel() == 0:
+            return False
+        touched, c = idx.index_select(0, hit), count.index_select(0, hit)
+        j = touched
+        gen = ~self._obs.index_select(0, j)
+        if observed:  # an observed view proves a generated surface wrong at once
+            self._conf[j[gen]] = _DEAD
+            j, c = j[~gen], c[~gen]
+        else:
+            j, c = j[gen], c[gen]
+        self._conf[j] *= self.cfg.carve_factor ** c.float()
+        return bool((self._conf.index_select(0, touched) < cfg.min_confidence).any())
 
     # ------------------------------------------------------------------ dropping
-    def _drop_and_evict(self, step: int | None = None, evict: bool = True) -> None:
+    def _drop_and_evict(self, step: int | None = None) -> None:
+        """Remove the samples below ``min_confidence`` (carved or replaced), then the excess
+        over ``max_points`` in eviction order."""
         n = self._n
         drop = self._conf[:n] < self.cfg.min_confidence
         excess = n - int(drop.sum()) - self.cfg.max_points
-        if evict and excess > 0:
+        if excess > 0:
             drop |= eviction_mask(self._last[:n], self._obs[:n], self._qual[:n], drop, excess, step)
         if bool(drop.any()):
             self._remove(drop)
@@ -433,15 +435,12 @@ class SpatialMemory:
     def _remove(self, drop: Tensor) -> None:
         """Remove points ``drop (N,) bool``, compacting the arrays and the sorted index."""
         n = self._n
-        keep = ~drop
-        m = int(keep.sum())
-        remap = torch.cumsum(keep.long(), 0) - 1
-        self._pos[:, :m] = self._pos[:, :n][:, keep]
+        kept = flat_nonzero(~drop)
+        m = kept.numel()
+        self._pos[:, :m] = self._pos[:, :n].index_select(1, kept)
         for buf in self._buffers():
-            buf[:m] = buf[:n][keep]
-        k2 = keep[self._sidx]
-        self._skeys = self._skeys[k2]
-        self._sidx = remap[self._sidx[k2]]
+            buf[:m] = buf[:n].index_select(0, kept)
+        self._skeys, self._sidx = remove_sorted(self._skeys, self._sidx, ~drop)
         self._blocks = None
         self._n = m
 
@@ -480,13 +479,28 @@ class SpatialMemory:
                 observed=self.observed,
             )
         index, depth = self._splat(c2w, K, height, width)
+        self._last_render = (c2w.clone(), K.clone(), height, width, index, depth.clone())
         return compose(index, depth, self._rgb, c2w.shape[0], height, width, self._obs)
+
+    def _rendered(self, cached: tuple | None, c2w: Tensor, K: Tensor, H: int, W: int):
+        """The winners and depths ``(H*W,)`` of ``_splat`` at one camera (``c2w (4, 4)``, ``K
+        (3, 3)``) taken from ``cached`` (a ``render`` since which no sample changed: the
+        pipeline renders a chunk's cameras, then inserts the chunk's frames), or None when it
+        holds no such view."""
+        if cached is None or cached[2:4] != (H, W):
+            return None
+        for v, (c, k) in enumerate(zip(cached[0], cached[1])):
+            if torch.equal(c, c2w) and torch.equal(k, K):
+                at = slice(v * H * W, (v + 1) * H * W)
+                return cached[4][at], cached[5][at]
+        return None
 
     def _splat(
         self, c2w: Tensor, K: Tensor, H: int, W: int, alive_only: bool = False
     ) -> tuple[Tensor, Tensor]:
         """Winning sample per pixel ``(V*H*W,)`` (-1: empty) and its depth, for the torch
-        backend. ``alive_only`` skips samples replaced earlier in the current insert."""
+        backend. ``alive_only`` skips the samples the current insert will drop (carved below
+        ``min_confidence`` or replaced)."""
         cfg = self.cfg
         V = c2w.shape[0]
         far = torch.full((V,), float("inf"), device=self.device)
@@ -496,14 +510,15 @@ class SpatialMemory:
             else self._sidx
         )
         if alive_only:
-            idx = idx[self._conf[idx] != _DEAD]
+            alive = self._conf.index_select(0, idx) >= cfg.min_confidence  # _DEAD is below
+            idx = idx.index_select(0, flat_nonzero(alive))
         if idx.numel() == 0:  # nothing stored, or nothing near the views
             return (
                 torch.full((V * H * W,), -1, dtype=torch.int64, device=self.device),
                 torch.zeros(V * H * W, device=self.device),
             )
         index, depth = zbuffer(
-            self._pos[:, idx],
+            self._pos.index_select(1, idx),
             c2w,
             K,
             H,
@@ -513,11 +528,11 @@ class SpatialMemory:
             max_radius_px=cfg.max_splat_radius_px,
             min_radius_px=cfg.min_splat_radius_px,
             near_m=cfg.near_m,
-            radius_m=self._rad[idx],
-            rank=(~self._obs[idx]).long(),
+            radius_m=self._rad.index_select(0, idx),
+            rank=(~self._obs.index_select(0, idx)).long(),
             surface_tol_rel=cfg.surface_tol_rel,
         )
-        return torch.where(index >= 0, idx[index.clamp(min=0)], -1), depth
+        return torch.where(index >= 0, idx.index_select(0, index.clamp(min=0)), -1), depth
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -525,14 +540,7 @@ class SpatialMemory:
         n = self._n
         return {
             "xyz": self._pos[:, :n].T.clone(memory_format=torch.contiguous_format),
-            "rgb": self._rgb[:n].clone(),
-            "confidence": self._conf[:n].clone(),
-            "last_seen": self._last[:n].clone(),
-            "voxel_keys": self._key[:n].clone(),
-            "footprint": self._foot[:n].clone(),
-            "quality": self._qual[:n].clone(),
-            "observed": self._obs[:n].clone(),
-            "splat_radius": self._rad[:n].clone(),
+            **{key: getattr(self, attr)[:n].clone() for attr, key, _, _ in _FIELDS},
             "next_step": int(self._next_step),
             "voxel_size_m": float(self.cfg.voxel_size_m),
             **self._free.state_dict(),
@@ -548,15 +556,10 @@ class SpatialMemory:
         skeys, sidx = torch.sort(keys, stable=True)
         self._alloc(max(n, 1024))
         self._pos[:, :n] = state["xyz"].to(self.device, torch.float32).T
-        self._rgb[:n] = state["rgb"].to(self.device, torch.float32)
-        self._conf[:n] = state["confidence"].to(self.device, torch.float32)
-        self._last[:n] = state["last_seen"].to(self.device, torch.int64)
-        self._key[:n] = keys
-        self._foot[:n] = state["footprint"].to(self.device, torch.float32)
-        self._qual[:n] = state["quality"].to(self.device, torch.float32)
-        self._obs[:n] = state["observed"].to(self.device)
-        self._rad[:n] = state["splat_radius"].to(self.device, torch.float32)
+        for attr, key, dtype, _ in _FIELDS:
+            getattr(self, attr)[:n] = state[key].to(self.device, dtype)
         self._skeys, self._sidx, self._n = skeys, sidx, n
+        self._last_render = None
         self._blocks = None
         self._next_step = next_step
         self._free.views = free_views

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from worldmem.geometry.camera import se3_inverse
+from worldmem.memory._tensor_ops import flat_nonzero
 
 __all__ = [
     "GRID_HALF_VOXELS",
@@ -23,6 +25,7 @@ __all__ = [
     "frustum_candidates",
     "insert_sorted",
     "keys_to_voxels",
+    "remove_sorted",
     "voxel_keys",
 ]
 
@@ -73,14 +76,35 @@ def insert_sorted(skeys: Tensor, sidx: Tensor, keys: Tensor, first: int) -> tupl
     Returns the new ``skeys, sidx (N + M,)``."""
     n, m, dev = skeys.shape[0], keys.shape[0], skeys.device
     keys, order = torch.sort(keys, stable=True)
+    if dev.type == "cpu":  # numpy's insert does the merge about twice as fast
+        k, old = keys.numpy(), skeys.numpy()
+        at = np.searchsorted(old, k, side="right")  # equal keys: after the old ones, in order
+        sk = np.insert(old, at, k)
+        si = np.insert(sidx.numpy(), at, (first + order).numpy())
+        return torch.from_numpy(sk), torch.from_numpy(si)
     at = torch.searchsorted(skeys, keys, right=True) + torch.arange(m, device=dev)
     old_slot = torch.ones(n + m, dtype=torch.bool, device=dev)
     old_slot[at] = False
+    old_at = flat_nonzero(old_slot)
     sk = torch.empty(n + m, dtype=torch.int64, device=dev)
     si = torch.empty(n + m, dtype=torch.int64, device=dev)
-    sk[old_slot], si[old_slot] = skeys, sidx
-    sk[at], si[at] = keys, first + order
+    sk.index_copy_(0, old_at, skeys).index_copy_(0, at, keys)
+    si.index_copy_(0, old_at, sidx).index_copy_(0, at, first + order)
     return sk, si
+
+
+def remove_sorted(skeys: Tensor, sidx: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """The sorted index ``skeys, sidx (N,)`` without the samples where ``keep (N,)`` bool is
+    False, the others renumbered in order (sample i becomes the count of kept samples before
+    it): ``skeys, sidx (M,)``."""
+    if keep.device.type == "cpu":  # numpy: the same steps, faster on these random gathers
+        k, s = keep.numpy(), sidx.numpy()
+        remap = np.cumsum(k, dtype=np.int64) - 1
+        slots = k[s]
+        return torch.from_numpy(skeys.numpy()[slots]), torch.from_numpy(remap[s[slots]])
+    remap = torch.cumsum(keep, 0) - 1
+    slots = flat_nonzero(keep.index_select(0, sidx))
+    return skeys.index_select(0, slots), remap.index_select(0, sidx.index_select(0, slots))
 
 
 def block_table(skeys: Tensor, voxel_size_m: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -118,19 +142,19 @@ def frustum_candidates(
     hit = (z > near_m - radius) & (z < far[:, None] + radius)
     # four side planes through the camera centre (x/z >= (-pad - cx)/fx, ...): a block is
     # out only when its bounding sphere is entirely on the outer side of one of them
-    for a, coord, sign in (
-        ((-pad_px - cx) / fx, x, 1.0),
-        ((W + pad_px - cx) / fx, x, -1.0),
-        ((-pad_px - cy) / fy, y, 1.0),
-        ((H + pad_px - cy) / fy, y, -1.0),
-    ):
-        hit &= sign * (coord - a * z) / torch.sqrt(1 + a * a) >= -radius
-    hit = hit.any(0)  # (B,)
-    s, c = starts[hit], counts[hit]
-    if c.numel() == 0:
+    a = torch.stack(
+        [(-pad_px - cx) / fx, (W + pad_px - cx) / fx, (-pad_px - cy) / fy, (H + pad_px - cy) / fy]
+    )  # (4, F, 1)
+    coord = torch.stack([x, x, y, y])  # (4, F, B)
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0], device=a.device, dtype=a.dtype)[:, None, None]
+    hit &= (sign * (coord - a * z) / torch.sqrt(1 + a * a) >= -radius).all(0)
+    hit = flat_nonzero(hit.any(0))  # (B,) -> blocks in view
+    if hit.numel() == 0:
         return torch.zeros(0, dtype=torch.int64, device=sidx.device)
-    if c.numel() == counts.numel():
+    if hit.numel() == counts.numel():
         return sidx
-    total = int(c.sum())
-    shift = torch.repeat_interleave(s - (torch.cumsum(c, 0) - c), c)
-    return sidx[torch.arange(total, device=sidx.device) + shift]
+    s, c = starts.index_select(0, hit), counts.index_select(0, hit)
+    ends = torch.cumsum(c, 0)
+    total = int(ends[-1])
+    shift = torch.repeat_interleave(s - (ends - c), c)
+    return sidx.index_select(0, torch.arange(total, device=sidx.device) + shift)
