@@ -5,6 +5,7 @@ sample.py reads them and checked by the pipeline."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -228,8 +229,27 @@ def _dumps(obj) -> bytes:
     return text.encode()
 
 
+def _one_field_cases(base: dict, frame: int, key: str, values: dict, error: str) -> list[Case]:
+    """A camera file per ``values`` entry: ``base`` with frame ``frame``'s ``key`` set to it;
+    the error must match ``error``."""
+    cases = []
+    for name, v in values.items():
+        obj = copy.deepcopy(base)
+        obj["frames"][frame][key] = v
+        cases.append(
+            Case(
+                "camera files",
+                f"{key}: {name}",
+                "camera_file",
+                ("t.json", _dumps(obj)),
+                (error,),
+                detail=name,
+            )
+        )
+    return cases
+
+
 def cases_camera_files(rng: random.Random) -> list[Case]:
-    import copy
 
     cases = []
     base = _traj_json()
@@ -284,19 +304,7 @@ def cases_camera_files(rng: random.Random) -> list[Case]:
         "a string": "eye",
         "nested deeply": [[[[[[1]]]]]],
     }
-    for name, m in matrices.items():
-        obj = copy.deepcopy(base)
-        obj["frames"][2]["c2w"] = m
-        cases.append(
-            Case(
-                "camera files",
-                f"c2w: {name}",
-                "camera_file",
-                ("t.json", _dumps(obj)),
-                (r"t\.json|pose 2|frame 2|grid",),
-                detail=name,
-            )
-        )
+    cases += _one_field_cases(base, 2, "c2w", matrices, r"t\.json|pose 2|frame 2|grid")
     intrinsics = {
         "zero focal": [[0, 0, 16], [0, 0, 16], [0, 0, 1]],
         "negative focal": [[-25, 0, 16], [0, -25, 16], [0, 0, 1]],
@@ -307,19 +315,7 @@ def cases_camera_files(rng: random.Random) -> list[Case]:
         "2x2": [[25, 0], [0, 25]],
         "identity": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
     }
-    for name, k in intrinsics.items():
-        obj = copy.deepcopy(base)
-        obj["frames"][0]["K"] = k
-        cases.append(
-            Case(
-                "camera files",
-                f"K: {name}",
-                "camera_file",
-                ("t.json", _dumps(obj)),
-                (r"t\.json|intrinsics|frame 0|K",),
-                detail=name,
-            )
-        )
+    cases += _one_field_cases(base, 0, "K", intrinsics, r"t\.json|intrinsics|frame 0|K")
     tops = {
         "width 0": {"width": 0},
         "width -32": {"width": -32},
