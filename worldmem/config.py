@@ -236,6 +236,10 @@ class DataConfig:
     revisit_min_overlap: float = 0.5  # frustum overlap with the earlier view to count as revisit
     memory_stride_frames: int = 2  # every n-th earlier frame goes into the spatial memory
     memory_max_frames: int = 48  # at most this many earlier frames build the spatial memory
+    # Fraction of samples whose history (every earlier frame but the first) looks like the
+    # model's own output, as it does when generating: blurred, with its contrast shrunk, and
+    # fused into the spatial memory as generated frames (the first frame stays observed).
+    p_generated_history: float = 0.0
     skip_bad: bool = False  # log and skip broken episodes instead of failing
     batch_size: int = 8
     num_workers: int = 2
@@ -244,7 +248,7 @@ class DataConfig:
 
     def __post_init__(self):
         positive = ("image_size", "chunk_frames", "memory_stride_frames", "batch_size")
-        fractions = ("revisit_ratio", "revisit_min_overlap", "val_fraction")
+        fractions = ("revisit_ratio", "revisit_min_overlap", "val_fraction", "p_generated_history")
         rest = ("context_frames", "keyframes", "min_revisit_gap_frames", "memory_max_frames",
                 "num_workers", "seed")  # fmt: skip
         _numbers(

@@ -9,8 +9,9 @@ from torch.utils.data import DataLoader
 
 from worldmem.config import DataConfig
 from worldmem.data.batch import collate_world_batches
-from worldmem.data.dataset import WorldDataModule, WorldDataset
+from worldmem.data.dataset import GeneratedLook, WorldDataModule, WorldDataset
 from worldmem.data.episode import Episode, EpisodeError
+from worldmem.memory import SpatialMemory
 
 
 def _data(root, **kw):
@@ -146,3 +147,60 @@ def test_field_of_view_is_the_training_frames_median(synthetic_root, tmp_path):
     write_manifest(tmp_path, entries)
     fx, fy = WorldDataset(_data(tmp_path), tiny_memory_config()).field_of_view()
     assert fx == pytest.approx(90.0, abs=1e-3) and fy == pytest.approx(60.0, abs=1e-3)
+
+
+def test_generated_look_is_a_gaussian_blur_and_a_contrast_shrink():
+    from scipy.ndimage import gaussian_filter
+
+    g = torch.Generator().manual_seed(0)
+    rgb, depth = torch.rand(2, 3, 20, 24, generator=g), 1 + torch.rand(2, 1, 20, 24, generator=g)
+    look = GeneratedLook(blur_px=1.2, contrast=0.8)
+    out_rgb, out_depth = look.apply(rgb, depth)
+    # the reference: scipy's Gaussian (edge pixels repeated, cut at 3 sigma, as apply does)
+    blur = lambda a: gaussian_filter(a.numpy(), (0, 0, 1.2, 1.2), mode="nearest", truncate=3.0)  # noqa: E731
+    mean = rgb.mean((2, 3), keepdim=True).numpy()
+    want = (mean + 0.8 * (blur(rgb) - mean)).clip(0, 1)
+    assert abs(out_rgb.numpy() - want).max() < 1e-5
+    assert abs(out_depth.numpy() - blur(depth)).max() < 1e-5
+
+
+def test_a_generated_looking_history_keeps_the_start_observed_and_the_rest_generated(
+    synthetic_root, monkeypatch
+):
+    ds = WorldDataset(_data(synthetic_root), tiny_memory_config(), "train")
+    look = GeneratedLook(blur_px=1.0, contrast=0.8)
+    inserts = []
+    real_insert = SpatialMemory.insert
+
+    def spy(self, rgb, depth, c2w, K, **kw):
+        inserts.append((rgb.clone(), kw["observed"]))
+        return real_insert(self, rgb, depth, c2w, K, **kw)
+
+    monkeypatch.setattr(SpatialMemory, "insert", spy)
+    e, t = 0, 14
+    plain = ds.sample(e, t)
+    assert [o for _, o in inserts] == [True]  # true history: every frame observed
+    inserts.clear()
+    made = ds.sample(e, t, generated=look)
+    true = ds.frames(e).rgb[:t].float() / 255
+    (start, start_obs), (rest, rest_obs) = inserts
+    assert start_obs and not rest_obs
+    assert torch.equal(start, true[:1])  # the start frame stays as it was
+    # the rest (every memory_stride_frames-th frame back from t - 1) looks generated
+    hist = list(range(t))[::-1][:: ds.cfg.memory_stride_frames][::-1]
+    assert hist[0] != 0  # frame 0 is not on the stride, but a generation holds it
+    want, _ = look.apply(true[hist], torch.ones(len(hist), 1, 32, 32))
+    assert torch.allclose(rest, want, atol=1e-5)
+    # targets are the truth either way; the context is the degraded frames
+    assert torch.equal(made.target.rgb, plain.target.rgb)
+    assert not torch.allclose(made.context.rgb, plain.context.rgb, atol=0.02)
+    # a sample drawn with p_generated_history=0 is the plain one
+    off = WorldDataset(_data(synthetic_root), tiny_memory_config(), "train")
+    on = WorldDataset(_data(synthetic_root, p_generated_history=1.0), tiny_memory_config(), "train")
+    i = next(i for i, (e, t) in enumerate(off.starts) if t >= 4)
+    assert not torch.equal(on[i].context.rgb, off[i].context.rgb)
+    assert torch.equal(on[i].target.rgb, off[i].target.rgb)
+    val_on = WorldDataset(_data(synthetic_root, p_generated_history=1.0), tiny_memory_config(), "val")
+    val_off = WorldDataset(_data(synthetic_root), tiny_memory_config(), "val")
+    j = next(i for i, (e, t) in enumerate(val_off.starts) if t >= 4)
+    assert torch.equal(val_on[j].context.rgb, val_off[j].context.rgb)  # validation: the truth

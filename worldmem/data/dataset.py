@@ -11,6 +11,7 @@ many samples where memory is the only way to get the answer right.
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from worldmem.data.revisits import REVISITS_NAME, find_revisits, read_revisit_in
 from worldmem.geometry import fov_from_intrinsics, scale_intrinsics
 from worldmem.memory import EpisodicMemory, SpatialMemory
 
-__all__ = ["WorldDataset", "WorldDataModule", "EpisodeFrames"]
+__all__ = ["WorldDataset", "WorldDataModule", "EpisodeFrames", "GeneratedLook"]
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +186,18 @@ class WorldDataset(Dataset):
             e, t = self.revisits[rng.integers(len(self.revisits))]
         else:
             e, t = self.starts[i]
-        return self.sample(e, t)
+        look = None
+        if rng.random() < self.cfg.p_generated_history and self.split == "train":
+            look = GeneratedLook(blur_px=rng.uniform(0.5, 1.5), contrast=rng.uniform(0.75, 1.0))
+        return self.sample(e, t, generated=look)
 
-    def sample(self, e: int, t: int) -> WorldBatch:
-        """The sample whose target chunk starts at frame ``t`` of episode ``e``."""
+    def sample(self, e: int, t: int, generated: GeneratedLook | None = None) -> WorldBatch:
+        """The sample whose target chunk starts at frame ``t`` of episode ``e``.
+
+        ``generated``: make every history frame but frame 0 look like the model's own output
+        (``GeneratedLook``) and fuse it as generated, as a generation from a start frame holds
+        it (frame 0 observed, and always in the spatial memory); None: the history as
+        observed (true frames). Validation samples always take the true history."""
         cfg = self.cfg
         fr = self.frames(e)
         S = cfg.image_size
@@ -198,19 +207,35 @@ class WorldDataset(Dataset):
         history = list(range(0, t))[::-1][:: cfg.memory_stride_frames][: cfg.memory_max_frames][
             ::-1
         ]
+        if generated is not None and history and history[0] != 0:
+            history = [0, *history]  # a generation holds its start frame
         rgb = fr.rgb.float() / 255
         depth = fr.depth.float()
+        target = (rgb[tgt], depth[tgt], fr.c2w[tgt], fr.K[tgt])
+        if generated is not None and t > 1:
+            rgb, depth = rgb.clone(), depth.clone()
+            rgb[1:t], depth[1:t] = generated.apply(rgb[1:t], depth[1:t])
 
         # The memories a generation would hold after observing the history, filled the same
         # way (one insert of the history, then every history frame offered to the episodic
         # memory in order); the only difference is the stride and cap on the history, which
-        # bound the cost of a sample.
+        # bound the cost of a sample. A generated-looking history goes in as a start frame
+        # (observed) and then the generated frames.
         spatial = SpatialMemory(self.memory_cfg)
         episodic = EpisodicMemory(self.memory_cfg)
         if history:
-            spatial.insert(
-                rgb[history], depth[history], fr.c2w[history], fr.K[history], step=history[-1]
-            )
+            seen = history if generated is None else [j for j in history if j == 0]
+            made = [] if generated is None else [j for j in history if j != 0]
+            for part, observed in ((seen, True), (made, False)):
+                if part:
+                    spatial.insert(
+                        rgb[part],
+                        depth[part],
+                        fr.c2w[part],
+                        fr.K[part],
+                        step=part[-1],
+                        observed=observed,
+                    )
             for j in history:
                 episodic.maybe_add(rgb[j], depth[j], fr.c2w[j], fr.K[j], step=j)
         working = (rgb[ctx], depth[ctx], fr.c2w[ctx], fr.K[ctx]) if ctx else None
@@ -228,9 +253,37 @@ class WorldDataset(Dataset):
         )
         return WorldBatch.from_conditioning(
             conditioning,
-            target=padded_frames((rgb[tgt], depth[tgt], fr.c2w[tgt], fr.K[tgt]), T, S, fr.K[0]),
+            target=padded_frames(target, T, S, fr.K[0]),
             is_revisit=torch.tensor([(e, t) in self.revisit_set]),
         )
+
+
+@dataclass(frozen=True)
+class GeneratedLook:
+    """How the model's own frames differ from true ones, to train on a history that looks
+    like what a generation feeds back: its colours and depth blurred (a Gaussian of
+    ``blur_px`` pixels) and its colour contrast shrunk towards each frame's mean (a model that
+    is unsure paints the mean)."""
+
+    blur_px: float
+    contrast: float
+
+    def apply(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """rgb ``(N, 3, S, S)`` in [0, 1], depth ``(N, 1, S, S)`` -> both degraded."""
+        r = max(1, int(math.ceil(3 * self.blur_px)))
+        x = torch.arange(-r, r + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (x / self.blur_px) ** 2)
+        k = k / k.sum()
+
+        def blur(img: torch.Tensor) -> torch.Tensor:
+            c = img.shape[1]
+            img = F.pad(img, (r, r, r, r), mode="replicate")
+            img = F.conv2d(img, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+            return F.conv2d(img, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+        mean = rgb.mean((2, 3), keepdim=True)
+        rgb = (mean + self.contrast * (blur(rgb) - mean)).clamp(0, 1)
+        return rgb, blur(depth)
 
 
 def _one_thread(_worker_id: int) -> None:
