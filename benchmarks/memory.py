@@ -20,7 +20,10 @@ Prints four tables:
    kept in ``benchmarks/previous_splat.py``) timed in the same process, runs interleaved;
 3. the cost per chunk of two 64 px frames (spatial render + episodic retrieval + spatial
    insert + keyframe test + working push) along a revisiting walk, early (around frame 100)
-   and late (around the last frame), beside the "rebuild from every frame so far" baseline
+   and late (around the last frame), once with the sample cap the shipped pipeline runs with
+   (``checkpoints/worldmem-tiny/pipeline.json``) and once with ``MemoryConfig``'s default
+   (``--max-points`` picks others); with the default cap, beside the "rebuild from every
+   frame so far" baseline
    (a fresh cloud fused from all frames before each chunk, as the reference implementation
    of the spatial-memory paper rebuilds its TSDF), timed at a few points in the same process
    until it exceeds its time budget.
@@ -29,6 +32,7 @@ Prints four tables:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -52,6 +56,8 @@ from worldmem.memory.render import splat_points  # noqa: E402
 
 FOV_DEG = 75.0
 CHUNK = 2  # frames per generated chunk
+MAX_POINTS = MemoryConfig().max_points  # the library default cap
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "worldmem-tiny" / "pipeline.json"
 clock = time.perf_counter  # --cpu-time switches to process CPU time (for busy machines)
 
 
@@ -279,9 +285,9 @@ def rebuild(frames, upto: int, size: int) -> float:
     return clock() - t
 
 
-def walk(world, num_frames: int, loops: int, per_loop: int, size: int, rebuild_at, budget_s):
-    """The chunk loop of the pipeline over ``loops`` different loops of ``per_loop`` frames
-    through one room, cycled to ``num_frames`` (late frames revisit early places)."""
+def walk_frames(world, num_frames: int, loops: int, per_loop: int, size: int):
+    """``loops`` different loops of ``per_loop`` frames through one room, cycled to
+    ``num_frames`` (late frames revisit early places): rgb, depth, c2w, K stacks."""
     cams = walk_cameras(world, loops, per_loop)
     print(f"  rendering {len(cams)} walk frames at {size} px ...", flush=True)
     rgb, depth = render_world(world, cams, size)
@@ -290,7 +296,13 @@ def walk(world, num_frames: int, loops: int, per_loop: int, size: int, rebuild_a
         x.repeat(reps, *[1] * (x.ndim - 1))[:num_frames] for x in (rgb, depth, cams)
     )
     K = intrinsics_from_fov(FOV_DEG, size, size)[None].expand(num_frames, 3, 3).contiguous()
-    cfg = MemoryConfig()
+    return rgb, depth, cams, K
+
+
+def walk(frames, cfg: MemoryConfig, size: int, rebuild_at, budget_s):
+    """The chunk loop of the pipeline over the walk ``frames`` with memories of ``cfg``."""
+    rgb, depth, cams, K = frames
+    num_frames = len(cams)
     sm, em, wm = SpatialMemory(cfg), EpisodicMemory(cfg), WorkingMemory(cfg.working_frames)
     log = []
     for i in range(0, num_frames - CHUNK + 1, CHUNK):
@@ -319,7 +331,6 @@ def walk(world, num_frames: int, loops: int, per_loop: int, size: int, rebuild_a
                 keyframes=len(em),
             )
         )
-    frames = (rgb, depth, cams, K)
     rebuilt = {}
     spent = 0.0
     for f in rebuild_at:
@@ -371,7 +382,18 @@ def main(argv=None) -> None:
         help="time with process CPU time instead of wall time (use with --threads 1 when "
         "other jobs share the cores)",
     )
+    p.add_argument(
+        "--max-points",
+        type=int,
+        nargs="+",
+        default=None,
+        help="spatial-memory caps for table 3 (default: the shipped pipeline's, then "
+        "MemoryConfig's default)",
+    )
     args = p.parse_args(argv)
+    if args.max_points is None:  # the cap the shipped pipeline runs with, then the default
+        shipped = json.loads(SHIPPED.read_text())["memory"]["max_points"]
+        args.max_points = [shipped, MAX_POINTS] if shipped != MAX_POINTS else [MAX_POINTS]
     global clock
     if args.cpu_time:
         clock = time.process_time
@@ -427,39 +449,46 @@ def main(argv=None) -> None:
 
     print_splat_table(5 if quick else 11)
 
-    print(f"\n3. Per-chunk memory cost over a {frames}-frame revisiting walk at 64 px\n")
     early = 100
     late = frames - 20
-    rebuild_at = sorted({early, frames // 4, frames // 2, late})
     loops, per_loop = (2, 200) if quick else (4, 250)
-    log, rebuilt = walk(world, frames, loops, per_loop, 64, rebuild_at, budget)
-    e, l_ = window(log, early), window(log, late)
-    print(
-        "| around frame | cloud points | keyframes | render ms | retrieve ms | insert ms "
-        "| keyframe+window ms | total ms/chunk |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for f, w in ((early, e), (late, l_)):
+    walk_set = walk_frames(world, frames, loops, per_loop, 64)
+    for cap in args.max_points:
         print(
-            f"| {f} | {w['points']:,} | {w['keyframes']} | {1e3 * w['render']:.1f} "
-            f"| {1e3 * w['retrieve']:.1f} | {1e3 * w['insert']:.1f} | {1e3 * w['add']:.1f} "
-            f"| {1e3 * w['total']:.1f} |"
+            f"\n3. Per-chunk memory cost over a {frames}-frame revisiting walk at 64 px, "
+            f"max_points {cap:,}\n"
         )
-    ratio = l_["total"] / e["total"]
-    print(f"\nincremental, late / early: {ratio:.2f}x (target <= 1.2x)\n")
-    print(
-        "| frames so far | incremental ms/chunk | rebuild-from-all-frames ms/chunk "
-        "| rebuild / incremental |"
-    )
-    print("|---:|---:|---:|---:|")
-    for f in rebuild_at:
-        if f not in rebuilt:
+        rebuild_at = sorted({early, frames // 4, frames // 2, late}) if cap == MAX_POINTS else []
+        log, rebuilt = walk(walk_set, MemoryConfig(max_points=cap), 64, rebuild_at, budget)
+        e, l_ = window(log, early), window(log, late)
+        print(
+            "| around frame | cloud points | keyframes | render ms | retrieve ms | insert ms "
+            "| keyframe+window ms | total ms/chunk |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for f, w in ((early, e), (late, l_)):
+            print(
+                f"| {f} | {w['points']:,} | {w['keyframes']} | {1e3 * w['render']:.1f} "
+                f"| {1e3 * w['retrieve']:.1f} | {1e3 * w['insert']:.1f} | {1e3 * w['add']:.1f} "
+                f"| {1e3 * w['total']:.1f} |"
+            )
+        ratio = l_["total"] / e["total"]
+        print(f"\nincremental, late / early: {ratio:.2f}x (target <= 1.2x)\n")
+        if not rebuilt:
             continue
-        inc = window(log, f)["total"]
-        rb = rebuilt[f]
-        rb_s = "over budget" if rb is None else f"{1e3 * rb:.0f}"
-        ratio_s = "-" if rb is None else f"{rb / inc:.0f}x"
-        print(f"| {f} | {1e3 * inc:.1f} | {rb_s} | {ratio_s} |")
+        print(
+            "| frames so far | incremental ms/chunk | rebuild-from-all-frames ms/chunk "
+            "| rebuild / incremental |"
+        )
+        print("|---:|---:|---:|---:|")
+        for f in rebuild_at:
+            if f not in rebuilt:
+                continue
+            inc = window(log, f)["total"]
+            rb = rebuilt[f]
+            rb_s = "over budget" if rb is None else f"{1e3 * rb:.0f}"
+            ratio_s = "-" if rb is None else f"{rb / inc:.0f}x"
+            print(f"| {f} | {1e3 * inc:.1f} | {rb_s} | {ratio_s} |")
 
 
 if __name__ == "__main__":
