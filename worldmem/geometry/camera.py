@@ -56,55 +56,27 @@ def check_c2w(c2w: Tensor, name: str = "c2w", atol: float = 1e-3) -> None:
         f"{name}: expected shape (..., 4, 4), got {tuple(c2w.shape)}",
     )
     _expect(c2w.is_floating_point(), f"{name}: expected a float tensor, got {c2w.dtype}")
-    if _clearly_rigid(c2w, atol / 2):
-        return
-    flat = c2w.reshape(-1, 4, 4).double()
-    finite = torch.isfinite(flat).flatten(1).all(1)
-    if not bool(finite.all()):
-        i = int((~finite).nonzero()[0])
-        raise ValueError(f"{name}: pose {i} has NaN or infinite values")
-    R = flat[:, :3, :3]
-    eye = torch.eye(3, dtype=R.dtype, device=R.device)
-    orth_err = (R.transpose(-1, -2) @ R - eye).abs().flatten(1).amax(1)
-    det = torch.linalg.det(R)
-    last = flat[:, 3] - torch.tensor([0, 0, 0, 1.0], dtype=R.dtype, device=R.device)
-    bad = (orth_err > atol) | ((det - 1).abs() > atol) | (last.abs().amax(1) > atol)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
+    a = _host_float64(c2w, 4)
+    finite = np.isfinite(a).reshape(len(a), -1).all(1)
+    if not finite.all():
+        raise ValueError(f"{name}: pose {int(np.argmin(finite))} has NaN or infinite values")
+    R = a[:, :3, :3]
+    orth_err = np.abs(np.swapaxes(R, -1, -2) @ R - np.eye(3)).reshape(len(a), -1).max(1, initial=0)
+    det = np.linalg.det(R)
+    last = np.abs(a[:, 3] - (0.0, 0.0, 0.0, 1.0)).max(1, initial=0)
+    bad = (orth_err > atol) | (np.abs(det - 1) > atol) | (last > atol)
+    if bad.any():
+        i = int(np.argmax(bad))
         raise ValueError(
             f"{name}: pose {i} is not a rigid transform (|R^T R - I| = {orth_err[i]:.2e}, "
-            f"det R = {det[i]:.4f}, last row = {flat[i, 3].tolist()})"
+            f"det R = {det[i]:.4f}, last row = {a[i, 3].tolist()})"
         )
 
 
-def _as_numpy(x: Tensor) -> np.ndarray | None:
-    """A CPU tensor's values as numpy (a view), or None where numpy cannot take them."""
-    if x.device.type != "cpu" or x.requires_grad:
-        return None
-    try:
-        return x.numpy()
-    except (RuntimeError, TypeError):  # e.g. bfloat16, or a lazily negated view
-        return None
-
-
-def _clearly_rigid(c2w: Tensor, tol: float) -> bool:
-    """True when every pose of ``c2w (..., 4, 4)`` (on CPU) is finite and rigid within
-    ``tol``, tested with numpy in float64: the checks of ``check_c2w`` cost a few dozen small
-    torch calls, and callers pass ``tol`` = half their tolerance, so an answer of True agrees
-    with them whatever the last bits of the two determinants; False: run them."""
-    a = _as_numpy(c2w)
-    if a is None:
-        return False
-    a = a.reshape(-1, 4, 4).astype(np.float64)
-    if a.shape[0] == 0:
-        return True
-    if not np.isfinite(a).all():
-        return False
-    R = a[:, :3, :3]
-    orth = np.abs(np.swapaxes(R, -1, -2) @ R - np.eye(3)).max()
-    det = np.abs(np.linalg.det(R) - 1).max()
-    last = np.abs(a[:, 3] - (0.0, 0.0, 0.0, 1.0)).max()
-    return bool(orth <= tol and det <= tol and last <= tol)
+def _host_float64(x: Tensor, n: int) -> np.ndarray:
+    """A stack of small ``(..., n, n)`` matrices as a float64 numpy array ``(B, n, n)``: the
+    checks test a handful of values, cheaper in numpy than in a few dozen torch calls."""
+    return x.detach().reshape(-1, n, n).to("cpu", torch.float64).numpy()
 
 
 def check_K(K: Tensor, name: str = "K") -> None:
@@ -115,16 +87,11 @@ def check_K(K: Tensor, name: str = "K") -> None:
         f"{name}: expected shape (..., 3, 3), got {tuple(K.shape)}",
     )
     _expect(K.is_floating_point(), f"{name}: expected a float tensor, got {K.dtype}")
-    a = _as_numpy(K)
-    if a is not None:  # the same tests in numpy, a few times cheaper on a handful of values
-        a = a.reshape(-1, 3, 3)
-        if np.isfinite(a).all() and (a[:, 0, 0] > 0).all() and (a[:, 1, 1] > 0).all():
-            return
-    flat = K.reshape(-1, 3, 3)
-    _expect(bool(torch.isfinite(flat).all()), f"{name}: has NaN or infinite values")
-    f = torch.stack([flat[:, 0, 0], flat[:, 1, 1]], -1)
-    if not bool((f > 0).all()):
-        i = int((f <= 0).any(-1).nonzero()[0])
+    a = _host_float64(K, 3)
+    _expect(bool(np.isfinite(a).all()), f"{name}: has NaN or infinite values")
+    f = np.stack([a[:, 0, 0], a[:, 1, 1]], -1)
+    if not (f > 0).all():
+        i = int(np.argmax((f <= 0).any(-1)))
         raise ValueError(f"{name}: intrinsics {i} has non-positive focal length {f[i].tolist()}")
 
 
