@@ -200,7 +200,9 @@ def test_a_generated_looking_history_keeps_the_start_observed_and_the_rest_gener
     i = next(i for i, (e, t) in enumerate(off.starts) if t >= 4)
     assert not torch.equal(on[i].context.rgb, off[i].context.rgb)
     assert torch.equal(on[i].target.rgb, off[i].target.rgb)
-    val_on = WorldDataset(_data(synthetic_root, p_generated_history=1.0), tiny_memory_config(), "val")
+    val_on = WorldDataset(
+        _data(synthetic_root, p_generated_history=1.0), tiny_memory_config(), "val"
+    )
     val_off = WorldDataset(_data(synthetic_root), tiny_memory_config(), "val")
     j = next(i for i, (e, t) in enumerate(val_off.starts) if t >= 4)
     assert torch.equal(val_on[j].context.rgb, val_off[j].context.rgb)  # validation: the truth
