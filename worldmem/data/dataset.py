@@ -224,8 +224,8 @@ class WorldDataset(Dataset):
         spatial = SpatialMemory(self.memory_cfg)
         episodic = EpisodicMemory(self.memory_cfg)
         if history:
-            seen = history if generated is None else [j for j in history if j == 0]
-            made = [] if generated is None else [j for j in history if j != 0]
+            # a generated-looking history starts at frame 0 (see above)
+            seen, made = (history, []) if generated is None else (history[:1], history[1:])
             for part, observed in ((seen, True), (made, False)):
                 if part:
                     spatial.insert(
