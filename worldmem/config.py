@@ -126,6 +126,9 @@ class ModelConfig:
     gradient_checkpointing: bool = False  # recompute block activations in backward
     # channels of the convolutional stem/decoder levels, finest first (log2(patch_size) levels)
     conv_widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+    # the memory render carries one more channel: 1 where its point was observed (a true
+    # frame), 0 where the model generated it, so the model can trust the two differently
+    memory_provenance: bool = False
 
     def __post_init__(self):
         _choice(self, "codec", ("identity", "vae"))

@@ -191,6 +191,19 @@ def test_a_generated_looking_history_keeps_the_start_observed_and_the_rest_gener
     assert hist[0] != 0  # frame 0 is not on the stride, but a generation holds it
     want, _ = look.apply(true[hist], torch.ones(len(hist), 1, 32, 32))
     assert torch.allclose(rest, want, atol=1e-5)
+    # the render says which of its pixels came from the observed start frame
+    assert torch.equal(plain.memory_observed, (plain.memory_mask > 0.5).float())
+    assert torch.all(made.memory_observed <= made.memory_mask)
+    fr = ds.frames(e)
+    for t in range(2, 12):  # where the targets see what frame 0 saw, it is what was observed
+        start = SpatialMemory(tiny_memory_config())
+        start.insert(fr.rgb[:1].float() / 255, fr.depth[:1].float(), fr.c2w[:1], fr.K[:1], step=0,
+                     observed=True)  # fmt: skip
+        seen = start.render(fr.c2w[t : t + 2], fr.K[t : t + 2], 32, 32).mask > 0.5
+        if seen.sum() > 50:
+            break
+    obs = ds.sample(e, t, generated=look).memory_observed[0] > 0.5
+    assert 0.9 < (obs & seen).sum() / (obs | seen).sum()
     # targets are the truth either way; the context is the degraded frames
     assert torch.equal(made.target.rgb, plain.target.rgb)
     assert not torch.allclose(made.context.rgb, plain.context.rgb, atol=0.02)

@@ -56,7 +56,9 @@ def test_memory_dropout():
     g = torch.Generator().manual_seed(0)
     all_dropped = drop_memories(batch, dict(working=1.0, episodic=1.0, spatial=1.0, text=1.0), g)
     assert not all_dropped.context.valid.any() and not all_dropped.keyframes.valid.any()
-    for t in (all_dropped.memory_rgb, all_dropped.memory_depth, all_dropped.memory_mask):
+    assert batch.memory_observed.any()
+    dropped = all_dropped.memory_rgb, all_dropped.memory_depth, all_dropped.memory_mask
+    for t in (*dropped, all_dropped.memory_observed):
         assert torch.count_nonzero(t) == 0
     assert all_dropped.caption == ["", "", ""]
     assert batch.context.valid.all() and batch.caption[0]  # the input is untouched

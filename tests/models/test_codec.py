@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import tiny_model_config
@@ -38,6 +40,23 @@ def test_identity_round_trip():
     assert m.shape == (2, 3, 5, 16, 16)
     torch.testing.assert_close(m[:, :, 4:], (depth > 5).float())
     assert torch.all(m[:, :, :4][(depth <= 5).expand(-1, -1, 4, -1, -1)] == 0)
+
+
+def test_identity_provenance_channel_is_the_observed_part_of_the_render():
+    rgb, depth = _frames()
+    mask = (depth > 5).float()
+    observed = torch.rand(mask.shape, generator=torch.Generator().manual_seed(1)).round()
+    plain = IdentityCodec().encode_memory(rgb, depth, mask, observed)  # no provenance: ignored
+    codec = IdentityCodec(provenance=True)
+    m = codec.encode_memory(rgb, depth, mask, observed)
+    assert codec.memory_channels == 6 and m.shape == (2, 3, 6, 16, 16)
+    torch.testing.assert_close(m[:, :, :5], plain)
+    torch.testing.assert_close(m[:, :, 5:], observed * mask)  # nothing observed off the mask
+    assert 0 < m[:, :, 5].sum() < m[:, :, 4].sum()
+    # no observed map: every point of the render was observed
+    torch.testing.assert_close(codec.encode_memory(rgb, depth, mask)[:, :, 5:], mask)
+    with pytest.raises(ValueError, match="observed"):
+        codec.encode_memory(rgb, depth, mask, observed[:, :1])
 
 
 def test_identity_rejects_bad_shapes():
@@ -97,6 +116,15 @@ def test_vae_codec_matches_the_autoencoder(vae_dir):
     assert mem.shape == (1, 2, 9, 8, 8)
     torch.testing.assert_close(mem[0, 0, 8, 0], torch.tensor([1, 1, 1, 0.5, 0, 0, 0, 0.0]))
     assert torch.all(mem[:, :, :8, :, 4:] == 0)
+    # with provenance: the fraction of each cell covered by observed points comes last
+    observed = torch.zeros_like(mask)
+    observed[..., :, :3] = 1.0  # cell 0 fully observed, cell 1 half, the rest generated
+    both = VaeCodec(vae_dir, depth_near_m=0.25, provenance=True)
+    mem2 = both.encode_memory(rgb, depth, mask, observed)
+    assert both.memory_channels == 10 and mem2.shape == (1, 2, 10, 8, 8)
+    torch.testing.assert_close(mem2[:, :, :9], mem)
+    torch.testing.assert_close(mem2[0, 0, 9, 0], torch.tensor([1, 0.5, 0, 0, 0, 0, 0, 0.0]))
+    torch.testing.assert_close(both.encode_memory(rgb, depth, mask)[:, :, 9], mem[:, :, 8])
     known = codec.depth_known(depth)
     assert known.shape == (1, 2, 1, 8, 8) and torch.all(known[..., 0, :] == 0)
     assert torch.all(known[..., 1:, :] == 1)
@@ -109,6 +137,7 @@ def test_build_codec_checks_the_model_config(vae_dir):
         build_codec(cfg)
     cfg.latent_downsample = 2
     assert isinstance(build_codec(cfg), VaeCodec)
+    assert build_codec(replace(cfg, memory_provenance=True)).memory_channels == 10
     cfg.codec_path = str(vae_dir / "missing")
     with pytest.raises(ValueError, match="no config.json"):
         build_codec(cfg)

@@ -236,3 +236,43 @@ def test_init_from_a_pipeline_folder_starts_model_and_ema(synthetic_root, tmp_pa
     other = WorldModule(to_dict(_cfg(synthetic_root, tmp_path / "b", "model.hidden_size=32")))
     with pytest.raises(ValueError, match="holds a model of config"):
         other.load_weights_from(str(folder))
+
+
+def test_init_from_a_model_without_provenance_starts_one_with_it_unchanged(
+    synthetic_root, tmp_path
+):
+    from worldmem.diffusion import encode_frames
+    from worldmem.diffusion.dummy import dummy_world_batch
+    from worldmem.diffusion.flow import encode_memories
+    from worldmem.models import ModelFrames
+    from worldmem.pipeline import WorldPipeline
+
+    src = WorldModule(to_dict(_cfg(synthetic_root, tmp_path / "a")))
+    with torch.no_grad():
+        for p in src.ema.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # so the output layer draws something
+    folder = WorldPipeline.from_module(src).save_pretrained(tmp_path / "pipeline")
+    cfg = _cfg(synthetic_root, tmp_path / "b", "model.memory_provenance=true")
+    dst = WorldModule(to_dict(cfg))
+    dst.load_weights_from(str(folder))
+
+    def run(module):
+        batch = dummy_world_batch(2, 2, 2, 2, cfg.model.image_size, seed=3)
+        ctx, kf, mem = encode_memories(module.codec, batch.conditioning)
+        x = encode_frames(module.codec, batch.target).x
+        target = ModelFrames(x, torch.full((2, 2), 0.5), *(batch.target.c2w, batch.target.K),
+                             batch.target.valid)  # fmt: skip
+        out = module.ema.eval()(target, ctx, kf, mem, captions=batch.caption)
+        return mem, out.x0
+
+    mem_src, x0_src = run(src)
+    mem_dst, x0_dst = run(dst)
+    assert mem_src.shape[2] + 1 == mem_dst.shape[2] and mem_dst[:, :, -1].any()
+    torch.testing.assert_close(x0_dst, x0_src, atol=1e-6, rtol=1e-5)  # the new input is zero
+    with torch.no_grad():
+        dst.ema.stem.inp.weight[:, -1] = 0.5  # once it learns to read it, it sees provenance
+    assert not torch.allclose(run(dst)[1], x0_src, atol=1e-3)
+    back = WorldModule(to_dict(_cfg(synthetic_root, tmp_path / "c")))
+    prov = WorldPipeline.from_module(dst).save_pretrained(tmp_path / "prov")
+    with pytest.raises(ValueError, match="holds a model of config"):
+        back.load_weights_from(str(prov))  # the channel is never dropped silently

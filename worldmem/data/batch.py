@@ -73,6 +73,8 @@ class Conditioning:
     ``(B, T, 1, H, W)``: the spatial memory rendered at each target camera (mask 1 where a
     point landed; rgb and depth are 0 elsewhere), at the size of the frames to generate.
     caption: B strings.
+    memory_observed ``(B, T, 1, H, W)``: 1 where the render's point was observed (a true
+    frame), 0 where it was generated or no point landed; None: every point observed.
     """
 
     c2w: Tensor
@@ -84,6 +86,7 @@ class Conditioning:
     memory_depth: Tensor
     memory_mask: Tensor
     caption: list[str]
+    memory_observed: Tensor | None = None
 
     def __post_init__(self):
         B, T = self.c2w.shape[:2]
@@ -96,6 +99,8 @@ class Conditioning:
             "memory_depth": (B, T, 1, H, W),
             "memory_mask": (B, T, 1, H, W),
         }
+        if self.memory_observed is not None:
+            want["memory_observed"] = (B, T, 1, H, W)
         for name, shape in want.items():
             got = tuple(getattr(self, name).shape)
             if got != shape:
@@ -139,6 +144,7 @@ class WorldBatch:
     ``(B, T, 1, H, W)``: the spatial memory rendered at each target camera (mask 1 where a
     point landed; rgb and depth are 0 elsewhere).
     caption: B strings. is_revisit ``(B,)`` bool: the target revisits earlier views.
+    memory_observed ``(B, T, 1, H, W)`` or None: as in ``Conditioning``.
     """
 
     target: FrameSet
@@ -149,11 +155,15 @@ class WorldBatch:
     memory_mask: Tensor
     caption: list[str]
     is_revisit: Tensor
+    memory_observed: Tensor | None = None
 
     def __post_init__(self):
         B, T = self.target.rgb.shape[:2]
         H, W = self.target.rgb.shape[-2:]
-        for name, c in (("memory_rgb", 3), ("memory_depth", 1), ("memory_mask", 1)):
+        names = ("memory_rgb", 3), ("memory_depth", 1), ("memory_mask", 1)
+        if self.memory_observed is not None:
+            names = (*names, ("memory_observed", 1))
+        for name, c in names:
             got = tuple(getattr(self, name).shape)
             if got != (B, T, c, H, W):
                 raise ValueError(f"WorldBatch.{name}: expected {(B, T, c, H, W)}, got {got}")
@@ -176,6 +186,7 @@ class WorldBatch:
             memory_mask=c.memory_mask,
             caption=list(c.caption),
             is_revisit=is_revisit,
+            memory_observed=c.memory_observed,
         )
 
     @property
@@ -192,11 +203,16 @@ class WorldBatch:
             memory_depth=self.memory_depth,
             memory_mask=self.memory_mask,
             caption=list(self.caption),
+            memory_observed=self.memory_observed,
         )
 
     @property
     def batch_size(self) -> int:
         return self.target.rgb.shape[0]
+
+    def observed_mask(self) -> Tensor:
+        """``memory_observed``, or the memory mask where it is None (every point observed)."""
+        return self.memory_mask if self.memory_observed is None else self.memory_observed
 
     def to(self, device) -> WorldBatch:
         return _moved(self, device)
@@ -204,10 +220,10 @@ class WorldBatch:
 
 def _moved(obj, device):
     """A copy of the dataclass ``obj`` with every tensor (and ``FrameSet``) field on ``device``;
-    lists (captions) are copied."""
+    lists (captions) are copied, None stays None."""
     return type(obj)(
         **{
-            f.name: list(v) if isinstance(v, list) else v.to(device)
+            f.name: list(v) if isinstance(v, list) else None if v is None else v.to(device)
             for f in fields(obj)
             for v in [getattr(obj, f.name)]
         }
@@ -231,4 +247,7 @@ def collate_world_batches(items: list[WorldBatch]) -> WorldBatch:
         memory_mask=torch.cat([i.memory_mask for i in items]),
         caption=[c for i in items for c in i.caption],
         is_revisit=torch.cat([i.is_revisit for i in items]),
+        memory_observed=None
+        if all(i.memory_observed is None for i in items)
+        else torch.cat([i.observed_mask() for i in items]),
     )

@@ -88,10 +88,12 @@ def assemble_inputs(
     if "spatial" in given:
         render = spatial.render(cams, K, size, size)
         mem_rgb, mem_depth, mem_mask = render.rgb, render.depth, render.mask
+        mem_observed = render.observed * (render.mask > 0.5)
     else:
         mem_rgb = torch.zeros(T, 3, size, size, device=dev)
         mem_depth = torch.zeros(T, 1, size, size, device=dev)
         mem_mask = torch.zeros(T, 1, size, size, device=dev)
+        mem_observed = torch.zeros(T, 1, size, size, device=dev)
     kf_stack = None
     if "episodic" in given and keyframes:
         known = torch.where(mem_mask > 0, mem_depth, torch.zeros_like(mem_depth))[:, 0]
@@ -112,4 +114,5 @@ def assemble_inputs(
         memory_depth=mem_depth[None],
         memory_mask=mem_mask[None],
         caption=[caption],
+        memory_observed=mem_observed[None],
     )

@@ -37,8 +37,8 @@ def dummy_world_batch(
     captions: list[str] | None = None,
     seed: int = 0,
 ) -> WorldBatch:
-    """A ``WorldBatch`` of random frames with valid cameras; memory covers the left half
-    (``.conditioning`` is what the sampler takes).
+    """A ``WorldBatch`` of random frames with valid cameras; memory covers the left half, its
+    left quarter observed and the next generated (``.conditioning`` is what the sampler takes).
 
     Shapes as ``WorldBatch`` with B = batch_size, T = targets, Tc = context, Tk = keyframes,
     H = W = image_size.
@@ -55,6 +55,8 @@ def dummy_world_batch(
     kf = _frames(B, keyframes, S, context + T + 6, g)
     mask = torch.zeros(B, T, 1, S, S)
     mask[..., : S // 2] = 1.0
+    observed = torch.zeros_like(mask)
+    observed[..., : S // 4] = 1.0
     if captions is None:
         captions = ["a corridor with red brick walls", "a sunny plaza with blue pillars"]
         captions = [captions[i % 2] for i in range(B)]
@@ -67,4 +69,5 @@ def dummy_world_batch(
         memory_mask=mask,
         caption=list(captions),
         is_revisit=torch.zeros(B, dtype=torch.bool),
+        memory_observed=observed,
     )

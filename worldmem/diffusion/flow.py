@@ -53,12 +53,17 @@ def encode_frames(codec, frames: FrameSet, sigma: Tensor | None = None) -> Model
 
 def encode_memories(codec, conditioning: Conditioning) -> tuple[ModelFrames, ModelFrames, Tensor]:
     """The memories of ``conditioning`` in model space, clean: (context ``ModelFrames``,
-    keyframes ``ModelFrames``, memory render ``(B, T, C + 1, h, w)``: its frame channels, then
-    validity), as training and generation give them to the model."""
+    keyframes ``ModelFrames``, memory render ``(B, T, codec.memory_channels, h, w)``: its frame
+    channels, validity, and with the codec's provenance what was observed), as training and
+    generation give them to the model."""
     c = conditioning
     context = encode_frames(codec, c.context)
     keyframes = encode_frames(codec, c.keyframes)
-    memory = codec.encode_memory(c.memory_rgb, c.memory_depth, c.memory_mask)
+    observed = c.memory_observed if getattr(codec, "provenance", False) else None
+    if observed is None:
+        memory = codec.encode_memory(c.memory_rgb, c.memory_depth, c.memory_mask)
+    else:
+        memory = codec.encode_memory(c.memory_rgb, c.memory_depth, c.memory_mask, observed)
     return context, keyframes, memory
 
 
@@ -103,6 +108,7 @@ def drop_memories(
         memory_rgb=batch.memory_rgb * keep,
         memory_depth=batch.memory_depth * keep,
         memory_mask=batch.memory_mask * keep,
+        memory_observed=None if batch.memory_observed is None else batch.memory_observed * keep,
         caption=captions,
     )
 
@@ -111,7 +117,8 @@ def drop_memories(
 class FlowInputs:
     """What the model sees in one training step, plus the regression target.
 
-    target/context/keyframes: ``ModelFrames``; memory ``(B, T, C + 1, h, w)``; captions;
+    target/context/keyframes: ``ModelFrames``; memory ``(B, T, codec.memory_channels, h, w)``;
+    captions;
     x0, noise, velocity ``(B, T, C, h, w)``; depth_known ``(B, T, 1, h, w)`` float.
     """
 

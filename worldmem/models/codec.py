@@ -10,6 +10,8 @@
 Both encode the spatial-memory render the same way as a frame and append the validity mask
 (area-downsampled to the latent grid) as one more channel: memory channels = channels + 1.
 Where the memory has no point the encoded rgb/depth are zeroed, so "no memory" is all zeros.
+With ``provenance`` (``ModelConfig.memory_provenance``) one more channel follows: the part of
+the render that was observed (a true frame) rather than generated, downsampled the same way.
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ def _check_mask(rgb: Tensor, mask: Tensor, where: str) -> None:
         raise ValueError(f"{where}: mask must be {want}, got {tuple(mask.shape)}")
 
 
+def _observed(rgb: Tensor, m: Tensor, observed: Tensor | None, where: str) -> Tensor:
+    """The observed channel in {0, 1} where the binary mask ``m`` is 1 (None: all observed)."""
+    if observed is None:
+        return m
+    _check_mask(rgb, observed, f"{where} (observed)")
+    return (observed > 0.5).to(m.dtype) * m
+
+
 def encode_inverse_depth(depth: Tensor, near_m: float) -> Tensor:
     """Metric z-depth (any shape, 0 = unknown) -> inverse depth ``near / depth`` in [-1, 1]."""
     inv = torch.where(depth > 0, near_m / depth.clamp(min=1e-12), torch.zeros_like(depth))
@@ -64,13 +74,14 @@ def decode_inverse_depth(code: Tensor, near_m: float) -> Tensor:
 class IdentityCodec(nn.Module):
     """Pixel-space codec (no parameters). See the module docstring for the encoding."""
 
-    def __init__(self, depth_near_m: float = 0.25):
+    def __init__(self, depth_near_m: float = 0.25, provenance: bool = False):
         super().__init__()
         if depth_near_m <= 0:
             raise ValueError(f"depth_near_m must be > 0, got {depth_near_m}")
         self.depth_near_m = float(depth_near_m)
+        self.provenance = bool(provenance)
         self.channels = 4
-        self.memory_channels = 5
+        self.memory_channels = 5 + self.provenance
         self.downsample = 1
         self.rgb_channels = slice(0, 3)
         self.depth_channels = slice(3, 4)
@@ -89,16 +100,22 @@ class IdentityCodec(nn.Module):
         rgb = ((x[:, :, :3] + 1.0) * 0.5).clamp(0.0, 1.0)
         return rgb, decode_inverse_depth(x[:, :, 3:4], self.depth_near_m)
 
-    def encode_memory(self, rgb: Tensor, depth: Tensor, mask: Tensor) -> Tensor:
-        """Memory render rgb ``(B, T, 3, H, W)``, depth, mask ``(B, T, 1, H, W)`` ->
-        ``(B, T, 5, H, W)``.
+    def encode_memory(
+        self, rgb: Tensor, depth: Tensor, mask: Tensor, observed: Tensor | None = None
+    ) -> Tensor:
+        """Memory render rgb ``(B, T, 3, H, W)``, depth, mask ``(B, T, 1, H, W)`` and observed
+        (same shape; None: every point observed) -> ``(B, T, memory_channels, H, W)``.
 
-        Channels: encoded rgb and depth (zero where mask is 0), then the mask in {0, 1}.
+        Channels: encoded rgb and depth (zero where mask is 0), the mask in {0, 1}, then with
+        ``provenance`` observed in {0, 1} (0 where mask is 0).
         """
         _check_frames(rgb, depth, "IdentityCodec.encode_memory")
         _check_mask(rgb, mask, "IdentityCodec.encode_memory")
         m = (mask > 0.5).to(rgb.dtype)
-        return torch.cat([self.encode(rgb, depth) * m, m], 2)
+        parts = [self.encode(rgb, depth) * m, m]
+        if self.provenance:
+            parts.append(_observed(rgb, m, observed, "IdentityCodec.encode_memory"))
+        return torch.cat(parts, 2)
 
     def depth_known(self, depth: Tensor) -> Tensor:
         """Where ground-truth depth is known on the model grid: ``(B, T, 1, H, W)`` -> same."""
@@ -112,7 +129,7 @@ class VaeCodec(nn.Module):
     sampling, so encoding is deterministic).
     """
 
-    def __init__(self, path: str | Path, depth_near_m: float = 0.25):
+    def __init__(self, path: str | Path, depth_near_m: float = 0.25, provenance: bool = False):
         super().__init__()
         from diffusers import AutoencoderKL
 
@@ -127,6 +144,8 @@ class VaeCodec(nn.Module):
         self._init_common(
             vae, depth_near_m, cfg.latent_channels, 2 ** (len(cfg.block_out_channels) - 1)
         )
+        self.provenance = bool(provenance)
+        self.memory_channels += self.provenance
         self.scaling_factor = float(cfg.scaling_factor)
         shift = getattr(cfg, "shift_factor", None)
         self.shift_factor = float(shift) if shift is not None else 0.0
@@ -141,6 +160,7 @@ class VaeCodec(nn.Module):
         self.latent_channels = lc
         self.channels = 2 * lc
         self.memory_channels = 2 * lc + 1
+        self.provenance = False
         self.downsample = int(downsample)
         self.rgb_channels = slice(0, lc)
         self.depth_channels = slice(lc, 2 * lc)
@@ -200,11 +220,15 @@ class VaeCodec(nn.Module):
         return rearrange(m, "(b t) c h w -> b t c h w", b=B)
 
     @torch.no_grad()
-    def encode_memory(self, rgb: Tensor, depth: Tensor, mask: Tensor) -> Tensor:
-        """Memory render (as ``encode``; mask ``(B, T, 1, H, W)``) -> ``(B, T, 2 lc + 1, h, w)``.
+    def encode_memory(
+        self, rgb: Tensor, depth: Tensor, mask: Tensor, observed: Tensor | None = None
+    ) -> Tensor:
+        """Memory render (as ``encode``; mask and observed ``(B, T, 1, H, W)``, observed None:
+        every point observed) -> ``(B, T, memory_channels, h, w)``.
 
         The render is encoded as a frame; latents are zeroed where no pixel of the cell is
-        covered, and the area-downsampled mask (fraction covered) is appended.
+        covered, and the area-downsampled mask (fraction covered) is appended, then with
+        ``provenance`` the fraction of the cell covered by observed points.
         """
         where = f"{type(self).__name__}.encode_memory"
         _check_frames(rgb, depth, where)
@@ -212,7 +236,10 @@ class VaeCodec(nn.Module):
         m = (mask > 0.5).to(rgb.dtype)
         z = self.encode(rgb * m, depth * m)
         frac = self._downsample_mask(m, "mean")
-        return torch.cat([z * (frac > 0).to(z.dtype), frac], 2)
+        parts = [z * (frac > 0).to(z.dtype), frac]
+        if self.provenance:
+            parts.append(self._downsample_mask(_observed(rgb, m, observed, where), "mean"))
+        return torch.cat(parts, 2)
 
     def depth_known(self, depth: Tensor) -> Tensor:
         """Latent cells whose every pixel has known depth: ``(B, T, 1, H, W)`` ->
@@ -223,11 +250,11 @@ class VaeCodec(nn.Module):
 def build_codec(cfg: ModelConfig) -> IdentityCodec | VaeCodec:
     """The codec named by ``cfg.codec``, checked against the model's channel/downsample fields."""
     if cfg.codec == "identity":
-        codec = IdentityCodec(cfg.depth_near_m)
+        codec = IdentityCodec(cfg.depth_near_m, cfg.memory_provenance)
     elif cfg.codec == "vae":
         if not cfg.codec_path:
             raise ValueError("ModelConfig.codec='vae' needs codec_path (a local VAE folder)")
-        codec = VaeCodec(cfg.codec_path, cfg.depth_near_m)
+        codec = VaeCodec(cfg.codec_path, cfg.depth_near_m, cfg.memory_provenance)
     else:
         raise ValueError(f"ModelConfig.codec: '{cfg.codec}' is not one of identity, vae")
     if codec.channels != cfg.latent_channels or codec.downsample != cfg.latent_downsample:

@@ -96,17 +96,21 @@ def frames_mean(*groups: ModelFrames | None) -> Tensor | None:
     return None if sums is None else sums / counts.clamp(min=1)[:, None]
 
 
-def memory_prior(memory: Tensor, default: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The prior each target's output draws on: memory ``(B, T, C + 1, h, w)`` (frame channels,
-    then validity) -> the render with its holes push-pull filled ``(B, T, C, h, w)`` and
-    ``(B, T)`` bool, False (and the prior zeros) where the render has no valid pixel.
+def memory_prior(
+    memory: Tensor, default: Tensor | None = None, channels: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """The prior each target's output draws on: memory ``(B, T, C + 1 [+ 1], h, w)`` (C frame
+    channels, validity, then what was observed when the model takes provenance) -> the render
+    with its holes push-pull filled ``(B, T, C, h, w)`` and ``(B, T)`` bool, False (and the
+    prior zeros) where the render has no valid pixel.
 
     ``default`` ``(B, C)`` (``frames_mean`` of the memory frames): what the fill tends to far
-    from the render's valid pixels (``push_pull_fill``)."""
-    B, T, C = memory.shape[0], memory.shape[1], memory.shape[2] - 1
+    from the render's valid pixels (``push_pull_fill``). ``channels``: C (None: all but one)."""
+    B, T = memory.shape[:2]
+    C = memory.shape[2] - 1 if channels is None else channels
     if default is not None:
         default = default[:, None].expand(B, T, C).flatten(0, 1)
-    valid = memory[:, :, C:].flatten(0, 1) > 0.5
+    valid = memory[:, :, C : C + 1].flatten(0, 1) > 0.5
     prior, _ = push_pull_fill(memory[:, :, :C].flatten(0, 1), valid, default)
     has = valid.flatten(1).any(1)  # an empty render is no prior, with or without a default
     prior = torch.where(has[:, None, None, None], prior, torch.zeros_like(prior))
@@ -146,6 +150,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
         depth_near_m: float = 0.25,
         gradient_checkpointing: bool = False,
         conv_widths: tuple[int, ...] | list[int] = (32, 64, 128),
+        memory_provenance: bool = False,
     ):
         super().__init__()
         grid = image_size // latent_downsample
@@ -169,8 +174,10 @@ class WorldDiT(ModelMixin, ConfigMixin):
         self.tokens_per_frame = (grid // patch_size) ** 2
         p, C, D = patch_size, latent_channels, hidden_size
 
-        # embeddings: every frame's pixels and (targets) its memory render, pixel-aligned
-        self.stem = ConvStem(C + (C + 1), widths, D)
+        # embeddings: every frame's pixels and (targets) its memory render, pixel-aligned:
+        # frame channels, validity and (memory_provenance) what was observed
+        self.memory_channels = C + 1 + bool(memory_provenance)
+        self.stem = ConvStem(C + self.memory_channels, widths, D)
         self.camera_embed = CameraEmbedding(p, D)
         self.role_embed = nn.Embedding(len(ROLES), D)
         self.slot_embed = nn.Embedding(max_frames, D)
@@ -286,11 +293,11 @@ class WorldDiT(ModelMixin, ConfigMixin):
             raise ValueError(f"WorldDiT: {N} {role} frames exceed max_frames {cfg.max_frames}")
         p = cfg.patch_size
         if memory is None:
-            memory = frames.x.new_zeros(B, N, C + 1, h, w)
-        want = (B, N, C + 1, h, w)
+            memory = frames.x.new_zeros(B, N, self.memory_channels, h, w)
+        want = (B, N, self.memory_channels, h, w)
         if tuple(memory.shape) != want:
             raise ValueError(f"WorldDiT: memory must be {want}, got {tuple(memory.shape)}")
-        pix = torch.cat([frames.x, memory], 2).to(self.dtype).flatten(0, 1)  # (B N, 2C+1, h, w)
+        pix = torch.cat([frames.x, memory], 2).to(self.dtype).flatten(0, 1)  # (B N, Cin, h, w)
         feat, skips = self.stem(pix)  # (B N, D, h / p, w / p)
         tok = rearrange(feat, "(b f) d y x -> b f (y x) d", b=B)  # (B, N, n, D)
         rays = camera_rays(
@@ -420,8 +427,9 @@ class WorldDiT(ModelMixin, ConfigMixin):
         target: noisy target frames ``ModelFrames`` x ``(B, T, C, h, w)``, sigma ``(B, T)``.
         context, keyframes: clean memory frames (``(B, Nc, ...)``, ``(B, Nk, ...)``), or
         ``cache`` from ``encode_context`` (then context, keyframes, captions and text must be
-        None). memory ``(B, T, C + 1, h, w)``: the encoded spatial-memory render at each target
-        camera, or None (same as all zeros). captions: B strings ("" = no text), or ``text``.
+        None). memory ``(B, T, memory_channels, h, w)``: the encoded spatial-memory render at
+        each target camera (C + 1, or C + 2 with ``memory_provenance``), or None (all zeros).
+        captions: B strings ("" = no text), or ``text``.
         Returns ``WorldModelOutput``: sample (the velocity) and x0 ``(B, T, C, h, w)``, gate
         ``(B, T, 1, h, w)``.
         """
@@ -474,8 +482,8 @@ class WorldDiT(ModelMixin, ConfigMixin):
             x0 = drawn
         else:
             mem = memory.to(out.dtype)
-            prior, _ = memory_prior(mem, default)
-            gate = torch.sigmoid(gate_logit) * (mem[:, :, C:] > 0.5).to(out.dtype)
+            prior, _ = memory_prior(mem, default, C)
+            gate = torch.sigmoid(gate_logit) * (mem[:, :, C : C + 1] > 0.5).to(out.dtype)
             x0 = prior + (1 - gate) * drawn
         sigma = target.sigma.to(x0.dtype).clamp(min=_MIN_SIGMA)[:, :, None, None, None]
         velocity = (target.x - x0) / sigma

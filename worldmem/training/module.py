@@ -62,7 +62,11 @@ class WorldModule(L.LightningModule):
 
     def load_weights_from(self, pipeline_dir: str) -> None:
         """Start the model and its EMA from a pipeline folder's weights (``<dir>/model``).
-        Its model config must equal this module's: a mismatch is an error naming both."""
+        Its model config must equal this module's, but for one change: a model saved without
+        ``memory_provenance`` may start one with it (the stem's new input channel, the
+        observed mask, starts at zero, so the model starts as saved). Any other mismatch is an
+        error naming both."""
+        from dataclasses import replace
         from pathlib import Path
 
         from safetensors.torch import load_file
@@ -75,12 +79,16 @@ class WorldModule(L.LightningModule):
         if not meta_path.is_file() or not weights.is_file():
             raise ValueError(f"init_from: {path} is not a pipeline folder (pipeline.json, model/)")
         saved = from_dict(ModelConfig, read_pipeline_json(path)["model"], str(meta_path))
-        if saved != self.cfg.model:
+        widen = not saved.memory_provenance and self.cfg.model.memory_provenance
+        if (replace(saved, memory_provenance=True) if widen else saved) != self.cfg.model:
             raise ValueError(
                 f"init_from: {path} holds a model of config {to_dict(saved)}, but this run "
                 f"trains {to_dict(self.cfg.model)}"
             )
         state = load_file(str(weights))
+        if widen:
+            w = state["stem.inp.weight"]  # (out, Cin, k, k): the observed channel comes last
+            state["stem.inp.weight"] = torch.cat([w, w.new_zeros(w.shape[0], 1, *w.shape[2:])], 1)
         self.model.load_state_dict(state)
         if self.cfg.train.init_reset_output:
             self.model.reset_output()

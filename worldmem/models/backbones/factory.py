@@ -36,6 +36,11 @@ def build_backbone_codec(model_cfg: ModelConfig) -> VideoVaeCodec:
             "a backbone needs its own VAE: set model.codec=vae and model.codec_path to the VAE "
             f"folder (got codec={model_cfg.codec!r}, codec_path={model_cfg.codec_path!r})"
         )
+    if model_cfg.memory_provenance:
+        raise ValueError(
+            "model.memory_provenance is a WorldDiT option: a backbone takes the memory render "
+            "without the observed channel (set it to false)"
+        )
     codec = VideoVaeCodec(model_cfg.codec_path, model_cfg.depth_near_m)
     if (
         codec.channels != model_cfg.latent_channels
