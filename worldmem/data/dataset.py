@@ -212,9 +212,10 @@ class WorldDataset(Dataset):
         rgb = fr.rgb.float() / 255
         depth = fr.depth.float()
         target = (rgb[tgt], depth[tgt], fr.c2w[tgt], fr.K[tgt])
-        if generated is not None and t > 1:
+        made = sorted((set(history) | set(ctx)) - {0})  # the frames a generation made
+        if generated is not None and made:
             rgb, depth = rgb.clone(), depth.clone()
-            rgb[1:t], depth[1:t] = generated.apply(rgb[1:t], depth[1:t])
+            rgb[made], depth[made] = generated.apply(rgb[made], depth[made])
 
         # The memories a generation would hold after observing the history, filled the same
         # way (one insert of the history, then every history frame offered to the episodic
