@@ -243,6 +243,11 @@ class DataConfig:
     # model's own output, as it does when generating: blurred, with its contrast shrunk, and
     # fused into the spatial memory as generated frames (the first frame stays observed).
     p_generated_history: float = 0.0
+    # The model's own rollouts of the training episodes (datasets/rollouts.py; folders named as
+    # under root) and the fraction of samples whose history they replace, fused as generated
+    # (frame 0 stays the true, observed one; episodes without a rollout keep their truth).
+    rollout_root: str | None = None
+    p_rollout_history: float = 0.0
     skip_bad: bool = False  # log and skip broken episodes instead of failing
     batch_size: int = 8
     num_workers: int = 2
@@ -251,7 +256,8 @@ class DataConfig:
 
     def __post_init__(self):
         positive = ("image_size", "chunk_frames", "memory_stride_frames", "batch_size")
-        fractions = ("revisit_ratio", "revisit_min_overlap", "val_fraction", "p_generated_history")
+        fractions = ("revisit_ratio", "revisit_min_overlap", "val_fraction",
+                     "p_generated_history", "p_rollout_history")  # fmt: skip
         rest = ("context_frames", "keyframes", "min_revisit_gap_frames", "memory_max_frames",
                 "num_workers", "seed")  # fmt: skip
         _numbers(
@@ -260,6 +266,9 @@ class DataConfig:
             **dict.fromkeys(fractions, "[0,1]"),
             **dict.fromkeys(rest, ">=0"),
         )
+        if self.p_rollout_history > 0 and not self.rollout_root:
+            raise ValueError("DataConfig.p_rollout_history > 0 needs rollout_root (a folder "
+                             "written by datasets/rollouts.py)")  # fmt: skip
 
 
 @dataclass

@@ -36,7 +36,14 @@ from worldmem.data.revisits import REVISITS_NAME, find_revisits, read_revisit_in
 from worldmem.geometry import fov_from_intrinsics, scale_intrinsics
 from worldmem.memory import EpisodicMemory, SpatialMemory
 
-__all__ = ["WorldDataset", "WorldDataModule", "EpisodeFrames", "GeneratedLook"]
+__all__ = [
+    "WorldDataset",
+    "WorldDataModule",
+    "EpisodeFrames",
+    "GeneratedLook",
+    "RolloutHistory",
+    "read_episode_frames",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,9 @@ class EpisodeFrames:
         return self.rgb.shape[0]
 
 
-def _resize(ep: Episode, size: int) -> EpisodeFrames:
+def read_episode_frames(ep: Episode, size: int) -> EpisodeFrames:
+    """Every frame of ``ep`` resized to ``size`` x ``size`` (rgb by area, depth by nearest
+    sample), with its intrinsics scaled to match."""
     idx = list(range(ep.num_frames))
     rgb = ep.read_rgb(idx)  # (N, 3, H, W) in [0, 1]
     depth = ep.read_depth(idx)  # (N, 1, H, W)
@@ -124,8 +133,32 @@ class WorldDataset(Dataset):
         self.starts = [(e, t) for e, m in enumerate(self.meta) for t in range(0, m[0] - T + 1)]
         self.revisits = self._mine_revisits(root)
         self.revisit_set = set(self.revisits)
-        self._cache: OrderedDict[int, EpisodeFrames] = OrderedDict()
+        self._cache: OrderedDict[object, EpisodeFrames] = OrderedDict()
         self._cache_size = 16
+        self.rollouts = self._find_rollouts() if split == "train" else {}
+
+    def _find_rollouts(self) -> dict[int, Path]:
+        """Episode index -> its rollout folder under ``data.rollout_root`` (same folder name;
+        written by datasets/rollouts.py). Episodes without one never take a rollout history; a
+        rollout whose cameras are not its episode's is an error naming both."""
+        if not self.cfg.rollout_root:
+            return {}
+        out = {}
+        for e, (path, (n, c2w, _K, _H, _W)) in enumerate(zip(self.episodes, self.meta)):
+            folder = Path(self.cfg.rollout_root) / path.name
+            if not folder.is_dir():
+                continue
+            ep = Episode.open(folder)
+            if ep.num_frames != n or not torch.allclose(ep.c2w.float(), c2w, atol=1e-4):
+                raise EpisodeError(
+                    f"{folder}: a rollout of {n} frames along the cameras of {path} expected, "
+                    f"got {ep.num_frames} frames along other cameras"
+                )
+            out[e] = folder
+        if not out:
+            raise ValueError(f"data.rollout_root {self.cfg.rollout_root}: no rollout of any "
+                             f"training episode under {self.cfg.root}")  # fmt: skip
+        return out
 
     def field_of_view(self) -> tuple[float, float]:
         """The training frames' (horizontal, vertical) field of view in degrees: the median
@@ -171,11 +204,18 @@ class WorldDataset(Dataset):
 
     def frames(self, e: int) -> EpisodeFrames:
         """The decoded episode ``e`` (cached, at most a few episodes per worker)."""
-        if e in self._cache:
-            self._cache.move_to_end(e)
-            return self._cache[e]
-        fr = _resize(Episode.open(self.episodes[e]), self.cfg.image_size)
-        self._cache[e] = fr
+        return self._decoded(e, self.episodes[e])
+
+    def rollout_frames(self, e: int) -> EpisodeFrames:
+        """The model's rollout of episode ``e`` (``data.rollout_root``; cached likewise)."""
+        return self._decoded(("rollout", e), self.rollouts[e])
+
+    def _decoded(self, key, path: Path) -> EpisodeFrames:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        fr = read_episode_frames(Episode.open(path), self.cfg.image_size)
+        self._cache[key] = fr
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return fr
@@ -189,15 +229,20 @@ class WorldDataset(Dataset):
         look = None
         if rng.random() < self.cfg.p_generated_history and self.split == "train":
             look = GeneratedLook(blur_px=rng.uniform(0.5, 1.5), contrast=rng.uniform(0.75, 1.0))
+        if look is None and e in self.rollouts and rng.random() < self.cfg.p_rollout_history:
+            look = RolloutHistory(self.rollout_frames(e))
         return self.sample(e, t, generated=look)
 
-    def sample(self, e: int, t: int, generated: GeneratedLook | None = None) -> WorldBatch:
+    def sample(
+        self, e: int, t: int, generated: GeneratedLook | RolloutHistory | None = None
+    ) -> WorldBatch:
         """The sample whose target chunk starts at frame ``t`` of episode ``e``.
 
-        ``generated``: make every history frame but frame 0 look like the model's own output
-        (``GeneratedLook``) and fuse it as generated, as a generation from a start frame holds
-        it (frame 0 observed, and always in the spatial memory); None: the history as
-        observed (true frames). Validation samples always take the true history."""
+        ``generated``: every history frame but frame 0 made to look like the model's own
+        output (``GeneratedLook``) or replaced by it (``RolloutHistory``), and fused as
+        generated, as a generation from a start frame holds it (frame 0 observed, and always
+        in the spatial memory); None: the history as observed (true frames). Validation
+        samples always take the true history."""
         cfg = self.cfg
         fr = self.frames(e)
         S = cfg.image_size
@@ -215,7 +260,7 @@ class WorldDataset(Dataset):
         made = sorted((set(history) | set(ctx)) - {0})  # the frames a generation made
         if generated is not None and made:
             rgb, depth = rgb.clone(), depth.clone()
-            rgb[made], depth[made] = generated.apply(rgb[made], depth[made])
+            rgb[made], depth[made] = generated.apply_at(made, rgb[made], depth[made])
 
         # The memories a generation would hold after observing the history, filled the same
         # way (one insert of the history, then every history frame offered to the episodic
@@ -285,6 +330,22 @@ class GeneratedLook:
         mean = rgb.mean((2, 3), keepdim=True)
         rgb = (mean + self.contrast * (blur(rgb) - mean)).clamp(0, 1)
         return rgb, blur(depth)
+
+    def apply_at(self, idx: list[int], rgb: torch.Tensor, depth: torch.Tensor):
+        """Frames ``idx`` of an episode (their true rgb and depth given) as generated."""
+        return self.apply(rgb, depth)
+
+
+@dataclass(frozen=True)
+class RolloutHistory:
+    """What the model itself generated along the episode from its true first frame and depth
+    (datasets/rollouts.py): its frames stand in for the true history."""
+
+    frames: EpisodeFrames
+
+    def apply_at(self, idx: list[int], rgb: torch.Tensor, depth: torch.Tensor):
+        """Frames ``idx`` of the episode as the model generated them (the truth is not used)."""
+        return self.frames.rgb[idx].float() / 255, self.frames.depth[idx].float()
 
 
 def _one_thread(_worker_id: int) -> None:
