@@ -61,6 +61,22 @@ def make_tiny_pipeline(steps: int = 2, seed: int = 0, **model_kw):
     return WorldPipeline(model, mcfg, tiny_memory_config(), steps=steps)
 
 
+def spy_inserts(monkeypatch) -> list:
+    """Record every ``SpatialMemory.insert`` from now on: a list of (rgb, observed) that fills
+    as inserts happen (they still happen)."""
+    from worldmem.memory import SpatialMemory
+
+    inserts = []
+    real_insert = SpatialMemory.insert
+
+    def spy(self, rgb, depth, c2w, K, **kw):
+        inserts.append((rgb.clone(), kw["observed"]))
+        return real_insert(self, rgb, depth, c2w, K, **kw)
+
+    monkeypatch.setattr(SpatialMemory, "insert", spy)
+    return inserts
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tmp_path_factory) -> Path:
     """A saved pipeline folder with random tiny weights."""

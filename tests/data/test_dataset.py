@@ -4,7 +4,7 @@ import re
 
 import pytest
 import torch
-from conftest import tiny_memory_config, write_synthetic_dataset
+from conftest import spy_inserts, tiny_memory_config, write_synthetic_dataset
 from torch.utils.data import DataLoader
 
 from worldmem.config import DataConfig
@@ -169,14 +169,7 @@ def test_a_generated_looking_history_keeps_the_start_observed_and_the_rest_gener
 ):
     ds = WorldDataset(_data(synthetic_root), tiny_memory_config(), "train")
     look = GeneratedLook(blur_px=1.0, contrast=0.8)
-    inserts = []
-    real_insert = SpatialMemory.insert
-
-    def spy(self, rgb, depth, c2w, K, **kw):
-        inserts.append((rgb.clone(), kw["observed"]))
-        return real_insert(self, rgb, depth, c2w, K, **kw)
-
-    monkeypatch.setattr(SpatialMemory, "insert", spy)
+    inserts = spy_inserts(monkeypatch)
     e, t = 0, 14
     plain = ds.sample(e, t)
     assert [o for _, o in inserts] == [True]  # true history: every frame observed

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_memory_config
+from conftest import spy_inserts, tiny_memory_config
 
 from worldmem.config import DataConfig
 from worldmem.data.dataset import WorldDataset, read_episode_frames
 from worldmem.data.episode import Episode, EpisodeError, write_episode
-from worldmem.memory import SpatialMemory
 from worldmem.pipeline import WorldPipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,14 +74,7 @@ def test_training_samples_take_the_rollout_as_a_generated_history(
     )
     ds = WorldDataset(cfg, tiny_memory_config(), "train")
     assert sorted(ds.rollouts) == [0, 1]
-    inserts = []
-    real_insert = SpatialMemory.insert
-
-    def spy(self, rgb, depth, c2w, K, **kw):
-        inserts.append((rgb.clone(), kw["observed"]))
-        return real_insert(self, rgb, depth, c2w, K, **kw)
-
-    monkeypatch.setattr(SpatialMemory, "insert", spy)
+    inserts = spy_inserts(monkeypatch)
     e, t = 1, 11
     sample = ds[ds.starts.index((e, t))]
     (start, start_obs), (rest, rest_obs) = inserts
