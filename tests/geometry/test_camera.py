@@ -6,6 +6,7 @@ from einops import rearrange
 
 from worldmem.geometry import (
     check_c2w,
+    check_K,
     fov_from_intrinsics,
     intrinsics_from_fov,
     look_at,
@@ -256,3 +257,23 @@ def test_ray_directions_match_kornia_unit_rays(gen):
     want = cam @ c2w[:, None, :3, :3].transpose(-1, -2)
     torch.testing.assert_close(d, want, atol=1e-9, rtol=1e-9)
     torch.testing.assert_close(o, c2w[:, None, None, :3, 3].expand_as(o))
+
+
+def test_intrinsics_checks_name_what_is_wrong():
+    K = intrinsics_from_fov(60.0, 60.0, 32, 32).expand(3, 3, 3).clone()
+    check_K(K, pinhole=True)
+    bad = K.clone()
+    bad[1, 1, 1] = -2.0
+    with pytest.raises(ValueError, match=r"K: intrinsics 1 has non-positive focal length"):
+        check_K(bad)
+    bad = K.clone()
+    bad[2, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        check_K(bad)
+    skewed = K.clone()
+    skewed[2, 2] = torch.tensor([0.0, 0.1, 1.0])
+    check_K(skewed)  # any last row, unless a pinhole is asked for
+    with pytest.raises(
+        ValueError, match=r"intrinsics 2 has last row \[0.0, 0.1.*wanted \[0, 0, 1\]"
+    ):
+        check_K(skewed, "cams", pinhole=True)

@@ -79,8 +79,9 @@ def _host_float64(x: Tensor, n: int) -> np.ndarray:
     return x.detach().reshape(-1, n, n).to("cpu", torch.float64).numpy()
 
 
-def check_K(K: Tensor, name: str = "K") -> None:
-    """Validate pixel intrinsics ``(..., 3, 3)``: finite, positive focal lengths."""
+def check_K(K: Tensor, name: str = "K", pinhole: bool = False) -> None:
+    """Validate pixel intrinsics ``(..., 3, 3)``: finite, positive focal lengths, and with
+    ``pinhole`` a last row of [0, 0, 1] (what projecting with them assumes)."""
     _expect(isinstance(K, Tensor), f"{name}: expected a torch.Tensor, got {type(K).__name__}")
     _expect(
         K.ndim >= 2 and tuple(K.shape[-2:]) == (3, 3),
@@ -93,6 +94,13 @@ def check_K(K: Tensor, name: str = "K") -> None:
     if not (f > 0).all():
         i = int(np.argmax((f <= 0).any(-1)))
         raise ValueError(f"{name}: intrinsics {i} has non-positive focal length {f[i].tolist()}")
+    if pinhole:
+        bad = np.abs(a[:, 2] - (0.0, 0.0, 1.0)).max(-1, initial=0.0) > 1e-6
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"{name}: intrinsics {i} has last row {a[i, 2].tolist()}, wanted [0, 0, 1]"
+            )
 
 
 def se3_inverse(T: Tensor) -> Tensor:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import operator
 
-import numpy as np
-import torch
 from torch import Tensor
 
 from worldmem.config import MemoryConfig
@@ -33,12 +31,7 @@ def check_cameras(c2w: Tensor, K: Tensor, n: int | None = None, batched: bool = 
     check_tensor(c2w, "c2w", (*lead, 4, 4))
     check_tensor(K, "K", (*lead, 3, 3))
     check_c2w(c2w, "c2w")
-    check_K(K, "K")
-    last = K.detach().reshape(-1, 3, 3)[:, 2].to("cpu", torch.float64).numpy()
-    bad = np.abs(last - (0.0, 0.0, 1.0)).max(-1, initial=0.0) > 1e-6
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"K: intrinsics {i} has last row {last[i].tolist()}, wanted [0, 0, 1]")
+    check_K(K, "K", pinhole=True)
 
 
 def check_size(height, width) -> tuple[int, int]:
