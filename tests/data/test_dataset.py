@@ -188,10 +188,10 @@ def test_a_generated_looking_history_keeps_the_start_observed_and_the_rest_gener
     assert torch.equal(plain.memory_observed, (plain.memory_mask > 0.5).float())
     assert torch.all(made.memory_observed <= made.memory_mask)
     fr = ds.frames(e)
+    start = SpatialMemory(tiny_memory_config())
+    start.insert(fr.rgb[:1].float() / 255, fr.depth[:1].float(), fr.c2w[:1], fr.K[:1], step=0,
+                 observed=True)  # fmt: skip
     for t in range(2, 12):  # where the targets see what frame 0 saw, it is what was observed
-        start = SpatialMemory(tiny_memory_config())
-        start.insert(fr.rgb[:1].float() / 255, fr.depth[:1].float(), fr.c2w[:1], fr.K[:1], step=0,
-                     observed=True)  # fmt: skip
         seen = start.render(fr.c2w[t : t + 2], fr.K[t : t + 2], 32, 32).mask > 0.5
         if seen.sum() > 50:
             break

@@ -59,11 +59,7 @@ def encode_memories(codec, conditioning: Conditioning) -> tuple[ModelFrames, Mod
     c = conditioning
     context = encode_frames(codec, c.context)
     keyframes = encode_frames(codec, c.keyframes)
-    observed = c.memory_observed if getattr(codec, "provenance", False) else None
-    if observed is None:
-        memory = codec.encode_memory(c.memory_rgb, c.memory_depth, c.memory_mask)
-    else:
-        memory = codec.encode_memory(c.memory_rgb, c.memory_depth, c.memory_mask, observed)
+    memory = codec.encode_memory(c.memory_rgb, c.memory_depth, c.memory_mask, c.memory_observed)
     return context, keyframes, memory
 
 
@@ -118,8 +114,7 @@ class FlowInputs:
     """What the model sees in one training step, plus the regression target.
 
     target/context/keyframes: ``ModelFrames``; memory ``(B, T, codec.memory_channels, h, w)``;
-    captions;
-    x0, noise, velocity ``(B, T, C, h, w)``; depth_known ``(B, T, 1, h, w)`` float.
+    captions; x0, noise, velocity ``(B, T, C, h, w)``; depth_known ``(B, T, 1, h, w)`` float.
     """
 
     target: ModelFrames

@@ -142,16 +142,23 @@ class VaeCodec(nn.Module):
         vae = AutoencoderKL.from_pretrained(path, local_files_only=True)
         cfg = vae.config
         self._init_common(
-            vae, depth_near_m, cfg.latent_channels, 2 ** (len(cfg.block_out_channels) - 1)
+            vae,
+            depth_near_m,
+            cfg.latent_channels,
+            2 ** (len(cfg.block_out_channels) - 1),
+            provenance,
         )
-        self.provenance = bool(provenance)
-        self.memory_channels += self.provenance
         self.scaling_factor = float(cfg.scaling_factor)
         shift = getattr(cfg, "shift_factor", None)
         self.shift_factor = float(shift) if shift is not None else 0.0
 
     def _init_common(
-        self, vae: nn.Module, depth_near_m: float, latent_channels: int, downsample: int
+        self,
+        vae: nn.Module,
+        depth_near_m: float,
+        latent_channels: int,
+        downsample: int,
+        provenance: bool = False,
     ):
         """The frozen VAE and the channel layout shared by every VAE codec."""
         self.vae = vae.requires_grad_(False).eval()
@@ -159,8 +166,8 @@ class VaeCodec(nn.Module):
         lc = int(latent_channels)
         self.latent_channels = lc
         self.channels = 2 * lc
-        self.memory_channels = 2 * lc + 1
-        self.provenance = False
+        self.provenance = bool(provenance)
+        self.memory_channels = 2 * lc + 1 + self.provenance
         self.downsample = int(downsample)
         self.rgb_channels = slice(0, lc)
         self.depth_channels = slice(lc, 2 * lc)

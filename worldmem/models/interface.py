@@ -133,9 +133,9 @@ class WorldModel(Protocol):
 
         target: noisy ``ModelFrames`` x ``(B, T, C, h, w)``, sigma ``(B, T)``. context,
         keyframes: clean memory frames, or ``cache`` from ``encode_context`` (then context,
-        keyframes, captions and text are None). memory ``(B, T, C + 1 [+ 1], h, w)``: the encoded
-        spatial-memory render at each target camera (frame channels, validity, then with the
-        codec's ``provenance`` what was observed), or None
-        (same as zeros). captions (B strings) or ``text`` from ``encode_text``.
+        keyframes, captions and text are None). memory ``(B, T, C + 1 [+ 1], h, w)``: the
+        encoded spatial-memory render at each target camera (frame channels, validity, then
+        with the codec's ``provenance`` what was observed), or None (same as zeros). captions
+        (B strings) or ``text`` from ``encode_text``.
         """
         ...
