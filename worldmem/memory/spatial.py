@@ -517,7 +517,16 @@ class SpatialMemory:
                 torch.full((V * H * W,), -1, dtype=torch.int64, device=self.device),
                 torch.zeros(V * H * W, device=self.device),
             )
-        index, depth = zbuffer(
+        rank = (~self._obs.index_select(0, idx)).long()  # 0 observed, 1 generated
+        index, depth = self._zbuffer(idx, rank, c2w, K, H, W)
+        index, depth = self._observed_first(idx, rank, index, depth, c2w, K, H, W)
+        return torch.where(index >= 0, idx.index_select(0, index.clamp(min=0)), -1), depth
+
+    def _zbuffer(self, idx: Tensor, rank: Tensor | None, c2w: Tensor, K: Tensor, H: int, W: int):
+        """``render.zbuffer`` of the samples ``idx`` with this memory's footprints: winners
+        (positions in ``idx``, -1 empty) and depths ``(V*H*W,)``."""
+        cfg = self.cfg
+        return zbuffer(
             self._pos.index_select(1, idx),
             c2w,
             K,
@@ -529,10 +538,39 @@ class SpatialMemory:
             min_radius_px=cfg.min_splat_radius_px,
             near_m=cfg.near_m,
             radius_m=self._rad.index_select(0, idx),
-            rank=(~self._obs.index_select(0, idx)).long(),
+            rank=rank,
             surface_tol_rel=cfg.surface_tol_rel,
         )
-        return torch.where(index >= 0, idx.index_select(0, index.clamp(min=0)), -1), depth
+
+    def _observed_first(
+        self,
+        idx: Tensor,
+        rank: Tensor,
+        index: Tensor,
+        depth: Tensor,
+        c2w: Tensor,
+        K: Tensor,
+        H: int,
+        W: int,
+    ) -> tuple[Tensor, Tensor]:
+        """Give back to the observed samples the pixels a generated sample won by less than
+        ``carve_margin_rel`` in front of them: the z-buffer of the observed samples alone
+        replaces a generated winner where its depth is <= the winner's * (1 + margin). The
+        free-space test keeps generated samples more than that margin in front of what an
+        observed view saw; within it, an observation cannot tell them from its own surface,
+        so the observation is what a view shows (a generated surface guessed a little too near
+        would otherwise hide, from every later view, what the start frame saw)."""
+        hit = index >= 0
+        won_gen = hit & (rank.index_select(0, index.clamp(min=0)) == 1)
+        if not bool(won_gen.any()):
+            return index, depth
+        obs = flat_nonzero(rank == 0)
+        if obs.numel() == 0:
+            return index, depth
+        io, do = self._zbuffer(idx.index_select(0, obs), None, c2w, K, H, W)
+        take = won_gen & (io >= 0) & (do <= depth * (1 + self.cfg.carve_margin_rel))
+        index = torch.where(take, obs.index_select(0, io.clamp(min=0)), index)
+        return index, torch.where(take, do, depth)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
