@@ -168,7 +168,8 @@ class MemoryConfig:
     # spatial memory (surface samples: each keeps the colour and position one view saw)
     voxel_size_m: float = 0.04  # cell of the spatial index (voxel_keys, 8^3-cell culling blocks)
     max_points: int = 300_000  # hard cap; evict generated, then least recently seen, then coarse
-    carve_margin_rel: float = 0.15  # new depth must be this much (relative) behind a point
+    carve_margin_rel: float = 0.15  # depth gap (relative) below which views agree: no carving, and
+    # a generated sample this near an observed one does not hide it
     carve_factor: float = 0.5  # confidence multiplier for a point seen through
     min_confidence: float = 0.3  # points below this confidence are dropped
     max_depth_m: float = 30.0  # pixels farther than this are not inserted

@@ -188,3 +188,37 @@ def test_generated_surfaces_in_observed_free_space_are_refused(tmp_path):
         else:
             assert box_samples(sm, 0.15) > 20
             assert not torch.equal(after.rgb * right, before.rgb * right)
+
+
+@pytest.mark.parametrize("gap_m, hidden", [(0.2, False), (1.0, True)])
+def test_a_generated_surface_hides_an_observed_one_only_beyond_the_margin(gap_m, hidden):
+    """A red plane generated from B ``gap_m`` in front of a wall at 4 m, then the wall observed
+    from A beside B (an observed frame fills in behind generated samples; carving is off, so
+    the guess stays whatever A sees through). 0.2 m (5%, within ``carve_margin_rel`` = 15%: the
+    free-space test could not refuse it) is the wall guessed a little too near: a camera
+    between A and B sees the observed wall wherever A saw it, and the guess only beyond. 1.0
+    m (25%) is another surface in front of the wall, and it hides the wall."""
+    H = W = 48
+    K = intrinsics(1, W)
+    wall = (4.0, -8, 8, -8, 8, (0.2, 0.3, 0.9))
+    guess = (4.0 - gap_m, -8, 8, -8, 8, (1.0, 0.0, 0.0))
+    a = yaw_camera([0.0, 0.0, 0.0], 0.0)[None]
+    b = yaw_camera([0.6, 0.0, 0.0], 0.0)[None]
+    between = yaw_camera([0.3, 0.0, 0.0], 0.0)[None]
+    cfg = MemoryConfig(carve_factor=1.0)
+    sm = SpatialMemory(cfg)
+    sm.insert(*rect_scene(b, K, H, W, [guess]), b, K, observed=False)
+    wall_only = SpatialMemory(cfg)
+    for m in (sm, wall_only):
+        m.insert(*rect_scene(a, K, H, W, [wall]), a, K)
+    assert int((~sm.observed).sum()) > 1000  # the guess is still there
+    before = wall_only.render(between, K, H, W)
+    after = sm.render(between, K, H, W)
+    seen = before.mask > 0
+    red = (after.rgb[:, :1] > 0.9) & (after.rgb[:, 1:2] < 0.1)
+    assert bool((red & ~seen).any())  # what A never saw shows the guess
+    if hidden:
+        assert float(red[seen].float().mean()) > 0.9
+    else:
+        assert torch.equal(after.rgb * seen, before.rgb * seen)
+        assert bool((after.observed[seen] == 1).all())

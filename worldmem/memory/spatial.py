@@ -31,7 +31,11 @@ generated ones are dropped at once); a generated frame carves only generated sam
 Rendering is the z-buffer splat of ``render.zbuffer`` with per-sample radii (the world
 footprint projected to the target) and a surface pass: a pixel shows, among the samples of
 its front surface that fall inside it, an observed one first, then the one closest to its
-centre. At a camera the memory was filled from, each pixel's own sample is that one.
+centre. At a camera the memory was filled from, each pixel's own sample is that one. A
+generated sample wins a pixel from an observed one only when it lies more than
+``carve_margin_rel`` in front of it: within that margin the free-space test cannot refuse
+it, and it is the observed surface guessed a little too near (the pixel shows the observed
+samples' own z-buffer there).
 
 Cost of ``insert`` for M valid new pixels and N stored samples: the render at the new
 cameras (O(blocks + samples near the frusta), bounded by ``max_points``; the first frame takes
@@ -458,7 +462,9 @@ class SpatialMemory:
         the view (clamped to [0.5, ``max_splat_radius_px``]; holes then filled from samples
         within ``min_splat_radius_px``); the nearest sample wins, then, among the samples of
         that front surface (``surface_tol_rel``) falling inside the pixel, an observed one
-        before a generated one, then the one closest to the pixel centre. "gsplat" draws
+        before a generated one, then the one closest to the pixel centre; a generated
+        winner less than ``carve_margin_rel`` in front of an observed sample gives the pixel
+        to the observed one. "gsplat" draws
         isotropic Gaussians of half a footprint (CUDA only).
         """
         height, width = check_size(height, width)
