@@ -562,7 +562,7 @@ class SpatialMemory:
         """Give back to the observed samples the pixels a generated sample won by less than
         ``carve_margin_rel`` in front of them: the z-buffer of the observed samples alone
         replaces a generated winner where its depth is <= the winner's * (1 + margin). The
-        free-space test keeps generated samples more than that margin in front of what an
+        free-space test refuses generated samples more than that margin in front of what an
         observed view saw; within it, an observation cannot tell them from its own surface,
         so the observation is what a view shows (a generated surface guessed a little too near
         would otherwise hide, from every later view, what the start frame saw)."""
