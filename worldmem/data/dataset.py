@@ -43,6 +43,7 @@ __all__ = [
     "GeneratedLook",
     "RolloutHistory",
     "read_episode_frames",
+    "runs_along",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ class EpisodeFrames:
     @property
     def num_frames(self) -> int:
         return self.rgb.shape[0]
+
+
+def runs_along(ep: Episode, num_frames: int, c2w: torch.Tensor) -> bool:
+    """Whether ``ep`` has ``num_frames`` frames along the cameras ``c2w`` ``(N, 4, 4)``: a
+    rollout of the episode they come from (datasets/rollouts.py writes the same cameras)."""
+    return ep.num_frames == num_frames and torch.allclose(ep.c2w.float(), c2w.float(), atol=1e-4)
 
 
 def read_episode_frames(ep: Episode, size: int) -> EpisodeFrames:
@@ -149,7 +156,7 @@ class WorldDataset(Dataset):
             if not folder.is_dir():
                 continue
             ep = Episode.open(folder)
-            if ep.num_frames != n or not torch.allclose(ep.c2w.float(), c2w, atol=1e-4):
+            if not runs_along(ep, n, c2w):
                 raise EpisodeError(
                     f"{folder}: a rollout of {n} frames along the cameras of {path} expected, "
                     f"got {ep.num_frames} frames along other cameras"
