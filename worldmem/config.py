@@ -300,6 +300,9 @@ class TrainConfig:
     timestep_logit_std: float = 1.0
     depth_loss_weight: float = 0.5
     hole_loss_weight: float = 0.0  # extra loss weight where the memory render is empty
+    # the adversarial term (training/adversarial.py): its gradient at the model's output as a
+    # fraction of the reconstruction loss's (0: no discriminator, plain flow matching)
+    adv_weight: float = 0.0
     precision: str = "32-true"  # "bf16-mixed" on GPUs
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -343,7 +346,7 @@ class TrainConfig:
             "p_independent",
         )
         rest = ("max_steps", "weight_decay", "warmup_steps", "grad_clip", "context_noise_max",
-                "timestep_logit_std", "depth_loss_weight", "hole_loss_weight",
+                "timestep_logit_std", "depth_loss_weight", "hole_loss_weight", "adv_weight",
                 "sample_every_steps", "ckpt_every_steps", "seed", "threads")  # fmt: skip
         _numbers(
             self,

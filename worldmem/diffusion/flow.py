@@ -231,7 +231,8 @@ class FlowMatching:
         depth_loss_weight: float = 0.5,
         generator: torch.Generator | None = None,
         hole_loss_weight: float = 0.0,
-    ) -> dict[str, Tensor]:
+        return_outputs: bool = False,
+    ) -> dict:
         """Flow-matching loss of ``model`` on ``batch``.
 
         Returns dict(loss, loss_rgb, loss_depth) of scalars: loss_rgb is the MSE of the
@@ -241,6 +242,8 @@ class FlowMatching:
         loss = loss_rgb + depth_loss_weight * loss_depth. Where the spatial-memory render is
         empty every error counts ``1 + hole_loss_weight`` times: what the model must invent
         is a small part of most targets, and the part that passing memory through cannot get.
+        ``return_outputs``: the dict also holds "x0" (the model's estimate, in the graph; None
+        for velocity models) and "inputs" (the ``FlowInputs``), for terms added on top.
         """
         inp = self.prepare(codec, batch, drop, generator)
         out = model(
@@ -269,4 +272,7 @@ class FlowMatching:
         d_w = inp.depth_known.float() * w  # (B, T, 1, h, w), broadcasts over channels
         loss_depth = (d_err * d_w).sum() / (d_w.sum() * d_err.shape[2]).clamp(min=1.0)
         loss = loss_rgb + depth_loss_weight * loss_depth
-        return {"loss": loss, "loss_rgb": loss_rgb, "loss_depth": loss_depth}
+        losses = {"loss": loss, "loss_rgb": loss_rgb, "loss_depth": loss_depth}
+        if return_outputs:
+            losses.update(x0=out.x0, inputs=inp)
+        return losses

@@ -17,6 +17,7 @@ from worldmem.config import (
 from worldmem.data.batch import WorldBatch
 from worldmem.diffusion import FlowMatching, WorldSampler
 from worldmem.models.backbones import build_world_model
+from worldmem.training.adversarial import PatchDiscriminator, adversarial_losses
 
 __all__ = ["WorldModule", "warmup_cosine"]
 
@@ -32,6 +33,8 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
 
 class WorldModule(L.LightningModule):
     """Trains a ``WorldDiT`` with the flow-matching loss; keeps EMA weights for sampling.
+    With ``train.adv_weight > 0`` a patch discriminator (``training/adversarial.py``) trains
+    beside it, in the same optimizer; only the model's EMA is ever exported.
 
     Built from the resolved root config (stored in the checkpoint's hyper-parameters), so a
     checkpoint rebuilds itself with ``WorldModule.load_from_checkpoint(path)``.
@@ -52,6 +55,9 @@ class WorldModule(L.LightningModule):
             context_noise_max=cfg.train.context_noise_max,
         )
         t = cfg.train
+        self.disc = None
+        if t.adv_weight > 0:
+            self.disc = PatchDiscriminator(2 * 3 + 1)  # frame rgb, render rgb, render validity
         self.drop = {
             "working": t.p_drop_working,
             "episodic": t.p_drop_episodic,
@@ -102,13 +108,31 @@ class WorldModule(L.LightningModule):
             drop=self.drop,
             depth_loss_weight=self.cfg.train.depth_loss_weight,
             hole_loss_weight=self.cfg.train.hole_loss_weight,
+            return_outputs=self.disc is not None,
         )
         bs = batch.batch_size
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
         self.log("train/loss_rgb", out["loss_rgb"], batch_size=bs)
         self.log("train/loss_depth", out["loss_depth"], batch_size=bs)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
-        return out["loss"]
+        if self.disc is None:
+            return out["loss"]
+        if out["x0"] is None:
+            raise ValueError("train.adv_weight > 0 needs a model that returns its x0 (WorldDiT)")
+        inp = out["inputs"]
+        adv = adversarial_losses(
+            self.disc,
+            out["x0"],
+            inp.x0,
+            inp.memory,
+            inp.target.valid,
+            out["loss"],
+            self.cfg.train.adv_weight,
+            self.codec.rgb_channels,
+        )
+        for k in ("g_raw", "d", "lam", "real_logit", "fake_logit"):
+            self.log(f"train/adv_{k}", adv[k], batch_size=bs)
+        return out["loss"] + adv["g"] + adv["d"]
 
     def validation_step(self, batch: WorldBatch, batch_idx: int) -> None:
         g = torch.Generator(device=self.device).manual_seed(batch_idx)
@@ -132,20 +156,32 @@ class WorldModule(L.LightningModule):
         for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
             e.lerp_(p.detach(), 1 - decay)
 
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """The model's and the discriminator's gradients are clipped each on its own, so the
+        discriminator's never shrink the model's step."""
+        if self.disc is None or gradient_clip_val is None:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        for net in (self.model, self.disc):
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in net.parameters() if p.grad is not None], gradient_clip_val
+            )
+
     def configure_optimizers(self):
         t = self.cfg.train
         decay, no_decay = [], []
         for p in self.model.parameters():
             if p.requires_grad:
                 (decay if p.ndim >= 2 else no_decay).append(p)
-        opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": t.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=t.lr,
-            betas=(t.adam_beta1, t.adam_beta2),
-        )
+        groups = [
+            {"params": decay, "weight_decay": t.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if self.disc is not None:
+            groups.append({"params": list(self.disc.parameters()), "weight_decay": 0.0})
+        opt = torch.optim.AdamW(groups, lr=t.lr, betas=(t.adam_beta1, t.adam_beta2))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: warmup_cosine(s, t.warmup_steps, t.max_steps, t.min_lr_ratio)
         )

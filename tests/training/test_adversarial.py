@@ -1,0 +1,139 @@
+"""The adversarial term: each network gets only its own gradient, the generator's term has the
+asked size, a discriminator learns to tell sharp frames from blurred ones, and a run with it
+trains both networks and exports the model alone."""
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from test_training import _cfg
+
+from worldmem.config import ConfigError, to_dict
+from worldmem.data.dataset import WorldDataModule
+from worldmem.pipeline import WorldPipeline
+from worldmem.training.adversarial import (
+    PatchDiscriminator,
+    adversarial_losses,
+    discriminator_input,
+)
+from worldmem.training.module import WorldModule
+from worldmem.training.trainer import build_trainer
+
+RGB = slice(0, 3)
+
+
+def _textured(n: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """``(n, 4, size, size)`` frames in [-1, 1]: checkerboards of random cell size, phase and
+    colours (rgb), and a constant inverse depth."""
+    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    out = []
+    for _ in range(n):
+        cell = int(torch.randint(2, 6, (1,), generator=g))
+        dy, dx = torch.randint(0, cell, (2,), generator=g).tolist()
+        board = (((y + dy) // cell + (x + dx) // cell) % 2).float()
+        a, b = torch.rand(2, 3, 1, 1, generator=g) * 2 - 1
+        out.append(torch.cat([a * board + b * (1 - board), torch.zeros(1, size, size)]))
+    return torch.stack(out)
+
+
+def _blur(x: torch.Tensor, k: int = 5) -> torch.Tensor:
+    return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, 1)
+
+
+def _losses(disc, x0, truth, memory, rec_weight=1.0, weight=0.5):
+    valid = torch.ones(x0.shape[:2], dtype=torch.bool)
+    rec = rec_weight * ((x0 - truth) ** 2).mean()
+    return rec, adversarial_losses(disc, x0, truth, memory, valid, rec, weight, RGB)
+
+
+def _frames(g, B=2, T=2, size=16):
+    truth = _textured(B * T, size, g).unflatten(0, (B, T))
+    memory = torch.cat([truth * 0.5, torch.ones(B, T, 1, size, size)], 2)  # 4 channels + valid
+    return truth, memory
+
+
+def test_each_network_gets_only_its_own_gradient():
+    g = torch.Generator().manual_seed(0)
+    truth, memory = _frames(g)
+    weights = torch.zeros_like(truth, requires_grad=True)  # stands for the model
+    disc = PatchDiscriminator(7, (8, 16, 16))
+    _, adv = _losses(disc, _blur(truth.flatten(0, 1)).unflatten(0, (2, 2)) + weights, truth, memory)
+    adv["d"].backward(retain_graph=True)
+    assert weights.grad is None or not weights.grad.any()  # the generated frames were detached
+    assert all(p.grad is not None for p in disc.parameters())
+    assert disc.net[0].parametrizations.weight.original.grad.abs().sum() > 0
+    disc.zero_grad(set_to_none=True)
+    adv["g"].backward()
+    assert weights.grad.abs().sum() > 0
+    assert all(p.grad is None for p in disc.parameters())  # it ran frozen
+    assert all(p.requires_grad for p in disc.parameters())  # and is trainable again
+
+
+@pytest.mark.parametrize("weight", [0.1, 2.0])
+def test_the_generator_term_has_the_asked_gradient_norm_at_the_output(weight):
+    g = torch.Generator().manual_seed(1)
+    truth, memory = _frames(g)
+    x0 = (truth + 0.3 * torch.randn(truth.shape, generator=g)).requires_grad_(True)
+    disc = PatchDiscriminator(7, (8, 16, 16))
+    for rec_weight in (1.0, 100.0):  # the term follows the reconstruction loss's scale
+        rec, adv = _losses(disc, x0, truth, memory, rec_weight, weight)
+        (g_rec,) = torch.autograd.grad(rec, x0, retain_graph=True)
+        (g_adv,) = torch.autograd.grad(adv["g"], x0)
+        assert g_adv.norm() / g_rec.norm() == pytest.approx(weight, rel=1e-4)
+
+
+def test_the_discriminator_learns_to_tell_sharp_frames_from_blurred_ones():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(2)
+    disc = PatchDiscriminator(7)
+    opt = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.99))
+    size = 32
+    valid = torch.ones(1, 8, dtype=torch.bool)
+    mem = torch.zeros(1, 8, 5, size, size)  # an empty render: judged on texture alone
+
+    def batch():
+        real = _textured(8, size, g)[None]
+        return real, _blur(real[0]).unsqueeze(0).requires_grad_(True)
+
+    for _ in range(60):
+        real, fake = batch()
+        rec = ((fake - real) ** 2).mean()
+        adv = adversarial_losses(disc, fake, real, mem, valid, rec, 0.5, RGB)
+        opt.zero_grad()
+        adv["d"].backward()
+        opt.step()
+    real, fake = batch()  # frames it has not seen
+    with torch.no_grad():
+        real_logit = disc(discriminator_input(real[0], mem[0], RGB, 4)).mean().item()
+        fake_logit = disc(discriminator_input(fake[0], mem[0], RGB, 4)).mean().item()
+    assert real_logit > 0.5 and fake_logit < -0.5
+
+
+def test_a_negative_adversarial_weight_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="adv_weight"):
+        _cfg(tmp_path, tmp_path, "train.adv_weight=-0.1")
+
+
+def test_no_weight_no_discriminator_and_the_loss_is_plain_flow_matching(synthetic_root, tmp_path):
+    module = WorldModule(to_dict(_cfg(synthetic_root, tmp_path)))
+    assert module.disc is None
+    assert len(module.configure_optimizers()["optimizer"].param_groups) == 2
+
+
+def test_a_run_trains_both_networks_and_exports_the_model_alone(synthetic_root, tmp_path):
+    cfg = _cfg(
+        synthetic_root, tmp_path, "train.max_steps=3", "train.adv_weight=0.5",
+        "train.ckpt_every_steps=0",
+    )  # fmt: skip
+    L.seed_everything(0)
+    module = WorldModule(to_dict(cfg))
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    build_trainer(cfg.train).fit(module, datamodule=WorldDataModule(cfg.data, cfg.memory))
+    after = module.state_dict()
+    for net in ("model.", "disc."):
+        moved = [k for k in after if k.startswith(net) and not torch.equal(before[k], after[k])]
+        assert moved, f"no {net} weight changed"
+    folder = WorldPipeline.from_module(module).save_pretrained(tmp_path / "pipeline")
+    saved = load_file(str(folder / "model" / "diffusion_pytorch_model.safetensors"))
+    assert set(saved) == set(module.model.state_dict())  # no discriminator weight in it

@@ -1,0 +1,107 @@
+"""The adversarial term: what makes a one-step frame sharp instead of the mean of its guesses.
+
+The sampler takes one step from pure noise, so the model's clean estimate ``x0`` is all it
+generates, and a squared-error loss makes that estimate the conditional mean: where the
+memory holds nothing, a smooth average of every plausible room. A conditional patch
+discriminator (pix2pix; adversarial diffusion distillation does the same for one-step
+diffusion) judges each target frame beside the memory render it was drawn from, so a frame is
+"real" only if its texture looks like the synthetic worlds' and it continues what the memory
+shows.
+
+Hinge losses (SAGAN), spectral norm on every convolution of the discriminator. Both terms are
+one loss for one optimizer: the discriminator sees the generated frame detached, and the
+generator's term runs the discriminator with its parameters frozen, so each network gets only
+its own gradient. The generator's term is scaled so that, at the model's output, its gradient
+is ``weight`` times the norm of the reconstruction loss's gradient (the adaptive weight of
+VQGAN, taken at the output instead of the last layer): one ``weight`` keeps its meaning as the
+reconstruction error falls.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+__all__ = ["PatchDiscriminator", "adversarial_losses", "discriminator_input"]
+
+_MAX_LAMBDA = 1e4  # the adaptive weight's ceiling (a vanishing adversarial gradient)
+
+
+class PatchDiscriminator(nn.Module):
+    """A logit per patch of ~22 px: ``(N, in_channels, H, W)`` -> ``(N, 1, H / 4, W / 4)``."""
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...] = (64, 128, 256)):
+        super().__init__()
+        w0, w1, w2 = widths
+        self.net = nn.Sequential(
+            spectral_norm(nn.Conv2d(in_channels, w0, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(w0, w1, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(w1, w2, 3, 1, 1)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(w2, 1, 3, 1, 1)),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def discriminator_input(frames: Tensor, memory: Tensor, rgb: slice, channels: int) -> Tensor:
+    """What the discriminator judges: frames ``(N, C, h, w)`` (model space) beside their memory
+    render ``(N, memory_channels, h, w)`` -> ``(N, 7, h, w)``: the frame's rgb channels, the
+    render's rgb channels and the render's validity (its channel ``channels``)."""
+    return torch.cat([frames[:, rgb], memory[:, rgb], memory[:, channels : channels + 1]], 1)
+
+
+def adversarial_losses(
+    disc: PatchDiscriminator,
+    x0: Tensor,
+    x0_true: Tensor,
+    memory: Tensor,
+    valid: Tensor,
+    rec_loss: Tensor,
+    weight: float,
+    rgb: slice,
+) -> dict[str, Tensor]:
+    """The adversarial terms of one batch.
+
+    x0 ``(B, T, C, h, w)``: the model's clean estimate (in the graph); x0_true: the truth;
+    memory ``(B, T, memory_channels, h, w)``: the render each was drawn from; valid ``(B, T)``
+    bool: the target frames that count; rec_loss: the reconstruction loss (a scalar in x0's
+    graph); weight: the adversarial gradient's norm at x0 as a fraction of rec_loss's.
+
+    Returns dict(g: ``lambda * generator hinge``, for the model only; d: the discriminator's
+    hinge loss, for the discriminator only; g_raw, lam, real_logit, fake_logit: for logs).
+    """
+    C = x0.shape[2]
+    keep = valid.reshape(-1)
+    if not bool(keep.any()):  # no frame to judge: zero terms that still touch both networks
+        zero = x0.sum() * 0.0 + sum(p.sum() for p in disc.parameters()) * 0.0
+        return dict.fromkeys(("g", "d", "g_raw", "lam", "real_logit", "fake_logit"), zero)
+    fake = x0.flatten(0, 1)[keep]
+    real = x0_true.flatten(0, 1)[keep]
+    mem = memory.flatten(0, 1)[keep].to(fake.dtype)
+    fake_in = discriminator_input(fake, mem, rgb, C)
+    real_in = discriminator_input(real, mem, rgb, C)
+    # the generator's term: the discriminator frozen, so only the model gets its gradient
+    disc.requires_grad_(False)
+    g_raw = -disc(fake_in).mean()
+    disc.requires_grad_(True)
+    (g_rec,) = torch.autograd.grad(rec_loss, x0, retain_graph=True)
+    (g_adv,) = torch.autograd.grad(g_raw, x0, retain_graph=True)
+    lam = (weight * g_rec.norm() / (g_adv.norm() + 1e-12)).clamp(max=_MAX_LAMBDA).detach()
+    # the discriminator's term: the generated frames detached, so only it gets the gradient
+    real_logit = disc(real_in)
+    fake_logit = disc(fake_in.detach())
+    d = F.relu(1.0 - real_logit).mean() + F.relu(1.0 + fake_logit).mean()
+    return {
+        "g": lam * g_raw,
+        "d": d,
+        "g_raw": g_raw.detach(),
+        "lam": lam,
+        "real_logit": real_logit.mean().detach(),
+        "fake_logit": fake_logit.mean().detach(),
+    }
