@@ -14,7 +14,9 @@ generator's term runs the discriminator with its parameters frozen, so each netw
 its own gradient. The generator's term is scaled so that, at the model's output, its gradient
 is ``weight`` times the norm of the reconstruction loss's gradient (the adaptive weight of
 VQGAN, taken at the output instead of the last layer): one ``weight`` keeps its meaning as the
-reconstruction error falls.
+reconstruction error falls. Its failure mode: a discriminator that cannot tell the frames
+apart has a vanishing input gradient, so the scale grows and the model chases noise (logged as
+``train/adv_lam``; ``checkpoints/worldmem-tiny/README.md`` has a run where it did).
 """
 
 from __future__ import annotations
