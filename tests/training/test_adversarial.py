@@ -48,9 +48,12 @@ def _losses(disc, x0, truth, memory, rec_weight=1.0, weight=0.5):
 
 
 def _frames(g, B=2, T=2, size=16):
+    """Textured truths, and renders that hold them on their left half and have holes on the
+    right (4 channels + validity)."""
     truth = _textured(B * T, size, g).unflatten(0, (B, T))
-    memory = torch.cat([truth * 0.5, torch.ones(B, T, 1, size, size)], 2)  # 4 channels + valid
-    return truth, memory
+    valid = torch.zeros(B, T, 1, size, size)
+    valid[..., : size // 2] = 1.0
+    return truth, torch.cat([truth * valid, valid], 2)
 
 
 def test_each_network_gets_only_its_own_gradient():
@@ -81,6 +84,30 @@ def test_the_generator_term_has_the_asked_gradient_norm_at_the_output(weight):
         (g_rec,) = torch.autograd.grad(rec, x0, retain_graph=True)
         (g_adv,) = torch.autograd.grad(adv["g"], x0)
         assert g_adv.norm() / g_rec.norm() == pytest.approx(weight, rel=1e-4)
+
+
+def test_only_patches_with_holes_of_the_render_are_judged():
+    g = torch.Generator().manual_seed(3)
+    truth, memory = _frames(g, size=64)  # holes in columns 32-63
+    disc = PatchDiscriminator(7, (8, 16, 16))
+    x0 = _blur(truth.flatten(0, 1)).unflatten(0, (2, 2))
+    changed = x0.clone()
+    changed[..., :16] = torch.rand(changed[..., :16].shape, generator=g)  # far from any hole
+    with torch.no_grad():
+        disc(torch.zeros(1, 7, 64, 64))  # settle the spectral norms' power iteration
+    disc.eval()  # no power-iteration step between the calls: the same weights for both
+    a = _losses(disc, x0.requires_grad_(True), truth, memory)[1]
+    b = _losses(disc, changed.requires_grad_(True), truth, memory)[1]
+    for k in ("g_raw", "d", "fake_logit"):
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    nearer = x0.detach().clone()
+    nearer[..., 32:48] = torch.rand(nearer[..., 32:48].shape, generator=g)  # in the holes
+    c = _losses(disc, nearer.requires_grad_(True), truth, memory)[1]
+    assert not torch.allclose(a["fake_logit"], c["fake_logit"], atol=1e-4)
+    empty = memory.clone()
+    empty[:, :, 4] = 1.0  # a render without holes: nothing to judge, zero terms
+    z = _losses(disc, x0, truth, empty)[1]
+    assert all(float(v.detach()) == 0.0 for v in z.values())
 
 
 def test_the_discriminator_learns_to_tell_sharp_frames_from_blurred_ones():

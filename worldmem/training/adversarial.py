@@ -6,7 +6,9 @@ memory holds nothing, a smooth average of every plausible room. A conditional pa
 discriminator (pix2pix; adversarial diffusion distillation does the same for one-step
 diffusion) judges each target frame beside the memory render it was drawn from, so a frame is
 "real" only if its texture looks like the synthetic worlds' and it continues what the memory
-shows.
+shows. Only the patches that hold holes of the render count, each by its share of hole
+pixels: where the render is valid the model passes it through and the truth is the render,
+so those patches are the same in both and would only teach the discriminator to say 0.
 
 Hinge losses (SAGAN), spectral norm on every convolution of the discriminator. Both terms are
 one loss for one optimizer: the discriminator sees the generated frame detached, and the
@@ -76,13 +78,13 @@ def adversarial_losses(
     graph); weight: the adversarial gradient's norm at x0 as a fraction of rec_loss's.
 
     Returns dict(g: ``lambda * generator hinge``, for the model only; d: the discriminator's
-    hinge loss, for the discriminator only; g_raw, lam, real_logit, fake_logit: for logs).
+    hinge loss, for the discriminator only; g_raw, lam, real_logit, fake_logit: for logs),
+    each the mean over patches weighted by their share of the render's holes.
     """
     C = x0.shape[2]
     keep = valid.reshape(-1)
-    if not bool(keep.any()):  # no frame to judge: zero terms that still touch both networks
-        zero = x0.sum() * 0.0 + sum(p.sum() for p in disc.parameters()) * 0.0
-        return dict.fromkeys(("g", "d", "g_raw", "lam", "real_logit", "fake_logit"), zero)
+    if not bool(keep.any()):  # no frame to judge
+        return _zero_terms(x0, disc)
     fake = x0.flatten(0, 1)[keep]
     real = x0_true.flatten(0, 1)[keep]
     mem = memory.flatten(0, 1)[keep].to(fake.dtype)
@@ -90,20 +92,31 @@ def adversarial_losses(
     real_in = discriminator_input(real, mem, rgb, C)
     # the generator's term: the discriminator frozen, so only the model gets its gradient
     disc.requires_grad_(False)
-    g_raw = -disc(fake_in).mean()
+    fake_g = disc(fake_in)
     disc.requires_grad_(True)
+    holes = F.adaptive_avg_pool2d(1.0 - mem[:, C : C + 1], fake_g.shape[-2:])  # per patch
+    if not bool((holes > 0).any()):  # the render is whole everywhere: nothing to judge
+        return _zero_terms(x0, disc)
+    w = holes / holes.sum()
+    g_raw = -(w * fake_g).sum()
     (g_rec,) = torch.autograd.grad(rec_loss, x0, retain_graph=True)
     (g_adv,) = torch.autograd.grad(g_raw, x0, retain_graph=True)
     lam = (weight * g_rec.norm() / (g_adv.norm() + 1e-12)).clamp(max=_MAX_LAMBDA).detach()
     # the discriminator's term: the generated frames detached, so only it gets the gradient
     real_logit = disc(real_in)
     fake_logit = disc(fake_in.detach())
-    d = F.relu(1.0 - real_logit).mean() + F.relu(1.0 + fake_logit).mean()
+    d = (w * (F.relu(1.0 - real_logit) + F.relu(1.0 + fake_logit))).sum()
     return {
         "g": lam * g_raw,
         "d": d,
         "g_raw": g_raw.detach(),
         "lam": lam,
-        "real_logit": real_logit.mean().detach(),
-        "fake_logit": fake_logit.mean().detach(),
+        "real_logit": (w * real_logit).sum().detach(),
+        "fake_logit": (w * fake_logit).sum().detach(),
     }
+
+
+def _zero_terms(x0: Tensor, disc: nn.Module) -> dict[str, Tensor]:
+    """Zero terms that still touch both networks (so every parameter gets a gradient)."""
+    zero = x0.sum() * 0.0 + sum(p.sum() for p in disc.parameters()) * 0.0
+    return dict.fromkeys(("g", "d", "g_raw", "lam", "real_logit", "fake_logit"), zero)
