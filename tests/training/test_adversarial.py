@@ -142,10 +142,41 @@ def test_a_negative_adversarial_weight_is_named(tmp_path):
         _cfg(tmp_path, tmp_path, "train.adv_weight=-0.1")
 
 
-def test_no_weight_no_discriminator_and_the_loss_is_plain_flow_matching(synthetic_root, tmp_path):
+def test_no_weight_no_discriminator_and_the_optimizer_holds_the_model_alone(
+    synthetic_root, tmp_path
+):
     module = WorldModule(to_dict(_cfg(synthetic_root, tmp_path)))
     assert module.disc is None
-    assert len(module.configure_optimizers()["optimizer"].param_groups) == 2
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    assert len(groups) == 2
+    assert sum(len(g["params"]) for g in groups) == len(list(module.model.parameters()))
+
+
+def test_the_discriminator_takes_a_latent_codec_frames(tmp_path):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    AutoencoderKL(
+        block_out_channels=(8, 16), latent_channels=4, norm_num_groups=4, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    ).save_pretrained(tmp_path / "vae")  # fmt: skip
+    cfg = _cfg(
+        tmp_path, tmp_path, "train.adv_weight=0.5", "model.codec=vae",
+        f"model.codec_path={tmp_path / 'vae'}", "model.latent_channels=8",
+        "model.latent_downsample=2",
+    )  # fmt: skip
+    module = WorldModule(to_dict(cfg))
+    codec = module.codec
+    rgb, depth = torch.rand(1, 2, 3, 32, 32), torch.full((1, 2, 1, 32, 32), 2.0)
+    mask = torch.zeros(1, 2, 1, 32, 32)
+    mask[..., :16] = 1.0
+    x = codec.encode(rgb, depth)  # (1, 2, 8, 16, 16): 4 rgb latent channels, 4 depth
+    mem = codec.encode_memory(rgb, depth, mask)
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    x0 = (x + 0.1 * torch.randn_like(x)).requires_grad_(True)
+    rec = ((x0 - x) ** 2).mean()
+    adv = adversarial_losses(module.disc, x0, x, mem, valid, rec, 0.5, codec.rgb_channels)
+    assert adv["d"] > 0 and adv["lam"] > 0
 
 
 def test_a_run_trains_both_networks_and_exports_the_model_alone(synthetic_root, tmp_path):

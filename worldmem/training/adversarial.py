@@ -28,7 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-__all__ = ["PatchDiscriminator", "adversarial_losses", "discriminator_input"]
+__all__ = [
+    "PatchDiscriminator",
+    "adversarial_losses",
+    "discriminator_channels",
+    "discriminator_input",
+]
 
 _MAX_LAMBDA = 1e4  # the adaptive weight's ceiling (a vanishing adversarial gradient)
 
@@ -53,10 +58,18 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
+def discriminator_channels(rgb: slice, channels: int) -> int:
+    """The discriminator's input channels for a codec whose frames have ``channels`` channels,
+    its rgb ones ``rgb`` (3 in pixel space, the latent channels of a VAE): twice those and the
+    render's validity."""
+    return 2 * len(range(channels)[rgb]) + 1
+
+
 def discriminator_input(frames: Tensor, memory: Tensor, rgb: slice, channels: int) -> Tensor:
     """What the discriminator judges: frames ``(N, C, h, w)`` (model space) beside their memory
-    render ``(N, memory_channels, h, w)`` -> ``(N, 7, h, w)``: the frame's rgb channels, the
-    render's rgb channels and the render's validity (its channel ``channels``)."""
+    render ``(N, memory_channels, h, w)`` -> ``(N, discriminator_channels(rgb, C), h, w)``: the
+    frame's rgb channels, the render's rgb channels and the render's validity (its channel
+    ``channels``)."""
     return torch.cat([frames[:, rgb], memory[:, rgb], memory[:, channels : channels + 1]], 1)
 
 
@@ -92,8 +105,10 @@ def adversarial_losses(
     real_in = discriminator_input(real, mem, rgb, C)
     # the generator's term: the discriminator frozen, so only the model gets its gradient
     disc.requires_grad_(False)
-    fake_g = disc(fake_in)
-    disc.requires_grad_(True)
+    try:
+        fake_g = disc(fake_in)
+    finally:
+        disc.requires_grad_(True)
     holes = F.adaptive_avg_pool2d(1.0 - mem[:, C : C + 1], fake_g.shape[-2:])  # per patch
     if not bool((holes > 0).any()):  # the render is whole everywhere: nothing to judge
         return _zero_terms(x0, disc)

@@ -17,7 +17,11 @@ from worldmem.config import (
 from worldmem.data.batch import WorldBatch
 from worldmem.diffusion import FlowMatching, WorldSampler
 from worldmem.models.backbones import build_world_model
-from worldmem.training.adversarial import PatchDiscriminator, adversarial_losses
+from worldmem.training.adversarial import (
+    PatchDiscriminator,
+    adversarial_losses,
+    discriminator_channels,
+)
 
 __all__ = ["WorldModule", "warmup_cosine"]
 
@@ -57,7 +61,8 @@ class WorldModule(L.LightningModule):
         t = cfg.train
         self.disc = None
         if t.adv_weight > 0:
-            self.disc = PatchDiscriminator(2 * 3 + 1)  # frame rgb, render rgb, render validity
+            c = self.codec
+            self.disc = PatchDiscriminator(discriminator_channels(c.rgb_channels, c.channels))
         self.drop = {
             "working": t.p_drop_working,
             "episodic": t.p_drop_episodic,
