@@ -274,6 +274,7 @@ def test_frustum_culling_changes_nothing_in_the_render():
         radius_m=sm.state_dict()["splat_radius"],
         observed=sm.observed,
         surface_tol_rel=cfg.surface_tol_rel,
+        interpolate=True,
     )
     assert torch.equal(culled.mask, full.mask)
     assert torch.equal(culled.depth, full.depth) and torch.equal(culled.rgb, full.rgb)

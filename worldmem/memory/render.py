@@ -38,6 +38,7 @@ __all__ = [
     "splat_points",
     "zbuffer",
     "compose",
+    "interpolate_colours",
     "gsplat_points",
     "gsplat_available",
 ]
@@ -211,6 +212,7 @@ def splat_points(
     radius_m: Tensor | None = None,
     observed: Tensor | None = None,
     surface_tol_rel: float = 0.0,
+    interpolate: bool = False,
 ) -> MemoryRender:
     """Z-buffer splat of points at V cameras.
 
@@ -229,6 +231,8 @@ def splat_points(
        is within ``surface_tol_rel`` (relative) of its step-1 depth shows, of those, an
        observed one (``observed (N,)`` bool) before a generated one, then the one projecting
        closest to the pixel centre.
+    4. Colour pass (``interpolate``): ``interpolate_colours`` resamples the winner's surface
+       bilinearly instead of showing the winner's colour alone.
 
     The render's ``observed`` channel is ``observed`` of the winner (0 when None). Inputs are
     assumed valid (``SpatialMemory.render`` checks them). Cost: a few passes over the N x V
@@ -253,7 +257,13 @@ def splat_points(
         rank=rank,
         surface_tol_rel=surface_tol_rel,
     )
-    return compose(index, depth, rgb, c2w.shape[0], height, width, observed)
+    colours = None
+    if interpolate:
+        tol = surface_tol_rel if surface_tol_rel > 0 else _INTERP_TOL_REL
+        colours = interpolate_colours(
+            xyz_t, rgb, c2w, K, index, depth, height, width, tol, near_m, rank
+        )
+    return compose(index, depth, rgb, c2w.shape[0], height, width, observed, colours)
 
 
 def compose(
@@ -264,15 +274,20 @@ def compose(
     H: int,
     W: int,
     observed: Tensor | None = None,
+    colours: Tensor | None = None,
 ) -> MemoryRender:
     """A ``MemoryRender`` from per-pixel winners ``index (V*H*W,)`` (-1: empty) into ``rgb
     (N, 3)`` and ``observed (N,)`` bool (None: nothing observed), and their depths
-    ``(V*H*W,)``."""
+    ``(V*H*W,)``. ``colours (V*H*W, 3)``: the pixels' colours when they are not the winners'
+    (``interpolate_colours``)."""
     hit = index >= 0
     hit_idx = flat_nonzero(hit)
     win = index.index_select(0, hit_idx)
-    out_rgb = torch.zeros(V * H * W, 3, device=index.device, dtype=torch.float32)
-    out_rgb.index_copy_(0, hit_idx, rgb.index_select(0, win).float())
+    if colours is None:
+        out_rgb = torch.zeros(V * H * W, 3, device=index.device, dtype=torch.float32)
+        out_rgb.index_copy_(0, hit_idx, rgb.index_select(0, win).float())
+    else:
+        out_rgb = torch.where(hit[:, None], colours.float(), 0.0)
     out_obs = torch.zeros(V * H * W, device=index.device, dtype=torch.float32)
     if observed is not None:
         out_obs.index_copy_(0, hit_idx, observed.index_select(0, win).float())
@@ -282,6 +297,100 @@ def compose(
         mask=hit.float().view(V, 1, H, W),
         observed=out_obs.view(V, 1, H, W),
     )
+
+
+_INTERP_TOL_REL = 0.03  # one surface for the colour pass when the splat gives no tolerance
+_KEEP_PX = 0.2  # a winner at most about this far (per axis) from a pixel centre keeps the pixel
+
+
+def interpolate_colours(
+    xyz_t: Tensor,
+    rgb: Tensor,
+    c2w: Tensor,
+    K: Tensor,
+    index: Tensor,
+    depth: Tensor,
+    height: int,
+    width: int,
+    tol_rel: float,
+    near_m: float,
+    rank: Tensor | None = None,
+    point_index: Tensor | None = None,
+) -> Tensor:
+    """Bilinear colours for a splat's winners: ``(V*H*W, 3)`` float32.
+
+    Points ``xyz_t (3, n)`` with colours ``rgb (N, 3)`` and ``rank (N,)`` (0 observed, 1
+    generated; None: one rank), where ``point_index (n,)`` maps the points of ``xyz_t`` into
+    ``rgb``, ``rank`` and ``index`` (None: n = N, the same points), cameras ``c2w (V, 4, 4)``, ``K (V, 3, 3)``, and the splat's
+    winner per pixel ``index (V*H*W,)`` (-1: empty) with its depth. Each point gives each of
+    the four pixel centres around its projection the tent weight (1 - |du|)(1 - |dv|); a pixel
+    shows the weighted mean of the points on its winner's surface (depth within ``tol_rel`` of
+    the winner's, same rank). This is how a warp resamples an image: the nearest sample alone
+    shifts the texture by up to half a pixel. A pixel keeps its winner's colour when the
+    winner lies within about ``_KEEP_PX`` of its centre (its tent weight is at least
+    (1 - ``_KEEP_PX``)^2: a view the memory holds gets its own frame back, and where many
+    views left samples the nearest is better than a blend of samples of other footprints) or
+    when no point of its surface is within a pixel of it (a magnified footprint).
+
+    Measured on the held-out walks of ``python -m worldmem.eval walk`` (true frames only):
+    with only the start frame in memory, start revisits over the pixels it saw 30.35 dB
+    nearest, 31.06 with this pass (31.43 blending always); with every other frame in memory,
+    the frames between 31.36 -> 31.81 and the frames it holds 37.58 -> 37.78 (34.83 blending
+    always)."""
+    V, H, W = c2w.shape[0], int(height), int(width)
+    P = V * H * W
+    hit = index >= 0
+    win = index.clamp(min=0)
+    out = rgb.index_select(0, win).float()
+    if xyz_t.shape[1] == 0 or V == 0:
+        return out
+    p = _project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, n)
+    z = p[:, 2]
+    u = p[:, 0] / z - 0.5  # in pixel-centre units: centre (x, y) is at u = x, v = y
+    v = p[:, 1] / z - 0.5
+    sel = flat_nonzero((z > near_m) & (u > -1) & (u < W) & (v > -1) & (v < H))  # NaN-safe
+    n = xyz_t.shape[1]
+    z, u, v = (t.reshape(-1).index_select(0, sel) for t in (z, u, v))
+    view = torch.div(sel, n, rounding_mode="floor")
+    point = sel - view * n
+    if point_index is not None:
+        point = point_index.index_select(0, point)
+
+    # the four pixel centres around each projection: (4, m) pixels and tent weights, pixels
+    # outside the image sent to a spare slot P that nothing reads
+    x0, y0 = u.floor(), v.floor()
+    au, av = u - x0, v - y0
+    dx = torch.tensor([0.0, 1.0, 0.0, 1.0], device=u.device)[:, None]
+    dy = torch.tensor([0.0, 0.0, 1.0, 1.0], device=u.device)[:, None]
+    x, y = x0 + dx, y0 + dy
+    w = (dx * au + (1 - dx) * (1 - au)) * (dy * av + (1 - dy) * (1 - av))
+    inside = (x >= 0) & (x < W) & (y >= 0) & (y < H)
+    pix = torch.where(inside, (view * H + y.long()) * W + x.long(), P)
+
+    # a point counts at a pixel on its winner's surface and of its winner's rank
+    ref = torch.where(hit, depth, torch.nan)
+    ref = torch.cat([ref, ref.new_full((1,), torch.nan)]).index_select(0, pix.view(-1))
+    ok = (z - ref.view(4, -1)).abs() <= ref.view(4, -1) * tol_rel  # NaN: False
+    if rank is not None:
+        win_rank = torch.cat([rank.index_select(0, win), rank.new_full((1,), -1)])
+        ok &= win_rank.index_select(0, pix.view(-1)).view(4, -1) == rank.index_select(0, point)
+    w = torch.where(ok, w, 0.0).view(-1)
+    pix = pix.view(-1)
+    wsum = torch.bincount(pix, w, minlength=P + 1)[:P]
+    colour = rgb.index_select(0, point).float()  # (m, 3)
+    acc = torch.stack(
+        [torch.bincount(pix, (w.view(4, -1) * colour[:, c]).view(-1), minlength=P + 1)[:P]
+         for c in range(3)],
+        dim=1,
+    )  # fmt: skip
+    # a winner this near its pixel centre keeps the pixel
+    win_ext = torch.cat([win, win.new_full((1,), -1)])
+    near = (win_ext.index_select(0, pix).view(4, -1) == point) & (
+        w.view(4, -1) >= (1 - _KEEP_PX) ** 2
+    )
+    keep = torch.bincount(pix, near.view(-1).to(w.dtype), minlength=P + 1)[:P] > 0
+    use = hit & (wsum > 1e-6) & ~keep
+    return torch.where(use[:, None], (acc / wsum.clamp(min=1e-6)[:, None]).float(), out)
 
 
 def zbuffer(

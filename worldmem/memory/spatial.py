@@ -75,10 +75,12 @@ from worldmem.memory.frame_samples import check_frames, frame_samples
 from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
 from worldmem.memory.fusion import repeat_test
 from worldmem.memory.render import (
+    _INTERP_TOL_REL,
     MemoryRender,
     compose,
     gsplat_available,
     gsplat_points,
+    interpolate_colours,
     zbuffer,
 )
 from worldmem.memory.spatial_file import (
@@ -484,9 +486,26 @@ class SpatialMemory:
                 self.cfg.near_m,
                 observed=self.observed,
             )
-        index, depth = self._splat(c2w, K, height, width)
+        idx = self._candidates(c2w, K, height, width)
+        index, depth = self._splat(c2w, K, height, width, idx)
         self._last_render = (c2w.clone(), K.clone(), height, width, index, depth.clone())
-        return compose(index, depth, self._rgb, c2w.shape[0], height, width, self._obs)
+        colours = None
+        if self.cfg.render_colour == "bilinear" and idx.numel():
+            colours = interpolate_colours(
+                self._pos.index_select(1, idx),
+                self._rgb,
+                c2w,
+                K,
+                index,
+                depth,
+                height,
+                width,
+                self.cfg.surface_tol_rel or _INTERP_TOL_REL,
+                self.cfg.near_m,
+                (~self._obs).long(),
+                point_index=idx,
+            )
+        return compose(index, depth, self._rgb, c2w.shape[0], height, width, self._obs, colours)
 
     def _rendered(self, cached: tuple | None, c2w: Tensor, K: Tensor, H: int, W: int):
         """The winners and depths ``(H*W,)`` of ``_splat`` at one camera (``c2w (4, 4)``, ``K
@@ -501,22 +520,31 @@ class SpatialMemory:
                 return cached[4][at], cached[5][at]
         return None
 
+    def _candidates(self, c2w: Tensor, K: Tensor, H: int, W: int) -> Tensor:
+        """The samples that can reach the views' pixels ``(n,)`` (indices, blocks near the
+        frusta)."""
+        if not self._n:
+            return self._sidx
+        far = torch.full((c2w.shape[0],), float("inf"), device=self.device)
+        return self._frustum_candidates(c2w, K, H, W, far, self.cfg.max_splat_radius_px + 1)
+
     def _splat(
-        self, c2w: Tensor, K: Tensor, H: int, W: int, alive_only: bool = False
+        self,
+        c2w: Tensor,
+        K: Tensor,
+        H: int,
+        W: int,
+        idx: Tensor | None = None,
+        alive_only: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Winning sample per pixel ``(V*H*W,)`` (-1: empty) and its depth, for the torch
-        backend. ``alive_only`` skips the samples the current insert will drop (carved below
-        ``min_confidence`` or replaced)."""
-        cfg = self.cfg
+        backend, among the samples ``idx`` (None: ``_candidates``). ``alive_only`` skips the
+        samples the current insert will drop (carved below ``min_confidence`` or replaced)."""
         V = c2w.shape[0]
-        far = torch.full((V,), float("inf"), device=self.device)
-        idx = (
-            self._frustum_candidates(c2w, K, H, W, far, cfg.max_splat_radius_px + 1)
-            if self._n
-            else self._sidx
-        )
+        if idx is None:
+            idx = self._candidates(c2w, K, H, W)
         if alive_only:
-            alive = self._conf.index_select(0, idx) >= cfg.min_confidence  # _DEAD is below
+            alive = self._conf.index_select(0, idx) >= self.cfg.min_confidence  # _DEAD is below
             idx = idx.index_select(0, flat_nonzero(alive))
         if idx.numel() == 0:  # nothing stored, or nothing near the views
             return (
