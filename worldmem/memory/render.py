@@ -322,9 +322,9 @@ def interpolate_colours(
     Points ``xyz_t (3, n)`` with colours ``rgb (N, 3)`` and ``rank (N,)`` (0 observed, 1
     generated; None: one rank), where ``point_index (n,)`` maps the points of ``xyz_t`` into
     ``rgb``, ``rank`` and ``index`` (None: n = N, the same points), cameras ``c2w (V, 4, 4)``,
-    ``K (V, 3, 3)``, and the splat's winner per pixel ``index (V*H*W,)`` (-1: empty) with its depth. Each point gives each of
-    the four pixel centres around its projection the tent weight (1 - |du|)(1 - |dv|); a pixel
-    shows the weighted mean of the points on its winner's surface (depth within ``tol_rel`` of
+    ``K (V, 3, 3)``, and the splat's winner per pixel ``index (V*H*W,)`` (-1: empty) with its
+    depth. Each point gives each of the four pixel centres around its projection the tent
+    weight (1 - |du|)(1 - |dv|); a pixel shows the weighted mean of the points on its winner's surface (depth within ``tol_rel`` of
     the winner's, same rank). This is how a warp resamples an image: the nearest sample alone
     shifts the texture by up to half a pixel. A pixel keeps its winner's colour when the
     winner lies within about ``_KEEP_PX`` of its centre (its tent weight is at least
