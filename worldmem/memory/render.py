@@ -323,20 +323,19 @@ def interpolate_colours(
     generated; None: one rank), where ``point_index (n,)`` maps the points of ``xyz_t`` into
     ``rgb``, ``rank`` and ``index`` (None: n = N, the same points), cameras ``c2w (V, 4, 4)``,
     ``K (V, 3, 3)``, and the splat's winner per pixel ``index (V*H*W,)`` (-1: empty) with its
-    depth. Each point gives each of the four pixel centres around its projection the tent
-    weight (1 - |du|)(1 - |dv|); a pixel shows the weighted mean of the points on its winner's surface (depth within ``tol_rel`` of
-    the winner's, same rank). This is how a warp resamples an image: the nearest sample alone
-    shifts the texture by up to half a pixel. A pixel keeps its winner's colour when the
-    winner lies within about ``_KEEP_PX`` of its centre (its tent weight is at least
-    (1 - ``_KEEP_PX``)^2: a view the memory holds gets its own frame back, and where many
-    views left samples the nearest is better than a blend of samples of other footprints) or
-    when no point of its surface is within a pixel of it (a magnified footprint).
+    depth. Each point gives each of the four pixel centres around its projection the tent weight
+    (1 - |du|)(1 - |dv|); a pixel shows the weighted mean of the points on its winner's surface
+    (depth within ``tol_rel`` of the winner's, same rank). This is how a warp resamples an
+    image: the nearest sample alone shifts the texture by up to half a pixel. A pixel keeps its
+    winner's colour when the winner lies within about ``_KEEP_PX`` of its centre (its tent
+    weight is at least (1 - ``_KEEP_PX``)^2: a view the memory holds gets its own frame back,
+    and where many views left samples the nearest is better than a blend of samples of other
+    footprints) or when no point of its surface is within a pixel of it (a magnified footprint).
 
-    Measured on the held-out walks of ``python -m worldmem.eval walk`` (true frames only):
-    with only the start frame in memory, start revisits over the pixels it saw 30.35 dB
-    nearest, 31.06 with this pass (31.43 blending always); with every other frame in memory,
-    the frames between 31.36 -> 31.81 and the frames it holds 37.58 -> 37.78 (34.83 blending
-    always)."""
+    Measured on the held-out walks of ``python -m worldmem.eval walk`` (true frames only): with
+    only the start frame in memory, start revisits over the pixels it saw 30.35 dB nearest,
+    31.06 with this pass (31.43 blending always); with every other frame in memory, the frames
+    between 31.36 -> 31.81 and the frames it holds 37.58 -> 37.78 (34.83 blending always)."""
     V, H, W = c2w.shape[0], int(height), int(width)
     P = V * H * W
     hit = index >= 0
