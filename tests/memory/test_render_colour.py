@@ -110,6 +110,12 @@ def test_a_view_the_memory_holds_gets_its_own_frame_back():
     assert torch.equal(out.rgb[0], a)
 
 
+def test_nothing_to_render():
+    K = intrinsics(1, S)[0]
+    out = render(torch.zeros(0, 3), torch.zeros(0, 3), None, torch.eye(4), K, True)
+    assert float(out.mask.sum()) == 0 and float(out.rgb.abs().sum()) == 0
+
+
 def test_render_colour_is_checked():
     with pytest.raises(ConfigError, match="render_colour"):
         MemoryConfig(render_colour="cubic")

@@ -338,11 +338,11 @@ def interpolate_colours(
     between 31.36 -> 31.81 and the frames it holds 37.58 -> 37.78 (34.83 blending always)."""
     V, H, W = c2w.shape[0], int(height), int(width)
     P = V * H * W
+    if xyz_t.shape[1] == 0 or P == 0:
+        return torch.zeros(P, 3, device=index.device)
     hit = index >= 0
     win = index.clamp(min=0)
     out = rgb.index_select(0, win).float()
-    if xyz_t.shape[1] == 0 or V == 0:
-        return out
     p = _project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, n)
     z = p[:, 2]
     u = p[:, 0] / z - 0.5  # in pixel-centre units: centre (x, y) is at u = x, v = y
