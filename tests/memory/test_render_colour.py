@@ -94,6 +94,19 @@ def test_a_moved_view_of_a_plane_is_its_bilinear_resampling(shift_px):
     assert torch.equal(nearest.depth, got.depth) and torch.equal(nearest.mask, got.mask)
 
 
+def test_generated_surfaces_are_not_resampled():
+    """A plane the model generated is shown as stored (nearest sample): it is refitted from
+    every frame made of it, and resampling it at every render would blur it again and again."""
+    g = torch.Generator().manual_seed(2)
+    K = intrinsics(1, S)[0]
+    rgb = torch.rand(S * S, 3, generator=g)
+    generated = torch.zeros(S * S, dtype=torch.bool)
+    c2w = shifted_camera(K, (0.4, 0.3))
+    got = render(plane_points(K), rgb, generated, c2w, K, interpolate=True)
+    nearest = render(plane_points(K), rgb, generated, c2w, K, interpolate=False)
+    assert torch.equal(got.rgb, nearest.rgb) and float(got.mask.mean()) > 0.9
+
+
 def test_a_view_the_memory_holds_gets_its_own_frame_back():
     """A second observed view of the same plane, its samples between the first view's pixel
     centres, does not blend into the first camera's render: samples on a pixel's centre keep

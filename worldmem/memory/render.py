@@ -331,6 +331,9 @@ def interpolate_colours(
     weight is at least (1 - ``_KEEP_PX``)^2: a view the memory holds gets its own frame back,
     and where many views left samples the nearest is better than a blend of samples of other
     footprints) or when no point of its surface is within a pixel of it (a magnified footprint).
+    With ranks given, only pixels whose winner is observed are resampled: the model redraws a
+    generated surface at every view of it and the memory refits it from those frames, so
+    resampling it at every render would blur it once more each round.
 
     Measured on the held-out walks of ``python -m worldmem.eval walk`` (true frames only): with
     only the start frame in memory, start revisits over the pixels it saw 30.35 dB nearest,
@@ -389,6 +392,8 @@ def interpolate_colours(
     )
     keep = torch.bincount(pix, near.view(-1).to(w.dtype), minlength=P + 1)[:P] > 0
     use = hit & (wsum > 1e-6) & ~keep
+    if rank is not None:  # generated surfaces as they were made (see the docstring)
+        use &= rank.index_select(0, win) == 0
     return torch.where(use[:, None], (acc / wsum.clamp(min=1e-6)[:, None]).float(), out)
 
 
