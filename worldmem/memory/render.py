@@ -259,9 +259,8 @@ def splat_points(
     )
     colours = None
     if interpolate:
-        tol = surface_tol_rel if surface_tol_rel > 0 else _INTERP_TOL_REL
         colours = interpolate_colours(
-            xyz_t, rgb, c2w, K, index, depth, height, width, tol, near_m, rank
+            xyz_t, rgb, c2w, K, index, depth, height, width, surface_tol_rel, near_m, rank
         )
     return compose(index, depth, rgb, c2w.shape[0], height, width, observed, colours)
 
@@ -299,7 +298,7 @@ def compose(
     )
 
 
-_INTERP_TOL_REL = 0.03  # one surface for the colour pass when the splat gives no tolerance
+_INTERP_TOL_REL = 0.03  # one surface for the colour pass when it is given no tolerance
 _KEEP_PX = 0.2  # a winner at most about this far (per axis) from a pixel centre keeps the pixel
 
 
@@ -325,15 +324,16 @@ def interpolate_colours(
     ``K (V, 3, 3)``, and the splat's winner per pixel ``index (V*H*W,)`` (-1: empty) with its
     depth. Each point gives each of the four pixel centres around its projection the tent weight
     (1 - |du|)(1 - |dv|); a pixel shows the weighted mean of the points on its winner's surface
-    (depth within ``tol_rel`` of the winner's, same rank). This is how a warp resamples an
-    image: the nearest sample alone shifts the texture by up to half a pixel. A pixel keeps its
+    (depth within ``tol_rel`` of the winner's; ``_INTERP_TOL_REL`` when ``tol_rel`` <= 0).
+    This is how a warp resamples an image: the nearest sample alone shifts the texture by up to
+    half a pixel. A pixel keeps its
     winner's colour when the winner lies within about ``_KEEP_PX`` of its centre (its tent
     weight is at least (1 - ``_KEEP_PX``)^2: a view the memory holds gets its own frame back,
     and where many views left samples the nearest is better than a blend of samples of other
     footprints) or when no point of its surface is within a pixel of it (a magnified footprint).
-    With ranks given, only pixels whose winner is observed are resampled: the model redraws a
-    generated surface at every view of it and the memory refits it from those frames, so
-    resampling it at every render would blur it once more each round.
+    With ranks given, only pixels whose winner is observed are resampled, from observed points
+    only: the model redraws a generated surface at every view of it and the memory refits it
+    from those frames, so resampling it at every render would blur it once more each round.
 
     Measured on the held-out walks of ``python -m worldmem.eval walk`` (true frames only): with
     only the start frame in memory, start revisits over the pixels it saw 30.35 dB nearest,
@@ -341,6 +341,7 @@ def interpolate_colours(
     between 31.36 -> 31.81 and the frames it holds 37.58 -> 37.78 (34.83 blending always)."""
     V, H, W = c2w.shape[0], int(height), int(width)
     P = V * H * W
+    tol_rel = tol_rel if tol_rel > 0 else _INTERP_TOL_REL
     if xyz_t.shape[1] == 0 or P == 0:
         return torch.zeros(P, 3, device=index.device)
     hit = index >= 0
@@ -369,13 +370,12 @@ def interpolate_colours(
     inside = (x >= 0) & (x < W) & (y >= 0) & (y < H)
     pix = torch.where(inside, (view * H + y.long()) * W + x.long(), P)
 
-    # a point counts at a pixel on its winner's surface and of its winner's rank
+    # a point counts at a pixel on its winner's surface (observed points only, with ranks)
     ref = torch.where(hit, depth, torch.nan)
     ref = torch.cat([ref, ref.new_full((1,), torch.nan)]).index_select(0, pix.view(-1))
     ok = (z - ref.view(4, -1)).abs() <= ref.view(4, -1) * tol_rel  # NaN: False
     if rank is not None:
-        win_rank = torch.cat([rank.index_select(0, win), rank.new_full((1,), -1)])
-        ok &= win_rank.index_select(0, pix.view(-1)).view(4, -1) == rank.index_select(0, point)
+        ok &= rank.index_select(0, point) == 0
     w = torch.where(ok, w, 0.0).view(-1)
     pix = pix.view(-1)
     wsum = torch.bincount(pix, w, minlength=P + 1)[:P]

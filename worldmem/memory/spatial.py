@@ -75,7 +75,6 @@ from worldmem.memory.frame_samples import check_frames, frame_samples
 from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
 from worldmem.memory.fusion import repeat_test
 from worldmem.memory.render import (
-    _INTERP_TOL_REL,
     MemoryRender,
     compose,
     gsplat_available,
@@ -500,7 +499,7 @@ class SpatialMemory:
                 depth,
                 height,
                 width,
-                self.cfg.surface_tol_rel or _INTERP_TOL_REL,
+                self.cfg.surface_tol_rel,
                 self.cfg.near_m,
                 (~self._obs).long(),
                 point_index=idx,
