@@ -345,3 +345,22 @@ def test_two_worlds_on_one_pipeline_step_as_two_pipelines_do(tiny_pipeline_dir, 
     assert torch.equal(one.step(["w"]).rgb, one.step(["w"], world=a).rgb)
     with pytest.raises(ValueError, match="WorldState"):
         one.step(["w"], world="a world")
+
+
+def test_a_pipeline_json_that_disagrees_with_its_model_is_refused(tmp_path, tiny_pipeline_dir):
+    """The network runs as its own config.json says; a pipeline.json that says otherwise (here
+    the hole prior, which holds no weights and so loads either way) is named, not followed."""
+    import shutil
+
+    folder = tmp_path / "p"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    meta = json.loads((folder / "pipeline.json").read_text())
+    meta["model"]["hole_prior"] = "elevation"
+    (folder / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="hole_prior.*'elevation', 'mean'"):
+        WorldPipeline.from_pretrained(folder, device="cpu")
+    cfg = json.loads((folder / "model" / "config.json").read_text())
+    (folder / "model" / "config.json").write_text(json.dumps({**cfg, "hole_prior": "elevation"}))
+    assert (
+        WorldPipeline.from_pretrained(folder, device="cpu").model.config.hole_prior == "elevation"
+    )

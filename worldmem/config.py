@@ -129,9 +129,14 @@ class ModelConfig:
     # the memory render carries one more channel: 1 where its point was observed (a true
     # frame), 0 where the model generated it, so the model can trust the two differently
     memory_provenance: bool = False
+    # what the hole fill of the memory render tends to far from memory: the memory frames'
+    # mean ("mean"), or their mean along each direction's elevation above the horizon
+    # ("elevation": ceiling above, floor below, walls between), read at each target pixel
+    hole_prior: str = "mean"
 
     def __post_init__(self):
         _choice(self, "codec", ("identity", "vae"))
+        _choice(self, "hole_prior", ("mean", "elevation"))
         _choice(self, "text_encoder", ("bytes", "minilm", "hf"))
         positive = ("image_size", "patch_size", "hidden_size", "depth", "num_heads", "mlp_ratio",
                     "chunk_frames", "max_frames", "latent_channels", "latent_downsample",
@@ -296,6 +301,8 @@ class TrainConfig:
     p_drop_spatial: float = 0.2
     p_drop_text: float = 0.1
     p_cold_start: float = 0.1  # no context, keyframes or spatial memory: a prompt-only start
+    # the memory render emptied on one side over 30-90% of the view: a camera turned away
+    p_drop_spatial_part: float = 0.0
     p_independent: float = 0.25  # per-frame (diffusion-forcing) target sigmas, else shared
     context_noise_max: float = 0.2  # memory frames noised to a level in [0, this) (anti-drift)
     timestep_logit_mean: float = 0.0  # logit-normal timestep sampling
@@ -345,6 +352,7 @@ class TrainConfig:
             "p_drop_spatial",
             "p_drop_text",
             "p_cold_start",
+            "p_drop_spatial_part",
             "p_independent",
         )
         rest = ("max_steps", "weight_decay", "warmup_steps", "grad_clip", "context_noise_max",

@@ -134,6 +134,13 @@ class WorldPipeline:
         from worldmem.models.backbones import load_world_model
 
         model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone
+        if hasattr(model, "model_config") and model.model_config() != model_cfg:
+            saved, said = to_dict(model.model_config()), to_dict(model_cfg)
+            diff = {k: (said[k], saved[k]) for k in said if said[k] != saved[k]}
+            raise ValueError(
+                f"{meta_path}: its model section disagrees with {path / 'model' / 'config.json'}"
+                f" on (pipeline.json, config.json): {diff}"
+            )
         return cls(
             model,
             model_cfg,

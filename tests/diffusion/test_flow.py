@@ -73,6 +73,40 @@ def test_memory_dropout():
         drop_memories(batch, dict(text=1.5))
 
 
+def test_side_dropout_empties_one_side_of_every_target():
+    B, S = 200, 16
+    batch = dummy_world_batch(B, 2, 1, 1, S)
+    batch = replace(batch, memory_mask=torch.ones_like(batch.memory_mask))
+    g = torch.Generator().manual_seed(0)
+    out = drop_memories(batch, dict(spatial_part=0.5), g)
+    mask = out.memory_mask[:, :, 0]  # (B, T, S, S)
+    assert torch.equal(mask[:, 0], mask[:, 1])  # the same side at every target
+    hit = mask.flatten(1).amin(1) == 0
+    assert 0.38 < hit.float().mean() < 0.62
+    empty = 1 - mask[hit, 0]  # (n, S, S)
+    frac = empty.mean((1, 2))
+    assert float(frac.min()) >= 0.3 - 1 / S and float(frac.max()) <= 0.9 + 1 / S
+    # a band along one edge: whole rows or whole columns, touching the border
+    rows, cols = empty.amax(2), empty.amax(1)  # (n, S): which rows / columns are touched
+    whole_cols = (empty.amin(1) == cols).all(1)  # every column all empty or all kept
+    whole_rows = (empty.amin(2) == rows).all(1)
+    assert bool((whole_cols | whole_rows).all())
+    edge = (cols[:, 0] + cols[:, -1] + rows[:, 0] + rows[:, -1]) > 0
+    assert bool(edge.all())
+    sides = (
+        torch.stack([cols[:, 0], cols[:, -1], rows[:, 0], rows[:, -1]], 1)
+        * ~torch.stack([cols[:, -1], cols[:, 0], rows[:, -1], rows[:, 0]], 1).bool()
+    )
+    assert bool((sides.sum(0) > 5).all())  # all four sides are drawn
+    # rgb, depth and provenance are emptied with the mask; other memories are kept
+    for t in (out.memory_rgb, out.memory_depth, out.memory_observed):
+        assert torch.count_nonzero(t * (1 - out.memory_mask)) == 0
+    assert out.context.valid.all() and out.keyframes.valid.all()
+    assert torch.equal(
+        drop_memories(batch, dict(spatial_part=0.0), g).memory_mask, batch.memory_mask
+    )
+
+
 class _ZeroModel(torch.nn.Module):
     """Predicts zero velocity: the loss is then the mean square of the target velocity."""
 

@@ -32,7 +32,7 @@ __all__ = [
     "drop_memories",
 ]
 
-DROP_KEYS = ("working", "episodic", "spatial", "text", "cold")
+DROP_KEYS = ("working", "episodic", "spatial", "text", "cold", "spatial_part")
 
 
 def encode_frames(codec, frames: FrameSet, sigma: Tensor | None = None) -> ModelFrames:
@@ -75,9 +75,11 @@ def drop_memories(
     """Per-sample memory dropout; returns a new batch (the input is not modified).
 
     drop maps "working" (context frames -> valid False), "episodic" (keyframes -> valid
-    False), "spatial" (memory render rgb, depth and mask -> 0), "text" (caption -> "") and
-    "cold" (all three memories at once: how a world started from a prompt alone begins) to
-    a probability in [0, 1].
+    False), "spatial" (memory render rgb, depth and mask -> 0), "text" (caption -> ""),
+    "cold" (all three memories at once: how a world started from a prompt alone begins) and
+    "spatial_part" (the render emptied on one side, left, right, top or bottom, over 30-90% of
+    the view, at every target: what a camera that has turned or pitched away from everything
+    its memory holds is given) to a probability in [0, 1].
     """
     if not drop:
         return batch
@@ -96,6 +98,8 @@ def drop_memories(
     context = replace(batch.context, valid=batch.context.valid & ~hit["working"][:, None])
     keyframes = replace(batch.keyframes, valid=batch.keyframes.valid & ~hit["episodic"][:, None])
     keep = (~hit["spatial"]).to(batch.memory_rgb.dtype)[:, None, None, None, None]
+    if float(drop.get("spatial_part", 0.0)) > 0:
+        keep = keep * _side_kept(batch.memory_rgb.shape[-2:], hit["spatial_part"], generator)
     captions = ["" if h else c for c, h in zip(batch.caption, hit["text"].tolist())]
     return replace(
         batch,
@@ -107,6 +111,21 @@ def drop_memories(
         memory_observed=None if batch.memory_observed is None else batch.memory_observed * keep,
         caption=captions,
     )
+
+
+def _side_kept(size: tuple[int, int], hit: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``(B, 1, 1, H, W)``: 0 over one side of the view (left, right, top or bottom, chosen
+    per sample) covering 30-90% of it where ``hit`` ``(B,)``, else 1."""
+    B, (H, W) = hit.shape[0], size
+    u = _rand((2, B), generator, hit.device)
+    side = (u[0] * 4).long().clamp(max=3)[:, None, None]
+    frac = (0.3 + 0.6 * u[1])[:, None, None]
+    y = ((torch.arange(H, device=hit.device) + 0.5) / H)[None, :, None].expand(B, H, W)
+    x = ((torch.arange(W, device=hit.device) + 0.5) / W)[None, None, :].expand(B, H, W)
+    pos = torch.where(side < 2, x, y)
+    pos = torch.where(side % 2 == 1, 1 - pos, pos)  # distance from the emptied edge
+    empty = (pos < frac) & hit[:, None, None]
+    return (~empty).to(torch.float32)[:, None, None]
 
 
 @dataclass

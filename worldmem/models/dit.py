@@ -15,10 +15,12 @@ Output. A convolutional decoder with skip connections from the target's stem (a 
 the transformer, so there is no patch-grid noise and fine detail of the inputs can pass
 straight through) draws a correction to a prior and predicts a per-pixel gate:
 ``x0 = prior + (1 - g * valid) * drawn``. The prior is the spatial-memory render with its
-holes push-pull filled (``memory_prior``: the smooth continuation of what surrounds each hole;
-zeros for an empty render). Where the render is valid the gate ``g`` starts near 1, so valid
-memory comes out unchanged unless the model has learned a reason to change it, and what the
-memory holds is not limited by what the network can draw. In holes the network draws freely
+holes push-pull filled (``memory_prior``: the smooth continuation of what surrounds each hole,
+tending far from it to the memory frames' mean, or with ``hole_prior="elevation"`` to their mean
+along each pixel's elevation, ``models/elevation.py``; zeros for an empty render). Where the
+render is valid the gate ``g`` starts near 1, so valid memory comes out unchanged unless the
+model has learned a reason to change it, and what the memory holds is not limited by what the
+network can draw. In holes the network draws freely
 on top of the fill, so an undertrained model degrades to the smooth fill, not to noise.
 
 Attention is block-causal: context and keyframe tokens attend only to context and keyframe
@@ -45,6 +47,7 @@ from torch import Tensor, nn
 from worldmem.config import ModelConfig
 from worldmem.memory.fill import push_pull_fill
 from worldmem.models.blocks import ConvDecoder, ConvStem, DiTBlock, FinalLayer
+from worldmem.models.elevation import elevation_default, elevation_profile
 from worldmem.models.embeddings import (
     CameraEmbedding,
     TimestepEmbedding,
@@ -66,14 +69,16 @@ class KVCache:
 
     keys, values: one ``(B, heads, Lc, head_dim)`` per block; frame_valid ``(B, Fc)`` bool
     (which context/keyframe frames may be attended); text: the projected text states;
-    frame_mean: ``frames_mean`` of the context and keyframes.
+    frame_mean: what the hole fill tends to far from memory, from the context and keyframes:
+    ``frames_mean`` ``(B, C)``, or with ``hole_prior="elevation"`` ``elevation_profile``'s
+    (means ``(B, C, bins)``, up ``(B, 3)``).
     """
 
     keys: list[Tensor]
     values: list[Tensor]
     frame_valid: Tensor
     text: TextStates
-    frame_mean: Tensor | None = None  # (B, C): what the prior tends to far from memory
+    frame_mean: Tensor | tuple[Tensor, Tensor] | None = None
 
 
 # velocities are (x_sigma - x0) / sigma; sigma is floored so a clean target cannot divide by 0
@@ -104,14 +109,22 @@ def memory_prior(
     with its holes push-pull filled ``(B, T, C, h, w)`` and ``(B, T)`` bool, False (and the
     prior zeros) where the render has no valid pixel.
 
-    ``default`` ``(B, C)`` (``frames_mean`` of the memory frames): what the fill tends to far
-    from the render's valid pixels (``push_pull_fill``). ``channels``: C (None: all but one)."""
+    ``default`` ``(B, C)`` (``frames_mean`` of the memory frames) or ``(B, T, C, h, w)``
+    (``elevation_default``): what the fill tends to far from the render's valid pixels. The
+    difference from it is push-pull filled (``push_pull_fill``) and added back, which for a
+    constant default is the same as filling towards it. ``channels``: C (None: all but one)."""
     B, T = memory.shape[:2]
     C = memory.shape[2] - 1 if channels is None else channels
-    if default is not None:
-        default = default[:, None].expand(B, T, C).flatten(0, 1)
+    x = memory[:, :, :C].flatten(0, 1)
     valid = memory[:, :, C : C + 1].flatten(0, 1) > 0.5
-    prior, _ = push_pull_fill(memory[:, :, :C].flatten(0, 1), valid, default)
+    if default is None:
+        prior, _ = push_pull_fill(x, valid)
+    else:
+        if default.dim() == 2:
+            default = default[:, None, :, None, None]
+        default = default.expand(B, T, C, *x.shape[2:]).flatten(0, 1)
+        rest, _ = push_pull_fill(x - default, valid, x.new_zeros(x.shape[:2]))
+        prior = torch.where(valid, x, rest + default)
     has = valid.flatten(1).any(1)  # an empty render is no prior, with or without a default
     prior = torch.where(has[:, None, None, None], prior, torch.zeros_like(prior))
     return prior.unflatten(0, (B, T)), has.unflatten(0, (B, T))
@@ -151,8 +164,11 @@ class WorldDiT(ModelMixin, ConfigMixin):
         gradient_checkpointing: bool = False,
         conv_widths: tuple[int, ...] | list[int] = (32, 64, 128),
         memory_provenance: bool = False,
+        hole_prior: str = "mean",
     ):
         super().__init__()
+        if hole_prior not in ("mean", "elevation"):
+            raise ValueError(f"WorldDiT: hole_prior '{hole_prior}' is not mean or elevation")
         grid = image_size // latent_downsample
         if image_size % latent_downsample or grid % patch_size:
             raise ValueError(
@@ -377,6 +393,12 @@ class WorldDiT(ModelMixin, ConfigMixin):
             return empty, empty[:, :, 0], torch.zeros(B, 0, dtype=torch.bool, device=dev)
         return torch.cat(toks, 1), torch.cat(conds, 1), torch.cat(valids, 1)
 
+    def _hole_summary(self, context, keyframes):
+        """What the hole fill tends to far from memory (``KVCache.frame_mean``)."""
+        if self.config.hole_prior == "elevation":
+            return elevation_profile(self.config.image_size, context, keyframes)
+        return frames_mean(context, keyframes)
+
     # ------------------------------------------------------------------ public API
 
     def encode_context(
@@ -408,7 +430,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
             values=values,
             frame_valid=valid,
             text=text,
-            frame_mean=frames_mean(context, keyframes),
+            frame_mean=self._hole_summary(context, keyframes),
         )
 
     def forward(
@@ -448,7 +470,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
             self._check_batch(B, context=context, keyframes=keyframes)
             text = self._text(B, captions, text)
             m_tok, m_cond, mem_valid = self._memory_groups(context, keyframes, reference)
-            default = frames_mean(context, keyframes)
+            default = self._hole_summary(context, keyframes)
         Fc = mem_valid.shape[1]
         # 2. target tokens
         t_tok, t_cond, skips = self._embed(target, "target", reference, memory)
@@ -482,6 +504,11 @@ class WorldDiT(ModelMixin, ConfigMixin):
             x0 = drawn
         else:
             mem = memory.to(out.dtype)
+            if isinstance(default, tuple):  # elevation profile -> each target pixel's value
+                h = target.x.shape[-1]
+                default = elevation_default(
+                    default, target.c2w, target.K, self.config.image_size, h
+                ).to(out.dtype)
             prior, _ = memory_prior(mem, default, C)
             gate = torch.sigmoid(gate_logit) * (mem[:, :, C : C + 1] > 0.5).to(out.dtype)
             x0 = prior + (1 - gate) * drawn

@@ -69,14 +69,15 @@ class WorldModule(L.LightningModule):
             "spatial": t.p_drop_spatial,
             "text": t.p_drop_text,
             "cold": t.p_cold_start,
+            "spatial_part": t.p_drop_spatial_part,
         }
 
     def load_weights_from(self, pipeline_dir: str) -> None:
         """Start the model and its EMA from a pipeline folder's weights (``<dir>/model``).
         Its model config must equal this module's, but for one change: a model saved without
         ``memory_provenance`` may start one with it (the stem's new input channel, the
-        observed mask, starts at zero, so the model starts as saved). Any other mismatch is an
-        error naming both."""
+        observed mask, starts at zero, so the model starts as saved), and ``hole_prior`` may
+        differ (it holds no weights). Any other mismatch is an error naming both."""
         from dataclasses import replace
         from pathlib import Path
 
@@ -91,6 +92,7 @@ class WorldModule(L.LightningModule):
             raise ValueError(f"init_from: {path} is not a pipeline folder (pipeline.json, model/)")
         saved = from_dict(ModelConfig, read_pipeline_json(path)["model"], str(meta_path))
         widen = not saved.memory_provenance and self.cfg.model.memory_provenance
+        saved = replace(saved, hole_prior=self.cfg.model.hole_prior)
         if (replace(saved, memory_provenance=True) if widen else saved) != self.cfg.model:
             raise ValueError(
                 f"init_from: {path} holds a model of config {to_dict(saved)}, but this run "
