@@ -194,6 +194,8 @@ class MemoryConfig:
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below
     retrieve_k: int = 2  # keyframes given to the model per chunk
     retrieve_min_overlap: float = 0.1  # keyframes seeing less of the targets are not retrieved
+    # slots nothing overlapping fills go to the oldest keyframes (the start frame first)
+    retrieve_anchor: bool = False
     overlap_samples: int = 256  # frustum samples per camera for overlap scores
     overlap_depth_tolerance_rel: float = 0.1  # a sample farther than depth * (1 + this) is hidden
     near_m: float = 0.1  # frustum near plane for sampling

@@ -329,3 +329,19 @@ def test_walk_command_prints_an_estimate_and_writes_tables_and_figures(
                  "drift_rounds.csv", "walk_psnr.png", "drift.png", "contact_turn.png",
                  "prompts.png", "run.json"):  # fmt: skip
         assert (out / name).is_file(), name
+
+
+def test_elevation_fill_keeps_the_warp_and_beats_a_flat_fill_when_the_view_pitches():
+    case = walk_case(make_world(SEED), "look_up_down", 40, SEED, S, K)
+    res = run_walk(None, case, rows=("warp", "warp, filled", "warp, elevation fill"))
+    rows = {r["row"]: r for r in summarize_walk(res.records)}
+    # looking up and down shows ceiling and floor the start frame saw at other rows
+    assert rows["warp, elevation fill"]["psnr"] > rows["warp, filled"]["psnr"] + 1.0
+    w_rgb, _, w_mask = forward_warp(
+        case.rgb[:1], case.depth[:1], case.c2w[:1], case.K[:1], case.c2w, case.K
+    )
+    from worldmem.eval.walk import _elevation_fill
+
+    filled = _elevation_fill(case, w_rgb, w_mask)
+    m = w_mask.expand_as(w_rgb)
+    assert torch.equal(filled[m], w_rgb[m]) and (~w_mask).any()

@@ -97,6 +97,26 @@ def test_retrieval_respects_min_overlap_and_k(out_and_back):
     assert EpisodicMemory().retrieve(c2w[:1], K[:1], SIZE, SIZE) == []
 
 
+def test_anchor_fills_free_slots_with_the_oldest_keyframes(out_and_back):
+    rgb, depth, c2w, K = out_and_back
+    em = EpisodicMemory(MemoryConfig(retrieve_anchor=True))
+    walk(em, out_and_back)
+    steps = sorted(kf.step for kf in em.keyframes)
+    away = yaw_camera([-2.0, 0.0, -1.0], 180.0)[None]  # a wall no keyframe saw
+    _, away_depth = box_room(away, K[:1], SIZE, SIZE)
+    got = em.retrieve(away, K[:1], SIZE, SIZE, k=2, depth=away_depth)
+    assert [kf.step for kf in got] == steps[:2]  # nothing overlaps: the start of the world
+    # where something overlaps it comes first, as without the anchor; the rest is the oldest
+    plain = EpisodicMemory(MemoryConfig())
+    walk(plain, out_and_back)
+    j = OUT + 5
+    best = [kf.step for kf in plain.retrieve(c2w[j : j + 1], K[j : j + 1], SIZE, SIZE, k=3)]
+    with_anchor = [kf.step for kf in em.retrieve(c2w[j : j + 1], K[j : j + 1], SIZE, SIZE, k=3)]
+    assert 1 <= len(best) < 3 and with_anchor[: len(best)] == best
+    assert with_anchor[len(best) :] == [s for s in steps if s not in best][: 3 - len(best)]
+    assert em.retrieve(away, K[:1], SIZE, SIZE, k=0) == []
+
+
 def test_novelty_and_merge_keep_the_newer_of_the_most_redundant_pair():
     """Views from the room centre at yaw 40, 0, 120, 240 (60 degree field of view): only the
     first two overlap (by about a third). With room for three, the older of them goes."""

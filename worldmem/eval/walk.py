@@ -15,7 +15,9 @@ start depth`` (``depth=None``), ``no memory`` (``memory="working"``: the working
 and the baselines ``warp`` (the start frame warped to each camera with its true depth,
 z-buffer, holes the start frame's mean colour), ``warp, filled`` (the same warp with its
 holes push-pull filled: the smooth continuation of the pixels around them, the non-learned
-counterpart of the model's prior), ``memory`` (the spatial-memory render the model was given,
+counterpart of the model's prior), ``warp, elevation fill`` (the fill tending, far from the
+warp, to the start frame's mean along each ray's elevation: the counterpart of the prior of a
+model with ``hole_prior="elevation"``), ``memory`` (the spatial-memory render the model was given,
 holes the mean colour) and ``previous`` (the previous true frame).
 
 Frames are scored over the whole walk, at start revisits (frames at least
@@ -43,6 +45,8 @@ from worldmem.eval.metrics import psnr, sharpness_ratio, ssim
 from worldmem.geometry import frustum_overlap
 from worldmem.geometry.trajectory import look_up_down, strafe, turn_in_place
 from worldmem.memory.fill import push_pull_fill
+from worldmem.models.elevation import elevation_default, elevation_profile
+from worldmem.models.interface import ModelFrames
 
 __all__ = [
     "WALK_KINDS",
@@ -60,7 +64,7 @@ __all__ = [
 
 WALK_KINDS = ("out_and_back", "loop", "turn", "strafe", "look_up_down")
 MODEL_ROWS = ("model", "model, no start depth", "no memory")
-BASELINE_ROWS = ("warp", "warp, filled", "memory", "previous")
+BASELINE_ROWS = ("warp", "warp, filled", "warp, elevation fill", "memory", "previous")
 ROWS = MODEL_ROWS + BASELINE_ROWS
 _ROW_MODE = {"model": ("all", True), "model, no start depth": ("all", False)}
 _ROW_MODE["no memory"] = ("working", True)
@@ -167,6 +171,22 @@ def walk_case(world, kind: str, num_frames: int, seed: int, size: int, K: Tensor
     )
 
 
+def _elevation_fill(case: WalkCase, rgb: Tensor, mask: Tensor) -> Tensor:
+    """The warp ``rgb`` ``(N, 3, S, S)`` with its holes (``mask`` ``(N, 1, S, S)`` False)
+    filled towards the start frame's mean along elevation (``models/elevation.py``)."""
+    N, _, S, _ = rgb.shape
+    start = ModelFrames(
+        x=case.rgb[None, :1],
+        sigma=torch.zeros(1, 1),
+        c2w=case.c2w[None, :1],
+        K=case.K[None, :1],
+        valid=torch.ones(1, 1, dtype=torch.bool),
+    )
+    default = elevation_default(elevation_profile(S, start), case.c2w[None], case.K[None], S, S)
+    rest, _ = push_pull_fill(rgb - default[0], mask, rgb.new_zeros(N, 3))
+    return torch.where(mask, rgb, rest + default[0])
+
+
 def start_seen(case: WalkCase) -> Tensor:
     """``(N, S, S)`` bool: the pixels of each frame whose true surface the start camera saw
     (its true depth, reprojected, agrees with the start frame's), where memory must give back
@@ -256,7 +276,7 @@ def run_walk(
             memory_render = torch.cat([case.rgb[:1], mem])
     if "memory" in rows:
         images["memory"] = memory_render
-    if "warp" in rows or "warp, filled" in rows:
+    if any(r.startswith("warp") for r in rows):
         w_rgb, _, w_mask = forward_warp(
             case.rgb[:1], case.depth[:1], case.c2w[:1], case.K[:1], case.c2w, case.K
         )
@@ -264,6 +284,8 @@ def run_walk(
             images["warp"] = fill_holes(w_rgb, w_mask, fill)
         if "warp, filled" in rows:
             images["warp, filled"] = push_pull_fill(w_rgb, w_mask, fill.expand(N, 3))[0]
+        if "warp, elevation fill" in rows:
+            images["warp, elevation fill"] = _elevation_fill(case, w_rgb, w_mask)
     if "previous" in rows:
         images["previous"] = torch.cat([case.rgb[:1], case.rgb[:-1]])
 

@@ -261,7 +261,9 @@ class EpisodicMemory:
         ``cfg.retrieve_k``), depth ``(V, H, W)`` or None -> keyframes, best first. Each pick
         adds the most not-yet-covered samples (ties: higher total coverage, then newer);
         keyframes seeing less than ``retrieve_min_overlap`` of the samples are never picked,
-        and picking stops when nothing new would be covered.
+        and picking stops when nothing new would be covered. With ``retrieve_anchor`` the slots
+        left free then go to the oldest keyframes (a world's start frame first): a view that has
+        turned away from everything the memory holds still sees what the world looks like.
         """
         k = self.cfg.retrieve_k if k is None else k
         expect(
@@ -286,6 +288,9 @@ class EpisodicMemory:
             best = max(cands, key=lambda c: (gain[c], score_l[c], steps[c], -c))
             picked.append(best)
             covered |= vis[best]
+        if self.cfg.retrieve_anchor:
+            oldest = sorted(range(C), key=lambda c: (steps[c], c))
+            picked += [c for c in oldest if c not in picked][: k - len(picked)]
         return [self._keyframe(i) for i in picked]
 
     # ------------------------------------------------------------------ state
