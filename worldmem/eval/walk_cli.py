@@ -290,8 +290,11 @@ def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds) -
         "Self-recall: a view the start never saw, against the same row's earlier "
         "frame warped through the true depth: consistency only (a flat image is perfectly "
         "consistent), read it with the sharpness beside it. Baselines: `warp` (start frame "
-        "warped with its true depth, holes its mean colour), `memory` (the spatial-memory "
-        "render the model was given, holes alike), `previous` (the previous true frame).\n",
+        "warped with its true depth, holes its mean colour), `warp, filled` (its holes "
+        "push-pull filled towards that colour), `warp, elevation fill` (filled towards the "
+        "start frame's mean along each ray's elevation: ceiling above, floor below), `memory` "
+        "(the spatial-memory render the model was given, holes alike), `previous` (the "
+        "previous true frame).\n",
         "## All walks\n",
         walk_markdown(summarize_walk(records, None, args.confidence), dist),
     ]
