@@ -36,17 +36,17 @@ TARGET_FPS = 8.0
 TARGET_LATENCY_S = 0.6
 
 
-def build_template(steps: int | None):
+def build_template(steps: int | None, checkpoint: str | None = None):
     from worldmem.config import MemoryConfig
     from worldmem.interactive.server import ModelInfo, tiny_model_config
     from worldmem.models import WorldDiT
     from worldmem.pipeline import WorldPipeline
 
-    ckpt = REPO / "checkpoints" / "worldmem-tiny"
+    ckpt = Path(checkpoint) if checkpoint else REPO / "checkpoints" / "worldmem-tiny"
     if (ckpt / "pipeline.json").is_file():
         kw = {} if steps is None else {"steps": steps}
         pipe = WorldPipeline.from_pretrained(ckpt, device="cpu", **kw)
-        name = f"trained ({ckpt.relative_to(REPO)})"
+        name = f"trained ({ckpt})"
     else:
         cfg = tiny_model_config()
         model = WorldDiT.from_model_config(cfg)
@@ -148,6 +148,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: the server's)"
     )
+    p.add_argument("--checkpoint", default=None, help="pipeline folder (default: the bundled)")
     a = p.parse_args(argv)
 
     from worldmem.config import ServerConfig
@@ -156,7 +157,7 @@ def main(argv=None) -> int:
     threads = ServerConfig().torch_threads if a.threads is None else a.threads
     if threads:
         torch.set_num_threads(threads)
-    template, info = build_template(a.steps)
+    template, info = build_template(a.steps, a.checkpoint)
     base = direct_fps(template, a.seconds)
     cfg = ServerConfig(host="127.0.0.1", port=0, max_messages_per_s=1000)
     with running_server(cfg, template, info) as (url, app):
