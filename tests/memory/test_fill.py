@@ -72,3 +72,25 @@ def test_a_default_takes_over_far_from_a_small_valid_patch():
     assert bool(((y >= 0) & (y <= 1)).all())
     # without a default the single patch colours everything
     torch.testing.assert_close(push_pull_fill(x, valid)[0], torch.ones_like(x))
+
+
+def test_an_image_default_is_a_constant_default_generalised():
+    """A default image: the same fill as the constant default where it is constant; far from
+    the valid patch it follows the image; valid pixels are kept exactly; a wrong shape is named."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g)
+    valid = torch.rand(2, 1, 32, 32, generator=g) > 0.8
+    c = torch.rand(2, 3, generator=g)
+    flat, _ = push_pull_fill(x, valid, c)
+    image, filled = push_pull_fill(x, valid, c[:, :, None, None].expand(2, 3, 32, 32))
+    assert filled.all()
+    torch.testing.assert_close(image, flat, atol=1e-6, rtol=0)
+    valid[:] = False
+    valid[..., :3, :3] = True
+    ramp = torch.linspace(0, 1, 32)[None, None, :, None].expand(2, 3, 32, 32)
+    y, _ = push_pull_fill(x, valid, ramp)
+    torch.testing.assert_close(y[..., 16:, 16:], ramp[..., 16:, 16:], atol=0.03, rtol=0)
+    v = valid.expand_as(x)
+    assert torch.equal(y[v], x[v])
+    with pytest.raises(ValueError, match="default"):
+        push_pull_fill(x, valid, ramp[..., :16])

@@ -174,7 +174,7 @@ def walk_case(world, kind: str, num_frames: int, seed: int, size: int, K: Tensor
 def _elevation_fill(case: WalkCase, rgb: Tensor, mask: Tensor) -> Tensor:
     """The warp ``rgb`` ``(N, 3, S, S)`` with its holes (``mask`` ``(N, 1, S, S)`` False)
     filled towards the start frame's mean along elevation (``models/elevation.py``)."""
-    N, _, S, _ = rgb.shape
+    S = rgb.shape[-1]
     start = ModelFrames(
         x=case.rgb[None, :1],
         sigma=torch.zeros(1, 1),
@@ -183,8 +183,7 @@ def _elevation_fill(case: WalkCase, rgb: Tensor, mask: Tensor) -> Tensor:
         valid=torch.ones(1, 1, dtype=torch.bool),
     )
     default = elevation_default(elevation_profile(S, start), case.c2w[None], case.K[None], S, S)
-    rest, _ = push_pull_fill(rgb - default[0], mask, rgb.new_zeros(N, 3))
-    return torch.where(mask, rgb, rest + default[0])
+    return push_pull_fill(rgb, mask, default[0])[0]
 
 
 def start_seen(case: WalkCase) -> Tensor:

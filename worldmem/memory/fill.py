@@ -37,7 +37,9 @@ def push_pull_fill(
     level is then the valid mean weighted by the fraction of valid pixels and ``default`` for
     the rest (and every image counts as filled), so a small valid patch colours its
     surroundings, not the whole image: the fill of a view that has turned away from what it saw
-    is mostly ``default`` (a better guess for a new surface than the colour of the last one)."""
+    is mostly ``default`` (a better guess for a new surface than the colour of the last one).
+    ``default`` ``(N, C, H, W)``: an image the fill tends to, pixel by pixel (the difference
+    from it is filled towards 0 and added back, which for a constant image is the same)."""
     if x.ndim != 4 or valid.ndim != 4 or valid.shape[1] != 1 or valid.shape[0] != x.shape[0]:
         raise ValueError(
             f"push_pull_fill: expected x (N, C, H, W) and valid (N, 1, H, W); got "
@@ -46,6 +48,11 @@ def push_pull_fill(
     if valid.shape[2:] != x.shape[2:]:
         raise ValueError(f"push_pull_fill: valid {tuple(valid.shape)} != x {tuple(x.shape)}")
     w = valid.detach().to(x.dtype).clamp(0, 1)
+    if default is not None and default.dim() == 4:
+        if default.shape != x.shape:
+            raise ValueError(f"push_pull_fill: default {tuple(default.shape)} != {tuple(x.shape)}")
+        rest, filled = push_pull_fill(x - default, w, x.new_zeros(x.shape[:2]))
+        return torch.where(w >= 1, x, rest + default.to(x.dtype)), filled
     filled = w.flatten(1).amax(1) > 0
     # push: weighted means at halving resolutions (an odd edge pools the pixels it has)
     levels = [(x * w, w)]

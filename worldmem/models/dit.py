@@ -110,21 +110,15 @@ def memory_prior(
     prior zeros) where the render has no valid pixel.
 
     ``default`` ``(B, C)`` (``frames_mean`` of the memory frames) or ``(B, T, C, h, w)``
-    (``elevation_default``): what the fill tends to far from the render's valid pixels. The
-    difference from it is push-pull filled (``push_pull_fill``) and added back, which for a
-    constant default is the same as filling towards it. ``channels``: C (None: all but one)."""
+    (``elevation_default``): what the fill tends to far from the render's valid pixels
+    (``push_pull_fill``). ``channels``: C (None: all but one)."""
     B, T = memory.shape[:2]
     C = memory.shape[2] - 1 if channels is None else channels
-    x = memory[:, :, :C].flatten(0, 1)
+    if default is not None:
+        default = default[:, None].expand(B, T, C) if default.dim() == 2 else default
+        default = default.flatten(0, 1)
     valid = memory[:, :, C : C + 1].flatten(0, 1) > 0.5
-    if default is None:
-        prior, _ = push_pull_fill(x, valid)
-    else:
-        if default.dim() == 2:
-            default = default[:, None, :, None, None]
-        default = default.expand(B, T, C, *x.shape[2:]).flatten(0, 1)
-        rest, _ = push_pull_fill(x - default, valid, x.new_zeros(x.shape[:2]))
-        prior = torch.where(valid, x, rest + default)
+    prior, _ = push_pull_fill(memory[:, :, :C].flatten(0, 1), valid, default)
     has = valid.flatten(1).any(1)  # an empty render is no prior, with or without a default
     prior = torch.where(has[:, None, None, None], prior, torch.zeros_like(prior))
     return prior.unflatten(0, (B, T)), has.unflatten(0, (B, T))
