@@ -35,6 +35,28 @@ def test_psnr_of_identical_frames_is_capped():
     assert psnr(x, x).item() == pytest.approx(MAX_PSNR_DB)
 
 
+def test_psnr_does_not_rank_frames_that_agree_to_8_bit_precision():
+    from worldmem.eval.walk import masked_psnr
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 16, generator=g)
+    # rounding to 8-bit levels is the floor: uniform noise of +-half a level, 58.9 dB
+    assert MAX_PSNR_DB == pytest.approx(10 * math.log10(12 * 255**2))
+    assert MAX_PSNR_DB == pytest.approx(58.92, abs=0.01)
+    tiny = x.clone()
+    tiny[0] += 1e-4  # 80 dB uncapped: invisible, and scored as identical
+    tiny[1] = torch.round(x[1] * 255) / 255  # rounded to 8 bits: at the floor, not above it
+    got = psnr(tiny, x)
+    assert got[0].item() == pytest.approx(MAX_PSNR_DB)
+    assert got[1].item() == pytest.approx(MAX_PSNR_DB, abs=0.3)
+    one_level = x + 1 / 255  # an error of one 8-bit level everywhere: 48.13 dB
+    assert psnr(one_level, x)[0].item() == pytest.approx(20 * math.log10(255), abs=1e-3)
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[:8] = True
+    assert masked_psnr(tiny[0], x[0], mask) == pytest.approx(MAX_PSNR_DB)
+    assert masked_psnr(one_level[0], x[0], mask) == pytest.approx(20 * math.log10(255), abs=1e-3)
+
+
 def test_psnr_rejects_wrong_shapes():
     with pytest.raises(ValueError, match="pred and target shapes differ"):
         psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))

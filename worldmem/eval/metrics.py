@@ -50,7 +50,12 @@ __all__ = [
     "fid",
 ]
 
-MAX_PSNR_DB = 100.0  # PSNR of identical frames (mse is floored so the mean stays finite)
+# Every frame is shown and written as 8-bit: an error below the rounding of 8-bit levels is
+# not an error anyone sees. PSNR floors the mean squared error at the rounding noise of 8-bit
+# frames, a uniform error of +-half a level (variance (1/255)^2 / 12): 58.9 dB. Without the
+# floor, identical frames would score inf, and means over frames would be decided by errors of
+# 1e-4 between frames that look the same.
+MAX_PSNR_DB = 10 * math.log10(12 * 255**2)
 DELTA_THRESHOLD = 1.25  # the usual depth accuracy threshold, delta < 1.25
 SSIM_SIGMA_PX = 1.5  # gaussian window of SSIM (Wang et al. 2004)
 SSIM_KERNEL_PX = 11  # window size (scikit-image's default for sigma 1.5, truncate 3.5)
@@ -70,7 +75,8 @@ def _check_pair(pred: Tensor, target: Tensor, channels: int, what: str) -> None:
 def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     """PSNR in dB per frame. pred, target ``(N, 3, H, W)`` in [0, data_range] -> ``(N,)``.
 
-    Identical frames give ``MAX_PSNR_DB`` (the mean squared error is floored) instead of inf.
+    Frames that agree to within 8-bit rounding give ``MAX_PSNR_DB`` (58.9 dB): the mean squared
+    error is floored at 8-bit rounding noise.
     """
     _check_pair(pred, target, 3, "psnr")
     mse = (pred.double() - target.double()).pow(2).flatten(1).mean(1)
