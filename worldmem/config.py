@@ -305,6 +305,9 @@ class TrainConfig:
     p_cold_start: float = 0.1  # no context, keyframes or spatial memory: a prompt-only start
     # the memory render emptied on one side over 30-90% of the view: a camera turned away
     p_drop_spatial_part: float = 0.0
+    # a world begun from an image without depth: the context's depth unknown, no keyframes or
+    # spatial memory (the depth-less start generates the image's depth from this)
+    p_depthless_start: float = 0.0
     p_independent: float = 0.25  # per-frame (diffusion-forcing) target sigmas, else shared
     context_noise_max: float = 0.2  # memory frames noised to a level in [0, this) (anti-drift)
     timestep_logit_mean: float = 0.0  # logit-normal timestep sampling
@@ -355,6 +358,7 @@ class TrainConfig:
             "p_drop_text",
             "p_cold_start",
             "p_drop_spatial_part",
+            "p_depthless_start",
             "p_independent",
         )
         rest = ("max_steps", "weight_decay", "warmup_steps", "grad_clip", "context_noise_max",

@@ -107,6 +107,33 @@ def test_side_dropout_empties_one_side_of_every_target():
     )
 
 
+def test_depthless_start_keeps_the_context_rgb_and_forgets_its_depth():
+    batch = dummy_world_batch(300, 2, 2, 2, 16)
+    g = torch.Generator().manual_seed(0)
+    out = drop_memories(batch, dict(depthless_start=1.0), g)
+    assert torch.count_nonzero(out.context.depth) == 0 and torch.count_nonzero(batch.context.depth)
+    assert torch.equal(out.context.rgb, batch.context.rgb) and out.context.valid.all()
+    assert not out.keyframes.valid.any()
+    for t in (out.memory_rgb, out.memory_depth, out.memory_mask, out.memory_observed):
+        assert torch.count_nonzero(t) == 0
+    assert out.caption == batch.caption and torch.equal(out.target.depth, batch.target.depth)
+    # about the asked share, never on top of a cold start (which has no context at all)
+    some = drop_memories(batch, dict(depthless_start=0.3, cold=0.5), g)
+    forgot = some.context.depth.flatten(1).amax(1) == 0
+    cold = ~some.context.valid.any(1)
+    assert not bool((forgot & cold).any())
+    assert 0.09 < float(forgot.float().mean()) < 0.22  # 0.3 of the half that is not cold
+    # asked for at 0, it draws nothing: every other dropout draws as before
+    a = drop_memories(batch, dict(spatial=0.5, spatial_part=0.5), torch.Generator().manual_seed(1))
+    b = drop_memories(
+        batch,
+        dict(spatial=0.5, spatial_part=0.5, depthless_start=0.0),
+        torch.Generator().manual_seed(1),
+    )
+    assert torch.equal(a.memory_mask, b.memory_mask)
+    assert torch.equal(a.context.depth, batch.context.depth)
+
+
 class _ZeroModel(torch.nn.Module):
     """Predicts zero velocity: the loss is then the mean square of the target velocity."""
 

@@ -32,7 +32,8 @@ __all__ = [
     "drop_memories",
 ]
 
-DROP_KEYS = ("working", "episodic", "spatial", "text", "cold", "spatial_part")
+DROP_KEYS = ("working", "episodic", "spatial", "text", "cold", "spatial_part", "depthless_start")
+_JOINT_KEYS = DROP_KEYS[:6]  # drawn together, one row each; the others only when asked for
 
 
 def encode_frames(codec, frames: FrameSet, sigma: Tensor | None = None) -> ModelFrames:
@@ -79,7 +80,9 @@ def drop_memories(
     "cold" (all three memories at once: how a world started from a prompt alone begins) and
     "spatial_part" (the render emptied on one side, left, right, top or bottom, over 30-90% of
     the view, at every target: what a camera that has turned or pitched away from everything
-    its memory holds is given) to a probability in [0, 1].
+    its memory holds is given) and "depthless_start" (a world begun from an image without
+    depth: the context frames keep their rgb but their depth is unknown, and there are no
+    keyframes or spatial memory, which would carry depth) to a probability in [0, 1].
     """
     if not drop:
         return batch
@@ -91,11 +94,22 @@ def drop_memories(
             raise ValueError(f"drop['{k}']: want a probability in [0, 1], got {p}")
     B = batch.batch_size
     device = batch.target.rgb.device
-    u = _rand((len(DROP_KEYS), B), generator, device)  # one draw per key, fixed order
-    hit = {k: u[i] < float(drop.get(k, 0.0)) for i, k in enumerate(DROP_KEYS)}
+    u = _rand((len(_JOINT_KEYS), B), generator, device)  # one draw per key, fixed order
+    hit = {k: u[i] < float(drop.get(k, 0.0)) for i, k in enumerate(_JOINT_KEYS)}
+    p_depthless = float(drop.get("depthless_start", 0.0))
+    depthless = torch.zeros_like(hit["cold"])
+    if p_depthless > 0:  # drawn only when asked for: the other draws stay as they were
+        depthless = (_rand((B,), generator, device) < p_depthless) & ~hit["cold"]
     for k in ("working", "episodic", "spatial"):
         hit[k] = hit[k] | hit["cold"]
-    context = replace(batch.context, valid=batch.context.valid & ~hit["working"][:, None])
+    for k in ("episodic", "spatial"):
+        hit[k] = hit[k] | depthless
+    unknown_depth = depthless.to(batch.context.depth.dtype)[:, None, None, None, None]
+    context = replace(
+        batch.context,
+        valid=batch.context.valid & ~hit["working"][:, None],
+        depth=batch.context.depth * (1 - unknown_depth),
+    )
     keyframes = replace(batch.keyframes, valid=batch.keyframes.valid & ~hit["episodic"][:, None])
     keep = (~hit["spatial"]).to(batch.memory_rgb.dtype)[:, None, None, None, None]
     if float(drop.get("spatial_part", 0.0)) > 0:

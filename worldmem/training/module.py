@@ -70,6 +70,7 @@ class WorldModule(L.LightningModule):
             "text": t.p_drop_text,
             "cold": t.p_cold_start,
             "spatial_part": t.p_drop_spatial_part,
+            "depthless_start": t.p_depthless_start,
         }
 
     def load_weights_from(self, pipeline_dir: str) -> None:
