@@ -77,7 +77,7 @@ def drop_memories(
 
     drop maps "working" (context frames -> valid False), "episodic" (keyframes -> valid
     False), "spatial" (memory render rgb, depth and mask -> 0), "text" (caption -> ""),
-    "cold" (all three memories at once: how a world started from a prompt alone begins) and
+    "cold" (all three memories at once: how a world started from a prompt alone begins),
     "spatial_part" (the render emptied on one side, left, right, top or bottom, over 30-90% of
     the view, at every target: what a camera that has turned or pitched away from everything
     its memory holds is given) and "depthless_start" (a world begun from an image without
