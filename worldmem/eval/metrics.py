@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "psnr",
+    "psnr_from_mse",
     "ssim",
     "depth_abs_rel",
     "depth_delta",
@@ -79,7 +80,12 @@ def psnr(pred: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     error is floored at 8-bit rounding noise.
     """
     _check_pair(pred, target, 3, "psnr")
-    mse = (pred.double() - target.double()).pow(2).flatten(1).mean(1)
+    return psnr_from_mse((pred.double() - target.double()).pow(2).flatten(1).mean(1), data_range)
+
+
+def psnr_from_mse(mse: Tensor, data_range: float = 1.0) -> Tensor:
+    """PSNR in dB of mean squared errors ``mse`` (any shape), floored at 8-bit rounding noise:
+    at most ``MAX_PSNR_DB``."""
     floor = data_range**2 * 10 ** (-MAX_PSNR_DB / 10)
     return (10 * torch.log10(data_range**2 / mse.clamp_min(floor))).float()
 

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from worldmem.data.synthetic import CLEARANCE_M, free_start_camera, make_trajectory
 from worldmem.eval.baselines import backward_warp, fill_holes, forward_warp
-from worldmem.eval.metrics import MAX_PSNR_DB, psnr, sharpness_ratio, ssim
+from worldmem.eval.metrics import psnr, psnr_from_mse, sharpness_ratio, ssim
 from worldmem.geometry import frustum_overlap
 from worldmem.geometry.trajectory import look_up_down, strafe, turn_in_place
 from worldmem.memory.fill import push_pull_fill
@@ -213,7 +213,7 @@ def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> float:
     if n == 0:
         return math.nan
     mse = ((pred.double() - target.double()) ** 2 * mask).sum() / (3 * n)
-    return float(10 * torch.log10(1.0 / mse.clamp_min(10 ** (-MAX_PSNR_DB / 10))))
+    return float(psnr_from_mse(mse))
 
 
 @dataclass
