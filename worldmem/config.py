@@ -281,6 +281,9 @@ class DataConfig:
                              "written by datasets/rollouts.py)")  # fmt: skip
 
 
+DEPTH_LOSSES = ("l2", "l1")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation, logging and distribution."""
@@ -313,6 +316,9 @@ class TrainConfig:
     timestep_logit_mean: float = 0.0  # logit-normal timestep sampling
     timestep_logit_std: float = 1.0
     depth_loss_weight: float = 0.5
+    # "l2" or "l1" on inverse depth. Where the model cannot know the depth, an L2 estimate is
+    # the mean inverse depth (nearer than the typical depth), an L1 estimate its median
+    depth_loss: str = "l2"
     hole_loss_weight: float = 0.0  # extra loss weight where the memory render is empty
     # the adversarial term (training/adversarial.py): its gradient at the model's output as a
     # fraction of the reconstruction loss's (0: no discriminator, plain flow matching)
@@ -346,6 +352,7 @@ class TrainConfig:
                 f"TrainConfig.devices: expected auto, a count (-1: all), a list of device "
                 f"indices or a string of them ('0,1'), got {self.devices!r}"
             )
+        _choice(self, "depth_loss", DEPTH_LOSSES)
         _int_range(self, "ema_warmup_offset", 1, 2**63 - 1)
         _int_range(self, "val_batches", 1, 2**63 - 1)
         positive = ("lr", "num_nodes", "log_every_steps", "val_every_steps")

@@ -162,6 +162,48 @@ def test_loss_is_masked_mse_on_rgb_and_known_depth():
     torch.testing.assert_close(out["loss"], out["loss_rgb"] + 0.7 * out["loss_depth"])
 
 
+class _ConstantModel(torch.nn.Module):
+    """One learned value per channel as the clean-frame estimate, whatever the input."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.value = torch.nn.Parameter(torch.zeros(channels))
+
+    def forward(self, target, **kw):
+        x0 = self.value[:, None, None].expand(target.x.shape[2:]).expand_as(target.x)
+        return WorldDiTOutput(sample=torch.zeros_like(target.x), x0=x0)
+
+
+@pytest.mark.parametrize("kind", ["l2", "l1"])
+def test_depth_loss_l1_makes_an_unknowable_depth_the_median_not_the_mean(kind):
+    # the model sees nothing of the depth: the best constant under each loss is the mean or
+    # the median of the targets' inverse depths, skewed here so the two are far apart
+    batch = dummy_world_batch(2, 2, 1, 1, 16)
+    g = torch.Generator().manual_seed(0)
+    depth = torch.exp(torch.randn(batch.target.depth.shape, generator=g))  # log-normal metres
+    batch = replace(batch, target=replace(batch.target, depth=depth))
+    codec, fm = IdentityCodec(), FlowMatching()
+    inv = fm.prepare(codec, batch, generator=torch.Generator()).x0[:, :, 3]  # encoded targets
+    model = _ConstantModel(4)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 400)
+    for _ in range(400):
+        out = fm.training_losses(model, codec, batch, depth_loss=kind, generator=torch.Generator())
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        sched.step()
+    mean, median = float(inv.mean()), float(inv.median())
+    assert mean - median > 0.1  # inverse depth of a log-normal depth: the mean is nearer
+    want = median if kind == "l1" else mean
+    assert abs(model.value[3].item() - want) < 0.01, (model.value[3].item(), mean, median)
+    l1 = fm.training_losses(model, codec, batch, depth_loss="l1", generator=torch.Generator())
+    d = fm.prepare(codec, batch, generator=torch.Generator()).x0[:, :, 3] - model.value[3]
+    torch.testing.assert_close(l1["loss_depth"], d.abs().mean())
+    with pytest.raises(ValueError, match="depth_loss"):
+        fm.training_losses(model, codec, batch, depth_loss="l3", generator=torch.Generator())
+
+
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     model = WorldDiT.from_model_config(tiny_model_config())

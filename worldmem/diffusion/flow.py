@@ -265,14 +265,17 @@ class FlowMatching:
         generator: torch.Generator | None = None,
         hole_loss_weight: float = 0.0,
         return_outputs: bool = False,
+        depth_loss: str = "l2",
     ) -> dict:
         """Flow-matching loss of ``model`` on ``batch``.
 
         Returns dict(loss, loss_rgb, loss_depth) of scalars: loss_rgb is the MSE of the
         clean-frame estimate x0 (models whose output has ``x0``, e.g. ``WorldDiT``) or of the
         velocity (the backbone adapters) on the codec's rgb channels, loss_depth on its depth
-        channels where the ground-truth depth is known; both over valid target frames only.
-        loss = loss_rgb + depth_loss_weight * loss_depth. Where the spatial-memory render is
+        channels where the ground-truth depth is known (its absolute error with
+        ``depth_loss="l1"``: where the depth cannot be known the estimate becomes the median
+        inverse depth, not the mean, which is nearer than most of what it averages); both over
+        valid target frames only. loss = loss_rgb + depth_loss_weight * loss_depth. Where the spatial-memory render is
         empty every error counts ``1 + hole_loss_weight`` times: what the model must invent
         is a small part of most targets, and the part that passing memory through cannot get.
         ``return_outputs``: the dict also holds "x0" (the model's estimate, in the graph; None
@@ -286,12 +289,15 @@ class FlowMatching:
             memory=inp.memory,
             captions=inp.captions,
         )
+        if depth_loss not in ("l2", "l1"):
+            raise ValueError(f"depth_loss must be 'l2' or 'l1', got {depth_loss!r}")
         if out.x0 is not None:
             # x0-parameterised models: regress the clean frame (the velocity error / sigma^2
             # would explode at small sigma)
-            err = (out.x0.float() - inp.x0.float()) ** 2  # (B, T, C, h, w)
+            diff = out.x0.float() - inp.x0.float()  # (B, T, C, h, w)
         else:
-            err = (out.sample.float() - inp.velocity.float()) ** 2
+            diff = out.sample.float() - inp.velocity.float()
+        err = diff**2
         # per-pixel weights (B, T, 1, h, w): valid target frames, holes of the render counted more
         w = inp.target.valid.float()[:, :, None, None, None].expand(
             *err.shape[:2], 1, *err.shape[3:]
@@ -301,7 +307,7 @@ class FlowMatching:
             w = w * (1.0 + hole_loss_weight * (1.0 - mask))
         rgb_err = err[:, :, codec.rgb_channels]
         loss_rgb = (rgb_err * w).sum() / (w.sum() * rgb_err.shape[2]).clamp(min=1.0)
-        d_err = err[:, :, codec.depth_channels]
+        d_err = (diff.abs() if depth_loss == "l1" else err)[:, :, codec.depth_channels]
         d_w = inp.depth_known.float() * w  # (B, T, 1, h, w), broadcasts over channels
         loss_depth = (d_err * d_w).sum() / (d_w.sum() * d_err.shape[2]).clamp(min=1.0)
         loss = loss_rgb + depth_loss_weight * loss_depth

@@ -115,6 +115,7 @@ class WorldModule(L.LightningModule):
             batch,
             drop=self.drop,
             depth_loss_weight=self.cfg.train.depth_loss_weight,
+            depth_loss=self.cfg.train.depth_loss,
             hole_loss_weight=self.cfg.train.hole_loss_weight,
             return_outputs=self.disc is not None,
         )
@@ -150,6 +151,7 @@ class WorldModule(L.LightningModule):
             batch,
             drop=None,
             depth_loss_weight=self.cfg.train.depth_loss_weight,
+            depth_loss=self.cfg.train.depth_loss,
             generator=g,
         )
         self.log(
