@@ -275,9 +275,10 @@ class FlowMatching:
         channels where the ground-truth depth is known (its absolute error with
         ``depth_loss="l1"``: where the depth cannot be known the estimate becomes the median
         inverse depth, not the mean, which is nearer than most of what it averages); both over
-        valid target frames only. loss = loss_rgb + depth_loss_weight * loss_depth. Where the spatial-memory render is
-        empty every error counts ``1 + hole_loss_weight`` times: what the model must invent
-        is a small part of most targets, and the part that passing memory through cannot get.
+        valid target frames only. loss = loss_rgb + depth_loss_weight * loss_depth. Where the
+        spatial-memory render is empty every error counts ``1 + hole_loss_weight`` times: what
+        the model must invent is a small part of most targets, and the part that passing
+        memory through cannot get.
         ``return_outputs``: the dict also holds "x0" (the model's estimate, in the graph; None
         for velocity models) and "inputs" (the ``FlowInputs``), for terms added on top.
         """
