@@ -21,7 +21,12 @@ from worldmem.eval.metrics import (
     psnr,
     sharpness_ratio,
 )
-from worldmem.eval.studies import memory_fidelity
+from worldmem.eval.studies import (
+    layout_prior,
+    memory_fidelity,
+    start_depth_rows,
+    start_depths,
+)
 from worldmem.eval.walk import ROWS, WALK_KINDS, run_walk, walk_case, walk_path
 from worldmem.eval.walk_report import summarize_walk, verdict, walk_markdown
 from worldmem.geometry import intrinsics_from_fov, look_at
@@ -313,6 +318,45 @@ def test_memory_fidelity_compares_the_memory_with_truth_and_brute_force(turn_cas
     assert got[("brute force", "seen")]["coverage"] == pytest.approx(1.0)
 
 
+class _DepthStandIn:
+    """``start`` without depth returns a chunk whose depth is ``scale`` times the truth of the
+    image it was given (found by matching the image against the held-out worlds' renders)."""
+
+    def __init__(self, scale: float):
+        self.size, self.K, self.scale = S, K, scale
+
+    def start(self, prompt="", image=None, depth=None, c2w=None, seed=0, **_):
+        from worldmem.data.synthetic import make_world
+
+        rgb, true_depth = make_world(seed).render(c2w[None], K[None], S, S)
+        assert depth is None and torch.equal(image, rgb[0])  # the true frame, no depth
+        z = torch.zeros(1, 1, S, S)
+        return Chunk(rgb, true_depth * self.scale, c2w[None], K[None], rgb, z, z, torch.arange(1))
+
+
+def test_start_depth_scores_a_scaled_truth_analytically_and_the_layout_prior_leaves_one_out():
+    seeds = [SEED, SEED + 1, SEED + 2]
+    pred, truth = start_depths(_DepthStandIn(2.0), seeds)
+    assert pred.shape == truth.shape == (3, 1, S, S) and bool((truth > 0).any())
+    rows = {r["row"].split(" (")[0]: r for r in start_depth_rows(pred, truth)}
+    # twice the depth: |2d - d| / d = 1 everywhere, no pixel within 1.25, scale 2
+    assert rows["model"]["abs_rel"] == pytest.approx(1.0, abs=1e-6)
+    assert rows["model"]["delta1"] == 0.0 and rows["model"]["median_scale"] == pytest.approx(2.0)
+    exact = {r["row"]: r for r in start_depth_rows(*start_depths(_DepthStandIn(1.0), seeds))}
+    assert exact["model (image without depth)"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert exact["model (image without depth)"]["delta1"] == 1.0
+    # leave one out: with the views 1, 2 and 4 m everywhere, each pixel is the lower median of
+    # the other two (torch's median), and a pixel no other view has takes their median
+    flat = torch.tensor([1.0, 2.0, 4.0])[:, None, None, None].expand(3, 1, 4, 4).clone()
+    flat[1, 0, 0, 0] = 0.0
+    flat[2, 0, 0, 0] = 0.0
+    prior = layout_prior(flat)
+    torch.testing.assert_close(prior[:, 0, 1, 1], torch.tensor([2.0, 1.0, 1.0]))
+    assert float(prior[0, 0, 0, 0]) == 2.0  # neither other view has it: their median, 2
+    with pytest.raises(ValueError, match="at least 2"):
+        layout_prior(flat[:1])
+
+
 def test_walk_command_prints_an_estimate_and_writes_tables_and_figures(
     tiny_pipeline_dir, tmp_path, capsys
 ):
@@ -327,8 +371,9 @@ def test_walk_command_prints_an_estimate_and_writes_tables_and_figures(
     assert "estimated time:" in text and "| warp |" in text and "## Drift" in text
     for name in ("walk.md", "walk_summary.csv", "walk_frames.csv", "memory_fidelity.csv",
                  "drift_rounds.csv", "walk_psnr.png", "drift.png", "contact_turn.png",
-                 "prompts.png", "run.json"):  # fmt: skip
+                 "prompts.png", "run.json", "start_depth.csv"):  # fmt: skip
         assert (out / name).is_file(), name
+    assert "## Start image without depth" in text and "| layout prior" in text
 
 
 def test_elevation_fill_keeps_the_warp_and_beats_a_flat_fill_when_the_view_pitches():

@@ -11,6 +11,9 @@ prompt-only starts.
   (consistency only).
 * ``prompt_starts``: first frames from captions of held-out worlds (``start(prompt=...)``,
   then one step at the start camera), against the true frames at those cameras.
+* ``start_depths`` / ``start_depth_rows``: the depth a start image without depth is given,
+  against the true depth, beside baselines that need no learning: a layout prior (each pixel
+  the median true depth of the other worlds' start views at that pixel) and a constant depth.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from torch import Tensor
 
 from worldmem.eval.baselines import fill_holes, forward_warp
-from worldmem.eval.metrics import psnr, sharpness_ratio, ssim
+from worldmem.eval.metrics import depth_abs_rel, depth_delta, psnr, sharpness_ratio, ssim
 from worldmem.eval.walk import masked_psnr
 
 __all__ = [
@@ -31,6 +34,9 @@ __all__ = [
     "drift",
     "prompt_starts",
     "free_prompt_frames",
+    "start_depths",
+    "layout_prior",
+    "start_depth_rows",
     "INSERT_BLOCK",
 ]
 
@@ -186,3 +192,75 @@ def free_prompt_frames(pipe, prompts=FREE_PROMPTS, seed: int = 0) -> Tensor:
         pipe.start(prompt=prompt, c2w=cam, seed=seed + i)
         out.append(pipe.step(cam[None], K[None]).rgb[0].detach().cpu().float().clamp(0, 1))
     return torch.stack(out)
+
+
+def start_depths(pipe, seeds: list[int]) -> tuple[Tensor, Tensor]:
+    """The depth the model gives a start image without depth: each held-out world of ``seeds``
+    begins from its true frame at its start camera (``free_start_camera``) with no depth, as
+    ``python sample.py sample.depth=none`` does. Returns the model's depth and the true depth,
+    both ``(P, 1, S, S)`` metres (0: none)."""
+    from worldmem.data.synthetic import free_start_camera, make_world
+
+    S, K = pipe.size, pipe.K.float().cpu()
+    pred, truth = [], []
+    for seed in seeds:
+        world = make_world(seed)
+        cam = free_start_camera(world, seed)
+        rgb, depth = world.render(cam[None], K[None], S, S)
+        chunk = pipe.start(prompt=world.caption, image=rgb[0], c2w=cam, seed=seed)
+        pred.append(chunk.depth[0].detach().cpu().float())
+        truth.append(depth[0])
+    return torch.stack(pred), torch.stack(truth)
+
+
+def _median_depth(depth: Tensor) -> Tensor:
+    """Median over the pixels with depth (> 0) -> scalar tensor (the lower median)."""
+    return depth[depth > 0].median()
+
+
+def layout_prior(truth: Tensor) -> Tensor:
+    """A depth for every view that needs no learning: at each pixel the median true depth of
+    the other views ``(P, 1, S, S)`` (leave one out; pixels none of them has take their overall
+    median) -> ``(P, 1, S, S)``. Needs P >= 2."""
+    if truth.shape[0] < 2:
+        raise ValueError(f"layout_prior: needs at least 2 views, got {truth.shape[0]}")
+    out = []
+    for i in range(truth.shape[0]):
+        others = torch.cat([truth[:i], truth[i + 1 :]])
+        known = torch.where(others > 0, others, torch.full_like(others, math.nan))
+        prior = known.nanmedian(0).values
+        out.append(prior.nan_to_num(float(_median_depth(others))))
+    return torch.stack(out)
+
+
+def start_depth_rows(pred: Tensor, truth: Tensor) -> list[dict]:
+    """AbsRel, delta < 1.25 and the median scale (median predicted depth / median true depth,
+    per view, then the median over views) of ``pred`` and of the two baselines against
+    ``truth`` (all ``(P, 1, S, S)`` metres)."""
+    layout = layout_prior(truth)
+    const = torch.stack(
+        [
+            torch.full_like(truth[i], float(_median_depth(torch.cat([truth[:i], truth[i + 1 :]]))))
+            for i in range(truth.shape[0])
+        ]
+    )
+    rows = []
+    for name, d in (
+        ("model (image without depth)", pred),
+        ("layout prior (other worlds' median per pixel)", layout),
+        ("constant (other worlds' median depth)", const),
+    ):
+        scale = []
+        for i in range(truth.shape[0]):
+            m = truth[i] > 0
+            scale.append(float(d[i][m].median() / truth[i][m].median()))
+        rows.append(
+            {
+                "row": name,
+                "abs_rel": float(depth_abs_rel(d, truth).nanmean()),
+                "delta1": float(depth_delta(d, truth).nanmean()),
+                "median_scale": float(torch.tensor(scale).median()),
+                "n": truth.shape[0],
+            }
+        )
+    return rows

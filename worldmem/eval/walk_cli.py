@@ -31,6 +31,8 @@ from worldmem.eval.studies import (
     free_prompt_frames,
     memory_fidelity,
     prompt_starts,
+    start_depth_rows,
+    start_depths,
 )
 from worldmem.eval.walk import ROWS, WALK_KINDS, run_walk, walk_case
 from worldmem.eval.walk_report import (
@@ -133,7 +135,7 @@ def run_walk_command(args, pipe, log=print) -> int:
         * (plan.frames - 1)
         * len([r for r in ROWS if r.startswith(("model", "no memory"))])
     )
-    other = plan.drift_rounds * plan.drift_frames + plan.prompt_worlds + len(FREE_PROMPTS)
+    other = plan.drift_rounds * plan.drift_frames + 2 * plan.prompt_worlds + len(FREE_PROMPTS)
     n_feat = 0 if args.no_kid else plan.kid_frames * (len(ROWS) + 1) + 3 * plan.prompt_worlds
     est = (walk_frames + other) * spf + n_feat * FEATURE_S_PER_FRAME
     est += case_s * plan.episodes * len(kinds)
@@ -226,8 +228,11 @@ def run_walk_command(args, pipe, log=print) -> int:
         [c[:60] for c in captions[:n]],
     )
 
-    # 5. tables and files
-    md = _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds)
+    # 5. the depth a start image without depth is given, on the same worlds
+    depth_rows = start_depth_rows(*start_depths(pipe, seeds))
+
+    # 6. tables and files
+    md = _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, depth_rows)
     (out / "walk.md").write_text(md)
     summary = [dict(r) for k in [None, *kinds] for r in summarize_walk(records, k)]
     for r in summary:
@@ -239,6 +244,8 @@ def run_walk_command(args, pipe, log=print) -> int:
     write_csv(out / "drift_rounds.csv", rounds)
     if prompt_rows:
         write_csv(out / "prompt_kid.csv", prompt_rows)
+    if depth_rows:
+        write_csv(out / "start_depth.csv", depth_rows)
     plot_walk_psnr(records, out / "walk_psnr.png")
     plot_drift(rounds, out / "drift.png")
     minutes = (time.perf_counter() - t_start) / 60
@@ -273,7 +280,7 @@ def _avg(rows: list[dict], key: str) -> float:
     return sum(v) / len(v) if v else math.nan
 
 
-def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds) -> str:
+def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, depth_rows) -> str:
     lo, hi = SHARPNESS_BOUNDS
     parts = [
         "# Walk evaluation\n",
@@ -328,6 +335,20 @@ def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds) -
                 f"| {r['set']} | {r['kid']:.4f} ± {r['kid_std']:.4f} | {r['fid']:.1f} | "
                 f"{r['n']} |\n"
                 for r in prompt_rows
+            )
+        )
+    if depth_rows:
+        parts.append(
+            f"## Start image without depth\n\nThe true start frames of the prompt-only starts' "
+            f"{depth_rows[0]['n']} worlds begin a world without their depth; the depth the "
+            "model gives them against the true depth, beside two depths that need no learning "
+            "(leave one out: from the other worlds' true start depths). Median scale: the "
+            "predicted median depth over the true (1 is right; < 1 too near).\n\n"
+            "| depth | AbsRel ↓ | δ < 1.25 ↑ | median scale |\n|---|---|---|---|\n"
+            + "".join(
+                f"| {r['row']} | {r['abs_rel']:.3f} | {r['delta1']:.3f} | "
+                f"{r['median_scale']:.2f} |\n"
+                for r in depth_rows
             )
         )
     return "\n".join(parts)
