@@ -61,6 +61,10 @@ __all__ = [
     "resolve_device",
 ]
 
+# memory frames whose stem features generation keeps (WorldDiT.cache_memory_stems): the
+# context and every keyframe slot of several chunks
+MEMORY_STEM_CACHE = 32
+
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu."""
@@ -98,6 +102,8 @@ class WorldPipeline:
 
         self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
+        if hasattr(self.model, "cache_memory_stems"):
+            self.model.cache_memory_stems(MEMORY_STEM_CACHE)
         self.model_cfg = model_cfg
         self.memory_cfg = memory_cfg
         # codec: the model's own (a backbone brings its video VAE); default from model_cfg

@@ -223,3 +223,46 @@ def test_bad_inputs_are_rejected(model):
         ModelFrames(t.x, t.sigma[:, :1], t.c2w, t.K, t.valid)
     with pytest.raises(ValueError, match="divisible"):
         WorldDiT.from_model_config(tiny_model_config(image_size=36))
+
+
+def test_stem_cache_gives_the_uncached_output_and_runs_each_memory_frame_once():
+    torch.manual_seed(0)
+    m = _perturb(WorldDiT.from_model_config(tiny_model_config())).eval()
+    calls = []
+    m.stem.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    a, b = _inputs(seed=5), _inputs(seed=6)
+    with torch.no_grad():
+        want = [m(**a).sample, m(**b).sample]
+        m.cache_memory_stems(capacity=8)
+        calls.clear()
+        first = m(**a).sample  # 2 samples x 2 context frames, x 2 keyframes: all new
+        assert calls == [4, 4, 4]  # context, keyframes, then the targets (never cached)
+        calls.clear()
+        again = m(**a).sample  # the same memory frames: only the targets go through the stem
+        assert calls == [4]
+        # a chunk later: the newest context frame is new, the older one was the newest
+        shifted = dict(b)
+        shifted["context"] = ModelFrames(
+            torch.cat([a["context"].x[:, 1:], b["context"].x[:, 1:]], 1),
+            b["context"].sigma, b["context"].c2w, b["context"].K, b["context"].valid,
+        )  # fmt: skip
+        calls.clear()
+        m(**shifted)
+        assert calls == [2, 4, 4]  # of the context only b's two frames are new
+    torch.testing.assert_close(first, want[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(again, want[0], atol=1e-5, rtol=0)
+    assert len(m._stem_cache) == 8  # capacity: the least recently used were dropped
+    # a weight changed in place (an optimizer or EMA step) forgets every kept feature
+    with torch.no_grad():
+        m.stem.inp.weight.mul_(1.5)
+        calls.clear()
+        changed = m(**a).sample
+    assert calls == [4, 4, 4]
+    m.cache_memory_stems(None)
+    with torch.no_grad():
+        torch.testing.assert_close(changed, m(**a).sample, atol=1e-5, rtol=0)
+    # training (gradients on) never reads the cache
+    m.cache_memory_stems(8)
+    calls.clear()
+    m(**a)
+    assert calls == [4, 4, 4]  # context, keyframes and targets, each through the stem

@@ -54,6 +54,7 @@ from worldmem.models.embeddings import (
     camera_rays,
     sincos_2d,
 )
+from worldmem.models.frame_cache import StemCache
 from worldmem.models.interface import ROLES, ModelFrames, WorldModelOutput
 from worldmem.models.text import ByteTextEncoder, HFTextEncoder, TextStates, minilm_path
 
@@ -188,6 +189,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
         # frame channels, validity and (memory_provenance) what was observed
         self.memory_channels = C + 1 + bool(memory_provenance)
         self.stem = ConvStem(C + self.memory_channels, widths, D)
+        self._stem_cache: StemCache | None = None  # cache_memory_stems
         self.camera_embed = CameraEmbedding(p, D)
         self.role_embed = nn.Embedding(len(ROLES), D)
         self.slot_embed = nn.Embedding(max_frames, D)
@@ -262,6 +264,13 @@ class WorldDiT(ModelMixin, ConfigMixin):
             nn.init.zeros_(lvl["cond"].bias)
         self.reset_output()
 
+    def cache_memory_stems(self, capacity: int | None = 32) -> None:
+        """Keep the stem features of up to ``capacity`` memory frames (context and keyframes)
+        from one call to the next, for generation on CPU (``StemCache``; None: off). A chunk's
+        frames are the next chunks' context, so each is run through the stem once instead of
+        every chunk it is remembered in; outputs are unchanged."""
+        self._stem_cache = None if capacity is None else StemCache(capacity)
+
     def reset_output(self) -> None:
         """The output layer as initialised (DiT: zero, so x0 is the prior; the gate open, so
         valid memory passes through). Also how a fine-tune re-learns the output from a
@@ -302,13 +311,18 @@ class WorldDiT(ModelMixin, ConfigMixin):
         if N > cfg.max_frames:
             raise ValueError(f"WorldDiT: {N} {role} frames exceed max_frames {cfg.max_frames}")
         p = cfg.patch_size
-        if memory is None:
+        clean = memory is None  # a memory frame: its stem features depend on its pixels alone
+        if clean:
             memory = frames.x.new_zeros(B, N, self.memory_channels, h, w)
         want = (B, N, self.memory_channels, h, w)
         if tuple(memory.shape) != want:
             raise ValueError(f"WorldDiT: memory must be {want}, got {tuple(memory.shape)}")
         pix = torch.cat([frames.x, memory], 2).to(self.dtype).flatten(0, 1)  # (B N, Cin, h, w)
-        feat, skips = self.stem(pix)  # (B N, D, h / p, w / p)
+        cache = self._stem_cache
+        if clean and cache is not None and not torch.is_grad_enabled() and pix.device.type == "cpu":
+            feat, skips = cache(self.stem, pix), []  # memory frames' skips are not used
+        else:
+            feat, skips = self.stem(pix)  # (B N, D, h / p, w / p)
         tok = rearrange(feat, "(b f) d y x -> b f (y x) d", b=B)  # (B, N, n, D)
         rays = camera_rays(
             frames.c2w.float(), frames.K.float(), reference_c2w.float(), cfg.image_size,
