@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from worldmem.config import DEPTH_LOSSES
 from worldmem.data.batch import Conditioning, FrameSet, WorldBatch
 from worldmem.models.interface import ModelFrames, WorldModel
 
@@ -290,8 +291,8 @@ class FlowMatching:
             memory=inp.memory,
             captions=inp.captions,
         )
-        if depth_loss not in ("l2", "l1"):
-            raise ValueError(f"depth_loss must be 'l2' or 'l1', got {depth_loss!r}")
+        if depth_loss not in DEPTH_LOSSES:
+            raise ValueError(f"depth_loss must be one of {DEPTH_LOSSES}, got {depth_loss!r}")
         if out.x0 is not None:
             # x0-parameterised models: regress the clean frame (the velocity error / sigma^2
             # would explode at small sigma)

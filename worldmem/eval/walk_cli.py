@@ -244,8 +244,7 @@ def run_walk_command(args, pipe, log=print) -> int:
     write_csv(out / "drift_rounds.csv", rounds)
     if prompt_rows:
         write_csv(out / "prompt_kid.csv", prompt_rows)
-    if depth_rows:
-        write_csv(out / "start_depth.csv", depth_rows)
+    write_csv(out / "start_depth.csv", depth_rows)
     plot_walk_psnr(records, out / "walk_psnr.png")
     plot_drift(rounds, out / "drift.png")
     minutes = (time.perf_counter() - t_start) / 60
@@ -337,20 +336,18 @@ def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, d
                 for r in prompt_rows
             )
         )
-    if depth_rows:
-        parts.append(
-            f"## Start image without depth\n\nThe true start frames of the prompt-only starts' "
-            f"{depth_rows[0]['n']} worlds begin a world without their depth; the depth the "
-            "model gives them against the true depth, beside two depths that need no learning "
-            "(leave one out: from the other worlds' true start depths). Median scale: the "
-            "predicted median depth over the true (1 is right; < 1 too near).\n\n"
-            "| depth | AbsRel ↓ | δ < 1.25 ↑ | median scale |\n|---|---|---|---|\n"
-            + "".join(
-                f"| {r['row']} | {r['abs_rel']:.3f} | {r['delta1']:.3f} | "
-                f"{r['median_scale']:.2f} |\n"
-                for r in depth_rows
-            )
+    parts.append(
+        f"## Start image without depth\n\nThe true start frames of the prompt-only starts' "
+        f"{depth_rows[0]['n']} worlds begin a world without their depth; the depth the "
+        "model gives them against the true depth, beside two depths that need no learning "
+        "(leave one out: from the other worlds' true start depths). Median scale: the "
+        "predicted median depth over the true (1 is right; < 1 too near).\n\n"
+        "| depth | AbsRel ↓ | δ < 1.25 ↑ | median scale |\n|---|---|---|---|\n"
+        + "".join(
+            f"| {r['row']} | {r['abs_rel']:.3f} | {r['delta1']:.3f} | {r['median_scale']:.2f} |\n"
+            for r in depth_rows
         )
+    )
     return "\n".join(parts)
 
 
