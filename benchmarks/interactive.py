@@ -11,6 +11,8 @@ checkpoints/worldmem-tiny when present, else a random-weight model of the tiny p
   frames it receives;
 * the same model stepped directly in this process (``Session.step``, no server): the
   baseline the streamed rate is a ratio of;
+* the stem cache (``WorldDiT.cache_memory_stems``): chunk time with it against without it,
+  two sessions of the same weights stepped alternately in this process (median ratio);
 * the share of the streaming wall time spent in the pipeline (memories + model, from the
   timing the server reports per chunk): 1 minus this is what the server adds (insets, PNG,
   websocket, scheduling).
@@ -67,6 +69,28 @@ def direct_fps(template, seconds: float) -> float:
     while time.perf_counter() - t0 < seconds:
         n += len(s.step(["w", "left"]))
     return n / (time.perf_counter() - t0)
+
+
+def stem_cache_speedup(checkpoint: str | None, steps: int | None, chunks: int = 30) -> float:
+    """Median chunk time without the stem cache / with it, the two sessions stepped in turn."""
+    from worldmem.interactive.session import Session
+
+    sessions = []
+    for cached in (False, True):
+        pipe, _ = build_template(steps, checkpoint)  # a pipeline keeps the cache on
+        if not cached:
+            pipe.model.cache_memory_stems(None)
+        s = Session(pipe)
+        s.start("a long corridor with red brick walls", seed=0)
+        s.step(["w", "w"])  # warm up
+        sessions.append(s)
+    times: tuple[list, list] = ([], [])
+    for _ in range(chunks):
+        for s, t in zip(sessions, times):
+            t0 = time.perf_counter()
+            s.step(["w", "left"])
+            t.append(time.perf_counter() - t0)
+    return statistics.median(times[0]) / statistics.median(times[1])
 
 
 async def measure(url: str, seconds: float, trials: int) -> dict:
@@ -159,6 +183,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
     template, info = build_template(a.steps, a.checkpoint)
     base = direct_fps(template, a.seconds)
+    cache_speedup = stem_cache_speedup(a.checkpoint, a.steps)
     cfg = ServerConfig(host="127.0.0.1", port=0, max_messages_per_s=1000)
     with running_server(cfg, template, info) as (url, app):
         r = asyncio.run(measure(url.replace("http", "ws") + "/ws", a.seconds, a.trials))
@@ -173,6 +198,7 @@ def main(argv=None) -> int:
             f"{info.image_size} px / {r['chunk_frames']} / {template.steps}",
         ),
         ("direct Session.step frames/s", f"{base:.2f}"),
+        ("chunk time without / with the stem cache", f"{cache_speedup:.2f}x"),
         ("streamed frames/s", f"{r['fps']:.2f}  (target >= {TARGET_FPS:g})"),
         ("streamed / direct", f"{r['fps'] / base:.2f}"),
         ("pipeline time / streaming wall time", f"{r['pipeline_share']:.2f}"),
