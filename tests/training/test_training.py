@@ -115,6 +115,7 @@ def test_optimizer_ema_and_validation_settings_come_from_the_config(tmp_path):
         ("train.adam_beta2=1.0", r"TrainConfig.adam_beta2: expected a number in \[0, 1\)"),
         ("train.ema_warmup_offset=0", r"TrainConfig.ema_warmup_offset: expected an integer"),
         ("train.val_batches=0", r"TrainConfig.val_batches: expected an integer"),
+        ("train.depth_loss=l3", r"TrainConfig.depth_loss: 'l3' is not one of l2, l1"),
     ],
 )
 def test_bad_optimizer_ema_and_validation_settings_are_named(tmp_path, override, message):
