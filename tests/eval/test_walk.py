@@ -319,8 +319,8 @@ def test_memory_fidelity_compares_the_memory_with_truth_and_brute_force(turn_cas
 
 
 class _DepthStandIn:
-    """``start`` without depth returns a chunk whose depth is ``scale`` times the truth of the
-    image it was given (found by matching the image against the held-out worlds' renders)."""
+    """``start`` without depth returns a chunk whose depth is ``scale`` times the true depth of
+    world ``seed`` at ``c2w`` (asserting the image it was given is that world's true frame)."""
 
     def __init__(self, scale: float):
         self.size, self.K, self.scale = S, K, scale

@@ -283,6 +283,8 @@ class FlowMatching:
         ``return_outputs``: the dict also holds "x0" (the model's estimate, in the graph; None
         for velocity models) and "inputs" (the ``FlowInputs``), for terms added on top.
         """
+        if depth_loss not in DEPTH_LOSSES:
+            raise ValueError(f"depth_loss must be one of {DEPTH_LOSSES}, got {depth_loss!r}")
         inp = self.prepare(codec, batch, drop, generator)
         out = model(
             inp.target,
@@ -291,8 +293,6 @@ class FlowMatching:
             memory=inp.memory,
             captions=inp.captions,
         )
-        if depth_loss not in DEPTH_LOSSES:
-            raise ValueError(f"depth_loss must be one of {DEPTH_LOSSES}, got {depth_loss!r}")
         if out.x0 is not None:
             # x0-parameterised models: regress the clean frame (the velocity error / sigma^2
             # would explode at small sigma)

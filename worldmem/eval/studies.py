@@ -218,6 +218,11 @@ def _median_depth(depth: Tensor) -> Tensor:
     return depth[depth > 0].median()
 
 
+def _others(truth: Tensor, i: int) -> Tensor:
+    """Every view of ``truth`` ``(P, ...)`` but the i-th (leave one out)."""
+    return torch.cat([truth[:i], truth[i + 1 :]])
+
+
 def layout_prior(truth: Tensor) -> Tensor:
     """A depth for every view that needs no learning: at each pixel the median true depth of
     the other views ``(P, 1, S, S)`` (leave one out; pixels none of them has take their overall
@@ -226,7 +231,7 @@ def layout_prior(truth: Tensor) -> Tensor:
         raise ValueError(f"layout_prior: needs at least 2 views, got {truth.shape[0]}")
     out = []
     for i in range(truth.shape[0]):
-        others = torch.cat([truth[:i], truth[i + 1 :]])
+        others = _others(truth, i)
         known = torch.where(others > 0, others, torch.full_like(others, math.nan))
         prior = known.nanmedian(0).values
         out.append(prior.nan_to_num(float(_median_depth(others))))
@@ -239,11 +244,9 @@ def start_depth_rows(pred: Tensor, truth: Tensor) -> list[dict]:
     ``truth`` (all ``(P, 1, S, S)`` metres)."""
     layout = layout_prior(truth)
     const = torch.stack(
-        [
-            torch.full_like(truth[i], float(_median_depth(torch.cat([truth[:i], truth[i + 1 :]]))))
-            for i in range(truth.shape[0])
-        ]
-    )
+        [truth[i].new_full(truth[i].shape, float(_median_depth(_others(truth, i))))
+         for i in range(truth.shape[0])]
+    )  # fmt: skip
     rows = []
     for name, d in (
         ("model (image without depth)", pred),

@@ -28,7 +28,6 @@ class StemCache:
         self.capacity = capacity
         self._features: OrderedDict[bytes, Tensor] = OrderedDict()
         self._weights: tuple | None = None
-        self.hits = self.misses = 0
 
     def __len__(self) -> int:
         return len(self._features)
@@ -49,8 +48,6 @@ class StemCache:
             feat, _ = stem(pix[new])
             for i, f in zip(new, feat):
                 self._features[keys[i]] = f
-        self.hits += len(keys) - len(new)
-        self.misses += len(new)
         out = []
         for k in keys:
             self._features.move_to_end(k)
