@@ -459,10 +459,10 @@ class ServerConfig:
     max_messages_per_s: float = 60.0
     # websocket origins accepted besides the page's own, e.g. ["https://demo.example.org"]
     allowed_origins: list[str] = field(default_factory=list)
-    # torch CPU threads while serving (0: torch's default). One leaves a core to the event loop,
-    # image encoding and websockets: on 2 cores 9.0 frames/s streamed against 5.5 with two
-    # (python benchmarks/interactive.py --threads N)
-    torch_threads: int = 1
+    # torch CPU threads while serving (0: torch's default, one per core). On 2 otherwise idle
+    # cores, two stream 10.7-11.0 frames/s against 7.3-8.3 with one; with a core busy elsewhere
+    # (a training run) one is better (python benchmarks/interactive.py --threads N)
+    torch_threads: int = 0
 
     def __post_init__(self):
         _numbers(self)
