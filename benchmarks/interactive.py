@@ -13,6 +13,8 @@ checkpoints/worldmem-tiny when present, else a random-weight model of the tiny p
   baseline the streamed rate is a ratio of;
 * the stem cache (``WorldDiT.cache_memory_stems``): chunk time with it against without it,
   two sessions of the same weights stepped alternately in this process (median ratio);
+* torch threads: chunk time at one thread against the server's setting (when that is more
+  than one), one session's chunks alternating between the two (median ratio);
 * the share of the streaming wall time spent in the pipeline (memories + model, from the
   timing the server reports per chunk): 1 minus this is what the server adds (insets, PNG,
   websocket, scheduling).
@@ -91,6 +93,28 @@ def stem_cache_speedup(checkpoint: str | None, steps: int | None, chunks: int = 
             s.step(["w", "left"])
             t.append(time.perf_counter() - t0)
     return statistics.median(times[0]) / statistics.median(times[1])
+
+
+def threads_speedup(template, threads: int, chunks: int = 20) -> float:
+    """Median chunk time at one torch thread / at ``threads``, one session whose chunks
+    alternate between the two settings (the setting is restored afterwards)."""
+    from worldmem.interactive.session import Session
+
+    before = torch.get_num_threads()
+    s = Session(template)
+    s.start("a long corridor with red brick walls", seed=0)
+    s.step(["w", "w"])  # warm up
+    times: dict[int, list[float]] = {1: [], threads: []}
+    try:
+        for _ in range(chunks):
+            for n, t in times.items():
+                torch.set_num_threads(n)
+                t0 = time.perf_counter()
+                s.step(["w", "left"])
+                t.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return statistics.median(times[1]) / statistics.median(times[threads])
 
 
 async def measure(url: str, seconds: float, trials: int) -> dict:
@@ -184,6 +208,8 @@ def main(argv=None) -> int:
     template, info = build_template(a.steps, a.checkpoint)
     base = direct_fps(template, a.seconds)
     cache_speedup = stem_cache_speedup(a.checkpoint, a.steps)
+    n_threads = torch.get_num_threads()
+    thread_speedup = threads_speedup(template, n_threads) if n_threads > 1 else None
     cfg = ServerConfig(host="127.0.0.1", port=0, max_messages_per_s=1000)
     with running_server(cfg, template, info) as (url, app):
         r = asyncio.run(measure(url.replace("http", "ws") + "/ws", a.seconds, a.trials))
@@ -199,6 +225,10 @@ def main(argv=None) -> int:
         ),
         ("direct Session.step frames/s", f"{base:.2f}"),
         ("chunk time without / with the stem cache", f"{cache_speedup:.2f}x"),
+        (
+            f"chunk time at 1 / {n_threads} torch threads",
+            "(one thread)" if thread_speedup is None else f"{thread_speedup:.2f}x",
+        ),
         ("streamed frames/s", f"{r['fps']:.2f}  (target >= {TARGET_FPS:g})"),
         ("streamed / direct", f"{r['fps'] / base:.2f}"),
         ("pipeline time / streaming wall time", f"{r['pipeline_share']:.2f}"),
