@@ -4,6 +4,7 @@
         [--out outputs/eval] [--protocols gt,recall] [--horizons short,long] \\
         [--modes working,episodic,spatial,all] [--data DIR] [--lpips-weights FILE]
     python -m worldmem.eval perf --checkpoint checkpoints/worldmem-tiny [--frames 1000]
+    python -m worldmem.eval compare <walk run A> <walk run B> [--row model] [--row-b ROW]
     python -m worldmem.eval walk --checkpoint checkpoints/worldmem-tiny [--quick] \\
         [--episodes N] [--out docs/results/walk]
 
@@ -13,7 +14,8 @@ KID/FID, plus memory fidelity, drift and prompt-only starts (``worldmem.eval.stu
 ``revisit`` runs the revisit-consistency protocols (``worldmem.eval.revisit``) on held-out
 synthetic worlds, or on a dataset in the episode format with ``--data``, and writes
 ``summary.md``, ``summary.csv``, ``frames.csv`` and plots. ``perf`` writes the performance
-report (``worldmem.eval.report``). Both print an estimate of their run time first.
+report (``worldmem.eval.report``). ``compare`` pairs two ``walk`` runs walk by walk
+(``worldmem.eval.compare``). Both print an estimate of their run time first.
 """
 
 from __future__ import annotations
@@ -212,6 +214,20 @@ def cmd_walk(args) -> int:
     return run_walk_command(args, _load(args))
 
 
+def cmd_compare(args) -> int:
+    from worldmem.eval.compare import compare_markdown, paired_differences, read_walk_frames
+
+    try:
+        a, b = read_walk_frames(args.a), read_walk_frames(args.b)
+        result = paired_differences(a, b, args.row, args.row_b)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    row_b = args.row if args.row_b is None else args.row_b
+    names = (f"{args.a} ({args.row})", f"{args.b} ({row_b})")
+    print(compare_markdown(result, args.confidence, names=names))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m worldmem.eval", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -251,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-kid", action="store_true", help="skip KID/FID (no feature network)")
     w.add_argument("--confidence", type=float, default=0.95)
     w.set_defaults(func=cmd_walk)
+
+    c = sub.add_parser("compare", help="two walk runs on the same walks, paired per walk")
+    c.add_argument("a", help="run A: a walk output folder or its walk_frames.csv")
+    c.add_argument("b", help="run B, on the same walks")
+    c.add_argument("--row", default="model", help="the row to compare (default model)")
+    c.add_argument("--row-b", default=None, help="run B's row (default: --row), e.g. warp")
+    c.add_argument("--confidence", type=float, default=0.95)
+    c.set_defaults(func=cmd_compare, threads=0)
 
     f = sub.add_parser("perf", help="generation speed vs video length, memory size, training")
     common(f)
