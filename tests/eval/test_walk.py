@@ -18,6 +18,7 @@ from worldmem.eval.metrics import (
     hf_energy,
     image_features,
     kid,
+    masked_sharpness_ratio,
     psnr,
     sharpness_ratio,
 )
@@ -77,6 +78,31 @@ def test_sharpness_ratio_is_one_for_the_truth_below_for_blur_above_for_noise():
     assert sharpness_ratio(blur, truth).item() == pytest.approx(want, rel=0.05)
     assert sharpness_ratio(blur, truth).item() < SHARPNESS_BOUNDS[0]
     assert sharpness_ratio(noisy, truth).item() > SHARPNESS_BOUNDS[1]
+
+
+def test_masked_sharpness_is_the_ratio_inside_each_region_and_blind_to_its_edge():
+    """Left half: the truth's sinusoid at amplitude 2 (energy ratio 4); right half: flat grey
+    (ratio 0). Over each half the ratio is exact, because the Laplacian is counted only where
+    its whole 3 x 3 stencil lies inside the region; over the whole frame it equals
+    ``sharpness_ratio``; an empty region or a flat truth gives NaN."""
+    k = 1.1
+    truth = _sinusoid(k).float()  # (1, 3, H, W), the sinusoid along x
+    H, W = truth.shape[-2:]
+    left = torch.zeros(1, 1, H, W, dtype=torch.bool)
+    left[..., : W // 2] = True
+    pred = torch.where(left, 0.5 + 2 * (truth - 0.5), torch.full_like(truth, 0.5))
+    assert masked_sharpness_ratio(pred, truth, left).item() == pytest.approx(4.0, rel=1e-4)
+    assert masked_sharpness_ratio(pred, truth, ~left).item() == 0.0
+    everywhere = torch.ones_like(left)
+    assert masked_sharpness_ratio(pred, truth, everywhere).item() == pytest.approx(
+        sharpness_ratio(pred, truth).item(), rel=1e-5
+    )
+    strip = torch.zeros_like(left)
+    strip[..., :2] = True  # two columns: no 3 x 3 stencil fits
+    assert math.isnan(masked_sharpness_ratio(pred, truth, strip).item())
+    assert math.isnan(masked_sharpness_ratio(pred, torch.full_like(truth, 0.3), left).item())
+    with pytest.raises(ValueError, match="mask"):
+        masked_sharpness_ratio(pred, truth, left[0])
 
 
 class _TinyFeatures(nn.Module):
@@ -307,6 +333,38 @@ def test_seen_pixel_psnr_scores_only_what_the_start_frame_saw(turn_case):
     row = summarize_walk(res.records)[0]
     assert row["psnr_seen"] == pytest.approx(10 * math.log10(300), abs=1e-3)
     assert row["psnr_rev"] < row["psnr_seen"] - 3  # the grey rest costs the whole frame
+
+
+def test_sharpness_is_split_where_the_memory_held_and_where_it_had_holes(turn_case):
+    """A model that gives the true frame where its memory render held something and flat grey
+    in the render's holes (its left half): sharpness 1 where memory held, 0 where the model had
+    to invent, for every frame; the warp row is scored over the same split."""
+    case = turn_case
+    held = torch.zeros(case.num_frames, 1, S, S)
+    held[..., S // 2 :] = 1.0
+    frames = torch.where(held > 0, case.rgb, torch.full_like(case.rgb, 0.5))
+
+    class _HalfHeld(_StandIn):
+        def step(self, cameras, K):
+            n = len(cameras)
+            z = torch.zeros(n, 1, S, S)
+            rgb, mask = frames[1 : 1 + n], held[1 : 1 + n]
+            return Chunk(rgb, z + 1, cameras, K, rgb.clone(), z, mask, torch.arange(n))
+
+    res = run_walk(_HalfHeld(None), case, rows=("model", "warp"))
+    model = [r for r in res.records if r["row"] == "model"]
+    assert len(model) == case.num_frames - 1
+    for r in model:
+        assert r["sharpness_held"] == pytest.approx(1.0) and r["sharpness_new"] == 0.0
+    warp = [r for r in res.records if r["row"] == "warp"]
+    assert all(not math.isnan(r["sharpness_held"]) for r in warp)
+    rows = {r["row"]: r for r in summarize_walk(res.records)}
+    assert rows["model"]["sharp_held"] == pytest.approx(1.0)
+    table = walk_markdown(list(rows.values()))
+    assert "where memory held / had holes" in table and "| 1.00 / " in table
+    # without the model row there is no split
+    alone = run_walk(None, case, rows=("warp",))
+    assert all(math.isnan(r["sharpness_held"]) for r in alone.records)
 
 
 def test_memory_fidelity_compares_the_memory_with_truth_and_brute_force(turn_case):

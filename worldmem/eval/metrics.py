@@ -8,7 +8,8 @@ curves along a trajectory come for free:
 * ``depth_abs_rel``: mean ``|pred - gt| / gt`` over pixels with valid ground truth.
 * ``depth_delta``: fraction of valid pixels with ``max(pred / gt, gt / pred) < 1.25``.
 * ``hf_energy`` / ``sharpness_ratio``: mean squared Laplacian, generated over true: < 1 blur,
-  > 1 noise; PSNR/SSIM are never reported without it.
+  > 1 noise; PSNR/SSIM are never reported without it. ``masked_sharpness_ratio``: the same
+  over a region of each frame.
 * ``kid`` / ``fid`` on ``EfficientNetFeatures`` (ImageNet EfficientNet-Lite0, weights from a
   registry package, offline): realism of sets of frames.
 * ``LPIPS``: optional and off unless given local weights (its AlexNet backbone cannot be
@@ -44,6 +45,7 @@ __all__ = [
     "SHARPNESS_BOUNDS",
     "hf_energy",
     "sharpness_ratio",
+    "masked_sharpness_ratio",
     "geometric_mean",
     "EfficientNetFeatures",
     "image_features",
@@ -355,6 +357,28 @@ def hf_energy(images: Tensor) -> Tensor:
     x = images.double().reshape(N * C, 1, H, W)
     lap = F.conv2d(x, _LAPLACIAN.double()[None, None])  # (N C, 1, H-2, W-2)
     return lap.pow(2).reshape(N, -1).mean(1)
+
+
+def masked_sharpness_ratio(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``sharpness_ratio`` over a region of each frame: pred, target ``(N, C, H, W)``, mask
+    ``(N, 1, H, W)`` bool -> ``(N,)``, the squared Laplacian summed over the pixels whose whole
+    3 x 3 neighbourhood lies in the region (so no edge of the region is counted as detail).
+    NaN where no pixel qualifies or the truth is flat there."""
+    if pred.shape != target.shape or mask.shape != (pred.shape[0], 1, *pred.shape[2:]):
+        raise ValueError(
+            f"masked_sharpness_ratio: want pred, target (N, C, H, W) and mask (N, 1, H, W), got "
+            f"{tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}"
+        )
+    N, C, H, W = pred.shape
+    inner = -F.max_pool2d(-mask.double(), 3, stride=1) > 0.5  # (N, 1, H-2, W-2) eroded
+
+    def energy(x: Tensor) -> Tensor:
+        lap = F.conv2d(x.double().reshape(N * C, 1, H, W), _LAPLACIAN.double()[None, None])
+        return (lap.reshape(N, C, H - 2, W - 2).pow(2) * inner).sum((1, 2, 3))
+
+    t = energy(target)
+    ok = inner.flatten(1).any(1) & (t > 0)
+    return torch.where(ok, energy(pred) / t.clamp(min=1e-30), torch.nan).float()
 
 
 def sharpness_ratio(pred: Tensor, target: Tensor) -> Tensor:

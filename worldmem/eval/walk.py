@@ -41,7 +41,13 @@ from torch import Tensor
 
 from worldmem.data.synthetic import CLEARANCE_M, free_start_camera, make_trajectory
 from worldmem.eval.baselines import backward_warp, fill_holes, forward_warp
-from worldmem.eval.metrics import psnr, psnr_from_mse, sharpness_ratio, ssim
+from worldmem.eval.metrics import (
+    masked_sharpness_ratio,
+    psnr,
+    psnr_from_mse,
+    sharpness_ratio,
+    ssim,
+)
 from worldmem.geometry import frustum_overlap
 from worldmem.geometry.trajectory import look_up_down, strafe, turn_in_place
 from worldmem.memory.fill import push_pull_fill
@@ -251,7 +257,9 @@ def run_walk(
 ) -> WalkResult:
     """Every row of ``rows`` (``ROWS``) along one walk; returns per-frame records for frames
     1..N-1 (frame 0 is given): episode, kind, row, frame, psnr, ssim, sharpness (high-frequency
-    energy / truth's), start_overlap, start_revisit (0/1), psnr_seen (start revisits: PSNR
+    energy / truth's), sharpness_held / sharpness_new (the same over the pixels where the
+    model's memory render held something / had a hole, NaN without the model row),
+    start_overlap, start_revisit (0/1), psnr_seen (start revisits: PSNR
     over the pixels the start frame saw, else NaN), recall_psnr (self-recall frames,
     else NaN), recall_frame. Keeps every ``keep_every``-th frame of each row for KID/FID."""
     for r in rows:
@@ -261,7 +269,7 @@ def run_walk(
     N = case.num_frames
     fill = case.rgb[0].mean(dim=(1, 2))  # (3,) hole colour of warp and memory
     images: dict[str, Tensor] = {}
-    memory_render = None
+    memory_render = held = None
     for r in MODEL_ROWS:
         need = r in rows or (r == "model" and "memory" in rows)
         if not need:
@@ -273,6 +281,7 @@ def run_walk(
         if r == "model":
             mem = fill_holes(chunk.memory_rgb.cpu().float(), chunk.memory_mask.cpu(), fill)
             memory_render = torch.cat([case.rgb[:1], mem])
+            held = chunk.memory_mask.cpu().reshape(N - 1, 1, *mem.shape[-2:]) > 0.5
     if "memory" in rows:
         images["memory"] = memory_render
     if any(r.startswith("warp") for r in rows):
@@ -298,6 +307,11 @@ def run_walk(
     for r in rows:
         x = images[r][1:]
         p, s, sh = psnr(x, truth), ssim(x, truth), sharpness_ratio(x, truth)
+        if held is None:
+            sh_held = sh_new = torch.full((N - 1,), math.nan)
+        else:  # the same split of each frame for every row: where the model's memory held it
+            sh_held = masked_sharpness_ratio(x, truth, held)
+            sh_new = masked_sharpness_ratio(x, truth, ~held)
         recall = {}
         for t, src in pairs:
             warped, valid = backward_warp(
@@ -323,6 +337,8 @@ def run_walk(
                     "psnr": float(p[i]),
                     "ssim": float(s[i]),
                     "sharpness": float(sh[i]),
+                    "sharpness_held": float(sh_held[i]),
+                    "sharpness_new": float(sh_new[i]),
                     "start_overlap": float(case.start_overlap[t]),
                     "start_revisit": int(revisit[t]),
                     "psnr_seen": ps,

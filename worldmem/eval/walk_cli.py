@@ -287,7 +287,9 @@ def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, d
         f"walks {', '.join(kinds)} of {plan.frames} frames each, from the true first frame. "
         "Every generated frame is compared with the true render. PSNR: mean over worlds ± "
         f"half-width of the {args.confidence:.0%} t-interval. Sharpness: generated / true "
-        f"high-frequency energy (geometric mean; < {lo} blur, > {hi} noise: flagged). KID/FID: "
+        f"high-frequency energy (geometric mean; < {lo} blur, > {hi} noise: flagged); beside "
+        "it the same over the pixels where the model's memory render held something and where "
+        "it had holes (what the model had to invent; the same split for every row). KID/FID: "
         "EfficientNet-Lite0 features of the frames pooled over all walks"
         + (f" ({next(iter(dist.values()))['n']} frames per row)" if dist else " (skipped)")
         + ". Start revisits: frames that see again what the start frame saw (half or more of "

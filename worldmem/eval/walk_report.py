@@ -45,7 +45,8 @@ def _episode_means(records: list[dict], key: str, where=lambda r: True) -> list[
 def summarize_walk(records: list[dict], kind: str | None = None, confidence: float = 0.95):
     """Rows (one per ``walk.ROWS`` entry present) over the walks of ``kind`` (None: all
     kinds): psnr (mean over episodes of each episode's mean), psnr_ci (half-width of the
-    t-interval over episodes), ssim, sharpness (geometric mean over frames), psnr_rev /
+    t-interval over episodes), ssim, sharpness (geometric mean over frames; sharp_held /
+    sharp_new over the pixels the model's memory held / did not), psnr_rev /
     ssim_rev / n_rev at start revisits, psnr_seen (there, over the pixels the start saw),
     recall_psnr / n_recall / sharp_recall at self-recall
     frames."""
@@ -67,6 +68,8 @@ def summarize_walk(records: list[dict], kind: str | None = None, confidence: flo
                 "psnr_ci": (hi - lo) / 2 if not math.isnan(lo) else math.nan,
                 "ssim": _mean(_episode_means(rs, "ssim")),
                 "sharpness": geometric_mean([r["sharpness"] for r in rs]),
+                "sharp_held": geometric_mean([r.get("sharpness_held", math.nan) for r in rs]),
+                "sharp_new": geometric_mean([r.get("sharpness_new", math.nan) for r in rs]),
                 "psnr_rev": _mean(_episode_means(rev, "psnr")),
                 "ssim_rev": _mean(_episode_means(rev, "ssim")),
                 "psnr_seen": _mean(_episode_means(rev, "psnr_seen")),
@@ -111,7 +114,7 @@ def _f(x: float, digits: int = 2) -> str:
 def walk_markdown(rows: list[dict], dist: dict[str, dict] | None = None) -> str:
     """The walk table as markdown. ``dist``: row -> {"kid", "kid_std", "fid"} (optional)."""
     warp = next((r for r in rows if r["row"] == "warp"), None)
-    head = ["row", "PSNR ↑", "SSIM ↑", "sharpness (=1)"]
+    head = ["row", "PSNR ↑", "SSIM ↑", "sharpness (=1)", "… where memory held / had holes"]
     if dist:
         head += ["KID ↓", "FID ↓"]
     head += ["PSNR @ start revisits ↑", "SSIM @ start revisits ↑", "… over pixels the start saw ↑"]
@@ -120,6 +123,7 @@ def walk_markdown(rows: list[dict], dist: dict[str, dict] | None = None) -> str:
     for r in rows:
         p = _f(r["psnr"]) + (f" ± {_f(r['psnr_ci'])}" if not math.isnan(r["psnr_ci"]) else "")
         cells = [r["row"], p, _f(r["ssim"], 3), _f(r["sharpness"])]
+        cells.append(f"{_f(r.get('sharp_held', math.nan))} / {_f(r.get('sharp_new', math.nan))}")
         if dist:
             d = dist.get(r["row"], {})
             cells += [_f(d.get("kid", math.nan), 4), _f(d.get("fid", math.nan), 1)]
