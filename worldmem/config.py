@@ -460,8 +460,8 @@ class ServerConfig:
     # websocket origins accepted besides the page's own, e.g. ["https://demo.example.org"]
     allowed_origins: list[str] = field(default_factory=list)
     # torch CPU threads while serving (0: torch's default, one per core). On 2 otherwise idle
-    # cores, two stream 10.7-11.0 frames/s against 7.3-8.3 with one; with a core busy elsewhere
-    # (a training run) one is better (python benchmarks/interactive.py --threads N)
+    # cores, two stream 10.7-12.0 frames/s against 7.3-8.3 with one; with a core busy elsewhere
+    # (a training run) one may be better (python benchmarks/interactive.py --threads N tells)
     torch_threads: int = 0
 
     def __post_init__(self):

@@ -48,7 +48,7 @@ def _write(path, records):
     return path
 
 
-def test_paired_differences_recover_a_known_shift_and_its_interval(tmp_path):
+def test_paired_differences_recover_a_known_shift_on_every_walk(tmp_path):
     a = _records({"loop": 0.0, "turn": 0.0, "strafe": 0.0})
     b = _records({"loop": 1.0, "turn": -0.5, "strafe": 0.25}, sharp=2.0)
     pa = _write(tmp_path / "a.csv", a)
