@@ -62,59 +62,57 @@ def build_template(steps: int | None, checkpoint: str | None = None):
 
 def direct_fps(template, seconds: float) -> float:
     """Frames/s of Session.step in this process, two keys (one chunk) at a time."""
-    from worldmem.interactive.session import Session
-
-    s = Session(template)
-    s.start("a long corridor with red brick walls", seed=0)
-    s.step(["w", "w"])  # warm up
+    s = _warm_session(template)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         n += len(s.step(["w", "left"]))
     return n / (time.perf_counter() - t0)
 
 
-def stem_cache_speedup(checkpoint: str | None, steps: int | None, chunks: int = 30) -> float:
-    """Median chunk time without the stem cache / with it, the two sessions stepped in turn."""
+def _warm_session(template):
+    """A started session of ``template`` past its first (warm-up) chunk."""
     from worldmem.interactive.session import Session
 
-    sessions = []
-    for cached in (False, True):
-        pipe, _ = build_template(steps, checkpoint)  # a pipeline keeps the cache on
-        if not cached:
-            pipe.model.cache_memory_stems(None)
-        s = Session(pipe)
-        s.start("a long corridor with red brick walls", seed=0)
-        s.step(["w", "w"])  # warm up
-        sessions.append(s)
+    s = Session(template)
+    s.start("a long corridor with red brick walls", seed=0)
+    s.step(["w", "w"])
+    return s
+
+
+def _median_ratio(first, second, chunks: int) -> float:
+    """Median time of ``first()`` over that of ``second()``, each one chunk, run in turn."""
     times: tuple[list, list] = ([], [])
     for _ in range(chunks):
-        for s, t in zip(sessions, times):
+        for run, t in zip((first, second), times):
             t0 = time.perf_counter()
-            s.step(["w", "left"])
+            run()
             t.append(time.perf_counter() - t0)
     return statistics.median(times[0]) / statistics.median(times[1])
+
+
+def stem_cache_speedup(checkpoint: str | None, steps: int | None, chunks: int = 30) -> float:
+    """Median chunk time without the stem cache / with it, the two sessions stepped in turn."""
+    uncached, _ = build_template(steps, checkpoint)  # a pipeline keeps the cache on
+    uncached.model.cache_memory_stems(None)
+    cached, _ = build_template(steps, checkpoint)
+    a, b = _warm_session(uncached), _warm_session(cached)
+    return _median_ratio(lambda: a.step(["w", "left"]), lambda: b.step(["w", "left"]), chunks)
 
 
 def threads_speedup(template, threads: int, chunks: int = 20) -> float:
     """Median chunk time at one torch thread / at ``threads``, one session whose chunks
     alternate between the two settings (the setting is restored afterwards)."""
-    from worldmem.interactive.session import Session
-
     before = torch.get_num_threads()
-    s = Session(template)
-    s.start("a long corridor with red brick walls", seed=0)
-    s.step(["w", "w"])  # warm up
-    times: dict[int, list[float]] = {1: [], threads: []}
+    s = _warm_session(template)
+
+    def at(n: int):
+        torch.set_num_threads(n)
+        s.step(["w", "left"])
+
     try:
-        for _ in range(chunks):
-            for n, t in times.items():
-                torch.set_num_threads(n)
-                t0 = time.perf_counter()
-                s.step(["w", "left"])
-                t.append(time.perf_counter() - t0)
+        return _median_ratio(lambda: at(1), lambda: at(threads), chunks)
     finally:
         torch.set_num_threads(before)
-    return statistics.median(times[1]) / statistics.median(times[threads])
 
 
 async def measure(url: str, seconds: float, trials: int) -> dict:

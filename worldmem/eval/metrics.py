@@ -353,10 +353,15 @@ def hf_energy(images: Tensor) -> Tensor:
     if not isinstance(images, Tensor) or images.ndim != 4 or min(images.shape[-2:]) < 3:
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"hf_energy: expected a tensor (N, C, H, W) with H, W >= 3, got {got}")
+    return _squared_laplacian(images).flatten(1).mean(1)
+
+
+def _squared_laplacian(images: Tensor) -> Tensor:
+    """``(N, C, H, W)`` -> the squared 4-neighbour Laplacian of every channel, float64,
+    ``(N, C, H - 2, W - 2)`` (valid convolution: pixel (i, j) of it is pixel (i+1, j+1))."""
     N, C, H, W = images.shape
     x = images.double().reshape(N * C, 1, H, W)
-    lap = F.conv2d(x, _LAPLACIAN.double()[None, None])  # (N C, 1, H-2, W-2)
-    return lap.pow(2).reshape(N, -1).mean(1)
+    return F.conv2d(x, _LAPLACIAN.double()[None, None]).reshape(N, C, H - 2, W - 2).pow(2)
 
 
 def masked_sharpness_ratio(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -369,16 +374,11 @@ def masked_sharpness_ratio(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor
             f"masked_sharpness_ratio: want pred, target (N, C, H, W) and mask (N, 1, H, W), got "
             f"{tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}"
         )
-    N, C, H, W = pred.shape
     inner = -F.max_pool2d(-mask.double(), 3, stride=1) > 0.5  # (N, 1, H-2, W-2) eroded
-
-    def energy(x: Tensor) -> Tensor:
-        lap = F.conv2d(x.double().reshape(N * C, 1, H, W), _LAPLACIAN.double()[None, None])
-        return (lap.reshape(N, C, H - 2, W - 2).pow(2) * inner).sum((1, 2, 3))
-
-    t = energy(target)
+    t = (_squared_laplacian(target) * inner).sum((1, 2, 3))
+    p = (_squared_laplacian(pred) * inner).sum((1, 2, 3))
     ok = inner.flatten(1).any(1) & (t > 0)
-    return torch.where(ok, energy(pred) / t.clamp(min=1e-30), torch.nan).float()
+    return torch.where(ok, p / t.clamp(min=1e-30), torch.nan).float()
 
 
 def sharpness_ratio(pred: Tensor, target: Tensor) -> Tensor:
