@@ -323,6 +323,9 @@ class TrainConfig:
     # the adversarial term (training/adversarial.py): its gradient at the model's output as a
     # fraction of the reconstruction loss's (0: no discriminator, plain flow matching)
     adv_weight: float = 0.0
+    # the discriminator trains alone for this many steps before the model gets its term: a
+    # discriminator that cannot yet tell the frames apart gives a gradient that is noise
+    adv_start_step: int = 0
     precision: str = "32-true"  # "bf16-mixed" on GPUs
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -370,7 +373,8 @@ class TrainConfig:
         )
         rest = ("max_steps", "weight_decay", "warmup_steps", "grad_clip", "context_noise_max",
                 "timestep_logit_std", "depth_loss_weight", "hole_loss_weight", "adv_weight",
-                "sample_every_steps", "ckpt_every_steps", "seed", "threads")  # fmt: skip
+                "adv_start_step", "sample_every_steps", "ckpt_every_steps", "seed",
+                "threads")  # fmt: skip
         _numbers(
             self,
             **dict.fromkeys(positive, ">0"),

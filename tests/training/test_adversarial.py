@@ -2,6 +2,8 @@
 asked size, a discriminator learns to tell sharp frames from blurred ones, and a run with it
 trains both networks and exports the model alone."""
 
+import copy
+
 import lightning as L
 import pytest
 import torch
@@ -195,3 +197,30 @@ def test_a_run_trains_both_networks_and_exports_the_model_alone(synthetic_root, 
     folder = WorldPipeline.from_module(module).save_pretrained(tmp_path / "pipeline")
     saved = load_file(str(folder / "model" / "diffusion_pytorch_model.safetensors"))
     assert set(saved) == set(module.model.state_dict())  # no discriminator weight in it
+
+
+def _fit(cfg) -> tuple[WorldModule, dict]:
+    """Train ``cfg``; returns the module and its discriminator's weights before (or {})."""
+    L.seed_everything(0)
+    module = WorldModule(to_dict(cfg))
+    before = {} if module.disc is None else copy.deepcopy(module.disc.state_dict())
+    L.seed_everything(0)  # the same noise and batches whether or not a discriminator was built
+    build_trainer(cfg.train).fit(module, datamodule=WorldDataModule(cfg.data, cfg.memory))
+    return module, before
+
+
+def test_before_adv_start_step_the_discriminator_trains_alone(synthetic_root, tmp_path):
+    steps = ("train.max_steps=3", "train.ckpt_every_steps=0")
+    plain, _ = _fit(_cfg(synthetic_root, tmp_path / "plain", *steps))
+    waiting, disc_before = _fit(
+        _cfg(
+            synthetic_root, tmp_path / "wait", *steps, "train.adv_weight=2.0",
+            "train.adv_start_step=3",
+        )
+    )  # fmt: skip
+    started, _ = _fit(_cfg(synthetic_root, tmp_path / "on", *steps, "train.adv_weight=2.0"))
+    p, w, s = (m.model.state_dict() for m in (plain, waiting, started))
+    assert all(torch.equal(p[k], w[k]) for k in p)  # the model saw the plain loss alone
+    assert not all(torch.equal(p[k], s[k]) for k in p)  # from step 0 the term moves it
+    after = waiting.disc.state_dict()
+    assert any(not torch.equal(v, after[k]) for k, v in disc_before.items())  # it learned

@@ -38,7 +38,8 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
 class WorldModule(L.LightningModule):
     """Trains a ``WorldDiT`` with the flow-matching loss; keeps EMA weights for sampling.
     With ``train.adv_weight > 0`` a patch discriminator (``training/adversarial.py``) trains
-    beside it, in the same optimizer; only the model's EMA is ever exported.
+    beside it, in the same optimizer (alone for the first ``train.adv_start_step`` steps);
+    only the model's EMA is ever exported.
 
     Built from the resolved root config (stored in the checkpoint's hyper-parameters), so a
     checkpoint rebuilds itself with ``WorldModule.load_from_checkpoint(path)``.
@@ -141,6 +142,8 @@ class WorldModule(L.LightningModule):
         )
         for k in ("g_raw", "d", "lam", "real_logit", "fake_logit"):
             self.log(f"train/adv_{k}", adv[k], batch_size=bs)
+        if self.global_step < self.cfg.train.adv_start_step:  # the discriminator trains alone
+            return out["loss"] + adv["d"]
         return out["loss"] + adv["g"] + adv["d"]
 
     def validation_step(self, batch: WorldBatch, batch_idx: int) -> None:
