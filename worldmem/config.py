@@ -186,7 +186,10 @@ class MemoryConfig:
     dedup_colour_tol: float = 0.03  # ... when their colours also agree to this (per channel)
     replace_quality_ratio: float = 0.7  # a repeat replaces a sample when quality < this * its
     render_backend: str = "torch"  # gsplat needs CUDA
-    render_colour: str = "bilinear"  # torch backend: resample the winning surface, or "nearest"
+    # torch backend: "bilinear" resamples the winning surface's samples; "resample" also gives
+    # pixels whose winner is observed the bilinear colour of the kept observed frames
+    # (memory/observed_frames.py); "nearest" the winner's colour
+    render_colour: str = "bilinear"
     max_confidence: float = 10.0  # cap on confidence (+1 per frame that sees the sample again)
     free_space_views: int = 16  # observed depth maps kept to refuse generated samples in them
     # episodic memory (keyframes)
@@ -206,7 +209,7 @@ class MemoryConfig:
 
     def __post_init__(self):
         _choice(self, "render_backend", ("torch", "gsplat"))
-        _choice(self, "render_colour", ("bilinear", "nearest"))
+        _choice(self, "render_colour", ("bilinear", "resample", "nearest"))
         positive = (
             "voxel_size_m",
             "max_points",

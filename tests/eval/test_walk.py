@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from worldmem.config import MemoryConfig
@@ -448,3 +449,33 @@ def test_elevation_fill_keeps_the_warp_and_beats_a_flat_fill_when_the_view_pitch
     filled = _elevation_fill(case, w_rgb, w_mask)
     m = w_mask.expand_as(w_rgb)
     assert torch.equal(filled[m], w_rgb[m]) and (~w_mask).any()
+
+
+def test_the_true_depth_reference_is_the_start_frame_rotated(turn_case):
+    """Turning on the spot moves every pixel by the homography K R K^-1 whatever the depth, so
+    the reference row (the start frame read bilinearly through each frame's true depth) is the
+    start frame sampled at the homography's positions, wherever the start saw the surface."""
+    from worldmem.eval.walk import _start_resampled, start_seen
+
+    case = turn_case
+    assert torch.allclose(case.c2w[:, :3, 3], case.c2w[:1, :3, 3].expand(case.num_frames, 3))
+    fill = torch.tensor([0.1, 0.2, 0.3])
+    got = _start_resampled(case, fill)
+    seen = start_seen(case)
+    c = torch.arange(S, dtype=torch.float64) + 0.5
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    pix = torch.stack([x, y, torch.ones_like(x)], -1).reshape(-1, 3)  # (S*S, 3)
+    Kd = case.K[0].double()
+    R0 = case.c2w[0, :3, :3].double()
+    frames = [t for t in range(1, case.num_frames) if int(seen[t].sum()) > S]
+    assert len(frames) > 5
+    for t in frames:
+        Rt = case.c2w[t, :3, :3].double()
+        h = (Kd @ R0.T @ Rt @ torch.linalg.inv(Kd) @ pix.T).T
+        uv = h[:, :2] / h[:, 2:]
+        grid = (uv / S * 2 - 1).float().reshape(1, S, S, 2)
+        want = F.grid_sample(
+            case.rgb[:1], grid, mode="bilinear", padding_mode="border", align_corners=False
+        )[0]
+        torch.testing.assert_close(got[t][:, seen[t]], want[:, seen[t]], atol=1e-4, rtol=0)
+        assert torch.equal(got[t][:, ~seen[t]], fill[:, None].expand(3, int((~seen[t]).sum())))

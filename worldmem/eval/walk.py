@@ -18,7 +18,10 @@ holes push-pull filled: the smooth continuation of the pixels around them, the n
 counterpart of the model's prior), ``warp, elevation fill`` (the fill tending, far from the
 warp, to the start frame's mean along each ray's elevation: the counterpart of the prior of a
 model with ``hole_prior="elevation"``), ``memory`` (the spatial-memory render the model was given,
-holes the mean colour) and ``previous`` (the previous true frame).
+holes the mean colour) and ``previous`` (the previous true frame); and one reference that no
+method could run, ``start, true target depth`` (the start frame read bilinearly at each
+pixel through the target's own true depth, holes the mean colour): over the pixels the start
+saw, the most that giving back a start frame of this resolution can score.
 
 Frames are scored over the whole walk, at start revisits (frames at least
 ``RETURN_MIN_FRAMES`` after the start whose surface the start camera saw: ``START_OVERLAP`` of
@@ -37,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.data.synthetic import CLEARANCE_M, free_start_camera, make_trajectory
@@ -48,7 +52,7 @@ from worldmem.eval.metrics import (
     sharpness_ratio,
     ssim,
 )
-from worldmem.geometry import frustum_overlap
+from worldmem.geometry import frustum_overlap, project_points, unproject_depth
 from worldmem.geometry.trajectory import look_up_down, strafe, turn_in_place
 from worldmem.memory.fill import push_pull_fill
 from worldmem.models.elevation import elevation_default, elevation_profile
@@ -58,6 +62,7 @@ __all__ = [
     "WALK_KINDS",
     "MODEL_ROWS",
     "BASELINE_ROWS",
+    "REFERENCE_ROWS",
     "ROWS",
     "WalkCase",
     "WalkResult",
@@ -71,7 +76,8 @@ __all__ = [
 WALK_KINDS = ("out_and_back", "loop", "turn", "strafe", "look_up_down")
 MODEL_ROWS = ("model", "model, no start depth", "no memory")
 BASELINE_ROWS = ("warp", "warp, filled", "warp, elevation fill", "memory", "previous")
-ROWS = MODEL_ROWS + BASELINE_ROWS
+REFERENCE_ROWS = ("start, true target depth",)  # uses the truth at the target: a ceiling
+ROWS = MODEL_ROWS + BASELINE_ROWS + REFERENCE_ROWS
 _ROW_MODE = {"model": ("all", True), "model, no start depth": ("all", False)}
 _ROW_MODE["no memory"] = ("working", True)
 
@@ -192,11 +198,12 @@ def _elevation_fill(case: WalkCase, rgb: Tensor, mask: Tensor) -> Tensor:
     return push_pull_fill(rgb, mask, default[0])[0]
 
 
-def start_seen(case: WalkCase) -> Tensor:
-    """``(N, S, S)`` bool: the pixels of each frame whose true surface the start camera saw
-    (its true depth, reprojected, agrees with the start frame's), where memory must give back
-    exactly what was observed."""
-    return torch.stack(
+def _start_through_target_depth(case: WalkCase) -> tuple[Tensor, Tensor]:
+    """The start frame read at every pixel of every frame through that frame's true depth ->
+    rgb ``(N, 3, S, S)`` (bilinear), valid ``(N, S, S)`` (the start saw the surface: its
+    depth at the nearest pixel agrees, ``backward_warp``)."""
+    N, S = case.num_frames, case.rgb.shape[-1]
+    valid = torch.stack(
         [
             backward_warp(
                 case.rgb[0],
@@ -207,9 +214,29 @@ def start_seen(case: WalkCase) -> Tensor:
                 case.c2w[t],
                 case.K[t],
             )[1]
-            for t in range(case.num_frames)
+            for t in range(N)
         ]
     )
+    pts = unproject_depth(case.depth[:, 0].double(), case.c2w.double(), case.K.double())
+    uv, _ = project_points(pts.reshape(1, -1, 3), case.c2w[:1].double(), case.K[:1].double())
+    grid = (uv.reshape(N, S, S, 2) / S * 2 - 1).float()  # pixel centres at +0.5
+    start = case.rgb[:1].float().expand(N, -1, -1, -1)
+    rgb = F.grid_sample(start, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return rgb * valid[:, None], valid
+
+
+def _start_resampled(case: WalkCase, fill: Tensor) -> Tensor:
+    """The reference ``start, true target depth``: ``_start_through_target_depth``, holes
+    ``fill`` ``(3,)``."""
+    rgb, valid = _start_through_target_depth(case)
+    return fill_holes(rgb, valid[:, None], fill)
+
+
+def start_seen(case: WalkCase) -> Tensor:
+    """``(N, S, S)`` bool: the pixels of each frame whose true surface the start camera saw
+    (its true depth, reprojected, agrees with the start frame's), where memory must give back
+    exactly what was observed."""
+    return _start_through_target_depth(case)[1]
 
 
 def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> float:
@@ -296,6 +323,8 @@ def run_walk(
             images["warp, elevation fill"] = _elevation_fill(case, w_rgb, w_mask)
     if "previous" in rows:
         images["previous"] = torch.cat([case.rgb[:1], case.rgb[:-1]])
+    if "start, true target depth" in rows:
+        images["start, true target depth"] = _start_resampled(case, fill)
 
     frames = torch.arange(1, N)
     revisit = torch.zeros(N, dtype=torch.bool)

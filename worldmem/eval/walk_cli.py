@@ -302,7 +302,10 @@ def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, d
         "push-pull filled towards that colour), `warp, elevation fill` (filled towards the "
         "start frame's mean along each ray's elevation: ceiling above, floor below), `memory` "
         "(the spatial-memory render the model was given, holes alike), `previous` (the "
-        "previous true frame).\n",
+        "previous true frame). Reference (it uses the truth at the target, so no method could "
+        "run it): `start, true target depth` (the start frame sampled bilinearly through each "
+        "frame's own true depth, holes its mean colour): over the pixels the start saw, the "
+        "most that giving back a start frame of this resolution scores.\n",
         "## All walks\n",
         walk_markdown(summarize_walk(records, None, args.confidence), dist),
     ]

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from worldmem.eval.metrics import SHARPNESS_BOUNDS, geometric_mean, mean_ci
-from worldmem.eval.walk import MODEL_ROWS, ROWS, WALK_KINDS
+from worldmem.eval.walk import MODEL_ROWS, REFERENCE_ROWS, ROWS, WALK_KINDS
 
 __all__ = [
     "summarize_walk",
@@ -89,7 +89,10 @@ def _mean(v: list[float]) -> float:
 def verdict(row: dict, warp: dict | None) -> str:
     """Marks for a model row: ``✗ below warp`` (PSNR over all frames or at start revisits not
     above the warp baseline's), ``✗ blur`` / ``✗ noise`` (sharpness ratio below / above
-    ``SHARPNESS_BOUNDS``); ``ok`` when none apply. Baseline rows get ``baseline``."""
+    ``SHARPNESS_BOUNDS``); ``ok`` when none apply. Baseline rows get ``baseline``, the
+    reference rows (which use the truth at the target) ``reference``."""
+    if row["row"] in REFERENCE_ROWS:
+        return "reference"
     if row["row"] not in MODEL_ROWS:
         return "baseline"
     marks = []

@@ -74,6 +74,7 @@ from worldmem.memory.eviction import eviction_mask
 from worldmem.memory.frame_samples import check_frames, frame_samples
 from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
 from worldmem.memory.fusion import repeat_test
+from worldmem.memory.observed_frames import ObservedFrames
 from worldmem.memory.render import (
     MemoryRender,
     compose,
@@ -141,6 +142,9 @@ class SpatialMemory:
         self._sidx = torch.zeros(0, dtype=torch.int64, device=self.device)  # their points
         self._blocks: tuple[Tensor, Tensor, Tensor] | None = None  # see _block_table
         self._free = FreeSpace(cfg.free_space_views, cfg.surface_tol_rel, cfg.near_m, self.device)
+        # the observed frames themselves, for render_colour="resample"
+        keep = cfg.free_space_views if cfg.render_colour == "resample" else 0
+        self._frames = ObservedFrames(keep, cfg.near_m, self.device)
         self._last_render: tuple | None = None  # see _rendered
 
     # ------------------------------------------------------------------ storage
@@ -305,6 +309,7 @@ class SpatialMemory:
         self._drop_and_evict(step)
         if observed:
             self._free.add(dmin, c2w, K)
+            self._frames.add(rgb, torch.where(valid, depth, 0.0), c2w, K)
         self._next_step = max(self._next_step, step + 1)
         return added
 
@@ -489,7 +494,7 @@ class SpatialMemory:
         index, depth = self._splat(c2w, K, height, width, idx)
         self._last_render = (c2w.clone(), K.clone(), height, width, index, depth.clone())
         colours = None
-        if self.cfg.render_colour == "bilinear" and idx.numel():
+        if self.cfg.render_colour in ("bilinear", "resample") and idx.numel():
             colours = interpolate_colours(
                 self._pos.index_select(1, idx),
                 self._rgb,
@@ -504,6 +509,10 @@ class SpatialMemory:
                 (~self._obs).long(),
                 point_index=idx,
             )
+        if self.cfg.render_colour == "resample" and len(self._frames) and colours is not None:
+            want = (index >= 0) & self._obs.index_select(0, index.clamp(min=0))
+            again, found = self._frames.resample(c2w, K, depth, want, height, width)
+            colours = torch.where(found[:, None], again, colours)
         return compose(index, depth, self._rgb, c2w.shape[0], height, width, self._obs, colours)
 
     def _rendered(self, cached: tuple | None, c2w: Tensor, K: Tensor, H: int, W: int):
@@ -615,6 +624,7 @@ class SpatialMemory:
             "next_step": int(self._next_step),
             "voxel_size_m": float(self.cfg.voxel_size_m),
             **self._free.state_dict(),
+            **(self._frames.state_dict() if self._frames.capacity else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -623,6 +633,7 @@ class SpatialMemory:
         ``max_points`` is cut down by the usual eviction order."""
         n, next_step = check_state(state, self.cfg.voxel_size_m)
         free_views = self._free.parse_state(state)
+        frames = self._frames.parse_state(state)
         keys = state["voxel_keys"].to(self.device, torch.int64)
         skeys, sidx = torch.sort(keys, stable=True)
         self._alloc(max(n, 1024))
@@ -634,6 +645,7 @@ class SpatialMemory:
         self._blocks = None
         self._next_step = next_step
         self._free.views = free_views
+        self._frames.frames = frames
         self._drop_and_evict()
 
     def save(self, path: str | Path) -> Path:

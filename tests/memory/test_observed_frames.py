@@ -1,0 +1,123 @@
+"""``render_colour="resample"``: the observed frames resampled through the render's depth,
+against an independent bilinear resampler (``grid_sample``) of the analytic reprojection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from memory_scenes import intrinsics, one_thread  # noqa: F401 (autouse fixture)
+
+from worldmem.config import MemoryConfig
+from worldmem.memory import SpatialMemory
+
+S = 16
+Z = 2.0  # depth of the plane the start camera sees
+
+
+def _memory(colour: str = "resample") -> SpatialMemory:
+    return SpatialMemory(MemoryConfig(render_colour=colour, max_splat_radius_px=4))
+
+
+def _moved(dz: float, shift_m=(0.0, 0.0)) -> torch.Tensor:
+    c2w = torch.eye(4)
+    c2w[0, 3], c2w[1, 3], c2w[2, 3] = shift_m[0], shift_m[1], dz
+    return c2w
+
+
+def _reprojected(image: torch.Tensor, K: torch.Tensor, dz: float, shift_m) -> torch.Tensor:
+    """What a camera moved by (shift, dz) sees of the fronto-parallel plane at Z that the
+    origin camera saw as ``image``: the image bilinearly sampled where each of its pixel
+    centres' rays meets the plane."""
+    c = torch.arange(S, dtype=torch.float64) + 0.5
+    zt = Z - dz
+    ux = K[0, 2] + ((c - K[0, 2]) / K[0, 0] * zt + shift_m[0]) * K[0, 0] / Z
+    uy = K[1, 2] + ((c - K[1, 2]) / K[1, 1] * zt + shift_m[1]) * K[1, 1] / Z
+    gx, gy = (ux / S * 2 - 1).float(), (uy / S * 2 - 1).float()
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)[None]
+    return F.grid_sample(image[None], grid, mode="bilinear", align_corners=False)[0], ux, uy
+
+
+def _inner(ux: torch.Tensor, uy: torch.Tensor) -> torch.Tensor:
+    """Pixels whose four bilinear taps all lie inside the source image."""
+    xs = (ux >= 0.5) & (ux <= S - 0.5)
+    ys = (uy >= 0.5) & (uy <= S - 0.5)
+    return ys[:, None] & xs[None, :]
+
+
+@pytest.mark.parametrize(("dz", "shift_m"), [(0.7, (0.03, -0.05)), (0.4, (-0.06, 0.02))])
+def test_a_nearer_view_of_an_observed_plane_is_the_frame_resampled(dz, shift_m):
+    """Walking towards a textured plane magnifies it: each pixel shows the observed frame
+    sampled bilinearly where its ray meets the plane. The splat's own colours (nearest sample
+    or the blend of samples around a pixel) cannot do that."""
+    g = torch.Generator().manual_seed(0)
+    K = intrinsics(1, S)
+    image = torch.rand(3, S, S, generator=g)
+    c2w = _moved(dz, shift_m)[None]
+    want, ux, uy = _reprojected(image, K[0], dz, shift_m)
+    inner = _inner(ux, uy)
+    got = {}
+    for colour in ("resample", "bilinear"):
+        mem = _memory(colour)
+        mem.insert(image[None], torch.full((1, 1, S, S), Z), torch.eye(4)[None], K)
+        got[colour] = mem.render(c2w, K, S, S)
+    r = got["resample"]
+    assert bool((r.mask[0, 0][inner] == 1).all()) and bool((r.observed[0, 0][inner] == 1).all())
+    torch.testing.assert_close(r.rgb[0][:, inner], want[:, inner], atol=1e-5, rtol=0)
+    assert float((got["bilinear"].rgb[0][:, inner] - want[:, inner]).abs().max()) > 0.1
+    assert torch.equal(r.depth, got["bilinear"].depth) and torch.equal(r.mask, got["bilinear"].mask)
+
+
+def test_an_edge_never_blends_the_foreground_into_the_background():
+    """A near square in front of a far wall, seen from a little nearer and to the side: every
+    pixel the wall wins shows the wall's colour alone, though its bilinear taps straddle the
+    square's edge."""
+    K = intrinsics(1, S)
+    depth = torch.full((1, 1, S, S), 2 * Z)
+    depth[..., : S // 2] = Z
+    rgb = torch.full((1, 3, S, S), 0.2)
+    rgb[..., : S // 2] = 0.9
+    mem = _memory()
+    mem.insert(rgb, depth, torch.eye(4)[None], K)
+    out = mem.render(_moved(0.3, (0.05, 0.0))[None], K, S, S)
+    wall = (out.mask[0, 0] > 0) & (out.depth[0, 0] > 1.5 * Z)
+    square = (out.mask[0, 0] > 0) & (out.depth[0, 0] < 1.5 * Z)
+    assert int(wall.sum()) > S and int(square.sum()) > S
+    torch.testing.assert_close(out.rgb[0][:, wall], torch.full((3, int(wall.sum())), 0.2))
+    torch.testing.assert_close(out.rgb[0][:, square], torch.full((3, int(square.sum())), 0.9))
+
+
+def test_generated_frames_and_finer_frames_are_not_resampled():
+    """A generated frame keeps no image (its samples are shown as stored), and a view farther
+    than the observed frame (its pixels finer than the target's) keeps the splat's blend: a
+    bilinear read of a finer image would alias."""
+    g = torch.Generator().manual_seed(1)
+    K = intrinsics(1, S)
+    image = torch.rand(1, 3, S, S, generator=g)
+    depth = torch.full((1, 1, S, S), Z)
+    for c2w, observed in ((_moved(0.7), False), (_moved(-1.5), True)):
+        out = {}
+        for colour in ("resample", "bilinear"):
+            mem = _memory(colour)
+            mem.insert(image, depth, torch.eye(4)[None], K, observed=observed)
+            out[colour] = mem.render(c2w[None], K, S, S)
+        assert float(out["bilinear"].mask.mean()) > 0.2
+        assert torch.equal(out["resample"].rgb, out["bilinear"].rgb)
+
+
+def test_the_frames_survive_a_save_and_a_bad_state_is_named(tmp_path):
+    g = torch.Generator().manual_seed(2)
+    K = intrinsics(1, S)
+    mem = _memory()
+    mem.insert(
+        torch.rand(1, 3, S, S, generator=g), torch.full((1, 1, S, S), Z), torch.eye(4)[None], K
+    )
+    c2w = _moved(0.5, (0.02, 0.01))[None]
+    again = SpatialMemory.load(mem.save(tmp_path / "m.safetensors"))
+    assert torch.equal(again.render(c2w, K, S, S).rgb, mem.render(c2w, K, S, S).rgb)
+    state = mem.state_dict()
+    state["observed_rgb"] = state["observed_rgb"][:-1]
+    fresh = _memory()
+    with pytest.raises(ValueError, match="observed_rgb"):
+        fresh.load_state_dict(state)
+    assert len(fresh) == 0
