@@ -10,6 +10,7 @@ from memory_scenes import intrinsics, one_thread  # noqa: F401 (autouse fixture)
 
 from worldmem.config import MemoryConfig
 from worldmem.memory import SpatialMemory
+from worldmem.memory.render import KEEP_PX
 
 S = 16
 Z = 2.0  # depth of the plane the start camera sees
@@ -48,14 +49,22 @@ def _inner(ux: torch.Tensor, uy: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize(("dz", "shift_m"), [(0.7, (0.03, -0.05)), (0.4, (-0.06, 0.02))])
 def test_a_nearer_view_of_an_observed_plane_is_the_frame_resampled(dz, shift_m):
     """Walking towards a textured plane magnifies it: each pixel shows the observed frame
-    sampled bilinearly where its ray meets the plane. The splat's own colours (nearest sample
-    or the blend of samples around a pixel) cannot do that."""
+    sampled bilinearly where its ray meets the plane, but for the pixels a sample lands on
+    (within the tent rule of ``KEEP_PX``), which keep that sample's colour. The splat's own
+    colours (nearest sample, or the blend of samples around a pixel) cannot do that."""
     g = torch.Generator().manual_seed(0)
     K = intrinsics(1, S)
     image = torch.rand(3, S, S, generator=g)
     c2w = _moved(dz, shift_m)[None]
     want, ux, uy = _reprojected(image, K[0], dz, shift_m)
     inner = _inner(ux, uy)
+    # the nearest source sample, and how far it lands from each target pixel centre
+    m = Z / (Z - dz)  # magnification
+    nx, ny = ux.floor().long().clamp(0, S - 1), uy.floor().long().clamp(0, S - 1)
+    off_x = (ux - (ux.floor() + 0.5)).abs() * m
+    off_y = (uy - (uy.floor() + 0.5)).abs() * m
+    tent = (1 - off_y[:, None]).clamp(min=0) * (1 - off_x[None, :]).clamp(min=0)
+    on_sample = tent >= (1 - KEEP_PX) ** 2
     got = {}
     for colour in ("resample", "bilinear"):
         mem = _memory(colour)
@@ -63,8 +72,12 @@ def test_a_nearer_view_of_an_observed_plane_is_the_frame_resampled(dz, shift_m):
         got[colour] = mem.render(c2w, K, S, S)
     r = got["resample"]
     assert bool((r.mask[0, 0][inner] == 1).all()) and bool((r.observed[0, 0][inner] == 1).all())
-    torch.testing.assert_close(r.rgb[0][:, inner], want[:, inner], atol=1e-5, rtol=0)
-    assert float((got["bilinear"].rgb[0][:, inner] - want[:, inner]).abs().max()) > 0.1
+    between = inner & ~on_sample
+    assert int(between.sum()) > S * S // 4 and int((inner & on_sample).sum()) > 0
+    torch.testing.assert_close(r.rgb[0][:, between], want[:, between], atol=1e-5, rtol=0)
+    nearest = image[:, ny[:, None], nx[None, :]]
+    assert torch.equal(r.rgb[0][:, inner & on_sample], nearest[:, inner & on_sample])
+    assert float((got["bilinear"].rgb[0][:, between] - want[:, between]).abs().max()) > 0.1
     assert torch.equal(r.depth, got["bilinear"].depth) and torch.equal(r.mask, got["bilinear"].mask)
 
 
@@ -121,3 +134,18 @@ def test_the_frames_survive_a_save_and_a_bad_state_is_named(tmp_path):
     with pytest.raises(ValueError, match="observed_rgb"):
         fresh.load_state_dict(state)
     assert len(fresh) == 0
+
+
+def test_a_view_the_memory_holds_gets_its_own_frame_back():
+    """Back at the camera of an observed frame, each pixel's own sample wins on its centre and
+    keeps its colour, though a later frame of the same plane as fine (its samples between
+    these, other colours) would be the one resampled there."""
+    g = torch.Generator().manual_seed(3)
+    K = intrinsics(1, S)
+    a, b = torch.rand(1, 3, S, S, generator=g), torch.rand(1, 3, S, S, generator=g)
+    half = (0.5 * Z / float(K[0, 0, 0]), 0.5 * Z / float(K[0, 1, 1]))
+    mem = _memory()
+    mem.insert(a, torch.full((1, 1, S, S), Z), torch.eye(4)[None], K)
+    mem.insert(b, torch.full((1, 1, S, S), Z), _moved(0.0, half)[None], K)
+    out = mem.render(torch.eye(4)[None], K, S, S)
+    assert torch.equal(out.rgb, a)

@@ -41,6 +41,8 @@ __all__ = [
     "interpolate_colours",
     "gsplat_points",
     "gsplat_available",
+    "KEEP_PX",
+    "project",
 ]
 
 _OWN_PIXEL_RADIUS_PX = 0.5  # radii up to this reach no pixel beyond the one a point falls in
@@ -99,7 +101,7 @@ def _footprint_levels(max_radius_px: int) -> tuple[tuple[float, tuple[int, ...],
     )
 
 
-def _project(xyz_t: Tensor, c2w: Tensor, K: Tensor) -> Tensor:
+def project(xyz_t: Tensor, c2w: Tensor, K: Tensor) -> Tensor:
     """Points ``(3, N)`` into V cameras: ``(V, 3, N)`` holding (fx x + cx z, fy y + cy z, z)
     in each camera's frame. (Points as rows of a (3, N) array make this a fast GEMM.)"""
     P = K @ se3_inverse(c2w)[:, :3, :]  # (V, 3, 4)
@@ -299,7 +301,7 @@ def compose(
 
 
 _INTERP_TOL_REL = 0.03  # one surface for the colour pass when it is given no tolerance
-_KEEP_PX = 0.2  # a winner at most about this far (per axis) from a pixel centre keeps the pixel
+KEEP_PX = 0.2  # a winner at most about this far (per axis) from a pixel centre keeps the pixel
 
 
 def interpolate_colours(
@@ -327,8 +329,8 @@ def interpolate_colours(
     (depth within ``tol_rel`` of the winner's; ``_INTERP_TOL_REL`` when ``tol_rel`` <= 0).
     This is how a warp resamples an image: the nearest sample alone shifts the texture by up to
     half a pixel. A pixel keeps its
-    winner's colour when the winner lies within about ``_KEEP_PX`` of its centre (its tent
-    weight is at least (1 - ``_KEEP_PX``)^2: a view the memory holds gets its own frame back,
+    winner's colour when the winner lies within about ``KEEP_PX`` of its centre (its tent
+    weight is at least (1 - ``KEEP_PX``)^2: a view the memory holds gets its own frame back,
     and where many views left samples the nearest is better than a blend of samples of other
     footprints) or when no point of its surface is within a pixel of it (a magnified footprint).
     With ranks given, only pixels whose winner is observed are resampled, from observed points
@@ -347,7 +349,7 @@ def interpolate_colours(
     hit = index >= 0
     win = index.clamp(min=0)
     out = rgb.index_select(0, win).float()
-    p = _project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, n)
+    p = project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, n)
     z = p[:, 2]
     u = p[:, 0] / z - 0.5  # in pixel-centre units: centre (x, y) is at u = x, v = y
     v = p[:, 1] / z - 0.5
@@ -388,7 +390,7 @@ def interpolate_colours(
     # a winner this near its pixel centre keeps the pixel
     win_ext = torch.cat([win, win.new_full((1,), -1)])
     near = (win_ext.index_select(0, pix).view(4, -1) == point) & (
-        w.view(4, -1) >= (1 - _KEEP_PX) ** 2
+        w.view(4, -1) >= (1 - KEEP_PX) ** 2
     )
     keep = torch.bincount(pix, near.view(-1).to(w.dtype), minlength=P + 1)[:P] > 0
     use = hit & (wsum > 1e-6) & ~keep
@@ -435,7 +437,7 @@ def zbuffer(
 
     # project, then keep only points in front of the camera whose footprint can touch the
     # image; from here on points are flat arrays over (view, point) pairs
-    p = _project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, N)
+    p = project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, N)
     z = p[:, 2]
     u = p[:, 0] / z
     v = p[:, 1] / z
