@@ -78,3 +78,56 @@ def check_memory_config(cfg: MemoryConfig) -> None:
     ]
     for ok, msg in checks:
         expect(ok, f"MemoryConfig: {msg}")
+
+
+def parse_views(
+    state: dict, prefix: str, what: str, maps: dict[str, int], device, capacity: int
+) -> list[tuple[Tensor, ...]]:
+    """Views stored in a ``state_dict`` as ``<prefix>_c2w (F, 4, 4)``, ``<prefix>_K (F, 3,
+    3)``, ``<prefix>_size (F, 2)`` (H, W) and, for each ``name: channels`` of ``maps``,
+    ``<prefix>_<name>`` (each view's ``(channels, H, W)`` map flattened, the views
+    concatenated), checked -> the latest ``capacity`` views as (c2w, K, one map per name:
+    ``(H, W)`` for one channel, else ``(channels, H, W)``), float32 on ``device``. A state
+    with none of these entries (saved before ``what`` was kept) has no views; one with some of
+    them, or with shapes, counts or values that do not fit, raises ``ValueError`` naming the
+    entry. Nothing changes."""
+    import torch
+
+    keys = [f"{prefix}_{k}" for k in ("c2w", "K", "size", *maps)]
+    present = [k for k in keys if k in state]
+    if not present:
+        return []
+    expect(
+        len(present) == len(keys),
+        f"state_dict: {what} entries {present} without {[k for k in keys if k not in state]}",
+    )
+    size = state[f"{prefix}_size"]
+    check_tensor(size, f"state_dict {prefix}_size", (None, 2), floating=False)
+    n = size.shape[0]
+    check_tensor(state[f"{prefix}_c2w"], f"state_dict {prefix}_c2w", (n, 4, 4))
+    check_tensor(state[f"{prefix}_K"], f"state_dict {prefix}_K", (n, 3, 3))
+    expect(bool((size > 0).all()), f"state_dict {prefix}_size: sizes must be > 0")
+    counts = (size[:, 0] * size[:, 1]).tolist()
+    split = {}
+    for name, channels in maps.items():
+        key = f"{prefix}_{name}"
+        values = state[key]
+        check_tensor(values, f"state_dict {key}", (None,))
+        need = channels * sum(counts)
+        expect(
+            values.numel() == need,
+            f"state_dict {key}: {values.numel()} values for sizes needing {need}",
+        )
+        split[name] = values.to(device, torch.float32).split([channels * c for c in counts])
+    for key in keys:
+        if not key.endswith("_size"):
+            expect(bool(state[key].isfinite().all()), f"state_dict {key}: non-finite values")
+    views = []
+    for i, (h, w) in enumerate(size.tolist()):
+        shaped = [
+            split[name][i].reshape(h, w) if c == 1 else split[name][i].reshape(c, h, w)
+            for name, c in maps.items()
+        ]
+        c2w, K = (state[f"{prefix}_{k}"][i].to(device, torch.float32) for k in ("c2w", "K"))
+        views.append((c2w, K, *shaped))
+    return views[max(0, len(views) - capacity) :] if capacity else []

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.geometry.camera import se3_inverse
-from worldmem.memory._checks import check_tensor, expect
+from worldmem.memory._checks import parse_views
 
 __all__ = ["CARVE_WINDOW_PX", "FreeSpace", "min_depth_window", "see_through"]
 
@@ -105,35 +105,6 @@ class FreeSpace:
     def parse_state(self, state: dict) -> list[tuple[Tensor, Tensor, Tensor]]:
         """The views of a ``state_dict`` (checked; nothing changes): a state without these
         entries (saved before free space was kept) has none."""
-        keys = ("free_space_c2w", "free_space_K", "free_space_size", "free_space_depth")
-        present = [k for k in keys if k in state]
-        if not present:
-            return []
-        expect(
-            len(present) == len(keys),
-            f"state_dict: free-space entries {present} without "
-            f"{[k for k in keys if k not in state]}",
+        return parse_views(
+            state, "free_space", "free-space", {"depth": 1}, self.device, self.capacity
         )
-        size = state["free_space_size"]
-        check_tensor(size, "state_dict free_space_size", (None, 2), floating=False)
-        n = size.shape[0]
-        check_tensor(state["free_space_c2w"], "state_dict free_space_c2w", (n, 4, 4))
-        check_tensor(state["free_space_K"], "state_dict free_space_K", (n, 3, 3))
-        depth = state["free_space_depth"]
-        check_tensor(depth, "state_dict free_space_depth", (None,))
-        expect(bool((size > 0).all()), "state_dict free_space_size: sizes must be > 0")
-        counts = (size[:, 0] * size[:, 1]).tolist()
-        expect(
-            sum(counts) == depth.numel(),
-            f"state_dict free_space_depth: {depth.numel()} values for sizes summing to "
-            f"{sum(counts)}",
-        )
-        for name in ("free_space_c2w", "free_space_K", "free_space_depth"):
-            expect(bool(state[name].isfinite().all()), f"state_dict {name}: non-finite values")
-        dev, f32 = self.device, torch.float32
-        parts = depth.to(dev, f32).split(counts)
-        views = [
-            (c.to(dev, f32), k.to(dev, f32), p.reshape(int(h), int(w)))
-            for c, k, p, (h, w) in zip(state["free_space_c2w"], state["free_space_K"], parts, size)
-        ]
-        return views[max(0, len(views) - self.capacity) :] if self.capacity else []

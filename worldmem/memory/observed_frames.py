@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from worldmem.geometry.camera import se3_inverse
-from worldmem.memory._checks import check_tensor, expect
+from worldmem.memory._checks import parse_views
 from worldmem.memory._tensor_ops import flat_nonzero
 
 __all__ = ["VISIBLE_TOL_REL", "ObservedFrames"]
@@ -156,45 +156,5 @@ class ObservedFrames:
     def parse_state(self, state: dict) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """The frames of a ``state_dict`` (checked; nothing changes): a state without these
         entries (saved before the frames were kept) has none."""
-        keys = ("observed_c2w", "observed_K", "observed_size", "observed_rgb", "observed_depth")
-        present = [k for k in keys if k in state]
-        if not present:
-            return []
-        expect(
-            len(present) == len(keys),
-            f"state_dict: observed-frame entries {present} without "
-            f"{[k for k in keys if k not in state]}",
-        )
-        size = state["observed_size"]
-        check_tensor(size, "state_dict observed_size", (None, 2), floating=False)
-        n = size.shape[0]
-        check_tensor(state["observed_c2w"], "state_dict observed_c2w", (n, 4, 4))
-        check_tensor(state["observed_K"], "state_dict observed_K", (n, 3, 3))
-        for name in ("observed_rgb", "observed_depth"):
-            check_tensor(state[name], f"state_dict {name}", (None,))
-        expect(bool((size > 0).all()), "state_dict observed_size: sizes must be > 0")
-        counts = (size[:, 0] * size[:, 1]).tolist()
-        for name, per in (("observed_depth", 1), ("observed_rgb", 3)):
-            got = state[name].numel()
-            expect(
-                got == per * sum(counts),
-                f"state_dict {name}: {got} values for sizes needing {per * sum(counts)}",
-            )
-        for name in keys:
-            if name != "observed_size":
-                expect(bool(state[name].isfinite().all()), f"state_dict {name}: non-finite")
-        dev, f32 = self.device, torch.float32
-        depths = state["observed_depth"].to(dev, f32).split(counts)
-        rgbs = state["observed_rgb"].to(dev, f32).split([3 * c for c in counts])
-        frames = [
-            (
-                c.to(dev, f32),
-                k.to(dev, f32),
-                r.reshape(3, int(h), int(w)),
-                d.reshape(int(h), int(w)),
-            )
-            for c, k, r, d, (h, w) in zip(
-                state["observed_c2w"], state["observed_K"], rgbs, depths, size
-            )
-        ]
-        return frames[max(0, len(frames) - self.capacity) :] if self.capacity else []
+        maps = {"rgb": 3, "depth": 1}
+        return parse_views(state, "observed", "observed-frame", maps, self.device, self.capacity)
