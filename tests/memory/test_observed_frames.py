@@ -118,22 +118,57 @@ def test_generated_frames_and_finer_frames_are_not_resampled():
         assert torch.equal(out["resample"].rgb, out["bilinear"].rgb)
 
 
-def test_the_frames_survive_a_save_and_a_bad_state_is_named(tmp_path):
+def _saved_state() -> tuple[SpatialMemory, dict]:
     g = torch.Generator().manual_seed(2)
     K = intrinsics(1, S)
     mem = _memory()
-    mem.insert(
-        torch.rand(1, 3, S, S, generator=g), torch.full((1, 1, S, S), Z), torch.eye(4)[None], K
-    )
+    rgb = torch.rand(1, 3, S, S, generator=g)
+    mem.insert(rgb, torch.full((1, 1, S, S), Z), torch.eye(4)[None], K)
+    return mem, mem.state_dict()
+
+
+def test_the_frames_survive_a_save(tmp_path):
+    mem, _ = _saved_state()
+    K = intrinsics(1, S)
     c2w = _moved(0.5, (0.02, 0.01))[None]
     again = SpatialMemory.load(mem.save(tmp_path / "m.safetensors"))
+    assert len(again._frames) == 1 and len(again._free) == 1
     assert torch.equal(again.render(c2w, K, S, S).rgb, mem.render(c2w, K, S, S).rgb)
-    state = mem.state_dict()
-    state["observed_rgb"] = state["observed_rgb"][:-1]
-    fresh = _memory()
-    with pytest.raises(ValueError, match="observed_rgb"):
-        fresh.load_state_dict(state)
-    assert len(fresh) == 0
+
+
+def _truncate(state, key):
+    state[key] = state[key][:-1]
+
+
+def _drop(state, key):
+    del state[key]
+
+
+def _poison(state, key):
+    state[key] = state[key].clone()
+    state[key][0] = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("key", "spoil", "message"),
+    [
+        ("observed_rgb", _truncate, "observed_rgb: .* values for sizes needing"),
+        ("free_space_depth", _truncate, "free_space_depth: .* values for sizes needing"),
+        ("observed_c2w", _drop, "observed-frame entries .* without \\['observed_c2w'\\]"),
+        ("observed_depth", _poison, "observed_depth: non-finite"),
+        ("free_space_K", _poison, "free_space_K: non-finite"),
+    ],
+)
+def test_a_bad_state_is_named_and_changes_nothing(key, spoil, message):
+    mem, state = _saved_state()
+    spoil(state, key)
+    before = mem.state_dict()
+    with pytest.raises(ValueError, match=message):
+        mem.load_state_dict(state)
+    after = mem.state_dict()
+    assert set(after) == set(before)
+    for k, v in before.items():
+        assert torch.equal(after[k], v) if isinstance(v, torch.Tensor) else after[k] == v
 
 
 def test_a_view_the_memory_holds_gets_its_own_frame_back():
