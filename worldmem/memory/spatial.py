@@ -36,6 +36,10 @@ generated sample wins a pixel from an observed one only when it lies more than
 ``carve_margin_rel`` in front of it: within that margin the free-space test cannot refuse
 it, and it is the observed surface guessed a little too near (the pixel shows the observed
 samples' own z-buffer there).
+Colours (``render_colour``): the winner's own (``nearest``); a bilinear blend of the samples of
+its surface around the pixel (``bilinear``, for observed surfaces); or, with ``resample``,
+observed pixels read from the latest observed frames themselves through the render's depth
+(``observed_frames``), which a view that magnifies them needs.
 
 Cost of ``insert`` for M valid new pixels and N stored samples: the render at the new
 cameras (O(blocks + samples near the frusta), bounded by ``max_points``; the first frame takes
