@@ -191,7 +191,9 @@ class MemoryConfig:
     # (memory/observed_frames.py); "nearest" the winner's colour
     render_colour: str = "bilinear"
     max_confidence: float = 10.0  # cap on confidence (+1 per frame that sees the sample again)
-    free_space_views: int = 16  # observed depth maps kept to refuse generated samples in them
+    # observed depth maps kept to refuse generated samples in them (and, with
+    # render_colour="resample", observed frames kept to resample from)
+    free_space_views: int = 16
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below

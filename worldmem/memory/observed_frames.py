@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from worldmem.geometry.camera import se3_inverse
+from worldmem.geometry.camera import project_points, unproject_depth
 from worldmem.memory._checks import parse_views
 from worldmem.memory._tensor_ops import flat_nonzero
 
@@ -74,18 +74,11 @@ class ObservedFrames:
         if not self.frames or sel.numel() == 0:
             return rgb, found
         H, W = int(height), int(width)
-        view = torch.div(sel, H * W, rounding_mode="floor")
-        pix = sel - view * H * W
-        y = torch.div(pix, W, rounding_mode="floor").float() + 0.5
-        x = (pix % W).float() + 0.5
-        Kv, Tv = K.float().index_select(0, view), c2w.float().index_select(0, view)
-        z = depth.float().index_select(0, sel)
-        cam = torch.stack(
-            [(x - Kv[:, 0, 2]) / Kv[:, 0, 0] * z, (y - Kv[:, 1, 2]) / Kv[:, 1, 1] * z, z], 1
-        )
-        pts = (Tv[:, :3, :3] @ cam[:, :, None])[:, :, 0] + Tv[:, :3, 3]  # (m, 3) world
-
-        target_footprint = z / Kv[:, 0, 0]
+        V = c2w.shape[0]
+        maps = depth.float().view(V, H, W)
+        pts = unproject_depth(maps, c2w.float(), K.float()).reshape(-1, 3).index_select(0, sel)
+        fx = K[:, 0, 0].float().repeat_interleave(H * W).index_select(0, sel)
+        target_footprint = depth.float().index_select(0, sel) / fx
         best = torch.full((sel.numel(),), float("inf"), device=depth.device)
         colour = torch.zeros(sel.numel(), 3, device=depth.device)
         for f2w, fK, frgb, fdepth in self.frames:  # later frames win ties
@@ -105,12 +98,9 @@ class ObservedFrames:
         """One frame at world points ``pts (m, 3)`` -> (bilinear colour ``(m, 3)`` over the taps
         on the point's surface, seen ``(m,)`` bool, footprint ``(m,)`` in metres)."""
         _, H, W = rgb.shape
-        w2c = se3_inverse(c2w.float())
-        cam = pts @ w2c[:3, :3].T + w2c[:3, 3]
-        z = cam[:, 2]
+        uv, z = project_points(pts, c2w.float(), K.float())
         zs = z.clamp(min=self.near_m)
-        u = K[0, 0] * cam[:, 0] / zs + K[0, 2] - 0.5  # pixel-centre units: centre x at u = x
-        v = K[1, 1] * cam[:, 1] / zs + K[1, 2] - 0.5
+        u, v = uv[:, 0] - 0.5, uv[:, 1] - 0.5  # pixel-centre units: centre x at u = x
         inside = (z > self.near_m) & (u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5)
         flat_depth = depth.reshape(-1)
         # visible: the frame's depth at the nearest pixel agrees with the point's

@@ -42,7 +42,6 @@ __all__ = [
     "gsplat_points",
     "gsplat_available",
     "KEEP_PX",
-    "project",
 ]
 
 _OWN_PIXEL_RADIUS_PX = 0.5  # radii up to this reach no pixel beyond the one a point falls in
@@ -101,7 +100,7 @@ def _footprint_levels(max_radius_px: int) -> tuple[tuple[float, tuple[int, ...],
     )
 
 
-def project(xyz_t: Tensor, c2w: Tensor, K: Tensor) -> Tensor:
+def _project(xyz_t: Tensor, c2w: Tensor, K: Tensor) -> Tensor:
     """Points ``(3, N)`` into V cameras: ``(V, 3, N)`` holding (fx x + cx z, fy y + cy z, z)
     in each camera's frame. (Points as rows of a (3, N) array make this a fast GEMM.)"""
     P = K @ se3_inverse(c2w)[:, :3, :]  # (V, 3, 4)
@@ -317,8 +316,11 @@ def interpolate_colours(
     near_m: float,
     rank: Tensor | None = None,
     point_index: Tensor | None = None,
-) -> Tensor:
-    """Bilinear colours for a splat's winners: ``(V*H*W, 3)`` float32.
+    return_keep: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Bilinear colours for a splat's winners: ``(V*H*W, 3)`` float32 (with ``return_keep``
+    also ``(V*H*W,)`` bool: the pixels whose winner is near enough its centre to keep its
+    colour, the rule below).
 
     Points ``xyz_t (3, n)`` with colours ``rgb (N, 3)`` and ``rank (N,)`` (0 observed, 1
     generated; None: one rank), where ``point_index (n,)`` maps the points of ``xyz_t`` into
@@ -345,11 +347,14 @@ def interpolate_colours(
     P = V * H * W
     tol_rel = tol_rel if tol_rel > 0 else _INTERP_TOL_REL
     if xyz_t.shape[1] == 0 or P == 0:
-        return torch.zeros(P, 3, device=index.device)
+        empty = torch.zeros(P, 3, device=index.device)
+        return (
+            (empty, torch.zeros(P, dtype=torch.bool, device=index.device)) if return_keep else empty
+        )
     hit = index >= 0
     win = index.clamp(min=0)
     out = rgb.index_select(0, win).float()
-    p = project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, n)
+    p = _project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, n)
     z = p[:, 2]
     u = p[:, 0] / z - 0.5  # in pixel-centre units: centre (x, y) is at u = x, v = y
     v = p[:, 1] / z - 0.5
@@ -396,7 +401,8 @@ def interpolate_colours(
     use = hit & (wsum > 1e-6) & ~keep
     if rank is not None:  # generated surfaces as they were made (see the docstring)
         use &= rank.index_select(0, win) == 0
-    return torch.where(use[:, None], (acc / wsum.clamp(min=1e-6)[:, None]).float(), out)
+    colours = torch.where(use[:, None], (acc / wsum.clamp(min=1e-6)[:, None]).float(), out)
+    return (colours, keep) if return_keep else colours
 
 
 def zbuffer(
@@ -437,7 +443,7 @@ def zbuffer(
 
     # project, then keep only points in front of the camera whose footprint can touch the
     # image; from here on points are flat arrays over (view, point) pairs
-    p = project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, N)
+    p = _project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, N)
     z = p[:, 2]
     u = p[:, 0] / z
     v = p[:, 1] / z

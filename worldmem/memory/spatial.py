@@ -80,13 +80,11 @@ from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
 from worldmem.memory.fusion import repeat_test
 from worldmem.memory.observed_frames import ObservedFrames
 from worldmem.memory.render import (
-    KEEP_PX,
     MemoryRender,
     compose,
     gsplat_available,
     gsplat_points,
     interpolate_colours,
-    project,
     zbuffer,
 )
 from worldmem.memory.spatial_file import (
@@ -499,9 +497,9 @@ class SpatialMemory:
         idx = self._candidates(c2w, K, height, width)
         index, depth = self._splat(c2w, K, height, width, idx)
         self._last_render = (c2w.clone(), K.clone(), height, width, index, depth.clone())
-        colours = None
+        colours = keep = None
         if self.cfg.render_colour in ("bilinear", "resample") and idx.numel():
-            colours = interpolate_colours(
+            colours, keep = interpolate_colours(
                 self._pos.index_select(1, idx),
                 self._rgb,
                 c2w,
@@ -514,34 +512,14 @@ class SpatialMemory:
                 self.cfg.near_m,
                 (~self._obs).long(),
                 point_index=idx,
+                return_keep=True,
             )
         if self.cfg.render_colour == "resample" and len(self._frames) and colours is not None:
-            want = (index >= 0) & self._obs.index_select(0, index.clamp(min=0))
-            want &= ~self._winner_keeps(index, c2w, K, height, width)
+            # observed winners, but for those on their pixel centre (a view the memory holds)
+            want = (index >= 0) & self._obs.index_select(0, index.clamp(min=0)) & ~keep
             again, found = self._frames.resample(c2w, K, depth, want, height, width)
             colours = torch.where(found[:, None], again, colours)
         return compose(index, depth, self._rgb, c2w.shape[0], height, width, self._obs, colours)
-
-    def _winner_keeps(self, index: Tensor, c2w: Tensor, K: Tensor, H: int, W: int) -> Tensor:
-        """``(V*H*W,)`` bool: the pixel's winner projects within about ``KEEP_PX`` of its
-        centre (tent weight >= (1 - KEEP_PX)^2, the bilinear pass's rule), so it keeps its own
-        colour: a view the memory holds gets its own frame back."""
-        V = c2w.shape[0]
-        win = index.clamp(min=0).view(V, H * W)
-        y, x = torch.meshgrid(
-            torch.arange(H, device=self.device) + 0.5,
-            torch.arange(W, device=self.device) + 0.5,
-            indexing="ij",
-        )
-        keeps = []
-        for v in range(V):
-            p = project(self._pos.index_select(1, win[v]), c2w[v : v + 1], K[v : v + 1])[0]
-            z = p[2].clamp(min=1e-9)
-            du = (p[0] / z - x.reshape(-1)).abs()
-            dv = (p[1] / z - y.reshape(-1)).abs()
-            tent = (1 - du).clamp(min=0) * (1 - dv).clamp(min=0)
-            keeps.append(tent >= (1 - KEEP_PX) ** 2)
-        return torch.cat(keeps) & (index >= 0)
 
     def _rendered(self, cached: tuple | None, c2w: Tensor, K: Tensor, H: int, W: int):
         """The winners and depths ``(H*W,)`` of ``_splat`` at one camera (``c2w (4, 4)``, ``K
