@@ -46,3 +46,33 @@ def test_a_given_range_colours_every_frame_alike():
     far = depth_to_rgb(np.full((2, 2), 4.0, np.float32), inv_range).astype(int)
     assert (near == lut[-1]).all() and (far == lut[0]).all()
     assert (depth_to_rgb(np.zeros((2, 2), np.float32), inv_range) == UNKNOWN_DEPTH_RGB).all()
+
+
+def _moving_frames(n: int = 32, size: int = 64) -> np.ndarray:
+    """A textured square sliding over a gradient: uint8 ``(n, size, size, 3)``."""
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (6, 6, 3)).repeat(4, 0).repeat(4, 1)  # 4-px blocks
+    y, x = np.mgrid[:size, :size]
+    frames = np.empty((n, size, size, 3), np.uint8)
+    for t in range(n):
+        f = np.stack([x * 4, y * 4, (x + y + 8 * t) * 2], -1) % 256
+        f[20:44, t : t + 24] = texture
+        frames[t] = f
+    return frames
+
+
+def test_the_same_frames_encode_to_the_same_bytes_after_torch_has_run(tmp_path):
+    torch = pytest.importorskip("torch")
+    from worldmem.io import read_video_frames, write_video
+
+    frames = _moving_frames()
+    outs = []
+    for i in range(4):  # a matrix product between encodes, as a generation runs before one
+        a = torch.randn(256 + 32 * i, 256)
+        (a @ a.T).sum()
+        outs.append(write_video(tmp_path / f"v{i}.mp4", frames).read_bytes())
+    assert all(o == outs[0] for o in outs)
+    decoded = read_video_frames(tmp_path / "v0.mp4").astype(int)
+    assert decoded.shape == frames.shape
+    flat = np.abs(frames.mean() - frames).mean()  # what a blank video of the mean colour misses
+    assert np.abs(decoded - frames).mean() < 0.1 * flat  # and it is still the video

@@ -22,7 +22,8 @@ UNKNOWN_DEPTH_RGB = (0, 0, 0)  # depth <= 0 or not finite: black, a colour turbo
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, crf: int = 18) -> Path:
-    """Write ``frames`` uint8 ``(T, H, W, 3)`` to an H.264 mp4 (yuv420p).
+    """Write ``frames`` uint8 ``(T, H, W, 3)`` to an H.264 mp4 (yuv420p); the same frames give
+    the same bytes.
 
     Odd frame sizes are padded by one pixel (edge replicate): yuv420p needs even sizes.
     """
@@ -41,7 +42,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 8, crf: int = 1
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height = W + pw, H + ph
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        # mbtree off: after torch has run a matrix product in the same process, x264's
+        # macroblock-tree rate control gave different bytes (and frames up to 35 levels
+        # apart) for the same frames on every call; without it the output is repeatable.
+        stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0"}
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(packet)
