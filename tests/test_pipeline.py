@@ -364,3 +364,38 @@ def test_a_pipeline_json_that_disagrees_with_its_model_is_refused(tmp_path, tiny
     assert (
         WorldPipeline.from_pretrained(folder, device="cpu").model.config.hole_prior == "elevation"
     )
+
+
+def test_an_image_without_depth_is_given_the_models_depth_times_start_depth_scale(
+    tiny_pipeline_dir, tmp_path
+):
+    """At ``start_depth_scale`` 2.5 a depth-less start gives (and remembers) exactly 2.5 times
+    the depth the same start gives at 1; the scale survives save and load, an older folder
+    without it loads at 1, and a bad one is refused naming the file and the entry."""
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    one = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    scaled = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", start_depth_scale=2.5)
+    assert one.start_depth_scale == 1.0  # the folder has none
+    a = one.start(prompt="a red room", image=image, seed=3)
+    b = scaled.start(prompt="a red room", image=image, seed=3)
+    torch.testing.assert_close(b.depth, 2.5 * a.depth, rtol=1e-6, atol=0)
+    assert torch.equal(b.rgb, a.rgb)  # only the depth is scaled
+    # what the spatial memory took: its render at the image's camera, exact at pixel centres
+    ra = one.spatial.render(one.c2w[None], one.K[None], 32, 32)
+    rb = scaled.spatial.render(scaled.c2w[None], scaled.K[None], 32, 32)
+    m = (ra.mask[0, 0] > 0) & (rb.mask[0, 0] > 0)
+    assert m.float().mean() > 0.9
+    torch.testing.assert_close(rb.depth[0, 0][m], 2.5 * ra.depth[0, 0][m], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ra.depth[0, 0][m], a.depth[0, 0][m], rtol=1e-4, atol=1e-5)
+
+    scaled.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["start_depth_scale"] == 2.5
+    assert WorldPipeline.from_pretrained(tmp_path / "p", device="cpu").start_depth_scale == 2.5
+    for bad in (0.0, -1.0, 1e9, "2", True, None):
+        meta["sampler"]["start_depth_scale"] = bad
+        (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
+        with pytest.raises(ValueError, match=r"pipeline.json: sampler: start_depth_scale"):
+            WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    with pytest.raises(ValueError, match="start_depth_scale"):
+        WorldPipeline(one.model, one.model_cfg, one.memory_cfg, start_depth_scale=float("nan"))

@@ -38,7 +38,13 @@ from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.models import WorldDiT, build_codec
 from worldmem.pipeline_checks import MAX_FOCAL_PER_PIXEL as MAX_FOCAL_PER_PIXEL
 from worldmem.pipeline_checks import MAX_PRINCIPAL_OFFSET as MAX_PRINCIPAL_OFFSET
-from worldmem.pipeline_checks import check_intrinsics, check_output, describe, finite_float32
+from worldmem.pipeline_checks import (
+    check_intrinsics,
+    check_output,
+    check_start_depth_scale,
+    describe,
+    finite_float32,
+)
 from worldmem.pipeline_files import (
     FORMAT_VERSION,
     STATE_FORMAT_VERSION,
@@ -97,8 +103,11 @@ class WorldPipeline:
         codec: torch.nn.Module | None = None,
         stochastic: bool = True,
         fov_y_deg: float | None = None,
+        start_depth_scale: float = 1.0,
     ):
         from worldmem.diffusion import WorldSampler
+
+        self.start_depth_scale = check_start_depth_scale(start_depth_scale)
 
         self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
@@ -129,7 +138,8 @@ class WorldPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "auto", **overrides) -> WorldPipeline:
         """Load a pipeline folder written by ``save_pretrained``. ``overrides`` may set
-        ``steps``, ``guidance_scale`` or ``memory_cfg``."""
+        ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale`` or
+        ``memory_cfg``."""
         path = Path(path)
         meta = read_pipeline_json(path)
         meta_path = path / "pipeline.json"
@@ -137,6 +147,10 @@ class WorldPipeline:
         memory_cfg = overrides.pop("memory_cfg", None) or from_dict(
             MemoryConfig, meta["memory"], f"{meta_path}: memory"
         )
+        try:  # older folders have none: the depth the model gives, unscaled
+            saved_scale = check_start_depth_scale(meta["sampler"].get("start_depth_scale", 1.0))
+        except ValueError as e:
+            raise ValueError(f"{meta_path}: sampler: {e}") from None
         from worldmem.models.backbones import load_world_model
 
         model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone
@@ -154,6 +168,7 @@ class WorldPipeline:
             steps=overrides.pop("steps", None) or meta["sampler"]["steps"],
             guidance_scale=overrides.pop("guidance_scale", meta["sampler"]["guidance_scale"]),
             stochastic=overrides.pop("stochastic", meta["sampler"]["stochastic"]),
+            start_depth_scale=overrides.pop("start_depth_scale", saved_scale),
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -189,6 +204,7 @@ class WorldPipeline:
                 "steps": self.steps,
                 "guidance_scale": self.guidance_scale,
                 "stochastic": self.stochastic,
+                "start_depth_scale": self.start_depth_scale,
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
         }
@@ -275,7 +291,8 @@ class WorldPipeline:
 
         prompt: the caption. image ``(3, H, W)`` in [0, 1] (optional): the first frame, seen
         from ``c2w`` ``(4, 4)`` (default identity); depth ``(1, H, W)`` metres (optional: without
-        it, the first generated chunk, taken at the image's camera, supplies the depth).
+        it, the first generated chunk, taken at the image's camera, supplies the depth, times
+        ``start_depth_scale``).
         Returns the chunk generated to get depth for a depth-less image, else None.
         A call that raises, whether refused at the checks or failing in the model or a
         memory, leaves the previous world as it was.
@@ -342,6 +359,9 @@ class WorldPipeline:
             where="start: the chunk giving the image its depth",
         )
         new.working = WorkingMemory(self.memory_cfg.working_frames)
+        # the model's depth for an image is too near where it is unsure (it regresses inverse
+        # depth); start_depth_scale, fitted on worlds it was not trained on, corrects its median
+        chunk.depth = chunk.depth * self.start_depth_scale
         self._remember(new, image[None], chunk.depth[:1], new.c2w[None], observed=True)
         return chunk
 

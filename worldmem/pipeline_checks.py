@@ -13,6 +13,7 @@ __all__ = [
     "MAX_PRINCIPAL_OFFSET",
     "check_intrinsics",
     "check_output",
+    "check_start_depth_scale",
     "describe",
     "finite_float32",
 ]
@@ -20,11 +21,21 @@ __all__ = [
 MAX_FOCAL_PER_PIXEL = 1000.0  # focal length at most this many times the frame size (fov > 0.06 deg)
 MIN_FOCAL_PER_PIXEL = 0.01  # focal length at least this many times the frame size (fov < 178.9 deg)
 MAX_PRINCIPAL_OFFSET = 10.0  # the principal point lies within this many frame sizes of the frame
+START_DEPTH_SCALE_RANGE = (0.01, 100.0)  # what the depth given a start image may be scaled by
 
 
 def describe(x) -> str:
     """The shape of a tensor, else the type name of ``x``, for error messages."""
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def check_start_depth_scale(scale) -> float:
+    """``start_depth_scale`` (what multiplies the depth the model gives a start image without
+    depth) as a float, refused unless a number in ``START_DEPTH_SCALE_RANGE``."""
+    lo, hi = START_DEPTH_SCALE_RANGE
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not lo <= scale <= hi:
+        raise ValueError(f"start_depth_scale: expected a number in [{lo}, {hi}], got {scale!r}")
+    return float(scale)
 
 
 def finite_float32(x: torch.Tensor, name: str, non_negative: bool = False) -> torch.Tensor:

@@ -81,3 +81,27 @@ def test_training_throughput_without_the_benchmark_script(tmp_path, monkeypatch)
     monkeypatch.setattr(report, "_BENCHMARK", tmp_path / "missing.py")
     value, how = report.training_samples_per_s(tiny_model_config(), train_steps=1)
     assert value > 0 and "measured here" in how
+
+
+def test_depth_scale_command_fits_and_writes_the_scale(tiny_pipeline_dir, tmp_path, capsys):
+    """``depth-scale --write`` stores in pipeline.json the scale ``fit_start_depth_scale``
+    finds on the same worlds, and fitting again at that scale finds it again (the median of
+    true / given depth is then 1)."""
+    import shutil
+
+    from worldmem.eval.studies import CALIBRATION_SEED, fit_start_depth_scale
+    from worldmem.pipeline import WorldPipeline
+
+    folder = tmp_path / "p"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    seeds = list(range(CALIBRATION_SEED, CALIBRATION_SEED + 3))
+    want, _ = fit_start_depth_scale(WorldPipeline.from_pretrained(folder, device="cpu"), seeds)
+    argv = ["depth-scale", "--checkpoint", str(folder), "--device", "cpu", "--worlds", "3",
+            "--write"]  # fmt: skip
+    assert main(argv) == 0
+    assert "start_depth_scale 1 ->" in capsys.readouterr().out
+    pipe = WorldPipeline.from_pretrained(folder, device="cpu")
+    assert pipe.start_depth_scale == pytest.approx(want, rel=1e-3) and want != 1.0
+    again, ratios = fit_start_depth_scale(pipe, seeds)
+    assert again == pytest.approx(pipe.start_depth_scale, rel=1e-4)
+    assert float(ratios.median()) == pytest.approx(1.0, rel=1e-4)

@@ -24,6 +24,7 @@ from worldmem.eval.metrics import (
     sharpness_ratio,
 )
 from worldmem.eval.studies import (
+    fit_start_depth_scale,
     layout_prior,
     memory_fidelity,
     start_depth_rows,
@@ -379,10 +380,13 @@ def test_memory_fidelity_compares_the_memory_with_truth_and_brute_force(turn_cas
 
 class _DepthStandIn:
     """``start`` without depth returns a chunk whose depth is ``scale`` times the true depth of
-    world ``seed`` at ``c2w`` (asserting the image it was given is that world's true frame)."""
+    world ``seed`` at ``c2w`` (asserting the image it was given is that world's true frame);
+    ``scale`` a number, or a dict by seed. ``start_depth_scale``: what it says it applies."""
 
-    def __init__(self, scale: float):
-        self.size, self.K, self.scale = S, K, scale
+    def __init__(self, scale, start_depth_scale: float = 1.0):
+        self.size, self.K, self.start_depth_scale = S, K, start_depth_scale
+        self.scale = scale if isinstance(scale, dict) else None
+        self.fixed = None if isinstance(scale, dict) else scale
 
     def start(self, prompt="", image=None, depth=None, c2w=None, seed=0, **_):
         from worldmem.data.synthetic import make_world
@@ -390,7 +394,19 @@ class _DepthStandIn:
         rgb, true_depth = make_world(seed).render(c2w[None], K[None], S, S)
         assert depth is None and torch.equal(image, rgb[0])  # the true frame, no depth
         z = torch.zeros(1, 1, S, S)
-        return Chunk(rgb, true_depth * self.scale, c2w[None], K[None], rgb, z, z, torch.arange(1))
+        scale = self.fixed if self.scale is None else self.scale[seed]
+        return Chunk(rgb, true_depth * scale, c2w[None], K[None], rgb, z, z, torch.arange(1))
+
+
+def test_the_fitted_start_depth_scale_is_the_median_of_true_over_given_depth():
+    seeds = [SEED, SEED + 1, SEED + 2]
+    # given 1/2, 1/4 and the true depth: true / given is 2, 4 and 1 -> the median, 2
+    scale, ratios = fit_start_depth_scale(_DepthStandIn(dict(zip(seeds, [0.5, 0.25, 1.0]))), seeds)
+    torch.testing.assert_close(ratios, torch.tensor([2.0, 4.0, 1.0]))
+    assert scale == pytest.approx(2.0)
+    # a pipeline that already scales its depth by 3 (and gives half the truth) needs 6
+    scale, _ = fit_start_depth_scale(_DepthStandIn(0.5, start_depth_scale=3.0), seeds)
+    assert scale == pytest.approx(6.0)
 
 
 def test_start_depth_scores_a_scaled_truth_analytically_and_the_layout_prior_leaves_one_out():

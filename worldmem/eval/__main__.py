@@ -5,6 +5,7 @@
         [--modes working,episodic,spatial,all] [--data DIR] [--lpips-weights FILE]
     python -m worldmem.eval perf --checkpoint checkpoints/worldmem-tiny [--frames 1000]
     python -m worldmem.eval compare <walk run A> <walk run B> [--row model] [--row-b ROW]
+    python -m worldmem.eval depth-scale --checkpoint checkpoints/worldmem-tiny [--write]
     python -m worldmem.eval walk --checkpoint checkpoints/worldmem-tiny [--quick] \\
         [--episodes N] [--out docs/results/walk]
 
@@ -15,7 +16,10 @@ KID/FID, plus memory fidelity, drift and prompt-only starts (``worldmem.eval.stu
 synthetic worlds, or on a dataset in the episode format with ``--data``, and writes
 ``summary.md``, ``summary.csv``, ``frames.csv`` and plots. ``perf`` writes the performance
 report (``worldmem.eval.report``). ``compare`` pairs two ``walk`` runs walk by walk
-(``worldmem.eval.compare``). Both print an estimate of their run time first.
+(``worldmem.eval.compare``). ``depth-scale`` fits the scale the depth the model gives a start
+image without depth is multiplied by (``sampler.start_depth_scale`` in pipeline.json) on
+worlds neither trained on nor evaluated, and with ``--write`` stores it. Both ``revisit`` and
+``walk`` print an estimate of their run time first.
 """
 
 from __future__ import annotations
@@ -228,6 +232,53 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_depth_scale(args) -> int:
+    from worldmem.eval.metrics import depth_abs_rel, depth_delta
+    from worldmem.eval.studies import CALIBRATION_SEED, fit_start_depth_scale, start_depths
+    from worldmem.pipeline_checks import check_start_depth_scale
+    from worldmem.pipeline_files import read_pipeline_json, write_pipeline_json
+
+    first = CALIBRATION_SEED if args.seed is None else args.seed
+    seeds = list(range(first, first + args.worlds))
+    if args.worlds < 1:
+        raise SystemExit("--worlds must be >= 1")
+    if first < TRAINING_SEEDS or seeds[-1] >= HELD_OUT_SEED:
+        print(
+            f"warning: seeds {first}-{seeds[-1]} overlap the training worlds (< {TRAINING_SEEDS})"
+            f" or the evaluated ones (>= {HELD_OUT_SEED})",
+            file=sys.stderr,
+        )
+    pipe = _load(args)
+    t0 = time.perf_counter()
+    before = pipe.start_depth_scale
+    scale, ratios = fit_start_depth_scale(pipe, seeds)
+    pipe.start_depth_scale = scale
+    pred, truth = start_depths(pipe, seeds)
+    q = torch.quantile(ratios * before, torch.tensor([0.25, 0.5, 0.75]))
+    print(
+        f"{args.worlds} start views (worlds {first}-{seeds[-1]}) in "
+        f"{time.perf_counter() - t0:.0f} s: the depth given to an image without depth is "
+        f"{1 / q[1]:.3f} of the true median unscaled (quartiles of true / given: "
+        f"{q[0]:.3f}, {q[1]:.3f}, {q[2]:.3f})\n"
+        f"start_depth_scale {before:g} -> {scale:.4f}"
+    )
+    for name, s in ((f"at {before:g}", before), (f"at {scale:.4f}", scale)):
+        d = pred * (s / scale)  # the depth given is proportional to the scale
+        abs_rel, delta = depth_abs_rel(d, truth).nanmean(), depth_delta(d, truth).nanmean()
+        print(f"  {name}: AbsRel {float(abs_rel):.3f}, delta < 1.25 {float(delta):.3f}")
+    if args.write:
+        try:
+            scale = check_start_depth_scale(float(f"{scale:.6g}"))
+        except ValueError as e:
+            raise SystemExit(f"not written: {e}") from None
+        path = Path(args.checkpoint)
+        meta = read_pipeline_json(path)
+        meta["sampler"]["start_depth_scale"] = scale
+        write_pipeline_json(path, {k: v for k, v in meta.items() if k != "format_version"})
+        print(f"wrote sampler.start_depth_scale = {scale} to {path / 'pipeline.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m worldmem.eval", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -275,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--row-b", default=None, help="run B's row (default: --row), e.g. warp")
     c.add_argument("--confidence", type=float, default=0.95)
     c.set_defaults(func=cmd_compare, threads=0)
+
+    d = sub.add_parser("depth-scale", help="fit start_depth_scale (an image without depth)")
+    common(d)
+    d.add_argument("--worlds", type=int, default=48, help="start views to fit on")
+    d.add_argument("--seed", type=int, default=None, help="first world seed (default: 50000)")
+    d.add_argument("--write", action="store_true", help="store the scale in pipeline.json")
+    d.set_defaults(func=cmd_depth_scale)
 
     f = sub.add_parser("perf", help="generation speed vs video length, memory size, training")
     common(f)

@@ -14,6 +14,8 @@ prompt-only starts.
 * ``start_depths`` / ``start_depth_rows``: the depth a start image without depth is given,
   against the true depth, beside baselines that need no learning: a layout prior (each pixel
   the median true depth of the other worlds' start views at that pixel) and a constant depth.
+* ``fit_start_depth_scale``: the ``start_depth_scale`` (pipeline.json) that makes that depth
+  right in the median, fitted on worlds neither trained on nor evaluated (``CALIBRATION_SEED``).
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ __all__ = [
     "start_depths",
     "layout_prior",
     "start_depth_rows",
+    "fit_start_depth_scale",
+    "CALIBRATION_SEED",
     "INSERT_BLOCK",
 ]
 
 INSERT_BLOCK = 16  # true frames inserted into the memory at once
+# worlds start_depth_scale is fitted on: training uses seeds below 10,000, evaluation 100,000 on
+CALIBRATION_SEED = 50_000
 FREE_PROMPTS = (
     "a crimson brick hallway",
     "a bright room with wooden floors and a green door",
@@ -216,6 +222,16 @@ def start_depths(pipe, seeds: list[int]) -> tuple[Tensor, Tensor]:
 def _median_depth(depth: Tensor) -> Tensor:
     """Median over the pixels with depth (> 0) -> scalar tensor (the lower median)."""
     return depth[depth > 0].median()
+
+
+def fit_start_depth_scale(pipe, seeds: list[int]) -> tuple[float, Tensor]:
+    """The ``start_depth_scale`` that makes the depth ``pipe`` gives a start image without
+    depth right in the median over the worlds ``seeds`` (``start_depths``): the median over
+    views of (median true depth / median given depth), times the scale the pipeline already
+    applies. Returns that scale and the per-view ratios ``(P,)``."""
+    pred, truth = start_depths(pipe, seeds)
+    ratios = torch.stack([_median_depth(t) / _median_depth(p) for p, t in zip(pred, truth)])
+    return float(pipe.start_depth_scale * ratios.median()), ratios
 
 
 def _others(truth: Tensor, i: int) -> Tensor:
