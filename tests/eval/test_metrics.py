@@ -12,6 +12,7 @@ from worldmem.eval.metrics import (
     MAX_PSNR_DB,
     depth_abs_rel,
     depth_delta,
+    depth_scale,
     load_lpips,
     mean_ci,
     psnr,
@@ -95,6 +96,16 @@ def test_depth_abs_rel_and_delta_on_a_hand_case():
     # a non-positive prediction is wrong, a frame without depth is NaN
     assert depth_delta(torch.zeros(1, 1, 2, 2), gt).item() == 0.0
     assert math.isnan(depth_abs_rel(pred, torch.zeros_like(gt)).item())
+
+
+def test_depth_scale_is_the_median_ratio_over_pixels_with_both_depths():
+    gt = torch.tensor([[2.0, 4.0, 1.0], [1.0, 0.0, 3.0]]).reshape(1, 1, 2, 3)  # one unknown
+    pred = torch.tensor([[3.0, 4.0, 3.0], [0.0, 7.0, 12.0]]).reshape(1, 1, 2, 3)  # one <= 0
+    # ratios over the 4 pixels with both: 1.5, 1.0, 3.0, 4.0 -> torch's lower median, 1.5
+    assert depth_scale(pred, gt).item() == pytest.approx(1.5)
+    frames = torch.stack([gt[0], 2 * gt[0]])  # a second frame twice as far
+    assert depth_scale(2 * frames, frames).tolist() == pytest.approx([2.0, 2.0])
+    assert math.isnan(depth_scale(pred, torch.zeros_like(gt)).item())
 
 
 def test_t_quantile_matches_tables_and_scipy():

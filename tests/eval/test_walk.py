@@ -31,7 +31,7 @@ from worldmem.eval.studies import (
     start_depths,
 )
 from worldmem.eval.walk import ROWS, WALK_KINDS, run_walk, walk_case, walk_path
-from worldmem.eval.walk_report import summarize_walk, verdict, walk_markdown
+from worldmem.eval.walk_report import depth_markdown, summarize_walk, verdict, walk_markdown
 from worldmem.geometry import intrinsics_from_fov, look_at
 from worldmem.pipeline import Chunk
 
@@ -306,6 +306,32 @@ def test_a_model_that_returns_the_warp_baseline_scores_exactly_the_warp_baseline
             assert a[m] == b[m] or (math.isnan(a[m]) and math.isnan(b[m]))
     rows = {r["row"]: r for r in summarize_walk(res.records)}
     assert "✗ below warp" in verdict(rows["model"], rows["warp"])  # equal is not better
+
+
+def test_generated_depth_is_scored_against_the_true_depth(turn_case):
+    """A model whose depth is twice the true depth: AbsRel 1 and depth scale 2 on every frame
+    of its row, NaN on the baselines', and so in the summary and the depth table."""
+    case = turn_case
+
+    class _TwiceAsFar(_StandIn):
+        def step(self, cameras, K):
+            n = len(cameras)  # the walk's own cameras, frames 1..n
+            z = torch.zeros(n, 1, S, S)
+            rgb, depth = case.rgb[1 : 1 + n], 2 * case.depth[1 : 1 + n]
+            return Chunk(rgb, depth, cameras, K, rgb.clone(), z, z, torch.arange(n))
+
+    res = run_walk(_TwiceAsFar(None), case, rows=("model", "warp"))
+    model = [r for r in res.records if r["row"] == "model"]
+    assert len(model) == case.num_frames - 1
+    assert all(r["depth_abs_rel"] == pytest.approx(1.0) for r in model)
+    assert all(r["depth_scale"] == pytest.approx(2.0) for r in model)
+    warp = [r for r in res.records if r["row"] == "warp"]
+    assert all(math.isnan(r["depth_abs_rel"]) and math.isnan(r["depth_scale"]) for r in warp)
+    rows = {r["row"]: r for r in summarize_walk(res.records)}
+    assert rows["model"]["depth_scale"] == pytest.approx(2.0)
+    assert math.isnan(rows["warp"]["depth_abs_rel"])
+    table = depth_markdown(res.records, ["turn"])
+    assert "| model | 1.00 (2.00 -> 2.00) |" in table and "warp" not in table
 
 
 def test_seen_pixel_psnr_scores_only_what_the_start_frame_saw(turn_case):

@@ -35,6 +35,7 @@ __all__ = [
     "ssim",
     "depth_abs_rel",
     "depth_delta",
+    "depth_scale",
     "frame_metrics",
     "LPIPS",
     "load_lpips",
@@ -149,6 +150,17 @@ def depth_delta(pred: Tensor, gt: Tensor, threshold: float = DELTA_THRESHOLD) ->
     good = (ratio < threshold) & valid
     n = valid.flatten(1).sum(1)
     return (good.flatten(1).sum(1) / n).float()
+
+
+def depth_scale(pred: Tensor, gt: Tensor) -> Tensor:
+    """Median of ``pred / gt`` over the pixels where ``gt`` is valid and ``pred > 0``: how far
+    too far (> 1) or too near (< 1) a depth map is. pred, gt ``(N, 1, H, W)`` metres ->
+    ``(N,)``; NaN for a frame with no such pixel."""
+    _check_pair(pred, gt, 1, "depth_scale")
+    valid = _valid_depth(gt) & (pred > 0)
+    g = torch.where(valid, gt, torch.ones_like(gt)).double()
+    ratio = torch.where(valid, pred.double() / g, torch.nan)
+    return ratio.flatten(1).nanmedian(1).values.float()
 
 
 def frame_metrics(

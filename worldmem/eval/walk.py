@@ -46,6 +46,8 @@ from torch import Tensor
 from worldmem.data.synthetic import CLEARANCE_M, free_start_camera, make_trajectory
 from worldmem.eval.baselines import backward_warp, fill_holes, forward_warp
 from worldmem.eval.metrics import (
+    depth_abs_rel,
+    depth_scale,
     masked_sharpness_ratio,
     psnr,
     psnr_from_mse,
@@ -288,7 +290,9 @@ def run_walk(
     model's memory render held something / had a hole, NaN without the model row),
     start_overlap, start_revisit (0/1), psnr_seen (start revisits: PSNR
     over the pixels the start frame saw, else NaN), recall_psnr (self-recall frames,
-    else NaN), recall_frame. Keeps every ``keep_every``-th frame of each row for KID/FID."""
+    else NaN), recall_frame, depth_abs_rel / depth_scale (a model row's generated depth
+    against the true depth: ``metrics.depth_abs_rel``, ``metrics.depth_scale``; NaN for the
+    other rows). Keeps every ``keep_every``-th frame of each row for KID/FID."""
     for r in rows:
         if r not in ROWS:
             raise ValueError(f"row '{r}' is not one of {', '.join(ROWS)}")
@@ -296,6 +300,7 @@ def run_walk(
     N = case.num_frames
     fill = case.rgb[0].mean(dim=(1, 2))  # (3,) hole colour of warp and memory
     images: dict[str, Tensor] = {}
+    depths: dict[str, Tensor] = {}  # the model rows' generated depth, frames 1..N-1
     memory_render = held = None
     for r in MODEL_ROWS:
         need = r in rows or (r == "model" and "memory" in rows)
@@ -305,6 +310,7 @@ def run_walk(
         rgb, chunk = _generate(pipe, case, mode, with_depth)
         if r in rows:
             images[r] = rgb.clamp(0, 1)
+            depths[r] = chunk.depth.detach().cpu().float()
         if r == "model":
             mem = fill_holes(chunk.memory_rgb.cpu().float(), chunk.memory_mask.cpu(), fill)
             memory_render = torch.cat([case.rgb[:1], mem])
@@ -336,6 +342,11 @@ def run_walk(
     for r in rows:
         x = images[r][1:]
         p, s, sh = psnr(x, truth), ssim(x, truth), sharpness_ratio(x, truth)
+        nan = torch.full((N - 1,), math.nan)
+        d_rel, d_scale = nan, nan
+        if r in depths:
+            d_rel = depth_abs_rel(depths[r], case.depth[1:])
+            d_scale = depth_scale(depths[r], case.depth[1:])
         if held is None:
             sh_held = sh_new = torch.full((N - 1,), math.nan)
         else:  # the same split of each frame for every row: where the model's memory held it
@@ -373,6 +384,8 @@ def run_walk(
                     "psnr_seen": ps,
                     "recall_psnr": rp,
                     "recall_frame": rs,
+                    "depth_abs_rel": float(d_rel[i]),
+                    "depth_scale": float(d_scale[i]),
                 }
             )
     kept = torch.arange(1, N, max(1, keep_every))

@@ -37,6 +37,7 @@ from worldmem.eval.studies import (
 from worldmem.eval.walk import ROWS, WALK_KINDS, run_walk, walk_case
 from worldmem.eval.walk_report import (
     contact_sheet,
+    depth_markdown,
     image_grid,
     plot_drift,
     plot_walk_psnr,
@@ -311,6 +312,13 @@ def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, d
     ]
     for kind in kinds:
         parts += [f"## {kind}\n", walk_markdown(summarize_walk(records, kind, args.confidence))]
+    parts.append(
+        "## Generated depth\n\nEach model row's depth against the true depth: AbsRel over "
+        "all frames, and in brackets the median of generated / true depth (1 is right, > 1 too "
+        "far) over the first and the last quarter of each walk: whether invented surfaces "
+        "keep their distance as the walk goes on.\n"
+    )
+    parts.append(depth_markdown(records, kinds))
     parts.append(
         "## Memory fidelity\n\nThe spatial memory filled with the true frames 0, 2, 4, ... of "
         "each walk, rendered at those cameras (seen) and at the frames between (novel); the "

@@ -26,6 +26,7 @@ __all__ = [
     "summarize_walk",
     "verdict",
     "walk_markdown",
+    "depth_markdown",
     "write_csv",
     "plot_walk_psnr",
     "plot_drift",
@@ -46,7 +47,8 @@ def summarize_walk(records: list[dict], kind: str | None = None, confidence: flo
     """Rows (one per ``walk.ROWS`` entry present) over the walks of ``kind`` (None: all
     kinds): psnr (mean over episodes of each episode's mean), psnr_ci (half-width of the
     t-interval over episodes), ssim, sharpness (geometric mean over frames; sharp_held /
-    sharp_new over the pixels the model's memory held / did not), psnr_rev /
+    sharp_new over the pixels the model's memory held / did not), depth_abs_rel (mean over
+    episodes) and depth_scale (median over frames) of a model row's depth, psnr_rev /
     ssim_rev / n_rev at start revisits, psnr_seen (there, over the pixels the start saw),
     recall_psnr / n_recall / sharp_recall at self-recall
     frames."""
@@ -77,6 +79,8 @@ def summarize_walk(records: list[dict], kind: str | None = None, confidence: flo
                 "recall_psnr": _mean(_episode_means(rec, "recall_psnr")),
                 "n_recall": len(rec),
                 "sharp_recall": geometric_mean([r["sharpness"] for r in rec]),
+                "depth_abs_rel": _mean(_episode_means(rs, "depth_abs_rel")),
+                "depth_scale": _median([r.get("depth_scale", math.nan) for r in rs]),
             }
         )
     return out
@@ -84,6 +88,31 @@ def summarize_walk(records: list[dict], kind: str | None = None, confidence: flo
 
 def _mean(v: list[float]) -> float:
     return sum(v) / len(v) if v else math.nan
+
+
+def _median(v: list[float]) -> float:
+    v = [x for x in v if not math.isnan(x)]
+    return float(np.median(v)) if v else math.nan
+
+
+def depth_markdown(records: list[dict], kinds: list[str]) -> str:
+    """The model rows' generated depth against the true depth, per walk kind: AbsRel (mean
+    over worlds) and the median of generated / true depth (``metrics.depth_scale``, median
+    over frames; 1 is right) over the first and the last quarter of each walk's frames."""
+    rows = [row for row in MODEL_ROWS if any(r["row"] == row for r in records)]
+    head = ["row", *kinds]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row]
+        for kind in kinds:
+            rs = [r for r in records if r["row"] == row and r["kind"] == kind]
+            last = max(r["frame"] for r in rs)
+            first_q = [r["depth_scale"] for r in rs if r["frame"] <= last / 4]
+            last_q = [r["depth_scale"] for r in rs if r["frame"] > 3 * last / 4]
+            rel = _mean(_episode_means(rs, "depth_abs_rel"))
+            cells.append(f"{_f(rel)} ({_f(_median(first_q))} -> {_f(_median(last_q))})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def verdict(row: dict, warp: dict | None) -> str:
