@@ -106,6 +106,9 @@ def depth_markdown(records: list[dict], kinds: list[str]) -> str:
         cells = [row]
         for kind in kinds:
             rs = [r for r in records if r["row"] == row and r["kind"] == kind]
+            if not rs:
+                cells.append("–")
+                continue
             last = max(r["frame"] for r in rs)
             first_q = [r["depth_scale"] for r in rs if r["frame"] <= last / 4]
             last_q = [r["depth_scale"] for r in rs if r["frame"] > 3 * last / 4]
