@@ -101,6 +101,9 @@ class ActionConfig:
         _numbers(self, move_m=">=0", turn_deg=">=0", max_pitch_deg="[0,90)")
 
 
+HOLE_PRIORS = ("mean", "elevation", "elevation_depth")  # ModelConfig.hole_prior
+
+
 @dataclass
 class ModelConfig:
     """The video diffusion transformer (constructor arguments of ``WorldDiT``)."""
@@ -131,12 +134,18 @@ class ModelConfig:
     memory_provenance: bool = False
     # what the hole fill of the memory render tends to far from memory: the memory frames'
     # mean ("mean"), or their mean along each direction's elevation above the horizon
-    # ("elevation": ceiling above, floor below, walls between), read at each target pixel
+    # ("elevation": ceiling above, floor below, walls between), read at each target pixel;
+    # "elevation_depth": the same, but the holes' depth is the profile's alone, not continued
+    # from the depth beside them (which carries a far surface across one turning into view)
     hole_prior: str = "mean"
 
     def __post_init__(self):
         _choice(self, "codec", ("identity", "vae"))
-        _choice(self, "hole_prior", ("mean", "elevation"))
+        _choice(self, "hole_prior", HOLE_PRIORS)
+        if self.hole_prior == "elevation_depth" and self.codec != "identity":
+            raise ConfigError(
+                "model.hole_prior: elevation_depth needs codec identity (a depth channel)"
+            )
         _choice(self, "text_encoder", ("bytes", "minilm", "hf"))
         positive = ("image_size", "patch_size", "hidden_size", "depth", "num_heads", "mlp_ratio",
                     "chunk_frames", "max_frames", "latent_channels", "latent_downsample",

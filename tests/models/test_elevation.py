@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import pytest
 import torch
 from conftest import tiny_model_config
 
@@ -148,3 +149,44 @@ def test_worlddit_prior_tends_to_the_elevation_profile():
     cache = model.encode_context(ctx, None, t_c2w[:, 0], captions=[""])
     cached = model(target, memory=memory, cache=cache)
     torch.testing.assert_close(cached.x0, out.x0, atol=1e-5, rtol=0)
+
+
+def test_elevation_depth_prior_takes_the_profiles_depth_in_the_holes():
+    """``hole_prior="elevation_depth"``: the prior equals the elevation prior in its colour
+    channels and where the render is valid; in the render's holes its depth channel is the
+    elevation profile's, read at each pixel, not the depth continued from the valid strip."""
+    torch.manual_seed(0)
+    models = {
+        p: WorldDiT.from_model_config(replace(tiny_model_config(), hole_prior=p))
+        for p in ("elevation", "elevation_depth")
+    }
+    models["elevation_depth"].load_state_dict(models["elevation"].state_dict())
+    c2w, K = _cameras([(0, 0), (90, 0)])
+    up = torch.tensor([[0.0, -1.0, 0.0]])
+    e = ray_elevation(c2w, K, S, S, up)
+    ctx = ModelFrames(
+        x=torch.stack([e, -e, e.abs(), 0.2 + 0.5 * e.abs()], 2),  # depth: nearer up and down
+        sigma=torch.zeros(1, 2),
+        c2w=c2w,
+        K=K,
+        valid=torch.ones(1, 2, dtype=torch.bool),
+    )
+    t_c2w, t_K = _cameras([(200, 5), (210, 5)])
+    target = ModelFrames(torch.randn(1, 2, 4, S, S), torch.ones(1, 2), t_c2w, t_K,
+                         torch.ones(1, 2, dtype=torch.bool))  # fmt: skip
+    memory = torch.zeros(1, 2, 5, S, S)
+    memory[:, :, :3, :, :4] = 0.5
+    memory[:, :, 3, :, :4] = 0.05  # a far strip on the left
+    memory[:, :, 4, :, :4] = 1
+    with torch.no_grad():
+        a = models["elevation"](target, ctx, None, memory, captions=[""]).x0
+        b = models["elevation_depth"](target, ctx, None, memory, captions=[""]).x0
+    expect = elevation_default(elevation_profile(S, ctx), t_c2w, t_K, S, S)
+    torch.testing.assert_close(b[:, :, :3], a[:, :, :3], atol=0, rtol=0)
+    torch.testing.assert_close(b[..., :4], memory[:, :, :4, :, :4], atol=0, rtol=0)
+    torch.testing.assert_close(b[:, :, 3, :, 4:], expect[:, :, 3, :, 4:], atol=1e-6, rtol=0)
+    # beside the strip the continued fill carries the far strip's depth; the profile does not
+    assert float((a[:, :, 3, :, 4:6] - 0.05).abs().mean()) < 0.1
+    assert float((b[:, :, 3, :, 4:6] - 0.05).abs().mean()) > 0.2
+    with pytest.raises(ValueError, match="elevation_depth needs codec identity"):
+        replace(tiny_model_config(), hole_prior="elevation_depth", codec="vae")

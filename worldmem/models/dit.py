@@ -17,7 +17,8 @@ straight through) draws a correction to a prior and predicts a per-pixel gate:
 ``x0 = prior + (1 - g * valid) * drawn``. The prior is the spatial-memory render with its
 holes push-pull filled (``memory_prior``: the smooth continuation of what surrounds each hole,
 tending far from it to the memory frames' mean, or with ``hole_prior="elevation"`` to their mean
-along each pixel's elevation, ``models/elevation.py``; zeros for an empty render). Where the
+along each pixel's elevation, ``models/elevation.py``; with ``"elevation_depth"`` the holes'
+depth is that profile's alone, not continued from beside them; zeros for an empty render). Where the
 render is valid the gate ``g`` starts near 1, so valid memory comes out unchanged unless the
 model has learned a reason to change it, and what the memory holds is not limited by what the
 network can draw. In holes the network draws freely
@@ -162,8 +163,10 @@ class WorldDiT(ModelMixin, ConfigMixin):
         hole_prior: str = "mean",
     ):
         super().__init__()
-        if hole_prior not in ("mean", "elevation"):
-            raise ValueError(f"WorldDiT: hole_prior '{hole_prior}' is not mean or elevation")
+        if hole_prior not in ("mean", "elevation", "elevation_depth"):
+            raise ValueError(
+                f"WorldDiT: hole_prior '{hole_prior}' is not mean, elevation or elevation_depth"
+            )
         grid = image_size // latent_downsample
         if image_size % latent_downsample or grid % patch_size:
             raise ValueError(
@@ -403,7 +406,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
 
     def _hole_summary(self, context, keyframes):
         """What the hole fill tends to far from memory (``KVCache.frame_mean``)."""
-        if self.config.hole_prior == "elevation":
+        if self.config.hole_prior in ("elevation", "elevation_depth"):
             return elevation_profile(self.config.image_size, context, keyframes)
         return frames_mean(context, keyframes)
 
@@ -518,6 +521,11 @@ class WorldDiT(ModelMixin, ConfigMixin):
                     default, target.c2w, target.K, self.config.image_size, h
                 ).to(out.dtype)
             prior, _ = memory_prior(mem, default, C)
+            if self.config.hole_prior == "elevation_depth" and default is not None:
+                # the holes' depth (the last channel) is the profile's, not continued
+                hole = mem[:, :, C : C + 1] <= 0.5
+                depth = torch.where(hole, default[:, :, C - 1 :], prior[:, :, C - 1 :])
+                prior = torch.cat([prior[:, :, : C - 1], depth], 2)
             gate = torch.sigmoid(gate_logit) * (mem[:, :, C : C + 1] > 0.5).to(out.dtype)
             x0 = prior + (1 - gate) * drawn
         sigma = target.sigma.to(x0.dtype).clamp(min=_MIN_SIGMA)[:, :, None, None, None]
