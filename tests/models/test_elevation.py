@@ -119,14 +119,14 @@ def test_memory_prior_image_default_generalises_the_constant_one():
     torch.testing.assert_close(prior[v], memory[:, :, :4][v], atol=0, rtol=0)
 
 
-def test_worlddit_prior_tends_to_the_elevation_profile():
-    torch.manual_seed(0)
-    model = WorldDiT.from_model_config(replace(tiny_model_config(), hole_prior="elevation"))
+def _profile_scene(depth_of) -> tuple[ModelFrames, ModelFrames]:
+    """Two context frames (yaw 0 and 90) whose channels are the sine of each pixel's elevation,
+    its negative, its magnitude and ``depth_of(elevation)``, and two noisy targets turned
+    away from both (yaw 200 and 210, pitched 5 degrees)."""
     c2w, K = _cameras([(0, 0), (90, 0)])
-    up = torch.tensor([[0.0, -1.0, 0.0]])
-    e = ray_elevation(c2w, K, S, S, up)
+    e = ray_elevation(c2w, K, S, S, torch.tensor([[0.0, -1.0, 0.0]]))
     ctx = ModelFrames(
-        x=torch.stack([e, -e, e.abs(), torch.zeros_like(e)], 2),
+        x=torch.stack([e, -e, e.abs(), depth_of(e)], 2),
         sigma=torch.zeros(1, 2),
         c2w=c2w,
         K=K,
@@ -135,6 +135,14 @@ def test_worlddit_prior_tends_to_the_elevation_profile():
     t_c2w, t_K = _cameras([(200, 5), (210, 5)])
     target = ModelFrames(torch.randn(1, 2, 4, S, S), torch.ones(1, 2), t_c2w, t_K,
                          torch.ones(1, 2, dtype=torch.bool))  # fmt: skip
+    return ctx, target
+
+
+def test_worlddit_prior_tends_to_the_elevation_profile():
+    torch.manual_seed(0)
+    model = WorldDiT.from_model_config(replace(tiny_model_config(), hole_prior="elevation"))
+    ctx, target = _profile_scene(torch.zeros_like)
+    t_c2w, t_K = target.c2w, target.K
     memory = torch.zeros(1, 2, 5, S, S)
     memory[:, :, :4, :, :4] = 0.5
     memory[:, :, 4, :, :4] = 1  # the render holds a strip on the left only
@@ -161,19 +169,8 @@ def test_elevation_depth_prior_takes_the_profiles_depth_in_the_holes():
         for p in ("elevation", "elevation_depth")
     }
     models["elevation_depth"].load_state_dict(models["elevation"].state_dict())
-    c2w, K = _cameras([(0, 0), (90, 0)])
-    up = torch.tensor([[0.0, -1.0, 0.0]])
-    e = ray_elevation(c2w, K, S, S, up)
-    ctx = ModelFrames(
-        x=torch.stack([e, -e, e.abs(), 0.2 + 0.5 * e.abs()], 2),  # depth: nearer up and down
-        sigma=torch.zeros(1, 2),
-        c2w=c2w,
-        K=K,
-        valid=torch.ones(1, 2, dtype=torch.bool),
-    )
-    t_c2w, t_K = _cameras([(200, 5), (210, 5)])
-    target = ModelFrames(torch.randn(1, 2, 4, S, S), torch.ones(1, 2), t_c2w, t_K,
-                         torch.ones(1, 2, dtype=torch.bool))  # fmt: skip
+    ctx, target = _profile_scene(lambda e: 0.2 + 0.5 * e.abs())  # depth: nearer up and down
+    t_c2w, t_K = target.c2w, target.K
     memory = torch.zeros(1, 2, 5, S, S)
     memory[:, :, :3, :, :4] = 0.5
     memory[:, :, 3, :, :4] = 0.05  # a far strip on the left

@@ -234,7 +234,7 @@ def cmd_compare(args) -> int:
 
 def cmd_depth_scale(args) -> int:
     from worldmem.eval.metrics import depth_abs_rel, depth_delta
-    from worldmem.eval.studies import CALIBRATION_SEED, fit_start_depth_scale, start_depths
+    from worldmem.eval.studies import CALIBRATION_SEED, scale_from_depths, start_depths
     from worldmem.pipeline_checks import check_start_depth_scale
     from worldmem.pipeline_files import read_pipeline_json, write_pipeline_json
 
@@ -251,9 +251,8 @@ def cmd_depth_scale(args) -> int:
     pipe = _load(args)
     t0 = time.perf_counter()
     before = pipe.start_depth_scale
-    scale, ratios = fit_start_depth_scale(pipe, seeds)
-    pipe.start_depth_scale = scale
-    pred, truth = start_depths(pipe, seeds)
+    pred, truth = start_depths(pipe, seeds)  # given at `before`
+    scale, ratios = scale_from_depths(pred, truth, before)
     q = torch.quantile(ratios * before, torch.tensor([0.25, 0.5, 0.75]))
     print(
         f"{args.worlds} start views (worlds {first}-{seeds[-1]}) in "
@@ -263,7 +262,7 @@ def cmd_depth_scale(args) -> int:
         f"start_depth_scale {before:g} -> {scale:.4f}"
     )
     for name, s in ((f"at {before:g}", before), (f"at {scale:.4f}", scale)):
-        d = pred * (s / scale)  # the depth given is proportional to the scale
+        d = pred * (s / before)  # the depth given is proportional to the scale
         abs_rel, delta = depth_abs_rel(d, truth).nanmean(), depth_delta(d, truth).nanmean()
         print(f"  {name}: AbsRel {float(abs_rel):.3f}, delta < 1.25 {float(delta):.3f}")
     if args.write:

@@ -40,6 +40,7 @@ __all__ = [
     "layout_prior",
     "start_depth_rows",
     "fit_start_depth_scale",
+    "scale_from_depths",
     "CALIBRATION_SEED",
     "INSERT_BLOCK",
 ]
@@ -229,9 +230,14 @@ def fit_start_depth_scale(pipe, seeds: list[int]) -> tuple[float, Tensor]:
     depth right in the median over the worlds ``seeds`` (``start_depths``): the median over
     views of (median true depth / median given depth), times the scale the pipeline already
     applies. Returns that scale and the per-view ratios ``(P,)``."""
-    pred, truth = start_depths(pipe, seeds)
+    return scale_from_depths(*start_depths(pipe, seeds), pipe.start_depth_scale)
+
+
+def scale_from_depths(pred: Tensor, truth: Tensor, current: float) -> tuple[float, Tensor]:
+    """``fit_start_depth_scale`` from the depths ``start_depths`` gave (``pred`` given at the
+    scale ``current``, ``truth``) -> (scale, per-view ratios ``(P,)``)."""
     ratios = torch.stack([_median_depth(t) / _median_depth(p) for p, t in zip(pred, truth)])
-    return float(pipe.start_depth_scale * ratios.median()), ratios
+    return float(current * ratios.median()), ratios
 
 
 def _others(truth: Tensor, i: int) -> Tensor:

@@ -339,16 +339,16 @@ def run_walk(
     pairs = case.recall_pairs()
     records = []
     truth = case.rgb[1:]
+    nan = torch.full((N - 1,), math.nan)  # a measure that does not apply to a row
     for r in rows:
         x = images[r][1:]
         p, s, sh = psnr(x, truth), ssim(x, truth), sharpness_ratio(x, truth)
-        nan = torch.full((N - 1,), math.nan)
-        d_rel, d_scale = nan, nan
+        d_rel = d_scale = nan
         if r in depths:
             d_rel = depth_abs_rel(depths[r], case.depth[1:])
             d_scale = depth_scale(depths[r], case.depth[1:])
         if held is None:
-            sh_held = sh_new = torch.full((N - 1,), math.nan)
+            sh_held = sh_new = nan
         else:  # the same split of each frame for every row: where the model's memory held it
             sh_held = masked_sharpness_ratio(x, truth, held)
             sh_new = masked_sharpness_ratio(x, truth, ~held)

@@ -45,7 +45,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldmem.config import ModelConfig
+from worldmem.config import HOLE_PRIORS, ModelConfig
 from worldmem.memory.fill import push_pull_fill
 from worldmem.models.blocks import ConvDecoder, ConvStem, DiTBlock, FinalLayer
 from worldmem.models.elevation import elevation_default, elevation_profile
@@ -163,10 +163,8 @@ class WorldDiT(ModelMixin, ConfigMixin):
         hole_prior: str = "mean",
     ):
         super().__init__()
-        if hole_prior not in ("mean", "elevation", "elevation_depth"):
-            raise ValueError(
-                f"WorldDiT: hole_prior '{hole_prior}' is not mean, elevation or elevation_depth"
-            )
+        if hole_prior not in HOLE_PRIORS:
+            raise ValueError(f"WorldDiT: hole_prior '{hole_prior}' is not one of {HOLE_PRIORS}")
         grid = image_size // latent_downsample
         if image_size % latent_downsample or grid % patch_size:
             raise ValueError(
