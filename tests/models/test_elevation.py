@@ -185,5 +185,13 @@ def test_elevation_depth_prior_takes_the_profiles_depth_in_the_holes():
     # beside the strip the continued fill carries the far strip's depth; the profile does not
     assert float((a[:, :, 3, :, 4:6] - 0.05).abs().mean()) < 0.1
     assert float((b[:, :, 3, :, 4:6] - 0.05).abs().mean()) > 0.2
+    # a target whose render is empty has no prior under either (a depth-less start's context
+    # has no depth to take a profile of): the second target keeps its strip
+    memory[:, 0] = 0
+    with torch.no_grad():
+        a = models["elevation"](target, ctx, None, memory, captions=[""]).x0
+        b = models["elevation_depth"](target, ctx, None, memory, captions=[""]).x0
+    torch.testing.assert_close(b[:, 0], a[:, 0], atol=0, rtol=0)
+    torch.testing.assert_close(b[:, 1, 3, :, 4:], expect[:, 1, 3, :, 4:], atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="elevation_depth needs codec identity"):
         replace(tiny_model_config(), hole_prior="elevation_depth", codec="vae")

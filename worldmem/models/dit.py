@@ -518,10 +518,11 @@ class WorldDiT(ModelMixin, ConfigMixin):
                 default = elevation_default(
                     default, target.c2w, target.K, self.config.image_size, h
                 ).to(out.dtype)
-            prior, _ = memory_prior(mem, default, C)
+            prior, has = memory_prior(mem, default, C)
             if self.config.hole_prior == "elevation_depth" and default is not None:
-                # the holes' depth (the last channel) is the profile's, not continued
-                hole = mem[:, :, C : C + 1] <= 0.5
+                # the holes' depth (the last channel) is the profile's, not continued; an
+                # empty render stays no prior (a depth-less start's context has no depth)
+                hole = (mem[:, :, C : C + 1] <= 0.5) & has[:, :, None, None, None]
                 depth = torch.where(hole, default[:, :, C - 1 :], prior[:, :, C - 1 :])
                 prior = torch.cat([prior[:, :, : C - 1], depth], 2)
             gate = torch.sigmoid(gate_logit) * (mem[:, :, C : C + 1] > 0.5).to(out.dtype)
