@@ -433,6 +433,9 @@ def test_the_fitted_start_depth_scale_is_the_median_of_true_over_given_depth():
     # a pipeline that already scales its depth by 3 (and gives half the truth) needs 6
     scale, _ = fit_start_depth_scale(_DepthStandIn(0.5, start_depth_scale=3.0), seeds)
     assert scale == pytest.approx(6.0)
+    # a model that gives one view no depth at all (0 m everywhere) has nothing to fit
+    with pytest.raises(ValueError, match=r"1 of 3 start views were given no depth .*views \[1\]"):
+        fit_start_depth_scale(_DepthStandIn(dict(zip(seeds, [0.5, 0.0, 1.0]))), seeds)
 
 
 def test_start_depth_scores_a_scaled_truth_analytically_and_the_layout_prior_leaves_one_out():

@@ -252,7 +252,10 @@ def cmd_depth_scale(args) -> int:
     t0 = time.perf_counter()
     before = pipe.start_depth_scale
     pred, truth = start_depths(pipe, seeds)  # given at `before`
-    scale, ratios = scale_from_depths(pred, truth, before)
+    try:
+        scale, ratios = scale_from_depths(pred, truth, before)
+    except ValueError as e:
+        raise SystemExit(f"depth-scale: {args.checkpoint}: {e}") from None
     q = torch.quantile(ratios * before, torch.tensor([0.25, 0.5, 0.75]))
     print(
         f"{args.worlds} start views (worlds {first}-{seeds[-1]}) in "

@@ -235,7 +235,15 @@ def fit_start_depth_scale(pipe, seeds: list[int]) -> tuple[float, Tensor]:
 
 def scale_from_depths(pred: Tensor, truth: Tensor, current: float) -> tuple[float, Tensor]:
     """``fit_start_depth_scale`` from the depths ``start_depths`` gave (``pred`` given at the
-    scale ``current``, ``truth``) -> (scale, per-view ratios ``(P,)``)."""
+    scale ``current``, ``truth``) -> (scale, per-view ratios ``(P,)``). A view given no depth
+    at any pixel (0 m: a model that gives an image without depth none) has nothing to scale:
+    ValueError naming those views."""
+    empty = [i for i, p in enumerate(pred) if not bool((p > 0).any())]
+    if empty:
+        raise ValueError(
+            f"scale_from_depths: {len(empty)} of {len(pred)} start views were given no depth "
+            f"(0 m at every pixel; views {empty[:8]}): nothing to scale"
+        )
     ratios = torch.stack([_median_depth(t) / _median_depth(p) for p, t in zip(pred, truth)])
     return float(current * ratios.median()), ratios
 
