@@ -104,7 +104,10 @@ def frames_mean(*groups: ModelFrames | None) -> Tensor | None:
 
 
 def memory_prior(
-    memory: Tensor, default: Tensor | None = None, channels: int | None = None
+    memory: Tensor,
+    default: Tensor | None = None,
+    channels: int | None = None,
+    depth_from_default: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The prior each target's output draws on: memory ``(B, T, C + 1 [+ 1], h, w)`` (C frame
     channels, validity, then what was observed when the model takes provenance) -> the render
@@ -113,14 +116,23 @@ def memory_prior(
 
     ``default`` ``(B, C)`` (``frames_mean`` of the memory frames) or ``(B, T, C, h, w)``
     (``elevation_default``): what the fill tends to far from the render's valid pixels
-    (``push_pull_fill``). ``channels``: C (None: all but one)."""
+    (``push_pull_fill``). ``channels``: C (None: all but one). ``depth_from_default``: the
+    holes of the last channel (depth) take ``default ``(B, T, C, h, w)`` itself, not the
+    continuation of the depth beside them (``hole_prior="elevation_depth"``)."""
     B, T = memory.shape[:2]
     C = memory.shape[2] - 1 if channels is None else channels
     if default is not None:
         default = default[:, None].expand(B, T, C) if default.dim() == 2 else default
         default = default.flatten(0, 1)
     valid = memory[:, :, C : C + 1].flatten(0, 1) > 0.5
-    prior, _ = push_pull_fill(memory[:, :, :C].flatten(0, 1), valid, default)
+    x = memory[:, :, :C].flatten(0, 1)
+    if depth_from_default:
+        if default is None or default.dim() != 4:
+            raise ValueError("memory_prior: depth_from_default needs a (B, T, C, h, w) default")
+        prior, _ = push_pull_fill(x[:, :-1], valid, default[:, :-1])
+        prior = torch.cat([prior, torch.where(valid, x[:, -1:], default[:, -1:])], 1)
+    else:
+        prior, _ = push_pull_fill(x, valid, default)
     has = valid.flatten(1).any(1)  # an empty render is no prior, with or without a default
     prior = torch.where(has[:, None, None, None], prior, torch.zeros_like(prior))
     return prior.unflatten(0, (B, T)), has.unflatten(0, (B, T))
@@ -518,13 +530,8 @@ class WorldDiT(ModelMixin, ConfigMixin):
                 default = elevation_default(
                     default, target.c2w, target.K, self.config.image_size, h
                 ).to(out.dtype)
-            prior, has = memory_prior(mem, default, C)
-            if self.config.hole_prior == "elevation_depth" and default is not None:
-                # the holes' depth (the last channel) is the profile's, not continued; an
-                # empty render stays no prior (a depth-less start's context has no depth)
-                hole = (mem[:, :, C : C + 1] <= 0.5) & has[:, :, None, None, None]
-                depth = torch.where(hole, default[:, :, C - 1 :], prior[:, :, C - 1 :])
-                prior = torch.cat([prior[:, :, : C - 1], depth], 2)
+            by_profile = self.config.hole_prior == "elevation_depth" and default is not None
+            prior, _ = memory_prior(mem, default, C, depth_from_default=by_profile)
             gate = torch.sigmoid(gate_logit) * (mem[:, :, C : C + 1] > 0.5).to(out.dtype)
             x0 = prior + (1 - gate) * drawn
         sigma = target.sigma.to(x0.dtype).clamp(min=_MIN_SIGMA)[:, :, None, None, None]
