@@ -203,6 +203,10 @@ class MemoryConfig:
     # observed depth maps kept to refuse generated samples in them (and, with
     # render_colour="resample", observed frames kept to resample from)
     free_space_views: int = 16
+    # the model is not given generated pixels more than carve_margin_rel beyond the farthest
+    # observed pixel of a view where observed pixels are at least this share (render.py,
+    # MemoryRender.without_far_guesses); 0 gives them all
+    far_guess_min_observed: float = 0.0
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below
@@ -232,7 +236,8 @@ class MemoryConfig:
             "near_m",
             "far_m",
         )
-        fractions = ("carve_factor", "keyframe_novelty_overlap", "retrieve_min_overlap")
+        fractions = ("carve_factor", "keyframe_novelty_overlap", "retrieve_min_overlap",
+                     "far_guess_min_observed")  # fmt: skip
         rest = ("carve_margin_rel", "min_confidence", "splat_footprint_scale",
                 "min_splat_radius_px", "surface_tol_rel", "dedup_radius_px", "dedup_colour_tol",
                 "replace_quality_ratio", "free_space_views", "retrieve_k",

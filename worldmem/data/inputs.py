@@ -87,6 +87,9 @@ def assemble_inputs(
     T, dev = cams.shape[0], cams.device
     if "spatial" in given:
         render = spatial.render(cams, K, size, size)
+        share = spatial.cfg.far_guess_min_observed
+        if share > 0:
+            render = render.without_far_guesses(spatial.cfg.carve_margin_rel, share)
         mem_rgb, mem_depth, mem_mask = render.rgb, render.depth, render.mask
         mem_observed = render.observed * (render.mask > 0.5)
     else:

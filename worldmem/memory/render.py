@@ -71,6 +71,26 @@ class MemoryRender:
             self.observed.to(device),
         )
 
+    def without_far_guesses(self, margin_rel: float, min_observed: float) -> MemoryRender:
+        """This render with the generated pixels that lie beyond every observed surface in
+        their view emptied: in each view where observed samples win at least ``min_observed``
+        of the pixels, a generated winner more than ``margin_rel`` farther than the farthest
+        observed one there becomes a hole.
+
+        A view that sees observed surfaces sees how deep the scene around it is; a guess far
+        behind all of them is most often one the model drew receding into space it had not
+        seen (its invented depth recedes: 2-5 times too far on the walks that turn away). Back
+        at a wall the start frame saw, such guesses fill the part of the wall beyond the start
+        frame's edge with a distant field of another colour; emptied, that part is a hole the
+        model fills by continuing the wall."""
+        observed = (self.observed > 0.5) & (self.mask > 0.5)
+        share = observed.float().mean((1, 2, 3))  # (V,)
+        farthest = torch.where(observed, self.depth, torch.zeros_like(self.depth)).amax((1, 2, 3))
+        limit = torch.where(share >= min_observed, farthest * (1 + margin_rel), math.inf)
+        far = (self.mask > 0.5) & ~observed & (self.depth > limit[:, None, None, None])
+        keep = (~far).to(self.mask.dtype)
+        return MemoryRender(self.rgb * keep, self.depth * keep, self.mask * keep, self.observed)
+
 
 def empty_render(num_views: int, height: int, width: int, device, dtype=torch.float32):
     """A render with nothing in it: zeros of the ``MemoryRender`` shapes."""
