@@ -83,9 +83,9 @@ class MemoryRender:
         at a wall the start frame saw, such guesses fill the part of the wall beyond the start
         frame's edge with a distant field of another colour; emptied, that part is a hole the
         model fills by continuing the wall."""
-        observed = (self.observed > 0.5) & (self.mask > 0.5)
+        observed = self.observed > 0.5  # 0 where the pixel is empty
         share = observed.float().mean((1, 2, 3))  # (V,)
-        farthest = torch.where(observed, self.depth, torch.zeros_like(self.depth)).amax((1, 2, 3))
+        farthest = (self.depth * observed).amax((1, 2, 3))
         limit = torch.where(share >= min_observed, farthest * (1 + margin_rel), math.inf)
         far = (self.mask > 0.5) & ~observed & (self.depth > limit[:, None, None, None])
         keep = (~far).to(self.mask.dtype)
