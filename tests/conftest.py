@@ -100,7 +100,9 @@ def write_synthetic_dataset(
         name = f"ep_{i:03d}"
         write_episode(root / name, ep.rgb, ep.c2w, ep.K, ep.caption, depth=ep.depth)
         split = "val" if i == episodes - 1 else "train"
-        entries.append(dict(path=name, split=split, num_frames=frames, caption=ep.caption))
+        entries.append(
+            dict(path=name, split=split, num_frames=frames, caption=ep.caption, seed=1000 + i)
+        )
     write_manifest(root, entries)
     return root
 

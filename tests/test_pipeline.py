@@ -399,3 +399,61 @@ def test_an_image_without_depth_is_given_the_models_depth_times_start_depth_scal
             WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
     with pytest.raises(ValueError, match="start_depth_scale"):
         WorldPipeline(one.model, one.model_cfg, one.memory_cfg, start_depth_scale=float("nan"))
+
+
+def test_an_image_without_depth_is_given_the_depth_nets_depth_when_the_pipeline_has_one(
+    tiny_pipeline_dir, tmp_path, monkeypatch
+):
+    """With a depth net, a depth-less start remembers the net's depth of the image times
+    ``start_depth_scale`` (read back from the spatial memory's render at the image's camera)
+    without running the model; the net and its choice survive save and load; a folder that
+    names the net but lacks it, or names another source, is refused naming the file."""
+    from worldmem.models.depth_net import DepthNet, DepthNetConfig
+
+    torch.manual_seed(0)
+    net = DepthNet(DepthNetConfig(image_size=32, widths=(8, 16, 16, 16)))
+    torch.nn.init.normal_(net.head.weight, std=0.2)  # a depth that varies over the image
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = 1.5 * net.eval()(image[None])[0]
+    pipe = WorldPipeline.from_pretrained(
+        tiny_pipeline_dir, device="cpu", depth_net=net, start_depth_scale=1.5
+    )
+
+    def no_model(*a, **k):
+        raise AssertionError("the model ran for a start image's depth")
+
+    monkeypatch.setattr(pipe.sampler, "generate", no_model)
+    first = pipe.start(prompt="a red room", image=image, seed=3)
+    assert first.rgb.shape == (1, 3, 32, 32) and torch.equal(first.rgb[0], image)
+    torch.testing.assert_close(first.depth[0], want)
+    assert pipe.frame_count == 1
+    r = pipe.spatial.render(pipe.c2w[None], pipe.K[None], 32, 32)
+    m = r.mask[0, 0] > 0
+    assert m.float().mean() > 0.9
+    torch.testing.assert_close(r.depth[0, 0][m], want[0][m], rtol=1e-4, atol=1e-5)
+    monkeypatch.undo()
+
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["start_depth"] == "depth_net"
+    back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    again = back.start(prompt="a red room", image=image, seed=3)
+    torch.testing.assert_close(again.depth, first.depth)
+    # the model's depth when asked for it, and in a folder that predates the choice
+    model_depth = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu", depth_net=None)
+    assert model_depth.depth_net is None
+    assert model_depth.start(prompt="", image=image).depth.shape == (2, 1, 32, 32)
+    assert WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").depth_net is None
+
+    meta["sampler"]["start_depth"] = "midas"
+    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"pipeline.json: sampler: start_depth: .*'midas'"):
+        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    meta["sampler"]["start_depth"] = "depth_net"
+    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
+    (tmp_path / "p" / "depth_net" / "config.json").unlink()
+    with pytest.raises(ValueError, match=r"depth_net/config.json"):
+        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    with pytest.raises(ValueError, match="depth_net: trained at 64 px, the model at 32 px"):
+        WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, depth_net=DepthNet())

@@ -6,8 +6,10 @@ The loop for one chunk (docs/design.md; docs/architecture.md follows it through 
             -> chunk out -> working.push, episodic.maybe_add, spatial.insert
 
 A pipeline folder (``save_pretrained`` / ``from_pretrained``) holds ``model/`` (the diffusers
-``WorldDiT`` weights and config) and ``pipeline.json`` (format version, memory and sampler
-settings, the camera field of view the model was trained with); ``pipeline_files.py`` reads
+``WorldDiT`` weights and config), ``pipeline.json`` (format version, memory and sampler
+settings, the camera field of view the model was trained with) and, where a start image
+without depth is given the depth of a ``DepthNet`` (``sampler.start_depth: depth_net``),
+``depth_net/``; ``pipeline_files.py`` reads
 and writes it and the world state files, ``pipeline_checks.py`` holds the checks of what the
 pipeline is given and of what its model gives back.
 """
@@ -36,6 +38,7 @@ from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.models import WorldDiT, build_codec
+from worldmem.models.depth_net import DepthNet
 from worldmem.pipeline_checks import MAX_FOCAL_PER_PIXEL as MAX_FOCAL_PER_PIXEL
 from worldmem.pipeline_checks import MAX_PRINCIPAL_OFFSET as MAX_PRINCIPAL_OFFSET
 from worldmem.pipeline_checks import (
@@ -66,6 +69,9 @@ __all__ = [
     "memories_for_mode",
     "resolve_device",
 ]
+
+# what gives a start image without depth its depth (pipeline.json: sampler.start_depth)
+START_DEPTH_SOURCES = ("model", "depth_net")
 
 # memory frames whose stem features generation keeps (WorldDiT.cache_memory_stems): the
 # context and every keyframe slot of several chunks
@@ -104,13 +110,21 @@ class WorldPipeline:
         stochastic: bool = True,
         fov_y_deg: float | None = None,
         start_depth_scale: float = 1.0,
+        depth_net: DepthNet | None = None,
     ):
         from worldmem.diffusion import WorldSampler
 
         self.start_depth_scale = check_start_depth_scale(start_depth_scale)
+        if depth_net is not None and depth_net.cfg.image_size != model_cfg.image_size:
+            raise ValueError(
+                f"depth_net: trained at {depth_net.cfg.image_size} px, the model at "
+                f"{model_cfg.image_size} px"
+            )
 
         self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
+        # what gives a start image without depth its depth: this net, or (None) the model
+        self.depth_net = None if depth_net is None else depth_net.to(self.device).eval()
         if hasattr(self.model, "cache_memory_stems"):
             self.model.cache_memory_stems(MEMORY_STEM_CACHE)
         self.model_cfg = model_cfg
@@ -138,8 +152,8 @@ class WorldPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "auto", **overrides) -> WorldPipeline:
         """Load a pipeline folder written by ``save_pretrained``. ``overrides`` may set
-        ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale`` or
-        ``memory_cfg``."""
+        ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale``, ``depth_net``
+        (a ``DepthNet``, or None for the model's depth) or ``memory_cfg``."""
         path = Path(path)
         meta = read_pipeline_json(path)
         meta_path = path / "pipeline.json"
@@ -151,6 +165,18 @@ class WorldPipeline:
             saved_scale = check_start_depth_scale(meta["sampler"].get("start_depth_scale", 1.0))
         except ValueError as e:
             raise ValueError(f"{meta_path}: sampler: {e}") from None
+        source = meta["sampler"].get("start_depth", "model")  # older folders: the model's
+        if source not in START_DEPTH_SOURCES:
+            raise ValueError(
+                f"{meta_path}: sampler: start_depth: expected one of "
+                f"{', '.join(START_DEPTH_SOURCES)}, got {source!r}"
+            )
+        if "depth_net" in overrides:
+            depth_net = overrides.pop("depth_net")
+        elif source == "depth_net":
+            depth_net = DepthNet.from_pretrained(path / "depth_net")
+        else:
+            depth_net = None
         from worldmem.models.backbones import load_world_model
 
         model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone
@@ -169,6 +195,7 @@ class WorldPipeline:
             guidance_scale=overrides.pop("guidance_scale", meta["sampler"]["guidance_scale"]),
             stochastic=overrides.pop("stochastic", meta["sampler"]["stochastic"]),
             start_depth_scale=overrides.pop("start_depth_scale", saved_scale),
+            depth_net=depth_net,
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -193,10 +220,13 @@ class WorldPipeline:
         )
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``model/`` and ``pipeline.json`` to ``path``."""
+        """Write ``model/``, ``pipeline.json`` and (with a depth net) ``depth_net/`` to
+        ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path / "model")
+        if self.depth_net is not None:
+            self.depth_net.save_pretrained(path / "depth_net")
         meta = {
             "model": to_dict(self.model_cfg),
             "memory": to_dict(self.memory_cfg),
@@ -205,6 +235,7 @@ class WorldPipeline:
                 "guidance_scale": self.guidance_scale,
                 "stochastic": self.stochastic,
                 "start_depth_scale": self.start_depth_scale,
+                "start_depth": "model" if self.depth_net is None else "depth_net",
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
         }
@@ -291,9 +322,11 @@ class WorldPipeline:
 
         prompt: the caption. image ``(3, H, W)`` in [0, 1] (optional): the first frame, seen
         from ``c2w`` ``(4, 4)`` (default identity); depth ``(1, H, W)`` metres (optional: without
-        it, the first generated chunk, taken at the image's camera, supplies the depth, times
-        ``start_depth_scale``).
-        Returns the chunk generated to get depth for a depth-less image, else None.
+        it, the pipeline's ``depth_net`` gives it, or without one the first chunk the model
+        generates at the image's camera; either times ``start_depth_scale``).
+        Returns, for an image without depth, the frames that gave it its depth (the depth
+        net's: the image with that depth, one frame; the model's: the chunk it generated),
+        else None.
         A call that raises, whether refused at the checks or failing in the model or a
         memory, leaves the previous world as it was.
         """
@@ -341,6 +374,8 @@ class WorldPipeline:
                 new, image[None], depth[None].to(self.device), new.c2w[None], observed=True
             )
             return None
+        if self.depth_net is not None:
+            return self._start_with_depth_net(new, image)
         # No depth: give the image as context and generate the same view; the generated depth
         # (and the image itself) then enter the memories.
         new.working.push(
@@ -364,6 +399,27 @@ class WorldPipeline:
         chunk.depth = chunk.depth * self.start_depth_scale
         self._remember(new, image[None], chunk.depth[:1], new.c2w[None], observed=True)
         return chunk
+
+    @torch.no_grad()
+    def _start_with_depth_net(self, new: WorldState, image: torch.Tensor) -> Chunk:
+        """The depth net's depth for a start ``image`` (times ``start_depth_scale``) into the
+        empty world ``new``, with the image -> a one-frame ``Chunk`` of both."""
+        t0 = time.perf_counter()
+        depth = self.depth_net(image[None].to(self.device)) * self.start_depth_scale
+        check_output(image[None], depth, 0, "start: the depth net's depth for the image")
+        self._remember(new, image[None], depth, new.c2w[None], observed=True)
+        zeros = torch.zeros_like(image[None])
+        return Chunk(
+            rgb=image[None],
+            depth=depth,
+            c2w=new.c2w[None].clone(),
+            K=self.K[None].clone(),
+            memory_rgb=zeros,
+            memory_depth=zeros[:, :1],
+            memory_mask=zeros[:, :1],
+            frame_index=torch.zeros(1, dtype=torch.long),
+            timing={"depth_s": time.perf_counter() - t0},
+        )
 
     def _check_image(self, image: torch.Tensor) -> torch.Tensor:
         want = (3, self.size, self.size)

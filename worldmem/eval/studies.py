@@ -268,10 +268,12 @@ def layout_prior(truth: Tensor) -> Tensor:
     return torch.stack(out)
 
 
-def start_depth_rows(pred: Tensor, truth: Tensor) -> list[dict]:
+def start_depth_rows(
+    pred: Tensor, truth: Tensor, row: str = "model (image without depth)"
+) -> list[dict]:
     """AbsRel, delta < 1.25 and the median scale (median predicted depth / median true depth,
-    per view, then the median over views) of ``pred`` and of the two baselines against
-    ``truth`` (all ``(P, 1, S, S)`` metres)."""
+    per view, then the median over views) of ``pred`` (the row named ``row``) and of the two
+    baselines against ``truth`` (all ``(P, 1, S, S)`` metres)."""
     layout = layout_prior(truth)
     const = torch.stack(
         [truth[i].new_full(truth[i].shape, float(_median_depth(_others(truth, i))))
@@ -279,7 +281,7 @@ def start_depth_rows(pred: Tensor, truth: Tensor) -> list[dict]:
     )  # fmt: skip
     rows = []
     for name, d in (
-        ("model (image without depth)", pred),
+        (row, pred),
         ("layout prior (other worlds' median per pixel)", layout),
         ("constant (other worlds' median depth)", const),
     ):

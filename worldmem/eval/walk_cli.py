@@ -230,7 +230,8 @@ def run_walk_command(args, pipe, log=print) -> int:
     )
 
     # 5. the depth a start image without depth is given, on the same worlds
-    depth_rows = start_depth_rows(*start_depths(pipe, seeds))
+    source = "depth net" if getattr(pipe, "depth_net", None) is not None else "model"
+    depth_rows = start_depth_rows(*start_depths(pipe, seeds), f"{source} (image without depth)")
 
     # 6. tables and files
     md = _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, depth_rows)
@@ -352,7 +353,8 @@ def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, d
     parts.append(
         f"## Start image without depth\n\nThe true start frames of the prompt-only starts' "
         f"{depth_rows[0]['n']} worlds begin a world without their depth; the depth the "
-        "model gives them against the true depth, beside two depths that need no learning "
+        "pipeline gives them (its depth net's, or without one the model's) against the true "
+        "depth, beside two depths that need no learning "
         "(leave one out: from the other worlds' true start depths). Median scale: the "
         "predicted median depth over the true (1 is right; < 1 too near).\n\n"
         "| depth | AbsRel ↓ | δ < 1.25 ↑ | median scale |\n|---|---|---|---|\n"
