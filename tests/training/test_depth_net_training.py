@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 
 import pytest
@@ -20,6 +21,11 @@ def test_training_writes_loadable_weights_and_a_log(synthetic_root, tmp_path):
     rows = list(csv.DictReader((out / "log.csv").open()))
     assert [int(r["step"]) for r in rows] == [2, 4]
     assert all(0 < float(r["abs_rel"]) < 10 and 0 <= float(r["delta1"]) <= 1 for r in rows)
+    # the learning rate follows its cosine down as the steps run out (steps 2 and 4 of 4 were
+    # taken a quarter and three quarters of the way)
+    for row, frac in zip(rows, (0.25, 0.75)):
+        want = 2e-3 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        assert float(row["lr"]) == pytest.approx(want, rel=1e-4)
     net = DepthNet.from_pretrained(out)
     assert net.cfg.image_size == 32
     # resuming starts from those weights

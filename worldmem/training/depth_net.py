@@ -164,7 +164,7 @@ def train_depth_net(args, log=print) -> dict:
     t0, step = time.perf_counter(), 0
     budget_s = args.minutes * 60
     while step < args.steps and time.perf_counter() - t0 < budget_s:
-        frac = min(1.0, (time.perf_counter() - t0) / budget_s, step / args.steps)
+        frac = min(1.0, max((time.perf_counter() - t0) / budget_s, step / args.steps))
         lr = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
