@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -457,3 +458,66 @@ def test_an_image_without_depth_is_given_the_depth_nets_depth_when_the_pipeline_
         WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
     with pytest.raises(ValueError, match="depth_net: trained at 64 px, the model at 32 px"):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, depth_net=DepthNet())
+
+
+def test_generated_frames_take_the_depth_nets_depth_where_memory_showed_nothing_observed(
+    tiny_pipeline_dir, tmp_path, monkeypatch
+):
+    """With ``generated_depth: depth_net``, a chunk's depth (returned and put into the spatial
+    memory) is the model's where its memory render showed an observed sample and the depth
+    net's depth of the generated frame elsewhere; the frames themselves are unchanged."""
+    from worldmem.geometry import look_at
+    from worldmem.memory import SpatialMemory
+    from worldmem.models.depth_net import DepthNet, DepthNetConfig
+
+    torch.manual_seed(0)
+    net = DepthNet(DepthNetConfig(image_size=32, widths=(8, 16, 16, 16), init_depth_m=7.0))
+    torch.nn.init.normal_(net.head.weight, std=0.2)
+    g = torch.Generator().manual_seed(1)
+    image, depth = torch.rand(3, 32, 32, generator=g), 2 + torch.rand(1, 32, 32, generator=g)
+    # the start camera, then turned so that about half of the view is new
+    cams = torch.stack(
+        [look_at(torch.zeros(3), torch.tensor([math.sin(a), 0.0, math.cos(a)]))
+         for a in (0.0, 0.6)]
+    )  # fmt: skip
+
+    def run(generated_depth):
+        pipe = WorldPipeline.from_pretrained(
+            tiny_pipeline_dir, device="cpu", depth_net=net, generated_depth=generated_depth
+        )
+        pipe.start(prompt="a room", image=image, depth=depth, c2w=cams[0], seed=5)
+        inputs = pipe.model_inputs(cams, pipe.K.expand(2, 3, 3))
+        return pipe, inputs, pipe.step(cams)
+
+    inserted = []
+    real_insert = SpatialMemory.insert
+
+    def spy(self, rgb, depth, c2w, K, **kw):
+        inserted.append(depth.clone())
+        return real_insert(self, rgb, depth, c2w, K, **kw)
+
+    _, _, plain = run("model")
+    monkeypatch.setattr(SpatialMemory, "insert", spy)
+    pipe, inputs, mixed = run("depth_net")
+    observed = inputs.memory_observed[0] > 0.5  # (2, 1, 32, 32)
+    assert 0.2 < float(observed[1].float().mean()) < 0.8  # the turned view: part of each
+    assert torch.equal(mixed.rgb, plain.rgb)
+    with torch.no_grad():
+        want = torch.where(observed, plain.depth, net(plain.rgb))
+    torch.testing.assert_close(mixed.depth, want)
+    torch.testing.assert_close(inserted[-1], mixed.depth)  # what the memory took
+    assert not torch.allclose(mixed.depth, plain.depth)
+
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["generated_depth"] == "depth_net"
+    assert WorldPipeline.from_pretrained(tmp_path / "p").generated_depth == "depth_net"
+    # taking the net away takes its use with it; asking for it without a net is refused
+    bare = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu", depth_net=None)
+    assert bare.generated_depth == "model"
+    with pytest.raises(ValueError, match="generated_depth: 'depth_net' needs a depth_net"):
+        WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, generated_depth="depth_net")
+    meta["sampler"]["generated_depth"] = "lidar"
+    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"pipeline.json: sampler: generated_depth: .*'lidar'"):
+        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")

@@ -72,6 +72,9 @@ __all__ = [
 
 # what gives a start image without depth its depth (pipeline.json: sampler.start_depth)
 START_DEPTH_SOURCES = ("model", "depth_net")
+# what gives a generated frame its depth where its memory render held no observed sample
+# (pipeline.json: sampler.generated_depth); elsewhere it is always the model's
+GENERATED_DEPTH_SOURCES = ("model", "depth_net")
 
 # memory frames whose stem features generation keeps (WorldDiT.cache_memory_stems): the
 # context and every keyframe slot of several chunks
@@ -111,6 +114,7 @@ class WorldPipeline:
         fov_y_deg: float | None = None,
         start_depth_scale: float = 1.0,
         depth_net: DepthNet | None = None,
+        generated_depth: str = "model",
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -125,6 +129,15 @@ class WorldPipeline:
         self.model = model.to(self.device).eval()
         # what gives a start image without depth its depth: this net, or (None) the model
         self.depth_net = None if depth_net is None else depth_net.to(self.device).eval()
+        if generated_depth not in GENERATED_DEPTH_SOURCES:
+            raise ValueError(
+                f"generated_depth: expected one of {', '.join(GENERATED_DEPTH_SOURCES)}, "
+                f"got {generated_depth!r}"
+            )
+        if generated_depth == "depth_net" and depth_net is None:
+            raise ValueError("generated_depth: 'depth_net' needs a depth_net")
+        # the depth of a generated frame where its memory render held no observed sample
+        self.generated_depth = generated_depth
         if hasattr(self.model, "cache_memory_stems"):
             self.model.cache_memory_stems(MEMORY_STEM_CACHE)
         self.model_cfg = model_cfg
@@ -153,7 +166,8 @@ class WorldPipeline:
     def from_pretrained(cls, path: str | Path, device: str = "auto", **overrides) -> WorldPipeline:
         """Load a pipeline folder written by ``save_pretrained``. ``overrides`` may set
         ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale``, ``depth_net``
-        (a ``DepthNet``, or None for the model's depth) or ``memory_cfg``."""
+        (a ``DepthNet``, or None for the model's depth throughout), ``generated_depth``
+        (``GENERATED_DEPTH_SOURCES``) or ``memory_cfg``."""
         path = Path(path)
         meta = read_pipeline_json(path)
         meta_path = path / "pipeline.json"
@@ -165,18 +179,26 @@ class WorldPipeline:
             saved_scale = check_start_depth_scale(meta["sampler"].get("start_depth_scale", 1.0))
         except ValueError as e:
             raise ValueError(f"{meta_path}: sampler: {e}") from None
-        source = meta["sampler"].get("start_depth", "model")  # older folders: the model's
-        if source not in START_DEPTH_SOURCES:
-            raise ValueError(
-                f"{meta_path}: sampler: start_depth: expected one of "
-                f"{', '.join(START_DEPTH_SOURCES)}, got {source!r}"
-            )
+        sources = {}
+        for key, allowed in (
+            ("start_depth", START_DEPTH_SOURCES),
+            ("generated_depth", GENERATED_DEPTH_SOURCES),
+        ):
+            sources[key] = meta["sampler"].get(key, "model")  # older folders: the model's
+            if sources[key] not in allowed:
+                raise ValueError(
+                    f"{meta_path}: sampler: {key}: expected one of {', '.join(allowed)}, "
+                    f"got {sources[key]!r}"
+                )
         if "depth_net" in overrides:
             depth_net = overrides.pop("depth_net")
-        elif source == "depth_net":
+        elif "depth_net" in sources.values():
             depth_net = DepthNet.from_pretrained(path / "depth_net")
         else:
             depth_net = None
+        # a depth net taken away (depth_net=None) takes its use for generated frames with it
+        saved = sources["generated_depth"] if depth_net is not None else "model"
+        generated_depth = overrides.pop("generated_depth", saved)
         from worldmem.models.backbones import load_world_model
 
         model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone
@@ -196,6 +218,7 @@ class WorldPipeline:
             stochastic=overrides.pop("stochastic", meta["sampler"]["stochastic"]),
             start_depth_scale=overrides.pop("start_depth_scale", saved_scale),
             depth_net=depth_net,
+            generated_depth=generated_depth,
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -236,6 +259,7 @@ class WorldPipeline:
                 "stochastic": self.stochastic,
                 "start_depth_scale": self.start_depth_scale,
                 "start_depth": "model" if self.depth_net is None else "depth_net",
+                "generated_depth": self.generated_depth,
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
         }
@@ -399,6 +423,20 @@ class WorldPipeline:
         chunk.depth = chunk.depth * self.start_depth_scale
         self._remember(new, image[None], chunk.depth[:1], new.c2w[None], observed=True)
         return chunk
+
+    @torch.no_grad()
+    def _depth_where_unobserved(
+        self, rgb: torch.Tensor, depth: torch.Tensor, observed: torch.Tensor
+    ) -> torch.Tensor:
+        """The depth of generated frames rgb ``(T, 3, S, S)``: the model's ``depth`` ``(T, 1,
+        S, S)`` where the memory render showed an observed sample (``observed`` ``(T, 1, S,
+        S)`` > 0.5: there it gives back that surface), the depth net's depth of the frame
+        elsewhere. What the model invents it draws well enough in colour but not in depth:
+        continued from the memory render's edges, its guessed surfaces recede view after
+        view and then cover later views as a far backdrop."""
+        guessed = self.depth_net(rgb)
+        check_output(rgb, guessed, 0, "the depth net's depth for a generated chunk")
+        return torch.where(observed > 0.5, depth, guessed)
 
     @torch.no_grad()
     def _start_with_depth_net(self, new: WorldState, image: torch.Tensor) -> Chunk:
@@ -567,6 +605,8 @@ class WorldPipeline:
         first = world.frame_count
         check_output(rgb, depth, first, where)
         rgb = rgb.clamp(0, 1)
+        if self.generated_depth == "depth_net":
+            depth = self._depth_where_unobserved(rgb, depth, conditioning.memory_observed[0, :keep])
         if remember:
             self._remember(world, rgb, depth, cams[:keep], K[:keep], observed=False)
         t3 = time.perf_counter()
