@@ -207,6 +207,9 @@ class MemoryConfig:
     # observed pixel of a view where observed pixels are at least this share (render.py,
     # MemoryRender.without_far_guesses); 0 gives them all
     far_guess_min_observed: float = 0.0
+    # which generated pixels such a view hides: "far" (those above), "all" (every one: where
+    # a view sees what was observed, the model draws the rest again beside it)
+    hide_guesses: str = "far"
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below
@@ -225,6 +228,7 @@ class MemoryConfig:
     def __post_init__(self):
         _choice(self, "render_backend", ("torch", "gsplat"))
         _choice(self, "render_colour", ("bilinear", "resample", "nearest"))
+        _choice(self, "hide_guesses", ("far", "all"))
         positive = (
             "voxel_size_m",
             "max_points",
@@ -430,7 +434,8 @@ class SampleConfig:
     jobs: str | None = None  # JSONL file of jobs; if unset, one job from the fields below
     # The demo: a held-out synthetic world's first frame, its depth and caption, and its walk
     # out and back (datasets/demo_start.py wrote them). image=none starts from the prompt alone;
-    # depth=none makes the model supply the start frame's depth.
+    # depth=none gives the start frame the depth of the pipeline's depth net (or, without
+    # one, the model's).
     prompt: str = (
         "a long corridor with red, beige, teal and blue brick walls, an olive and white "
         "checkered floor, two pink pillars, a purple crate, a yellow sphere, a blue sphere, a "

@@ -22,8 +22,12 @@ WALL_M, FAR_M, NEAR_GUESS_M = 2.0, 6.0, 2.2
 BAND = 2  # pixels either side of the scene's edges, where splats of both sides meet
 
 
-def _scene(min_observed: float) -> tuple[SpatialMemory, torch.Tensor, torch.Tensor, MemoryConfig]:
-    cfg = MemoryConfig(far_guess_min_observed=min_observed, render_colour="nearest")
+def _scene(
+    min_observed: float, hide: str = "far"
+) -> tuple[SpatialMemory, torch.Tensor, torch.Tensor, MemoryConfig]:
+    cfg = MemoryConfig(
+        far_guess_min_observed=min_observed, render_colour="nearest", hide_guesses=hide
+    )
     memory = SpatialMemory(cfg)
     K = intrinsics_from_fov(60.0, S, S)[None]
     c2w = torch.eye(4)[None]
@@ -107,6 +111,27 @@ def test_the_model_is_given_the_render_without_far_guesses_when_configured(min_o
         assert not bool(mask[far].any())
 
 
+def test_hiding_every_guess_leaves_only_the_observed_wall():
+    """``margin_rel`` None (``hide_guesses: all``): the near guess goes too, and a view with
+    too few observed pixels still keeps every guess."""
+    memory, c2w, K, cfg = _scene(0.1, "all")
+    render = memory.render(c2w, K, S, S)
+    observed, far, near = _interior()
+    kept = render.without_far_guesses(None, 0.1)
+    mask = kept.mask[0, 0] > 0.5
+    assert not bool(mask[far | near].any()) and bool(mask[observed].all())
+    gone = (render.mask[0, 0] > 0.5) & ~mask
+    assert float(render.observed[0, 0][gone].max()) == 0.0  # only generated pixels went
+    assert torch.equal(kept.rgb[0][:, ~gone], render.rgb[0][:, ~gone])
+    few = render.without_far_guesses(None, float(render.observed.mean()) + 0.05)
+    assert torch.equal(few.mask, render.mask)
+    cond = assemble_inputs(c2w, K, S, mode="all", spatial=memory, episodic=EpisodicMemory(cfg),
+                           working=None, context_frames=2, keyframes=0, caption="")  # fmt: skip
+    assert torch.equal(cond.memory_mask[0, 0], kept.mask[0])
+
+
 def test_the_setting_is_a_share():
     with pytest.raises(Exception, match="far_guess_min_observed"):
         MemoryConfig(far_guess_min_observed=1.5)
+    with pytest.raises(Exception, match="hide_guesses: 'near' is not one of far, all"):
+        MemoryConfig(hide_guesses="near")

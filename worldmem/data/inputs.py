@@ -89,7 +89,9 @@ def assemble_inputs(
         render = spatial.render(cams, K, size, size)
         share = spatial.cfg.far_guess_min_observed
         if share > 0:
-            render = render.without_far_guesses(spatial.cfg.carve_margin_rel, share)
+            every = spatial.cfg.hide_guesses == "all"
+            margin = None if every else spatial.cfg.carve_margin_rel
+            render = render.without_far_guesses(margin, share)
         mem_rgb, mem_depth, mem_mask = render.rgb, render.depth, render.mask
         mem_observed = render.observed * (render.mask > 0.5)
     else:

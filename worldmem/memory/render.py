@@ -71,22 +71,25 @@ class MemoryRender:
             self.observed.to(device),
         )
 
-    def without_far_guesses(self, margin_rel: float, min_observed: float) -> MemoryRender:
+    def without_far_guesses(self, margin_rel: float | None, min_observed: float) -> MemoryRender:
         """This render with the generated pixels that lie beyond every observed surface in
         their view emptied: in each view where observed samples win at least ``min_observed``
         of the pixels, a generated winner more than ``margin_rel`` farther than the farthest
-        observed one there becomes a hole.
+        observed one there becomes a hole (``margin_rel`` None: every generated winner).
 
         A view that sees observed surfaces sees how deep the scene around it is; a guess far
         behind all of them is most often one the model drew receding into space it had not
         seen (its invented depth recedes: 2-5 times too far on the walks that turn away). Back
         at a wall the start frame saw, such guesses fill the part of the wall beyond the start
         frame's edge with a distant field of another colour; emptied, that part is a hole the
-        model fills by continuing the wall."""
+        model fills by continuing the wall. A guess given a plausible depth (the depth net's,
+        ``sampler.generated_depth``) is not far, but may as well be wrong in colour beside
+        what was observed; hiding every guess there has the model draw it again beside it."""
         observed = self.observed > 0.5  # 0 where the pixel is empty
         share = observed.float().mean((1, 2, 3))  # (V,)
         farthest = (self.depth * observed).amax((1, 2, 3))
-        limit = torch.where(share >= min_observed, farthest * (1 + margin_rel), math.inf)
+        near = torch.zeros_like(farthest) if margin_rel is None else farthest * (1 + margin_rel)
+        limit = torch.where(share >= min_observed, near, math.inf)
         far = (self.mask > 0.5) & ~observed & (self.depth > limit[:, None, None, None])
         keep = (~far).to(self.mask.dtype)
         return MemoryRender(self.rgb * keep, self.depth * keep, self.mask * keep, self.observed)
