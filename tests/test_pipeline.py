@@ -418,8 +418,9 @@ def test_an_image_without_depth_is_given_the_depth_nets_depth_when_the_pipeline_
     with torch.no_grad():
         want = 1.5 * net.eval()(image[None])[0]
     pipe = WorldPipeline.from_pretrained(
-        tiny_pipeline_dir, device="cpu", depth_net=net, start_depth_scale=1.5
-    )
+        tiny_pipeline_dir, device="cpu", depth_net=net, start_depth="depth_net",
+        start_depth_scale=1.5,
+    )  # fmt: skip
 
     def no_model(*a, **k):
         raise AssertionError("the model ran for a start image's depth")
@@ -521,3 +522,30 @@ def test_generated_frames_take_the_depth_nets_depth_where_memory_showed_nothing_
     (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"pipeline.json: sampler: generated_depth: .*'lidar'"):
         WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+
+
+def test_the_depth_nets_two_uses_are_set_apart(tiny_pipeline_dir, tmp_path):
+    """A folder that uses its depth net for generated frames only gives a start image the
+    model's depth (a chunk of the model's frames), and keeps that choice through save and
+    load; asking for either use without a net is refused naming it."""
+    from worldmem.models.depth_net import DepthNet, DepthNetConfig
+
+    net = DepthNet(DepthNetConfig(image_size=32, widths=(8, 16, 16, 16), init_depth_m=7.0))
+    pipe = WorldPipeline.from_pretrained(
+        tiny_pipeline_dir, device="cpu", depth_net=net, start_depth="model",
+        generated_depth="depth_net",
+    )  # fmt: skip
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(2))
+    first = pipe.start(prompt="", image=image)
+    assert first.depth.shape == (2, 1, 32, 32)  # the model's chunk, not the net's 7 m
+    assert not torch.allclose(first.depth, torch.full_like(first.depth, 7.0))
+    pipe.save_pretrained(tmp_path / "p")
+    back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    assert (back.start_depth, back.generated_depth) == ("model", "depth_net")
+    assert back.depth_net is not None
+    net_start = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu", start_depth="depth_net")
+    torch.testing.assert_close(
+        net_start.start(prompt="", image=image).depth, torch.full((1, 1, 32, 32), 7.0)
+    )
+    with pytest.raises(ValueError, match="start_depth: 'depth_net' needs a depth_net"):
+        WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, start_depth="depth_net")

@@ -7,9 +7,10 @@ The loop for one chunk (docs/design.md; docs/architecture.md follows it through 
 
 A pipeline folder (``save_pretrained`` / ``from_pretrained``) holds ``model/`` (the diffusers
 ``WorldDiT`` weights and config), ``pipeline.json`` (format version, memory and sampler
-settings, the camera field of view the model was trained with) and, where a start image
-without depth is given the depth of a ``DepthNet`` (``sampler.start_depth: depth_net``),
-``depth_net/``; ``pipeline_files.py`` reads
+settings, the camera field of view the model was trained with) and, where a ``DepthNet``
+gives a start image without depth or what the model invents its depth
+(``sampler.start_depth`` / ``sampler.generated_depth: depth_net``), ``depth_net/``;
+``pipeline_files.py`` reads
 and writes it and the world state files, ``pipeline_checks.py`` holds the checks of what the
 pipeline is given and of what its model gives back.
 """
@@ -70,11 +71,9 @@ __all__ = [
     "resolve_device",
 ]
 
-# what gives a start image without depth its depth (pipeline.json: sampler.start_depth)
-START_DEPTH_SOURCES = ("model", "depth_net")
-# what gives a generated frame its depth where its memory render held no observed sample
-# (pipeline.json: sampler.generated_depth); elsewhere it is always the model's
-GENERATED_DEPTH_SOURCES = ("model", "depth_net")
+# what gives a start image without depth its depth (pipeline.json: sampler.start_depth), and
+# a generated frame where its memory render held no observed sample (sampler.generated_depth)
+DEPTH_SOURCES = ("model", "depth_net")
 
 # memory frames whose stem features generation keeps (WorldDiT.cache_memory_stems): the
 # context and every keyframe slot of several chunks
@@ -115,6 +114,7 @@ class WorldPipeline:
         start_depth_scale: float = 1.0,
         depth_net: DepthNet | None = None,
         generated_depth: str = "model",
+        start_depth: str | None = None,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -127,17 +127,19 @@ class WorldPipeline:
 
         self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
-        # what gives a start image without depth its depth: this net, or (None) the model
         self.depth_net = None if depth_net is None else depth_net.to(self.device).eval()
-        if generated_depth not in GENERATED_DEPTH_SOURCES:
-            raise ValueError(
-                f"generated_depth: expected one of {', '.join(GENERATED_DEPTH_SOURCES)}, "
-                f"got {generated_depth!r}"
-            )
-        if generated_depth == "depth_net" and depth_net is None:
-            raise ValueError("generated_depth: 'depth_net' needs a depth_net")
-        # the depth of a generated frame where its memory render held no observed sample
-        self.generated_depth = generated_depth
+        if start_depth is None:  # a net given is a net used for start images
+            start_depth = "model" if depth_net is None else "depth_net"
+        for name, value in (("start_depth", start_depth), ("generated_depth", generated_depth)):
+            if value not in DEPTH_SOURCES:
+                raise ValueError(
+                    f"{name}: expected one of {', '.join(DEPTH_SOURCES)}, got {value!r}"
+                )
+            if value == "depth_net" and depth_net is None:
+                raise ValueError(f"{name}: 'depth_net' needs a depth_net")
+        # what gives a start image without depth its depth, and a generated frame where its
+        # memory render held no observed sample (elsewhere it is always the model's)
+        self.start_depth, self.generated_depth = start_depth, generated_depth
         if hasattr(self.model, "cache_memory_stems"):
             self.model.cache_memory_stems(MEMORY_STEM_CACHE)
         self.model_cfg = model_cfg
@@ -166,8 +168,8 @@ class WorldPipeline:
     def from_pretrained(cls, path: str | Path, device: str = "auto", **overrides) -> WorldPipeline:
         """Load a pipeline folder written by ``save_pretrained``. ``overrides`` may set
         ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale``, ``depth_net``
-        (a ``DepthNet``, or None for the model's depth throughout), ``generated_depth``
-        (``GENERATED_DEPTH_SOURCES``) or ``memory_cfg``."""
+        (a ``DepthNet``, or None for the model's depth throughout), ``start_depth`` and
+        ``generated_depth`` (``DEPTH_SOURCES``) or ``memory_cfg``."""
         path = Path(path)
         meta = read_pipeline_json(path)
         meta_path = path / "pipeline.json"
@@ -179,15 +181,14 @@ class WorldPipeline:
             saved_scale = check_start_depth_scale(meta["sampler"].get("start_depth_scale", 1.0))
         except ValueError as e:
             raise ValueError(f"{meta_path}: sampler: {e}") from None
-        sources = {}
-        for key, allowed in (
-            ("start_depth", START_DEPTH_SOURCES),
-            ("generated_depth", GENERATED_DEPTH_SOURCES),
-        ):
-            sources[key] = meta["sampler"].get(key, "model")  # older folders: the model's
-            if sources[key] not in allowed:
+        # older folders name neither: the model's depth (start_depth None: the net's if one
+        # is given, so a net passed to an older folder is used for start images)
+        sources = {"start_depth": None, "generated_depth": "model"}
+        for key in sources:
+            sources[key] = meta["sampler"].get(key, sources[key])
+            if sources[key] is not None and sources[key] not in DEPTH_SOURCES:
                 raise ValueError(
-                    f"{meta_path}: sampler: {key}: expected one of {', '.join(allowed)}, "
+                    f"{meta_path}: sampler: {key}: expected one of {', '.join(DEPTH_SOURCES)}, "
                     f"got {sources[key]!r}"
                 )
         if "depth_net" in overrides:
@@ -196,9 +197,10 @@ class WorldPipeline:
             depth_net = DepthNet.from_pretrained(path / "depth_net")
         else:
             depth_net = None
-        # a depth net taken away (depth_net=None) takes its use for generated frames with it
-        saved = sources["generated_depth"] if depth_net is not None else "model"
-        generated_depth = overrides.pop("generated_depth", saved)
+        # a depth net taken away (depth_net=None) takes its uses with it
+        saved = sources if depth_net is not None else dict.fromkeys(sources)
+        generated_depth = overrides.pop("generated_depth", saved["generated_depth"] or "model")
+        start_depth = overrides.pop("start_depth", saved["start_depth"])
         from worldmem.models.backbones import load_world_model
 
         model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone
@@ -219,6 +221,7 @@ class WorldPipeline:
             start_depth_scale=overrides.pop("start_depth_scale", saved_scale),
             depth_net=depth_net,
             generated_depth=generated_depth,
+            start_depth=start_depth,
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -258,7 +261,7 @@ class WorldPipeline:
                 "guidance_scale": self.guidance_scale,
                 "stochastic": self.stochastic,
                 "start_depth_scale": self.start_depth_scale,
-                "start_depth": "model" if self.depth_net is None else "depth_net",
+                "start_depth": self.start_depth,
                 "generated_depth": self.generated_depth,
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
@@ -398,7 +401,7 @@ class WorldPipeline:
                 new, image[None], depth[None].to(self.device), new.c2w[None], observed=True
             )
             return None
-        if self.depth_net is not None:
+        if self.start_depth == "depth_net":
             return self._start_with_depth_net(new, image)
         # No depth: give the image as context and generate the same view; the generated depth
         # (and the image itself) then enter the memories.
@@ -415,6 +418,7 @@ class WorldPipeline:
             new.c2w[None].expand(T, 4, 4),
             self.K.expand(T, 3, 3),
             remember=False,
+            own_depth=True,
             where="start: the chunk giving the image its depth",
         )
         new.working = WorkingMemory(self.memory_cfg.working_frames)
@@ -584,11 +588,13 @@ class WorldPipeline:
         keep: int | None = None,
         remember: bool = True,
         where: str = "chunk",
+        own_depth: bool = False,
     ) -> Chunk:
         """One chunk of ``world``: build the model's inputs from its memories, denoise, and
         (unless ``remember`` is False) put the new frames into the memories. Output with NaN or
         infinite values raises ``RuntimeError`` beginning with ``where``, before any memory
-        is touched."""
+        is touched. ``own_depth``: the model's depth throughout, whatever ``generated_depth``
+        says (the chunk that gives a start image the model's depth)."""
         T = cams.shape[0]
         keep = T if keep is None else keep
         t0 = time.perf_counter()
@@ -605,7 +611,7 @@ class WorldPipeline:
         first = world.frame_count
         check_output(rgb, depth, first, where)
         rgb = rgb.clamp(0, 1)
-        if self.generated_depth == "depth_net":
+        if self.generated_depth == "depth_net" and not own_depth:
             depth = self._depth_where_unobserved(rgb, depth, conditioning.memory_observed[0, :keep])
         if remember:
             self._remember(world, rgb, depth, cams[:keep], K[:keep], observed=False)
