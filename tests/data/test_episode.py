@@ -19,6 +19,7 @@ from worldmem.data.episode import (
     EpisodeError,
     episode_folder,
     read_manifest,
+    read_poses,
     update_manifest,
     write_episode,
     write_manifest,
@@ -83,6 +84,20 @@ def test_round_trip_metadata_cameras_and_depth(episode_dir):
     assert d.shape == (2, 1, H, W) and d.dtype == torch.float32
     assert d[0, 0, 0, 0] == 0 and d[0, 0, 0, 1] == 0  # NaN and 0 both stored as unknown
     assert torch.allclose(d[:, :, 1:], torch.tensor(2.5))
+
+
+def test_read_poses_gives_the_written_cameras_without_the_video(episode_dir, tmp_path):
+    c2w, K = _cameras()
+    got_c2w, got_K = read_poses(episode_dir)
+    torch.testing.assert_close(got_c2w, c2w, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got_K, K, atol=1e-5, rtol=0)
+    alone = tmp_path / "cameras_only"  # no video, no caption: the cameras are all it reads
+    alone.mkdir()
+    (alone / "cameras.json").write_bytes((Path(episode_dir) / "cameras.json").read_bytes())
+    torch.testing.assert_close(read_poses(alone)[0], got_c2w)
+    (alone / "cameras.json").unlink()
+    with pytest.raises(EpisodeError, match="cameras.json is missing"):
+        read_poses(alone)
 
 
 def test_rgb_matches_source_within_codec_error(episode_dir):

@@ -52,6 +52,7 @@ __all__ = [
     "nearest_rigid",
     "parse_size",
     "read_manifest",
+    "read_poses",
     "update_manifest",
     "write_episode",
     "write_manifest",
@@ -363,6 +364,13 @@ class Episode:
                     f"rgb.mp4 ended before frame {target} (the file may be truncated)",
                 )
         return out
+
+
+def read_poses(folder: str | os.PathLike) -> tuple[Tensor, Tensor]:
+    """An episode folder's cameras alone, checked as ``Episode.open`` checks them, without
+    opening its video: c2w ``(N, 4, 4)``, K ``(N, 3, 3)``. Raises ``EpisodeError``."""
+    folder = Path(folder)
+    return _parse_poses(folder, _read_cameras(folder))
 
 
 def _read_cameras(folder: Path) -> dict:

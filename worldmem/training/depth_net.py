@@ -24,23 +24,14 @@ from pathlib import Path
 
 import torch
 
+from worldmem.data.episode import EpisodeError, read_poses
 from worldmem.data.manifest import read_manifest
 from worldmem.data.synthetic import free_start_camera, make_world
 from worldmem.eval.metrics import depth_abs_rel, depth_delta
-from worldmem.geometry.camera import intrinsics_from_fov
+from worldmem.geometry import intrinsics_from_fov, rotation_x, rotation_y
 from worldmem.models.depth_net import DepthNet, DepthNetConfig, depth_net_loss
 
 __all__ = ["TrainViews", "train_depth_net", "main"]
-
-
-def _rot_y(theta: float) -> torch.Tensor:
-    c, s = math.cos(theta), math.sin(theta)
-    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def _rot_x(phi: float) -> torch.Tensor:
-    c, s = math.cos(phi), math.sin(phi)
-    return torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 
 
 class TrainViews:
@@ -73,8 +64,8 @@ class TrainViews:
                 cams.append(walk[self.rng.randrange(len(walk))])
                 continue
             c2w = free_start_camera(world, self.rng.randrange(1 << 30)).clone()
-            turn = _rot_y(self.rng.uniform(0, 2 * math.pi))
-            pitch = _rot_x(self.rng.uniform(-self.max_pitch, self.max_pitch))
+            turn = rotation_y(self.rng.uniform(0, 2 * math.pi))
+            pitch = rotation_x(self.rng.uniform(-self.max_pitch, self.max_pitch))
             c2w[:3, :3] = turn @ c2w[:3, :3] @ pitch
             cams.append(c2w)
         return torch.stack(cams)
@@ -137,11 +128,10 @@ def _worlds(data: Path) -> tuple[list[dict], list[dict]]:
 
 def _episode_cams(data: Path, entries: list[dict]) -> dict[int, torch.Tensor]:
     """Each entry's seed -> its episode's cameras c2w ``(N, 4, 4)``."""
-    out = {}
-    for e in entries:
-        frames = json.loads((data / e["path"] / "cameras.json").read_text())["frames"]
-        out[e["seed"]] = torch.tensor([f["c2w"] for f in frames], dtype=torch.float32)
-    return out
+    try:
+        return {e["seed"]: read_poses(data / e["path"])[0] for e in entries}
+    except EpisodeError as err:
+        raise SystemExit(str(err)) from None
 
 
 def train_depth_net(args, log=print) -> dict:
