@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint data train train-depth clean
+.PHONY: demo test lint data train train-depth train-detail clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ train: $(STAMP)
 # the depth net (start images without depth, and what the model invents): 40 minutes on one core
 train-depth: $(STAMP)
 	$(PY) -m worldmem.training.depth_net --data data/synthetic --out runs/depth_net --minutes 40
+
+# the world model's rollouts in 180 training worlds (about 30 min), then 45 min of training
+train-detail: $(STAMP)
+	$(PY) -m worldmem.training.detail_net collect --checkpoint checkpoints/worldmem-tiny \
+		--seeds 0:180 --out runs/detail/rollouts.npz
+	$(PY) -m worldmem.training.detail_net train --rollouts runs/detail/rollouts.npz \
+		--out runs/detail/net --minutes 45
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

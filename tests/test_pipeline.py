@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_tiny_pipeline
+from conftest import make_tiny_pipeline, spy_inserts
 
 from worldmem.geometry import project_points
 from worldmem.memory import SpatialMemory
@@ -549,3 +549,71 @@ def test_the_depth_nets_two_uses_are_set_apart(tiny_pipeline_dir, tmp_path):
     )
     with pytest.raises(ValueError, match="start_depth: 'depth_net' needs a depth_net"):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, start_depth="depth_net")
+
+
+def test_detail_is_drawn_in_the_memory_renders_holes_only_and_remembered(
+    tiny_pipeline_dir, tmp_path, monkeypatch
+):
+    """With a detail net, a generated chunk is the same frame as without one wherever its
+    memory render held something (bit for bit), and the net's output, drawn with the world's
+    generator right after sampling, in the holes; that frame is what the memories take. The
+    net and its choice survive save and load; a bad ``sampler.detail`` or a missing
+    ``detail_net/`` is refused naming the file."""
+    from worldmem.geometry import look_at
+    from worldmem.models.detail_net import DetailNet, DetailNetConfig
+
+    torch.manual_seed(0)
+    net = DetailNet(DetailNetConfig(image_size=32, widths=(8, 16)))
+    torch.nn.init.normal_(net.head.weight, std=0.3)  # draws something
+    net.eval()
+    g = torch.Generator().manual_seed(1)
+    image, depth = torch.rand(3, 32, 32, generator=g), 2 + torch.rand(1, 32, 32, generator=g)
+    cams = torch.stack(
+        [look_at(torch.zeros(3), torch.tensor([math.sin(a), 0.0, math.cos(a)]))
+         for a in (0.0, 0.6)]
+    )  # fmt: skip
+
+    def run(detail_net):
+        pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", detail_net=detail_net)
+        pipe.start(prompt="a room", image=image, depth=depth, c2w=cams[0], seed=5)
+        return pipe, pipe.step(cams)
+
+    plain_pipe, plain = run(None)
+    after_sampling = plain_pipe.state.generator.get_state()  # nothing drawn since
+    inserted = spy_inserts(monkeypatch)
+    pipe, detailed = run(net)
+    monkeypatch.undo()
+    holes = plain.memory_mask <= 0.5  # (2, 1, 32, 32)
+    assert 0.2 < float(holes[1].float().mean()) < 0.8  # the turned view: half new
+    assert torch.equal(detailed.memory_mask, plain.memory_mask)
+    held = ~holes.expand_as(plain.rgb)
+    assert torch.equal(detailed.rgb[held], plain.rgb[held])
+    noise_gen = torch.Generator().manual_seed(0)
+    noise_gen.set_state(after_sampling)
+    with torch.no_grad():
+        noise = torch.randn(2, 4, 32, 32, generator=noise_gen)
+        want = (plain.rgb + holes * net.correction(plain.rgb, holes.float(), noise)).clamp(0, 1)
+    torch.testing.assert_close(detailed.rgb, want)
+    assert float((detailed.rgb - plain.rgb).abs()[~held].mean()) > 0.05
+    assert inserted[-1][1] is False  # generated
+    torch.testing.assert_close(inserted[-1][0], detailed.rgb)
+
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["detail"] == "detail_net"
+    back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    back.start(prompt="a room", image=image, depth=depth, c2w=cams[0], seed=5)
+    torch.testing.assert_close(back.step(cams).rgb, detailed.rgb)
+    assert WorldPipeline.from_pretrained(tmp_path / "p", detail_net=None).detail_net is None
+    assert WorldPipeline.from_pretrained(tiny_pipeline_dir).detail_net is None  # older folders
+    meta["sampler"]["detail"] = "sharpen"
+    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"pipeline.json: sampler: detail: .*'sharpen'"):
+        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    meta["sampler"]["detail"] = "detail_net"
+    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
+    (tmp_path / "p" / "detail_net" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"detail_net/diffusion_pytorch_model.safetensors"):
+        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    with pytest.raises(ValueError, match="detail_net: trained at 64 px, the model at 32 px"):
+        WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, detail_net=DetailNet())

@@ -40,6 +40,7 @@ from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
+from worldmem.models.detail_net import DetailNet
 from worldmem.pipeline_checks import MAX_FOCAL_PER_PIXEL as MAX_FOCAL_PER_PIXEL
 from worldmem.pipeline_checks import MAX_PRINCIPAL_OFFSET as MAX_PRINCIPAL_OFFSET
 from worldmem.pipeline_checks import (
@@ -74,6 +75,8 @@ __all__ = [
 # what gives a start image without depth its depth (pipeline.json: sampler.start_depth), and
 # a generated frame where its memory render held no observed sample (sampler.generated_depth)
 DEPTH_SOURCES = ("model", "depth_net")
+# what draws detail in the holes of a generated frame's memory render: nothing, or a DetailNet
+DETAIL_SOURCES = ("none", "detail_net")
 
 # memory frames whose stem features generation keeps (WorldDiT.cache_memory_stems): the
 # context and every keyframe slot of several chunks
@@ -115,6 +118,7 @@ class WorldPipeline:
         depth_net: DepthNet | None = None,
         generated_depth: str = "model",
         start_depth: str | None = None,
+        detail_net: DetailNet | None = None,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -128,6 +132,13 @@ class WorldPipeline:
         self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
         self.depth_net = None if depth_net is None else depth_net.to(self.device).eval()
+        if detail_net is not None and detail_net.cfg.image_size != model_cfg.image_size:
+            raise ValueError(
+                f"detail_net: trained at {detail_net.cfg.image_size} px, the model at "
+                f"{model_cfg.image_size} px"
+            )
+        # draws detail where a generated frame's memory render held nothing (None: none)
+        self.detail_net = None if detail_net is None else detail_net.to(self.device).eval()
         if start_depth is None:  # a net given is a net used for start images
             start_depth = "model" if depth_net is None else "depth_net"
         for name, value in (("start_depth", start_depth), ("generated_depth", generated_depth)):
@@ -169,7 +180,8 @@ class WorldPipeline:
         """Load a pipeline folder written by ``save_pretrained``. ``overrides`` may set
         ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale``, ``depth_net``
         (a ``DepthNet``, or None for the model's depth throughout), ``start_depth`` and
-        ``generated_depth`` (``DEPTH_SOURCES``) or ``memory_cfg``."""
+        ``generated_depth`` (``DEPTH_SOURCES``), ``detail_net`` (a ``DetailNet``, or None to
+        draw no detail) or ``memory_cfg``."""
         path = Path(path)
         meta = read_pipeline_json(path)
         meta_path = path / "pipeline.json"
@@ -201,6 +213,18 @@ class WorldPipeline:
         saved = sources if depth_net is not None else dict.fromkeys(sources)
         generated_depth = overrides.pop("generated_depth", saved["generated_depth"] or "model")
         start_depth = overrides.pop("start_depth", saved["start_depth"])
+        detail = meta["sampler"].get("detail", "none")  # older folders: none
+        if detail not in DETAIL_SOURCES:
+            raise ValueError(
+                f"{meta_path}: sampler: detail: expected one of {', '.join(DETAIL_SOURCES)}, "
+                f"got {detail!r}"
+            )
+        if "detail_net" in overrides:
+            detail_net = overrides.pop("detail_net")
+        elif detail == "detail_net":
+            detail_net = DetailNet.from_pretrained(path / "detail_net")
+        else:
+            detail_net = None
         from worldmem.models.backbones import load_world_model
 
         model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone
@@ -222,6 +246,7 @@ class WorldPipeline:
             depth_net=depth_net,
             generated_depth=generated_depth,
             start_depth=start_depth,
+            detail_net=detail_net,
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -246,13 +271,15 @@ class WorldPipeline:
         )
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``model/``, ``pipeline.json`` and (with a depth net) ``depth_net/`` to
-        ``path``."""
+        """Write ``model/``, ``pipeline.json`` and (with a depth net, a detail net)
+        ``depth_net/``, ``detail_net/`` to ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path / "model")
         if self.depth_net is not None:
             self.depth_net.save_pretrained(path / "depth_net")
+        if self.detail_net is not None:
+            self.detail_net.save_pretrained(path / "detail_net")
         meta = {
             "model": to_dict(self.model_cfg),
             "memory": to_dict(self.memory_cfg),
@@ -263,6 +290,7 @@ class WorldPipeline:
                 "start_depth_scale": self.start_depth_scale,
                 "start_depth": self.start_depth,
                 "generated_depth": self.generated_depth,
+                "detail": "none" if self.detail_net is None else "detail_net",
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
         }
@@ -611,6 +639,10 @@ class WorldPipeline:
         first = world.frame_count
         check_output(rgb, depth, first, where)
         rgb = rgb.clamp(0, 1)
+        if self.detail_net is not None and not own_depth:
+            holes = (mem_mask[:keep] <= 0.5).to(rgb.dtype)
+            rgb = self.detail_net(rgb, holes, generator=world.generator)
+            check_output(rgb, depth, first, f"{where}: the detail net")
         if self.generated_depth == "depth_net" and not own_depth:
             depth = self._depth_where_unobserved(rgb, depth, conditioning.memory_observed[0, :keep])
         if remember:

@@ -1,0 +1,185 @@
+"""Detail for what the world model invents: a small conditional generator, trained adversarially.
+
+The world model draws the regions its memory render leaves empty at one sampling step, its
+estimate of the mean given everything it saw: the right layout and colours on average, but
+no texture (a smooth field where the truth has mottled walls and chequered floors). More
+sampling steps of a model this size draw varied but no sharper detail. ``DetailNet`` adds the
+detail afterwards, as the decoder of a latent-diffusion autoencoder does with its adversarial
+loss: given the model's frame, the mask of the render's holes and a noise field, it draws a
+correction inside the holes only; everywhere the memory render held something, the frame
+passes through bit for bit, so memory fidelity is untouched. What it draws is put into the
+spatial memory with the frame, so a view that comes back shows the same detail.
+
+Design: the same U-Net as ``DepthNet`` (``worldmem/models/depth_net.py``) over the frame, the
+hole mask, two pixel-coordinate channels and ``noise_channels`` of unit Gaussian noise; the
+correction starts at zero (a new net is the identity). Trained by
+``worldmem/training/detail_net.py`` on the world model's own rollouts (a low-pass L1 to the
+true frame and a hinge loss against ``PatchCritic``, both over the holes).
+
+Saved like the world model (``config.json`` + ``diffusion_pytorch_model.safetensors``) in a
+pipeline folder's ``detail_net/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from worldmem.models.depth_net import _block
+
+__all__ = ["DetailNetConfig", "DetailNet", "PatchCritic"]
+
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class DetailNetConfig:
+    image_size: int = 64  # S: the pipeline's frame size the net was trained at
+    widths: tuple[int, ...] = (16, 32, 64, 128)  # channels at S, S/2, S/4, S/8
+    noise_channels: int = 4  # unit Gaussian noise fed beside the frame
+
+    def __post_init__(self):
+        if self.image_size % 2 ** (len(self.widths) - 1):
+            raise ValueError(
+                f"DetailNetConfig: image_size {self.image_size} must divide by "
+                f"2^{len(self.widths) - 1} (one halving per level after the first)"
+            )
+        if not all(isinstance(w, int) and w > 0 and w % 8 == 0 for w in self.widths):
+            raise ValueError(
+                f"DetailNetConfig: widths must be positive multiples of 8, got {self.widths}"
+            )
+        if not (isinstance(self.noise_channels, int) and self.noise_channels >= 0):
+            raise ValueError(
+                f"DetailNetConfig: noise_channels must be an int >= 0, got {self.noise_channels}"
+            )
+
+
+class DetailNet(nn.Module):
+    """rgb ``(B, 3, S, S)`` in [0, 1], holes ``(B, 1, S, S)`` (1 where the memory render held
+    nothing) -> rgb with detail drawn in the holes, unchanged elsewhere."""
+
+    def __init__(self, cfg: DetailNetConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or DetailNetConfig()
+        w = cfg.widths
+        self.down = nn.ModuleList([_block(3 + 1 + 2 + cfg.noise_channels, w[0])])
+        self.pool = nn.ModuleList()
+        for a, b in zip(w[:-1], w[1:]):
+            self.pool.append(nn.Conv2d(a, a, 3, stride=2, padding=1))
+            self.down.append(_block(a, b))
+        self.context = nn.Conv2d(w[-1], w[-1], 1)  # the whole view's mean, at the bottom
+        self.up = nn.ModuleList([_block(b + a, a) for a, b in zip(w[:-1], w[1:])][::-1])
+        self.head = nn.Conv2d(w[0], 3, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.head.weight)  # a new net draws nothing: the identity
+
+    def noise(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Unit Gaussian noise ``(B, noise_channels, S, S)`` for ``rgb`` from ``generator``."""
+        B, _, H, W = rgb.shape
+        z = torch.randn(
+            (B, self.cfg.noise_channels, H, W),
+            generator=generator,
+            device=generator.device if generator is not None else rgb.device,
+        )
+        return z.to(device=rgb.device, dtype=rgb.dtype)
+
+    def correction(self, rgb: Tensor, holes: Tensor, noise: Tensor) -> Tensor:
+        """The drawn correction ``(B, 3, S, S)`` before it is masked to the holes."""
+        B, C, H, W = rgb.shape
+        S, Z = self.cfg.image_size, self.cfg.noise_channels
+        if C != 3 or (H, W) != (S, S):
+            raise ValueError(f"DetailNet: expected rgb (B, 3, {S}, {S}), got {tuple(rgb.shape)}")
+        if tuple(holes.shape) != (B, 1, S, S):
+            raise ValueError(f"DetailNet: expected holes ({B}, 1, {S}, {S}), got "
+                             f"{tuple(holes.shape)}")  # fmt: skip
+        if tuple(noise.shape) != (B, Z, S, S):
+            raise ValueError(f"DetailNet: expected noise ({B}, {Z}, {S}, {S}), got "
+                             f"{tuple(noise.shape)}")  # fmt: skip
+        ys = torch.linspace(-1, 1, H, device=rgb.device, dtype=rgb.dtype)
+        xs = torch.linspace(-1, 1, W, device=rgb.device, dtype=rgb.dtype)
+        coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(B, 2, H, W)
+        x = self.down[0](torch.cat([rgb * 2 - 1, holes.to(rgb.dtype), coords, noise], 1))
+        skips = [x]
+        for pool, block in zip(self.pool, self.down[1:]):
+            x = block(pool(x))
+            skips.append(x)
+        x = x + self.context(x.mean((2, 3), keepdim=True))
+        for block, skip in zip(self.up, skips[-2::-1]):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+            x = block(torch.cat([x, skip], 1))
+        return self.head(x)
+
+    def forward(
+        self, rgb: Tensor, holes: Tensor, noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:  # fmt: skip
+        """``rgb`` with the correction added where ``holes`` > 0.5, clamped to [0, 1]."""
+        if noise is None:
+            noise = self.noise(rgb, generator)
+        hole = (holes > 0.5).to(rgb.dtype)
+        return (rgb + hole * self.correction(rgb, hole, noise)).clamp(0, 1)
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        cfg = asdict(self.cfg)
+        cfg["widths"] = list(cfg["widths"])
+        (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=1) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE))
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> DetailNet:
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            raw = json.loads((path / CONFIG_FILE).read_text())
+            cfg = DetailNetConfig(**{**raw, "widths": tuple(raw["widths"])})
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{path / CONFIG_FILE}: not a detail net config: {e}") from None
+        net = cls(cfg)
+        try:
+            net.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+        except (OSError, RuntimeError) as e:  # missing, corrupt, or another net's weights
+            first = str(e).strip().splitlines()[0]
+            raise ValueError(
+                f"{path / WEIGHTS_FILE}: not this config's weights ({first})"
+            ) from None
+        return net.eval()
+
+
+class PatchCritic(nn.Module):
+    """The training-time critic: (candidate rgb, the model's frame, holes) ``(B, 7, S, S)`` ->
+    a realism score per patch ``(B, 1, S/8, S/8)`` (each patch sees about 40 pixels across).
+    Spectrally normalised convolutions; not shipped."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128)):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        layers, cin = [], 7
+        for w in widths:
+            layers += [sn(nn.Conv2d(cin, w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            cin = w
+        layers += [sn(nn.Conv2d(cin, cin, 3, padding=1)), nn.LeakyReLU(0.2)]
+        layers.append(sn(nn.Conv2d(cin, 1, 3, padding=1)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, candidate: Tensor, frame: Tensor, holes: Tensor) -> Tensor:
+        x = torch.cat([candidate * 2 - 1, frame * 2 - 1, holes.to(frame.dtype)], 1)
+        return self.net(x)
