@@ -551,14 +551,15 @@ def test_the_depth_nets_two_uses_are_set_apart(tiny_pipeline_dir, tmp_path):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, start_depth="depth_net")
 
 
-def test_detail_is_drawn_in_the_memory_renders_holes_only_and_remembered(
+def test_detail_is_drawn_on_the_shown_frames_where_memory_observed_nothing(
     tiny_pipeline_dir, tmp_path, monkeypatch
 ):
-    """With a detail net, a generated chunk is the same frame as without one wherever its
-    memory render held something (bit for bit), and the net's output, drawn with the world's
-    generator right after sampling, in the holes; that frame is what the memories take. The
-    net and its choice survive save and load; a bad ``sampler.detail`` or a missing
-    ``detail_net/`` is refused naming the file."""
+    """With a detail net, a chunk's frames are the frames of the same pipeline without one
+    wherever their memory render showed an observed sample (bit for bit), and the net's
+    output with the world's fixed noise field elsewhere; the memories take the frames without
+    detail and the world's generator is not drawn from, so the world goes on exactly as
+    without the net. The net and its choice survive save and load; a bad ``sampler.detail``
+    or a missing ``detail_net/`` is refused naming the file."""
     from worldmem.geometry import look_at
     from worldmem.models.detail_net import DetailNet, DetailNetConfig
 
@@ -568,35 +569,39 @@ def test_detail_is_drawn_in_the_memory_renders_holes_only_and_remembered(
     net.eval()
     g = torch.Generator().manual_seed(1)
     image, depth = torch.rand(3, 32, 32, generator=g), 2 + torch.rand(1, 32, 32, generator=g)
+    # the start camera, then turning away: part of each view new, then more of it
     cams = torch.stack(
         [look_at(torch.zeros(3), torch.tensor([math.sin(a), 0.0, math.cos(a)]))
-         for a in (0.0, 0.6)]
+         for a in (0.0, 0.5, 0.7, 0.9)]
     )  # fmt: skip
 
     def run(detail_net):
         pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", detail_net=detail_net)
         pipe.start(prompt="a room", image=image, depth=depth, c2w=cams[0], seed=5)
-        return pipe, pipe.step(cams)
+        observed = pipe.model_inputs(cams[:2], pipe.K.expand(2, 3, 3)).memory_observed[0]
+        inserted = spy_inserts(monkeypatch)
+        chunk = pipe.step(cams)
+        monkeypatch.undo()
+        return pipe, chunk, observed, inserted
 
-    plain_pipe, plain = run(None)
-    after_sampling = plain_pipe.state.generator.get_state()  # nothing drawn since
-    inserted = spy_inserts(monkeypatch)
-    pipe, detailed = run(net)
-    monkeypatch.undo()
-    holes = plain.memory_mask <= 0.5  # (2, 1, 32, 32)
-    assert 0.2 < float(holes[1].float().mean()) < 0.8  # the turned view: half new
-    assert torch.equal(detailed.memory_mask, plain.memory_mask)
-    held = ~holes.expand_as(plain.rgb)
-    assert torch.equal(detailed.rgb[held], plain.rgb[held])
-    noise_gen = torch.Generator().manual_seed(0)
-    noise_gen.set_state(after_sampling)
+    plain_pipe, plain, observed, plain_inserted = run(None)
+    pipe, detailed, _, inserted = run(net)
+    # the memories took the frames without detail, and the world is where it would be
+    assert len(inserted) == len(plain_inserted) == 2
+    for (a, _), (b, _) in zip(inserted, plain_inserted):
+        assert torch.equal(a, b)
+    assert torch.equal(pipe.state.generator.get_state(), plain_pipe.state.generator.get_state())
+    # the first chunk's shown frames: plain where observed, the net's drawing elsewhere
+    first, plain_first = detailed.rgb[:2], plain.rgb[:2]
+    unobserved = observed <= 0.5  # (2, 1, 32, 32)
+    assert 0.2 < float(unobserved[1].float().mean()) < 0.9
+    seen = ~unobserved.expand_as(first)
+    assert torch.equal(first[seen], plain_first[seen])
+    noise = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        noise = torch.randn(2, 4, 32, 32, generator=noise_gen)
-        want = (plain.rgb + holes * net.correction(plain.rgb, holes.float(), noise)).clamp(0, 1)
-    torch.testing.assert_close(detailed.rgb, want)
-    assert float((detailed.rgb - plain.rgb).abs()[~held].mean()) > 0.05
-    assert inserted[-1][1] is False  # generated
-    torch.testing.assert_close(inserted[-1][0], detailed.rgb)
+        drawn = net.correction(plain_first, unobserved.float(), noise.expand(2, -1, -1, -1))
+    torch.testing.assert_close(first, (plain_first + unobserved * drawn).clamp(0, 1))
+    assert float((first - plain_first).abs()[~seen].mean()) > 0.05
 
     pipe.save_pretrained(tmp_path / "p")
     meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())

@@ -639,17 +639,19 @@ class WorldPipeline:
         first = world.frame_count
         check_output(rgb, depth, first, where)
         rgb = rgb.clamp(0, 1)
+        shown = rgb
         if self.detail_net is not None and not own_depth:
-            holes = (mem_mask[:keep] <= 0.5).to(rgb.dtype)
-            rgb = self.detail_net(rgb, holes, generator=world.generator)
-            check_output(rgb, depth, first, f"{where}: the detail net")
+            unobserved = (conditioning.memory_observed[0, :keep] <= 0.5).to(rgb.dtype)
+            noise = self.detail_net.noise_field(world.seed, rgb.device).expand(keep, -1, -1, -1)
+            shown = self.detail_net(rgb, unobserved, noise)
+            check_output(shown, depth, first, f"{where}: the detail net")
         if self.generated_depth == "depth_net" and not own_depth:
             depth = self._depth_where_unobserved(rgb, depth, conditioning.memory_observed[0, :keep])
         if remember:
             self._remember(world, rgb, depth, cams[:keep], K[:keep], observed=False)
         t3 = time.perf_counter()
         return Chunk(
-            rgb=rgb,
+            rgb=shown,
             depth=depth,
             c2w=cams[:keep],
             K=K[:keep],

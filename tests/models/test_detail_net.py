@@ -87,17 +87,17 @@ def test_losses_look_only_at_the_holes():
     model[..., 16:] += 0.25  # wrong by 0.25 everywhere in the holes
     model[..., :16] = 0.0  # and anything at all outside them
     critic = PatchCritic(widths=(8, 16, 16))
-    _, parts = detail_losses(model, model, holes, truth, critic, rec_weight=1, adv_weight=0)
+    _, parts = detail_losses(model, holes, truth, critic, rec_weight=1, adv_weight=0)
     assert parts["rec"] == pytest.approx(0.25, rel=1e-5)
     # a critic whose score is +1 on the left half of patches, -1 on the right: the generator
     # is scored on the right (hole) patches only, and the critic's loss likewise
     score = torch.ones(1, 1, 4, 4)
     score[..., 2:] = -1
-    critic = lambda cand, frame, h: score  # noqa: E731
-    _, parts = detail_losses(model, model, holes, truth, critic, rec_weight=0, adv_weight=1)
+    critic = lambda cand, h: score  # noqa: E731
+    _, parts = detail_losses(model, holes, truth, critic, rec_weight=0, adv_weight=1)
     assert parts["adv"] == pytest.approx(1.0)
     # real and fake both score -1 over the holes: hinge (1 - -1) for real + (1 + -1) for fake
-    assert float(critic_loss(critic, model, model, holes, truth)) == pytest.approx(2.0)
+    assert float(critic_loss(critic, model, holes, truth)) == pytest.approx(2.0)
 
 
 def _stripes(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -131,11 +131,11 @@ def test_a_tiny_net_learns_to_draw_the_detail_a_blurred_frame_lost():
     for _ in range(STEPS):
         model, holes, truth = batch(8)
         out = net(model, holes)
-        loss_d = critic_loss(critic, out, model, holes, truth)
+        loss_d = critic_loss(critic, out, holes, truth)
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
-        loss_g, _ = detail_losses(out, model, holes, truth, critic, rec_weight=10, adv_weight=1)
+        loss_g, _ = detail_losses(out, holes, truth, critic, rec_weight=30, adv_weight=1)
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()

@@ -1,20 +1,21 @@
 """Detail for what the world model invents: a small conditional generator, trained adversarially.
 
-The world model draws the regions its memory render leaves empty at one sampling step, its
-estimate of the mean given everything it saw: the right layout and colours on average, but
-no texture (a smooth field where the truth has mottled walls and chequered floors). More
-sampling steps of a model this size draw varied but no sharper detail. ``DetailNet`` adds the
-detail afterwards, as the decoder of a latent-diffusion autoencoder does with its adversarial
-loss: given the model's frame, the mask of the render's holes and a noise field, it draws a
-correction inside the holes only; everywhere the memory render held something, the frame
-passes through bit for bit, so memory fidelity is untouched. What it draws is put into the
-spatial memory with the frame, so a view that comes back shows the same detail.
+The world model draws the regions its memory render shows nothing observed of at one sampling
+step, its estimate of the mean given everything it saw: the right layout and colours on
+average, but no texture (a smooth field where the truth has mottled walls and chequered
+floors). More sampling steps of a model this size draw varied but no sharper detail.
+``DetailNet`` adds the detail afterwards, as the decoder of a latent-diffusion autoencoder
+does with its adversarial loss: given the model's frame, the mask of those pixels and a noise
+field, it draws a correction there only; everywhere else the frame passes through bit for
+bit. The pipeline draws it on the frames it shows and keeps the frames without it in the
+memories (stored, each view's drawing was continued and amplified by the next).
 
 Design: the same U-Net as ``DepthNet`` (``worldmem/models/depth_net.py``) over the frame, the
 hole mask, two pixel-coordinate channels and ``noise_channels`` of unit Gaussian noise; the
 correction starts at zero (a new net is the identity). Trained by
 ``worldmem/training/detail_net.py`` on the world model's own rollouts (a low-pass L1 to the
-true frame and a hinge loss against ``PatchCritic``, both over the holes).
+true frame and a hinge loss against ``PatchCritic``, both over the holes of the memory
+render).
 
 Saved like the world model (``config.json`` + ``diffusion_pytorch_model.safetensors``) in a
 pipeline folder's ``detail_net/``.
@@ -62,8 +63,8 @@ class DetailNetConfig:
 
 
 class DetailNet(nn.Module):
-    """rgb ``(B, 3, S, S)`` in [0, 1], holes ``(B, 1, S, S)`` (1 where the memory render held
-    nothing) -> rgb with detail drawn in the holes, unchanged elsewhere."""
+    """rgb ``(B, 3, S, S)`` in [0, 1], holes ``(B, 1, S, S)`` (1 where the frame is the model's
+    invention) -> rgb with detail drawn in the holes, unchanged elsewhere."""
 
     def __init__(self, cfg: DetailNetConfig | None = None):
         super().__init__()
@@ -92,6 +93,13 @@ class DetailNet(nn.Module):
             device=generator.device if generator is not None else rgb.device,
         )
         return z.to(device=rgb.device, dtype=rgb.dtype)
+
+    def noise_field(self, seed: int, device: torch.device | str = "cpu") -> Tensor:
+        """The noise ``(1, noise_channels, S, S)`` every frame of a world with this ``seed`` is
+        given: the same field for every frame, so a view seen twice is drawn the same."""
+        g = torch.Generator().manual_seed(int(seed))
+        S = self.cfg.image_size
+        return torch.randn((1, self.cfg.noise_channels, S, S), generator=g).to(device)
 
     def correction(self, rgb: Tensor, holes: Tensor, noise: Tensor) -> Tensor:
         """The drawn correction ``(B, 3, S, S)`` before it is masked to the holes."""
@@ -165,14 +173,17 @@ class DetailNet(nn.Module):
 
 
 class PatchCritic(nn.Module):
-    """The training-time critic: (candidate rgb, the model's frame, holes) ``(B, 7, S, S)`` ->
-    a realism score per patch ``(B, 1, S/8, S/8)`` (each patch sees about 40 pixels across).
-    Spectrally normalised convolutions; not shipped."""
+    """The training-time critic: a frame's holes (the candidate inside them, grey outside) and
+    the hole mask ``(B, 4, S, S)`` -> a realism score per patch ``(B, 1, S/8, S/8)`` (each
+    patch sees about 40 pixels across). It sees only what is drawn: shown the frame around
+    the holes too, it told the true frames by the seam where the truth meets the model's
+    guess, and the net learned to draw seams. Spectrally normalised convolutions; not
+    shipped."""
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128)):
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm
-        layers, cin = [], 7
+        layers, cin = [], 4
         for w in widths:
             layers += [sn(nn.Conv2d(cin, w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
             cin = w
@@ -180,6 +191,6 @@ class PatchCritic(nn.Module):
         layers.append(sn(nn.Conv2d(cin, 1, 3, padding=1)))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, candidate: Tensor, frame: Tensor, holes: Tensor) -> Tensor:
-        x = torch.cat([candidate * 2 - 1, frame * 2 - 1, holes.to(frame.dtype)], 1)
-        return self.net(x)
+    def forward(self, candidate: Tensor, holes: Tensor) -> Tensor:
+        hole = holes.to(candidate.dtype)
+        return self.net(torch.cat([(candidate * 2 - 1) * hole, hole], 1))

@@ -14,15 +14,14 @@ own history), so no corruption has to be simulated.
 
 ``train`` fits the net to draw, inside each frame's holes (where the memory render held
 nothing), detail the critic cannot tell from the true frame's: a hinge loss against a
-``PatchCritic`` that compares the true frame (the model's frame outside the holes, the truth
-inside) with the net's, both beside the model's frame and the hole mask, each patch weighted
-by its share of holes; and an L1 between the two frames' 4 x 4 block means over the holes, so
-colours and layout follow the truth (detail is the high frequencies, not a new guess at the
-layout). Frames with fewer than ``--min-holes`` of their pixels in holes are not sampled.
-The worlds of the last ``--val-worlds`` seeds are held out: every ``--val-every`` steps the
-log records PSNR over their holes (model frame and net) and the sharpness there (the
-squared Laplacian against the truth's; 1 is right), a preview figure is written, and the
-net is saved in ``--out`` (``DetailNet.save_pretrained``; ``step_N/`` every ``--keep-every``).
+``PatchCritic`` that compares what the true frame and the net's show inside the holes, each
+patch weighted by its share of holes; and an L1 between the two frames' 4 x 4 block means over
+the holes, so colours and layout follow the truth (detail is the high frequencies, not a new
+guess at the layout). Frames with fewer than ``--min-holes`` of their pixels in holes are not
+sampled. The worlds of the last ``--val-worlds`` seeds are held out: every ``--val-every``
+steps the log records PSNR over their holes (model frame and net) and the sharpness there (the
+squared Laplacian against the truth's; 1 is right), a preview figure is written, and the net is
+saved in ``--out`` (``DetailNet.save_pretrained``; ``step_N/`` every ``--keep-every``).
 """
 
 from __future__ import annotations
@@ -115,14 +114,14 @@ def _block_mean(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, BLOCK)
 
 
-def detail_losses(out, model, holes, truth, critic, *, rec_weight: float, adv_weight: float):
-    """The generator's loss for ``out`` = net(model, holes) -> (total, {name: value}): the
+def detail_losses(out, holes, truth, critic, *, rec_weight: float, adv_weight: float):
+    """The net's loss for its frame ``out`` with ``holes`` -> (total, {name: value}): the
     holes' block-mean L1 to the truth (``rec_weight``) and the critic's hinge score over
     patches weighted by their holes (``adv_weight``)."""
     w4 = _block_mean(holes)
     err = (_block_mean(out) - _block_mean(truth)).abs() * w4
     rec = err.sum() / (3 * w4.sum()).clamp(min=1e-6)
-    score = critic(out, model, holes)
+    score = critic(out, holes)
     wp = _patch_weight(holes, score)
     adv = -(score * wp).sum() / wp.sum().clamp(min=1e-6)
     parts = {"rec": float(rec.detach()), "adv": float(adv.detach())}
@@ -133,11 +132,10 @@ def _patch_weight(holes: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(holes, score.shape[-2:])
 
 
-def critic_loss(critic, out, model, holes, truth) -> torch.Tensor:
-    """Hinge loss of the critic: the true frame inside the holes (the model's frame outside,
-    as the net's) against the net's frame ``out``, patches weighted by their holes."""
-    real = model * (1 - holes) + truth * holes
-    s_real, s_fake = critic(real, model, holes), critic(out.detach(), model, holes)
+def critic_loss(critic, out, holes, truth) -> torch.Tensor:
+    """Hinge loss of the critic: the true frame's holes against the net's frame ``out``'s,
+    patches weighted by their holes."""
+    s_real, s_fake = critic(truth, holes), critic(out.detach(), holes)
     wp = _patch_weight(holes, s_real)
     n = wp.sum().clamp(min=1e-6)
     return ((F.relu(1 - s_real) + F.relu(1 + s_fake)) * wp).sum() / n
@@ -191,13 +189,14 @@ def train_detail_net(args, log=print) -> dict:
     val = data.val if len(data.val) else data.train[:64]
     show = val[np.linspace(0, len(val) - 1, min(8, len(val))).astype(int)]
     size = data.arr["model"].shape[-1]
-    net = DetailNet(DetailNetConfig(image_size=size, widths=tuple(args.widths)))
+    cfg = DetailNetConfig(size, tuple(args.widths), args.noise_channels)
+    net = DetailNet(cfg)
     if args.resume:
         net.load_state_dict(DetailNet.from_pretrained(args.resume).state_dict())
     critic = PatchCritic()
     net.train()
     opt_g = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(critic.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=args.lr_critic, betas=(0.5, 0.999))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"{len(data.train)} training frames, {len(data.val)} held out; "
@@ -209,12 +208,12 @@ def train_detail_net(args, log=print) -> dict:
         if rng.random() < 0.5:  # a mirrored world is as likely
             model, holes, truth = model.flip(-1), holes.flip(-1), truth.flip(-1)
         out = net(model, holes)
-        loss_d = critic_loss(critic, out, model, holes, truth)
+        loss_d = critic_loss(critic, out, holes, truth)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         loss_g, parts = detail_losses(
-            out, model, holes, truth, critic, rec_weight=args.rec_weight, adv_weight=args.adv_weight
+            out, holes, truth, critic, rec_weight=args.rec_weight, adv_weight=args.adv_weight
         )
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -254,9 +253,11 @@ def main(argv=None) -> int:
     t.add_argument("--steps", type=int, default=1_000_000)
     t.add_argument("--minutes", type=float, default=60.0, help="stop after this long")
     t.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128])
+    t.add_argument("--noise-channels", type=int, default=4)
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--rec-weight", type=float, default=10.0)
+    t.add_argument("--lr-critic", type=float, default=2e-4)
+    t.add_argument("--rec-weight", type=float, default=30.0)
     t.add_argument("--adv-weight", type=float, default=1.0)
     t.add_argument("--min-holes", type=float, default=0.02)
     t.add_argument("--val-worlds", type=int, default=10)
