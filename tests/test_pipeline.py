@@ -556,11 +556,11 @@ def test_detail_is_drawn_on_the_shown_frames_where_memory_observed_nothing(
 ):
     """With a detail net, a chunk's frames are the frames of the same pipeline without one
     wherever their memory render showed an observed sample (bit for bit), and the net's
-    output with the world's fixed noise field elsewhere; the memories take the frames without
-    detail and the world's generator is not drawn from, so the world goes on exactly as
-    without the net. The net and its choice survive save and load; a bad ``sampler.detail``
-    or a missing ``detail_net/`` is refused naming the file."""
-    from worldmem.geometry import look_at
+    output with noise fixed to the pixels' world points elsewhere; the memories take the
+    frames without detail and the world's generator is not drawn from, so the world goes on
+    exactly as without the net. The net and its choice survive save and load; a bad
+    ``sampler.detail`` or a missing ``detail_net/`` is refused naming the file."""
+    from worldmem.geometry import look_at, unproject_depth
     from worldmem.models.detail_net import DetailNet, DetailNetConfig
 
     torch.manual_seed(0)
@@ -597,9 +597,11 @@ def test_detail_is_drawn_on_the_shown_frames_where_memory_observed_nothing(
     assert 0.2 < float(unobserved[1].float().mean()) < 0.9
     seen = ~unobserved.expand_as(first)
     assert torch.equal(first[seen], plain_first[seen])
-    noise = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(5))
+    # the noise is fixed to the world points of each pixel (the chunk's depth, its cameras)
+    points = unproject_depth(detailed.depth[:2, 0], cams[:2], pipe.K.expand(2, 3, 3))
+    noise = net.surface_noise(points, seed=5)
     with torch.no_grad():
-        drawn = net.correction(plain_first, unobserved.float(), noise.expand(2, -1, -1, -1))
+        drawn = net.correction(plain_first, unobserved.float(), noise)
     torch.testing.assert_close(first, (plain_first + unobserved * drawn).clamp(0, 1))
     assert float((first - plain_first).abs()[~seen].mean()) > 0.05
 

@@ -34,7 +34,7 @@ from worldmem.config import (
 )
 from worldmem.data.batch import Conditioning
 from worldmem.data.inputs import assemble_inputs, memories_for_mode
-from worldmem.geometry import DEFAULT_FOV_DEG, intrinsics_from_fov
+from worldmem.geometry import DEFAULT_FOV_DEG, intrinsics_from_fov, unproject_depth
 from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
@@ -75,7 +75,8 @@ __all__ = [
 # what gives a start image without depth its depth (pipeline.json: sampler.start_depth), and
 # a generated frame where its memory render held no observed sample (sampler.generated_depth)
 DEPTH_SOURCES = ("model", "depth_net")
-# what draws detail in the holes of a generated frame's memory render: nothing, or a DetailNet
+# what draws texture on a generated frame where its memory render showed nothing observed
+# (sampler.detail): nothing, or a DetailNet
 DETAIL_SOURCES = ("none", "detail_net")
 
 # memory frames whose stem features generation keeps (WorldDiT.cache_memory_stems): the
@@ -137,7 +138,7 @@ class WorldPipeline:
                 f"detail_net: trained at {detail_net.cfg.image_size} px, the model at "
                 f"{model_cfg.image_size} px"
             )
-        # draws detail where a generated frame's memory render held nothing (None: none)
+        # draws texture on the frames shown where memory observed nothing (None: none)
         self.detail_net = None if detail_net is None else detail_net.to(self.device).eval()
         if start_depth is None:  # a net given is a net used for start images
             start_depth = "model" if depth_net is None else "depth_net"
@@ -639,14 +640,15 @@ class WorldPipeline:
         first = world.frame_count
         check_output(rgb, depth, first, where)
         rgb = rgb.clamp(0, 1)
+        if self.generated_depth == "depth_net" and not own_depth:
+            depth = self._depth_where_unobserved(rgb, depth, conditioning.memory_observed[0, :keep])
         shown = rgb
         if self.detail_net is not None and not own_depth:
             unobserved = (conditioning.memory_observed[0, :keep] <= 0.5).to(rgb.dtype)
-            noise = self.detail_net.noise_field(world.seed, rgb.device).expand(keep, -1, -1, -1)
+            points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
+            noise = self.detail_net.surface_noise(points, world.seed)
             shown = self.detail_net(rgb, unobserved, noise)
             check_output(shown, depth, first, f"{where}: the detail net")
-        if self.generated_depth == "depth_net" and not own_depth:
-            depth = self._depth_where_unobserved(rgb, depth, conditioning.memory_observed[0, :keep])
         if remember:
             self._remember(world, rgb, depth, cams[:keep], K[:keep], observed=False)
         t3 = time.perf_counter()

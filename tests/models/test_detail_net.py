@@ -150,3 +150,33 @@ def test_a_tiny_net_learns_to_draw_the_detail_a_blurred_frame_lost():
     err = float((block(out) - block(truth)).abs().mean())
     assert err < 0.05, err
     assert np.isfinite(err)
+
+
+def test_surface_noise_is_a_unit_field_fixed_to_space_at_its_cell_size():
+    """The noise at a world point depends on that point alone (the same point from any frame
+    or pixel gives the same values), has zero mean and unit variance, is nearly the same a
+    tenth of a cell away and nearly independent a cell away, and changes with the seed."""
+    net = DetailNet(DetailNetConfig(image_size=8, widths=(8, 16), noise_cell_m=0.05))
+    g = torch.Generator().manual_seed(0)
+    points = (torch.rand(4, 8, 8, 3, generator=g) - 0.5) * 20  # metres, negative ones too
+    z = net.surface_noise(points, seed=3)
+    assert z.shape == (4, 4, 8, 8)
+    # the same points in another order (another camera's pixels): the same values, reordered
+    perm = torch.randperm(4 * 64, generator=g)
+    shuffled = points.reshape(-1, 3)[perm].reshape(4, 8, 8, 3)
+    want = z.permute(0, 2, 3, 1).reshape(-1, 4)[perm]
+    torch.testing.assert_close(net.surface_noise(shuffled, seed=3).permute(0, 2, 3, 1)
+                               .reshape(-1, 4), want)  # fmt: skip
+    many = (torch.rand(64, 8, 8, 3, generator=g) - 0.5) * 20
+    base = net.surface_noise(many, seed=3).flatten()
+    assert abs(float(base.mean())) < 0.05 and 0.9 < float(base.std()) < 1.1
+
+    def corr(offset_m: float) -> float:
+        moved = net.surface_noise(many + torch.tensor([offset_m, 0.0, 0.0]), seed=3).flatten()
+        return float(torch.corrcoef(torch.stack([base, moved]))[0, 1])
+
+    assert corr(0.005) > 0.8 and abs(corr(0.05 * 3)) < 0.1
+    other = net.surface_noise(many, seed=4).flatten()
+    assert abs(float(torch.corrcoef(torch.stack([base, other]))[0, 1])) < 0.1
+    with pytest.raises(ValueError, match="noise_cell_m"):
+        DetailNetConfig(noise_cell_m=0.0)

@@ -24,6 +24,7 @@ pipeline folder's ``detail_net/``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ __all__ = ["DetailNetConfig", "DetailNet", "PatchCritic"]
 
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 CONFIG_FILE = "config.json"
+NOISE_TABLE = 1 << 16  # lattice draws of surface_noise, indexed by a hash of the corner
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class DetailNetConfig:
     image_size: int = 64  # S: the pipeline's frame size the net was trained at
     widths: tuple[int, ...] = (16, 32, 64, 128)  # channels at S, S/2, S/4, S/8
     noise_channels: int = 4  # unit Gaussian noise fed beside the frame
+    noise_cell_m: float = 0.05  # the lattice of ``surface_noise``: about a pixel at 2 m
 
     def __post_init__(self):
         if self.image_size % 2 ** (len(self.widths) - 1):
@@ -56,6 +59,8 @@ class DetailNetConfig:
             raise ValueError(
                 f"DetailNetConfig: widths must be positive multiples of 8, got {self.widths}"
             )
+        if not (self.noise_cell_m > 0 and math.isfinite(self.noise_cell_m)):
+            raise ValueError(f"DetailNetConfig: noise_cell_m must be > 0, got {self.noise_cell_m}")
         if not (isinstance(self.noise_channels, int) and self.noise_channels >= 0):
             raise ValueError(
                 f"DetailNetConfig: noise_channels must be an int >= 0, got {self.noise_channels}"
@@ -94,12 +99,29 @@ class DetailNet(nn.Module):
         )
         return z.to(device=rgb.device, dtype=rgb.dtype)
 
-    def noise_field(self, seed: int, device: torch.device | str = "cpu") -> Tensor:
-        """The noise ``(1, noise_channels, S, S)`` every frame of a world with this ``seed`` is
-        given: the same field for every frame, so a view seen twice is drawn the same."""
-        g = torch.Generator().manual_seed(int(seed))
-        S = self.cfg.image_size
-        return torch.randn((1, self.cfg.noise_channels, S, S), generator=g).to(device)
+    def surface_noise(self, points: Tensor, seed: int) -> Tensor:
+        """Unit Gaussian noise ``(N, noise_channels, S, S)`` fixed to space: at each pixel's
+        world point (``points`` ``(N, S, S, 3)`` metres) the value noise of a lattice of
+        ``noise_cell_m`` cells whose corners hold draws seeded by ``seed`` (hashed into a
+        table), interpolated trilinearly and rescaled to unit variance. A surface seen again,
+        from anywhere, is given the same noise."""
+        C = self.cfg.noise_channels
+        table = torch.randn((C, NOISE_TABLE), generator=torch.Generator().manual_seed(int(seed)))
+        table = table.to(points.device)
+        p = points.double() / self.cfg.noise_cell_m
+        base = p.floor()
+        frac = (p - base).float()
+        base = base.long()
+        out = torch.zeros((C, *points.shape[:-1]), device=points.device)
+        weight_sq = torch.zeros(points.shape[:-1], device=points.device)
+        for corner in range(8):
+            d = torch.tensor([(corner >> k) & 1 for k in range(3)], device=points.device)
+            w = torch.where(d.bool(), frac, 1 - frac).prod(-1)  # (N, S, S)
+            c = base + d
+            key = (c[..., 0] * 73856093) ^ (c[..., 1] * 19349663) ^ (c[..., 2] * 83492791)
+            out += w * table[:, key & (NOISE_TABLE - 1)]
+            weight_sq += w * w
+        return (out / weight_sq.sqrt()).permute(1, 0, 2, 3).contiguous()
 
     def correction(self, rgb: Tensor, holes: Tensor, noise: Tensor) -> Tensor:
         """The drawn correction ``(B, 3, S, S)`` before it is masked to the holes."""
