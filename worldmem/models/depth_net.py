@@ -8,13 +8,9 @@ this one job: metric depth of a frame seen through the pipeline's camera (its in
 by the field of view, so metric depth is learnable from the image alone on the data it was
 trained on; ``worldmem/training/depth_net.py``).
 
-Design: a U-Net over the image and two pixel-coordinate channels (where a pixel lies in the
-frame says much about its depth: the floor below the horizon, the ceiling above), four
-levels (S, S/2, S/4, S/8) of two 3x3 convolutions with GroupNorm and SiLU, strided
-convolutions down, the whole view's mean added at the bottom (which wall is the far one is a
-question about the whole frame), and nearest upsampling with skip connections back up; it
-predicts log
-depth, starting from ``init_depth_m`` everywhere.
+Design: the shared small U-Net (``worldmem/models/small_unet.py``) over the image and two
+pixel-coordinate channels, four levels (S, S/2, S/4, S/8); it predicts log depth, starting
+from ``init_depth_m`` everywhere.
 
 Saved like the world model (``config.json`` + ``diffusion_pytorch_model.safetensors``) in a
 pipeline folder's ``depth_net/``.
@@ -22,20 +18,15 @@ pipeline folder's ``depth_net/``.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DepthNetConfig", "DepthNet", "depth_net_loss"]
+from worldmem.models.small_unet import SmallUNet, check_levels
 
-WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
-CONFIG_FILE = "config.json"
+__all__ = ["DepthNetConfig", "DepthNet", "depth_net_loss"]
 
 
 @dataclass(frozen=True)
@@ -46,111 +37,35 @@ class DepthNetConfig:
     fov_deg: float = 75.0  # the horizontal field of view of the frames it was trained on
 
     def __post_init__(self):
-        if self.image_size % 2 ** (len(self.widths) - 1):
-            raise ValueError(
-                f"DepthNetConfig: image_size {self.image_size} must divide by "
-                f"2^{len(self.widths) - 1} (one halving per level after the first)"
-            )
-        if not all(isinstance(w, int) and w > 0 and w % 8 == 0 for w in self.widths):
-            raise ValueError(
-                f"DepthNetConfig: widths must be positive multiples of 8, got {self.widths}"
-            )
+        check_levels("DepthNetConfig", self.image_size, self.widths)
         if not (self.init_depth_m > 0 and math.isfinite(self.init_depth_m)):
             raise ValueError(f"DepthNetConfig: init_depth_m must be > 0, got {self.init_depth_m}")
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1),
-        nn.GroupNorm(8, cout),
-        nn.SiLU(),
-        nn.Conv2d(cout, cout, 3, padding=1),
-        nn.GroupNorm(8, cout),
-        nn.SiLU(),
-    )
-
-
-class DepthNet(nn.Module):
+class DepthNet(SmallUNet):
     """rgb ``(B, 3, S, S)`` in [0, 1] -> metric depth ``(B, 1, S, S)`` (> 0)."""
 
-    def __init__(self, cfg: DepthNetConfig | None = None):
-        super().__init__()
-        self.cfg = cfg = cfg or DepthNetConfig()
-        w = cfg.widths
-        self.down = nn.ModuleList([_block(3 + 2, w[0])])
-        self.pool = nn.ModuleList()
-        for a, b in zip(w[:-1], w[1:]):
-            self.pool.append(nn.Conv2d(a, a, 3, stride=2, padding=1))
-            self.down.append(_block(a, b))
-        self.context = nn.Conv2d(w[-1], w[-1], 1)  # the whole view's mean, at the bottom
-        self.up = nn.ModuleList([_block(b + a, a) for a, b in zip(w[:-1], w[1:])][::-1])
-        self.head = nn.Conv2d(w[0], 1, 1)
-        self.initialize_weights()
+    kind = "depth net"
 
-    def initialize_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+    def __init__(self, cfg: DepthNetConfig | None = None):
+        self.cfg = cfg = cfg or DepthNetConfig()
+        super().__init__(3, cfg.widths, 1)
         nn.init.zeros_(self.head.weight)
-        nn.init.constant_(self.head.bias, math.log(self.cfg.init_depth_m))
+        nn.init.constant_(self.head.bias, math.log(cfg.init_depth_m))
 
     def log_depth(self, rgb: Tensor) -> Tensor:
         """rgb ``(B, 3, S, S)`` -> log metres ``(B, 1, S, S)``."""
-        B, C, H, W = rgb.shape
+        _, C, H, W = rgb.shape
         S = self.cfg.image_size
         if C != 3 or (H, W) != (S, S):
             raise ValueError(f"DepthNet: expected rgb (B, 3, {S}, {S}), got {tuple(rgb.shape)}")
-        ys = torch.linspace(-1, 1, H, device=rgb.device, dtype=rgb.dtype)
-        xs = torch.linspace(-1, 1, W, device=rgb.device, dtype=rgb.dtype)
-        coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(B, 2, H, W)
-        x = self.down[0](torch.cat([rgb * 2 - 1, coords], 1))  # (B, w0, S, S)
-        skips = [x]
-        for pool, block in zip(self.pool, self.down[1:]):
-            x = block(pool(x))
-            skips.append(x)
-        x = x + self.context(x.mean((2, 3), keepdim=True))  # (B, w[-1], S/8, S/8)
-        for block, skip in zip(self.up, skips[-2::-1]):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
-            x = block(torch.cat([x, skip], 1))
-        return self.head(x)
+        return self.unet(rgb * 2 - 1)
 
     def forward(self, rgb: Tensor) -> Tensor:
         return self.log_depth(rgb).exp()
 
-    # -- persistence ---------------------------------------------------------------------
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        cfg = asdict(self.cfg)
-        cfg["widths"] = list(cfg["widths"])
-        (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=1) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE))
-        return path
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> DepthNet:
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        try:
-            raw = json.loads((path / CONFIG_FILE).read_text())
-            cfg = DepthNetConfig(**{**raw, "widths": tuple(raw["widths"])})
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"{path / CONFIG_FILE}: not a depth net config: {e}") from None
-        net = cls(cfg)
-        try:
-            net.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
-        except (OSError, RuntimeError) as e:  # missing, corrupt, or another net's weights
-            first = str(e).strip().splitlines()[0]
-            raise ValueError(
-                f"{path / WEIGHTS_FILE}: not this config's weights ({first})"
-            ) from None
-        return net.eval()
+DepthNet.config_class = DepthNetConfig
 
 
 def depth_net_loss(log_pred: Tensor, depth: Tensor, grad_weight: float = 0.5) -> Tensor:

@@ -10,9 +10,9 @@ field, it draws a correction there only; everywhere else the frame passes throug
 bit. The pipeline draws it on the frames it shows and keeps the frames without it in the
 memories (stored, each view's drawing was continued and amplified by the next).
 
-Design: the same U-Net as ``DepthNet`` (``worldmem/models/depth_net.py``) over the frame, the
-hole mask, two pixel-coordinate channels and ``noise_channels`` of unit Gaussian noise; the
-correction starts at zero (a new net is the identity). Trained by
+Design: the shared small U-Net (``worldmem/models/small_unet.py``, as ``DepthNet``) over the
+frame, the hole mask, two pixel-coordinate channels and ``noise_channels`` of unit Gaussian
+noise; the correction starts at zero (a new net is the identity). Trained by
 ``worldmem/training/detail_net.py`` on the world model's own rollouts (a low-pass L1 to the
 true frame and a hinge loss against ``PatchCritic``, both over the holes of the memory
 render).
@@ -23,22 +23,17 @@ pipeline folder's ``detail_net/``.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
-from worldmem.models.depth_net import _block
+from worldmem.models.small_unet import SmallUNet, check_levels
 
 __all__ = ["DetailNetConfig", "DetailNet", "PatchCritic"]
 
-WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
-CONFIG_FILE = "config.json"
 NOISE_TABLE = 1 << 16  # lattice draws of surface_noise, indexed by a hash of the corner
 
 
@@ -50,15 +45,7 @@ class DetailNetConfig:
     noise_cell_m: float = 0.05  # the lattice of ``surface_noise``: about a pixel at 2 m
 
     def __post_init__(self):
-        if self.image_size % 2 ** (len(self.widths) - 1):
-            raise ValueError(
-                f"DetailNetConfig: image_size {self.image_size} must divide by "
-                f"2^{len(self.widths) - 1} (one halving per level after the first)"
-            )
-        if not all(isinstance(w, int) and w > 0 and w % 8 == 0 for w in self.widths):
-            raise ValueError(
-                f"DetailNetConfig: widths must be positive multiples of 8, got {self.widths}"
-            )
+        check_levels("DetailNetConfig", self.image_size, self.widths)
         if not (self.noise_cell_m > 0 and math.isfinite(self.noise_cell_m)):
             raise ValueError(f"DetailNetConfig: noise_cell_m must be > 0, got {self.noise_cell_m}")
         if not (isinstance(self.noise_channels, int) and self.noise_channels >= 0):
@@ -67,26 +54,15 @@ class DetailNetConfig:
             )
 
 
-class DetailNet(nn.Module):
+class DetailNet(SmallUNet):
     """rgb ``(B, 3, S, S)`` in [0, 1], holes ``(B, 1, S, S)`` (1 where the frame is the model's
     invention) -> rgb with detail drawn in the holes, unchanged elsewhere."""
 
+    kind = "detail net"
+
     def __init__(self, cfg: DetailNetConfig | None = None):
-        super().__init__()
         self.cfg = cfg = cfg or DetailNetConfig()
-        w = cfg.widths
-        self.down = nn.ModuleList([_block(3 + 1 + 2 + cfg.noise_channels, w[0])])
-        self.pool = nn.ModuleList()
-        for a, b in zip(w[:-1], w[1:]):
-            self.pool.append(nn.Conv2d(a, a, 3, stride=2, padding=1))
-            self.down.append(_block(a, b))
-        self.context = nn.Conv2d(w[-1], w[-1], 1)  # the whole view's mean, at the bottom
-        self.up = nn.ModuleList([_block(b + a, a) for a, b in zip(w[:-1], w[1:])][::-1])
-        self.head = nn.Conv2d(w[0], 3, 1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        super().__init__(3 + 1 + cfg.noise_channels, cfg.widths, 3)
         nn.init.zeros_(self.head.weight)  # a new net draws nothing: the identity
 
     def noise(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -135,19 +111,7 @@ class DetailNet(nn.Module):
         if tuple(noise.shape) != (B, Z, S, S):
             raise ValueError(f"DetailNet: expected noise ({B}, {Z}, {S}, {S}), got "
                              f"{tuple(noise.shape)}")  # fmt: skip
-        ys = torch.linspace(-1, 1, H, device=rgb.device, dtype=rgb.dtype)
-        xs = torch.linspace(-1, 1, W, device=rgb.device, dtype=rgb.dtype)
-        coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij")).expand(B, 2, H, W)
-        x = self.down[0](torch.cat([rgb * 2 - 1, holes.to(rgb.dtype), coords, noise], 1))
-        skips = [x]
-        for pool, block in zip(self.pool, self.down[1:]):
-            x = block(pool(x))
-            skips.append(x)
-        x = x + self.context(x.mean((2, 3), keepdim=True))
-        for block, skip in zip(self.up, skips[-2::-1]):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
-            x = block(torch.cat([x, skip], 1))
-        return self.head(x)
+        return self.unet(torch.cat([rgb * 2 - 1, holes.to(rgb.dtype)], 1), noise)
 
     def forward(
         self, rgb: Tensor, holes: Tensor, noise: Tensor | None = None,
@@ -159,39 +123,8 @@ class DetailNet(nn.Module):
         hole = (holes > 0.5).to(rgb.dtype)
         return (rgb + hole * self.correction(rgb, hole, noise)).clamp(0, 1)
 
-    # -- persistence ---------------------------------------------------------------------
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        cfg = asdict(self.cfg)
-        cfg["widths"] = list(cfg["widths"])
-        (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=1) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE))
-        return path
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> DetailNet:
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        try:
-            raw = json.loads((path / CONFIG_FILE).read_text())
-            cfg = DetailNetConfig(**{**raw, "widths": tuple(raw["widths"])})
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"{path / CONFIG_FILE}: not a detail net config: {e}") from None
-        net = cls(cfg)
-        try:
-            net.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
-        except (OSError, RuntimeError) as e:  # missing, corrupt, or another net's weights
-            first = str(e).strip().splitlines()[0]
-            raise ValueError(
-                f"{path / WEIGHTS_FILE}: not this config's weights ({first})"
-            ) from None
-        return net.eval()
+DetailNet.config_class = DetailNetConfig
 
 
 class PatchCritic(nn.Module):
