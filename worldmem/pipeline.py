@@ -640,11 +640,12 @@ class WorldPipeline:
         first = world.frame_count
         check_output(rgb, depth, first, where)
         rgb = rgb.clamp(0, 1)
+        observed = conditioning.memory_observed[0, :keep]
         if self.generated_depth == "depth_net" and not own_depth:
-            depth = self._depth_where_unobserved(rgb, depth, conditioning.memory_observed[0, :keep])
+            depth = self._depth_where_unobserved(rgb, depth, observed)
         shown = rgb
         if self.detail_net is not None and not own_depth:
-            unobserved = (conditioning.memory_observed[0, :keep] <= 0.5).to(rgb.dtype)
+            unobserved = (observed <= 0.5).to(rgb.dtype)
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
             noise = self.detail_net.surface_noise(points, world.seed)
             shown = self.detail_net(rgb, unobserved, noise)

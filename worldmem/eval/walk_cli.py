@@ -230,7 +230,7 @@ def run_walk_command(args, pipe, log=print) -> int:
     )
 
     # 5. the depth a start image without depth is given, on the same worlds
-    source = "depth net" if getattr(pipe, "start_depth", "model") == "depth_net" else "model"
+    source = "depth net" if pipe.start_depth == "depth_net" else "model"
     depth_rows = start_depth_rows(*start_depths(pipe, seeds), f"{source} (image without depth)")
 
     # 6. tables and files

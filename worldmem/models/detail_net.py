@@ -64,6 +64,7 @@ class DetailNet(SmallUNet):
         self.cfg = cfg = cfg or DetailNetConfig()
         super().__init__(3 + 1 + cfg.noise_channels, cfg.widths, 3)
         nn.init.zeros_(self.head.weight)  # a new net draws nothing: the identity
+        self._table, self._table_seed = None, None  # surface_noise's draws, for that seed
 
     def noise(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Unit Gaussian noise ``(B, noise_channels, S, S)`` for ``rgb`` from ``generator``."""
@@ -82,8 +83,10 @@ class DetailNet(SmallUNet):
         table), interpolated trilinearly and rescaled to unit variance. A surface seen again,
         from anywhere, is given the same noise."""
         C = self.cfg.noise_channels
-        table = torch.randn((C, NOISE_TABLE), generator=torch.Generator().manual_seed(int(seed)))
-        table = table.to(points.device)
+        if self._table_seed != seed:  # the same world chunk after chunk: drawn once
+            g = torch.Generator().manual_seed(int(seed))
+            self._table, self._table_seed = torch.randn((C, NOISE_TABLE), generator=g), seed
+        table = self._table.to(points.device)
         p = points.double() / self.cfg.noise_cell_m
         base = p.floor()
         frac = (p - base).float()
