@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint data train train-depth train-detail clean
+.PHONY: demo test lint data train train-depth train-detail train-first-frame clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ train-detail: $(STAMP)
 		--seeds 0:180 --out runs/detail/rollouts.npz
 	$(PY) -m worldmem.training.detail_net train --rollouts runs/detail/rollouts.npz \
 		--out runs/detail/net --steps 2750 --minutes 60
+
+# the first-frame net (what a prompt alone starts from): a caption-conditioned GAN on every
+# second frame of the training episodes, 65 minutes on two threads
+train-first-frame: $(STAMP)
+	$(PY) -m worldmem.training.first_frame --data data/synthetic --out runs/first_frame \
+		--minutes 65 --val-every 1000 --keep-every 2000 --kid-frames 100 --threads 2
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

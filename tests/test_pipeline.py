@@ -624,3 +624,59 @@ def test_detail_is_drawn_on_the_shown_frames_where_memory_observed_nothing(
         WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
     with pytest.raises(ValueError, match="detail_net: trained at 64 px, the model at 32 px"):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, detail_net=DetailNet())
+
+
+def test_a_prompt_alone_starts_from_the_first_frame_nets_drawing(
+    tiny_pipeline_dir, tmp_path, monkeypatch
+):
+    """With a first-frame net, ``start(prompt)`` without an image puts the net's drawing for
+    the prompt, from the world's seed, into the memories as the observed first frame (the
+    same as starting from that image); ``draw_first=False`` starts with empty memories; asking
+    for a drawing without a net is refused and leaves the world as it was. The net and its
+    choice survive save and load; a bad ``sampler.prompt_start`` or a missing
+    ``first_frame/`` is refused naming the file."""
+    from worldmem.models.first_frame import FirstFrameConfig, FirstFrameNet
+
+    torch.manual_seed(0)
+    net = FirstFrameNet(FirstFrameConfig(image_size=32, widths=(16, 8, 8))).eval()
+    drawn = net.generate(["a red room"], torch.Generator().manual_seed(3))[0]
+    pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", first_frame=net)
+    inserted = spy_inserts(monkeypatch)
+    first = pipe.start(prompt="a red room", seed=3)
+    assert len(inserted) == 1 and inserted[0][1] is True  # observed
+    assert torch.equal(inserted[0][0][0], drawn)
+    # as from an image without depth: the chunk that gave it its depth (the model's here)
+    assert first.depth.shape == (pipe.chunk_frames, 1, 32, 32) and pipe.frame_count == 1
+    again = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+
+    monkeypatch.undo()
+    assert pipe.start(prompt="a red room", seed=3, draw_first=False) is None
+    assert pipe.spatial.num_points == 0
+    pipe.step(["w", "w"])
+    with pytest.raises(ValueError, match="draw_first: this pipeline has no first_frame net"):
+        again.start(prompt="a room", draw_first=True)
+    with pytest.raises(ValueError, match="draw_first: expected None, True or False"):
+        pipe.start(prompt="a room", draw_first="yes")
+    assert pipe.frame_count == 2 and pipe.spatial.num_points > 0  # the world is untouched
+    assert again.start(prompt="a room") is None  # no net: empty memories by default
+
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["prompt_start"] == "first_frame"
+    back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    inserted = spy_inserts(monkeypatch)
+    back.start(prompt="a red room", seed=3)
+    assert torch.equal(inserted[0][0][0], drawn)
+    assert WorldPipeline.from_pretrained(tmp_path / "p", first_frame=None).first_frame is None
+    assert WorldPipeline.from_pretrained(tiny_pipeline_dir).first_frame is None  # older folders
+    meta["sampler"]["prompt_start"] = "gan"
+    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"pipeline.json: sampler: prompt_start: .*'gan'"):
+        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    meta["sampler"]["prompt_start"] = "first_frame"
+    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
+    (tmp_path / "p" / "first_frame" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"first_frame/diffusion_pytorch_model.safetensors"):
+        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    with pytest.raises(ValueError, match="first_frame: draws 64 px frames, the model 32 px"):
+        WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, first_frame=FirstFrameNet())

@@ -41,6 +41,7 @@ from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
 from worldmem.models.detail_net import DetailNet
+from worldmem.models.first_frame import FirstFrameNet
 from worldmem.pipeline_checks import MAX_FOCAL_PER_PIXEL as MAX_FOCAL_PER_PIXEL
 from worldmem.pipeline_checks import MAX_PRINCIPAL_OFFSET as MAX_PRINCIPAL_OFFSET
 from worldmem.pipeline_checks import (
@@ -78,6 +79,9 @@ DEPTH_SOURCES = ("model", "depth_net")
 # what draws texture on a generated frame where its memory render showed nothing observed
 # (sampler.detail): nothing, or a DetailNet
 DETAIL_SOURCES = ("none", "detail_net")
+# what a world begun from a prompt alone starts from (sampler.prompt_start): the model's first
+# chunk from empty memories, or an image a FirstFrameNet draws for the prompt
+PROMPT_STARTS = ("model", "first_frame")
 
 # memory frames whose stem features generation keeps (WorldDiT.cache_memory_stems): the
 # context and every keyframe slot of several chunks
@@ -120,6 +124,7 @@ class WorldPipeline:
         generated_depth: str = "model",
         start_depth: str | None = None,
         detail_net: DetailNet | None = None,
+        first_frame: FirstFrameNet | None = None,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -140,6 +145,14 @@ class WorldPipeline:
             )
         # draws texture on the frames shown where memory observed nothing (None: none)
         self.detail_net = None if detail_net is None else detail_net.to(self.device).eval()
+        if first_frame is not None and first_frame.cfg.image_size != model_cfg.image_size:
+            raise ValueError(
+                f"first_frame: draws {first_frame.cfg.image_size} px frames, the model "
+                f"{model_cfg.image_size} px"
+            )
+        # draws the image a world begun from a prompt alone starts from (None: the model's
+        # first chunk from empty memories)
+        self.first_frame = None if first_frame is None else first_frame.to(self.device).eval()
         if start_depth is None:  # a net given is a net used for start images
             start_depth = "model" if depth_net is None else "depth_net"
         for name, value in (("start_depth", start_depth), ("generated_depth", generated_depth)):
@@ -182,7 +195,8 @@ class WorldPipeline:
         ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale``, ``depth_net``
         (a ``DepthNet``, or None for the model's depth throughout), ``start_depth`` and
         ``generated_depth`` (``DEPTH_SOURCES``), ``detail_net`` (a ``DetailNet``, or None to
-        draw no detail) or ``memory_cfg``."""
+        draw no detail), ``first_frame`` (a ``FirstFrameNet``, or None for the model's own
+        prompt-only start) or ``memory_cfg``."""
         path = Path(path)
         meta = read_pipeline_json(path)
         meta_path = path / "pipeline.json"
@@ -226,6 +240,18 @@ class WorldPipeline:
             detail_net = DetailNet.from_pretrained(path / "detail_net")
         else:
             detail_net = None
+        prompt_start = meta["sampler"].get("prompt_start", "model")  # older folders: model
+        if prompt_start not in PROMPT_STARTS:
+            raise ValueError(
+                f"{meta_path}: sampler: prompt_start: expected one of {', '.join(PROMPT_STARTS)}"
+                f", got {prompt_start!r}"
+            )
+        if "first_frame" in overrides:
+            first_frame = overrides.pop("first_frame")
+        elif prompt_start == "first_frame":
+            first_frame = FirstFrameNet.from_pretrained(path / "first_frame")
+        else:
+            first_frame = None
         from worldmem.models.backbones import load_world_model
 
         model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone
@@ -248,6 +274,7 @@ class WorldPipeline:
             generated_depth=generated_depth,
             start_depth=start_depth,
             detail_net=detail_net,
+            first_frame=first_frame,
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -272,8 +299,8 @@ class WorldPipeline:
         )
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``model/``, ``pipeline.json`` and (with a depth net, a detail net)
-        ``depth_net/``, ``detail_net/`` to ``path``."""
+        """Write ``model/``, ``pipeline.json`` and (with a depth net, a detail net, a
+        first-frame net) ``depth_net/``, ``detail_net/``, ``first_frame/`` to ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path / "model")
@@ -281,6 +308,8 @@ class WorldPipeline:
             self.depth_net.save_pretrained(path / "depth_net")
         if self.detail_net is not None:
             self.detail_net.save_pretrained(path / "detail_net")
+        if self.first_frame is not None:
+            self.first_frame.save_pretrained(path / "first_frame")
         meta = {
             "model": to_dict(self.model_cfg),
             "memory": to_dict(self.memory_cfg),
@@ -292,6 +321,7 @@ class WorldPipeline:
                 "start_depth": self.start_depth,
                 "generated_depth": self.generated_depth,
                 "detail": "none" if self.detail_net is None else "detail_net",
+                "prompt_start": "model" if self.first_frame is None else "first_frame",
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
         }
@@ -373,6 +403,7 @@ class WorldPipeline:
         seed: int = 0,
         memory: str = "all",
         world: WorldState | None = None,
+        draw_first: bool | None = None,
     ) -> Chunk | None:
         """Begin a new world (all memories cleared) in ``world`` (default: the current one).
 
@@ -380,9 +411,14 @@ class WorldPipeline:
         from ``c2w`` ``(4, 4)`` (default identity); depth ``(1, H, W)`` metres (optional: without
         it, the pipeline's ``depth_net`` gives it, or without one the first chunk the model
         generates at the image's camera; either times ``start_depth_scale``).
-        Returns, for an image without depth, the frames that gave it its depth (the depth
-        net's: the image with that depth, one frame; the model's: the chunk it generated),
-        else None.
+        Without an image, ``draw_first`` (default: whether the pipeline has a ``first_frame``
+        net) has that net draw the first frame for the prompt, from the world's generator
+        (so from ``seed``), and the world begins from it as from an image without depth;
+        False begins with empty memories (the model's first chunk is then drawn from the
+        prompt alone).
+        Returns, for an image without depth (given or drawn), the frames that gave it its
+        depth (the depth net's: the image with that depth, one frame; the model's: the chunk
+        it generated), else None.
         A call that raises, whether refused at the checks or failing in the model or a
         memory, leaves the previous world as it was.
         """
@@ -404,10 +440,17 @@ class WorldPipeline:
                 got = "depth without an image" if image is None else describe(depth)
                 raise ValueError(f"depth: expected {want} with an image, got {got}")
             depth = finite_float32(depth, "depth", non_negative=True)
+        if draw_first not in (None, True, False):
+            raise ValueError(f"draw_first: expected None, True or False, got {draw_first!r}")
+        if draw_first and self.first_frame is None:
+            raise ValueError("draw_first: this pipeline has no first_frame net")
         # The new world is built aside, in new memory objects with a new generator; ``world``
         # takes them only when it is complete, so a start failing part-way (the model, or a
         # memory) leaves the old world as it was.
         new = self.new_state(seed, prompt, memory)
+        if image is None and (self.first_frame is not None if draw_first is None else draw_first):
+            image = self.first_frame.generate([prompt], generator=new.generator)[0]
+            check_output(image[None], image[None, :1], 0, "start: the first-frame net")
         chunk = self._start(new, image, depth, c2w)
         world.become(new)
         return chunk

@@ -76,8 +76,9 @@ class OraclePipe:
         self.world, self.shift_px, self.size, self.K = world, shift_px, S, K
         self.observed = 0
 
-    def start(self, prompt="", image=None, depth=None, c2w=None, seed=0, memory="all"):
+    def start(self, prompt="", image=None, depth=None, c2w=None, seed=0, memory="all", **kw):
         self.observed = 0
+        self.draw_first = kw.get("draw_first")
 
     def observe(self, rgb, depth, c2w, K=None):
         self.observed += len(rgb)
@@ -100,6 +101,7 @@ def test_a_perfect_model_scores_perfectly_and_a_wrong_one_does_not():
     assert [r["frame"] for r in memory_rows] == [2, 3]
     assert all(r["psnr"] == pytest.approx(MAX_PSNR_DB) for r in memory_rows)
     assert oracle.observed == 2
+    assert oracle.draw_first is False  # the true context is the whole start: nothing drawn
     assert [r["frame"] for r in gt] == [2, 3] and [r["gap"] for r in gt] == [2, 2]
     for r in gt:
         assert r["psnr"] == pytest.approx(MAX_PSNR_DB)

@@ -108,7 +108,8 @@ def run_gt_context(pipe, case: RevisitCase, mode: str, lpips: LPIPS | None = Non
     if case.rgb is None or case.depth is None:
         raise ValueError(f"case {case.name}: the gt protocol needs ground-truth rgb and depth")
     ctx = case.context_frames
-    pipe.start(prompt=case.caption, c2w=case.c2w[0], seed=case.seed, memory=mode)
+    # the true context frames are the whole start: no first frame is drawn before them
+    pipe.start(prompt=case.caption, c2w=case.c2w[0], seed=case.seed, memory=mode, draw_first=False)
     for a in range(0, ctx, OBSERVE_BLOCK):
         b = min(ctx, a + OBSERVE_BLOCK)
         pipe.observe(case.rgb[a:b], case.depth[a:b], case.c2w[a:b], case.K[a:b])
@@ -148,6 +149,7 @@ def run_recall(
         c2w=case.c2w[0],
         seed=case.seed,
         memory=mode,
+        draw_first=False,  # the protocol's prompt-only start is the model's own
     )
     if use_image:
         d0 = case.start_depth if case.start_depth is not None else first.depth[0].cpu()

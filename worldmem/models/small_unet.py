@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["SmallUNet", "check_levels", "WEIGHTS_FILE", "CONFIG_FILE"]
+__all__ = ["SavedNet", "SmallUNet", "check_levels", "WEIGHTS_FILE", "CONFIG_FILE"]
 
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 CONFIG_FILE = "config.json"
@@ -51,13 +51,50 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-class SmallUNet(nn.Module):
-    """``in_channels`` (+ 2 coordinate channels) -> ``out_channels`` at the same size, with
-    ``widths`` channels per level. Subclasses set ``config_class`` (a dataclass with a
-    ``widths`` tuple) and ``kind`` (named in load errors) and keep ``self.cfg``."""
+class SavedNet(nn.Module):
+    """A helper net saved as ``config.json`` (its config dataclass, which has a ``widths``
+    tuple) and ``diffusion_pytorch_model.safetensors``. Subclasses set ``config_class`` and
+    ``kind`` (named in load errors), are built from their config alone and keep ``self.cfg``."""
 
     config_class: type
     kind: str
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        cfg = asdict(self.cfg)
+        cfg["widths"] = list(cfg["widths"])
+        (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=1) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE))
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path):
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            raw = json.loads((path / CONFIG_FILE).read_text())
+            cfg = cls.config_class(**{**raw, "widths": tuple(raw["widths"])})
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{path / CONFIG_FILE}: not a {cls.kind} config: {e}") from None
+        net = cls(cfg)
+        try:
+            net.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+        except (OSError, RuntimeError) as e:  # missing, corrupt, or another net's weights
+            first = str(e).strip().splitlines()[0]
+            raise ValueError(
+                f"{path / WEIGHTS_FILE}: not this config's weights ({first})"
+            ) from None
+        return net.eval()
+
+
+class SmallUNet(SavedNet):
+    """``in_channels`` (+ 2 coordinate channels) -> ``out_channels`` at the same size, with
+    ``widths`` channels per level (subclasses: see ``SavedNet``)."""
 
     def __init__(self, in_channels: int, widths: tuple[int, ...], out_channels: int):
         super().__init__()
@@ -92,37 +129,3 @@ class SmallUNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             x = block(torch.cat([x, skip], 1))
         return self.head(x)
-
-    # -- persistence ---------------------------------------------------------------------
-
-    def save_pretrained(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        cfg = asdict(self.cfg)
-        cfg["widths"] = list(cfg["widths"])
-        (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=1) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_FILE))
-        return path
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path):
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        try:
-            raw = json.loads((path / CONFIG_FILE).read_text())
-            cfg = cls.config_class(**{**raw, "widths": tuple(raw["widths"])})
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"{path / CONFIG_FILE}: not a {cls.kind} config: {e}") from None
-        net = cls(cfg)
-        try:
-            net.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
-        except (OSError, RuntimeError) as e:  # missing, corrupt, or another net's weights
-            first = str(e).strip().splitlines()[0]
-            raise ValueError(
-                f"{path / WEIGHTS_FILE}: not this config's weights ({first})"
-            ) from None
-        return net.eval()
