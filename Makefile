@@ -45,11 +45,11 @@ train-detail: $(STAMP)
 	$(PY) -m worldmem.training.detail_net train --rollouts runs/detail/rollouts.npz \
 		--out runs/detail/net --steps 2750 --minutes 60
 
-# the first-frame net (what a prompt alone starts from): a caption-conditioned GAN on every
-# second frame of the training episodes, 65 minutes on two threads
+# the first-frame net (not used by the shipped model): a caption-conditioned GAN on every
+# second frame of the training episodes, 2,000 steps (about 25 minutes on one thread)
 train-first-frame: $(STAMP)
 	$(PY) -m worldmem.training.first_frame --data data/synthetic --out runs/first_frame \
-		--minutes 65 --val-every 1000 --keep-every 2000 --kid-frames 100 --threads 2
+		--steps 2000 --val-every 400 --kid-frames 100 --threads 1
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
