@@ -551,6 +551,24 @@ def test_the_depth_nets_two_uses_are_set_apart(tiny_pipeline_dir, tmp_path):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, start_depth="depth_net")
 
 
+def check_named_net(folder, older_folder, key: str, name: str, bad: str) -> None:
+    """A pipeline folder whose ``sampler[key]`` names its net ``name/``: the override None
+    takes the net away, an older folder (no key) has none, a bad value is refused naming
+    the file and the key, and a missing weights file is refused naming it."""
+    assert getattr(WorldPipeline.from_pretrained(folder, **{name: None}), name) is None
+    assert getattr(WorldPipeline.from_pretrained(older_folder), name) is None
+    meta = json.loads((folder / "pipeline.json").read_text())
+    (folder / "pipeline.json").write_text(
+        json.dumps({**meta, "sampler": {**meta["sampler"], key: bad}})
+    )
+    with pytest.raises(ValueError, match=rf"pipeline.json: sampler: {key}: .*'{bad}'"):
+        WorldPipeline.from_pretrained(folder, device="cpu")
+    (folder / "pipeline.json").write_text(json.dumps(meta))
+    (folder / name / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ValueError, match=rf"{name}/diffusion_pytorch_model.safetensors"):
+        WorldPipeline.from_pretrained(folder, device="cpu")
+
+
 def test_detail_is_drawn_on_the_shown_frames_where_memory_observed_nothing(
     tiny_pipeline_dir, tmp_path, monkeypatch
 ):
@@ -611,17 +629,7 @@ def test_detail_is_drawn_on_the_shown_frames_where_memory_observed_nothing(
     back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
     back.start(prompt="a room", image=image, depth=depth, c2w=cams[0], seed=5)
     torch.testing.assert_close(back.step(cams).rgb, detailed.rgb)
-    assert WorldPipeline.from_pretrained(tmp_path / "p", detail_net=None).detail_net is None
-    assert WorldPipeline.from_pretrained(tiny_pipeline_dir).detail_net is None  # older folders
-    meta["sampler"]["detail"] = "sharpen"
-    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"pipeline.json: sampler: detail: .*'sharpen'"):
-        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
-    meta["sampler"]["detail"] = "detail_net"
-    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
-    (tmp_path / "p" / "detail_net" / "diffusion_pytorch_model.safetensors").unlink()
-    with pytest.raises(ValueError, match=r"detail_net/diffusion_pytorch_model.safetensors"):
-        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    check_named_net(tmp_path / "p", tiny_pipeline_dir, "detail", "detail_net", "sharpen")
     with pytest.raises(ValueError, match="detail_net: trained at 64 px, the model at 32 px"):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, detail_net=DetailNet())
 
@@ -667,16 +675,6 @@ def test_a_prompt_alone_starts_from_the_first_frame_nets_drawing(
     inserted = spy_inserts(monkeypatch)
     back.start(prompt="a red room", seed=3)
     assert torch.equal(inserted[0][0][0], drawn)
-    assert WorldPipeline.from_pretrained(tmp_path / "p", first_frame=None).first_frame is None
-    assert WorldPipeline.from_pretrained(tiny_pipeline_dir).first_frame is None  # older folders
-    meta["sampler"]["prompt_start"] = "gan"
-    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"pipeline.json: sampler: prompt_start: .*'gan'"):
-        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
-    meta["sampler"]["prompt_start"] = "first_frame"
-    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
-    (tmp_path / "p" / "first_frame" / "diffusion_pytorch_model.safetensors").unlink()
-    with pytest.raises(ValueError, match=r"first_frame/diffusion_pytorch_model.safetensors"):
-        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    check_named_net(tmp_path / "p", tiny_pipeline_dir, "prompt_start", "first_frame", "gan")
     with pytest.raises(ValueError, match="first_frame: draws 64 px frames, the model 32 px"):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, first_frame=FirstFrameNet())

@@ -95,6 +95,22 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _named_net(path: Path, meta: dict, overrides: dict, key: str, sources: tuple, cls):
+    """The helper net that ``pipeline.json``'s ``sampler[key]`` names: ``sources`` is (what to
+    do without one, the net's folder name); older folders name none (the first). An override
+    of the folder's name (a net, or None) wins over the folder."""
+    value = meta["sampler"].get(key, sources[0])
+    if value not in sources:
+        raise ValueError(
+            f"{path / 'pipeline.json'}: sampler: {key}: expected one of {', '.join(sources)}, "
+            f"got {value!r}"
+        )
+    name = sources[1]
+    if name in overrides:
+        return overrides.pop(name)
+    return cls.from_pretrained(path / name) if value == name else None
+
+
 class WorldPipeline:
     """A world model (model, codec, sampler) and the world it steps. ``start`` a world, then
     ``step`` cameras or keyboard actions through it; ``save_state``/``load_state`` pause and
@@ -228,30 +244,10 @@ class WorldPipeline:
         saved = sources if depth_net is not None else dict.fromkeys(sources)
         generated_depth = overrides.pop("generated_depth", saved["generated_depth"] or "model")
         start_depth = overrides.pop("start_depth", saved["start_depth"])
-        detail = meta["sampler"].get("detail", "none")  # older folders: none
-        if detail not in DETAIL_SOURCES:
-            raise ValueError(
-                f"{meta_path}: sampler: detail: expected one of {', '.join(DETAIL_SOURCES)}, "
-                f"got {detail!r}"
-            )
-        if "detail_net" in overrides:
-            detail_net = overrides.pop("detail_net")
-        elif detail == "detail_net":
-            detail_net = DetailNet.from_pretrained(path / "detail_net")
-        else:
-            detail_net = None
-        prompt_start = meta["sampler"].get("prompt_start", "model")  # older folders: model
-        if prompt_start not in PROMPT_STARTS:
-            raise ValueError(
-                f"{meta_path}: sampler: prompt_start: expected one of {', '.join(PROMPT_STARTS)}"
-                f", got {prompt_start!r}"
-            )
-        if "first_frame" in overrides:
-            first_frame = overrides.pop("first_frame")
-        elif prompt_start == "first_frame":
-            first_frame = FirstFrameNet.from_pretrained(path / "first_frame")
-        else:
-            first_frame = None
+        detail_net = _named_net(path, meta, overrides, "detail", DETAIL_SOURCES, DetailNet)
+        first_frame = _named_net(
+            path, meta, overrides, "prompt_start", PROMPT_STARTS, FirstFrameNet
+        )
         from worldmem.models.backbones import load_world_model
 
         model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone

@@ -11,11 +11,16 @@ The caption is the frozen all-MiniLM-L6-v2 encoder's token states, mean-pooled a
 to unit length (``caption_embedding``); an empty caption is the zero vector, which training
 shows in a tenth of the samples so the net draws some world for it. The generator maps a
 64-d Gaussian draw and the caption's 128-d projection through a 4x4 grid and four 2x
-nearest-upsampling stages (3x3 convolutions, GroupNorm, SiLU) to RGB in [0, 1].
+nearest-upsampling stages (3x3 convolutions, BatchNorm and ReLU by default) to RGB in [0, 1].
 
 ``FirstFrameCritic``, used only in training, is the projection discriminator (Miyato and
-Koyama 2018): spectrally normalised strided convolutions, and the inner product of the pooled
-features with the caption's projection added to an unconditional score.
+Koyama 2018): spectrally normalised strided convolutions, the batch's standard deviation as
+one more channel before the last (Karras et al. 2018: without it every generator tried
+collapsed to one image), and the inner product of the pooled features with the caption's
+projection added to an unconditional score.
+
+Not used by the shipped checkpoint: trained for 2,000 steps here it draws coloured noise over
+a dark band above and a light one below, not rooms (the README's results).
 
 Saved like the other helper nets: ``config.json`` and ``diffusion_pytorch_model.safetensors``.
 """
@@ -167,8 +172,8 @@ class FirstFrameNet(SavedNet):
 
 
 class FirstFrameCritic(nn.Module):
-    """Frames ``(B, 3, 64, 64)`` in [0, 1] and caption embeddings ``(B, 384)`` -> a score per
-    frame ``(B,)`` (projection discriminator, spectral norm)."""
+    """Frames ``(B, 3, S, S)`` in [0, 1] (S = 4 * 2^len(widths) gives a 4x4 last map) and
+    caption embeddings ``(B, 384)`` -> a score per frame ``(B,)``."""
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), batch_std: bool = True):
         super().__init__()
