@@ -188,7 +188,6 @@ def train(args) -> dict:
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     row = {}
-    step = 0
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(frames), (args.batch,), generator=g)
         real = frames[idx].float() / 255
