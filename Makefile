@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint data train train-depth train-detail train-first-frame clean
+.PHONY: demo test lint data train train-depth train-detail train-first-frame first-frame-bank clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ train-detail: $(STAMP)
 train-first-frame: $(STAMP)
 	$(PY) -m worldmem.training.first_frame --data data/synthetic --out runs/first_frame \
 		--steps 2000 --val-every 400 --kid-frames 100 --threads 1
+
+# the first-frame bank the shipped model starts a prompt-only world from: one level view of
+# each training episode with its depth and caption (about 10 s)
+first-frame-bank: $(STAMP)
+	$(PY) -m worldmem.models.first_frame_bank --data data/synthetic \
+		--pipeline checkpoints/worldmem-tiny
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -551,10 +551,19 @@ def test_the_depth_nets_two_uses_are_set_apart(tiny_pipeline_dir, tmp_path):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, start_depth="depth_net")
 
 
-def check_named_net(folder, older_folder, key: str, name: str, bad: str) -> None:
-    """A pipeline folder whose ``sampler[key]`` names its net ``name/``: the override None
-    takes the net away, an older folder (no key) has none, a bad value is refused naming
-    the file and the key, and a missing weights file is refused naming it."""
+def check_named_net(
+    folder,
+    older_folder,
+    key: str,
+    name: str,
+    bad: str,
+    subfolder: str | None = None,
+    file: str = "diffusion_pytorch_model.safetensors",
+) -> None:
+    """A pipeline folder whose ``sampler[key]`` names its net ``name`` (in ``subfolder/``,
+    default ``name/``): the override None takes the net away, an older folder (no key) has
+    none, a bad value is refused naming the file and the key, and a missing ``file`` is
+    refused naming it."""
     assert getattr(WorldPipeline.from_pretrained(folder, **{name: None}), name) is None
     assert getattr(WorldPipeline.from_pretrained(older_folder), name) is None
     meta = json.loads((folder / "pipeline.json").read_text())
@@ -564,8 +573,8 @@ def check_named_net(folder, older_folder, key: str, name: str, bad: str) -> None
     with pytest.raises(ValueError, match=rf"pipeline.json: sampler: {key}: .*'{bad}'"):
         WorldPipeline.from_pretrained(folder, device="cpu")
     (folder / "pipeline.json").write_text(json.dumps(meta))
-    (folder / name / "diffusion_pytorch_model.safetensors").unlink()
-    with pytest.raises(ValueError, match=rf"{name}/diffusion_pytorch_model.safetensors"):
+    (folder / (subfolder or name) / file).unlink()
+    with pytest.raises(ValueError, match=rf"{subfolder or name}/{file}"):
         WorldPipeline.from_pretrained(folder, device="cpu")
 
 
@@ -676,5 +685,51 @@ def test_a_prompt_alone_starts_from_the_first_frame_nets_drawing(
     back.start(prompt="a red room", seed=3)
     assert torch.equal(inserted[0][0][0], drawn)
     check_named_net(tmp_path / "p", tiny_pipeline_dir, "prompt_start", "first_frame", "gan")
-    with pytest.raises(ValueError, match="first_frame: draws 64 px frames, the model 32 px"):
+    with pytest.raises(ValueError, match="first_frame: gives 64 px frames, the model draws 32 px"):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, first_frame=FirstFrameNet())
+
+
+def test_a_prompt_alone_starts_from_the_banks_frame_with_its_depth(
+    tiny_pipeline_dir, tmp_path, monkeypatch
+):
+    """With a first-frame bank, ``start(prompt)`` without an image puts the frame the bank
+    draws for the prompt, from the world's seed, into the memories as observed, with its
+    depth (the same as starting from that image and depth: the same memory, the same next
+    frames); the bank and its choice survive save and load; a bank of another camera is
+    refused, and a missing ``bank.npz`` is refused naming it."""
+    from worldmem.models.first_frame_bank import FirstFrameBank
+
+    pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
+    depth = (1 + 3 * torch.rand(3, 1, 32, 32, generator=g)).half().float()  # as saved
+    captions = ["a red brick corridor", "an open plaza with trees", "a blue tiled room"]
+    bank = FirstFrameBank(rgb, depth, pipe.K.cpu(), captions, top_k=1)
+    with_bank = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", first_frame=bank)
+    inserted = spy_inserts(monkeypatch)
+    assert with_bank.start(prompt="a crimson brick hallway", seed=3) is None
+    assert len(inserted) == 1 and inserted[0][1] is True  # observed
+    assert torch.equal(inserted[0][0][0], rgb[0].float() / 255)
+    monkeypatch.undo()
+    cams = torch.stack([torch.eye(4), torch.eye(4)])
+    cams[1, 2, 3] = 0.3  # a step forward
+    drawn = with_bank.step(cams)
+    pipe.start(prompt="a crimson brick hallway", image=rgb[0] / 255, depth=depth[0], seed=3)
+    assert with_bank.spatial.num_points > 0
+    torch.testing.assert_close(drawn.rgb, pipe.step(cams).rgb)
+
+    with_bank.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["prompt_start"] == "bank"
+    back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    assert isinstance(back.first_frame, FirstFrameBank)
+    back.start(prompt="a crimson brick hallway", seed=3)
+    torch.testing.assert_close(back.step(cams).rgb, drawn.rgb)
+    wide = FirstFrameBank(rgb, depth, pipe.K.cpu() * torch.tensor([2.0, 2.0, 1.0])[:, None],
+                          captions)  # fmt: skip
+    with pytest.raises(ValueError, match="first_frame: the bank's frames were seen with K"):
+        WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, first_frame=wide)
+    check_named_net(
+        tmp_path / "p", tiny_pipeline_dir, "prompt_start", "first_frame", "retrieve",
+        subfolder="first_frame_bank", file="bank.npz",
+    )  # fmt: skip

@@ -42,6 +42,7 @@ from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
 from worldmem.models.detail_net import DetailNet
 from worldmem.models.first_frame import FirstFrameNet
+from worldmem.models.first_frame_bank import FirstFrameBank
 from worldmem.pipeline_checks import MAX_FOCAL_PER_PIXEL as MAX_FOCAL_PER_PIXEL
 from worldmem.pipeline_checks import MAX_PRINCIPAL_OFFSET as MAX_PRINCIPAL_OFFSET
 from worldmem.pipeline_checks import (
@@ -77,11 +78,16 @@ __all__ = [
 # a generated frame where its memory render held no observed sample (sampler.generated_depth)
 DEPTH_SOURCES = ("model", "depth_net")
 # what draws texture on a generated frame where its memory render showed nothing observed
-# (sampler.detail): nothing, or a DetailNet
-DETAIL_SOURCES = ("none", "detail_net")
+# (sampler.detail): nothing, or a DetailNet (its folder)
+DETAIL_SOURCES = {"none": None, "detail_net": ("detail_net", DetailNet)}
 # what a world begun from a prompt alone starts from (sampler.prompt_start): the model's first
-# chunk from empty memories, or an image a FirstFrameNet draws for the prompt
-PROMPT_STARTS = ("model", "first_frame")
+# chunk from empty memories, an image a FirstFrameNet draws for the prompt, or a real frame
+# and its depth a FirstFrameBank retrieves for it
+PROMPT_STARTS = {
+    "model": None,
+    "first_frame": ("first_frame", FirstFrameNet),
+    "bank": ("first_frame_bank", FirstFrameBank),
+}
 
 # memory frames whose stem features generation keeps (WorldDiT.cache_memory_stems): the
 # context and every keyframe slot of several chunks
@@ -95,20 +101,22 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _named_net(path: Path, meta: dict, overrides: dict, key: str, sources: tuple, cls):
-    """The helper net that ``pipeline.json``'s ``sampler[key]`` names: ``sources`` is (what to
-    do without one, the net's folder name); older folders name none (the first). An override
-    of the folder's name (a net, or None) wins over the folder."""
-    value = meta["sampler"].get(key, sources[0])
+def _named_net(path: Path, meta: dict, overrides: dict, key: str, slot: str, sources: dict):
+    """The helper that ``pipeline.json``'s ``sampler[key]`` names: ``sources`` maps each
+    value to (its folder, its class), or None for none; older folders name none (the first).
+    An override of ``slot`` (a helper, or None) wins over the folder."""
+    value = meta["sampler"].get(key, next(iter(sources)))
     if value not in sources:
         raise ValueError(
             f"{path / 'pipeline.json'}: sampler: {key}: expected one of {', '.join(sources)}, "
             f"got {value!r}"
         )
-    name = sources[1]
-    if name in overrides:
-        return overrides.pop(name)
-    return cls.from_pretrained(path / name) if value == name else None
+    if slot in overrides:
+        return overrides.pop(slot)
+    if sources[value] is None:
+        return None
+    folder, cls = sources[value]
+    return cls.from_pretrained(path / folder)
 
 
 class WorldPipeline:
@@ -140,7 +148,7 @@ class WorldPipeline:
         generated_depth: str = "model",
         start_depth: str | None = None,
         detail_net: DetailNet | None = None,
-        first_frame: FirstFrameNet | None = None,
+        first_frame: FirstFrameNet | FirstFrameBank | None = None,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -161,14 +169,17 @@ class WorldPipeline:
             )
         # draws texture on the frames shown where memory observed nothing (None: none)
         self.detail_net = None if detail_net is None else detail_net.to(self.device).eval()
-        if first_frame is not None and first_frame.cfg.image_size != model_cfg.image_size:
+        if isinstance(first_frame, FirstFrameNet):
+            first_frame = first_frame.to(self.device).eval()
+        if first_frame is not None and first_frame.image_size != model_cfg.image_size:
             raise ValueError(
-                f"first_frame: draws {first_frame.cfg.image_size} px frames, the model "
+                f"first_frame: gives {first_frame.image_size} px frames, the model draws "
                 f"{model_cfg.image_size} px"
             )
-        # draws the image a world begun from a prompt alone starts from (None: the model's
-        # first chunk from empty memories)
-        self.first_frame = None if first_frame is None else first_frame.to(self.device).eval()
+        # what a world begun from a prompt alone starts from: a FirstFrameNet's drawing, a
+        # FirstFrameBank's retrieved frame and depth, or (None) the model's first chunk from
+        # empty memories
+        self.first_frame = first_frame
         if start_depth is None:  # a net given is a net used for start images
             start_depth = "model" if depth_net is None else "depth_net"
         for name, value in (("start_depth", start_depth), ("generated_depth", generated_depth)):
@@ -201,6 +212,13 @@ class WorldPipeline:
         self.size = model_cfg.image_size
         K = intrinsics_from_fov(fov_deg, self.size, self.size, fov_y_deg)
         self.K = K.to(self.device)
+        if isinstance(first_frame, FirstFrameBank) and not torch.allclose(
+            first_frame.K, K.float().cpu(), rtol=1e-3, atol=1e-3
+        ):
+            raise ValueError(
+                f"first_frame: the bank's frames were seen with K {first_frame.K.tolist()}, "
+                f"this pipeline's camera is {K.tolist()}"
+            )
         self.state = self.new_state()
 
     # -- construction and persistence -------------------------------------------------------
@@ -244,9 +262,9 @@ class WorldPipeline:
         saved = sources if depth_net is not None else dict.fromkeys(sources)
         generated_depth = overrides.pop("generated_depth", saved["generated_depth"] or "model")
         start_depth = overrides.pop("start_depth", saved["start_depth"])
-        detail_net = _named_net(path, meta, overrides, "detail", DETAIL_SOURCES, DetailNet)
+        detail_net = _named_net(path, meta, overrides, "detail", "detail_net", DETAIL_SOURCES)
         first_frame = _named_net(
-            path, meta, overrides, "prompt_start", PROMPT_STARTS, FirstFrameNet
+            path, meta, overrides, "prompt_start", "first_frame", PROMPT_STARTS
         )
         from worldmem.models.backbones import load_world_model
 
@@ -296,7 +314,8 @@ class WorldPipeline:
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``model/``, ``pipeline.json`` and (with a depth net, a detail net, a
-        first-frame net) ``depth_net/``, ``detail_net/``, ``first_frame/`` to ``path``."""
+        first-frame net or bank) ``depth_net/``, ``detail_net/``, ``first_frame/`` or
+        ``first_frame_bank/`` to ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path / "model")
@@ -304,8 +323,11 @@ class WorldPipeline:
             self.depth_net.save_pretrained(path / "depth_net")
         if self.detail_net is not None:
             self.detail_net.save_pretrained(path / "detail_net")
-        if self.first_frame is not None:
-            self.first_frame.save_pretrained(path / "first_frame")
+        prompt_start = "model"
+        for value, source in PROMPT_STARTS.items():
+            if source is not None and isinstance(self.first_frame, source[1]):
+                prompt_start = value
+                self.first_frame.save_pretrained(path / source[0])
         meta = {
             "model": to_dict(self.model_cfg),
             "memory": to_dict(self.memory_cfg),
@@ -317,7 +339,7 @@ class WorldPipeline:
                 "start_depth": self.start_depth,
                 "generated_depth": self.generated_depth,
                 "detail": "none" if self.detail_net is None else "detail_net",
-                "prompt_start": "model" if self.first_frame is None else "first_frame",
+                "prompt_start": prompt_start,
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
         }
@@ -407,11 +429,13 @@ class WorldPipeline:
         from ``c2w`` ``(4, 4)`` (default identity); depth ``(1, H, W)`` metres (optional: without
         it, the pipeline's ``depth_net`` gives it, or without one the first chunk the model
         generates at the image's camera; either times ``start_depth_scale``).
-        Without an image, ``draw_first`` (default: whether the pipeline has a ``first_frame``
-        net) has that net draw the first frame for the prompt, from the world's generator
-        (so from ``seed``), and the world begins from it as from an image without depth;
-        False begins with empty memories (the model's first chunk is then drawn from the
-        prompt alone).
+        Without an image, ``draw_first`` (default: whether the pipeline has a ``first_frame``)
+        takes the first frame for the prompt from it, drawn from ``seed`` with a generator of
+        its own (the world then goes on as from that image with the same seed): a
+        ``FirstFrameNet``'s drawing, which the world begins from as from an image without
+        depth, or a ``FirstFrameBank``'s real frame, which it begins from with the frame's
+        depth. False begins with empty memories (the model's first chunk is then drawn from
+        the prompt alone).
         Returns, for an image without depth (given or drawn), the frames that gave it its
         depth (the depth net's: the image with that depth, one frame; the model's: the chunk
         it generated), else None.
@@ -439,14 +463,21 @@ class WorldPipeline:
         if draw_first not in (None, True, False):
             raise ValueError(f"draw_first: expected None, True or False, got {draw_first!r}")
         if draw_first and self.first_frame is None:
-            raise ValueError("draw_first: this pipeline has no first_frame net")
+            raise ValueError("draw_first: this pipeline has no first_frame net or bank")
         # The new world is built aside, in new memory objects with a new generator; ``world``
         # takes them only when it is complete, so a start failing part-way (the model, or a
         # memory) leaves the old world as it was.
         new = self.new_state(seed, prompt, memory)
         if image is None and (self.first_frame is not None if draw_first is None else draw_first):
-            image = self.first_frame.generate([prompt], generator=new.generator)[0]
-            check_output(image[None], image[None, :1], 0, "start: the first-frame net")
+            # drawn from a generator of its own (seeded alike), so the world that follows is
+            # the world begun from that image with the same seed
+            g = torch.Generator().manual_seed(seed)
+            if isinstance(self.first_frame, FirstFrameBank):
+                image, depth, _ = self.first_frame.draw(prompt, g)
+                image, depth = image.to(self.device), depth.to(self.device)
+            else:
+                image = self.first_frame.generate([prompt], generator=g)[0]
+                check_output(image[None], image[None, :1], 0, "start: the first-frame net")
         chunk = self._start(new, image, depth, c2w)
         world.become(new)
         return chunk

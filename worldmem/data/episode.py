@@ -77,7 +77,7 @@ _VIDEO_ERRORS = (
     OSError,
     EOFError,
 )
-_NPZ_ERRORS = (
+NPZ_ERRORS = (
     OSError,
     KeyError,
     ValueError,
@@ -239,7 +239,7 @@ class Episode:
                 # damage is found here, not in the middle of training
                 while f.read(DEPTH_CHECK_CHUNK_BYTES):
                     pass
-        except _NPZ_ERRORS as e:
+        except NPZ_ERRORS as e:
             raise _fail(
                 self.folder, f"depth.npz has no readable 'depth' array ({type(e).__name__}: {e})"
             ) from None
@@ -302,7 +302,7 @@ class Episode:
         try:
             with np.load(self.folder / "depth.npz", allow_pickle=False) as z:
                 d = z["depth"]
-        except _NPZ_ERRORS as e:
+        except NPZ_ERRORS as e:
             raise _fail(
                 self.folder, f"depth.npz cannot be read ({type(e).__name__}: {e})"
             ) from None

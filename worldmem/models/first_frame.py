@@ -41,6 +41,7 @@ __all__ = [
     "FirstFrameNet",
     "FirstFrameCritic",
     "caption_embedding",
+    "caption_states",
     "TEXT_DIM",
 ]
 
@@ -48,16 +49,30 @@ TEXT_DIM = 384  # all-MiniLM-L6-v2's width
 _ENCODER: list = []  # the frozen text encoder, loaded once (outside every module tree)
 
 
+def caption_states(caption: str) -> Tensor:
+    """A caption's MiniLM token states ``(L, 384)`` with the encoder's [CLS] and [SEP] left
+    out, each of unit length (``(0, 384)`` for ""). The encoder caches what it has seen."""
+    if not isinstance(caption, str):
+        raise ValueError(f"caption_states: expected a string, got {caption!r}")
+    if not caption:
+        return torch.zeros(0, TEXT_DIM)
+    return F.normalize(_encoder()._encode_one(caption)[1:-1], dim=1)
+
+
+def _encoder():
+    from worldmem.models.text import HFTextEncoder, minilm_path
+
+    if not _ENCODER:
+        _ENCODER.append(HFTextEncoder(minilm_path()))
+    return _ENCODER[0]
+
+
 def caption_embedding(captions: list[str]) -> Tensor:
     """Captions -> ``(B, 384)``: the MiniLM token states' mean, unit length ("" -> zeros).
     The encoder caches the states of every caption it has seen."""
-    from worldmem.models.text import HFTextEncoder, minilm_path
-
     if not isinstance(captions, (list, tuple)) or not all(isinstance(c, str) for c in captions):
         raise ValueError(f"caption_embedding: expected a list of strings, got {captions!r}")
-    if not _ENCODER:
-        _ENCODER.append(HFTextEncoder(minilm_path()))
-    enc = _ENCODER[0]
+    enc = _encoder()
     out = torch.zeros(len(captions), TEXT_DIM)
     for i, c in enumerate(captions):
         if c:
@@ -143,6 +158,10 @@ class FirstFrameNet(SavedNet):
         self.stem_norm = nn.Sequential(*_norm_act(cfg.norm, w[0]))
         self.ups = nn.ModuleList([_up(a, b, cfg.norm) for a, b in zip((w[0],) + w[:-1], w)])
         self.head = nn.Conv2d(w[-1], 3, 3, padding=1)
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.image_size
 
     def forward(self, text: Tensor, z: Tensor) -> Tensor:
         B = text.shape[0]
