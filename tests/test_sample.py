@@ -177,6 +177,40 @@ def test_start_image_and_depth_or_prompt_only(tmp_path, tiny_pipeline_dir):
         run_jobs(_cfg(tiny_pipeline_dir, tmp_path / "c", f"sample.depth={bad}"))
 
 
+def test_a_prompt_only_job_begins_from_the_banks_frame_and_says_which(
+    tmp_path, tiny_pipeline_dir, synthetic_root
+):
+    """With a first-frame bank in the pipeline folder, a prompt-only job's first frame is the
+    frame the bank draws for its prompt and seed (the start camera sees it as it was), and
+    job.json names it; a job from an image names none."""
+    import shutil
+
+    import torch
+
+    from worldmem.models.first_frame_bank import main as build_bank
+    from worldmem.pipeline import WorldPipeline
+
+    folder = tmp_path / "p"
+    shutil.copytree(tiny_pipeline_dir, folder)
+    build_bank(["--data", str(synthetic_root), "--pipeline", str(folder)])
+    prompt = "a corridor with brick walls"
+    cfg = _cfg(folder, tmp_path / "out", "sample.trajectory=w*3", "sample.image=none",
+               "sample.seed=4", f"sample.prompt={prompt}")  # fmt: skip
+    [result] = run_jobs(cfg)
+    assert result.ok, result.error
+    report = json.loads((tmp_path / "out" / "job_000" / "job.json").read_text())
+    image, _, info = WorldPipeline.from_pretrained(folder).first_frame_for(prompt, 4)
+    assert report["first_frame"] == info and info["kind"] == "bank"
+    assert info["source"].split(":")[0] in {"ep_000", "ep_001"}  # a training episode
+    first = torch.from_numpy(_decode(tmp_path / "out" / "job_000" / "video.mp4")[0]).float()
+    # the video's first frame (H.264 at crf 17) is the bank's frame as stored in memory
+    assert float((first.permute(2, 0, 1) / 255 - image).abs().mean()) < 0.06
+    cfg = _cfg(folder, tmp_path / "img", "sample.trajectory=w*3")
+    [result] = run_jobs(cfg)
+    report = json.loads((tmp_path / "img" / "job_000" / "job.json").read_text())
+    assert result.ok and report["first_frame"] is None
+
+
 def test_side_by_side_paints_unknown_depth_black_with_one_range_per_chunk():
     from types import SimpleNamespace
 

@@ -469,18 +469,38 @@ class WorldPipeline:
         # memory) leaves the old world as it was.
         new = self.new_state(seed, prompt, memory)
         if image is None and (self.first_frame is not None if draw_first is None else draw_first):
-            # drawn from a generator of its own (seeded alike), so the world that follows is
-            # the world begun from that image with the same seed
-            g = torch.Generator().manual_seed(seed)
-            if isinstance(self.first_frame, FirstFrameBank):
-                image, depth, _ = self.first_frame.draw(prompt, g)
-                image, depth = image.to(self.device), depth.to(self.device)
-            else:
-                image = self.first_frame.generate([prompt], generator=g)[0]
-                check_output(image[None], image[None, :1], 0, "start: the first-frame net")
+            image, depth, _ = self.first_frame_for(prompt, seed)
         chunk = self._start(new, image, depth, c2w)
         world.become(new)
         return chunk
+
+    def first_frame_for(
+        self, prompt: str, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+        """What ``start(prompt, seed=seed)`` without an image begins from, given this
+        pipeline's ``first_frame``: (image ``(3, S, S)``, depth ``(1, S, S)`` metres or None
+        for a drawing (the world gives it its depth), what it is: ``{"kind": "bank",
+        "source": <episode>:<frame>, "caption": ..., "similarity": ...}`` or ``{"kind":
+        "first_frame_net"}``). Drawn with a generator of its own seeded with ``seed``, so the
+        world that follows is the one begun from that image with the same seed."""
+        if self.first_frame is None:
+            raise ValueError("first_frame_for: this pipeline has no first_frame net or bank")
+        check_text(prompt, "prompt")
+        check_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        if isinstance(self.first_frame, FirstFrameBank):
+            bank = self.first_frame
+            image, depth, i = bank.draw(prompt, g)
+            info = {
+                "kind": "bank",
+                "source": bank.sources[i],
+                "caption": bank.captions[i],
+                "similarity": round(float(bank.similarity(prompt)[i]), 4),
+            }
+            return image.to(self.device), depth.to(self.device), info
+        image = self.first_frame.generate([prompt], generator=g)[0]
+        check_output(image[None], image[None, :1], 0, "start: the first-frame net")
+        return image, None, {"kind": "first_frame_net"}
 
     def _start(
         self,

@@ -9,6 +9,7 @@ import time
 import av
 import numpy as np
 import pytest
+import torch
 from conftest import make_tiny_pipeline
 from fastapi.testclient import TestClient
 from plyfile import PlyData
@@ -120,6 +121,39 @@ def test_hostile_messages_each_get_an_error_and_the_server_stays_responsive(temp
         assert [f["key"] for f in frames] == ["w", "w"] and [f["t"] for f in frames] == [17, 17]
         assert [f["pose"]["position"][2] for f in frames] == pytest.approx([MOVE, 2 * MOVE])
     assert app.state.worldmem.errors == []
+
+
+def test_a_prompt_only_world_says_which_bank_frame_it_began_from():
+    """With a first-frame bank, the "started" message names the training frame the world
+    began from, and the first frame shown is that frame; from the start frame it names none."""
+    from PIL import Image
+
+    from worldmem.interactive.session import StartFrame
+    from worldmem.models.first_frame_bank import FirstFrameBank
+
+    pipe = make_tiny_pipeline()
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8)
+    depth = 1 + 3 * torch.rand(2, 1, 32, 32, generator=g)
+    pipe.first_frame = FirstFrameBank(
+        rgb, depth, pipe.K.cpu(), ["a red brick corridor", "a sunny plaza"], ["ep_7:0", "ep_9:3"]
+    )
+    start = StartFrame(torch.rand(3, 32, 32, generator=g), 2 + torch.rand(1, 32, 32), "a room")
+    app = create_app(ServerConfig(), pipe, start_frame=start)
+    with local_client(app) as client, client.websocket_connect("/ws") as ws:
+        receive(ws)
+        ws.send_text('{"type": "start", "prompt": "a crimson brick hallway", "seed": 2}')
+        msgs = receive_until_idle(ws, frames=2)  # start frame + one
+        [started] = [m for m in msgs if m["type"] == "started"]
+        assert started["first_frame"]["kind"] == "bank"
+        assert started["first_frame"]["source"] == "ep_7:0"
+        [shown] = [m for m in msgs if m["type"] == "image" and m["header"]["kind"] == "frame"]
+        png = np.asarray(Image.open(io.BytesIO(shown["png"])).convert("RGB"), np.float32)
+        assert np.abs(png / 255 - rgb[0].permute(1, 2, 0).numpy() / 255).mean() < 0.01
+        ws.send_text('{"type": "start", "prompt": "a room", "from_image": true}')
+        msgs = receive_until_idle(ws, frames=2)  # start frame + one
+        [started] = [m for m in msgs if m["type"] == "started"]
+        assert started["first_frame"] is None
 
 
 def test_keys_sent_during_generation_are_bounded_and_the_newest_kept(template):

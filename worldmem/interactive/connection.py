@@ -214,6 +214,7 @@ class Connection:
                 "seed": job[2],
                 "from_image": job[3],
                 "pose": s.start_pose.as_dict(),
+                "first_frame": s.first_frame,
             }
             times = [None] * len(frames)
         elif job is not None:

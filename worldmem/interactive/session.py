@@ -167,6 +167,9 @@ class Session:
         self.started = False
         self.prompt = ""
         self.seed = 0
+        # what the current world began from without the start frame (WorldPipeline.
+        # first_frame_for's description: a bank's frame, a drawing), else None
+        self.first_frame: dict | None = None
 
     # -- the world --------------------------------------------------------------------------
 
@@ -200,7 +203,8 @@ class Session:
         """A new world for ``prompt`` (memories cleared, camera at the identity pose); returns
         the first frame, generated at the start pose. ``from_image``: the world begins from
         the session's ``start_frame`` (its image and depth seen from the start pose), as an
-        image-to-video model does; else from the prompt alone."""
+        image-to-video model does; else from the prompt alone (from what the pipeline's
+        first-frame bank or net gives it, described in ``first_frame``)."""
         if not isinstance(prompt, str):
             raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
         if not isinstance(seed, int) or seed < 0:
@@ -223,6 +227,9 @@ class Session:
             self._path.clear()
             self._last = None
             self.prompt, self.seed, self.started = prompt, seed, True
+            self.first_frame = None
+            if image is None and self.pipe.first_frame is not None:
+                self.first_frame = self.pipe.first_frame_for(prompt, seed)[2]
             chunk = self.pipe.step(self.world.start_c2w[None].clone(), world=self.world)
             return self._keep(chunk, ["start"])
 

@@ -115,9 +115,16 @@
         if (msg.model.note) showMessage(msg.model.note);
         break;
       }
-      case "started":
-        showMessage("");
+      case "started": {
+        const f = msg.first_frame;
+        showMessage(
+          f && f.kind === "bank"
+            ? `began from a frame of a training world (${f.source}, caption similarity ` +
+                `${f.similarity.toFixed(2)}): ${f.caption}`
+            : "",
+        );
         break;
+      }
       case "status":
         generating = msg.state === "generating";
         serverPending = msg.pending;
