@@ -30,6 +30,7 @@ CHROMIUM_ARGS = [
 ]
 MOVE, TURN = ActionConfig().move_m, ActionConfig().turn_deg
 FORWARD, TURNS = 4, 3  # W presses, then left-arrow presses
+PROMPT = "a crimson brick hallway"  # the page's prompt-only world, after the walk
 
 
 def ensure_chromium() -> None:
@@ -156,6 +157,15 @@ def walk(tmp_path_factory):
             href = page.get_attribute("#dl-video", "href")
             seen["video"] = page.request.get(base + href).body()
             seen["state"] = page.evaluate("document.body.dataset.state")
+            # a new world from a prompt alone (the box unticked)
+            page.uncheck("#from-image")
+            page.fill("#prompt", PROMPT)
+            page.fill("#seed", "5")
+            page.click("#start")
+            n += 1
+            wait_frames(page, n)
+            seen["prompt_only"] = grab(page)
+            seen["prompt_message"] = page.text_content("#message")
         finally:
             browser.close()
         seen["server_errors"] = list(app.state.worldmem.errors)
@@ -198,6 +208,23 @@ def test_walking_back_shows_the_remembered_frame(walk):
     assert psnr_u8(back["rgb"], start["rgb"]) > 30.0
     near, away = structure_mad(back, start), structure_mad(far, start)
     assert near < away, (near, away)
+
+
+def test_a_prompt_alone_begins_from_the_banks_frame_and_the_page_says_so(walk):
+    """Unticking "from the start frame": the world begins from the frame the shipped
+    pipeline's first-frame bank draws for the prompt and seed, and the page names it."""
+    if not walk["trained"]:
+        pytest.skip(f"no trained model at {BUNDLED} (its first-frame bank ships with it)")
+    from worldmem.pipeline import WorldPipeline
+
+    pipe = WorldPipeline.from_pretrained(BUNDLED, device="cpu")
+    image, _, info = pipe.first_frame_for(PROMPT, 5)
+    assert info["kind"] == "bank"
+    shown = walk["prompt_only"]
+    assert psnr_u8(shown["rgb"], (image.permute(1, 2, 0).cpu().numpy() * 255).round()) > 30.0
+    assert shown["pose"] == pytest.approx([0, 0, 0], abs=1e-6)
+    message = walk["prompt_message"]
+    assert "began from a frame of a training world" in message and info["source"] in message
 
 
 def test_held_button_repeats_and_the_page_reconnects_after_a_restart(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -259,7 +260,7 @@ def image_grid(
             if j == 0:
                 ax.set_ylabel(label, fontsize=8)
             if i == 0 and titles is not None and j < len(titles):
-                ax.set_title(titles[j], fontsize=7, wrap=True)
+                ax.set_title(textwrap.fill(titles[j], 30), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
