@@ -42,8 +42,9 @@
     el.badge.textContent = text || state;
   }
 
-  function showMessage(text) {
+  function showMessage(text, kind = "warn") {
     el.message.textContent = text || "";
+    el.message.dataset.kind = kind; // "info" is not a warning
   }
 
   function connect() {
@@ -122,6 +123,7 @@
             ? `began from a frame of a training world (${f.source}, caption similarity ` +
                 `${f.similarity.toFixed(2)}): ${f.caption}`
             : "",
+          "info",
         );
         break;
       }
