@@ -101,7 +101,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _named_net(path: Path, meta: dict, overrides: dict, key: str, slot: str, sources: dict):
+def _named_helper(path: Path, meta: dict, overrides: dict, key: str, slot: str, sources: dict):
     """The helper that ``pipeline.json``'s ``sampler[key]`` names: ``sources`` maps each
     value to (its folder, its class), or None for none; older folders name none (the first).
     An override of ``slot`` (a helper, or None) wins over the folder."""
@@ -262,8 +262,8 @@ class WorldPipeline:
         saved = sources if depth_net is not None else dict.fromkeys(sources)
         generated_depth = overrides.pop("generated_depth", saved["generated_depth"] or "model")
         start_depth = overrides.pop("start_depth", saved["start_depth"])
-        detail_net = _named_net(path, meta, overrides, "detail", "detail_net", DETAIL_SOURCES)
-        first_frame = _named_net(
+        detail_net = _named_helper(path, meta, overrides, "detail", "detail_net", DETAIL_SOURCES)
+        first_frame = _named_helper(
             path, meta, overrides, "prompt_start", "first_frame", PROMPT_STARTS
         )
         from worldmem.models.backbones import load_world_model

@@ -355,10 +355,7 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
                 pipe, job, traj, n, image, depth, cfg.memory, overall
             )
             seconds = time.perf_counter() - t0
-            began = None  # a prompt alone: what the pipeline began the world from
-            if image is None and pipe.first_frame is not None:
-                began = pipe.first_frame_for(job.prompt, job.seed)[2]
-            _write_job(out, job, video, pipe, root, seconds, rank, began)
+            _write_job(out, job, video, pipe, root, seconds, rank)
             results.append(
                 JobResult(
                     job.name,
@@ -417,16 +414,7 @@ def _generate_job(pipe, job: Job, traj: Trajectory, n: int, image, depth, memory
     return video, chunk_seconds
 
 
-def _write_job(
-    out: Path,
-    job: Job,
-    video,
-    pipe,
-    root: SampleRootConfig,
-    seconds: float,
-    rank: int,
-    began: dict | None = None,
-):
+def _write_job(out: Path, job: Job, video, pipe, root: SampleRootConfig, seconds: float, rank: int):
     """Write one job's outputs into a temporary folder next to ``out`` and rename it to
     ``out`` when complete; an existing ``out`` (``sample.overwrite``) is replaced only then."""
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -434,7 +422,7 @@ def _write_job(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        _write_job_files(tmp, job, video, pipe, root, seconds, rank, began)
+        _write_job_files(tmp, job, video, pipe, root, seconds, rank)
         if out.exists():
             if not root.sample.overwrite:
                 raise FileExistsError(f"{out} appeared while the job ran; its files are kept")
@@ -454,17 +442,9 @@ def _write_job(
 
 
 def _write_job_files(
-    out: Path,
-    job: Job,
-    video,
-    pipe,
-    root: SampleRootConfig,
-    seconds: float,
-    rank: int,
-    began: dict | None = None,
+    out: Path, job: Job, video, pipe, root: SampleRootConfig, seconds: float, rank: int
 ):
-    """Write one job's files into the folder ``out`` (``began``: what a prompt-only world
-    began from, ``WorldPipeline.first_frame_for``'s description, in ``job.json``)."""
+    """Write one job's files into the folder ``out``."""
     from worldmem.io import write_video
 
     cfg = root.sample
@@ -486,6 +466,11 @@ def _write_job_files(
         "frames_per_s": round(len(video.rgb) / seconds, 3),
         "timing": timing,
         "memory_points": pipe.spatial.num_points,
-        "first_frame": began,
+        # a prompt alone: what the world began from (a first-frame bank's frame, a drawing)
+        "first_frame": (
+            pipe.first_frame_for(job.prompt, job.seed)[2]
+            if job.image is None and pipe.first_frame is not None
+            else None
+        ),
     }
     (out / "job.json").write_text(json.dumps(report, indent=2))
