@@ -133,9 +133,12 @@ class FirstFrameBank:
 
     def probabilities(self, prompt: str) -> Tensor:
         """``(N,)``: what ``draw`` picks from: softmax(similarity / temperature) over the
-        ``top_k`` nearest captions (0 elsewhere); for "" every frame alike."""
+        ``top_k`` nearest captions (0 elsewhere); for a prompt without a word the encoder
+        reads ("", spaces) every frame alike."""
+        from worldmem.models.first_frame import caption_states
+
         N = len(self)
-        if not prompt:
+        if len(caption_states(prompt)) == 0:
             return torch.full((N,), 1.0 / N)
         sim = self.similarity(prompt)
         top = sim.topk(min(self.top_k, N)).indices
