@@ -147,6 +147,8 @@ def test_save_and_load_round_trip_and_bad_banks_are_refused(tmp_path):
         FirstFrameBank(bank.rgb, bank.depth * math.nan, bank.K, CAPTIONS)
     with pytest.raises(ValueError, match="rgb must be uint8"):
         FirstFrameBank(bank.rgb.float(), bank.depth, bank.K, CAPTIONS)
+    with pytest.raises(ValueError, match="3 sources for 4 frames"):
+        FirstFrameBank(bank.rgb, bank.depth, bank.K, CAPTIONS, ["a", "b", "c"])
     with pytest.raises(ValueError, match="no frames"):
         FirstFrameBank(bank.rgb[:0], bank.depth[:0], bank.K, [])
 

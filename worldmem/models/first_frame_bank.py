@@ -82,6 +82,8 @@ class FirstFrameBank:
             raise ValueError(f"{self.kind}: K must be a finite (3, 3), got {tuple(K.shape)}")
         if not all(isinstance(c, str) for c in captions):
             raise ValueError(f"{self.kind}: captions must be strings")
+        if sources is not None and len(sources) != N:
+            raise ValueError(f"{self.kind}: {len(sources)} sources for {N} frames")
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"{self.kind}: top_k must be an int >= 1, got {top_k!r}")
         if not (isinstance(temperature, (int, float)) and temperature > 0):
@@ -117,7 +119,8 @@ class FirstFrameBank:
         return self._states
 
     def similarity(self, prompt: str) -> Tensor:
-        """How near ``prompt`` is to every caption ``(N,)``, in [-1, 1] (all 0 for ""): late
+        """How near ``prompt`` is to every caption ``(N,)``, in [-1, 1] (all 0 for a prompt
+        without a word the encoder reads; -2 for a caption without one): late
         interaction over MiniLM token states (Khattab and Zaharia 2020), each token of the
         prompt matched to its most similar token of the caption, averaged; so a caption
         scores by whether it says what the prompt says ("crimson" finds "red", "hallway"
