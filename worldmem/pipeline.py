@@ -469,7 +469,7 @@ class WorldPipeline:
         # memory) leaves the old world as it was.
         new = self.new_state(seed, prompt, memory)
         if image is None and (self.first_frame is not None if draw_first is None else draw_first):
-            image, depth, _ = self.first_frame_for(prompt, seed)
+            image, depth, new.began_from = self.first_frame_for(prompt, seed)
         chunk = self._start(new, image, depth, c2w)
         world.become(new)
         return chunk

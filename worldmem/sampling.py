@@ -467,10 +467,6 @@ def _write_job_files(
         "timing": timing,
         "memory_points": pipe.spatial.num_points,
         # a prompt alone: what the world began from (a first-frame bank's frame, a drawing)
-        "first_frame": (
-            pipe.first_frame_for(job.prompt, job.seed)[2]
-            if job.image is None and pipe.first_frame is not None
-            else None
-        ),
+        "first_frame": pipe.state.began_from,
     }
     (out / "job.json").write_text(json.dumps(report, indent=2))

@@ -50,7 +50,9 @@ class WorldState:
     the initial noise from. c2w ``(4, 4)``: the current camera; start_c2w ``(4, 4)``: the
     camera the world started at. frame_count: frames put into the memories since the start.
     prompt: the caption. memory_mode: what the model is given (``MEMORY_MODE_GIVES``).
-    seed: the generator's starting seed.
+    seed: the generator's starting seed. began_from: for a world begun from a prompt alone,
+    what its first frame is (``WorldPipeline.first_frame_for``'s description), else None; not
+    part of a saved state.
     """
 
     memory_cfg: MemoryConfig
@@ -65,6 +67,7 @@ class WorldState:
     memory_mode: str = "all"
     frame_count: int = 0
     seed: int = 0
+    began_from: dict | None = None
 
     @classmethod
     def new(

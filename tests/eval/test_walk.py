@@ -524,3 +524,19 @@ def test_the_true_depth_reference_is_the_start_frame_rotated(turn_case):
         )[0]
         torch.testing.assert_close(got[t][:, seen[t]], want[:, seen[t]], atol=1e-4, rtol=0)
         assert torch.equal(got[t][:, ~seen[t]], fill[:, None].expand(3, int((~seen[t]).sum())))
+
+
+def test_layout_psnr_sees_block_colours_not_the_detail_within_them():
+    """The prompt table's layout PSNR: frames 0.1 brighter than the truth with a checker
+    pattern added (zero mean in every 8x8 block) score 20 dB, 10 log10(1 / 0.1^2), whatever
+    the pattern; the truth against itself has sharpness 1."""
+    from worldmem.eval.walk_cli import _layout_and_sharpness
+
+    g = torch.Generator().manual_seed(0)
+    truth = 0.2 + 0.5 * torch.rand(3, 3, 32, 32, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    checker = ((yy + xx) % 2 * 2 - 1).float() * 0.05  # +-0.05, zero mean in each block
+    got = _layout_and_sharpness(truth + 0.1 + checker, truth)
+    assert got["layout_psnr"] == pytest.approx(20.0, abs=1e-3)
+    assert got["sharpness"] > 1.0
+    assert _layout_and_sharpness(truth, truth)["sharpness"] == pytest.approx(1.0)

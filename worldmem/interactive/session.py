@@ -167,15 +167,18 @@ class Session:
         self.started = False
         self.prompt = ""
         self.seed = 0
-        # what the current world began from without the start frame (WorldPipeline.
-        # first_frame_for's description: a bank's frame, a drawing), else None
-        self.first_frame: dict | None = None
 
     # -- the world --------------------------------------------------------------------------
 
     @property
     def image_size(self) -> int:
         return self.pipe.size
+
+    @property
+    def first_frame(self) -> dict | None:
+        """What the current world began from without the start frame (``WorldState.
+        began_from``: a first-frame bank's frame, a drawing), else None."""
+        return self.world.began_from
 
     @property
     def chunk_frames(self) -> int:
@@ -227,9 +230,6 @@ class Session:
             self._path.clear()
             self._last = None
             self.prompt, self.seed, self.started = prompt, seed, True
-            self.first_frame = None
-            if image is None and self.pipe.first_frame is not None:
-                self.first_frame = self.pipe.first_frame_for(prompt, seed)[2]
             chunk = self.pipe.step(self.world.start_c2w[None].clone(), world=self.world)
             return self._keep(chunk, ["start"])
 
