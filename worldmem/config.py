@@ -102,6 +102,7 @@ class ActionConfig:
 
 
 HOLE_PRIORS = ("mean", "elevation", "elevation_depth")  # ModelConfig.hole_prior
+HOLE_MEANS = ("drawn", "prior")  # ModelConfig.hole_mean
 
 
 @dataclass
@@ -138,10 +139,17 @@ class ModelConfig:
     # "elevation_depth": the same, but the holes' depth is the profile's alone, not continued
     # from the depth beside them (which carries a far surface across one turning into view)
     hole_prior: str = "mean"
+    # where the mean colour of what the model invents in the render's holes comes from: its
+    # correction ("drawn"), or the prior alone ("prior": the correction's mean over each
+    # frame's holes is removed per colour channel, so the model adds variation, not a tint)
+    hole_mean: str = "drawn"
 
     def __post_init__(self):
         _choice(self, "codec", ("identity", "vae"))
         _choice(self, "hole_prior", HOLE_PRIORS)
+        _choice(self, "hole_mean", HOLE_MEANS)
+        if self.hole_mean == "prior" and self.codec != "identity":
+            raise ConfigError("model.hole_mean: prior needs codec identity (colour channels)")
         if self.hole_prior == "elevation_depth" and self.codec != "identity":
             raise ConfigError(
                 "model.hole_prior: elevation_depth needs codec identity (a depth channel)"

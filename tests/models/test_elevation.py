@@ -195,3 +195,78 @@ def test_elevation_depth_prior_takes_the_profiles_depth_in_the_holes():
     torch.testing.assert_close(b[:, 1, 3, :, 4:], expect[:, 1, 3, :, 4:], atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="elevation_depth needs codec identity"):
         replace(tiny_model_config(), hole_prior="elevation_depth", codec="vae")
+
+
+def _hole_mean_models() -> dict[str, WorldDiT]:
+    torch.manual_seed(0)
+    models = {
+        m: WorldDiT.from_model_config(
+            replace(tiny_model_config(), hole_prior="elevation", hole_mean=m)
+        )
+        for m in ("drawn", "prior")
+    }
+    models["prior"].load_state_dict(models["drawn"].state_dict())
+    return models
+
+
+def test_hole_mean_prior_keeps_the_priors_colour_where_the_model_adds_a_tint():
+    """An output layer that draws one constant tint everywhere: with ``hole_mean="drawn"``
+    the holes are the prior plus the tint; with ``"prior"`` they are the prior exactly. The
+    valid strip, the depth channel and a target whose render is empty (no prior) are the same
+    under both."""
+    models = _hole_mean_models()
+    tint = torch.tensor([0.2, -0.1, 0.3, 0.05])
+    for model in models.values():
+        model.reset_output()
+        with torch.no_grad():
+            model.decoder.out.bias[:4] = tint
+    ctx, target = _profile_scene(torch.zeros_like)
+    memory = torch.zeros(1, 2, 5, S, S)
+    memory[:, 1, :4, :, :4] = 0.5
+    memory[:, 1, 4, :, :4] = 1  # the second target's render holds a strip on the left only
+    with torch.no_grad():
+        out = {m: model(target, ctx, None, memory, captions=[""]) for m, model in models.items()}
+    expect = elevation_default(elevation_profile(S, ctx), target.c2w, target.K, S, S)
+    prior = memory_prior(memory, expect)[0]
+    hole = (slice(None), 1, slice(None), slice(None), slice(4, None))
+    torch.testing.assert_close(
+        out["drawn"].x0[hole][:, :3], prior[hole][:, :3] + tint[:3, None, None]
+    )
+    torch.testing.assert_close(out["prior"].x0[hole][:, :3], prior[hole][:, :3], atol=1e-6, rtol=0)
+    a, b = out["drawn"].x0, out["prior"].x0
+    torch.testing.assert_close(b[..., :4], a[..., :4], atol=0, rtol=0)  # the valid strip
+    torch.testing.assert_close(b[:, :, 3], a[:, :, 3], atol=0, rtol=0)  # depth
+    torch.testing.assert_close(b[:, 0], a[:, 0], atol=0, rtol=0)  # no prior: drawn as it is
+
+
+def test_hole_mean_prior_removes_only_the_mean_of_a_trained_looking_drawing():
+    """Random output weights: the two differ only in the holes of a target with a prior, by
+    one constant per frame and colour channel, and there the holes' mean is the prior's."""
+    models = _hole_mean_models()
+    for p in models["drawn"].decoder.out.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    models["prior"].load_state_dict(models["drawn"].state_dict())
+    ctx, target = _profile_scene(torch.zeros_like)
+    memory = torch.zeros(1, 2, 5, S, S)
+    memory[:, :, :4, :, :4] = 0.5
+    memory[:, :, 4, :, :4] = 1
+    with torch.no_grad():
+        a = models["drawn"](target, ctx, None, memory, captions=[""]).x0
+        b = models["prior"](target, ctx, None, memory, captions=[""]).x0
+    expect = elevation_default(elevation_profile(S, ctx), target.c2w, target.K, S, S)
+    prior = memory_prior(memory, expect)[0]
+    diff = (b - a)[:, :, :3, :, 4:]
+    assert float((a - prior)[:, :, :3, :, 4:].mean((-2, -1)).abs().min()) > 1e-3  # a real tint
+    torch.testing.assert_close(diff, diff[..., :1, :1].expand_as(diff), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        b[:, :, :3, :, 4:].mean((-2, -1)), prior[:, :, :3, :, 4:].mean((-2, -1)), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(b[..., :4], a[..., :4], atol=0, rtol=0)
+    torch.testing.assert_close(b[:, :, 3], a[:, :, 3], atol=0, rtol=0)
+
+
+def test_hole_mean_is_checked():
+    with pytest.raises(ValueError, match="hole_mean: 'zero' is not one of drawn, prior"):
+        replace(tiny_model_config(), hole_mean="zero")
+    with pytest.raises(ValueError, match="hole_mean: prior needs codec identity"):
+        replace(tiny_model_config(), hole_mean="prior", codec="vae")

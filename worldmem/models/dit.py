@@ -22,7 +22,10 @@ depth is that profile's alone, not continued from beside them; zeros for an empt
 render is valid the gate ``g`` starts near 1, so valid memory comes out unchanged unless the
 model has learned a reason to change it, and what the memory holds is not limited by what the
 network can draw. In holes the network draws freely
-on top of the fill, so an undertrained model degrades to the smooth fill, not to noise.
+on top of the fill, so an undertrained model degrades to the smooth fill, not to noise. With
+``hole_mean="prior"`` its drawing there is zero-mean (``without_hole_mean``): the holes keep
+the prior's mean colour, and a tint the model leans to (the training frames' average) cannot
+build up chunk after chunk as what it invents becomes the next chunk's memory.
 
 Attention is block-causal: context and keyframe tokens attend only to context and keyframe
 tokens, target tokens attend to everything, and frames with ``valid=False`` are never keys
@@ -45,7 +48,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldmem.config import HOLE_PRIORS, ModelConfig
+from worldmem.config import HOLE_MEANS, HOLE_PRIORS, ModelConfig
 from worldmem.memory.fill import push_pull_fill
 from worldmem.models.blocks import ConvDecoder, ConvStem, DiTBlock, FinalLayer
 from worldmem.models.elevation import elevation_default, elevation_profile
@@ -59,7 +62,15 @@ from worldmem.models.frame_cache import StemCache
 from worldmem.models.interface import ROLES, ModelFrames, WorldModelOutput
 from worldmem.models.text import ByteTextEncoder, HFTextEncoder, TextStates, minilm_path
 
-__all__ = ["WorldDiT", "WorldDiTOutput", "ModelFrames", "KVCache", "ROLES", "memory_prior"]
+__all__ = [
+    "WorldDiT",
+    "WorldDiTOutput",
+    "ModelFrames",
+    "KVCache",
+    "ROLES",
+    "memory_prior",
+    "without_hole_mean",
+]
 
 # The output type under its earlier name (ModelFrames and ROLES are re-exported likewise).
 WorldDiTOutput = WorldModelOutput
@@ -138,6 +149,18 @@ def memory_prior(
     return prior.unflatten(0, (B, T)), has.unflatten(0, (B, T))
 
 
+def without_hole_mean(drawn: Tensor, valid: Tensor, has: Tensor, channels: int = 3) -> Tensor:
+    """``drawn`` ``(B, T, C, h, w)`` with the mean of its first ``channels`` channels over
+    each frame's holes (``valid`` ``(B, T, 1, h, w)`` 0) subtracted in those holes, in the
+    frames whose render has a prior (``has`` ``(B, T)``); valid pixels, the other channels
+    (depth) and frames without a prior are left as they are."""
+    hole = (1 - valid) * has[:, :, None, None, None].to(valid.dtype)
+    n = hole.sum((-2, -1), keepdim=True).clamp(min=1)
+    colour = drawn[:, :, :channels]
+    mean = (colour * hole).sum((-2, -1), keepdim=True) / n
+    return torch.cat([colour - mean * hole, drawn[:, :, channels:]], 2)
+
+
 class WorldDiT(ModelMixin, ConfigMixin):
     """Camera-, memory- and text-conditioned video DiT; constructor args = ``ModelConfig``.
     A ``WorldModel`` (``models/interface.py``) whose ``encode_context`` cache is a ``KVCache``.
@@ -173,10 +196,15 @@ class WorldDiT(ModelMixin, ConfigMixin):
         conv_widths: tuple[int, ...] | list[int] = (32, 64, 128),
         memory_provenance: bool = False,
         hole_prior: str = "mean",
+        hole_mean: str = "drawn",
     ):
         super().__init__()
         if hole_prior not in HOLE_PRIORS:
             raise ValueError(f"WorldDiT: hole_prior '{hole_prior}' is not one of {HOLE_PRIORS}")
+        if hole_mean not in HOLE_MEANS:
+            raise ValueError(f"WorldDiT: hole_mean '{hole_mean}' is not one of {HOLE_MEANS}")
+        if hole_mean == "prior" and codec != "identity":
+            raise ValueError("WorldDiT: hole_mean 'prior' needs codec identity (colour channels)")
         grid = image_size // latent_downsample
         if image_size % latent_downsample or grid % patch_size:
             raise ValueError(
@@ -531,8 +559,11 @@ class WorldDiT(ModelMixin, ConfigMixin):
                     default, target.c2w, target.K, self.config.image_size, h
                 ).to(out.dtype)
             by_profile = self.config.hole_prior == "elevation_depth" and default is not None
-            prior, _ = memory_prior(mem, default, C, depth_from_default=by_profile)
-            gate = torch.sigmoid(gate_logit) * (mem[:, :, C : C + 1] > 0.5).to(out.dtype)
+            prior, has = memory_prior(mem, default, C, depth_from_default=by_profile)
+            valid = (mem[:, :, C : C + 1] > 0.5).to(out.dtype)
+            if self.config.hole_mean == "prior":
+                drawn = without_hole_mean(drawn, valid, has, C - 1)
+            gate = torch.sigmoid(gate_logit) * valid
             x0 = prior + (1 - gate) * drawn
         sigma = target.sigma.to(x0.dtype).clamp(min=_MIN_SIGMA)[:, :, None, None, None]
         velocity = (target.x - x0) / sigma

@@ -78,8 +78,9 @@ class WorldModule(L.LightningModule):
         """Start the model and its EMA from a pipeline folder's weights (``<dir>/model``).
         Its model config must equal this module's, but for one change: a model saved without
         ``memory_provenance`` may start one with it (the stem's new input channel, the
-        observed mask, starts at zero, so the model starts as saved), and ``hole_prior`` may
-        differ (it holds no weights). Any other mismatch is an error naming both."""
+        observed mask, starts at zero, so the model starts as saved), and ``hole_prior`` and
+        ``hole_mean`` may differ (they hold no weights). Any other mismatch is an error naming
+        both."""
         from dataclasses import replace
         from pathlib import Path
 
@@ -94,7 +95,8 @@ class WorldModule(L.LightningModule):
             raise ValueError(f"init_from: {path} is not a pipeline folder (pipeline.json, model/)")
         saved = from_dict(ModelConfig, read_pipeline_json(path)["model"], str(meta_path))
         widen = not saved.memory_provenance and self.cfg.model.memory_provenance
-        saved = replace(saved, hole_prior=self.cfg.model.hole_prior)
+        m = self.cfg.model
+        saved = replace(saved, hole_prior=m.hole_prior, hole_mean=m.hole_mean)
         if (replace(saved, memory_provenance=True) if widen else saved) != self.cfg.model:
             raise ValueError(
                 f"init_from: {path} holds a model of config {to_dict(saved)}, but this run "
