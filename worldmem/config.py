@@ -102,7 +102,6 @@ class ActionConfig:
 
 
 HOLE_PRIORS = ("mean", "elevation", "elevation_depth")  # ModelConfig.hole_prior
-HOLE_MEANS = ("drawn", "prior")  # ModelConfig.hole_mean
 
 
 @dataclass
@@ -139,17 +138,17 @@ class ModelConfig:
     # "elevation_depth": the same, but the holes' depth is the profile's alone, not continued
     # from the depth beside them (which carries a far surface across one turning into view)
     hole_prior: str = "mean"
-    # where the mean colour of what the model invents in the render's holes comes from: its
-    # correction ("drawn"), or the prior alone ("prior": the correction's mean over each
-    # frame's holes is removed per colour channel, so the model adds variation, not a tint)
-    hole_mean: str = "drawn"
+    # how much of the mean colour the model adds in the render's holes is kept: 1 draws freely;
+    # below 1 that mean (per frame and colour channel) is scaled by it, so a tint the model
+    # leans to builds up more slowly chunk after chunk; 0 keeps the prior's mean colour
+    hole_tint: float = 1.0
 
     def __post_init__(self):
         _choice(self, "codec", ("identity", "vae"))
         _choice(self, "hole_prior", HOLE_PRIORS)
-        _choice(self, "hole_mean", HOLE_MEANS)
-        if self.hole_mean == "prior" and self.codec != "identity":
-            raise ConfigError("model.hole_mean: prior needs codec identity (colour channels)")
+        _numbers(self, hole_tint="[0,1]")
+        if self.hole_tint != 1 and self.codec != "identity":
+            raise ConfigError("model.hole_tint below 1 needs codec identity (colour channels)")
         if self.hole_prior == "elevation_depth" and self.codec != "identity":
             raise ConfigError(
                 "model.hole_prior: elevation_depth needs codec identity (a depth channel)"

@@ -197,24 +197,25 @@ def test_elevation_depth_prior_takes_the_profiles_depth_in_the_holes():
         replace(tiny_model_config(), hole_prior="elevation_depth", codec="vae")
 
 
-def _hole_mean_models() -> dict[str, WorldDiT]:
+def _hole_tint_models(keep: float) -> dict[float, WorldDiT]:
     torch.manual_seed(0)
     models = {
-        m: WorldDiT.from_model_config(
-            replace(tiny_model_config(), hole_prior="elevation", hole_mean=m)
+        k: WorldDiT.from_model_config(
+            replace(tiny_model_config(), hole_prior="elevation", hole_tint=k)
         )
-        for m in ("drawn", "prior")
+        for k in (1.0, keep)
     }
-    models["prior"].load_state_dict(models["drawn"].state_dict())
+    models[keep].load_state_dict(models[1.0].state_dict())
     return models
 
 
-def test_hole_mean_prior_keeps_the_priors_colour_where_the_model_adds_a_tint():
-    """An output layer that draws one constant tint everywhere: with ``hole_mean="drawn"``
-    the holes are the prior plus the tint; with ``"prior"`` they are the prior exactly. The
-    valid strip, the depth channel and a target whose render is empty (no prior) are the same
-    under both."""
-    models = _hole_mean_models()
+@pytest.mark.parametrize("keep", [0.0, 0.5])
+def test_hole_tint_scales_a_tint_the_model_adds_in_the_holes(keep):
+    """An output layer that draws one constant tint everywhere: with ``hole_tint`` 1 the holes
+    are the prior plus the tint; with ``keep`` they are the prior plus ``keep`` times it (0:
+    the prior exactly). The valid strip, the depth channel and a target whose render is empty
+    (no prior) are the same under both."""
+    models = _hole_tint_models(keep)
     tint = torch.tensor([0.2, -0.1, 0.3, 0.05])
     for model in models.values():
         model.reset_output()
@@ -225,34 +226,32 @@ def test_hole_mean_prior_keeps_the_priors_colour_where_the_model_adds_a_tint():
     memory[:, 1, :4, :, :4] = 0.5
     memory[:, 1, 4, :, :4] = 1  # the second target's render holds a strip on the left only
     with torch.no_grad():
-        out = {m: model(target, ctx, None, memory, captions=[""]) for m, model in models.items()}
+        out = {k: model(target, ctx, None, memory, captions=[""]).x0 for k, model in models.items()}
     expect = elevation_default(elevation_profile(S, ctx), target.c2w, target.K, S, S)
-    prior = memory_prior(memory, expect)[0]
-    hole = (slice(None), 1, slice(None), slice(None), slice(4, None))
-    torch.testing.assert_close(
-        out["drawn"].x0[hole][:, :3], prior[hole][:, :3] + tint[:3, None, None]
-    )
-    torch.testing.assert_close(out["prior"].x0[hole][:, :3], prior[hole][:, :3], atol=1e-6, rtol=0)
-    a, b = out["drawn"].x0, out["prior"].x0
+    prior = memory_prior(memory, expect)[0][:, 1, :3, :, 4:]
+    a, b = out[1.0], out[keep]
+    torch.testing.assert_close(a[:, 1, :3, :, 4:], prior + tint[:3, None, None])
+    torch.testing.assert_close(b[:, 1, :3, :, 4:], prior + keep * tint[:3, None, None])
     torch.testing.assert_close(b[..., :4], a[..., :4], atol=0, rtol=0)  # the valid strip
     torch.testing.assert_close(b[:, :, 3], a[:, :, 3], atol=0, rtol=0)  # depth
     torch.testing.assert_close(b[:, 0], a[:, 0], atol=0, rtol=0)  # no prior: drawn as it is
 
 
-def test_hole_mean_prior_removes_only_the_mean_of_a_trained_looking_drawing():
-    """Random output weights: the two differ only in the holes of a target with a prior, by
-    one constant per frame and colour channel, and there the holes' mean is the prior's."""
-    models = _hole_mean_models()
-    for p in models["drawn"].decoder.out.parameters():
+def test_hole_tint_zero_removes_only_the_mean_of_a_trained_looking_drawing():
+    """Random output weights: ``hole_tint`` 0 differs from 1 only in the holes of a target with
+    a prior, by one constant per frame and colour channel, and there the holes' mean is the
+    prior's."""
+    models = _hole_tint_models(0.0)
+    for p in models[1.0].decoder.out.parameters():
         torch.nn.init.normal_(p, std=0.05)
-    models["prior"].load_state_dict(models["drawn"].state_dict())
+    models[0.0].load_state_dict(models[1.0].state_dict())
     ctx, target = _profile_scene(torch.zeros_like)
     memory = torch.zeros(1, 2, 5, S, S)
     memory[:, :, :4, :, :4] = 0.5
     memory[:, :, 4, :, :4] = 1
     with torch.no_grad():
-        a = models["drawn"](target, ctx, None, memory, captions=[""]).x0
-        b = models["prior"](target, ctx, None, memory, captions=[""]).x0
+        a = models[1.0](target, ctx, None, memory, captions=[""]).x0
+        b = models[0.0](target, ctx, None, memory, captions=[""]).x0
     expect = elevation_default(elevation_profile(S, ctx), target.c2w, target.K, S, S)
     prior = memory_prior(memory, expect)[0]
     diff = (b - a)[:, :, :3, :, 4:]
@@ -265,8 +264,8 @@ def test_hole_mean_prior_removes_only_the_mean_of_a_trained_looking_drawing():
     torch.testing.assert_close(b[:, :, 3], a[:, :, 3], atol=0, rtol=0)
 
 
-def test_hole_mean_is_checked():
-    with pytest.raises(ValueError, match="hole_mean: 'zero' is not one of drawn, prior"):
-        replace(tiny_model_config(), hole_mean="zero")
-    with pytest.raises(ValueError, match="hole_mean: prior needs codec identity"):
-        replace(tiny_model_config(), hole_mean="prior", codec="vae")
+def test_hole_tint_is_checked():
+    with pytest.raises(ValueError, match="hole_tint"):
+        replace(tiny_model_config(), hole_tint=1.5)
+    with pytest.raises(ValueError, match="hole_tint below 1 needs codec identity"):
+        replace(tiny_model_config(), hole_tint=0.5, codec="vae")

@@ -23,9 +23,10 @@ render is valid the gate ``g`` starts near 1, so valid memory comes out unchange
 model has learned a reason to change it, and what the memory holds is not limited by what the
 network can draw. In holes the network draws freely
 on top of the fill, so an undertrained model degrades to the smooth fill, not to noise. With
-``hole_mean="prior"`` its drawing there is zero-mean (``without_hole_mean``): the holes keep
-the prior's mean colour, and a tint the model leans to (the training frames' average) cannot
-build up chunk after chunk as what it invents becomes the next chunk's memory.
+``hole_tint`` below 1 the mean of its drawing there is scaled by it (``scale_hole_mean``; 0:
+the holes keep the prior's mean colour), so a tint the model leans to (the training frames'
+average) builds up more slowly chunk after chunk as what it invents becomes the next
+chunk's memory.
 
 Attention is block-causal: context and keyframe tokens attend only to context and keyframe
 tokens, target tokens attend to everything, and frames with ``valid=False`` are never keys
@@ -48,7 +49,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import Tensor, nn
 
-from worldmem.config import HOLE_MEANS, HOLE_PRIORS, ModelConfig
+from worldmem.config import HOLE_PRIORS, ModelConfig
 from worldmem.memory.fill import push_pull_fill
 from worldmem.models.blocks import ConvDecoder, ConvStem, DiTBlock, FinalLayer
 from worldmem.models.elevation import elevation_default, elevation_profile
@@ -69,7 +70,7 @@ __all__ = [
     "KVCache",
     "ROLES",
     "memory_prior",
-    "without_hole_mean",
+    "scale_hole_mean",
 ]
 
 # The output type under its earlier name (ModelFrames and ROLES are re-exported likewise).
@@ -149,16 +150,18 @@ def memory_prior(
     return prior.unflatten(0, (B, T)), has.unflatten(0, (B, T))
 
 
-def without_hole_mean(drawn: Tensor, valid: Tensor, has: Tensor, channels: int = 3) -> Tensor:
+def scale_hole_mean(
+    drawn: Tensor, valid: Tensor, has: Tensor, keep: float, channels: int = 3
+) -> Tensor:
     """``drawn`` ``(B, T, C, h, w)`` with the mean of its first ``channels`` channels over
-    each frame's holes (``valid`` ``(B, T, 1, h, w)`` 0) subtracted in those holes, in the
-    frames whose render has a prior (``has`` ``(B, T)``); valid pixels, the other channels
-    (depth) and frames without a prior are left as they are."""
+    each frame's holes (``valid`` ``(B, T, 1, h, w)`` 0) scaled by ``keep`` in those holes
+    (0: subtracted), in the frames whose render has a prior (``has`` ``(B, T)``); valid
+    pixels, the other channels (depth) and frames without a prior are left as they are."""
     hole = (1 - valid) * has[:, :, None, None, None].to(valid.dtype)
     n = hole.sum((-2, -1), keepdim=True).clamp(min=1)
     colour = drawn[:, :, :channels]
     mean = (colour * hole).sum((-2, -1), keepdim=True) / n
-    return torch.cat([colour - mean * hole, drawn[:, :, channels:]], 2)
+    return torch.cat([colour - (1 - keep) * mean * hole, drawn[:, :, channels:]], 2)
 
 
 class WorldDiT(ModelMixin, ConfigMixin):
@@ -196,15 +199,15 @@ class WorldDiT(ModelMixin, ConfigMixin):
         conv_widths: tuple[int, ...] | list[int] = (32, 64, 128),
         memory_provenance: bool = False,
         hole_prior: str = "mean",
-        hole_mean: str = "drawn",
+        hole_tint: float = 1.0,
     ):
         super().__init__()
         if hole_prior not in HOLE_PRIORS:
             raise ValueError(f"WorldDiT: hole_prior '{hole_prior}' is not one of {HOLE_PRIORS}")
-        if hole_mean not in HOLE_MEANS:
-            raise ValueError(f"WorldDiT: hole_mean '{hole_mean}' is not one of {HOLE_MEANS}")
-        if hole_mean == "prior" and codec != "identity":
-            raise ValueError("WorldDiT: hole_mean 'prior' needs codec identity (colour channels)")
+        if not 0 <= hole_tint <= 1:
+            raise ValueError(f"WorldDiT: hole_tint {hole_tint} is not in [0, 1]")
+        if hole_tint != 1 and codec != "identity":
+            raise ValueError("WorldDiT: hole_tint below 1 needs codec identity (colour channels)")
         grid = image_size // latent_downsample
         if image_size % latent_downsample or grid % patch_size:
             raise ValueError(
@@ -561,8 +564,8 @@ class WorldDiT(ModelMixin, ConfigMixin):
             by_profile = self.config.hole_prior == "elevation_depth" and default is not None
             prior, has = memory_prior(mem, default, C, depth_from_default=by_profile)
             valid = (mem[:, :, C : C + 1] > 0.5).to(out.dtype)
-            if self.config.hole_mean == "prior":
-                drawn = without_hole_mean(drawn, valid, has, C - 1)
+            if self.config.hole_tint != 1:
+                drawn = scale_hole_mean(drawn, valid, has, self.config.hole_tint, C - 1)
             gate = torch.sigmoid(gate_logit) * valid
             x0 = prior + (1 - gate) * drawn
         sigma = target.sigma.to(x0.dtype).clamp(min=_MIN_SIGMA)[:, :, None, None, None]

@@ -79,7 +79,7 @@ class WorldModule(L.LightningModule):
         Its model config must equal this module's, but for one change: a model saved without
         ``memory_provenance`` may start one with it (the stem's new input channel, the
         observed mask, starts at zero, so the model starts as saved), and ``hole_prior`` and
-        ``hole_mean`` may differ (they hold no weights). Any other mismatch is an error naming
+        ``hole_tint`` may differ (they hold no weights). Any other mismatch is an error naming
         both."""
         from dataclasses import replace
         from pathlib import Path
@@ -96,7 +96,7 @@ class WorldModule(L.LightningModule):
         saved = from_dict(ModelConfig, read_pipeline_json(path)["model"], str(meta_path))
         widen = not saved.memory_provenance and self.cfg.model.memory_provenance
         m = self.cfg.model
-        saved = replace(saved, hole_prior=m.hole_prior, hole_mean=m.hole_mean)
+        saved = replace(saved, hole_prior=m.hole_prior, hole_tint=m.hole_tint)
         if (replace(saved, memory_provenance=True) if widen else saved) != self.cfg.model:
             raise ValueError(
                 f"init_from: {path} holds a model of config {to_dict(saved)}, but this run "
