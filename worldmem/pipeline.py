@@ -119,6 +119,16 @@ def _named_helper(path: Path, meta: dict, overrides: dict, key: str, slot: str, 
     return cls.from_pretrained(path / folder)
 
 
+def _saved_helper(path: Path, helper, sources: dict) -> str:
+    """The ``sources`` value that names ``helper`` (``_named_helper``'s table), its files
+    written to its folder under ``path``; the first value (none) for None."""
+    for value, source in sources.items():
+        if source is not None and isinstance(helper, source[1]):
+            helper.save_pretrained(path / source[0])
+            return value
+    return next(iter(sources))
+
+
 class WorldPipeline:
     """A world model (model, codec, sampler) and the world it steps. ``start`` a world, then
     ``step`` cameras or keyboard actions through it; ``save_state``/``load_state`` pause and
@@ -321,13 +331,8 @@ class WorldPipeline:
         self.model.save_pretrained(path / "model")
         if self.depth_net is not None:
             self.depth_net.save_pretrained(path / "depth_net")
-        if self.detail_net is not None:
-            self.detail_net.save_pretrained(path / "detail_net")
-        prompt_start = "model"
-        for value, source in PROMPT_STARTS.items():
-            if source is not None and isinstance(self.first_frame, source[1]):
-                prompt_start = value
-                self.first_frame.save_pretrained(path / source[0])
+        detail = _saved_helper(path, self.detail_net, DETAIL_SOURCES)
+        prompt_start = _saved_helper(path, self.first_frame, PROMPT_STARTS)
         meta = {
             "model": to_dict(self.model_cfg),
             "memory": to_dict(self.memory_cfg),
@@ -338,7 +343,7 @@ class WorldPipeline:
                 "start_depth_scale": self.start_depth_scale,
                 "start_depth": self.start_depth,
                 "generated_depth": self.generated_depth,
-                "detail": "none" if self.detail_net is None else "detail_net",
+                "detail": detail,
                 "prompt_start": prompt_start,
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},

@@ -125,11 +125,16 @@ class FirstFrameBank:
         prompt matched to its most similar token of the caption, averaged; so a caption
         scores by whether it says what the prompt says ("crimson" finds "red", "hallway"
         finds "corridor"), not by its length."""
+        sim = self._similarity(prompt)
+        return torch.zeros(len(self)) if sim is None else sim
+
+    def _similarity(self, prompt: str) -> Tensor | None:
+        """``similarity``, or None for a prompt without a word the encoder reads."""
         from worldmem.models.first_frame import caption_states
 
         q = caption_states(prompt)  # (Lq, 384)
         if len(q) == 0:
-            return torch.zeros(len(self))
+            return None
         states, mask = self._caption_states()
         cos = torch.einsum("qd,nld->nql", q, states).masked_fill(~mask[:, None], -2.0)
         return cos.amax(2).mean(1)
@@ -138,12 +143,10 @@ class FirstFrameBank:
         """``(N,)``: what ``draw`` picks from: softmax(similarity / temperature) over the
         ``top_k`` nearest captions (0 elsewhere); for a prompt without a word the encoder
         reads ("", spaces) every frame alike."""
-        from worldmem.models.first_frame import caption_states
-
         N = len(self)
-        if len(caption_states(prompt)) == 0:
+        sim = self._similarity(prompt)
+        if sim is None:
             return torch.full((N,), 1.0 / N)
-        sim = self.similarity(prompt)
         top = sim.topk(min(self.top_k, N)).indices
         p = torch.zeros(N)
         p[top] = torch.softmax(sim[top] / self.temperature, 0)
