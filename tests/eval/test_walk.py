@@ -19,6 +19,7 @@ from worldmem.eval.metrics import (
     hf_energy,
     image_features,
     kid,
+    kid_paired_test,
     masked_sharpness_ratio,
     psnr,
     sharpness_ratio,
@@ -159,6 +160,59 @@ def test_kid_and_fid_match_torchmetrics_with_the_same_features():
     tf.update(real.double(), real=True)
     tf.update(fake.double(), real=False)
     assert fid(ff, fr) == pytest.approx(float(tf.compute()), rel=1e-4)
+
+
+def test_paired_kid_difference_matches_torchmetrics_and_tells_a_nearer_set_from_chance():
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    f = _TinyFeatures()
+    truth = _truth_frames(24)
+    g = torch.Generator().manual_seed(4)
+
+    def noisy(amount: float) -> torch.Tensor:  # the same views as the truth, degraded
+        return (truth + amount * torch.randn(truth.shape, generator=g)).clamp(0, 1)
+
+    near, far, near2 = noisy(0.05), noisy(0.3), noisy(0.05)
+    fr, fn, ff, fn2 = (image_features(f, x) for x in (truth, near, far, near2))
+
+    def torchmetrics_kid(x: torch.Tensor) -> float:  # a second implementation (float32)
+        tm = KernelInceptionDistance(feature=f, subsets=1, subset_size=24).double()
+        tm.update(truth.double(), real=True)
+        tm.update(x.double(), real=False)
+        return float(tm.compute()[0])
+
+    delta, p = kid_paired_test(fn, ff, fr, permutations=200)
+    k_near, k_far = torchmetrics_kid(near), torchmetrics_kid(far)
+    assert delta == pytest.approx(k_near - k_far, abs=1e-3 * max(abs(k_near), abs(k_far)))
+    assert delta < 0 and p <= 0.01  # the less degraded set is nearer, beyond chance
+    back, p_back = kid_paired_test(ff, fn, fr, permutations=200)
+    assert back == pytest.approx(-delta) and p_back == p  # the same swaps: a symmetric test
+    # two sets degraded alike: the difference is within what swapping the pairs gives
+    _, p_same = kid_paired_test(fn, fn2, fr, permutations=200)
+    assert p_same > 0.05
+    with pytest.raises(ValueError, match="kid_paired_test"):
+        kid_paired_test(fn[:-1], ff, fr)  # not paired
+
+
+def test_walk_report_tests_each_rows_kid_against_the_warps():
+    from worldmem.eval.walk_cli import _dist, _kid_against_warp
+
+    f = _TinyFeatures()
+    truth = _truth_frames(12)
+    g = torch.Generator().manual_seed(5)
+    rows = {
+        "model": (truth + 0.02 * torch.randn(truth.shape, generator=g)).clamp(0, 1),
+        "warp": torch.rand(truth.shape, generator=g),
+    }
+    dist = _dist(f, rows, truth, paired_with="warp")
+    ft, fm, fw = (image_features(f, x) for x in (truth, rows["model"], rows["warp"]))
+    delta, p = kid_paired_test(fm, fw, ft)
+    assert dist["model"]["kid_delta"] == pytest.approx(delta) and dist["model"]["kid_p"] == p
+    assert "kid_delta" not in dist["warp"]  # the warp is not tested against itself
+    assert delta < 0 and p < 0.01  # frames near the truth against noise
+    text = _kid_against_warp(dist)
+    assert f"`model` {delta:+.4f} (p = {p:.3f})" in text and "`warp`" not in text
+    assert _kid_against_warp(None) == ""
 
 
 def test_efficientnet_features_separate_true_frames_from_noise():

@@ -51,6 +51,7 @@ __all__ = [
     "EfficientNetFeatures",
     "image_features",
     "kid",
+    "kid_paired_test",
     "fid",
 ]
 
@@ -419,6 +420,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURE_SIZE_PX = 224  # EfficientNet-Lite0's input size: frames are resized to it
 KID_SUBSET_SIZE = 100  # samples per KID subset (fewer when the sets are smaller)
 KID_SUBSETS = 50  # KID is the mean over this many random subsets
+KID_PERMUTATIONS = 1000  # random swaps in kid_paired_test
 
 
 class EfficientNetFeatures(nn.Module):
@@ -459,6 +461,11 @@ def image_features(extractor: nn.Module, images: Tensor, batch: int = 32) -> Ten
     return torch.cat(out).double().cpu() if out else torch.zeros(0, 0, dtype=torch.float64)
 
 
+def _offdiag_mean(k: Tensor) -> Tensor:
+    n = k.shape[0]
+    return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
+
+
 def _poly_kernel(x: Tensor, y: Tensor) -> Tensor:
     return (x @ y.T / x.shape[1] + 1.0) ** 3
 
@@ -490,14 +497,57 @@ def kid(
         x = a[torch.randperm(len(a), generator=g)[:m]]
         y = b[torch.randperm(len(b), generator=g)[:m]]
         kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
-        off = m * (m - 1)
-        vals.append(
-            (kxx.sum() - kxx.diagonal().sum()) / off
-            + (kyy.sum() - kyy.diagonal().sum()) / off
-            - 2 * kxy.mean()
-        )
+        vals.append(_offdiag_mean(kxx) + _offdiag_mean(kyy) - 2 * kxy.mean())
     v = torch.stack(vals)
     return float(v.mean()), float(v.std()) if len(v) > 1 else 0.0
+
+
+def kid_paired_test(
+    feats_a: Tensor,
+    feats_b: Tensor,
+    feats_ref: Tensor,
+    permutations: int = KID_PERMUTATIONS,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Is set ``a`` nearer ``ref`` than set ``b`` in KID, beyond chance?
+
+    feats ``(N, D)`` of two methods' frames paired row by row (``a[i]`` and ``b[i]`` show the
+    same view) and ``(M, D)`` of the reference -> (delta, p): delta is the unbiased MMD^2 of
+    ``a`` to ``ref`` minus that of ``b`` (the kernel of ``kid``, on the whole sets; below 0:
+    ``a`` is nearer), p the two-sided p-value of a paired permutation test: under the null that
+    neither method is nearer, swapping ``a[i]`` and ``b[i]`` at random leaves the distribution
+    of delta unchanged, so p is the share of ``permutations`` random swaps (plus the observed
+    one) whose |delta| reaches the observed |delta|.
+    """
+    a, b, r = feats_a.double(), feats_b.double(), feats_ref.double()
+    if a.ndim != 2 or a.shape != b.shape or r.ndim != 2 or r.shape[1] != a.shape[1]:
+        raise ValueError(
+            f"kid_paired_test: expected paired (N, D), (N, D) and (M, D), got "
+            f"{tuple(a.shape)}, {tuple(b.shape)}, {tuple(r.shape)}"
+        )
+    n = len(a)
+    if n < 2 or len(r) < 2 or permutations < 1:
+        raise ValueError(
+            f"kid_paired_test: need N, M >= 2 and permutations >= 1, got {n}, {len(r)}, "
+            f"{permutations}"
+        )
+    both = torch.cat([a, b])  # index i: a[i], n + i: b[i]
+    k = _poly_kernel(both, both)
+    to_ref = _poly_kernel(both, r).mean(1)  # (2N,) mean kernel to the reference
+    rows = torch.arange(n)
+
+    def delta(swap: Tensor) -> Tensor:  # MMD^2(a', ref) - MMD^2(b', ref); the ref term cancels
+        ia, ib = rows + n * swap, rows + n * (1 - swap)
+        near_a = _offdiag_mean(k[ia][:, ia]) - 2 * to_ref[ia].mean()
+        return near_a - (_offdiag_mean(k[ib][:, ib]) - 2 * to_ref[ib].mean())
+
+    observed = delta(torch.zeros(n, dtype=torch.long))
+    g = torch.Generator().manual_seed(seed)
+    reached = sum(
+        bool(delta(torch.randint(0, 2, (n,), generator=g)).abs() >= observed.abs() - 1e-15)
+        for _ in range(permutations)
+    )
+    return float(observed), (1 + reached) / (1 + permutations)
 
 
 def fid(feats_a: Tensor, feats_b: Tensor) -> float:

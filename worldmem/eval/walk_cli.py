@@ -18,12 +18,14 @@ from pathlib import Path
 import torch
 
 from worldmem.eval.metrics import (
+    KID_PERMUTATIONS,
     SHARPNESS_BOUNDS,
     EfficientNetFeatures,
     fid,
     geometric_mean,
     image_features,
     kid,
+    kid_paired_test,
     psnr,
     sharpness_ratio,
 )
@@ -107,14 +109,21 @@ def _seconds_per_frame(pipe, case) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def _dist(features, images: dict[str, torch.Tensor], ref: torch.Tensor) -> dict[str, dict]:
-    """KID (mean, std) and FID of each set of images against ``ref``."""
+def _dist(
+    features, images: dict[str, torch.Tensor], ref: torch.Tensor, paired_with: str | None = None
+) -> dict[str, dict]:
+    """KID (mean, std) and FID of each set of images against ``ref``; with ``paired_with``
+    (a name of ``images`` whose frames pair with the others' row by row) also each other
+    set's ``kid_paired_test`` against it: ``kid_delta`` and ``kid_p``."""
     fr = image_features(features, ref)
+    feats = {name: image_features(features, x) for name, x in images.items()}
     out = {}
-    for name, x in images.items():
-        fx = image_features(features, x)
+    for name, fx in feats.items():
         k, ks = kid(fx, fr)
-        out[name] = {"kid": k, "kid_std": ks, "fid": fid(fx, fr), "n": len(x)}
+        out[name] = {"kid": k, "kid_std": ks, "fid": fid(fx, fr), "n": len(fx)}
+        if paired_with in feats and name != paired_with:
+            delta, p = kid_paired_test(fx, feats[paired_with], fr)
+            out[name].update(kid_delta=delta, kid_p=p)
     return out
 
 
@@ -196,7 +205,8 @@ def run_walk_command(args, pipe, log=print) -> int:
     dist = None
     if features is not None:
         ref = torch.cat(pooled["truth"])
-        dist = _dist(features, {r: torch.cat(pooled[r]) for r in ROWS if r in pooled}, ref)
+        rows = {r: torch.cat(pooled[r]) for r in ROWS if r in pooled}
+        dist = _dist(features, rows, ref, paired_with="warp")
 
     # 3. drift
     world = make_world(args.seed)
@@ -253,7 +263,8 @@ def run_walk_command(args, pipe, log=print) -> int:
     (out / "walk.md").write_text(md)
     summary = [dict(r) for k in [None, *kinds] for r in summarize_walk(records, k)]
     for r in summary:
-        r.update({f"{m}": (dist or {}).get(r["row"], {}).get(m, math.nan) for m in ("kid", "fid")})
+        got = (dist or {}).get(r["row"], {})
+        r.update({m: got.get(m, math.nan) for m in ("kid", "kid_delta", "kid_p", "fid")})
     write_csv(out / "walk_summary.csv", summary)
     write_csv(out / "walk_frames.csv", records)
     write_csv(out / "memory_fidelity.csv", fidelity)
@@ -296,6 +307,19 @@ def _avg(rows: list[dict], key: str) -> float:
     return sum(v) / len(v) if v else math.nan
 
 
+def _kid_against_warp(dist: dict | None) -> str:
+    """A paragraph: each row's KID against the warp's on the same frames, with its p-value."""
+    rows = [(k, v) for k, v in (dist or {}).items() if "kid_delta" in v]
+    if not rows:
+        return ""
+    cells = "; ".join(f"`{k}` {v['kid_delta']:+.4f} (p = {v['kid_p']:.3f})" for k, v in rows)
+    return (
+        "KID against the warp's, on the same frames (each row's KID minus the warp's over the "
+        "whole sets; below 0 nearer the truth; p: two-sided paired permutation test, "
+        f"{KID_PERMUTATIONS} random swaps of the two rows' frames of each view): {cells}.\n"
+    )
+
+
 def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, depth_rows) -> str:
     lo, hi = SHARPNESS_BOUNDS
     parts = [
@@ -325,6 +349,7 @@ def _markdown(args, plan, records, dist, fidelity, rounds, prompt_rows, kinds, d
         "most that giving back a start frame of this resolution scores.\n",
         "## All walks\n",
         walk_markdown(summarize_walk(records, None, args.confidence), dist),
+        _kid_against_warp(dist),
     ]
     for kind in kinds:
         parts += [f"## {kind}\n", walk_markdown(summarize_walk(records, kind, args.confidence))]
