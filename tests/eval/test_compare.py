@@ -107,3 +107,33 @@ def test_runs_that_do_not_pair_are_refused_by_name(tmp_path):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit, match="is not a walk_frames.csv"):
         eval_main(["compare", str(pa), str(tmp_path / "other.csv")])
+
+
+def test_compare_tests_kid_on_the_runs_saved_features(tmp_path, capsys):
+    import torch
+
+    from worldmem.eval.compare import FEATURES_FILE
+    from worldmem.eval.metrics import kid_paired_test
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(40, 8, generator=g)
+    near = truth + 0.1 * torch.randn(40, 8, generator=g)  # B's model: near the true frames
+    far = truth + 1.5 * torch.randn(40, 8, generator=g)
+    runs = []
+    for name, model in (("a", far), ("b", near)):
+        run = tmp_path / name
+        run.mkdir()
+        _write(run / "walk_frames.csv", _records({"loop": 0.0, "turn": 0.0, "strafe": 0.0}))
+        torch.save({"truth": truth, "rows": {"model": model}}, run / FEATURES_FILE)
+        runs.append(run)
+    assert eval_main(["compare", str(runs[0]), str(runs[1])]) == 0
+    delta, p = kid_paired_test(near.double(), far.double(), truth)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("KID B - A"))
+    assert f"{delta:+.4f} (p = {p:.3f}" in line and delta < 0 and p < 0.01
+    # a run without features: no KID line; features of other true frames: refused by name
+    (runs[0] / FEATURES_FILE).unlink()
+    assert eval_main(["compare", str(runs[0]), str(runs[1])]) == 0
+    assert "KID B - A" not in capsys.readouterr().out
+    torch.save({"truth": truth + 1, "rows": {"model": far}}, runs[0] / FEATURES_FILE)
+    with pytest.raises(SystemExit, match="different true frames"):
+        eval_main(["compare", str(runs[0]), str(runs[1])])

@@ -194,7 +194,7 @@ def test_paired_kid_difference_matches_torchmetrics_and_tells_a_nearer_set_from_
         kid_paired_test(fn[:-1], ff, fr)  # not paired
 
 
-def test_walk_report_tests_each_rows_kid_against_the_warps():
+def test_walk_report_tests_each_rows_kid_against_the_warps(tmp_path):
     from worldmem.eval.walk_cli import _dist, _kid_against_warp
 
     f = _TinyFeatures()
@@ -204,8 +204,11 @@ def test_walk_report_tests_each_rows_kid_against_the_warps():
         "model": (truth + 0.02 * torch.randn(truth.shape, generator=g)).clamp(0, 1),
         "warp": torch.rand(truth.shape, generator=g),
     }
-    dist = _dist(f, rows, truth, paired_with="warp")
+    dist = _dist(f, rows, truth, paired_with="warp", save=tmp_path / "features.pt")
     ft, fm, fw = (image_features(f, x) for x in (truth, rows["model"], rows["warp"]))
+    saved = torch.load(tmp_path / "features.pt", weights_only=True)  # what compare reads
+    assert torch.allclose(saved["truth"], ft.float()) and set(saved["rows"]) == {"model", "warp"}
+    assert torch.allclose(saved["rows"]["model"], fm.float())
     delta, p = kid_paired_test(fm, fw, ft)
     assert dist["model"]["kid_delta"] == pytest.approx(delta) and dist["model"]["kid_p"] == p
     assert "kid_delta" not in dist["warp"]  # the warp is not tested against itself

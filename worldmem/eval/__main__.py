@@ -219,16 +219,22 @@ def cmd_walk(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from worldmem.eval.compare import compare_markdown, paired_differences, read_walk_frames
+    from worldmem.eval.compare import (
+        compare_markdown,
+        paired_differences,
+        paired_kid,
+        read_walk_frames,
+    )
 
+    row_b = args.row if args.row_b is None else args.row_b
     try:
         a, b = read_walk_frames(args.a), read_walk_frames(args.b)
         result = paired_differences(a, b, args.row, args.row_b)
+        kid = paired_kid(args.a, args.b, args.row, row_b)
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    row_b = args.row if args.row_b is None else args.row_b
     names = (f"{args.a} ({args.row})", f"{args.b} ({row_b})")
-    print(compare_markdown(result, args.confidence, names=names))
+    print(compare_markdown(result, args.confidence, names=names, kid=kid))
     return 0
 
 

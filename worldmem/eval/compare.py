@@ -9,7 +9,10 @@ within a walk are not independent, so they are never the unit).
 
     python -m worldmem.eval compare <run A> <run B> [--row model] [--row-b warp]
 
-A run is a ``walk`` output folder (its ``walk_frames.csv``) or the CSV itself.
+A run is a ``walk`` output folder (its ``walk_frames.csv``) or the CSV itself. When both
+folders hold the features of their pooled frames (``features.pt``, written by ``walk``) for
+the same true frames, the two rows' KIDs are tested against each other on those frames too
+(``metrics.kid_paired_test``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,20 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from worldmem.eval.metrics import geometric_mean, mean_ci
+import torch
 
-__all__ = ["read_walk_frames", "walk_means", "paired_differences", "compare_markdown"]
+from worldmem.eval.metrics import geometric_mean, kid_paired_test, mean_ci
+
+__all__ = [
+    "FEATURES_FILE",
+    "read_walk_frames",
+    "walk_means",
+    "paired_differences",
+    "paired_kid",
+    "compare_markdown",
+]
+
+FEATURES_FILE = "features.pt"  # a walk run's pooled frame features, per row and the truth
 
 _MEASURES = ("psnr", "psnr_seen", "log_sharpness")
 
@@ -89,7 +103,30 @@ def paired_differences(
     return {"walks": walks, "diff": diff, "a": ma, "b": mb}
 
 
-def compare_markdown(result: dict, confidence: float = 0.95, names=("A", "B")) -> str:
+def paired_kid(run_a: str | Path, run_b: str | Path, row: str, row_b: str) -> dict | None:
+    """``row_b`` of run B against ``row`` of run A in KID on the same frames: ``{"delta": KID B
+    - KID A, "p": two-sided p, "n": frames}``, or None when a run is not a folder with
+    ``FEATURES_FILE`` holding its row. Raises if the two runs' true frames differ (their
+    features do not agree), since their rows would not pair."""
+    loaded = []
+    for run, r in ((run_a, row), (run_b, row_b)):
+        f = Path(run) / FEATURES_FILE
+        if not f.is_file():
+            return None
+        saved = torch.load(f, weights_only=True)
+        if r not in saved["rows"]:
+            return None
+        loaded.append((saved["truth"], saved["rows"][r]))
+    (truth_a, fa), (truth_b, fb) = loaded
+    if truth_a.shape != truth_b.shape or not torch.allclose(truth_a, truth_b, atol=1e-3):
+        raise ValueError("compare: the two runs' features are of different true frames")
+    delta, p = kid_paired_test(fb, fa, truth_a)
+    return {"delta": delta, "p": p, "n": len(truth_a)}
+
+
+def compare_markdown(
+    result: dict, confidence: float = 0.95, names=("A", "B"), kid: dict | None = None
+) -> str:
     """Per walk and pooled (mean and t-interval over walks) differences, as markdown."""
     a, b = names
     walks, d = result["walks"], result["diff"]
@@ -118,4 +155,9 @@ def compare_markdown(result: dict, confidence: float = 0.95, names=("A", "B")) -
     )
     better = sum(x > 0 for x in d["psnr"])
     lines += ["", f"B is higher in PSNR on {better} of {len(walks)} walks."]
+    if kid is not None:
+        lines.append(
+            f"KID B - A on the same {kid['n']} frames: {kid['delta']:+.4f} (p = {kid['p']:.3f}, "
+            "two-sided paired permutation test; below 0: B nearer the truth)."
+        )
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from worldmem.eval.compare import FEATURES_FILE
 from worldmem.eval.metrics import (
     KID_PERMUTATIONS,
     SHARPNESS_BOUNDS,
@@ -110,13 +111,22 @@ def _seconds_per_frame(pipe, case) -> float:
 
 
 def _dist(
-    features, images: dict[str, torch.Tensor], ref: torch.Tensor, paired_with: str | None = None
+    features,
+    images: dict[str, torch.Tensor],
+    ref: torch.Tensor,
+    paired_with: str | None = None,
+    save: Path | None = None,
 ) -> dict[str, dict]:
     """KID (mean, std) and FID of each set of images against ``ref``; with ``paired_with``
     (a name of ``images`` whose frames pair with the others' row by row) also each other
-    set's ``kid_paired_test`` against it: ``kid_delta`` and ``kid_p``."""
+    set's ``kid_paired_test`` against it: ``kid_delta`` and ``kid_p``. ``save``: a file to
+    write the features to (``compare.FEATURES_FILE``: ``{"truth": (N, D), "rows": {name:
+    (N, D)}}``, float32), so another run of the same walks can be tested against these."""
     fr = image_features(features, ref)
     feats = {name: image_features(features, x) for name, x in images.items()}
+    if save is not None:
+        rows = {name: f.float() for name, f in feats.items()}
+        torch.save({"truth": fr.float(), "rows": rows}, save)
     out = {}
     for name, fx in feats.items():
         k, ks = kid(fx, fr)
@@ -206,7 +216,7 @@ def run_walk_command(args, pipe, log=print) -> int:
     if features is not None:
         ref = torch.cat(pooled["truth"])
         rows = {r: torch.cat(pooled[r]) for r in ROWS if r in pooled}
-        dist = _dist(features, rows, ref, paired_with="warp")
+        dist = _dist(features, rows, ref, paired_with="warp", save=out / FEATURES_FILE)
 
     # 3. drift
     world = make_world(args.seed)
