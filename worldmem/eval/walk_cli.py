@@ -1,9 +1,11 @@
 """``python -m worldmem.eval walk``: the walk protocol and its studies, end to end.
 
 Writes to ``--out``: ``walk.md`` (every table), ``walk_summary.csv``, ``walk_frames.csv``,
-``memory_fidelity.csv``, ``drift.csv``, ``drift_rounds.csv``, ``prompt_kid.csv``, and the
+``memory_fidelity.csv``, ``drift.csv``, ``drift_rounds.csv``, ``prompt_kid.csv``, the
 figures ``walk_psnr.png``, ``drift.png``, ``contact_<kind>.png``, ``prompts.png``,
-``prompt_captions.png``.
+``prompt_captions.png``, and (unless ``--no-kid``) ``features.pt``, the features of the frames
+KID was measured on (about 12 MB; ``compare`` tests two runs' KIDs with it: keep it with the
+run, not in the repository).
 """
 
 from __future__ import annotations
