@@ -17,6 +17,7 @@ pipeline is given and of what its model gives back.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -38,9 +39,11 @@ from worldmem.geometry import DEFAULT_FOV_DEG, intrinsics_from_fov, unproject_de
 from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
+from worldmem.memory.guesses import hold_guesses
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
 from worldmem.models.detail_net import DetailNet
+from worldmem.models.elevation import frames_default
 from worldmem.models.first_frame import FirstFrameNet
 from worldmem.models.first_frame_bank import FirstFrameBank
 from worldmem.pipeline_checks import MAX_FOCAL_PER_PIXEL as MAX_FOCAL_PER_PIXEL
@@ -690,7 +693,7 @@ class WorldPipeline:
         ``(T, 3, 3)`` from the memories of ``world`` (default: the current one) as they stand
         (``assemble_inputs``, the same function the training data uses)."""
         world = self._world(world)
-        return assemble_inputs(
+        conditioning = assemble_inputs(
             cams,
             K,
             self.size,
@@ -702,6 +705,33 @@ class WorldPipeline:
             keyframes=self.memory_cfg.retrieve_k,
             caption=world.prompt,
         )
+        return self._hold_guesses(conditioning, world)
+
+    def _hold_guesses(self, conditioning: Conditioning, world: WorldState) -> Conditioning:
+        """``conditioning`` with the generated pixels of its memory render relaxed towards
+        what the observed frames show along elevation and shifted to meet the observed
+        surfaces they border (``memory/guesses.py``: ``memory.guess_relax``,
+        ``guess_seam_px``); unchanged when both are 0."""
+        cfg = self.memory_cfg
+        if cfg.guess_relax <= 0 and cfg.guess_seam_px <= 0:
+            return conditioning
+        c = conditioning
+        S = c.memory_rgb.shape[-1]
+        prior = None
+        if cfg.guess_relax > 0:
+            prior = frames_default(world.spatial.observed_frames(), c.c2w[0], c.K[0], S)
+        rgb = hold_guesses(
+            c.memory_rgb[0],
+            c.memory_depth[0],
+            c.memory_mask[0],
+            c.memory_observed[0],  # assemble_inputs always gives it
+            prior,
+            relax=cfg.guess_relax,
+            near_px=cfg.guess_relax_near_px,
+            seam_px=cfg.guess_seam_px,
+            tol=cfg.carve_margin_rel,
+        )
+        return dataclasses.replace(c, memory_rgb=rgb[None].to(c.memory_rgb.dtype))
 
     @torch.no_grad()
     def _generate(

@@ -146,8 +146,10 @@ class SpatialMemory:
         self._sidx = torch.zeros(0, dtype=torch.int64, device=self.device)  # their points
         self._blocks: tuple[Tensor, Tensor, Tensor] | None = None  # see _block_table
         self._free = FreeSpace(cfg.free_space_views, cfg.surface_tol_rel, cfg.near_m, self.device)
-        # the observed frames themselves, for render_colour="resample"
-        keep = cfg.free_space_views if cfg.render_colour == "resample" else 0
+        # the observed frames themselves, for render_colour="resample" and for what generated
+        # pixels relax towards (guess_relax, memory/guesses.py)
+        wanted = cfg.render_colour == "resample" or cfg.guess_relax > 0
+        keep = cfg.free_space_views if wanted else 0
         self._frames = ObservedFrames(keep, cfg.near_m, self.device)
         self._last_render: tuple | None = None  # see _rendered
 
@@ -459,6 +461,13 @@ class SpatialMemory:
         self._n = m
 
     # ------------------------------------------------------------------ render
+    def observed_frames(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """The latest observed frames kept (``free_space_views`` of them, when
+        ``render_colour`` is "resample" or ``guess_relax`` is on; else none), oldest first:
+        (c2w ``(4, 4)``, K ``(3, 3)``, rgb ``(3, H, W)``, depth ``(H, W)`` with 0 where
+        unknown)."""
+        return list(self._frames.frames)
+
     def render(self, c2w: Tensor, K: Tensor, height: int, width: int) -> MemoryRender:
         """The memory seen from V cameras.
 

@@ -19,7 +19,13 @@ from torch import Tensor
 
 from worldmem.models.interface import ModelFrames
 
-__all__ = ["ELEVATION_BINS", "ray_elevation", "elevation_profile", "elevation_default"]
+__all__ = [
+    "ELEVATION_BINS",
+    "ray_elevation",
+    "elevation_profile",
+    "elevation_default",
+    "frames_default",
+]
 
 ELEVATION_BINS = 32  # over sin(elevation) in [-1, 1]: ~3.6 degrees each near the horizon
 
@@ -104,3 +110,33 @@ def elevation_default(
 
     out = read(lo) * (1 - a) + read(hi) * a
     return out.unflatten(2, (T, h, h)).transpose(1, 2)
+
+
+def frames_default(
+    frames: list[tuple[Tensor, Tensor, Tensor, Tensor]], c2w: Tensor, K: Tensor, size: int
+) -> Tensor | None:
+    """What ``frames`` (c2w ``(4, 4)``, K ``(3, 3)``, rgb ``(3, H, W)``, depth ``(H, W)``:
+    the spatial memory's observed frames) show along elevation, read at every pixel of the
+    views c2w ``(T, 4, 4)``, K ``(T, 3, 3)`` in ``size`` px -> ``(T, 3, size, size)``, or None
+    without frames. A frame of another size is resized to ``size`` first (K scaled with it)."""
+    if not frames:
+        return None
+    rgbs, Ks = [], []
+    for _, fK, rgb, _ in frames:
+        H, W = rgb.shape[-2:]
+        if (H, W) != (size, size):
+            rgb = F.interpolate(rgb[None].float(), size=(size, size), mode="area")[0]
+            scale = torch.tensor([size / W, size / H, 1.0], dtype=fK.dtype, device=fK.device)
+            fK = fK * scale[:, None]
+        rgbs.append(rgb.float())
+        Ks.append(fK.float())
+    N = len(frames)
+    seen = ModelFrames(
+        x=torch.stack(rgbs)[None],
+        sigma=torch.zeros(1, N, device=c2w.device),
+        c2w=torch.stack([f[0].float() for f in frames])[None],
+        K=torch.stack(Ks)[None],
+        valid=torch.ones(1, N, dtype=torch.bool, device=c2w.device),
+    )
+    profile = elevation_profile(size, seen)
+    return elevation_default(profile, c2w[None].float(), K[None].float(), size, size)[0]
