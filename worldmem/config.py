@@ -222,9 +222,6 @@ class MemoryConfig:
     # (less within about guess_relax_near_px of an observed pixel); 0 leaves them as stored
     guess_relax: float = 0.0
     guess_relax_near_px: float = 8.0
-    # ... and shifts their colour to meet an observed surface they border, the difference
-    # spread with a Gaussian of this radius (pixels of the render); 0: no shift
-    guess_seam_px: float = 0.0
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below
@@ -260,8 +257,8 @@ class MemoryConfig:
         rest = ("carve_margin_rel", "min_confidence", "splat_footprint_scale",
                 "min_splat_radius_px", "surface_tol_rel", "dedup_radius_px", "dedup_colour_tol",
                 "replace_quality_ratio", "free_space_views", "retrieve_k",
-                "overlap_depth_tolerance_rel", "working_frames", "seed", "guess_relax_near_px",
-                "guess_seam_px")  # fmt: skip
+                "overlap_depth_tolerance_rel", "working_frames", "seed",
+                "guess_relax_near_px")  # fmt: skip
         _numbers(
             self,
             **dict.fromkeys(positive, ">0"),

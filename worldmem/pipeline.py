@@ -39,7 +39,7 @@ from worldmem.geometry import DEFAULT_FOV_DEG, intrinsics_from_fov, unproject_de
 from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
-from worldmem.memory.guesses import hold_guesses
+from worldmem.memory.guesses import relax_guesses
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
 from worldmem.models.detail_net import DetailNet
@@ -705,33 +705,29 @@ class WorldPipeline:
             keyframes=self.memory_cfg.retrieve_k,
             caption=world.prompt,
         )
-        return self._hold_guesses(conditioning, world)
+        return self._relax_guesses(conditioning, world)
 
-    def _hold_guesses(self, conditioning: Conditioning, world: WorldState) -> Conditioning:
-        """``conditioning`` with the generated pixels of its memory render relaxed towards
-        what the observed frames show along elevation and shifted to meet the observed
-        surfaces they border (``memory/guesses.py``: ``memory.guess_relax``,
-        ``guess_seam_px``); unchanged when both are 0."""
-        cfg = self.memory_cfg
-        if cfg.guess_relax <= 0 and cfg.guess_seam_px <= 0:
-            return conditioning
+    def _relax_guesses(self, conditioning: Conditioning, world: WorldState) -> Conditioning:
+        """``conditioning`` with the generated pixels of its memory render moved towards what
+        the observed frames of ``world`` show along elevation (``memory/guesses.py``,
+        ``memory.guess_relax``); unchanged when that is 0 or nothing observed is kept."""
+        relax = self.memory_cfg.guess_relax
         c = conditioning
+        if relax <= 0:
+            return c
         S = c.memory_rgb.shape[-1]
-        prior = None
-        if cfg.guess_relax > 0:
-            prior = frames_default(world.spatial.observed_frames(), c.c2w[0], c.K[0], S)
-        rgb = hold_guesses(
+        prior = frames_default(world.spatial.observed_frames(), c.c2w[0], c.K[0], S)
+        if prior is None:
+            return c
+        rgb = relax_guesses(
             c.memory_rgb[0],
-            c.memory_depth[0],
             c.memory_mask[0],
             c.memory_observed[0],  # assemble_inputs always gives it
-            prior,
-            relax=cfg.guess_relax,
-            near_px=cfg.guess_relax_near_px,
-            seam_px=cfg.guess_seam_px,
-            tol=cfg.carve_margin_rel,
+            prior.to(c.memory_rgb.device),
+            relax,
+            self.memory_cfg.guess_relax_near_px,
         )
-        return dataclasses.replace(c, memory_rgb=rgb[None].to(c.memory_rgb.dtype))
+        return dataclasses.replace(c, memory_rgb=rgb[None])
 
     @torch.no_grad()
     def _generate(
