@@ -47,9 +47,9 @@ def relax_guesses(
     / where the winning sample was observed); prior ``(N, 3, H, W)`` in [0, 1]: what the
     observed frames show along elevation. A generated pixel moves ``relax`` (in [0, 1]) of the
     way, times ``1 - min(1, 2 * blur(observed))`` with a Gaussian of ``near_px`` (0: no
-    falloff): half as far or less within about ``near_px`` of an observed pixel, and not at
-    all beside a wide observed area. -> rgb ``(N, 3, H, W)``; observed pixels and holes come
-    back exactly."""
+    falloff): beside a wide observed area a tenth of the rate, half of it about two thirds of
+    ``near_px`` away, all of it beyond about three times ``near_px``. -> rgb ``(N, 3, H, W)``;
+    observed pixels and holes come back exactly."""
     seen = ((observed > 0.5) & (mask > 0.5)).to(rgb.dtype)
     rate = relax * ((mask > 0.5) & (observed <= 0.5)).to(rgb.dtype)
     if near_px > 0:
