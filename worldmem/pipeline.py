@@ -713,7 +713,8 @@ class WorldPipeline:
         ``memory.guess_relax``); unchanged when that is 0 or nothing observed is kept."""
         relax = self.memory_cfg.guess_relax
         c = conditioning
-        if relax <= 0:
+        generated = (c.memory_mask > 0.5) & (c.memory_observed <= 0.5)
+        if relax <= 0 or not bool(generated.any()):
             return c
         S = c.memory_rgb.shape[-1]
         prior = frames_default(world.spatial.observed_frames(), c.c2w[0], c.K[0], S)

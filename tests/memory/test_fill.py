@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from worldmem.memory.fill import push_pull_fill
+from worldmem.memory.fill import gaussian_blur, push_pull_fill
 
 
 def test_valid_pixels_are_returned_exactly_and_the_fill_is_convex():
@@ -94,3 +94,17 @@ def test_an_image_default_is_a_constant_default_generalised():
     assert torch.equal(y[v], x[v])
     with pytest.raises(ValueError, match="default"):
         push_pull_fill(x, valid, ramp[..., :16])
+
+
+def test_gaussian_blur_of_an_impulse_is_the_sampled_gaussian_and_a_constant_stays_constant():
+    sigma = 2.0
+    x = torch.zeros(1, 1, 21, 21)
+    x[0, 0, 10, 10] = 1
+    t = torch.arange(-10, 11, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k[(t.abs() <= 6)].sum()  # the kernel's radius is ceil(3 sigma) = 6
+    k[t.abs() > 6] = 0
+    torch.testing.assert_close(gaussian_blur(x, sigma)[0, 0], k[:, None] * k[None])
+    flat = torch.full((2, 3, 9, 7), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, 1.5, padding="replicate"), flat)
+    assert float(gaussian_blur(flat, 1.5)[0, 0, 0, 0]) < 0.3  # zeros: mass lost at the border

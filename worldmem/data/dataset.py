@@ -11,7 +11,6 @@ many samples where memory is the only way to get the answer right.
 from __future__ import annotations
 
 import logging
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from worldmem.data.inputs import assemble_inputs, padded_frames
 from worldmem.data.revisits import REVISITS_NAME, find_revisits, read_revisit_index
 from worldmem.geometry import fov_from_intrinsics, scale_intrinsics
 from worldmem.memory import EpisodicMemory, SpatialMemory
+from worldmem.memory.fill import gaussian_blur
 
 __all__ = [
     "WorldDataset",
@@ -323,16 +323,9 @@ class GeneratedLook:
 
     def apply(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """rgb ``(N, 3, S, S)`` in [0, 1], depth ``(N, 1, S, S)`` -> both degraded."""
-        r = max(1, int(math.ceil(3 * self.blur_px)))
-        x = torch.arange(-r, r + 1, dtype=torch.float32)
-        k = torch.exp(-0.5 * (x / self.blur_px) ** 2)
-        k = k / k.sum()
 
         def blur(img: torch.Tensor) -> torch.Tensor:
-            c = img.shape[1]
-            img = F.pad(img, (r, r, r, r), mode="replicate")
-            img = F.conv2d(img, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-            return F.conv2d(img, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+            return gaussian_blur(img, self.blur_px, padding="replicate")
 
         mean = rgb.mean((2, 3), keepdim=True)
         rgb = (mean + self.contrast * (blur(rgb) - mean)).clamp(0, 1)

@@ -1,4 +1,5 @@
-"""Filling the holes of a render: the push-pull (masked image pyramid) interpolation.
+"""Filling the holes of a render: the push-pull (masked image pyramid) interpolation; and the
+separable Gaussian blur the memory and the training data share (``gaussian_blur``).
 
 The world model's prior for a target frame (``worldmem.models.dit``): the spatial-memory render
 is kept exactly where it is valid, and every hole takes a smooth continuation of the valid
@@ -14,13 +15,30 @@ Gortler et al., "The Lumigraph" (SIGGRAPH 1996), section 3.3, describes the meth
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["push_pull_fill"]
+__all__ = ["push_pull_fill", "gaussian_blur"]
 
 _EPS = 1e-8
+
+
+def gaussian_blur(x: Tensor, sigma_px: float, padding: str = "zeros") -> Tensor:
+    """x ``(N, C, H, W)`` blurred with a separable Gaussian of ``sigma_px`` (radius
+    ``ceil(3 sigma)``, at least 1). padding: "zeros" (the mass falls off at the border: blur a
+    mask beside the image to normalise) or "replicate" (the border pixels continue)."""
+    r = max(1, math.ceil(3 * sigma_px))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma_px) ** 2)
+    k = k / k.sum()
+    C = x.shape[1]
+    mode = {"zeros": "constant", "replicate": "replicate"}[padding]
+    x = F.pad(x, (r, r, r, r), mode=mode)
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
 
 
 def push_pull_fill(

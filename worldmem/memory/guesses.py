@@ -20,22 +20,11 @@ Measured on the walk protocol (``docs/results/guess_relax``).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["gaussian_blur", "relax_guesses"]
+from worldmem.memory.fill import gaussian_blur
 
-
-def gaussian_blur(x: Tensor, sigma_px: float) -> Tensor:
-    """x ``(N, C, H, W)`` blurred with a separable Gaussian of ``sigma_px`` (zero padding: the
-    mass falls off at the border)."""
-    r = max(1, int(3 * sigma_px))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma_px) ** 2)
-    k = k / k.sum()
-    C = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0)), k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    return F.conv2d(F.pad(x, (0, 0, r, r)), k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+__all__ = ["relax_guesses"]
 
 
 def relax_guesses(
