@@ -222,6 +222,9 @@ class MemoryConfig:
     # (less within about guess_relax_near_px of an observed pixel); 0 leaves them as stored
     guess_relax: float = 0.0
     guess_relax_near_px: float = 8.0
+    # > 0: a guess on a ray inside an observed frame's field of view is not relaxed, and the
+    # rate reaches guess_relax this many degrees outside every one (0: the same everywhere)
+    guess_relax_outside_deg: float = 0.0
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below
@@ -258,7 +261,7 @@ class MemoryConfig:
                 "min_splat_radius_px", "surface_tol_rel", "dedup_radius_px", "dedup_colour_tol",
                 "replace_quality_ratio", "free_space_views", "retrieve_k",
                 "overlap_depth_tolerance_rel", "working_frames", "seed",
-                "guess_relax_near_px")  # fmt: skip
+                "guess_relax_near_px", "guess_relax_outside_deg")  # fmt: skip
         _numbers(
             self,
             **dict.fromkeys(positive, ">0"),
@@ -362,6 +365,9 @@ class TrainConfig:
     # the discriminator trains alone for this many steps before the model gets its term: a
     # discriminator that cannot yet tell the frames apart gives a gradient that is noise
     adv_start_step: int = 0
+    # the feature term (training/perceptual.py): a distance between frozen EfficientNet-Lite0
+    # activations of the model's clean estimate and the truth, added with this weight
+    perceptual_weight: float = 0.0
     precision: str = "32-true"  # "bf16-mixed" on GPUs
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -409,8 +415,8 @@ class TrainConfig:
         )
         rest = ("max_steps", "weight_decay", "warmup_steps", "grad_clip", "context_noise_max",
                 "timestep_logit_std", "depth_loss_weight", "hole_loss_weight", "adv_weight",
-                "adv_start_step", "sample_every_steps", "ckpt_every_steps", "seed",
-                "threads")  # fmt: skip
+                "adv_start_step", "perceptual_weight", "sample_every_steps", "ckpt_every_steps",
+                "seed", "threads")  # fmt: skip
         _numbers(
             self,
             **dict.fromkeys(positive, ">0"),

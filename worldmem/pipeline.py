@@ -39,7 +39,7 @@ from worldmem.geometry import DEFAULT_FOV_DEG, intrinsics_from_fov, unproject_de
 from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
-from worldmem.memory.guesses import relax_guesses
+from worldmem.memory.guesses import outside_observed, relax_guesses
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
 from worldmem.models.detail_net import DetailNet
@@ -717,16 +717,23 @@ class WorldPipeline:
         if relax <= 0 or not bool(generated.any()):
             return c
         S = c.memory_rgb.shape[-1]
-        prior = frames_default(world.spatial.observed_frames(), c.c2w[0], c.K[0], S)
+        frames = world.spatial.observed_frames()
+        prior = frames_default(frames, c.c2w[0], c.K[0], S)
         if prior is None:
             return c
+        cfg = self.memory_cfg
+        outside = None
+        if cfg.guess_relax_outside_deg > 0:
+            outside = outside_observed(c.c2w[0], c.K[0], S, frames)
         rgb = relax_guesses(
             c.memory_rgb[0],
             c.memory_mask[0],
             c.memory_observed[0],  # assemble_inputs always gives it
             prior.to(c.memory_rgb.device),
             relax,
-            self.memory_cfg.guess_relax_near_px,
+            cfg.guess_relax_near_px,
+            outside,
+            cfg.guess_relax_outside_deg,
         )
         return dataclasses.replace(c, memory_rgb=rgb[None])
 

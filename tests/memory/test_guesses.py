@@ -12,7 +12,7 @@ from memory_scenes import one_thread, yaw_camera  # noqa: F401 (autouse fixture)
 
 from worldmem.config import MemoryConfig
 from worldmem.geometry import intrinsics_from_fov
-from worldmem.memory.guesses import relax_guesses
+from worldmem.memory.guesses import outside_observed, relax_guesses
 from worldmem.models.elevation import frames_default
 
 S = 64
@@ -105,11 +105,66 @@ def test_the_prior_reads_ceiling_above_and_floor_below_in_a_view_turned_away():
     assert frames_default([], _room_view(0.0)[None], K[None], S) is None
 
 
+def _yaw_pitch_ray_miss(yaw_deg: float, pitch_deg: float, half_fov_deg: float) -> float:
+    """By hand: the angle by which a ray at yaw/pitch (degrees, from a level camera's axis)
+    misses that camera's square field of view, horizontal or vertical whichever is larger."""
+    a, b = math.radians(yaw_deg), math.radians(pitch_deg)
+    d = (math.sin(a) * math.cos(b), -math.sin(b), math.cos(a) * math.cos(b))  # camera frame
+    h = math.degrees(math.atan(abs(d[0]) / d[2])) - half_fov_deg
+    v = math.degrees(math.atan(abs(d[1]) / d[2])) - half_fov_deg
+    return max(0.0, h, v)
+
+
+def test_how_far_a_ray_looks_outside_the_observed_views():
+    """One level frame, a 60 degree square field of view. A view turned by yaw: its centre
+    ray misses the frame's view by yaw - 30 degrees; a ray the frame saw misses by 0; a ray
+    behind the frame's camera gives 180; with a second frame turned the other way the
+    nearest one counts; with no frame everything is 180."""
+    K = intrinsics_from_fov(60.0, S, S)
+    frame = (_room_view(0.0), K, torch.zeros(3, S, S), torch.zeros(S, S))
+    views = torch.stack([_room_view(y, p) for y, p in ((0, 0), (45, 0), (70, 0), (45, 20))])
+    out = outside_observed(views, K[None].expand(4, 3, 3), S, [frame])
+    assert out.shape == (4, 1, S, S)
+    assert float(out[0].max()) == 0.0  # the frame's own view
+    # the view's pixel centre nearest its axis: u = v = S/2 + 0.5, a tiny offset from the axis
+    f = float(K[0, 0])
+    off = math.degrees(math.atan(0.5 / f))
+    for i, (yaw, pitch) in enumerate(((45, 0), (70, 0), (45, 20))):
+        # pixel (S/2, S/2) looks yaw + off to the side and pitch - off up (v grows downwards)
+        want = _yaw_pitch_ray_miss(yaw + off, pitch - off, 30.0)
+        assert float(out[i + 1, 0, S // 2, S // 2]) == pytest.approx(want, abs=0.05)
+    assert float(out[1, 0, :, 0].max()) == 0.0  # its left column looks at 15 degrees: seen
+    back = outside_observed(_room_view(180.0)[None], K[None], S, [frame])
+    assert float(back.min()) == 180.0
+    other = (_room_view(-90.0), K, torch.zeros(3, S, S), torch.zeros(S, S))
+    both = outside_observed(_room_view(-70.0)[None], K[None], S, [frame, other])
+    assert float(both[0, 0, S // 2, S // 2]) == 0.0  # the second frame saw it
+    assert float(outside_observed(views, K[None].expand(4, 3, 3), S, []).min()) == 180.0
+
+
+def test_guesses_on_rays_an_observed_view_saw_keep_their_guess():
+    """With ``outside_deg``, the rate is ``relax * min(1, outside / outside_deg)``."""
+    rgb, mask, _ = _half_and_half()
+    none = torch.zeros_like(mask)
+    prior = _colour(PRIOR)
+    outside = torch.linspace(0, 20, S).view(1, 1, 1, S).expand(1, 1, S, S)
+    out = relax_guesses(rgb, mask, none, prior, 0.4, 0.0, outside, 10.0)
+    moved = (out - rgb)[0, 0, 5] / (prior - rgb)[0, 0, 5]
+    want = 0.4 * (outside[0, 0, 5] / 10).clamp(max=1)
+    torch.testing.assert_close(moved[S // 2 :], want[S // 2 :])
+    torch.testing.assert_close(
+        relax_guesses(rgb, mask, none, prior, 0.4, 0.0, outside, 0.0),
+        relax_guesses(rgb, mask, none, prior, 0.4, 0.0),
+    )  # off
+
+
 def test_config_ranges():
     with pytest.raises(Exception, match="guess_relax"):
         MemoryConfig(guess_relax=1.5)
     with pytest.raises(Exception, match="guess_relax_near_px"):
         MemoryConfig(guess_relax_near_px=-1)
+    with pytest.raises(Exception, match="guess_relax_outside_deg"):
+        MemoryConfig(guess_relax_outside_deg=-5)
 
 
 def _generated_pixels_given(pipe, steps=("right",) * 6):
@@ -146,5 +201,29 @@ def test_the_pipeline_gives_the_model_its_guesses_relaxed(render_colour):
     assert torch.equal(c.memory_observed, d.memory_observed)
     generated = ((c.memory_mask > 0.5) & (c.memory_observed <= 0.5)).expand_as(c.memory_rgb)
     assert bool(generated.any())
+    assert torch.equal(c.memory_rgb[~generated], d.memory_rgb[~generated])
+    assert not torch.equal(c.memory_rgb[generated], d.memory_rgb[generated])
+
+
+def test_with_outside_deg_a_strafe_keeps_its_guesses_and_a_turn_relaxes_them():
+    """A camera that strafes keeps the start's orientation, so every ray of its view lies in
+    the start frame's field of view: the model is given exactly the render it gets without
+    the relaxation. A camera that turns is given relaxed guesses."""
+    runs = {}
+    for name, relax, steps in (
+        ("plain strafe", 0.0, ("d",) * 6),
+        ("strafe", 0.5, ("d",) * 6),
+        ("plain turn", 0.0, ("right",) * 6),
+        ("turn", 0.5, ("right",) * 6),
+    ):
+        pipe = make_tiny_pipeline()
+        pipe.memory_cfg.guess_relax = relax
+        pipe.memory_cfg.guess_relax_outside_deg = 10.0
+        runs[name] = _generated_pixels_given(pipe, steps)[-1]
+    a, b = runs["plain strafe"], runs["strafe"]
+    assert bool(((a.memory_mask > 0.5) & (a.memory_observed <= 0.5)).any())  # it has guesses
+    assert torch.equal(a.memory_rgb, b.memory_rgb)
+    c, d = runs["plain turn"], runs["turn"]
+    generated = ((c.memory_mask > 0.5) & (c.memory_observed <= 0.5)).expand_as(c.memory_rgb)
     assert torch.equal(c.memory_rgb[~generated], d.memory_rgb[~generated])
     assert not torch.equal(c.memory_rgb[generated], d.memory_rgb[generated])

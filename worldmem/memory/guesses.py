@@ -14,21 +14,71 @@ guesses continue what was just seen. What the model draws on the render is store
 this is a leaky integrator: a guess revisited soon is nearly the same, and one continued for
 a whole loop stays within a few chunks' drift of the observed layout.
 
+With ``guess_relax_outside_deg`` the rate also depends on where a guess looks: a generated
+pixel whose ray lies inside an observed frame's field of view (a camera that strafed or
+walked on, whose guesses continue surfaces seen from beside them) keeps its guess; the rate
+rises to its full value over that many degrees outside every observed frame's field of view
+(``outside_observed``), where a guess has nothing observed behind it.
+
 Measured on the walk protocol (``docs/results/guess_relax``).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from worldmem.geometry.rays import ray_directions
 from worldmem.memory.fill import gaussian_blur
 
-__all__ = ["relax_guesses"]
+__all__ = ["outside_observed", "relax_guesses"]
+
+
+def outside_observed(c2w: Tensor, K: Tensor, size: int, frames: list) -> Tensor:
+    """How far each pixel's ray looks outside the observed frames' fields of view, in degrees.
+
+    c2w ``(T, 4, 4)``, K ``(T, 3, 3)`` of views ``size`` px square; frames: (c2w ``(4, 4)``,
+    K ``(3, 3)``, rgb ``(3, H, W)``, ...) as ``SpatialMemory.observed_frames`` gives them ->
+    ``(T, 1, size, size)``: 0 for a ray inside some frame's image rectangle (by direction
+    alone: where the frame's camera would see it if it turned no further), else the smallest
+    over frames of the angle, horizontal or vertical whichever is larger, by which the ray
+    misses that frame's rectangle; 180 for a ray behind a frame's camera. Without frames, 180.
+    """
+    T = c2w.shape[0]
+    out = torch.full((T, 1, size, size), 180.0, device=c2w.device)
+    if not frames:
+        return out
+    _, d = ray_directions(c2w.float(), K.float(), size, size)  # (T, S, S, 3) world directions
+    for f_c2w, f_K, rgb, *_ in frames:
+        H, W = rgb.shape[-2:]
+        c = d @ f_c2w[:3, :3].float().to(d.device)  # R^T d: in the frame's camera
+        z = c[..., 2]
+        ahead = z > 1e-6
+        x = c[..., 0] / z.clamp(min=1e-6)
+        y = c[..., 1] / z.clamp(min=1e-6)
+        fK = f_K.float().to(d.device)
+        fx, fy, cx, cy = fK[0, 0], fK[1, 1], fK[0, 2], fK[1, 2]
+        miss = []
+        for t, lo, hi in ((x, -cx / fx, (W - cx) / fx), (y, -cy / fy, (H - cy) / fy)):
+            a = torch.atan(t)
+            miss.append((torch.atan(lo) - a).clamp(min=0) + (a - torch.atan(hi)).clamp(min=0))
+        deg = torch.maximum(*miss) * (180.0 / math.pi)
+        deg = torch.where(ahead, deg, torch.full_like(deg, 180.0))
+        out = torch.minimum(out, deg[:, None])
+    return out
 
 
 def relax_guesses(
-    rgb: Tensor, mask: Tensor, observed: Tensor, prior: Tensor, relax: float, near_px: float
+    rgb: Tensor,
+    mask: Tensor,
+    observed: Tensor,
+    prior: Tensor,
+    relax: float,
+    near_px: float,
+    outside: Tensor | None = None,
+    outside_deg: float = 0.0,
 ) -> Tensor:
     """A render's colours with its generated pixels moved towards ``prior``.
 
@@ -37,10 +87,14 @@ def relax_guesses(
     observed frames show along elevation. A generated pixel moves ``relax`` (in [0, 1]) of the
     way, times ``1 - min(1, 2 * blur(observed))`` with a Gaussian of ``near_px`` (0: no
     falloff): beside a wide observed area a tenth of the rate, half of it about two thirds of
-    ``near_px`` away, all of it beyond about three times ``near_px``. -> rgb ``(N, 3, H, W)``;
-    observed pixels and holes come back exactly."""
+    ``near_px`` away, all of it beyond about three times ``near_px``. With ``outside``
+    ``(N, 1, H, W)`` (``outside_observed``) and ``outside_deg`` > 0, times
+    ``min(1, outside / outside_deg)``. -> rgb ``(N, 3, H, W)``; observed pixels and holes
+    come back exactly."""
     seen = ((observed > 0.5) & (mask > 0.5)).to(rgb.dtype)
     rate = relax * ((mask > 0.5) & (observed <= 0.5)).to(rgb.dtype)
     if near_px > 0:
         rate = rate * (1 - (2 * gaussian_blur(seen, near_px)).clamp(max=1))
+    if outside is not None and outside_deg > 0:
+        rate = rate * (outside.to(rgb.dtype) / outside_deg).clamp(max=1)
     return torch.where(rate > 0, rgb + rate * (prior.to(rgb.dtype) - rgb), rgb)

@@ -17,11 +17,13 @@ from worldmem.config import (
 from worldmem.data.batch import WorldBatch
 from worldmem.diffusion import FlowMatching, WorldSampler
 from worldmem.models.backbones import build_world_model
+from worldmem.models.codec import IdentityCodec
 from worldmem.training.adversarial import (
     PatchDiscriminator,
     adversarial_losses,
     discriminator_channels,
 )
+from worldmem.training.perceptual import FeatureLoss
 
 __all__ = ["WorldModule", "warmup_cosine"]
 
@@ -39,7 +41,9 @@ class WorldModule(L.LightningModule):
     """Trains a ``WorldDiT`` with the flow-matching loss; keeps EMA weights for sampling.
     With ``train.adv_weight > 0`` a patch discriminator (``training/adversarial.py``) trains
     beside it, in the same optimizer (alone for the first ``train.adv_start_step`` steps);
-    only the model's EMA is ever exported.
+    only the model's EMA is ever exported. With ``train.perceptual_weight > 0`` a frozen
+    feature distance (``training/perceptual.py``) between the model's clean estimate and the
+    truth is added to the loss.
 
     Built from the resolved root config (stored in the checkpoint's hyper-parameters), so a
     checkpoint rebuilds itself with ``WorldModule.load_from_checkpoint(path)``.
@@ -64,6 +68,7 @@ class WorldModule(L.LightningModule):
         if t.adv_weight > 0:
             c = self.codec
             self.disc = PatchDiscriminator(discriminator_channels(c.rgb_channels, c.channels))
+        self.features = FeatureLoss() if t.perceptual_weight > 0 else None
         self.drop = {
             "working": t.p_drop_working,
             "episodic": t.p_drop_episodic,
@@ -120,9 +125,11 @@ class WorldModule(L.LightningModule):
             depth_loss_weight=self.cfg.train.depth_loss_weight,
             depth_loss=self.cfg.train.depth_loss,
             hole_loss_weight=self.cfg.train.hole_loss_weight,
-            return_outputs=self.disc is not None,
+            return_outputs=self.disc is not None or self.features is not None,
         )
         bs = batch.batch_size
+        if self.features is not None:
+            out["loss"] = out["loss"] + self._perceptual(out, bs)
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
         self.log("train/loss_rgb", out["loss_rgb"], batch_size=bs)
         self.log("train/loss_depth", out["loss_depth"], batch_size=bs)
@@ -147,6 +154,21 @@ class WorldModule(L.LightningModule):
         if self.global_step < self.cfg.train.adv_start_step:  # the discriminator trains alone
             return out["loss"] + adv["d"]
         return out["loss"] + adv["g"] + adv["d"]
+
+    def _perceptual(self, out: dict, bs: int) -> torch.Tensor:
+        """``perceptual_weight`` x the feature distance of the valid target frames' rgb (the
+        codec's pixel-space rgb, in [-1, 1]), averaged over those frames."""
+        if out["x0"] is None or not isinstance(self.codec, IdentityCodec):
+            raise ValueError("train.perceptual_weight > 0 needs a pixel-space WorldDiT (its x0)")
+        inp = out["inputs"]
+        keep = inp.target.valid.reshape(-1)
+        if not bool(keep.any()):
+            return out["x0"].sum() * 0.0
+        x0 = out["x0"].flatten(0, 1)[keep][:, :3].float()
+        truth = inp.x0.flatten(0, 1)[keep][:, :3].float()
+        d = self.features((x0.clamp(-1, 1) + 1) / 2, (truth.clamp(-1, 1) + 1) / 2).mean()
+        self.log("train/loss_perceptual", d, batch_size=bs)
+        return self.cfg.train.perceptual_weight * d
 
     def validation_step(self, batch: WorldBatch, batch_idx: int) -> None:
         g = torch.Generator(device=self.device).manual_seed(batch_idx)

