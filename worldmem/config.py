@@ -368,6 +368,10 @@ class TrainConfig:
     # the feature term (training/perceptual.py): a distance between frozen EfficientNet-Lite0
     # activations of the model's clean estimate and the truth, added with this weight
     perceptual_weight: float = 0.0
+    # the texture term (training/perceptual.py, FeatureLoss.style): the same network's channel
+    # statistics over the render's holes, compared with the truth's wherever things are;
+    # added with this weight times each frame's share of holes
+    style_weight: float = 0.0
     precision: str = "32-true"  # "bf16-mixed" on GPUs
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -415,7 +419,8 @@ class TrainConfig:
         )
         rest = ("max_steps", "weight_decay", "warmup_steps", "grad_clip", "context_noise_max",
                 "timestep_logit_std", "depth_loss_weight", "hole_loss_weight", "adv_weight",
-                "adv_start_step", "perceptual_weight", "sample_every_steps", "ckpt_every_steps",
+                "adv_start_step", "perceptual_weight", "style_weight", "sample_every_steps",
+                "ckpt_every_steps",
                 "seed", "threads")  # fmt: skip
         _numbers(
             self,

@@ -47,27 +47,30 @@ def outside_observed(c2w: Tensor, K: Tensor, size: int, frames: list) -> Tensor:
     misses that frame's rectangle; 180 for a ray behind a frame's camera. Without frames, 180.
     """
     T = c2w.shape[0]
-    out = torch.full((T, 1, size, size), 180.0, device=c2w.device)
     if not frames:
-        return out
+        return torch.full((T, 1, size, size), 180.0, device=c2w.device)
     _, d = ray_directions(c2w.float(), K.float(), size, size)  # (T, S, S, 3) world directions
-    for f_c2w, f_K, rgb, *_ in frames:
-        H, W = rgb.shape[-2:]
-        c = d @ f_c2w[:3, :3].float().to(d.device)  # R^T d: in the frame's camera
-        z = c[..., 2]
-        ahead = z > 1e-6
-        x = c[..., 0] / z.clamp(min=1e-6)
-        y = c[..., 1] / z.clamp(min=1e-6)
-        fK = f_K.float().to(d.device)
-        fx, fy, cx, cy = fK[0, 0], fK[1, 1], fK[0, 2], fK[1, 2]
-        miss = []
-        for t, lo, hi in ((x, -cx / fx, (W - cx) / fx), (y, -cy / fy, (H - cy) / fy)):
-            a = torch.atan(t)
-            miss.append((torch.atan(lo) - a).clamp(min=0) + (a - torch.atan(hi)).clamp(min=0))
-        deg = torch.maximum(*miss) * (180.0 / math.pi)
-        deg = torch.where(ahead, deg, torch.full_like(deg, 180.0))
-        out = torch.minimum(out, deg[:, None])
-    return out
+    R = torch.stack([f[0][:3, :3] for f in frames]).float().to(d.device)  # (F, 3, 3)
+    fK = torch.stack([f[1] for f in frames]).float().to(d.device)
+    hw = torch.tensor([f[2].shape[-2:] for f in frames], dtype=torch.float32, device=d.device)
+    c = torch.einsum("tijk,fkl->ftijl", d, R)  # R^T d: each ray in each frame's camera
+    z = c[..., 2]
+    ahead = z > 1e-6
+
+    def view(v):  # (F,) -> broadcast over (F, T, S, S)
+        return v[:, None, None, None]
+
+    miss = []
+    for axis, f_, cen, extent in (
+        (0, fK[:, 0, 0], fK[:, 0, 2], hw[:, 1]),
+        (1, fK[:, 1, 1], fK[:, 1, 2], hw[:, 0]),
+    ):
+        a = torch.atan(c[..., axis] / z.clamp(min=1e-6))
+        lo, hi = torch.atan(view(-cen / f_)), torch.atan(view((extent - cen) / f_))
+        miss.append((lo - a).clamp(min=0) + (a - hi).clamp(min=0))
+    deg = torch.maximum(*miss) * (180.0 / math.pi)
+    deg = torch.where(ahead, deg, torch.full_like(deg, 180.0))  # (F, T, S, S)
+    return deg.amin(0)[:, None]
 
 
 def relax_guesses(

@@ -68,7 +68,7 @@ class WorldModule(L.LightningModule):
         if t.adv_weight > 0:
             c = self.codec
             self.disc = PatchDiscriminator(discriminator_channels(c.rgb_channels, c.channels))
-        self.features = FeatureLoss() if t.perceptual_weight > 0 else None
+        self.features = FeatureLoss() if t.perceptual_weight > 0 or t.style_weight > 0 else None
         self.drop = {
             "working": t.p_drop_working,
             "episodic": t.p_drop_episodic,
@@ -157,7 +157,8 @@ class WorldModule(L.LightningModule):
 
     def _perceptual(self, out: dict, bs: int) -> torch.Tensor:
         """``perceptual_weight`` x the feature distance of the valid target frames' rgb (the
-        codec's pixel-space rgb, in [-1, 1]), averaged over those frames."""
+        codec's pixel-space rgb, in [-1, 1]), plus ``style_weight`` x their texture distance
+        over the render's holes times the frame's share of holes, averaged over those frames."""
         if out["x0"] is None or not isinstance(self.codec, IdentityCodec):
             raise ValueError("train.perceptual_weight > 0 needs a pixel-space WorldDiT (its x0)")
         inp = out["inputs"]
@@ -166,9 +167,19 @@ class WorldModule(L.LightningModule):
             return out["x0"].sum() * 0.0
         x0 = out["x0"].flatten(0, 1)[keep][:, :3].float()
         truth = inp.x0.flatten(0, 1)[keep][:, :3].float()
-        d = self.features((x0.clamp(-1, 1) + 1) / 2, (truth.clamp(-1, 1) + 1) / 2).mean()
-        self.log("train/loss_perceptual", d, batch_size=bs)
-        return self.cfg.train.perceptual_weight * d
+        pred, want = (x0.clamp(-1, 1) + 1) / 2, (truth.clamp(-1, 1) + 1) / 2
+        t = self.cfg.train
+        total = out["x0"].sum() * 0.0
+        if t.perceptual_weight > 0:
+            d = self.features(pred, want).mean()
+            self.log("train/loss_perceptual", d, batch_size=bs)
+            total = total + t.perceptual_weight * d
+        if t.style_weight > 0:
+            holes = 1.0 - inp.memory.flatten(0, 1)[keep][:, -1:].float()  # (N, 1, h, w)
+            st = (self.features.style(pred, want, holes) * holes.mean((1, 2, 3))).mean()
+            self.log("train/loss_style", st, batch_size=bs)
+            total = total + t.style_weight * st
+        return total
 
     def validation_step(self, batch: WorldBatch, batch_idx: int) -> None:
         g = torch.Generator(device=self.device).manual_seed(batch_idx)

@@ -63,13 +63,39 @@ class FeatureLoss(nn.Module):
                 out.append(x / (x.pow(2).sum(1, keepdim=True) + 1e-10).sqrt())
         return out
 
+    def style(self, pred: Tensor, target: Tensor, region: Tensor) -> Tensor:
+        """The texture term (Gatys et al.): how far the statistics of pred's activations over
+        ``region`` ``(N, 1, H, W)`` (weights in [0, 1]) are from the target's over the same
+        region, whatever is where: at each tap the squared difference of the channel means and
+        of the channel Gram matrices (the unit-normalised activations, weighted by the region
+        pooled to that tap), summed over taps -> ``(N,)``; 0 for frames without region."""
+        _check(pred, target, "style")
+        with torch.no_grad():
+            want = self.features(target.float())
+        got = self.features(pred.float())
+        total = pred.new_zeros(pred.shape[0])
+        for a, b in zip(got, want, strict=True):
+            w = F.adaptive_avg_pool2d(region.to(a.dtype), a.shape[-2:]).flatten(1)  # (N, P)
+            n = w.sum(1).clamp(min=1e-6)
+            fa, fb = a.flatten(2), b.flatten(2)  # (N, C, P)
+            ma, mb = (fa * w[:, None]).sum(2) / n[:, None], (fb * w[:, None]).sum(2) / n[:, None]
+            ga = torch.einsum("ncp,ndp->ncd", fa * w[:, None], fa) / n[:, None, None]
+            gb = torch.einsum("ncp,ndp->ncd", fb * w[:, None], fb) / n[:, None, None]
+            d = (ma - mb).pow(2).sum(1) + (ga - gb).pow(2).sum((1, 2))
+            total = total + torch.where(w.sum(1) > 0, d, torch.zeros_like(d))
+        return total
+
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
-            raise ValueError(
-                f"FeatureLoss: want pred and target (N, 3, H, W) alike, got "
-                f"{tuple(pred.shape)} and {tuple(target.shape)}"
-            )
+        _check(pred, target, "FeatureLoss")
         with torch.no_grad():
             want = self.features(target.float())
         got = self.features(pred.float())
         return sum((a - b).pow(2).sum(1).mean((1, 2)) for a, b in zip(got, want, strict=True))
+
+
+def _check(pred: Tensor, target: Tensor, what: str) -> None:
+    if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
+        raise ValueError(
+            f"{what}: want pred and target (N, 3, H, W) alike, got "
+            f"{tuple(pred.shape)} and {tuple(target.shape)}"
+        )
