@@ -420,8 +420,7 @@ class TrainConfig:
         rest = ("max_steps", "weight_decay", "warmup_steps", "grad_clip", "context_noise_max",
                 "timestep_logit_std", "depth_loss_weight", "hole_loss_weight", "adv_weight",
                 "adv_start_step", "perceptual_weight", "style_weight", "sample_every_steps",
-                "ckpt_every_steps",
-                "seed", "threads")  # fmt: skip
+                "ckpt_every_steps", "seed", "threads")  # fmt: skip
         _numbers(
             self,
             **dict.fromkeys(positive, ">0"),

