@@ -41,8 +41,9 @@ class WorldModule(L.LightningModule):
     """Trains a ``WorldDiT`` with the flow-matching loss; keeps EMA weights for sampling.
     With ``train.adv_weight > 0`` a patch discriminator (``training/adversarial.py``) trains
     beside it, in the same optimizer (alone for the first ``train.adv_start_step`` steps);
-    only the model's EMA is ever exported. With ``train.perceptual_weight > 0`` a frozen
-    feature distance (``training/perceptual.py``) between the model's clean estimate and the
+    only the model's EMA is ever exported. With ``train.perceptual_weight`` or
+    ``train.style_weight > 0`` a frozen network's feature distance or texture distance over the
+    render's holes (``training/perceptual.py``) between the model's clean estimate and the
     truth is added to the loss.
 
     Built from the resolved root config (stored in the checkpoint's hyper-parameters), so a
@@ -160,7 +161,9 @@ class WorldModule(L.LightningModule):
         codec's pixel-space rgb, in [-1, 1]), plus ``style_weight`` x their texture distance
         over the render's holes times the frame's share of holes, averaged over those frames."""
         if out["x0"] is None or not isinstance(self.codec, IdentityCodec):
-            raise ValueError("train.perceptual_weight > 0 needs a pixel-space WorldDiT (its x0)")
+            raise ValueError(
+                "train.perceptual_weight / style_weight > 0 need a pixel-space WorldDiT (its x0)"
+            )
         inp = out["inputs"]
         keep = inp.target.valid.reshape(-1)
         if not bool(keep.any()):
@@ -169,14 +172,16 @@ class WorldModule(L.LightningModule):
         truth = inp.x0.flatten(0, 1)[keep][:, :3].float()
         pred, want = (x0.clamp(-1, 1) + 1) / 2, (truth.clamp(-1, 1) + 1) / 2
         t = self.cfg.train
-        total = out["x0"].sum() * 0.0
-        if t.perceptual_weight > 0:
-            d = self.features(pred, want).mean()
-            self.log("train/loss_perceptual", d, batch_size=bs)
-            total = total + t.perceptual_weight * d
+        holes = None
         if t.style_weight > 0:
             holes = 1.0 - inp.memory.flatten(0, 1)[keep][:, -1:].float()  # (N, 1, h, w)
-            st = (self.features.style(pred, want, holes) * holes.mean((1, 2, 3))).mean()
+        d, st = self.features.terms(pred, want, holes, aligned=t.perceptual_weight > 0)
+        total = out["x0"].sum() * 0.0
+        if d is not None:
+            self.log("train/loss_perceptual", d.mean(), batch_size=bs)
+            total = total + t.perceptual_weight * d.mean()
+        if st is not None:
+            st = (st * holes.mean((1, 2, 3))).mean()
             self.log("train/loss_style", st, batch_size=bs)
             total = total + t.style_weight * st
         return total

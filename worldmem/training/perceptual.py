@@ -72,10 +72,26 @@ class FeatureLoss(nn.Module):
         region, whatever is where: at each tap the squared difference of the channel means and
         of the channel Gram matrices (the unit-normalised activations, weighted by the region
         pooled to that tap), summed over taps -> ``(N,)``; 0 for frames without region."""
-        _check(pred, target, "style")
+        return self.terms(pred, target, region, aligned=False)[1]
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return self.terms(pred, target)[0]
+
+    def terms(
+        self, pred: Tensor, target: Tensor, region: Tensor | None = None, aligned: bool = True
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Both terms from one pass of the network over pred and target: (the aligned
+        distance ``(N,)``, or None when not ``aligned``; the texture distance over ``region``
+        ``(N,)``, or None without a region)."""
+        _check(pred, target, "FeatureLoss")
         with torch.no_grad():
             want = self.features(target.float())
         got = self.features(pred.float())
+        dist = None
+        if aligned:
+            dist = sum((a - b).pow(2).sum(1).mean((1, 2)) for a, b in zip(got, want, strict=True))
+        if region is None:
+            return dist, None
         total = pred.new_zeros(pred.shape[0])
         for a, b in zip(got, want, strict=True):
             w = F.adaptive_avg_pool2d(region.to(a.dtype), a.shape[-2:]).flatten(1)  # (N, P)
@@ -86,14 +102,7 @@ class FeatureLoss(nn.Module):
             gb = torch.einsum("ncp,ndp->ncd", fb * w[:, None], fb) / n[:, None, None]
             d = (ma - mb).pow(2).sum(1) + (ga - gb).pow(2).sum((1, 2))
             total = total + torch.where(w.sum(1) > 0, d, torch.zeros_like(d))
-        return total
-
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        _check(pred, target, "FeatureLoss")
-        with torch.no_grad():
-            want = self.features(target.float())
-        got = self.features(pred.float())
-        return sum((a - b).pow(2).sum(1).mean((1, 2)) for a, b in zip(got, want, strict=True))
+        return dist, total
 
 
 def _check(pred: Tensor, target: Tensor, what: str) -> None:
