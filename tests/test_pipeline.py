@@ -643,6 +643,54 @@ def test_detail_is_drawn_on_the_shown_frames_where_memory_observed_nothing(
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, detail_net=DetailNet())
 
 
+def test_a_detail_flow_samples_the_band_where_memory_observed_nothing(tiny_pipeline_dir, tmp_path):
+    """A DetailFlow in the detail slot: the shown frames are the plain pipeline's where the
+    memory render observed something and its sampled band from the surfaces' noise elsewhere;
+    saved as ``sampler.detail: detail_flow`` in ``detail_flow/`` (not read as the adversarial
+    net) and loaded back to the same frames."""
+    from worldmem.geometry import look_at, unproject_depth
+    from worldmem.models.detail_flow import DetailFlow, DetailFlowConfig
+
+    torch.manual_seed(0)
+    net = DetailFlow(DetailFlowConfig(image_size=32, widths=(8, 16), steps=2))
+    torch.nn.init.normal_(net.head.weight, std=0.3)
+    net.eval()
+    g = torch.Generator().manual_seed(1)
+    image, depth = torch.rand(3, 32, 32, generator=g), 2 + torch.rand(1, 32, 32, generator=g)
+    cams = torch.stack(
+        [look_at(torch.zeros(3), torch.tensor([math.sin(a), 0.0, math.cos(a)]))
+         for a in (0.0, 0.6)]
+    )  # fmt: skip
+
+    def run(pipe):
+        pipe.start(prompt="a room", image=image, depth=depth, c2w=cams[0], seed=5)
+        observed = pipe.model_inputs(cams[1:], pipe.K.expand(1, 3, 3)).memory_observed[0]
+        return pipe.step(cams[1:]), observed
+
+    plain, observed = run(WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu"))
+    pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", detail_net=net)
+    drawn, _ = run(pipe)
+    unobserved = (observed <= 0.5).float()
+    assert 0.2 < float(unobserved.mean()) < 0.9
+    points = unproject_depth(drawn.depth[:, 0], cams[1:], pipe.K.expand(1, 3, 3))
+    with torch.no_grad():
+        want = net(plain.rgb, unobserved, net.surface_noise(points, seed=5))
+    torch.testing.assert_close(drawn.rgb, want)
+    seen = (unobserved < 0.5).expand_as(want)
+    assert torch.equal(drawn.rgb[seen], plain.rgb[seen])
+    assert float((drawn.rgb - plain.rgb).abs()[~seen].mean()) > 0.01
+
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["detail"] == "detail_flow"
+    assert (tmp_path / "p" / "detail_flow").is_dir() and not (tmp_path / "p" / "detail_net").exists()
+    back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    assert isinstance(back.detail_net, DetailFlow) and back.detail_net.cfg == net.cfg
+    torch.testing.assert_close(run(back)[0].rgb, drawn.rgb)
+    check_named_net(tmp_path / "p", tiny_pipeline_dir, "detail", "detail_net", "grain",
+                    subfolder="detail_flow")  # fmt: skip
+
+
 def test_a_prompt_alone_starts_from_the_first_frame_nets_drawing(
     tiny_pipeline_dir, tmp_path, monkeypatch
 ):

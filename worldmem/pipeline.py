@@ -42,6 +42,7 @@ from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.memory.guesses import outside_observed, relax_guesses
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
+from worldmem.models.detail_flow import DetailFlow
 from worldmem.models.detail_net import DetailNet
 from worldmem.models.elevation import frames_default
 from worldmem.models.first_frame import FirstFrameNet
@@ -81,8 +82,13 @@ __all__ = [
 # a generated frame where its memory render held no observed sample (sampler.generated_depth)
 DEPTH_SOURCES = ("model", "depth_net")
 # what draws texture on a generated frame where its memory render showed nothing observed
-# (sampler.detail): nothing, or a DetailNet (its folder)
-DETAIL_SOURCES = {"none": None, "detail_net": ("detail_net", DetailNet)}
+# (sampler.detail): nothing, a DetailFlow or a DetailNet (its folder); a DetailFlow is a
+# DetailNet, so it comes first and saving finds its own name
+DETAIL_SOURCES = {
+    "none": None,
+    "detail_flow": ("detail_flow", DetailFlow),
+    "detail_net": ("detail_net", DetailNet),
+}
 # what a world begun from a prompt alone starts from (sampler.prompt_start): the model's first
 # chunk from empty memories, an image a FirstFrameNet draws for the prompt, or a real frame
 # and its depth a FirstFrameBank retrieves for it

@@ -61,10 +61,15 @@ class DetailNet(SmallUNet):
     kind = "detail net"
 
     def __init__(self, cfg: DetailNetConfig | None = None):
-        self.cfg = cfg = cfg or DetailNetConfig()
-        super().__init__(3 + 1 + cfg.noise_channels, cfg.widths, 3)
+        self.cfg = cfg = cfg or self.config_class()
+        super().__init__(self.in_channels(cfg), cfg.widths, 3)
         nn.init.zeros_(self.head.weight)  # a new net draws nothing: the identity
         self._table, self._table_seed = None, None  # surface_noise's draws, for that seed
+
+    @staticmethod
+    def in_channels(cfg: DetailNetConfig) -> int:
+        """The U-Net's input channels (without the two coordinates): frame, holes, noise."""
+        return 3 + 1 + cfg.noise_channels
 
     def noise(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Unit Gaussian noise ``(B, noise_channels, S, S)`` for ``rgb`` from ``generator``."""

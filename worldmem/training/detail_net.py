@@ -27,6 +27,7 @@ saved in ``--out`` (``DetailNet.save_pretrained``; ``step_N/`` every ``--keep-ev
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -239,6 +240,95 @@ def train_detail_net(args, log=print) -> dict:
     return {"steps": step}
 
 
+def flow_noise(shape, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
+    """Unit Gaussian noise ``shape`` ``(B, 3, S, S)`` like the surface noise the pipeline
+    feeds: half the frames white, half value noise whose cells span 1.5-4 pixels (a surface
+    near the camera), bilinearly interpolated and rescaled to unit spread."""
+    B, C, H, W = shape
+    z = torch.randn(shape, generator=generator)
+    for b in np.flatnonzero(rng.random(B) < 0.5):
+        cell = rng.uniform(1.5, 4.0)
+        h, w = max(2, round(H / cell)), max(2, round(W / cell))
+        coarse = torch.randn((1, C, h, w), generator=generator)
+        z[b] = F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)[0]
+        z[b] = (z[b] - z[b].mean()) / z[b].std().clamp(min=1e-6)
+    return z
+
+
+def flow_loss(net, model, holes, truth, rng: np.random.Generator, generator: torch.Generator):
+    """The flow's regression loss: the truth's high band (in units of ``band_scale``), noised
+    to a uniform flow time, predicted back over the holes (mean squared error per hole
+    pixel and colour)."""
+    from worldmem.models.detail_flow import high_band
+
+    cfg = net.cfg
+    band = high_band(truth, cfg.band_sigma_px) / cfg.band_scale
+    noise = flow_noise(band.shape, rng, generator)
+    t = torch.rand(band.shape[0], generator=generator)
+    tt = t.view(-1, 1, 1, 1)
+    z = (1 - tt) * band + tt * noise
+    hole = (holes > 0.5).to(model.dtype)
+    err = (net.predict(model, hole, z, t) - band) ** 2 * hole
+    return err.sum() / (3 * hole.sum()).clamp(min=1.0)
+
+
+def train_detail_flow(args, log=print) -> dict:
+    """``train --kind flow``: fit a ``DetailFlow`` by regression on the rollouts (see its
+    module), logging and saving as ``train_detail_net`` does."""
+    from worldmem.models.detail_flow import DetailFlow, DetailFlowConfig
+
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    data = Rollouts(args.rollouts, args.val_worlds, args.min_holes)
+    val = data.val if len(data.val) else data.train[:64]
+    show = val[np.linspace(0, len(val) - 1, min(8, len(val))).astype(int)]
+    size = data.arr["model"].shape[-1]
+    cfg = DetailFlowConfig(size, tuple(args.widths), steps=args.flow_steps,
+                           band_sigma_px=args.band_sigma, band_scale=args.band_scale)  # fmt: skip
+    net = DetailFlow(cfg)
+    if args.resume:
+        net.load_state_dict(DetailFlow.from_pretrained(args.resume).state_dict())
+    ema = copy.deepcopy(net).eval().requires_grad_(False)  # what is evaluated and saved
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"{len(data.train)} training frames, {len(data.val)} held out; "
+        f"{sum(p.numel() for p in net.parameters()):,} parameters")  # fmt: skip
+    rows, t0, step = [], time.perf_counter(), 0
+    budget_s = args.minutes * 60
+    while step < args.steps and time.perf_counter() - t0 < budget_s:
+        model, holes, truth = data.get(rng.choice(data.train, args.batch))
+        if rng.random() < 0.5:  # a mirrored world is as likely
+            model, holes, truth = model.flip(-1), holes.flip(-1), truth.flip(-1)
+        loss = flow_loss(net, model, holes, truth, rng, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        decay = min(args.ema, (1 + step) / (10 + step))  # short runs: the EMA warms up
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(p, 1 - decay)
+        step += 1
+        if step % args.val_every == 0 or step == args.steps:
+            m = evaluate(ema, data, val)
+            preview(ema, data, show, out_dir / "preview.png")
+            ema.save_pretrained(out_dir)
+            if step % args.keep_every == 0:
+                ema.save_pretrained(out_dir / f"step_{step:06d}")
+            row = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
+                   "loss": float(loss.detach()), **m}  # fmt: skip
+            rows.append(row)
+            with (out_dir / "log.csv").open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(row))
+                w.writeheader()
+                w.writerows(rows)
+            log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in row.items()))  # fmt: skip
+    return {"steps": step}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -263,7 +353,14 @@ def main(argv=None) -> int:
     t.add_argument("--val-worlds", type=int, default=10)
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--keep-every", type=int, default=1000)
-    t.add_argument("--resume", default=None, help="a DetailNet folder to start from")
+    t.add_argument("--resume", default=None, help="a net folder of the same kind to start from")
+    t.add_argument("--kind", choices=("gan", "flow"), default="gan",
+                   help="gan: DetailNet against a critic; flow: DetailFlow by regression")
+    t.add_argument("--ema", type=float, default=0.998, help="flow: the saved weights' EMA decay")
+    t.add_argument("--flow-steps", type=int, default=4, help="flow: Euler steps at sampling")
+    t.add_argument("--band-sigma", type=float, default=1.5, help="flow: the band's blur, px")
+    t.add_argument("--band-scale", type=float, default=0.056,
+                   help="flow: the band's spread (its unit)")
     for a in (c, t):
         a.add_argument("--threads", type=int, default=1)
         a.add_argument("--seed", type=int, default=0)
@@ -280,7 +377,8 @@ def main(argv=None) -> int:
         np.savez(args.out, **arrays)
         print(json.dumps({"frames": len(arrays["seed"]), "worlds": len(seeds)}))
         return 0
-    print(json.dumps(train_detail_net(args)))
+    train = train_detail_flow if args.kind == "flow" else train_detail_net
+    print(json.dumps(train(args)))
     return 0
 
 
