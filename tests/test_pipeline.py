@@ -467,20 +467,13 @@ def test_generated_frames_take_the_depth_nets_depth_where_memory_showed_nothing_
     """With ``generated_depth: depth_net``, a chunk's depth (returned and put into the spatial
     memory) is the model's where its memory render showed an observed sample and the depth
     net's depth of the generated frame elsewhere; the frames themselves are unchanged."""
-    from worldmem.geometry import look_at
     from worldmem.memory import SpatialMemory
     from worldmem.models.depth_net import DepthNet, DepthNetConfig
 
     torch.manual_seed(0)
     net = DepthNet(DepthNetConfig(image_size=32, widths=(8, 16, 16, 16), init_depth_m=7.0))
     torch.nn.init.normal_(net.head.weight, std=0.2)
-    g = torch.Generator().manual_seed(1)
-    image, depth = torch.rand(3, 32, 32, generator=g), 2 + torch.rand(1, 32, 32, generator=g)
-    # the start camera, then turned so that about half of the view is new
-    cams = torch.stack(
-        [look_at(torch.zeros(3), torch.tensor([math.sin(a), 0.0, math.cos(a)]))
-         for a in (0.0, 0.6)]
-    )  # fmt: skip
+    image, depth, cams = _random_start_and_turn()  # about half of the second view is new
 
     def run(generated_depth):
         pipe = WorldPipeline.from_pretrained(
@@ -551,6 +544,19 @@ def test_the_depth_nets_two_uses_are_set_apart(tiny_pipeline_dir, tmp_path):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, start_depth="depth_net")
 
 
+def _random_start_and_turn(angles=(0.0, 0.6)):
+    """A random 32 px start image 2-3 m deep and cameras at the origin turned by ``angles``
+    (radians) about the vertical: after the first, part of each view is new."""
+    from worldmem.geometry import look_at
+
+    g = torch.Generator().manual_seed(1)
+    image, depth = torch.rand(3, 32, 32, generator=g), 2 + torch.rand(1, 32, 32, generator=g)
+    cams = torch.stack(
+        [look_at(torch.zeros(3), torch.tensor([math.sin(a), 0.0, math.cos(a)])) for a in angles]
+    )
+    return image, depth, cams
+
+
 def check_named_net(
     folder,
     older_folder,
@@ -587,20 +593,15 @@ def test_detail_is_drawn_on_the_shown_frames_where_memory_observed_nothing(
     frames without detail and the world's generator is not drawn from, so the world goes on
     exactly as without the net. The net and its choice survive save and load; a bad
     ``sampler.detail`` or a missing ``detail_net/`` is refused naming the file."""
-    from worldmem.geometry import look_at, unproject_depth
+    from worldmem.geometry import unproject_depth
     from worldmem.models.detail_net import DetailNet, DetailNetConfig
 
     torch.manual_seed(0)
     net = DetailNet(DetailNetConfig(image_size=32, widths=(8, 16)))
     torch.nn.init.normal_(net.head.weight, std=0.3)  # draws something
     net.eval()
-    g = torch.Generator().manual_seed(1)
-    image, depth = torch.rand(3, 32, 32, generator=g), 2 + torch.rand(1, 32, 32, generator=g)
     # the start camera, then turning away: part of each view new, then more of it
-    cams = torch.stack(
-        [look_at(torch.zeros(3), torch.tensor([math.sin(a), 0.0, math.cos(a)]))
-         for a in (0.0, 0.5, 0.7, 0.9)]
-    )  # fmt: skip
+    image, depth, cams = _random_start_and_turn((0.0, 0.5, 0.7, 0.9))
 
     def run(detail_net):
         pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", detail_net=detail_net)
@@ -648,19 +649,14 @@ def test_a_detail_flow_samples_the_band_where_memory_observed_nothing(tiny_pipel
     memory render observed something and its sampled band from the surfaces' noise elsewhere;
     saved as ``sampler.detail: detail_flow`` in ``detail_flow/`` (not read as the adversarial
     net) and loaded back to the same frames."""
-    from worldmem.geometry import look_at, unproject_depth
+    from worldmem.geometry import unproject_depth
     from worldmem.models.detail_flow import DetailFlow, DetailFlowConfig
 
     torch.manual_seed(0)
     net = DetailFlow(DetailFlowConfig(image_size=32, widths=(8, 16), steps=2))
     torch.nn.init.normal_(net.head.weight, std=0.3)
     net.eval()
-    g = torch.Generator().manual_seed(1)
-    image, depth = torch.rand(3, 32, 32, generator=g), 2 + torch.rand(1, 32, 32, generator=g)
-    cams = torch.stack(
-        [look_at(torch.zeros(3), torch.tensor([math.sin(a), 0.0, math.cos(a)]))
-         for a in (0.0, 0.6)]
-    )  # fmt: skip
+    image, depth, cams = _random_start_and_turn()
 
     def run(pipe):
         pipe.start(prompt="a room", image=image, depth=depth, c2w=cams[0], seed=5)
@@ -683,7 +679,8 @@ def test_a_detail_flow_samples_the_band_where_memory_observed_nothing(tiny_pipel
     pipe.save_pretrained(tmp_path / "p")
     meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
     assert meta["sampler"]["detail"] == "detail_flow"
-    assert (tmp_path / "p" / "detail_flow").is_dir() and not (tmp_path / "p" / "detail_net").exists()
+    assert (tmp_path / "p" / "detail_flow").is_dir()
+    assert not (tmp_path / "p" / "detail_net").exists()
     back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
     assert isinstance(back.detail_net, DetailFlow) and back.detail_net.cfg == net.cfg
     torch.testing.assert_close(run(back)[0].rgb, drawn.rgb)

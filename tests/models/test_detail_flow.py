@@ -71,7 +71,7 @@ def test_the_euler_sampler_lands_on_the_predicted_band_and_follows_the_noise(mon
     net.sample_band(rgb, holes, noise, 4)
     assert [t for _, t in seen] == [1.0, 0.75, 0.5, 0.25]
     assert torch.equal(seen[0][0], noise)  # it starts from the noise given
-    for (z, t) in seen[1:]:  # predicting 0, z = t * noise at every step
+    for z, t in seen[1:]:  # predicting 0, z = t * noise at every step
         torch.testing.assert_close(z, t * noise)
 
 

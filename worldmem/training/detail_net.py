@@ -183,31 +183,60 @@ def preview(net: DetailNet, data: Rollouts, idx: np.ndarray, path: Path, seed: i
     Image.fromarray(img).resize((img.shape[1] * 2, img.shape[0] * 2), Image.NEAREST).save(path)
 
 
-def train_detail_net(args, log=print) -> dict:
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    data = Rollouts(args.rollouts, args.val_worlds, args.min_holes)
+def _train_loop(args, data: Rollouts, rng, net, saved, step_fn, log) -> dict:
+    """The loop both kinds share: batches of ``--batch`` training frames (mirrored half the
+    time) to ``step_fn(model, holes, truth) -> {name: loss}``; every ``--val-every`` steps
+    ``saved`` (the net, or its EMA) is evaluated on the held-out frames, previewed and saved
+    to ``--out`` (``step_N/`` every ``--keep-every``) and a row added to ``log.csv``."""
     val = data.val if len(data.val) else data.train[:64]
     show = val[np.linspace(0, len(val) - 1, min(8, len(val))).astype(int)]
-    size = data.arr["model"].shape[-1]
-    cfg = DetailNetConfig(size, tuple(args.widths), args.noise_channels)
-    net = DetailNet(cfg)
-    if args.resume:
-        net.load_state_dict(DetailNet.from_pretrained(args.resume).state_dict())
-    critic = PatchCritic()
-    net.train()
-    opt_g = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(critic.parameters(), lr=args.lr_critic, betas=(0.5, 0.999))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"{len(data.train)} training frames, {len(data.val)} held out; "
         f"{sum(p.numel() for p in net.parameters()):,} parameters")  # fmt: skip
     rows, t0, step = [], time.perf_counter(), 0
     budget_s = args.minutes * 60
+    net.train()
     while step < args.steps and time.perf_counter() - t0 < budget_s:
         model, holes, truth = data.get(rng.choice(data.train, args.batch))
         if rng.random() < 0.5:  # a mirrored world is as likely
             model, holes, truth = model.flip(-1), holes.flip(-1), truth.flip(-1)
+        losses = step_fn(model, holes, truth)
+        step += 1
+        if step % args.val_every == 0 or step == args.steps:
+            training = saved.training
+            saved.eval()
+            m = evaluate(saved, data, val)
+            preview(saved, data, show, out_dir / "preview.png")
+            saved.save_pretrained(out_dir)
+            if step % args.keep_every == 0:
+                saved.save_pretrained(out_dir / f"step_{step:06d}")
+            saved.train(training)
+            row = {"step": step, "seconds": round(time.perf_counter() - t0, 1), **losses, **m}
+            rows.append(row)
+            with (out_dir / "log.csv").open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(row))
+                w.writeheader()
+                w.writerows(rows)
+            log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in row.items()))  # fmt: skip
+    return {"steps": step}
+
+
+def train_detail_net(args, log=print) -> dict:
+    """``train`` (``--kind gan``): the net against a ``PatchCritic`` (see the module)."""
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    data = Rollouts(args.rollouts, args.val_worlds, args.min_holes)
+    size = data.arr["model"].shape[-1]
+    net = DetailNet(DetailNetConfig(size, tuple(args.widths), args.noise_channels))
+    if args.resume:
+        net.load_state_dict(DetailNet.from_pretrained(args.resume).state_dict())
+    critic = PatchCritic()
+    opt_g = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=args.lr_critic, betas=(0.5, 0.999))
+
+    def step_fn(model, holes, truth):
         out = net(model, holes)
         loss_d = critic_loss(critic, out, holes, truth)
         opt_d.zero_grad(set_to_none=True)
@@ -219,25 +248,9 @@ def train_detail_net(args, log=print) -> dict:
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        step += 1
-        if step % args.val_every == 0 or step == args.steps:
-            net.eval()
-            m = evaluate(net, data, val)
-            preview(net, data, show, out_dir / "preview.png")
-            net.save_pretrained(out_dir)
-            if step % args.keep_every == 0:
-                net.save_pretrained(out_dir / f"step_{step:06d}")
-            net.train()
-            row = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
-                   "loss_d": float(loss_d.detach()), **parts, **m}  # fmt: skip
-            rows.append(row)
-            with (out_dir / "log.csv").open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(row))
-                w.writeheader()
-                w.writerows(rows)
-            log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in row.items()))  # fmt: skip
-    return {"steps": step}
+        return {"loss_d": float(loss_d.detach()), **parts}
+
+    return _train_loop(args, data, rng, net, net, step_fn, log)
 
 
 def flow_noise(shape, rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
@@ -273,60 +286,38 @@ def flow_loss(net, model, holes, truth, rng: np.random.Generator, generator: tor
 
 
 def train_detail_flow(args, log=print) -> dict:
-    """``train --kind flow``: fit a ``DetailFlow`` by regression on the rollouts (see its
-    module), logging and saving as ``train_detail_net`` does."""
+    """``train --kind flow``: a ``DetailFlow`` fitted by regression on the rollouts (see its
+    module); its EMA (decay ``--ema``) is what is evaluated and saved."""
     from worldmem.models.detail_flow import DetailFlow, DetailFlowConfig
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     data = Rollouts(args.rollouts, args.val_worlds, args.min_holes)
-    val = data.val if len(data.val) else data.train[:64]
-    show = val[np.linspace(0, len(val) - 1, min(8, len(val))).astype(int)]
     size = data.arr["model"].shape[-1]
     cfg = DetailFlowConfig(size, tuple(args.widths), steps=args.flow_steps,
                            band_sigma_px=args.band_sigma, band_scale=args.band_scale)  # fmt: skip
     net = DetailFlow(cfg)
     if args.resume:
         net.load_state_dict(DetailFlow.from_pretrained(args.resume).state_dict())
-    ema = copy.deepcopy(net).eval().requires_grad_(False)  # what is evaluated and saved
-    net.train()
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"{len(data.train)} training frames, {len(data.val)} held out; "
-        f"{sum(p.numel() for p in net.parameters()):,} parameters")  # fmt: skip
-    rows, t0, step = [], time.perf_counter(), 0
-    budget_s = args.minutes * 60
-    while step < args.steps and time.perf_counter() - t0 < budget_s:
-        model, holes, truth = data.get(rng.choice(data.train, args.batch))
-        if rng.random() < 0.5:  # a mirrored world is as likely
-            model, holes, truth = model.flip(-1), holes.flip(-1), truth.flip(-1)
+    done = 0
+
+    def step_fn(model, holes, truth):
+        nonlocal done
         loss = flow_loss(net, model, holes, truth, rng, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))  # short runs: the EMA warms up
+        decay = min(args.ema, (1 + done) / (10 + done))  # short runs: the EMA warms up
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.lerp_(p, 1 - decay)
-        step += 1
-        if step % args.val_every == 0 or step == args.steps:
-            m = evaluate(ema, data, val)
-            preview(ema, data, show, out_dir / "preview.png")
-            ema.save_pretrained(out_dir)
-            if step % args.keep_every == 0:
-                ema.save_pretrained(out_dir / f"step_{step:06d}")
-            row = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
-                   "loss": float(loss.detach()), **m}  # fmt: skip
-            rows.append(row)
-            with (out_dir / "log.csv").open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(row))
-                w.writeheader()
-                w.writerows(rows)
-            log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in row.items()))  # fmt: skip
-    return {"steps": step}
+        done += 1
+        return {"loss": float(loss.detach())}
+
+    return _train_loop(args, data, rng, net, ema, step_fn, log)
 
 
 def main(argv=None) -> int:
@@ -354,13 +345,18 @@ def main(argv=None) -> int:
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--keep-every", type=int, default=1000)
     t.add_argument("--resume", default=None, help="a net folder of the same kind to start from")
-    t.add_argument("--kind", choices=("gan", "flow"), default="gan",
-                   help="gan: DetailNet against a critic; flow: DetailFlow by regression")
+    t.add_argument(
+        "--kind",
+        choices=("gan", "flow"),
+        default="gan",
+        help="gan: DetailNet against a critic; flow: DetailFlow by regression",
+    )
     t.add_argument("--ema", type=float, default=0.998, help="flow: the saved weights' EMA decay")
     t.add_argument("--flow-steps", type=int, default=4, help="flow: Euler steps at sampling")
     t.add_argument("--band-sigma", type=float, default=1.5, help="flow: the band's blur, px")
-    t.add_argument("--band-scale", type=float, default=0.056,
-                   help="flow: the band's spread (its unit)")
+    t.add_argument(
+        "--band-scale", type=float, default=0.056, help="flow: the band's spread (its unit)"
+    )
     for a in (c, t):
         a.add_argument("--threads", type=int, default=1)
         a.add_argument("--seed", type=int, default=0)
