@@ -1,6 +1,7 @@
 """How many denoising steps: quality against the truth and speed, per step count.
 
     python benchmarks/sampling_steps.py --checkpoint checkpoints/worldmem-tiny [--steps 1,2,4,8]
+        [--detail-flow <a DetailFlow folder> --detail-steps 1,2,4,8]
 
 For each step count, the same pipeline walks the same held-out synthetic worlds (the walk
 protocol of ``python -m worldmem.eval walk``: start from the true first frame and depth, every
@@ -9,7 +10,9 @@ revisits, the sharpness ratio (high-frequency energy, generated / truth: blur < 
 KID on EfficientNet-Lite0 features against the true frames, and frames/s; the warp baseline
 (start frame warped with its true depth, holes its mean colour) is the first row and the
 same warp with its holes push-pull filled the second, so every row reads against results that
-need no learning. Speed is the median of the walks' frames/s in this process;
+need no learning. With ``--detail-flow``, the model at the first of ``--steps`` is run again
+with that flow drawing the high band where it invents, at each of ``--detail-steps``
+(``worldmem/models/detail_flow.py``). Speed is the median of the walks' frames/s in this process;
 sharpness the geometric mean over frames, as in the walk protocol.
 """
 
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kinds", default="out_and_back,turn")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--worlds", type=int, default=2)
+    p.add_argument("--detail-flow", default=None, help="a DetailFlow folder to add rows for")
+    p.add_argument("--detail-steps", default="1,2,4,8")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="first held-out world seed")
     a = p.parse_args(argv)
@@ -77,8 +82,19 @@ def main(argv: list[str] | None = None) -> None:
         frames = torch.cat([res.frames[key] for res in base_runs])
         w["kid"] = kid(image_features(features, frames), f_truth)[0]
         rows.append((name, w, float("nan")))
-    for n in steps:
-        pipe = WorldPipeline.from_pretrained(a.checkpoint, device="cpu", steps=n)
+    runs = [(f"model, {n} step{'s' if n > 1 else ''}", {"steps": n}) for n in steps]
+    if a.detail_flow:
+        from dataclasses import replace
+
+        from worldmem.models.detail_flow import DetailFlow
+
+        flow = DetailFlow.from_pretrained(a.detail_flow)
+        for n in (int(s) for s in a.detail_steps.split(",")):
+            net = DetailFlow(replace(flow.cfg, steps=n))
+            net.load_state_dict(flow.state_dict())
+            runs.append((f"+ detail flow, {n}", {"steps": steps[0], "detail_net": net.eval()}))
+    for name, overrides in runs:
+        pipe = WorldPipeline.from_pretrained(a.checkpoint, device="cpu", **overrides)
         records, frames, fps = [], [], []
         for case in cases:
             t0 = time.perf_counter()
@@ -88,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             frames.append(res.frames["model"])
         s = _summary(records)
         s["kid"] = kid(image_features(features, torch.cat(frames)), f_truth)[0]
-        rows.append((f"model, {n} step{'s' if n > 1 else ''}", s, statistics.median(fps)))
+        rows.append((name, s, statistics.median(fps)))
     print(
         f"{len(cases)} walks of {a.frames} frames ({a.kinds}; {a.worlds} held-out worlds from "
         f"seed {a.seed})"

@@ -109,3 +109,11 @@ def test_flow_training_writes_a_loadable_flow_and_its_log(tmp_path):
     with pytest.raises(ValueError, match="not a detail net config|not this config's weights"):
         DetailNet.from_pretrained(out)  # a flow is not the adversarial net
     assert main([*args, "--out", str(tmp_path / "flow2"), "--resume", str(out)]) == 0
+    # stopped by the clock between checkpoints, the last step's weights are still saved
+    timed = ["train", "--kind", "flow", "--rollouts", str(tmp_path / "r.npz"), "--out",
+             str(tmp_path / "flow3"), "--steps", "1000", "--minutes", "1e-9", "--val-every",
+             "500", "--val-worlds", "1", "--batch", "4", "--widths", "8", "16"]  # fmt: skip
+    assert main(timed) == 0
+    rows = list(csv.DictReader((tmp_path / "flow3" / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1]
+    DetailFlow.from_pretrained(tmp_path / "flow3")

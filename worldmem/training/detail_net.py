@@ -185,7 +185,8 @@ def preview(net: DetailNet, data: Rollouts, idx: np.ndarray, path: Path, seed: i
 
 def _train_loop(args, data: Rollouts, rng, net, saved, step_fn, log) -> dict:
     """The loop both kinds share: batches of ``--batch`` training frames (mirrored half the
-    time) to ``step_fn(model, holes, truth) -> {name: loss}``; every ``--val-every`` steps
+    time) to ``step_fn(model, holes, truth) -> {name: loss}``, at least one step and then
+    until ``--steps`` or ``--minutes``; every ``--val-every`` steps, and at the last,
     ``saved`` (the net, or its EMA) is evaluated on the held-out frames, previewed and saved
     to ``--out`` (``step_N/`` every ``--keep-every``) and a row added to ``log.csv``."""
     val = data.val if len(data.val) else data.train[:64]
@@ -195,31 +196,38 @@ def _train_loop(args, data: Rollouts, rng, net, saved, step_fn, log) -> dict:
     log(f"{len(data.train)} training frames, {len(data.val)} held out; "
         f"{sum(p.numel() for p in net.parameters()):,} parameters")  # fmt: skip
     rows, t0, step = [], time.perf_counter(), 0
+
+    def checkpoint(losses: dict) -> None:
+        training = saved.training
+        saved.eval()
+        m = evaluate(saved, data, val)
+        preview(saved, data, show, out_dir / "preview.png")
+        saved.save_pretrained(out_dir)
+        if step % args.keep_every == 0:
+            saved.save_pretrained(out_dir / f"step_{step:06d}")
+        saved.train(training)
+        row = {"step": step, "seconds": round(time.perf_counter() - t0, 1), **losses, **m}
+        rows.append(row)
+        with (out_dir / "log.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            w.writeheader()
+            w.writerows(rows)
+        log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                      for k, v in row.items()))  # fmt: skip
+
     budget_s = args.minutes * 60
     net.train()
-    while step < args.steps and time.perf_counter() - t0 < budget_s:
+    losses = {}
+    while step < args.steps and (step == 0 or time.perf_counter() - t0 < budget_s):
         model, holes, truth = data.get(rng.choice(data.train, args.batch))
         if rng.random() < 0.5:  # a mirrored world is as likely
             model, holes, truth = model.flip(-1), holes.flip(-1), truth.flip(-1)
         losses = step_fn(model, holes, truth)
         step += 1
-        if step % args.val_every == 0 or step == args.steps:
-            training = saved.training
-            saved.eval()
-            m = evaluate(saved, data, val)
-            preview(saved, data, show, out_dir / "preview.png")
-            saved.save_pretrained(out_dir)
-            if step % args.keep_every == 0:
-                saved.save_pretrained(out_dir / f"step_{step:06d}")
-            saved.train(training)
-            row = {"step": step, "seconds": round(time.perf_counter() - t0, 1), **losses, **m}
-            rows.append(row)
-            with (out_dir / "log.csv").open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(row))
-                w.writeheader()
-                w.writerows(rows)
-            log("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in row.items()))  # fmt: skip
+        if step % args.val_every == 0:
+            checkpoint(losses)
+    if step and step % args.val_every:  # stopped by --steps or --minutes between checkpoints
+        checkpoint(losses)
     return {"steps": step}
 
 
