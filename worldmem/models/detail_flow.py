@@ -19,7 +19,7 @@ passes through bit for bit; a new net (zero head) predicts no band and is the id
 Design: the shared small U-Net over the frame, the mask, the noisy band (scaled to unit
 spread by ``band_scale``) and the flow time as a constant channel. Trained by
 ``worldmem/training/detail_net.py`` (``train --kind flow``) on the world model's own
-rollouts. Saved like the other helpers (``config.json`` + safetensors) in ``detail_net/``.
+rollouts. Saved like the other helpers (``config.json`` + safetensors) in ``detail_flow/``.
 """
 
 from __future__ import annotations

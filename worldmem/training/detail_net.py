@@ -1,9 +1,12 @@
-"""Train ``DetailNet`` (``worldmem/models/detail_net.py``) on the world model's own rollouts.
+"""Train ``DetailNet`` (``worldmem/models/detail_net.py``) or ``DetailFlow``
+(``worldmem/models/detail_flow.py``) on the world model's own rollouts.
 
     python -m worldmem.training.detail_net collect --checkpoint checkpoints/worldmem-tiny \\
         --seeds 0:180 --out runs/detail/rollouts.npz
     python -m worldmem.training.detail_net train --rollouts runs/detail/rollouts.npz \\
         --out runs/detail/net --minutes 60
+    python -m worldmem.training.detail_net train --kind flow --rollouts runs/detail/rollouts.npz \\
+        --out runs/flow1 --minutes 55 --batch 32 --lr 5e-4
 
 ``collect`` runs a pipeline (without its detail net) along one walk
 (``worldmem.eval.walk.walk_path``: turning, loops, out and back, looking up and down) in each
@@ -12,16 +15,21 @@ frame and depth, and keeps every generated frame with its memory render's mask a
 frame at the same camera. These are the frames the net is given at run time (the model fed its
 own history), so no corruption has to be simulated.
 
-``train`` fits the net to draw, inside each frame's holes (where the memory render held
-nothing), detail the critic cannot tell from the true frame's: a hinge loss against a
-``PatchCritic`` that compares what the true frame and the net's show inside the holes, each
-patch weighted by its share of holes; and an L1 between the two frames' 4 x 4 block means over
-the holes, so colours and layout follow the truth (detail is the high frequencies, not a new
-guess at the layout). Frames with fewer than ``--min-holes`` of their pixels in holes are not
-sampled. The worlds of the last ``--val-worlds`` seeds are held out: every ``--val-every``
-steps the log records PSNR over their holes (model frame and net) and the sharpness there (the
-squared Laplacian against the truth's; 1 is right), a preview figure is written, and the net is
-saved in ``--out`` (``DetailNet.save_pretrained``; ``step_N/`` every ``--keep-every``).
+``train`` (``--kind gan``, the default) fits the net to draw, inside each frame's holes (where
+the memory render held nothing), detail the critic cannot tell from the true frame's: a hinge
+loss against a ``PatchCritic`` that compares what the true frame and the net's show inside the
+holes, each patch weighted by its share of holes; and an L1 between the two frames' 4 x 4 block
+means over the holes, so colours and layout follow the truth (detail is the high frequencies,
+not a new guess at the layout). Frames with fewer than ``--min-holes`` of their pixels in holes
+are not sampled. The worlds of the last ``--val-worlds`` seeds are held out: every
+``--val-every`` steps the log records PSNR over their holes (model frame and net) and the
+sharpness there (the squared Laplacian against the truth's; 1 is right), a preview figure is
+written, and the net is saved in ``--out`` (``DetailNet.save_pretrained``; ``step_N/`` every
+``--keep-every``).
+
+``train --kind flow`` fits a ``DetailFlow`` instead, by regression alone (``flow_loss``: the
+truth's high band, noised to a uniform flow time, predicted back over the holes); the EMA of
+its weights is what is evaluated (at ``--flow-steps`` sampling steps) and saved.
 """
 
 from __future__ import annotations
