@@ -36,19 +36,26 @@ def test_collect_keeps_the_pipelines_frames_masks_and_the_true_frames(tiny_pipel
     assert np.array_equal(arrays["model"][5:], (chunk.rgb * 255).round().byte().numpy())
 
 
-def test_training_writes_loadable_weights_a_log_and_a_preview(tmp_path):
-    rng = np.random.default_rng(0)
-    n = 24
+def _noise_rollouts(path, worlds: int, frames_per_world: int, hole_from: int, seed: int = 0):
+    """A rollouts file of random 32 px frames whose columns from ``hole_from`` are holes ->
+    its hole mask (to edit and save again)."""
+    rng = np.random.default_rng(seed)
+    n = worlds * frames_per_world
     holes = np.zeros((n, 1, 32, 32), bool)
-    holes[..., 20:] = True
+    holes[..., hole_from:] = True
+    arrays = {
+        "model": rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
+        "truth": rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
+        "seed": np.repeat(np.arange(worlds), frames_per_world),
+    }
+    np.savez(path, holes=holes, **arrays)
+    return holes, arrays
+
+
+def test_training_writes_loadable_weights_a_log_and_a_preview(tmp_path):
+    holes, arrays = _noise_rollouts(tmp_path / "r.npz", worlds=4, frames_per_world=6, hole_from=20)
     holes[:4] = False  # frames without holes are never sampled
-    np.savez(
-        tmp_path / "r.npz",
-        model=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
-        truth=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
-        holes=holes,
-        seed=np.repeat(np.arange(4), 6),
-    )
+    np.savez(tmp_path / "r.npz", holes=holes, **arrays)
     data = Rollouts([tmp_path / "r.npz"], val_worlds=1, min_holes=0.02)
     assert data.train.tolist() == list(range(4, 18)) and data.val.tolist() == list(range(18, 24))
     out = tmp_path / "net"
@@ -84,17 +91,7 @@ def test_flow_training_writes_a_loadable_flow_and_its_log(tmp_path):
     like the adversarial net, and resumable."""
     from worldmem.models.detail_flow import DetailFlow
 
-    rng = np.random.default_rng(1)
-    n = 12
-    holes = np.zeros((n, 1, 32, 32), bool)
-    holes[..., 16:] = True
-    np.savez(
-        tmp_path / "r.npz",
-        model=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
-        truth=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
-        holes=holes,
-        seed=np.repeat(np.arange(3), 4),
-    )
+    _noise_rollouts(tmp_path / "r.npz", worlds=3, frames_per_world=4, hole_from=16, seed=1)
     out = tmp_path / "flow"
     args = ["train", "--kind", "flow", "--rollouts", str(tmp_path / "r.npz"), "--out", str(out),
             "--steps", "4", "--val-every", "2", "--keep-every", "4", "--val-worlds", "1",
