@@ -29,13 +29,14 @@ _EPS = 1e-8
 def gaussian_blur(x: Tensor, sigma_px: float, padding: str = "zeros") -> Tensor:
     """x ``(N, C, H, W)`` blurred with a separable Gaussian of ``sigma_px`` (radius
     ``ceil(3 sigma)``, at least 1). padding: "zeros" (the mass falls off at the border: blur a
-    mask beside the image to normalise) or "replicate" (the border pixels continue)."""
+    mask beside the image to normalise), "replicate" (the border pixels continue) or
+    "reflect" (mirrored about the border pixels; needs H, W > the radius)."""
     r = max(1, math.ceil(3 * sigma_px))
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma_px) ** 2)
     k = k / k.sum()
     C = x.shape[1]
-    mode = {"zeros": "constant", "replicate": "replicate"}[padding]
+    mode = {"zeros": "constant", "replicate": "replicate", "reflect": "reflect"}[padding]
     x = F.pad(x, (r, r, r, r), mode=mode)
     x = F.conv2d(x, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)

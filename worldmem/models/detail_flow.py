@@ -28,9 +28,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from worldmem.memory.fill import gaussian_blur
 from worldmem.models.detail_net import DetailNet, DetailNetConfig
 
 __all__ = ["DetailFlowConfig", "DetailFlow", "high_band"]
@@ -59,16 +59,7 @@ class DetailFlowConfig(DetailNetConfig):
 def high_band(x: Tensor, sigma_px: float) -> Tensor:
     """``x`` ``(B, C, H, W)`` minus its separable Gaussian blur of ``sigma_px`` (reflected at
     the borders): what a blur of that size removes."""
-    r = max(1, math.ceil(3 * sigma_px))
-    k = torch.exp(-(torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2)
-                  / (2 * sigma_px**2))  # fmt: skip
-    k = k / k.sum()
-    C = x.shape[1]
-    blur = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(C, 1, 1, 1),
-                    groups=C)  # fmt: skip
-    blur = F.conv2d(F.pad(blur, (0, 0, r, r), mode="reflect"),
-                    k.view(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)  # fmt: skip
-    return x - blur
+    return x - gaussian_blur(x, sigma_px, padding="reflect")
 
 
 class DetailFlow(DetailNet):
