@@ -688,6 +688,73 @@ def test_a_detail_flow_samples_the_band_where_memory_observed_nothing(tiny_pipel
                     subfolder="detail_flow")  # fmt: skip
 
 
+def test_the_observed_texture_is_laid_where_memory_observed_nothing(
+    tiny_pipeline_dir, tmp_path, monkeypatch
+):
+    """With ``texture_gain``, a chunk's frames are the plain pipeline's wherever their memory
+    render showed an observed sample (bit for bit), and plus gain times the band the start
+    frame's texture lays on their surfaces elsewhere; the memories take the frames without
+    it and the world's generator is not drawn from. The gain survives save and load; a bad
+    one, one beside a detail net and one without observed frames kept are refused."""
+    from conftest import tiny_memory_config
+
+    from tests.memory.memory_scenes import box_room, yaw_camera
+    from worldmem.geometry import unproject_depth
+    from worldmem.memory.texture import ExemplarTexture
+    from worldmem.models.detail_net import DetailNet
+
+    memory_cfg = tiny_memory_config(render_colour="resample")
+    K = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").K
+    # near a checkered wall, then turning towards another
+    cams = torch.stack([yaw_camera((0.0, 0.0, 2.0), a) for a in (0.0, 50.0, 80.0)])
+    rgb, depth = box_room(cams[:1], K[None], 32, 32, half=(3.0, 0.8, 3.0))
+
+    def run(**kw):
+        pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", **kw)
+        pipe.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=5)
+        observed = pipe.model_inputs(cams[1:], K.expand(2, 3, 3)).memory_observed[0]
+        inserted = spy_inserts(monkeypatch)
+        chunk = pipe.step(cams[1:])
+        monkeypatch.undo()
+        return pipe, chunk, observed, inserted
+
+    plain_pipe, plain, observed, plain_inserted = run(memory_cfg=memory_cfg)
+    pipe, laid, _, inserted = run(memory_cfg=memory_cfg, texture_gain=1.0)
+    for (a, _), (b, _) in zip(inserted, plain_inserted, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(pipe.state.generator.get_state(), plain_pipe.state.generator.get_state())
+    unobserved = (observed <= 0.5).float()  # (2, 1, 32, 32)
+    assert 0.2 < float(unobserved.mean()) < 0.9
+    seen = (unobserved < 0.5).expand_as(laid.rgb)
+    assert torch.equal(laid.rgb[seen], plain.rgb[seen])
+    texture = ExemplarTexture.from_frames(pipe.state.spatial.observed_frames())
+    assert texture.patches
+    points = unproject_depth(laid.depth[:, 0], cams[1:], K.expand(2, 3, 3))
+    want = (plain.rgb + unobserved * texture.band(points, cams[1:])).clamp(0, 1)
+    torch.testing.assert_close(laid.rgb, want)
+    assert float((laid.rgb - plain.rgb).abs()[~seen].mean()) > 0.005
+
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["texture_gain"] == 1.0
+    back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    back.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=5)
+    torch.testing.assert_close(back.step(cams[1:]).rgb, laid.rgb)
+    assert WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").texture_gain == 0.0
+    for bad in (-0.5, "strong", True, 9.0):
+        (tmp_path / "p" / "pipeline.json").write_text(
+            json.dumps({**meta, "sampler": {**meta["sampler"], "texture_gain": bad}})
+        )
+        with pytest.raises(ValueError, match=r"pipeline.json: sampler: texture_gain: expected"):
+            WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    with pytest.raises(ValueError, match="texture_gain and detail_net"):
+        WorldPipeline.from_pretrained(
+            tiny_pipeline_dir, memory_cfg=memory_cfg, texture_gain=1.0, detail_net=DetailNet()
+        )
+    with pytest.raises(ValueError, match="texture_gain: the texture comes from the observed"):
+        WorldPipeline.from_pretrained(tiny_pipeline_dir, texture_gain=1.0)
+
+
 def test_a_prompt_alone_starts_from_the_first_frame_nets_drawing(
     tiny_pipeline_dir, tmp_path, monkeypatch
 ):

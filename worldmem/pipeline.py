@@ -40,6 +40,7 @@ from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.memory.guesses import outside_observed, relax_guesses
+from worldmem.memory.texture import ExemplarTexture
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
 from worldmem.models.detail_flow import DetailFlow
@@ -53,6 +54,7 @@ from worldmem.pipeline_checks import (
     check_intrinsics,
     check_output,
     check_start_depth_scale,
+    check_texture_gain,
     describe,
     finite_float32,
 )
@@ -168,10 +170,28 @@ class WorldPipeline:
         start_depth: str | None = None,
         detail_net: DetailNet | None = None,
         first_frame: FirstFrameNet | FirstFrameBank | None = None,
+        texture_gain: float = 0.0,
     ):
         from worldmem.diffusion import WorldSampler
 
         self.start_depth_scale = check_start_depth_scale(start_depth_scale)
+        # the observed frames' texture laid on what the model invents, its band times this
+        # (0: none; memory/texture.py)
+        self.texture_gain = check_texture_gain(texture_gain)
+        if self.texture_gain > 0 and detail_net is not None:
+            raise ValueError(
+                "texture_gain and detail_net both draw texture where memory observed nothing: "
+                "give one of them"
+            )
+        keeps_frames = memory_cfg.render_colour == "resample" or memory_cfg.guess_relax > 0
+        if self.texture_gain > 0 and not (keeps_frames and memory_cfg.free_space_views > 0):
+            raise ValueError(
+                "texture_gain: the texture comes from the observed frames the spatial memory "
+                "keeps, and this memory config keeps none (it needs memory.render_colour "
+                "'resample' or memory.guess_relax > 0, and memory.free_space_views > 0)"
+            )
+        # the last world's ExemplarTexture: (world, the observed rgb it was built from, it)
+        self._texture_cache: tuple = (None, (), None)
         if depth_net is not None and depth_net.cfg.image_size != model_cfg.image_size:
             raise ValueError(
                 f"depth_net: trained at {depth_net.cfg.image_size} px, the model at "
@@ -248,8 +268,8 @@ class WorldPipeline:
         ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale``, ``depth_net``
         (a ``DepthNet``, or None for the model's depth throughout), ``start_depth`` and
         ``generated_depth`` (``DEPTH_SOURCES``), ``detail_net`` (a ``DetailNet``, or None to
-        draw no detail), ``first_frame`` (a ``FirstFrameNet``, or None for the model's own
-        prompt-only start) or ``memory_cfg``."""
+        draw no detail), ``texture_gain``, ``first_frame`` (a ``FirstFrameNet``, or None for
+        the model's own prompt-only start) or ``memory_cfg``."""
         path = Path(path)
         meta = read_pipeline_json(path)
         meta_path = path / "pipeline.json"
@@ -257,8 +277,9 @@ class WorldPipeline:
         memory_cfg = overrides.pop("memory_cfg", None) or from_dict(
             MemoryConfig, meta["memory"], f"{meta_path}: memory"
         )
-        try:  # older folders have none: the depth the model gives, unscaled
+        try:  # older folders have neither: the depth the model gives, unscaled; no texture
             saved_scale = check_start_depth_scale(meta["sampler"].get("start_depth_scale", 1.0))
+            saved_gain = check_texture_gain(meta["sampler"].get("texture_gain", 0.0))
         except ValueError as e:
             raise ValueError(f"{meta_path}: sampler: {e}") from None
         # older folders name neither: the model's depth (start_depth None: the net's if one
@@ -308,6 +329,7 @@ class WorldPipeline:
             start_depth=start_depth,
             detail_net=detail_net,
             first_frame=first_frame,
+            texture_gain=overrides.pop("texture_gain", saved_gain),
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -353,6 +375,7 @@ class WorldPipeline:
                 "start_depth": self.start_depth,
                 "generated_depth": self.generated_depth,
                 "detail": detail,
+                "texture_gain": self.texture_gain,
                 "prompt_start": prompt_start,
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
@@ -785,6 +808,12 @@ class WorldPipeline:
             noise = self.detail_net.surface_noise(points, world.seed)
             shown = self.detail_net(rgb, unobserved, noise)
             check_output(shown, depth, first, f"{where}: the detail net")
+        texture = self._texture(world) if self.texture_gain > 0 and not own_depth else None
+        if texture is not None:
+            unobserved = (observed <= 0.5).to(rgb.dtype)
+            points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
+            band = texture.band(points, cams[:keep]).to(rgb.device, rgb.dtype)
+            shown = (rgb + self.texture_gain * unobserved * band).clamp(0, 1)
         if remember:
             self._remember(world, rgb, depth, cams[:keep], K[:keep], observed=False)
         t3 = time.perf_counter()
@@ -799,6 +828,19 @@ class WorldPipeline:
             frame_index=torch.arange(first, first + keep),
             timing={"memory_s": (t1 - t0) + (t3 - t2), "model_s": t2 - t1},
         )
+
+    def _texture(self, world: WorldState) -> ExemplarTexture | None:
+        """The texture of ``world``'s kept observed frames (None without any), built again
+        only when they change."""
+        frames = world.spatial.observed_frames()
+        if not frames:
+            return None
+        built_for, kept, texture = self._texture_cache
+        same = len(kept) == len(frames) and all(a is b[2] for a, b in zip(kept, frames))
+        if built_for is not world or not same:
+            texture = ExemplarTexture.from_frames(frames)
+            self._texture_cache = (world, tuple(f[2] for f in frames), texture)
+        return texture
 
     def observe(
         self,

@@ -14,6 +14,7 @@ __all__ = [
     "check_intrinsics",
     "check_output",
     "check_start_depth_scale",
+    "check_texture_gain",
     "describe",
     "finite_float32",
 ]
@@ -22,6 +23,7 @@ MAX_FOCAL_PER_PIXEL = 1000.0  # focal length at most this many times the frame s
 MIN_FOCAL_PER_PIXEL = 0.01  # focal length at least this many times the frame size (fov < 178.9 deg)
 MAX_PRINCIPAL_OFFSET = 10.0  # the principal point lies within this many frame sizes of the frame
 START_DEPTH_SCALE_RANGE = (0.01, 100.0)  # what the depth given a start image may be scaled by
+TEXTURE_GAIN_RANGE = (0.0, 4.0)  # what the observed texture's band may be multiplied by
 
 
 def describe(x) -> str:
@@ -36,6 +38,15 @@ def check_start_depth_scale(scale) -> float:
     if isinstance(scale, bool) or not isinstance(scale, int | float) or not lo <= scale <= hi:
         raise ValueError(f"start_depth_scale: expected a number in [{lo}, {hi}], got {scale!r}")
     return float(scale)
+
+
+def check_texture_gain(gain) -> float:
+    """``texture_gain`` (how strongly the observed frames' texture is laid on what the model
+    invents; 0: not at all) as a float, refused unless a number in ``TEXTURE_GAIN_RANGE``."""
+    lo, hi = TEXTURE_GAIN_RANGE
+    if isinstance(gain, bool) or not isinstance(gain, int | float) or not lo <= gain <= hi:
+        raise ValueError(f"texture_gain: expected a number in [{lo}, {hi}], got {gain!r}")
+    return float(gain)
 
 
 def finite_float32(x: torch.Tensor, name: str, non_negative: bool = False) -> torch.Tensor:

@@ -1,0 +1,213 @@
+"""The observed frames' texture laid on generated surfaces (memory/texture.py), checked against
+brute force, a second tiling, and an analytic box room whose faces are checkered in their own
+colours."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from memory_scenes import (  # noqa: F401 (one_thread: autouse fixture)
+    FACE_COLOURS,
+    box_room,
+    intrinsics,
+    one_thread,
+    yaw_camera,
+)
+
+from worldmem.geometry import unproject_depth
+from worldmem.memory.texture import (
+    BILINEAR_KEEPS,
+    CEILING,
+    FLOOR,
+    WALL,
+    ExemplarTexture,
+    _Patch,
+    largest_clean_square,
+    mirror_sample,
+    surface_kinds,
+)
+
+S = 64
+HALF = (3.0, 0.8, 3.0)  # the room's half extents: the floor at y = +0.8, the ceiling at -0.8
+
+
+def _room(c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """rgb, depth and world points of one view of the box room."""
+    K = intrinsics(1, S)
+    rgb, depth = box_room(c2w[None], K, S, S, half=HALF)
+    return rgb[0], depth[0, 0], unproject_depth(depth[:, 0], c2w[None], K)
+
+
+def _face_kinds(points: torch.Tensor) -> torch.Tensor:
+    """The true kind of surface at each point of the room, and -1 within a pixel of a fold."""
+    p = points[0].double()
+    kind = torch.full(p.shape[:-1], WALL, dtype=torch.long)
+    kind[(p[..., 1] - HALF[1]).abs() < 1e-4] = FLOOR
+    kind[(p[..., 1] + HALF[1]).abs() < 1e-4] = CEILING
+    out = kind.clone()
+    for dr, dc in itertools.product((-1, 0, 1), repeat=2):  # a pixel beside another kind
+        shifted = torch.roll(kind, (dr, dc), (0, 1))
+        out[shifted != kind] = -1
+    out[[0, -1]] = -1
+    out[:, [0, -1]] = -1
+    return out
+
+
+def test_largest_clean_square_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(30):
+        H, W = (int(v) for v in torch.randint(1, 14, (2,), generator=g))
+        ok = torch.rand(H, W, generator=g) < (0.6 + 0.4 * trial / 30)
+        best = (0, 0, 0)
+        for k in range(1, min(H, W) + 1):  # the first corner in row-major order of each side
+            for r, c in itertools.product(range(H - k + 1), range(W - k + 1)):
+                if bool(ok[r : r + k, c : c + k].all()):
+                    best = (r, c, k)
+                    break
+        assert largest_clean_square(ok) == best
+    assert largest_clean_square(torch.zeros(5, 7, dtype=torch.bool)) == (0, 0, 0)
+
+
+def test_mirror_sample_tiles_the_patch_in_mirror_image_with_bilinear_reads():
+    g = torch.Generator().manual_seed(1)
+    patch = torch.rand(2, 4, 5, generator=g, dtype=torch.float64)
+    # a second tiling: the patch and its mirror without repeating the border rows/columns
+    # (np.pad's "reflect"), one period of 2(n - 1), repeated
+    tile = np.pad(patch.numpy(), ((0, 0), (0, 2), (0, 3)), mode="reflect")  # (2, 6, 8)
+    big = np.tile(tile, (1, 4, 4))
+    ys, xs = np.meshgrid(np.arange(-12, 12), np.arange(-16, 16), indexing="ij")
+    got = mirror_sample(
+        patch,
+        torch.tensor(xs.ravel(), dtype=torch.float64),
+        torch.tensor(ys.ravel(), dtype=torch.float64),
+    )
+    want = big[:, ys.ravel() % 6, xs.ravel() % 8].T
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-12)
+    # between pixels: the bilinear mix of the four around it
+    u, v = torch.tensor([1.25, -2.5, 7.75]), torch.tensor([0.5, 2.25, -0.75])
+    got = mirror_sample(patch, u, v)
+    for i in range(3):
+        x0, y0 = math.floor(u[i]), math.floor(v[i])
+        fx, fy = float(u[i]) - x0, float(v[i]) - y0
+        at = lambda y, x: big[:, y % 6, x % 8]  # noqa: E731
+        want = (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x0 + 1)) + fy * (
+            (1 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1)
+        )
+        np.testing.assert_allclose(got[i].numpy(), want, atol=1e-6)
+
+
+def test_surface_kinds_of_the_box_room():
+    """Floor, ceiling and walls of a room seen from a tilted camera, as the ray cast says."""
+    c2w = yaw_camera((0.4, 0.2, -0.5), 30.0)
+    tilt = math.radians(-6)  # looking down a little: floor, walls and ceiling all in view
+    pitch = torch.eye(4)
+    pitch[1:3, 1:3] = torch.tensor(
+        [[math.cos(tilt), -math.sin(tilt)], [math.sin(tilt), math.cos(tilt)]]
+    )
+    c2w = c2w @ pitch
+    _, _, points = _room(c2w)
+    kind, normal = surface_kinds(points, c2w[None, 1, 3])
+    truth = _face_kinds(points)
+    inside = truth >= 0
+    for k in (CEILING, WALL, FLOOR):
+        assert int((truth == k).sum()) > 50
+    assert torch.equal(kind[0][inside], truth[inside])
+    assert float(normal.norm(dim=-1).sub(1).abs().max()) < 1e-5
+
+
+def _texture_of(c2w):
+    rgb, depth, _ = _room(c2w)
+    return ExemplarTexture.from_frames([(c2w, intrinsics(1, S)[0], rgb, depth)])
+
+
+def test_each_surface_takes_its_own_texture_where_the_frame_never_looked():
+    """Observed: the view along +z from the back of the room. Laid on a view the other way:
+    the floor's band is the floor's checker (its rgb in the floor's own colour ratios) and
+    the ceiling's the ceiling's."""
+    seen = yaw_camera((0.0, 0.0, -2.5), 0.0)
+    texture = _texture_of(seen)
+    assert set(texture.patches) == {CEILING, WALL, FLOOR}
+    assert texture.plane_y[FLOOR] == pytest.approx(HALF[1], abs=1e-4)
+    assert texture.plane_y[CEILING] == pytest.approx(-HALF[1], abs=1e-4)
+
+    behind = yaw_camera((0.0, 0.0, 2.0), 180.0)
+    rgb, _, points = _room(behind)
+    band = texture.band(points, behind[None])[0]  # (3, S, S)
+    truth = _face_kinds(points)
+    for k, colour in ((FLOOR, FACE_COLOURS[3]), (CEILING, FACE_COLOURS[2])):
+        b = band.permute(1, 2, 0)[truth == k].double()  # (M, 3)
+        strong = b.norm(dim=-1) > 0.02
+        assert int(strong.sum()) > 20
+        cos = (b[strong] @ colour.double()) / (b[strong].norm(dim=-1) * colour.norm())
+        assert float(cos.abs().min()) > 0.99  # the checker of this face's colour
+
+
+def test_a_laid_band_keeps_the_energy_of_its_patch():
+    """A white-noise patch laid over a floor seen from above across many of its periods: the
+    band keeps the patch's energy (its bilinear reads' loss made up), and a floor point far
+    from any other sample is read where its ray meets the floor."""
+    g = torch.Generator().manual_seed(2)
+    patch = torch.randn(3, 12, 12, generator=g)
+    texture = ExemplarTexture({FLOOR: _Patch(patch, 40.0)}, {FLOOR: 1.0})
+    down = torch.eye(4)  # looking straight down (+y) from 9 m above the floor at y = +1
+    down[:3, :3] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+    down[1, 3] = -8.0
+    K = intrinsics(1, 96)
+    points = unproject_depth(torch.full((1, 96, 96), 9.0), down[None], K)
+    band = texture.band(points, down[None])
+    ratio = float(band.pow(2).mean() / patch.pow(2).mean())
+    assert 0.85 < ratio < 1.15
+    p = points[0, 40, 50].double()
+    s = 40.0
+    want = mirror_sample(patch.double(), p[0:1] * s, p[2:3] * s)[0] / BILINEAR_KEEPS
+    torch.testing.assert_close(band[0, :, 40, 50].double(), want, atol=1e-5, rtol=0)
+
+
+def test_the_band_is_fixed_to_the_world_points_not_to_the_pixels():
+    """The band of a point map is that of its pixels rearranged when the map is rearranged
+    (mirrored, transposed), and a floor's does not move when its depth is wrong along the
+    rays (it is read where each ray meets the floor plane)."""
+    texture = _texture_of(yaw_camera((0.0, 0.0, -2.5), 0.0))
+    cam = yaw_camera((0.5, -0.2, 0.3), 140.0)
+    _, depth, points = _room(cam)
+    band = texture.band(points, cam[None])
+    assert float(band.abs().mean()) > 0.01
+    torch.testing.assert_close(texture.band(points.flip(2), cam[None]), band.flip(3))
+    torch.testing.assert_close(
+        texture.band(points.transpose(1, 2), cam[None]), band.transpose(2, 3)
+    )
+    K = intrinsics(1, S)
+    wrong = unproject_depth(depth[None] * 1.3, cam[None], K)  # 30% too far everywhere
+    floor = _face_kinds(points) == FLOOR
+    assert int(floor.sum()) > 100
+    moved = texture.band(wrong, cam[None])
+    torch.testing.assert_close(moved[0][:, floor], band[0][:, floor], atol=1e-5, rtol=0)
+    # without the plane the same wrong depth moves it
+    texture.plane_y.clear()
+    assert (
+        float((texture.band(wrong, cam[None])[0][:, floor] - band[0][:, floor]).abs().mean()) > 0.01
+    )
+
+
+def test_a_frame_without_a_clean_square_of_a_kind_gives_that_kind_no_texture():
+    """An observed frame looking straight at a wall (no floor or ceiling in view) gives
+    texture to walls only; elsewhere the band is 0."""
+    c2w = yaw_camera((0.0, 0.0, 1.5), 0.0)
+    K = intrinsics(1, S)
+    rgb, depth = box_room(c2w[None], intrinsics(1, S, fov_deg=30.0), S, S, half=HALF)
+    texture = ExemplarTexture.from_frames(
+        [(c2w, intrinsics(1, S, fov_deg=30.0)[0], rgb[0], depth[0, 0])]
+    )
+    assert set(texture.patches) == {WALL} and texture.plane_y == {}
+    behind = yaw_camera((0.0, 0.0, 0.0), 180.0)
+    _, _, points = _room(behind)
+    band = texture.band(points, behind[None])[0]
+    truth = _face_kinds(points)
+    assert float(band[:, (truth == FLOOR) | (truth == CEILING)].abs().max()) == 0.0
+    assert float(band[:, truth == WALL].abs().mean()) > 0.01
+    assert ExemplarTexture.from_frames([]).band(points, behind[None]).abs().max() == 0
+    del K
