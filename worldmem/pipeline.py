@@ -40,7 +40,7 @@ from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.memory.guesses import outside_observed, relax_guesses
-from worldmem.memory.texture import ExemplarTexture
+from worldmem.memory.texture import ExemplarTexture, without_cracks
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
 from worldmem.models.detail_flow import DetailFlow
@@ -810,7 +810,7 @@ class WorldPipeline:
             check_output(shown, depth, first, f"{where}: the detail net")
         texture = self._texture(world) if self.texture_gain > 0 and not own_depth else None
         if texture is not None:
-            unobserved = (observed <= 0.5).to(rgb.dtype)
+            unobserved = without_cracks((observed <= 0.5).to(rgb.dtype))
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
             band = texture.band(points, cams[:keep]).to(rgb.device, rgb.dtype)
             shown = (rgb + self.texture_gain * unobserved * band).clamp(0, 1)

@@ -29,6 +29,7 @@ from worldmem.memory.texture import (
     largest_clean_square,
     mirror_sample,
     surface_kinds,
+    without_cracks,
 )
 
 S = 64
@@ -70,6 +71,21 @@ def test_largest_clean_square_matches_brute_force():
                     break
         assert largest_clean_square(ok) == best
     assert largest_clean_square(torch.zeros(5, 7, dtype=torch.bool)) == (0, 0, 0)
+
+
+def test_without_cracks_keeps_wide_holes_and_drops_cracks_and_pinholes():
+    holes = torch.zeros(1, 1, 12, 16)
+    holes[..., 2:7, 3:9] = 1  # a hole 5 x 6: kept whole
+    holes[..., 9, 1] = 1  # a pinhole
+    holes[..., :, 12:14] = 1  # a crack 2 px wide, top to bottom
+    holes[..., 9:12, 0:3] = 1  # a 3 x 3 hole in the corner: kept
+    holes[..., 10, 5:9] = 1  # a line 1 px wide
+    out = without_cracks(holes)
+    want = torch.zeros_like(holes)
+    want[..., 2:7, 3:9] = 1
+    want[..., 9:12, 0:3] = 1
+    assert torch.equal(out, want)
+    assert torch.equal(without_cracks(torch.ones(2, 1, 5, 5)), torch.ones(2, 1, 5, 5))
 
 
 def test_mirror_sample_tiles_the_patch_in_mirror_image_with_bilinear_reads():

@@ -37,6 +37,7 @@ __all__ = [
     "mirror_sample",
     "point_normals",
     "surface_kinds",
+    "without_cracks",
 ]
 
 BAND_SIGMA_PX = 1.5  # the band: a frame minus its Gaussian blur of this sigma
@@ -45,10 +46,20 @@ HORIZONTAL_NORMAL_Y = 0.7  # |normal . y| above this: a floor or a ceiling
 STEEP = 0.05  # neighbours whose depth differs by more than 5% (in log depth): an edge
 FOLD_COS = 0.87  # neighbours whose normals part by more than 30 degrees: a fold
 MIN_PATCH_PX = 6  # a surface with no clean square this large gives no texture
+CRACK_PX = 3  # holes narrower than this are cracks in an observed surface: left untextured
 # A bilinear read at a uniform random offset f keeps E[(1 - f)^2 + f^2] = 2/3 of a white
 # band's energy along each axis, (2/3)^2 over both, so 2/3 of its amplitude: laid bands are
 # divided by 2/3, and a surface keeps the energy of the patch it is laid from
 BILINEAR_KEEPS = 2 / 3
+
+
+def without_cracks(holes: Tensor, px: int = CRACK_PX) -> Tensor:
+    """``holes (N, 1, H, W)`` 0/1 less every part narrower than ``px`` (a morphological
+    opening with a ``px`` square): the pinholes and cracks of a magnified observed surface,
+    which the model fills from around them and a laid texture would only speckle."""
+    r = px // 2
+    inner = 1 - F.max_pool2d(1 - holes, px, stride=1, padding=r)  # eroded
+    return F.max_pool2d(inner, px, stride=1, padding=r)  # and dilated back
 
 
 def point_normals(points: Tensor) -> Tensor:
