@@ -7,8 +7,8 @@ frame the texture of the world's own observed frames, fixed to the world's surfa
 
 - From the observed frames (rgb, depth, camera) it keeps, for each kind of surface (ceiling,
   wall, floor: the world's y axis points down, as the cameras' do), the largest square of that
-  surface with no depth edge in it, as its high band (the frame minus its Gaussian blur), and
-  the heights of the floor and ceiling planes.
+  surface with no edge in it (an outline, a fold, a surface seen too obliquely), as its high
+  band (the frame minus its Gaussian blur), and the heights of the floor and ceiling planes.
 - A generated pixel takes the band of its surface's patch, tiled in mirror image over the
   surface in metres: a floor or ceiling pixel at the point where its ray meets that plane (so
   not at the model's uncertain depth), a wall pixel at its own point, along the wall and up.
@@ -110,9 +110,10 @@ def largest_clean_square(ok: Tensor) -> tuple[int, int, int]:
 
 
 def mirror_sample(patch: Tensor, u: Tensor, v: Tensor) -> Tensor:
-    """``patch (C, h, w)`` tiled in mirror image over the plane (period 2w across, 2h down,
-    with no seam), read bilinearly at pixel coordinates ``u`` (across) and ``v`` (down), both
-    ``(M,)`` -> ``(M, C)``. Coordinate 0 is the centre of the patch's first pixel."""
+    """``patch (C, h, w)`` tiled in mirror image over the plane (mirrored about its border
+    pixels, so with no seam: period 2(w - 1) across, 2(h - 1) down), read bilinearly at pixel
+    coordinates ``u`` (across) and ``v`` (down), both ``(M,)`` -> ``(M, C)``. Coordinate 0 is
+    the centre of the patch's first pixel."""
     h, w = patch.shape[-2:]
 
     def fold(t: Tensor, n: int) -> Tensor:  # onto [0, n - 1], mirrored each period
