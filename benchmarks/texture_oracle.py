@@ -62,7 +62,7 @@ def walk(pipe: WorldPipeline, case) -> dict[str, torch.Tensor]:
         observed = pipe.model_inputs(cams, K).memory_observed[0]
         chunk = pipe.step(cams, K)
         texture = ExemplarTexture.from_frames(pipe.state.spatial.observed_frames())
-        points = unproject_depth(chunk.depth[:, 0], cams, K)
+        points = unproject_depth(chunk.depth[:, 0], cams, K)  # where the pipeline lays it
         rgb.append(chunk.rgb.float())
         holes.append((observed <= 0.5).float())
         laid.append(without_cracks(holes[-1]) * texture.band(points, cams))
