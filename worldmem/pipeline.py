@@ -811,11 +811,12 @@ class WorldPipeline:
         texture = self._texture(world) if self.texture_gain > 0 and not own_depth else None
         if texture is not None:
             unobserved = without_cracks((observed <= 0.5).to(rgb.dtype))
-            # at the frame's own points: the render's depth of a stored guess, splatted, is
-            # rougher, and its rough normals scatter the texture (KID +0.023 on the walks)
+            # at the frame's own points (on the render's splatted depth of a stored guess, its
+            # rough normals scatter the texture)
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
             band = texture.band(points, cams[:keep]).to(rgb.device, rgb.dtype)
             shown = (rgb + self.texture_gain * unobserved * band).clamp(0, 1)
+            check_output(shown, depth, first, f"{where}: the laid texture")
         if remember:
             self._remember(world, rgb, depth, cams[:keep], K[:keep], observed=False)
         t3 = time.perf_counter()
