@@ -12,8 +12,10 @@ KID on EfficientNet-Lite0 features against the true frames, and frames/s; the wa
 same warp with its holes push-pull filled the second, so every row reads against results that
 need no learning. With ``--detail-flow``, the model at the first of ``--steps`` is run again
 with that flow drawing the high band where it invents, at each of ``--detail-steps``
-(``worldmem/models/detail_flow.py``). Speed is the median of the walks' frames/s in this process;
-sharpness the geometric mean over frames, as in the walk protocol.
+(``worldmem/models/detail_flow.py``), in place of the laid texture (``sampler.texture_gain``,
+which the model rows keep as the checkpoint's ``pipeline.json`` sets it). Speed is the median
+of the walks' frames/s in this process; sharpness the geometric mean over frames, as in the
+walk protocol.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in (int(s) for s in a.detail_steps.split(",")):
             net = DetailFlow(replace(flow.cfg, steps=n))
             net.load_state_dict(flow.state_dict())
-            runs.append((f"+ detail flow, {n}", {"steps": steps[0], "detail_net": net.eval()}))
+            flow_run = {"steps": steps[0], "detail_net": net.eval(), "texture_gain": 0.0}
+            runs.append((f"+ detail flow, {n}", flow_run))  # in the laid texture's place
     for name, overrides in runs:
         pipe = WorldPipeline.from_pretrained(a.checkpoint, device="cpu", **overrides)
         records, frames, fps = [], [], []

@@ -382,8 +382,11 @@ def main(argv=None) -> int:
         from worldmem.pipeline import WorldPipeline
 
         seeds = _parse_seeds(args.seeds)
-        # the frames the net will be given: the model's, before any detail net draws on them
-        pipe = WorldPipeline.from_pretrained(args.checkpoint, device="cpu", detail_net=None)
+        # the frames the net will be given: the model's, before any detail net or texture
+        # draws on them
+        pipe = WorldPipeline.from_pretrained(
+            args.checkpoint, device="cpu", detail_net=None, texture_gain=0.0
+        )
         arrays = collect(pipe, seeds, args.frames)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         np.savez(args.out, **arrays)
