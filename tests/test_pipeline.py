@@ -693,8 +693,9 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
 ):
     """With ``texture_gain``, a chunk's frames are the plain pipeline's wherever their memory
     render showed an observed sample (bit for bit), and plus gain times the band the start
-    frame's texture lays on their surfaces in the holes wider than a crack; the memories take
-    the frames without it and the world's generator is not drawn from. The gain survives save
+    frame's texture lays on their surfaces in the holes wider than a crack (none in a memory
+    mode without spatial memory); the memories take the frames without it and the world's
+    generator is not drawn from. The gain survives save
     and load; a bad one, one beside a detail net and one without observed frames kept are
     refused."""
     from conftest import tiny_memory_config
@@ -743,6 +744,15 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
         want = (base.rgb + holes * texture.band(points, cams[1:])).clamp(0, 1)
         torch.testing.assert_close(got.rgb, want)
         assert float((got.rgb - base.rgb).abs()[~seen].mean()) > 0.005
+
+    # a world whose model is given no spatial memory is given none of its texture either
+    for mode in ("working", "episodic"):
+        frames = []
+        for kw in ({}, {"texture_gain": 1.0}):
+            p = WorldPipeline.from_pretrained(tiny_pipeline_dir, memory_cfg=memory_cfg, **kw)
+            p.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=5, memory=mode)
+            frames.append(p.step(cams[1:]).rgb)
+        assert torch.equal(frames[0], frames[1])
 
     pipe.save_pretrained(tmp_path / "p")
     meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())

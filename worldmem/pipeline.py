@@ -833,10 +833,11 @@ class WorldPipeline:
         )
 
     def _texture(self, world: WorldState) -> ExemplarTexture | None:
-        """The texture of ``world``'s kept observed frames (None without any), built again
-        only when they change."""
+        """The texture of ``world``'s kept observed frames, built again only when they change;
+        None without any, or when the world's memory mode gives no spatial memory (the
+        texture is that memory's)."""
         frames = world.spatial.observed_frames()
-        if not frames:
+        if not frames or "spatial" not in memories_for_mode(world.memory_mode):
             return None
         built_for, kept, texture = self._texture_cache
         same = len(kept) == len(frames) and all(a is b[2] for a, b in zip(kept, frames))
