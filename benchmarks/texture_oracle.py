@@ -32,12 +32,13 @@ from worldmem.eval.metrics import (
     geometric_mean,
     image_features,
     kid_paired_test,
+    psnr,
     sharpness_ratio,
 )
 from worldmem.eval.walk import WALK_KINDS, walk_case
 from worldmem.geometry import unproject_depth
-from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.texture import BAND_SIGMA_PX, ExemplarTexture, without_cracks
+from worldmem.models.detail_flow import high_band
 from worldmem.pipeline import WorldPipeline
 
 SEEDS = (100000, 100001)
@@ -45,7 +46,7 @@ FRAMES, KEEP_EVERY, NOISE_SPREAD = 160, 7, 0.056
 
 
 def band(x: torch.Tensor) -> torch.Tensor:
-    return x - gaussian_blur(x.double(), BAND_SIGMA_PX, padding="reflect").float()
+    return high_band(x.double(), BAND_SIGMA_PX).float()
 
 
 def walk(pipe: WorldPipeline, case) -> dict[str, torch.Tensor]:
@@ -109,15 +110,14 @@ def main() -> None:
     print("| variant | PSNR | sharpness | KID against the model's (p) |\n|---|---|---|---|")
     for name, x in variants.items():
         x = x.clamp(0, 1)
-        mse = (x - t).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-        psnr = float((10 * torch.log10(1 / mse)).mean())
+        mean_psnr = float(psnr(x, t).mean())
         sharp = geometric_mean(sharpness_ratio(x, t).clamp_min(1e-6).tolist())
         if x is m or name.startswith("model"):
             kid = "-"
         else:
             delta, p = kid_paired_test(image_features(features, x), f_model, f_truth)
             kid = f"{delta:+.4f} ({p:.3f})"
-        print(f"| {name} | {psnr:.2f} | {sharp:.2f} | {kid} |", flush=True)
+        print(f"| {name} | {mean_psnr:.2f} | {sharp:.2f} | {kid} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,12 @@ def test_mirror_sample_tiles_the_patch_in_mirror_image_with_bilinear_reads():
     )
     want = big[:, ys.ravel() % 6, xs.ravel() % 8].T
     np.testing.assert_allclose(got.numpy(), want, atol=1e-12)
+    # a patch one pixel high is that row everywhere down; one pixel in all is that pixel
+    row = torch.rand(2, 1, 5, generator=g, dtype=torch.float64)
+    u, v = torch.tensor([0.0, 2.5, -7.25]), torch.tensor([0.0, 3.3, -11.0])
+    want = mirror_sample(row[:, 0][:, None].expand(2, 5, 5).contiguous(), u, torch.zeros(3))
+    torch.testing.assert_close(mirror_sample(row, u, v), want)
+    torch.testing.assert_close(mirror_sample(row[..., :1], u, v), row[:, 0, :1].T.expand(3, 2))
     # between pixels: the bilinear mix of the four around it
     u, v = torch.tensor([1.25, -2.5, 7.75]), torch.tensor([0.5, 2.25, -0.75])
     got = mirror_sample(patch, u, v)
@@ -164,8 +170,8 @@ def test_each_surface_takes_its_own_texture_where_the_frame_never_looked():
 
 def test_a_laid_band_keeps_the_energy_of_its_patch():
     """A white-noise patch laid over a floor seen from above across many of its periods: the
-    band keeps the patch's energy (its bilinear reads' loss made up), and a floor point far
-    from any other sample is read where its ray meets the floor."""
+    band keeps the patch's energy (its bilinear reads' loss made up), and a pixel given a depth
+    a third too far is read at the floor point its ray truly meets (worked out by hand)."""
     g = torch.Generator().manual_seed(2)
     patch = torch.randn(3, 12, 12, generator=g)
     texture = ExemplarTexture({FLOOR: _Patch(patch, 40.0)}, {FLOOR: 1.0})
@@ -177,10 +183,14 @@ def test_a_laid_band_keeps_the_energy_of_its_patch():
     band = texture.band(points, down[None])
     ratio = float(band.pow(2).mean() / patch.pow(2).mean())
     assert 0.85 < ratio < 1.15
-    p = points[0, 40, 50].double()
-    s = 40.0
-    want = mirror_sample(patch.double(), p[0:1] * s, p[2:3] * s)[0] / BILINEAR_KEEPS
-    torch.testing.assert_close(band[0, :, 40, 50].double(), want, atol=1e-5, rtol=0)
+    far = unproject_depth(torch.full((1, 96, 96), 12.0), down[None], K)
+    f, c = float(K[0, 0, 0]), float(K[0, 0, 2])
+    # pixel (row 40, column 50): its centre is 2.5 px right of and 7.5 px above the image's
+    # centre, so 9 m down its ray lands 9 * 2.5 / f along x and 9 * 7.5 / f along z
+    x, z = 9 * (50.5 - c) / f, 9 * (c - 40.5) / f
+    want = mirror_sample(patch.double(), torch.tensor([x * 40]), torch.tensor([z * 40]))[0]
+    got = texture.band(far, down[None])[0, :, 40, 50].double()
+    torch.testing.assert_close(got, want / BILINEAR_KEEPS, atol=1e-5, rtol=0)
 
 
 def test_the_band_is_fixed_to_the_world_points_not_to_the_pixels():

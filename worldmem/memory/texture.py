@@ -123,10 +123,8 @@ def mirror_sample(patch: Tensor, u: Tensor, v: Tensor) -> Tensor:
         return torch.where(t > n - 1, 2 * (n - 1) - t, t)
 
     x, y = fold(u.double(), w), fold(v.double(), h)
-    x0 = x.floor().long().clamp(max=w - 2) if w > 1 else torch.zeros_like(x, dtype=torch.long)
-    y0 = y.floor().long().clamp(max=h - 2) if h > 1 else torch.zeros_like(y, dtype=torch.long)
-    fx = (x - x0).to(patch.dtype) if w > 1 else torch.zeros_like(x, dtype=patch.dtype)
-    fy = (y - y0).to(patch.dtype) if h > 1 else torch.zeros_like(y, dtype=patch.dtype)
+    x0, y0 = x.floor().long().clamp(0, max(w - 2, 0)), y.floor().long().clamp(0, max(h - 2, 0))
+    fx, fy = (x - x0).to(patch.dtype), (y - y0).to(patch.dtype)  # 0 along a side of 1 pixel
     x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
     p = patch.reshape(patch.shape[0], -1)
     top = p[:, y0 * w + x0] * (1 - fx) + p[:, y0 * w + x1] * fx
