@@ -81,10 +81,14 @@ def walk(pipe: WorldPipeline, case) -> dict[str, torch.Tensor]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default="checkpoints/worldmem-tiny")
-    ap.add_argument("--gain", type=float, default=1.0, help="of the laid texture")
+    ap.add_argument(
+        "--gain", type=float, default=None, help="of the laid texture (default: the checkpoint's)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.gain is None:
+        args.gain = WorldPipeline.from_pretrained(args.checkpoint, device="cpu").texture_gain
     pipe = WorldPipeline.from_pretrained(args.checkpoint, device="cpu", texture_gain=0.0)
     walks = []
     for seed in SEEDS:

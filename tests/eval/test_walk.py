@@ -597,3 +597,26 @@ def test_layout_psnr_sees_block_colours_not_the_detail_within_them():
     assert got["layout_psnr"] == pytest.approx(20.0, abs=1e-3)
     assert got["sharpness"] > 1.0
     assert _layout_and_sharpness(truth, truth)["sharpness"] == pytest.approx(1.0)
+
+
+def test_a_model_that_returns_the_truth_scores_the_truths_own_self_recall(turn_case):
+    """The true frames, seen through the nearest-pixel warp from an earlier view, are not
+    identical: their self-recall is finite. A model returning the truth scores it exactly,
+    every row's records carry it, and the table states it."""
+    case = turn_case
+
+    def _truth(self, cameras, K):
+        return case.rgb[1 : 1 + len(cameras)]
+
+    res = run_walk(_StandIn(_truth), case, rows=("model", "warp"))
+    recalled = [r for r in res.records if not math.isnan(r["recall_psnr"])]
+    assert recalled
+    for r in recalled:
+        assert not math.isnan(r["recall_truth"])
+        if r["row"] == "model":
+            assert r["recall_psnr"] == r["recall_truth"]
+    truth = [r["recall_truth"] for r in recalled if r["row"] == "model"]
+    assert 15 < sum(truth) / len(truth) < 50
+    rows = summarize_walk(res.records)
+    assert rows[0]["recall_truth"] == pytest.approx(rows[0]["recall_psnr"])
+    assert "The true frames' own self-recall" in walk_markdown(rows)

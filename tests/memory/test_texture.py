@@ -19,17 +19,25 @@ from memory_scenes import (  # noqa: F401 (one_thread: autouse fixture)
 )
 
 from worldmem.geometry import unproject_depth
+from scipy.ndimage import gaussian_filter
+
+from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.texture import (
-    BILINEAR_KEEPS,
     CEILING,
     FLOOR,
+    LOD_LEVELS,
+    MIN_PATCH_PX,
     WALL,
     ExemplarTexture,
     _Patch,
+    bilinear_keeps,
+    footprints,
     largest_clean_square,
-    mirror_sample,
+    mirror_tile,
+    periodic_blur,
     surface_kinds,
     without_cracks,
+    wrap_sample,
 )
 
 S = 64
@@ -88,15 +96,20 @@ def test_without_cracks_keeps_wide_holes_and_drops_cracks_and_pinholes():
     assert torch.equal(without_cracks(torch.ones(2, 1, 5, 5)), torch.ones(2, 1, 5, 5))
 
 
-def test_mirror_sample_tiles_the_patch_in_mirror_image_with_bilinear_reads():
+def _mirror_sample(patch, u, v):
+    return wrap_sample(mirror_tile(patch), u, v)
+
+
+def test_the_mirror_tile_repeated_is_the_patch_in_mirror_image_read_bilinearly():
     g = torch.Generator().manual_seed(1)
     patch = torch.rand(2, 4, 5, generator=g, dtype=torch.float64)
     # a second tiling: the patch and its mirror without repeating the border rows/columns
     # (np.pad's "reflect"), one period of 2(n - 1), repeated
     tile = np.pad(patch.numpy(), ((0, 0), (0, 2), (0, 3)), mode="reflect")  # (2, 6, 8)
     big = np.tile(tile, (1, 4, 4))
+    np.testing.assert_array_equal(mirror_tile(patch).numpy(), tile)
     ys, xs = np.meshgrid(np.arange(-12, 12), np.arange(-16, 16), indexing="ij")
-    got = mirror_sample(
+    got = _mirror_sample(
         patch,
         torch.tensor(xs.ravel(), dtype=torch.float64),
         torch.tensor(ys.ravel(), dtype=torch.float64),
@@ -106,12 +119,12 @@ def test_mirror_sample_tiles_the_patch_in_mirror_image_with_bilinear_reads():
     # a patch one pixel high is that row everywhere down; one pixel in all is that pixel
     row = torch.rand(2, 1, 5, generator=g, dtype=torch.float64)
     u, v = torch.tensor([0.0, 2.5, -7.25]), torch.tensor([0.0, 3.3, -11.0])
-    want = mirror_sample(row[:, 0][:, None].expand(2, 5, 5).contiguous(), u, torch.zeros(3))
-    torch.testing.assert_close(mirror_sample(row, u, v), want)
-    torch.testing.assert_close(mirror_sample(row[..., :1], u, v), row[:, 0, :1].T.expand(3, 2))
+    want = _mirror_sample(row[:, 0][:, None].expand(2, 5, 5).contiguous(), u, torch.zeros(3))
+    torch.testing.assert_close(_mirror_sample(row, u, v), want)
+    torch.testing.assert_close(_mirror_sample(row[..., :1], u, v), row[:, 0, :1].T.expand(3, 2))
     # between pixels: the bilinear mix of the four around it
     u, v = torch.tensor([1.25, -2.5, 7.75]), torch.tensor([0.5, 2.25, -0.75])
-    got = mirror_sample(patch, u, v)
+    got = _mirror_sample(patch, u, v)
     for i in range(3):
         x0, y0 = math.floor(u[i]), math.floor(v[i])
         fx, fy = float(u[i]) - x0, float(v[i]) - y0
@@ -120,6 +133,57 @@ def test_mirror_sample_tiles_the_patch_in_mirror_image_with_bilinear_reads():
             (1 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1)
         )
         np.testing.assert_allclose(got[i].numpy(), want, atol=1e-6)
+
+
+def test_periodic_blur_matches_a_wrapped_gaussian_filter():
+    g = torch.Generator().manual_seed(3)
+    tile = torch.rand(3, 18, 14, generator=g, dtype=torch.float64)
+    for sigma in (0.5, 1.5, 4.0):
+        want = gaussian_filter(tile.numpy(), (0, sigma, sigma), mode="wrap", truncate=8.0)
+        np.testing.assert_allclose(periodic_blur(tile, sigma).numpy(), want, atol=2e-4)
+    torch.testing.assert_close(periodic_blur(tile, 0.0), tile)
+
+
+def test_bilinear_keeps_what_random_sub_pixel_reads_measure():
+    """The amplitude bilinear reads keep, against reads at 200k random points: 2/3 of white
+    noise, nearly all of a smooth tile, and between them for a blurred one."""
+    g = torch.Generator().manual_seed(4)
+    white = torch.randn(3, 16, 16, generator=g, dtype=torch.float64)
+    u = torch.rand(200_000, generator=g, dtype=torch.float64) * 16
+    v = torch.rand(200_000, generator=g, dtype=torch.float64) * 16
+    for tile in (white, periodic_blur(white, 1.0), periodic_blur(white, 3.0)):
+        tile = tile - tile.mean(dim=(1, 2), keepdim=True)
+        measured = math.sqrt(float(wrap_sample(tile, u, v).pow(2).mean() / tile.pow(2).mean()))
+        assert bilinear_keeps(tile) == pytest.approx(measured, rel=0.02)
+    assert bilinear_keeps(white - white.mean()) == pytest.approx(2 / 3, abs=0.05)
+    assert bilinear_keeps(periodic_blur(white, 3.0)) > 0.97
+
+
+def test_footprints_of_linear_coordinates_and_beside_an_edge():
+    """Coordinates linear in the pixel (u = 3 across + 2 down, v = 0.5 across + 4 down) span
+    the shorter of their steps, |(3, 0.5)| across rather than |(2, 4)| down; a pixel beside a
+    jump takes its step from its own side, a lone outlier spans its long steps, and a pixel
+    with no neighbour inside spans 1."""
+    H, W = 6, 8
+    y, x = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    u, v = (3 * x + 2 * y)[None], (0.5 * x + 4 * y)[None]
+    inside = torch.ones(1, H, W, dtype=torch.bool)
+    fp = footprints(u, v, inside)
+    torch.testing.assert_close(fp, torch.full_like(fp, math.hypot(3, 0.5)))
+    u[..., 4:] += 100.0  # a jump between columns 3 and 4
+    inside[0, 0, 0] = False
+    fp = footprints(u, v, inside)
+    assert float(fp[0, 2, 3]) == pytest.approx(math.hypot(3, 0.5))  # beside the jump
+    assert float(fp[0, 2, 4]) == pytest.approx(math.hypot(3, 0.5))
+    assert float(fp[0, 0, 1]) == pytest.approx(math.hypot(3, 0.5))  # beside the pixel left out
+    u2, v2 = u.clone(), v.clone()
+    u2[0, 5, 7] = v2[0, 5, 7] = 1e6  # a lone outlier: all its steps are long
+    assert float(footprints(u2, v2, inside)[0, 5, 7]) > 1e5
+    lone = torch.zeros(1, H, W, dtype=torch.bool)
+    lone[0, 3, 3] = True
+    assert float(footprints(u, v, lone)[0, 3, 3]) == 1.0
 
 
 def test_surface_kinds_of_the_box_room():
@@ -168,29 +232,96 @@ def test_each_surface_takes_its_own_texture_where_the_frame_never_looked():
         assert float(cos.abs().min()) > 0.99  # the checker of this face's colour
 
 
-def test_a_laid_band_keeps_the_energy_of_its_patch():
-    """A white-noise patch laid over a floor seen from above across many of its periods: the
-    band keeps the patch's energy (its bilinear reads' loss made up), and a pixel given a depth
-    a third too far is read at the floor point its ray truly meets (worked out by hand)."""
-    g = torch.Generator().manual_seed(2)
-    patch = torch.randn(3, 12, 12, generator=g)
-    texture = ExemplarTexture({FLOOR: _Patch(patch, 40.0)}, {FLOOR: 1.0})
-    down = torch.eye(4)  # looking straight down (+y) from 9 m above the floor at y = +1
+def _scale(px_per_m: float) -> torch.Tensor:
+    """A patch's map from floor (x, z) metres to its pixels: px_per_m of them a metre."""
+    return torch.tensor([[px_per_m, 0.0, 0.0], [0.0, px_per_m, 0.0]], dtype=torch.float64)
+
+
+def test_a_patch_laid_back_on_the_view_it_came_from_is_that_views_texture():
+    """A floor seen obliquely is foreshortened in the frame; its patch is the floor resampled
+    square-on. Laid back on the same view, the band where the floor maps inside the patch is
+    the frame's own band there (so the patch is laid at its true scale and orientation, not
+    squeezed)."""
+    c2w = yaw_camera((0.3, -0.3, -1.0), 25.0)
+    tilt = math.radians(-35)  # looking down at the floor, obliquely
+    pitch = torch.eye(4)
+    pitch[1:3, 1:3] = torch.tensor(
+        [[math.cos(tilt), -math.sin(tilt)], [math.sin(tilt), math.cos(tilt)]]
+    )
+    c2w = c2w @ pitch
+    rgb, depth, points = _room(c2w)
+    texture = ExemplarTexture.from_frames([(c2w, intrinsics(1, S)[0], rgb, depth)])
+    patch = texture.patches[FLOOR]
+    side = patch.rgb.shape[-1]
+    assert side >= MIN_PATCH_PX
+    p = points[0].double()
+    px = p[..., [0, 2]] @ patch.to_px[:, :2].T + patch.to_px[:, 2]  # (S, S, 2) in the patch
+    inner = ((px >= 3) & (px <= side - 4)).all(-1) & (_face_kinds(points) == FLOOR)
+    assert int(inner.sum()) > 30
+    laid = texture.band(points, c2w[None])[0]
+    frame = rgb.double().numpy()
+    own = torch.from_numpy(frame - gaussian_filter(frame, (0, 1.5, 1.5), mode="nearest"))
+    a, b = laid[:, inner].double().flatten(), own[:, inner].flatten()
+    assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) > 0.9
+    assert float(a.norm() / b.norm()) == pytest.approx(1.0, abs=0.25)
+
+
+def _floor_from_above(size: int = 96, height_m: float = 9.0):
+    """A camera looking straight down (+y) from ``height_m`` above the floor at y = +1, its K
+    and its point map."""
+    down = torch.eye(4)
     down[:3, :3] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-    down[1, 3] = -8.0
-    K = intrinsics(1, 96)
-    points = unproject_depth(torch.full((1, 96, 96), 9.0), down[None], K)
-    band = texture.band(points, down[None])
-    ratio = float(band.pow(2).mean() / patch.pow(2).mean())
+    down[1, 3] = 1.0 - height_m
+    K = intrinsics(1, size)
+    return down, K, unproject_depth(torch.full((1, size, size), height_m), down[None], K)
+
+
+def _render_floor(rgb: torch.Tensor, px_per_m: float, K: torch.Tensor, size: int, h: float):
+    """The floor of ``_floor_from_above`` covered with ``rgb`` mirror-tiled, rendered with 16 x
+    16 samples per pixel averaged (the truth a frame shows of it), and that frame's band."""
+    f, c = float(K[0, 0, 0]), float(K[0, 0, 2])
+    sub = (torch.arange(size * 16, dtype=torch.float64) + 0.5) / 16  # sample positions in px
+    x = h * (sub - c) / f  # across the image: along x
+    z = h * (c - sub) / f  # down the image: along -z
+    zz, xx = torch.meshgrid(z, x, indexing="ij")
+    colour = _mirror_sample(rgb.double(), xx.flatten() * px_per_m, zz.flatten() * px_per_m)
+    frame = colour.T.reshape(3, size, 16, size, 16).mean(dim=(2, 4))[None]
+    return (frame - gaussian_blur(frame, 1.5, padding="reflect"))[0]
+
+
+def test_a_laid_band_has_the_energy_a_frame_of_its_surface_shows():
+    """A patch of white noise laid over a floor seen from above. Magnified (a frame pixel spans
+    0.6 patch pixels) the band keeps the energy of the patch's band (its bilinear reads' loss
+    made up). Shrunk (5.8 patch pixels a frame pixel) it has the energy of the band of a
+    supersampled render of that floor, a small part of the patch's own: the finer texture
+    averages out, as it does in a real frame, rather than alias. A pixel given a depth a third
+    too far is read at the floor point its ray truly meets (worked out by hand)."""
+    g = torch.Generator().manual_seed(2)
+    rgb = torch.rand(3, 12, 12, generator=g)
+    down, K, points = _floor_from_above()
+    tile = mirror_tile(rgb.double()).numpy()
+    patch_band = tile - gaussian_filter(tile, (0, 1.5, 1.5), mode="wrap")
+    near = ExemplarTexture({FLOOR: _Patch(rgb, _scale(4.0))}, {FLOOR: 1.0}).band(points, down[None])
+    ratio = float(near.pow(2).mean()) / float((patch_band**2).mean())
     assert 0.85 < ratio < 1.15
-    far = unproject_depth(torch.full((1, 96, 96), 12.0), down[None], K)
+    far = ExemplarTexture({FLOOR: _Patch(rgb, _scale(40.0))}, {FLOOR: 1.0}).band(points, down[None])
+    truth = _render_floor(rgb, 40.0, K, 96, 9.0)
+    inner = (slice(None), slice(4, -4), slice(4, -4))  # away from the frame's reflected border
+    ratio = float(far[0][inner].pow(2).mean() / truth[inner].pow(2).mean())
+    assert 0.6 < ratio < 1.6, ratio
+    assert float(truth[inner].pow(2).mean()) < 0.2 * float((patch_band**2).mean())
+
+    texture = ExemplarTexture({FLOOR: _Patch(rgb, _scale(4.0))}, {FLOOR: 1.0})
+    wrong = unproject_depth(torch.full((1, 96, 96), 12.0), down[None], K)
     f, c = float(K[0, 0, 0]), float(K[0, 0, 2])
     # pixel (row 40, column 50): its centre is 2.5 px right of and 7.5 px above the image's
     # centre, so 9 m down its ray lands 9 * 2.5 / f along x and 9 * 7.5 / f along z
     x, z = 9 * (50.5 - c) / f, 9 * (c - 40.5) / f
-    want = mirror_sample(patch.double(), torch.tensor([x * 40]), torch.tensor([z * 40]))[0]
-    got = texture.band(far, down[None])[0, :, 40, 50].double()
-    torch.testing.assert_close(got, want / BILINEAR_KEEPS, atol=1e-5, rtol=0)
+    level0 = texture.patches[FLOOR].levels[0].double()
+    want = wrap_sample(level0, torch.tensor([x * 4]), torch.tensor([z * 4]))[0]
+    got = texture.band(wrong, down[None])[0, :, 40, 50].double()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert len(texture.patches[FLOOR].levels) == LOD_LEVELS
 
 
 def test_the_band_is_fixed_to_the_world_points_not_to_the_pixels():

@@ -72,6 +72,7 @@ __all__ = [
     "walk_case",
     "run_walk",
     "masked_psnr",
+    "self_recall",
     "start_seen",
 ]
 
@@ -278,6 +279,26 @@ def _generate(pipe, case: WalkCase, memory: str, with_depth: bool) -> tuple[Tens
     return torch.cat([case.rgb[:1], chunk.rgb.detach().cpu().float()]), chunk
 
 
+def self_recall(case: WalkCase, images: Tensor, pairs: list[tuple[int, int]]) -> dict:
+    """Self-recall of frames ``images (N, 3, S, S)``: {t: (PSNR of frame t against frame s
+    warped to it through the true depth, s)} for the pairs (t, s) where at least
+    ``RECALL_MIN_VALID`` of the pixels warp."""
+    recall = {}
+    for t, src in pairs:
+        warped, valid = backward_warp(
+            images[src],
+            case.depth[src],
+            case.c2w[src],
+            case.K[src],
+            case.depth[t],
+            case.c2w[t],
+            case.K[t],
+        )
+        if float(valid.float().mean()) >= RECALL_MIN_VALID:
+            recall[t] = (masked_psnr(images[t], warped, valid), src)
+    return recall
+
+
 def run_walk(
     pipe,
     case: WalkCase,
@@ -290,9 +311,11 @@ def run_walk(
     model's memory render held something / had a hole, NaN without the model row),
     start_overlap, start_revisit (0/1), psnr_seen (start revisits: PSNR
     over the pixels the start frame saw, else NaN), recall_psnr (self-recall frames,
-    else NaN), recall_frame, depth_abs_rel / depth_scale (a model row's generated depth
-    against the true depth: ``metrics.depth_abs_rel``, ``metrics.depth_scale``; NaN for the
-    other rows). Keeps every ``keep_every``-th frame of each row for KID/FID."""
+    else NaN), recall_frame, recall_truth (the true frames' own self-recall over the same
+    pair: what frames exactly as sharp and as consistent as the truth score), depth_abs_rel /
+    depth_scale (a model row's generated depth against the true depth:
+    ``metrics.depth_abs_rel``, ``metrics.depth_scale``; NaN for the other rows). Keeps every
+    ``keep_every``-th frame of each row for KID/FID."""
     for r in rows:
         if r not in ROWS:
             raise ValueError(f"row '{r}' is not one of {', '.join(ROWS)}")
@@ -339,6 +362,7 @@ def run_walk(
     pairs = case.recall_pairs()
     records = []
     truth = case.rgb[1:]
+    truth_recall = self_recall(case, case.rgb, pairs)  # what the true frames themselves score
     nan = torch.full((N - 1,), math.nan)  # a measure that does not apply to a row
     for r in rows:
         x = images[r][1:]
@@ -352,19 +376,7 @@ def run_walk(
         else:  # the same split of each frame for every row: where the model's memory held it
             sh_held = masked_sharpness_ratio(x, truth, held)
             sh_new = masked_sharpness_ratio(x, truth, ~held)
-        recall = {}
-        for t, src in pairs:
-            warped, valid = backward_warp(
-                images[r][src],
-                case.depth[src],
-                case.c2w[src],
-                case.K[src],
-                case.depth[t],
-                case.c2w[t],
-                case.K[t],
-            )
-            if float(valid.float().mean()) >= RECALL_MIN_VALID:
-                recall[t] = (masked_psnr(images[r][t], warped, valid), src)
+        recall = self_recall(case, images[r], pairs)
         for i, t in enumerate(frames.tolist()):
             rp, rs = recall.get(t, (math.nan, -1))
             ps = masked_psnr(x[i], truth[i], seen[t]) if revisit[t] else math.nan
@@ -384,6 +396,7 @@ def run_walk(
                     "psnr_seen": ps,
                     "recall_psnr": rp,
                     "recall_frame": rs,
+                    "recall_truth": truth_recall.get(t, (math.nan, -1))[0],
                     "depth_abs_rel": float(d_rel[i]),
                     "depth_scale": float(d_scale[i]),
                 }

@@ -51,8 +51,8 @@ def summarize_walk(records: list[dict], kind: str | None = None, confidence: flo
     sharp_new over the pixels the model's memory held / did not), depth_abs_rel (mean over
     episodes) and depth_scale (median over frames) of a model row's depth, psnr_rev /
     ssim_rev / n_rev at start revisits, psnr_seen (there, over the pixels the start saw),
-    recall_psnr / n_recall / sharp_recall at self-recall
-    frames."""
+    recall_psnr / n_recall / sharp_recall at self-recall frames, and recall_truth: the true
+    frames' own self-recall over the same frames (NaN in records without it)."""
     sel = [r for r in records if kind is None or r["kind"] == kind]
     out = []
     for row in ROWS:
@@ -78,6 +78,7 @@ def summarize_walk(records: list[dict], kind: str | None = None, confidence: flo
                 "psnr_seen": _mean(_episode_means(rev, "psnr_seen")),
                 "n_rev": len(rev),
                 "recall_psnr": _mean(_episode_means(rec, "recall_psnr")),
+                "recall_truth": _mean(_episode_means(rec, "recall_truth")),
                 "n_recall": len(rec),
                 "sharp_recall": geometric_mean([r["sharpness"] for r in rec]),
                 "depth_abs_rel": _mean(_episode_means(rs, "depth_abs_rel")),
@@ -168,6 +169,15 @@ def walk_markdown(rows: list[dict], dist: dict[str, dict] | None = None) -> str:
         cells += [f"{_f(r['recall_psnr'])} (n={r['n_recall']})", _f(r["sharp_recall"])]
         cells.append(verdict(r, warp))
         lines.append("| " + " | ".join(cells) + " |")
+    truth = next(
+        (r["recall_truth"] for r in rows if not math.isnan(r.get("recall_truth", math.nan))), None
+    )
+    if truth is not None:
+        lines.append(
+            f"\nThe true frames' own self-recall over the same frames: {truth:.2f} dB (the "
+            "nearest-pixel warp between two views of a textured surface costs even the truth "
+            "this much: a row above it is smoother than the truth, not more consistent)."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -7,11 +7,16 @@ frame the texture of the world's own observed frames, fixed to the world's surfa
 
 - From the observed frames (rgb, depth, camera) it keeps, for each kind of surface (ceiling,
   wall, floor: the world's y axis points down, as the cameras' do), the largest square of that
-  surface with no edge in it (an outline, a fold, a surface seen too obliquely), as its high
-  band (the frame minus its Gaussian blur), and the heights of the floor and ceiling planes.
-- A generated pixel takes the band of its surface's patch, tiled in mirror image over the
-  surface in metres: a floor or ceiling pixel at the point where its ray meets that plane (so
-  not at the model's uncertain depth), a wall pixel at its own point, along the wall and up.
+  surface with no edge in it (an outline, a fold, a surface seen too obliquely), and the
+  heights of the floor and ceiling planes.
+- A generated pixel takes the high band (a frame minus its Gaussian blur) of its surface's
+  patch, tiled in mirror image over the surface in metres: a floor or ceiling pixel at the
+  point where its ray meets that plane (so not at the model's uncertain depth), a wall pixel
+  at its own point, along the wall and up.
+- The band is the one a frame shows at that distance (levels of detail, as a GPU's mipmaps):
+  where one frame pixel spans many patch pixels, it averages them, so a distant floor's
+  checker greys out as in a real frame instead of aliasing into noise that changes with
+  every step of the camera.
 
 The same point of a surface is given the same texture from every camera, so a view seen again
 shows the texture it showed before. The band is a real texture of this world: tiles where the
@@ -21,20 +26,25 @@ another material, it is still the observed one's texture.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from worldmem.geometry import unproject_depth
-from worldmem.memory.fill import gaussian_blur
+from worldmem.geometry import project_points, unproject_depth
 
 __all__ = [
     "BAND_SIGMA_PX",
     "ExemplarTexture",
     "largest_clean_square",
-    "mirror_sample",
+    "bilinear_keeps",
+    "footprints",
+    "mirror_tile",
+    "periodic_blur",
+    "wall_coordinates",
+    "wrap_sample",
     "point_normals",
     "surface_kinds",
     "without_cracks",
@@ -47,10 +57,9 @@ STEEP = 0.05  # neighbours whose depth differs by more than 5% (in log depth): a
 FOLD_COS = 0.87  # neighbours whose normals part by more than 30 degrees: a fold
 MIN_PATCH_PX = 6  # a surface with no clean square this large gives no texture
 CRACK_PX = 3  # holes narrower than this are cracks in an observed surface: left untextured
-# A bilinear read at a uniform random offset f keeps E[(1 - f)^2 + f^2] = 2/3 of a white
-# band's energy along each axis, (2/3)^2 over both, so 2/3 of its amplitude: laid bands are
-# divided by 2/3, and a surface keeps the energy of the patch it is laid from
-BILINEAR_KEEPS = 2 / 3
+ORTHO_OVERSAMPLE = 2
+MAX_ORTHO_TEXELS = 128  # a surface is resampled onto a grid of at most this many texels a side
+LOD_LEVELS = 5  # levels of detail: a frame pixel spanning 1, 2, 4, 8, 16 patch pixels
 
 
 def without_cracks(holes: Tensor, px: int = CRACK_PX) -> Tensor:
@@ -109,33 +118,174 @@ def largest_clean_square(ok: Tensor) -> tuple[int, int, int]:
     return r, c, lo
 
 
-def mirror_sample(patch: Tensor, u: Tensor, v: Tensor) -> Tensor:
-    """``patch (C, h, w)`` tiled in mirror image over the plane (mirrored about its border
-    pixels, so with no seam: period 2(w - 1) across, 2(h - 1) down), read bilinearly at pixel
-    coordinates ``u`` (across) and ``v`` (down), both ``(M,)`` -> ``(M, C)``. Coordinate 0 is
-    the centre of the patch's first pixel."""
-    h, w = patch.shape[-2:]
+def mirror_tile(patch: Tensor) -> Tensor:
+    """One period of ``patch (C, h, w)`` tiled in mirror image (mirrored about its border
+    pixels, so with no seam): ``(C, 2(h - 1), 2(w - 1))``, an axis of one pixel staying one."""
+    if patch.shape[-2] > 1:
+        patch = torch.cat([patch, patch.flip(-2)[..., 1:-1, :]], -2)
+    if patch.shape[-1] > 1:
+        patch = torch.cat([patch, patch.flip(-1)[..., 1:-1]], -1)
+    return patch
 
-    def fold(t: Tensor, n: int) -> Tensor:  # onto [0, n - 1], mirrored each period
-        if n == 1:
-            return torch.zeros_like(t)
-        t = torch.remainder(t, 2 * (n - 1))
-        return torch.where(t > n - 1, 2 * (n - 1) - t, t)
 
-    x, y = fold(u.double(), w), fold(v.double(), h)
-    x0, y0 = x.floor().long().clamp(0, max(w - 2, 0)), y.floor().long().clamp(0, max(h - 2, 0))
-    fx, fy = (x - x0).to(patch.dtype), (y - y0).to(patch.dtype)  # 0 along a side of 1 pixel
-    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
-    p = patch.reshape(patch.shape[0], -1)
+def wrap_sample(tile: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """``tile (C, h, w)`` repeated over the plane, read bilinearly at pixel coordinates ``u``
+    (across) and ``v`` (down), both ``(M,)`` -> ``(M, C)``. Coordinate 0 is the centre of the
+    tile's first pixel."""
+    h, w = tile.shape[-2:]
+    x, y = u.double(), v.double()
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = (x - x0).to(tile.dtype), (y - y0).to(tile.dtype)
+    x0, y0 = torch.remainder(x0.long(), w), torch.remainder(y0.long(), h)
+    x1, y1 = torch.remainder(x0 + 1, w), torch.remainder(y0 + 1, h)
+    p = tile.reshape(tile.shape[0], -1)
     top = p[:, y0 * w + x0] * (1 - fx) + p[:, y0 * w + x1] * fx
     bottom = p[:, y1 * w + x0] * (1 - fx) + p[:, y1 * w + x1] * fx
     return (top * (1 - fy) + bottom * fy).T
 
 
+def periodic_blur(tile: Tensor, sigma_px: float) -> Tensor:
+    """``tile (C, h, w)``, one period of a periodic image, blurred by the sampled Gaussian of
+    ``sigma_px`` (radius 4 sigma, normalised; as ``fill.gaussian_blur`` on the endless
+    repetition), wrapped round each period; 0: unchanged."""
+    if sigma_px <= 0:
+        return tile
+    out = torch.fft.rfft2(tile.double())
+    h, w = tile.shape[-2:]
+    r = max(1, math.ceil(4 * sigma_px))
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    g = torch.exp(-0.5 * (t / sigma_px) ** 2)
+    g = g / g.sum()
+    for n, dim in ((h, -2), (w, -1)):
+        kernel = torch.zeros(n, dtype=torch.float64).index_add_(0, torch.remainder(t.long(), n), g)
+        gain = torch.fft.fft(kernel) if dim == -2 else torch.fft.rfft(kernel)
+        out = out * (gain[:, None] if dim == -2 else gain[None, :])
+    return torch.fft.irfft2(out, s=(h, w)).to(tile.dtype)
+
+
+def bilinear_keeps(tile: Tensor) -> float:
+    """The fraction of ``tile``'s (periodic, zero-mean) amplitude that bilinear reads at
+    uniformly random sub-pixel offsets keep: the root of their expected energy over the
+    tile's. A read mixes neighbours with weights (1 - f, f), f uniform in each axis, so
+    E[w_i w_j] is 1/3 + 1/3 for the same pixel and 1/6 for each neighbour, against the tile's
+    autocorrelation: 2/3 of a white tile's amplitude, all of a smooth one's."""
+    weight = {-1: 1 / 6, 0: 2 / 3, 1: 1 / 6}
+    t = tile.double()
+    e0 = float(t.pow(2).sum())
+    if e0 <= 0:
+        return 1.0
+    e = sum(
+        weight[dy] * weight[dx] * float((t * torch.roll(t, (dy, dx), (-2, -1))).sum())
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
+    return math.sqrt(max(e, 0.0) / e0)
+
+
+def footprints(u: Tensor, v: Tensor, inside: Tensor) -> Tensor:
+    """Texture coordinates ``u, v (N, H, W)`` (texture pixels) of the pixels where ``inside``
+    -> how many texture pixels each frame pixel spans ``(N, H, W)``: the shorter of its steps
+    to the next pixel across and down, each the shorter of its steps forward and back within
+    ``inside`` (so a pixel beside an edge takes its step from its own side); 1 where it has
+    no neighbour inside. The shorter axis is the pixel's extent across its ray (a surface seen
+    obliquely is stretched along the other), as a renderer filtering by the pixel's cone does,
+    the synthetic worlds' included."""
+    rate = torch.full(u.shape, math.inf, dtype=torch.float64, device=u.device)
+    for dim, fwd, back in ((1, (0, 0, 0, 1), (0, 0, 1, 0)), (2, (0, 1), (1, 0))):  # down, across
+        n = u.shape[dim]
+        du = u.narrow(dim, 1, n - 1) - u.narrow(dim, 0, n - 1)
+        dv = v.narrow(dim, 1, n - 1) - v.narrow(dim, 0, n - 1)
+        step = torch.hypot(du, dv).double()
+        both = inside.narrow(dim, 1, n - 1) & inside.narrow(dim, 0, n - 1)
+        step = torch.where(both, step, torch.full_like(step, math.inf))
+        rate = torch.minimum(rate, F.pad(step, fwd, value=math.inf))
+        rate = torch.minimum(rate, F.pad(step, back, value=math.inf))
+    return torch.where(rate.isfinite(), rate, torch.ones_like(rate))
+
+
+def wall_coordinates(points: Tensor, normals: Tensor) -> tuple[Tensor, Tensor]:
+    """Wall points ``(M, 3)`` with their normals ``(M, 3)`` -> their coordinates on the wall
+    in metres, each ``(M,)``: along it (its run in x, or in z where the normal is nearer x)
+    and down (y)."""
+    along = torch.where(normals[:, 0].abs() > normals[:, 2].abs(), points[:, 2], points[:, 0])
+    return along, points[:, 1]
+
+
+def _orthophoto(
+    rgb: Tensor,
+    depth: Tensor,
+    points: Tensor,
+    c2w: Tensor,
+    K: Tensor,
+    on_plane: Tensor,
+    axis: int,
+    offset: float,
+) -> tuple[Tensor, Tensor] | None:
+    """The frame's pixels ``on_plane (H, W)`` bool of the plane ``points[..., axis] == offset``
+    (``points (H, W, 3)`` unprojected from ``depth (H, W)``) resampled onto a square grid on
+    that plane, ``ORTHO_OVERSAMPLE`` texels to the pixels' median size across their rays, each
+    texel the pixel it falls in (a bilinear read would cost the band a third of its
+    amplitude): the largest square of the grid
+    that the frame shows unoccluded, as (rgb ``(3, k, k)``, the map ``(2, 3)`` from the plane's
+    (u, v, 1) metres to the square's (column, row)), or None when it is under
+    ``MIN_PATCH_PX``. u, v: (x, z) on a floor or ceiling; along the wall and y on a wall."""
+    H, W = depth.shape
+    iu, iv = {1: (0, 2), 0: (2, 1), 2: (0, 1)}[axis]
+    p = points[on_plane]
+    texel = float((depth[on_plane] / K[0, 0]).median()) / ORTHO_OVERSAMPLE
+    lo_u, lo_v = float(p[:, iu].min()), float(p[:, iv].min())
+    nu = min(MAX_ORTHO_TEXELS, int((float(p[:, iu].max()) - lo_u) / texel) + 1)
+    nv = min(MAX_ORTHO_TEXELS, int((float(p[:, iv].max()) - lo_v) / texel) + 1)
+    gv, gu = torch.meshgrid(
+        lo_v + texel * torch.arange(nv, dtype=torch.float64),
+        lo_u + texel * torch.arange(nu, dtype=torch.float64),
+        indexing="ij",
+    )
+    world = torch.full((nv, nu, 3), float(offset), dtype=torch.float64)
+    world[..., iu], world[..., iv] = gu, gv
+    pix, z = project_points(world.reshape(-1, 3), c2w.double(), K.double())
+    col, row = pix[:, 0].floor().long(), pix[:, 1].floor().long()
+    inside = (z > 0) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+    col, row = col.clamp(0, W - 1), row.clamp(0, H - 1)
+    seen = inside & on_plane[row, col] & ((depth[row, col] - z).abs() <= STEEP * z)
+    r, c, side = largest_clean_square(seen.reshape(nv, nu))
+    if side < MIN_PATCH_PX:
+        return None
+    grid = torch.stack([pix[:, 0] / W * 2 - 1, pix[:, 1] / H * 2 - 1], -1).reshape(1, nv, nu, 2)
+    colour = F.grid_sample(rgb[None], grid.to(rgb), mode="nearest", align_corners=False)[0]
+    to_px = torch.tensor(
+        [[1 / texel, 0.0, -lo_u / texel - c], [0.0, 1 / texel, -lo_v / texel - r]],
+        dtype=torch.float64,
+    )
+    return colour[:, r : r + side, c : c + side].float(), to_px
+
+
 @dataclass
 class _Patch:
-    band: Tensor  # (3, k, k), its mean removed
-    px_per_m: float  # the patch's pixels per metre of surface at its median depth
+    """A clean square of a surface, mirror-tiled, as the band a frame shows of it at each level
+    of detail: ``levels[l]`` is the band when one frame pixel spans 2**l of the patch's pixels
+    (the tile blurred as such a pixel averages it, less its blur by ``sigma_px`` frame pixels),
+    divided by what bilinear reads keep of it."""
+
+    rgb: Tensor  # (3, k, k) the square's colour
+    # (2, 3): the patch pixel (column, row) of the surface point (u, v) metres is
+    # to_px @ (u, v, 1) (the patch is the surface resampled square-on, so a surface seen
+    # obliquely is laid at its true scale, not squeezed)
+    to_px: Tensor
+    sigma_px: float = BAND_SIGMA_PX
+    lod_levels: int = LOD_LEVELS  # 1: the finest level everywhere (no levels of detail)
+
+    def __post_init__(self):
+        tile = mirror_tile(self.rgb.float())
+        self.levels = []
+        for level in range(self.lod_levels):
+            span = 2.0**level
+            # a frame pixel spanning `span` patch pixels averages them: a box of that width,
+            # whose variance (span^2 / 12) is the Gaussian's, less the patch pixel's own box
+            band = periodic_blur(tile, math.sqrt((span**2 - 1) / 12)) - periodic_blur(
+                tile, self.sigma_px * span
+            )
+            self.levels.append(band / bilinear_keeps(band))
 
 
 @dataclass
@@ -148,20 +298,24 @@ class ExemplarTexture:
 
     @classmethod
     def from_frames(
-        cls, frames: list[tuple[Tensor, Tensor, Tensor, Tensor]], sigma_px: float = BAND_SIGMA_PX
+        cls,
+        frames: list[tuple[Tensor, Tensor, Tensor, Tensor]],
+        sigma_px: float = BAND_SIGMA_PX,
+        lod_levels: int = LOD_LEVELS,
     ) -> ExemplarTexture:
         """Observed frames (c2w ``(4, 4)``, K ``(3, 3)``, rgb ``(3, H, W)`` in [0, 1], z-depth
         ``(H, W)`` metres with 0 where unknown), as ``SpatialMemory.observed_frames`` gives
-        them -> their texture: for each kind of surface, the largest clean square any of them
-        shows (the first frame's on a tie), and the floor and ceiling heights of the frame
-        that shows the most of each."""
+        them -> their texture: for each kind of surface, the largest square any of them shows
+        of it, clean and resampled square-on (``_orthophoto``; the first frame's on a tie),
+        with ``lod_levels`` levels of detail (1: none), and the floor and ceiling heights of
+        the frame that shows the most of each."""
         patches: dict[int, _Patch] = {}
         plane_y: dict[int, float] = {}
         plane_px: dict[int, int] = {}
         for c2w, K, rgb, depth in frames:
-            squares, planes = _frame_texture(rgb, depth, c2w, K, sigma_px)
+            squares, planes = _frame_texture(rgb, depth, c2w, K, sigma_px, lod_levels)
             for k, patch in squares.items():
-                if k not in patches or patch.band.shape[-1] > patches[k].band.shape[-1]:
+                if k not in patches or patch.rgb.shape[-1] > patches[k].rgb.shape[-1]:
                     patches[k] = patch
             for k, (y, n) in planes.items():
                 if n > plane_px.get(k, 0):
@@ -182,10 +336,8 @@ class ExemplarTexture:
             if not m.any():
                 continue
             p = points[m]
-            if k == WALL:  # along the wall (its run in x or in z) and up
-                n = normal[m]
-                along = torch.where(n[:, 0].abs() > n[:, 2].abs(), p[:, 2], p[:, 0])
-                u, v = along, p[:, 1]
+            if k == WALL:
+                u, v = wall_coordinates(p, normal[m])
             else:
                 if k in self.plane_y:  # where the ray meets the plane
                     o = origin.expand(N, H, W, 3)[m]
@@ -194,14 +346,33 @@ class ExemplarTexture:
                     ok = (rise.abs() > 1e-9) & (scale > 0)
                     p = torch.where(ok[:, None], o + (p - o) * scale[:, None], p)
                 u, v = p[:, 0], p[:, 2]
-            s = patch.px_per_m
-            read = mirror_sample(patch.band.to(points.device), u * s, v * s)
-            out[m] = (read / BILINEAR_KEEPS).float()
+            m_px = patch.to_px.to(u)
+            u, v = (
+                m_px[0, 0] * u + m_px[0, 1] * v + m_px[0, 2],
+                m_px[1, 0] * u + m_px[1, 1] * v + m_px[1, 2],
+            )
+            # the level of detail: how many patch pixels each frame pixel spans, from the
+            # steps of the coordinates between neighbours on this kind of surface
+            uu = torch.zeros((N, H, W), dtype=u.dtype, device=u.device)
+            vv = torch.zeros_like(uu)
+            uu[m], vv[m] = u, v
+            top = len(patch.levels) - 1
+            level = footprints(uu, vv, m)[m].clamp_min(1).log2().clamp(max=top)
+            lo = level.floor()
+            frac = (level - lo).float()
+            read = torch.zeros((len(u), 3), dtype=torch.float32, device=points.device)
+            for i, tile in enumerate(patch.levels):
+                w = torch.where(lo == i, 1 - frac, 0.0) + torch.where(lo == i - 1, frac, 0.0)
+                sel = w > 0
+                if sel.any():
+                    tile = tile.to(points.device)
+                    read[sel] += w[sel, None] * wrap_sample(tile, u[sel], v[sel]).float()
+            out[m] = read
         return out.permute(0, 3, 1, 2)
 
 
 def _frame_texture(
-    rgb: Tensor, depth: Tensor, c2w: Tensor, K: Tensor, sigma_px: float
+    rgb: Tensor, depth: Tensor, c2w: Tensor, K: Tensor, sigma_px: float, lod_levels: int
 ) -> tuple[dict[int, _Patch], dict[int, tuple[float, int]]]:
     """One observed frame -> (its patch of each kind of surface it shows clean squares of,
     {floor / ceiling: (the plane's y, how many pixels show it)})."""
@@ -225,20 +396,19 @@ def _frame_texture(
     edge[:-1] |= down
     edge[:, 1:] |= across
     edge[:, :-1] |= across
-    f = float(K[0, 0])
     patches, planes = {}, {}
     for k in (CEILING, WALL, FLOOR):
         clean = (kind == k) & ~edge
         r, c, side = largest_clean_square(clean)
         if side >= MIN_PATCH_PX:
-            # the band of this surface alone: its blur a normalised convolution over the
-            # surface's clean pixels, so no neighbour's colour bleeds into the patch's border
-            m = clean.to(rgb.dtype)[None, None]
-            blur = gaussian_blur(torch.cat([rgb[None] * m, m], 1), sigma_px)
-            band = rgb - blur[0, :3] / blur[0, 3:].clamp_min(1e-12)
-            b = band[:, r : r + side, c : c + side]
-            d = float(depth[r : r + side, c : c + side].median())
-            patches[k] = _Patch((b - b.mean(dim=(1, 2), keepdim=True)).float(), f / d)
+            # the plane of the largest clean square, seen square-on: the frame resampled on it
+            n = normal[r : r + side, c : c + side].reshape(-1, 3).abs().median(0).values
+            axis = 1 if k != WALL else (0 if n[0] > n[2] else 2)
+            offset = float(points[0, r : r + side, c : c + side, axis].median())
+            on_plane = clean & ((points[0, ..., axis] - offset).abs() <= STEEP * depth)
+            ortho = _orthophoto(rgb, depth, points[0], c2w, K, on_plane, axis, offset)
+            if ortho is not None:
+                patches[k] = _Patch(ortho[0], ortho[1], sigma_px, lod_levels)
         n = int(((kind == k) & (depth > 0)).sum())
         if k != WALL and n >= MIN_PATCH_PX**2:
             planes[k] = (float(points[0, ..., 1][(kind == k) & (depth > 0)].median()), n)
