@@ -44,9 +44,12 @@ __all__ = [
     "mirror_tile",
     "periodic_blur",
     "wall_coordinates",
+    "wall_yaw",
+    "without_gradient",
     "wrap_sample",
     "point_normals",
     "surface_kinds",
+    "turn_about_y",
     "without_cracks",
 ]
 
@@ -203,6 +206,27 @@ def footprints(u: Tensor, v: Tensor, inside: Tensor) -> Tensor:
     return torch.where(rate.isfinite(), rate, torch.ones_like(rate))
 
 
+def turn_about_y(points: Tensor, angle: float) -> Tensor:
+    """Points ``(..., 3)`` turned by ``angle`` radians about the y axis (x towards z)."""
+    c, s = math.cos(angle), math.sin(angle)
+    x, y, z = points.unbind(-1)
+    return torch.stack([c * x - s * z, y, s * x + c * z], -1)
+
+
+def wall_yaw(normals: Tensor, walls: Tensor) -> float:
+    """The turn of a world's walls about y (radians in [-pi/4, pi/4)), from point normals
+    ``(..., 3)`` where ``walls`` ``(...)`` bool: walls meet at right angles, so each normal's
+    heading is taken four times over (a wall and its neighbours at 90 and 180 degrees agree)
+    and averaged, weighted by how horizontal it is. 0 when no wall is seen."""
+    n = normals[walls].double()
+    if not len(n):
+        return 0.0
+    heading = torch.atan2(n[:, 2], n[:, 0])
+    weight = n[:, 0].hypot(n[:, 2])
+    c, s = float((weight * (4 * heading).cos()).sum()), float((weight * (4 * heading).sin()).sum())
+    return math.atan2(s, c) / 4 if (c, s) != (0.0, 0.0) else 0.0
+
+
 def wall_coordinates(points: Tensor, normals: Tensor) -> tuple[Tensor, Tensor]:
     """Wall points ``(M, 3)`` with their normals ``(M, 3)`` -> their coordinates on the wall
     in metres, each ``(M,)``: along it (its run in x, or in z where the normal is nearer x)
@@ -220,6 +244,7 @@ def _orthophoto(
     on_plane: Tensor,
     axis: int,
     offset: float,
+    yaw: float,
 ) -> tuple[Tensor, Tensor] | None:
     """The frame's pixels ``on_plane (H, W)`` bool of the plane ``points[..., axis] == offset``
     (``points (H, W, 3)`` unprojected from ``depth (H, W)``) resampled onto a square grid on
@@ -228,7 +253,8 @@ def _orthophoto(
     amplitude): the largest square of the grid
     that the frame shows unoccluded, as (rgb ``(3, k, k)``, the map ``(2, 3)`` from the plane's
     (u, v, 1) metres to the square's (column, row)), or None when it is under
-    ``MIN_PATCH_PX``. u, v: (x, z) on a floor or ceiling; along the wall and y on a wall."""
+    ``MIN_PATCH_PX``. u, v: (x, z) on a floor or ceiling; along the wall and y on a wall;
+    ``points`` and the plane in axes turned by -``yaw`` about y (``turn_about_y``)."""
     H, W = depth.shape
     iu, iv = {1: (0, 2), 0: (2, 1), 2: (0, 1)}[axis]
     p = points[on_plane]
@@ -243,11 +269,22 @@ def _orthophoto(
     )
     world = torch.full((nv, nu, 3), float(offset), dtype=torch.float64)
     world[..., iu], world[..., iv] = gu, gv
+    world = turn_about_y(world, yaw)  # the points in the world's own axes
     pix, z = project_points(world.reshape(-1, 3), c2w.double(), K.double())
     col, row = pix[:, 0].floor().long(), pix[:, 1].floor().long()
     inside = (z > 0) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
     col, row = col.clamp(0, W - 1), row.clamp(0, H - 1)
     seen = inside & on_plane[row, col] & ((depth[row, col] - z).abs() <= STEEP * z)
+    # and where the frame resolves the texels: neighbouring texels at least a quarter of a
+    # pixel apart in the frame (four texels to a pixel), not where a far or slanting part of
+    # the surface gives one pixel to many texels, which would be copied into blocks
+    at = pix.reshape(nv, nu, 2)
+    across = (at[:, 1:] - at[:, :-1]).norm(dim=-1)
+    down = (at[1:] - at[:-1]).norm(dim=-1)
+    across = torch.cat([across, across[:, -1:]], 1) if nu > 1 else torch.ones(nv, 1)
+    down = torch.cat([down, down[-1:]], 0) if nv > 1 else torch.ones(1, nu)
+    resolved = torch.minimum(across, down) >= 1 / (2 * ORTHO_OVERSAMPLE)
+    seen = seen & resolved.flatten()
     r, c, side = largest_clean_square(seen.reshape(nv, nu))
     if side < MIN_PATCH_PX:
         return None
@@ -258,6 +295,20 @@ def _orthophoto(
         dtype=torch.float64,
     )
     return colour[:, r : r + side, c : c + side].float(), to_px
+
+
+def without_gradient(patch: Tensor) -> Tensor:
+    """``patch (C, h, w)`` less the plane (a + b x + c y, per channel) that fits it best, plus
+    its mean: the square's shading across it, which mirror tiling would repeat as a checker of
+    light and dark squares the size of the square."""
+    C, h, w = patch.shape
+    y, x = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
+    design = torch.stack([torch.ones_like(x), x - x.mean(), y - y.mean()], -1).reshape(-1, 3)
+    fit = torch.linalg.lstsq(design, patch.double().reshape(C, -1).T).solution  # (3, C)
+    slope = (design[:, 1:] @ fit[1:]).T.reshape(C, h, w)
+    return (patch.double() - slope).to(patch.dtype)
 
 
 @dataclass
@@ -276,7 +327,7 @@ class _Patch:
     lod_levels: int = LOD_LEVELS  # 1: the finest level everywhere (no levels of detail)
 
     def __post_init__(self):
-        tile = mirror_tile(self.rgb.float())
+        tile = mirror_tile(without_gradient(self.rgb.float()))
         self.levels = []
         for level in range(self.lod_levels):
             span = 2.0**level
@@ -295,6 +346,7 @@ class ExemplarTexture:
 
     patches: dict[int, _Patch]  # by kind; a kind the frames did not show has none
     plane_y: dict[int, float]  # the y of the floor and ceiling planes, where the frames saw them
+    yaw: float = 0.0  # the walls' turn about y: surfaces are laid in axes turned by it
 
     @classmethod
     def from_frames(
@@ -312,23 +364,30 @@ class ExemplarTexture:
         patches: dict[int, _Patch] = {}
         plane_y: dict[int, float] = {}
         plane_px: dict[int, int] = {}
+        normals, walls = [], []
+        for c2w, K, _, depth in frames:
+            points = unproject_depth(depth[None].double(), c2w[None].double(), K[None].double())
+            kind, normal = surface_kinds(points, c2w[None, 1, 3].double())
+            normals.append(normal.reshape(-1, 3))
+            walls.append(((kind == WALL) & (depth[None] > 0)).reshape(-1))
+        yaw = wall_yaw(torch.cat(normals), torch.cat(walls)) if frames else 0.0
         for c2w, K, rgb, depth in frames:
-            squares, planes = _frame_texture(rgb, depth, c2w, K, sigma_px, lod_levels)
+            squares, planes = _frame_texture(rgb, depth, c2w, K, sigma_px, lod_levels, yaw)
             for k, patch in squares.items():
                 if k not in patches or patch.rgb.shape[-1] > patches[k].rgb.shape[-1]:
                     patches[k] = patch
             for k, (y, n) in planes.items():
                 if n > plane_px.get(k, 0):
                     plane_y[k], plane_px[k] = y, n
-        return cls(patches, plane_y)
+        return cls(patches, plane_y, yaw)
 
     def band(self, points: Tensor, c2w: Tensor) -> Tensor:
         """Generated frames' world points ``(N, H, W, 3)`` (their depth unprojected) seen from
         cameras ``c2w (N, 4, 4)`` -> the band ``(N, 3, H, W)`` their surfaces take (0 on a kind
         of surface the observed frames did not show)."""
         N, H, W, _ = points.shape
-        points = points.double()
-        origin = c2w[:, None, None, :3, 3].double()
+        points = turn_about_y(points.double(), -self.yaw)  # the walls along x and z
+        origin = turn_about_y(c2w[:, None, None, :3, 3].double(), -self.yaw)
         kind, normal = surface_kinds(points, origin[:, 0, 0, 1])
         out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
         for k, patch in self.patches.items():
@@ -372,12 +431,20 @@ class ExemplarTexture:
 
 
 def _frame_texture(
-    rgb: Tensor, depth: Tensor, c2w: Tensor, K: Tensor, sigma_px: float, lod_levels: int
+    rgb: Tensor,
+    depth: Tensor,
+    c2w: Tensor,
+    K: Tensor,
+    sigma_px: float,
+    lod_levels: int,
+    yaw: float,
 ) -> tuple[dict[int, _Patch], dict[int, tuple[float, int]]]:
     """One observed frame -> (its patch of each kind of surface it shows clean squares of,
-    {floor / ceiling: (the plane's y, how many pixels show it)})."""
+    {floor / ceiling: (the plane's y, how many pixels show it)}), in axes turned by ``yaw``
+    about y (``wall_yaw``)."""
     rgb, depth = rgb.double(), depth.double()
     points = unproject_depth(depth[None], c2w[None].double(), K[None].double())
+    points = turn_about_y(points, -yaw)
     kind, normal = surface_kinds(points, c2w[None, 1, 3].double())
     kind, normal = kind[0], normal[0]
     # Kept out of the patches: unknown depth and the frame's border; both pixels beside a
@@ -406,7 +473,7 @@ def _frame_texture(
             axis = 1 if k != WALL else (0 if n[0] > n[2] else 2)
             offset = float(points[0, r : r + side, c : c + side, axis].median())
             on_plane = clean & ((points[0, ..., axis] - offset).abs() <= STEEP * depth)
-            ortho = _orthophoto(rgb, depth, points[0], c2w, K, on_plane, axis, offset)
+            ortho = _orthophoto(rgb, depth, points[0], c2w, K, on_plane, axis, offset, yaw)
             if ortho is not None:
                 patches[k] = _Patch(ortho[0], ortho[1], sigma_px, lod_levels)
         n = int(((kind == k) & (depth > 0)).sum())
