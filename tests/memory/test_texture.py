@@ -17,10 +17,9 @@ from memory_scenes import (  # noqa: F401 (one_thread: autouse fixture)
     one_thread,
     yaw_camera,
 )
-
-from worldmem.geometry import unproject_depth
 from scipy.ndimage import gaussian_filter
 
+from worldmem.geometry import unproject_depth
 from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.texture import (
     CEILING,
@@ -36,7 +35,10 @@ from worldmem.memory.texture import (
     mirror_tile,
     periodic_blur,
     surface_kinds,
+    turn_about_y,
+    wall_yaw,
     without_cracks,
+    without_gradient,
     wrap_sample,
 )
 
@@ -368,3 +370,51 @@ def test_a_frame_without_a_clean_square_of_a_kind_gives_that_kind_no_texture():
     assert float(band[:, truth == WALL].abs().mean()) > 0.01
     assert ExemplarTexture.from_frames([]).band(points, behind[None]).abs().max() == 0
     del K
+
+
+def test_wall_yaw_finds_the_turn_of_walls_at_right_angles():
+    g = torch.Generator().manual_seed(5)
+    for deg in (0.0, 20.0, -35.0, 50.0):
+        a = math.radians(deg)
+        headings = a + torch.tensor([0.0, 0.5, 1.0, 1.5]).repeat(50) * math.pi  # four walls
+        headings = headings + 0.05 * torch.randn(200, generator=g, dtype=torch.float64)
+        n = torch.stack([headings.cos(), 0.1 * torch.ones(200), headings.sin()], -1)
+        want = (deg + 45) % 90 - 45  # the same walls turned by a quarter turn
+        got = math.degrees(wall_yaw(n, torch.ones(200, dtype=torch.bool)))
+        assert got == pytest.approx(want, abs=1.0)
+    assert wall_yaw(torch.zeros(0, 3), torch.zeros(0, dtype=torch.bool)) == 0.0
+
+
+def test_the_laid_texture_does_not_depend_on_how_the_world_is_turned():
+    """The box room and its cameras turned by 25 degrees about y (the frames are the same):
+    the texture finds the turn, and lays the same band on the turned points as on the
+    unturned ones."""
+    seen = yaw_camera((0.0, 0.0, -2.5), 10.0)
+    rgb, depth, _ = _room(seen)
+    K = intrinsics(1, S)[0]
+    plain = ExemplarTexture.from_frames([(seen, K, rgb, depth)])
+    turn = torch.eye(4)
+    turn[:3, :3] = turn_about_y(torch.eye(3), math.radians(25)).T  # columns: the turned axes
+    turned = ExemplarTexture.from_frames([(turn @ seen, K, rgb, depth)])
+    assert math.degrees(turned.yaw - plain.yaw) == pytest.approx(25.0, abs=0.5)
+    cam = yaw_camera((0.4, -0.1, 1.0), 150.0)
+    _, _, points = _room(cam)
+    want = plain.band(points, cam[None])
+    got = turned.band(turn_about_y(points, math.radians(25)), (turn @ cam)[None])
+    assert float(want.abs().mean()) > 0.01
+    torch.testing.assert_close(got, want, atol=2e-3, rtol=0)
+
+
+def test_without_gradient_removes_the_shading_across_a_patch_and_keeps_its_mean():
+    g = torch.Generator().manual_seed(6)
+    y, x = torch.meshgrid(
+        torch.arange(9, dtype=torch.float64), torch.arange(9, dtype=torch.float64), indexing="ij"
+    )
+    texture = torch.rand(3, 9, 9, generator=g, dtype=torch.float64)
+    shading = torch.stack([0.02 * x, -0.03 * y, 0.01 * (x + y)])
+    out = without_gradient(texture + shading)
+    want = without_gradient(texture)
+    torch.testing.assert_close(out, want + shading.mean(dim=(1, 2), keepdim=True))
+    torch.testing.assert_close(out.mean(dim=(1, 2)), (texture + shading).mean(dim=(1, 2)))
+    flat = without_gradient(shading)
+    torch.testing.assert_close(flat, shading.mean(dim=(1, 2), keepdim=True).expand(3, 9, 9))
