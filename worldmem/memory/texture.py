@@ -7,8 +7,9 @@ frame the texture of the world's own observed frames, fixed to the world's surfa
 
 - From the observed frames (rgb, depth, camera) it keeps, for each kind of surface (ceiling,
   wall, floor: the world's y axis points down, as the cameras' do), the largest square of that
-  surface with no edge in it (an outline, a fold, a surface seen too obliquely), and the
-  heights of the floor and ceiling planes.
+  surface with no edge in it (an outline, a fold, a surface seen too obliquely), resampled
+  square-on onto the surface's plane in the walls' own axes, and the heights of the floor and
+  ceiling planes.
 - A generated pixel takes the high band (a frame minus its Gaussian blur) of its surface's
   patch, tiled in mirror image over the surface in metres: a floor or ceiling pixel at the
   point where its ray meets that plane (so not at the model's uncertain depth), a wall pixel
@@ -250,11 +251,11 @@ def _orthophoto(
     (``points (H, W, 3)`` unprojected from ``depth (H, W)``) resampled onto a square grid on
     that plane, ``ORTHO_OVERSAMPLE`` texels to the pixels' median size across their rays, each
     texel the pixel it falls in (a bilinear read would cost the band a third of its
-    amplitude): the largest square of the grid
-    that the frame shows unoccluded, as (rgb ``(3, k, k)``, the map ``(2, 3)`` from the plane's
-    (u, v, 1) metres to the square's (column, row)), or None when it is under
-    ``MIN_PATCH_PX``. u, v: (x, z) on a floor or ceiling; along the wall and y on a wall;
-    ``points`` and the plane in axes turned by -``yaw`` about y (``turn_about_y``)."""
+    amplitude): the largest square of the grid that the frame shows unoccluded and resolves,
+    as (rgb ``(3, k, k)``, the map ``(2, 3)`` from the plane's (u, v, 1) metres to the square's
+    (column, row)), or None when it is under ``MIN_PATCH_PX``. u, v: (x, z) on a floor or
+    ceiling; along the wall and y on a wall; ``points`` and the plane in axes turned by
+    -``yaw`` about y (``turn_about_y``)."""
     H, W = depth.shape
     iu, iv = {1: (0, 2), 0: (2, 1), 2: (0, 1)}[axis]
     p = points[on_plane]
