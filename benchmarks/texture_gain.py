@@ -43,29 +43,42 @@ FRAMES, KEEP_EVERY = 160, 7
 
 
 def walk(pipe: WorldPipeline, case) -> dict:
-    """One walk chunk by chunk without texture: its frames, depth, the pixels where the
-    texture would be laid, and the observed frames it would be taken from."""
+    """One walk chunk by chunk without texture: its frames, depth, the pixels its memory
+    render held no observed sample of (holes), those less cracks (where the texture would be
+    laid), and the observed frames it would be taken from."""
     pipe.start(
         prompt=case.caption, image=case.rgb[0], depth=case.depth[0], c2w=case.c2w[0],
         seed=case.seed,
     )  # fmt: skip
     T = pipe.model_cfg.chunk_frames
-    rgb, depth, laid_on = [], [], []
+    rgb, depth, holes = [], [], []
     for i in range(1, case.num_frames, T):
         cams, K = case.c2w[i : i + T], case.K[i : i + T]
         observed = pipe.model_inputs(cams, K).memory_observed[0]
         chunk = pipe.step(cams, K)
         rgb.append(chunk.rgb.float())
         depth.append(chunk.depth.float())
-        laid_on.append(without_cracks((observed <= 0.5).float()))
+        holes.append((observed <= 0.5).float())
     observed = [tuple(x.clone() for x in f) for f in pipe.state.spatial.observed_frames()]
     return {
         "case": case,
         "rgb": torch.cat(rgb),
         "depth": torch.cat(depth),
-        "laid_on": torch.cat(laid_on),
+        "holes": torch.cat(holes),
+        "laid_on": without_cracks(torch.cat(holes)),
         "observed": observed,
     }
+
+
+def all_walks(pipe: WorldPipeline) -> list[dict]:
+    """``walk`` along the protocol's ten walks (``SEEDS`` x ``WALK_KINDS``)."""
+    walks = []
+    for seed in SEEDS:
+        world = make_world(seed)
+        for kind in WALK_KINDS:
+            walks.append(walk(pipe, walk_case(world, kind, FRAMES, seed, pipe.size, pipe.K.cpu())))
+            print(f"world {seed} {kind}: done", flush=True)
+    return walks
 
 
 def band(w: dict, lod_levels: int) -> torch.Tensor:
@@ -116,18 +129,12 @@ def measure(walks: list[dict], gain: float, lod_levels: int) -> tuple[dict, torc
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default="checkpoints/worldmem-tiny")
-    ap.add_argument("--gains", default="1,1.3,1.6,2", help="comma-separated texture gains")
+    ap.add_argument("--gains", default="1,1.25,1.5,2", help="comma-separated texture gains")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     gains = [float(g) for g in args.gains.split(",")]
-    pipe = WorldPipeline.from_pretrained(args.checkpoint, device="cpu", texture_gain=0.0)
-    walks = []
-    for seed in SEEDS:
-        world = make_world(seed)
-        for kind in WALK_KINDS:
-            walks.append(walk(pipe, walk_case(world, kind, FRAMES, seed, pipe.size, pipe.K.cpu())))
-            print(f"world {seed} {kind}: done", flush=True)
+    walks = all_walks(WorldPipeline.from_pretrained(args.checkpoint, device="cpu", texture_gain=0))
     features = EfficientNetFeatures().eval()
     truth = torch.cat([w["case"].rgb[1:][torch.arange(0, FRAMES - 1, KEEP_EVERY)] for w in walks])
     f_truth = image_features(features, truth)

@@ -25,8 +25,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+from texture_gain import all_walks  # beside this file
+from texture_gain import band as laid_band
 
-from worldmem.data.synthetic import make_world
 from worldmem.eval.metrics import (
     EfficientNetFeatures,
     geometric_mean,
@@ -35,46 +36,30 @@ from worldmem.eval.metrics import (
     psnr,
     sharpness_ratio,
 )
-from worldmem.eval.walk import WALK_KINDS, walk_case
-from worldmem.geometry import unproject_depth
-from worldmem.memory.texture import BAND_SIGMA_PX, ExemplarTexture, without_cracks
+from worldmem.memory.texture import BAND_SIGMA_PX, LOD_LEVELS
 from worldmem.models.detail_flow import high_band
 from worldmem.pipeline import WorldPipeline
 
-SEEDS = (100000, 100001)
-FRAMES, KEEP_EVERY, NOISE_SPREAD = 160, 7, 0.056
+KEEP_EVERY, NOISE_SPREAD = 7, 0.056
 
 
 def band(x: torch.Tensor) -> torch.Tensor:
     return high_band(x.double(), BAND_SIGMA_PX).float()
 
 
-def walk(pipe: WorldPipeline, case) -> dict[str, torch.Tensor]:
-    """One walk chunk by chunk: each kept frame, its truth, the start frame, the pixels its
-    memory render held no observed sample of, and the texture laid there at gain 1."""
-    pipe.start(
-        prompt=case.caption, image=case.rgb[0], depth=case.depth[0], c2w=case.c2w[0],
-        seed=case.seed,
-    )  # fmt: skip
-    T = pipe.model_cfg.chunk_frames
-    rgb, holes, laid = [], [], []
-    for i in range(1, case.num_frames, T):
-        cams, K = case.c2w[i : i + T], case.K[i : i + T]
-        observed = pipe.model_inputs(cams, K).memory_observed[0]
-        chunk = pipe.step(cams, K)
-        texture = ExemplarTexture.from_frames(pipe.state.spatial.observed_frames())
-        points = unproject_depth(chunk.depth[:, 0], cams, K)  # where the pipeline lays it
-        rgb.append(chunk.rgb.float())
-        holes.append((observed <= 0.5).float())
-        laid.append(without_cracks(holes[-1]) * texture.band(points, cams))
+def kept(w: dict) -> dict[str, torch.Tensor]:
+    """A walk generated without texture (``texture_gain.walk``) -> each kept frame, its truth,
+    the start frame, the pixels its memory render held no observed sample of, and the texture
+    the pipeline lays there at gain 1."""
+    case = w["case"]
+    laid = laid_band(w, LOD_LEVELS)
     kept = torch.arange(1, case.num_frames, KEEP_EVERY)
-    n = len(kept)
     return {
-        "model": torch.cat(rgb)[kept - 1],
-        "holes": torch.cat(holes)[kept - 1],
-        "laid": torch.cat(laid)[kept - 1],
+        "model": w["rgb"][kept - 1],
+        "holes": w["holes"][kept - 1],
+        "laid": laid[kept - 1],
         "truth": case.rgb[kept].float(),
-        "start": case.rgb[:1].float().expand(n, -1, -1, -1),
+        "start": case.rgb[:1].float().expand(len(kept), -1, -1, -1),
     }
 
 
@@ -90,12 +75,7 @@ def main() -> None:
     if args.gain is None:
         args.gain = WorldPipeline.from_pretrained(args.checkpoint, device="cpu").texture_gain
     pipe = WorldPipeline.from_pretrained(args.checkpoint, device="cpu", texture_gain=0.0)
-    walks = []
-    for seed in SEEDS:
-        world = make_world(seed)
-        for kind in WALK_KINDS:
-            walks.append(walk(pipe, walk_case(world, kind, FRAMES, seed, pipe.size, pipe.K.cpu())))
-            print(f"world {seed} {kind}: done", flush=True)
+    walks = [kept(w) for w in all_walks(pipe)]
     d = {k: torch.cat([w[k] for w in walks]) for k in walks[0]}
     m, t, holes = d["model"], d["truth"], d["holes"]
     shuffled = t[torch.randperm(len(t), generator=torch.Generator().manual_seed(0))]
