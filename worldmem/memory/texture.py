@@ -39,19 +39,19 @@ from worldmem.geometry import project_points, unproject_depth
 __all__ = [
     "BAND_SIGMA_PX",
     "ExemplarTexture",
-    "largest_clean_square",
     "bilinear_keeps",
     "footprints",
+    "largest_clean_square",
     "mirror_tile",
     "periodic_blur",
-    "wall_coordinates",
-    "wall_yaw",
-    "without_gradient",
-    "wrap_sample",
     "point_normals",
     "surface_kinds",
     "turn_about_y",
+    "wall_coordinates",
+    "wall_yaw",
     "without_cracks",
+    "without_gradient",
+    "wrap_sample",
 ]
 
 BAND_SIGMA_PX = 1.5  # the band: a frame minus its Gaussian blur of this sigma
@@ -214,12 +214,12 @@ def turn_about_y(points: Tensor, angle: float) -> Tensor:
     return torch.stack([c * x - s * z, y, s * x + c * z], -1)
 
 
-def wall_yaw(normals: Tensor, walls: Tensor) -> float:
-    """The turn of a world's walls about y (radians in [-pi/4, pi/4)), from point normals
-    ``(..., 3)`` where ``walls`` ``(...)`` bool: walls meet at right angles, so each normal's
-    heading is taken four times over (a wall and its neighbours at 90 and 180 degrees agree)
-    and averaged, weighted by how horizontal it is. 0 when no wall is seen."""
-    n = normals[walls].double()
+def wall_yaw(normals: Tensor) -> float:
+    """The turn of a world's walls about y (radians in [-pi/4, pi/4)), from the normals ``(M,
+    3)`` of wall points: walls meet at right angles, so each normal's heading is taken four
+    times over (a wall and its neighbours at 90 and 180 degrees agree) and averaged, weighted
+    by how horizontal it is. 0 when no wall is seen."""
+    n = normals.double()
     if not len(n):
         return 0.0
     heading = torch.atan2(n[:, 2], n[:, 0])
@@ -365,15 +365,21 @@ class ExemplarTexture:
         patches: dict[int, _Patch] = {}
         plane_y: dict[int, float] = {}
         plane_px: dict[int, int] = {}
-        normals, walls = [], []
+        surfaces = []  # each frame's points, kinds and normals
         for c2w, K, _, depth in frames:
             points = unproject_depth(depth[None].double(), c2w[None].double(), K[None].double())
             kind, normal = surface_kinds(points, c2w[None, 1, 3].double())
-            normals.append(normal.reshape(-1, 3))
-            walls.append(((kind == WALL) & (depth[None] > 0)).reshape(-1))
-        yaw = wall_yaw(torch.cat(normals), torch.cat(walls)) if frames else 0.0
-        for c2w, K, rgb, depth in frames:
-            squares, planes = _frame_texture(rgb, depth, c2w, K, sigma_px, lod_levels, yaw)
+            surfaces.append((points[0], kind[0], normal[0]))
+        yaw = 0.0
+        if frames:
+            walls = [(kind == WALL) & (f[3] > 0) for (_, kind, _), f in zip(surfaces, frames)]
+            yaw = wall_yaw(torch.cat([n[w] for (_, _, n), w in zip(surfaces, walls)]))
+        for (c2w, K, rgb, depth), (points, kind, normal) in zip(frames, surfaces):
+            # in the walls' axes (a turn about y moves no point between kinds)
+            points, normal = turn_about_y(points, -yaw), turn_about_y(normal, -yaw)
+            squares, planes = _frame_texture(
+                rgb, depth, c2w, K, points, kind, normal, sigma_px, lod_levels, yaw
+            )
             for k, patch in squares.items():
                 if k not in patches or patch.rgb.shape[-1] > patches[k].rgb.shape[-1]:
                     patches[k] = patch
@@ -436,18 +442,18 @@ def _frame_texture(
     depth: Tensor,
     c2w: Tensor,
     K: Tensor,
+    points: Tensor,
+    kind: Tensor,
+    normal: Tensor,
     sigma_px: float,
     lod_levels: int,
     yaw: float,
 ) -> tuple[dict[int, _Patch], dict[int, tuple[float, int]]]:
-    """One observed frame -> (its patch of each kind of surface it shows clean squares of,
-    {floor / ceiling: (the plane's y, how many pixels show it)}), in axes turned by ``yaw``
-    about y (``wall_yaw``)."""
+    """One observed frame, with its points ``(H, W, 3)`` and normals ``(H, W, 3)`` in axes
+    turned by -``yaw`` about y (``wall_yaw``) and its kinds ``(H, W)`` (``surface_kinds``) ->
+    (its patch of each kind of surface it shows clean squares of, {floor / ceiling: (the
+    plane's y, how many pixels show it)})."""
     rgb, depth = rgb.double(), depth.double()
-    points = unproject_depth(depth[None], c2w[None].double(), K[None].double())
-    points = turn_about_y(points, -yaw)
-    kind, normal = surface_kinds(points, c2w[None, 1, 3].double())
-    kind, normal = kind[0], normal[0]
     # Kept out of the patches: unknown depth and the frame's border; both pixels beside a
     # step of more than STEEP in log depth (an outline, or a surface seen so obliquely that
     # its texture is squeezed); both pixels of a fold between two surfaces (where two walls
@@ -472,12 +478,12 @@ def _frame_texture(
             # the plane of the largest clean square, seen square-on: the frame resampled on it
             n = normal[r : r + side, c : c + side].reshape(-1, 3).abs().median(0).values
             axis = 1 if k != WALL else (0 if n[0] > n[2] else 2)
-            offset = float(points[0, r : r + side, c : c + side, axis].median())
-            on_plane = clean & ((points[0, ..., axis] - offset).abs() <= STEEP * depth)
-            ortho = _orthophoto(rgb, depth, points[0], c2w, K, on_plane, axis, offset, yaw)
+            offset = float(points[r : r + side, c : c + side, axis].median())
+            on_plane = clean & ((points[..., axis] - offset).abs() <= STEEP * depth)
+            ortho = _orthophoto(rgb, depth, points, c2w, K, on_plane, axis, offset, yaw)
             if ortho is not None:
                 patches[k] = _Patch(ortho[0], ortho[1], sigma_px, lod_levels)
         n = int(((kind == k) & (depth > 0)).sum())
         if k != WALL and n >= MIN_PATCH_PX**2:
-            planes[k] = (float(points[0, ..., 1][(kind == k) & (depth > 0)].median()), n)
+            planes[k] = (float(points[..., 1][(kind == k) & (depth > 0)].median()), n)
     return patches, planes
