@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import make_tiny_pipeline, spy_inserts
 
+from worldmem.config import ConfigError
 from worldmem.geometry import project_points
 from worldmem.memory import SpatialMemory
 from worldmem.pipeline import Chunk, WorldPipeline, memories_for_mode
@@ -773,6 +774,77 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
         )
     with pytest.raises(ValueError, match="texture_gain: the texture comes from the observed"):
         WorldPipeline.from_pretrained(tiny_pipeline_dir, texture_gain=1.0)
+
+
+def test_the_room_the_observed_frames_imply_fills_the_memory_renders_holes(
+    tiny_pipeline_dir, tmp_path
+):
+    """With ``memory.layout: box`` the model is given, where its memory render holds nothing,
+    the box room fitted to the observed frames, as a guess (valid, not observed): there the
+    render's depth is the room's true depth, everywhere else the render is as without it;
+    generated guesses relax towards the room's colours. The setting survives save and load,
+    and a memory config that keeps no observed frames is refused."""
+    from conftest import tiny_memory_config
+
+    from tests.memory.memory_scenes import box_room, yaw_camera
+    from worldmem.memory.guesses import relax_guesses
+    from worldmem.memory.layout import BoxLayout
+
+    K = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").K
+    half = (3.0, 0.8, 3.0)
+    # from the room's centre into a corner (the box is then the room), then turning away
+    cams = torch.stack([yaw_camera((0.0, 0.0, 0.0), a) for a in (45.0, 100.0, 150.0)])
+    rgb, depth = box_room(cams[:1], K[None], 32, 32, half=half)
+    _, true_depth = box_room(cams[1:], K.expand(2, 3, 3), 32, 32, half=half)
+    Ks = K.expand(2, 3, 3)
+
+    def inputs(layout: str, relax: float = 0.0):
+        cfg = tiny_memory_config(render_colour="resample", layout=layout, guess_relax=relax)
+        pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", memory_cfg=cfg)
+        pipe.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=5)
+        return pipe, pipe.model_inputs(cams[1:], Ks)
+
+    _, plain = inputs("none")
+    pipe, boxed = inputs("box")
+    hole = plain.memory_mask <= 0.5
+    assert 0.3 < float(hole.float().mean()) < 0.99  # turned away from the wall it saw
+    assert bool((boxed.memory_mask == 1).all())
+    assert torch.equal(boxed.memory_observed, plain.memory_observed)
+    for name in ("memory_rgb", "memory_depth"):
+        a, b = getattr(boxed, name), getattr(plain, name)
+        m = ~hole.expand_as(a)
+        assert torch.equal(a[m], b[m]), name
+    rel = (boxed.memory_depth - true_depth[None]).abs() / true_depth[None]
+    assert float(rel[hole].median()) < 0.02 and float((rel[hole] < 0.05).float().mean()) > 0.95
+
+    # the model's guesses, seen again, move towards the room's colours (not along elevation)
+    pipe, _ = inputs("box", relax=0.5)
+    pipe.step(cams[1:])
+    again = pipe.model_inputs(cams[1:], Ks)
+    guessed = (again.memory_observed <= 0.5) & hole
+    assert float(guessed.float().mean()) > 0.2
+    room = BoxLayout.from_frames(pipe.state.spatial.observed_frames())
+    room_rgb, _, _ = room.render(cams[1:], Ks, 32)
+    cfg = pipe.memory_cfg
+    pipe.memory_cfg = tiny_memory_config(render_colour="resample", layout="none")
+    raw = pipe.model_inputs(cams[1:], Ks)
+    pipe.memory_cfg = cfg
+    want = relax_guesses(
+        raw.memory_rgb[0], raw.memory_mask[0], raw.memory_observed[0], room_rgb, 0.5,
+        cfg.guess_relax_near_px, None, cfg.guess_relax_outside_deg,
+    )  # fmt: skip
+    held = (raw.memory_mask > 0.5).expand_as(raw.memory_rgb)
+    torch.testing.assert_close(again.memory_rgb[held], want[None][held])
+
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["memory"]["layout"] == "box"
+    assert WorldPipeline.from_pretrained(tmp_path / "p").memory_cfg.layout == "box"
+    no_frames = tiny_memory_config(layout="box")
+    with pytest.raises(ValueError, match="memory.layout 'box': the room is fitted to the observed"):
+        WorldPipeline.from_pretrained(tiny_pipeline_dir, memory_cfg=no_frames)
+    with pytest.raises(ConfigError, match="layout"):
+        tiny_memory_config(layout="sphere")
 
 
 def test_a_prompt_alone_starts_from_the_first_frame_nets_drawing(

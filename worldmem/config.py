@@ -225,6 +225,10 @@ class MemoryConfig:
     # > 0: a guess on a ray inside an observed frame's field of view is not relaxed, and the
     # rate reaches guess_relax this many degrees outside every one (0: the same everywhere)
     guess_relax_outside_deg: float = 0.0
+    # where the render holds nothing: "box" shows the room the observed frames imply, completed
+    # as a box (memory/layout.py), as a guess the model is given like its own, and relaxes
+    # guesses towards it; "none" leaves the holes empty
+    layout: str = "none"
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most
     keyframe_novelty_overlap: float = 0.6  # add a frame when its overlap with every kf is below
@@ -244,6 +248,7 @@ class MemoryConfig:
         _choice(self, "render_backend", ("torch", "gsplat"))
         _choice(self, "render_colour", ("bilinear", "resample", "nearest"))
         _choice(self, "hide_guesses", ("far", "all"))
+        _choice(self, "layout", ("none", "box"))
         positive = (
             "voxel_size_m",
             "max_points",

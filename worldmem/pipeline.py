@@ -40,6 +40,7 @@ from worldmem.geometry.actions import KEYS, apply_actions
 from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.memory.guesses import outside_observed, relax_guesses
+from worldmem.memory.layout import BoxLayout
 from worldmem.memory.texture import ExemplarTexture, without_cracks
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
@@ -190,8 +191,17 @@ class WorldPipeline:
                 "keeps, and this memory config keeps none (it needs memory.render_colour "
                 "'resample' or memory.guess_relax > 0, and memory.free_space_views > 0)"
             )
-        # the last world's ExemplarTexture: (world, the observed rgb it was built from, it)
+        if memory_cfg.layout != "none" and not (keeps_frames and memory_cfg.free_space_views > 0):
+            raise ValueError(
+                f"memory.layout '{memory_cfg.layout}': the room is fitted to the observed frames "
+                "the spatial memory keeps, and this memory config keeps none (it needs "
+                "memory.render_colour 'resample' or memory.guess_relax > 0, and "
+                "memory.free_space_views > 0)"
+            )
+        # the last world's ExemplarTexture and BoxLayout: (world, the observed rgb it was
+        # built from, it)
         self._texture_cache: tuple = (None, (), None)
+        self._layout_cache: tuple = (None, (), None)
         if depth_net is not None and depth_net.cfg.image_size != model_cfg.image_size:
             raise ValueError(
                 f"depth_net: trained at {depth_net.cfg.image_size} px, the model at "
@@ -721,7 +731,13 @@ class WorldPipeline:
         """The ``Conditioning`` the model is given for targets at ``cams`` ``(T, 4, 4)``, ``K``
         ``(T, 3, 3)`` from the memories of ``world`` (default: the current one) as they stand
         (``assemble_inputs``, the same function the training data uses)."""
-        world = self._world(world)
+        return self._inputs(cams, K, self._world(world))[0]
+
+    def _inputs(
+        self, cams: torch.Tensor, K: torch.Tensor, world: WorldState
+    ) -> tuple[Conditioning, torch.Tensor | None]:
+        """``model_inputs`` and the pixels ``(T, 1, S, S)`` (float 0/1) of its memory render
+        that show the room (``memory.layout``), None without it."""
         conditioning = assemble_inputs(
             cams,
             K,
@@ -734,12 +750,63 @@ class WorldPipeline:
             keyframes=self.memory_cfg.retrieve_k,
             caption=world.prompt,
         )
-        return self._relax_guesses(conditioning, world)
+        room = self._room(conditioning, world)
+        relaxed = self._relax_guesses(conditioning, world, room)
+        if room is None:
+            return relaxed, None
+        return self._with_room(relaxed, room), (conditioning.memory_mask[0] <= 0.5).float()
 
-    def _relax_guesses(self, conditioning: Conditioning, world: WorldState) -> Conditioning:
+    def _room(
+        self, c: Conditioning, world: WorldState
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The box room of ``world``'s observed frames (``memory.layout: box``) seen from the
+        targets of ``c``: rgb ``(T, 3, S, S)``, depth ``(T, 1, S, S)``; None without it."""
+        layout = self._layout(world)
+        if layout is None:
+            return None
+        rgb, depth, _ = layout.render(c.c2w[0], c.K[0], c.memory_rgb.shape[-1])
+        return rgb.to(c.memory_rgb.device), depth.to(c.memory_depth.device)
+
+    def _with_room(
+        self, c: Conditioning, room: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> Conditioning:
+        """``c`` with the holes of its memory render showing the ``room`` (rgb, depth), as a
+        guess (valid, not observed)."""
+        if room is None:
+            return c
+        hole = c.memory_mask <= 0.5
+        return dataclasses.replace(
+            c,
+            memory_rgb=torch.where(hole, room[0][None], c.memory_rgb),
+            memory_depth=torch.where(hole, room[1][None], c.memory_depth),
+            memory_mask=torch.ones_like(c.memory_mask),
+        )
+
+    def _layout(self, world: WorldState) -> BoxLayout | None:
+        """The box room of ``world``'s kept observed frames (``memory.layout``), fitted again
+        only when they change; None when the layout is off or nothing observed is kept."""
+        frames = world.spatial.observed_frames()
+        if self.memory_cfg.layout == "none" or not frames:
+            return None
+        if "spatial" not in memories_for_mode(world.memory_mode):
+            return None
+        built_for, kept, layout = self._layout_cache
+        same = len(kept) == len(frames) and all(a is b[2] for a, b in zip(kept, frames))
+        if built_for is not world or not same:
+            layout = BoxLayout.from_frames(frames)
+            self._layout_cache = (world, tuple(f[2] for f in frames), layout)
+        return layout
+
+    def _relax_guesses(
+        self,
+        conditioning: Conditioning,
+        world: WorldState,
+        room: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> Conditioning:
         """``conditioning`` with the generated pixels of its memory render moved towards what
-        the observed frames of ``world`` show along elevation (``memory/guesses.py``,
-        ``memory.guess_relax``); unchanged when that is 0 or nothing observed is kept."""
+        the observed frames of ``world`` show along elevation, or towards the ``room``'s
+        colours when given (``memory/guesses.py``, ``memory.guess_relax``); unchanged when
+        that is 0 or nothing observed is kept."""
         relax = self.memory_cfg.guess_relax
         c = conditioning
         generated = (c.memory_mask > 0.5) & (c.memory_observed <= 0.5)
@@ -747,7 +814,7 @@ class WorldPipeline:
             return c
         S = c.memory_rgb.shape[-1]
         frames = world.spatial.observed_frames()
-        prior = frames_default(frames, c.c2w[0], c.K[0], S)
+        prior = room[0] if room is not None else frames_default(frames, c.c2w[0], c.K[0], S)
         if prior is None:
             return c
         cfg = self.memory_cfg
@@ -785,7 +852,7 @@ class WorldPipeline:
         T = cams.shape[0]
         keep = T if keep is None else keep
         t0 = time.perf_counter()
-        conditioning = self.model_inputs(cams, K, world)
+        conditioning, shown_room = self._inputs(cams, K, world)
         mem_rgb, mem_depth, mem_mask = (
             conditioning.memory_rgb[0],
             conditioning.memory_depth[0],
@@ -800,7 +867,8 @@ class WorldPipeline:
         rgb = rgb.clamp(0, 1)
         observed = conditioning.memory_observed[0, :keep]
         if self.generated_depth == "depth_net" and not own_depth:
-            depth = self._depth_where_unobserved(rgb, depth, observed)
+            given = observed if shown_room is None else torch.maximum(observed, shown_room[:keep])
+            depth = self._depth_where_unobserved(rgb, depth, given)
         shown = rgb
         if self.detail_net is not None and not own_depth:
             unobserved = (observed <= 0.5).to(rgb.dtype)

@@ -620,3 +620,25 @@ def test_a_model_that_returns_the_truth_scores_the_truths_own_self_recall(turn_c
     rows = summarize_walk(res.records)
     assert rows[0]["recall_truth"] == pytest.approx(rows[0]["recall_psnr"])
     assert "The true frames' own self-recall" in walk_markdown(rows)
+
+
+def test_box_fill_keeps_the_warp_and_beats_the_elevation_fill_turning_round(turn_case):
+    """Turned round, a view shows the room's other walls, its floor and its ceiling where the
+    start frame saw walls at every height: the box the start frame implies fills the warp's
+    holes closer to the truth than its colours along elevation, and keeps the warp itself."""
+    res = run_walk(None, turn_case, rows=("warp, elevation fill", "warp, box fill"))
+    rows = {r["row"]: r for r in summarize_walk(res.records)}
+    assert rows["warp, box fill"]["psnr"] > rows["warp, elevation fill"]["psnr"] + 1.0
+    w_rgb, _, w_mask = forward_warp(
+        turn_case.rgb[:1],
+        turn_case.depth[:1],
+        turn_case.c2w[:1],
+        turn_case.K[:1],
+        turn_case.c2w,
+        turn_case.K,
+    )
+    from worldmem.eval.walk import _box_fill
+
+    filled = _box_fill(turn_case, w_rgb, w_mask)
+    m = w_mask.expand_as(w_rgb)
+    assert torch.equal(filled[m], w_rgb[m]) and float((~w_mask).float().mean()) > 0.3

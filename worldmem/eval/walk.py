@@ -17,7 +17,10 @@ z-buffer, holes the start frame's mean colour), ``warp, filled`` (the same warp 
 holes push-pull filled: the smooth continuation of the pixels around them, the non-learned
 counterpart of the model's prior), ``warp, elevation fill`` (the fill tending, far from the
 warp, to the start frame's mean along each ray's elevation: the counterpart of the prior of a
-model with ``hole_prior="elevation"``), ``memory`` (the spatial-memory render the model was given,
+model with ``hole_prior="elevation"``), ``warp, box fill`` (the fill tending, far from the
+warp, to the box room the start frame implies, seen from each camera: floor, ceiling and walls
+at their fitted places in their observed colours, ``memory/layout.py``; the counterpart of
+``memory.layout: box``), ``memory`` (the spatial-memory render the model was given,
 holes the mean colour) and ``previous`` (the previous true frame); and one reference that no
 method could run, ``start, true target depth`` (the start frame read bilinearly at each
 pixel through the target's own true depth, holes the mean colour): over the pixels the start
@@ -57,6 +60,7 @@ from worldmem.eval.metrics import (
 from worldmem.geometry import frustum_overlap, project_points, unproject_depth
 from worldmem.geometry.trajectory import look_up_down, strafe, turn_in_place
 from worldmem.memory.fill import push_pull_fill
+from worldmem.memory.layout import BoxLayout
 from worldmem.models.elevation import elevation_default, elevation_profile
 from worldmem.models.interface import ModelFrames
 
@@ -78,7 +82,14 @@ __all__ = [
 
 WALK_KINDS = ("out_and_back", "loop", "turn", "strafe", "look_up_down")
 MODEL_ROWS = ("model", "model, no start depth", "no memory")
-BASELINE_ROWS = ("warp", "warp, filled", "warp, elevation fill", "memory", "previous")
+BASELINE_ROWS = (
+    "warp",
+    "warp, filled",
+    "warp, elevation fill",
+    "warp, box fill",
+    "memory",
+    "previous",
+)
 REFERENCE_ROWS = ("start, true target depth",)  # uses the truth at the target: a ceiling
 ROWS = MODEL_ROWS + BASELINE_ROWS + REFERENCE_ROWS
 _ROW_MODE = {"model": ("all", True), "model, no start depth": ("all", False)}
@@ -199,6 +210,15 @@ def _elevation_fill(case: WalkCase, rgb: Tensor, mask: Tensor) -> Tensor:
     )
     default = elevation_default(elevation_profile(S, start), case.c2w[None], case.K[None], S, S)
     return push_pull_fill(rgb, mask, default[0])[0]
+
+
+def _box_fill(case: WalkCase, rgb: Tensor, mask: Tensor) -> Tensor:
+    """The warp ``rgb`` ``(N, 3, S, S)`` with its holes (``mask`` ``(N, 1, S, S)`` False)
+    filled towards the box room the start frame implies, seen from each camera
+    (``memory/layout.py``)."""
+    start = [(case.c2w[0], case.K[0], case.rgb[0], case.depth[0, 0])]
+    room, _, _ = BoxLayout.from_frames(start).render(case.c2w, case.K, rgb.shape[-1])
+    return push_pull_fill(rgb, mask, room)[0]
 
 
 def _start_through_target_depth(case: WalkCase) -> tuple[Tensor, Tensor]:
@@ -350,6 +370,8 @@ def run_walk(
             images["warp, filled"] = push_pull_fill(w_rgb, w_mask, fill.expand(N, 3))[0]
         if "warp, elevation fill" in rows:
             images["warp, elevation fill"] = _elevation_fill(case, w_rgb, w_mask)
+        if "warp, box fill" in rows:
+            images["warp, box fill"] = _box_fill(case, w_rgb, w_mask)
     if "previous" in rows:
         images["previous"] = torch.cat([case.rgb[:1], case.rgb[:-1]])
     if "start, true target depth" in rows:

@@ -1,0 +1,125 @@
+"""The box room fitted to observed frames (memory/layout.py), checked against the analytic box
+room it was seen in: its planes, its render at views never observed, and its colours."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from memory_scenes import (  # noqa: F401 (one_thread: autouse fixture)
+    FACE_COLOURS,
+    box_room,
+    intrinsics,
+    one_thread,
+    yaw_camera,
+)
+
+from worldmem.geometry import unproject_depth
+from worldmem.memory.layout import CAMERA_MARGIN_M, DEFAULT_EXTENT_M, BoxLayout
+from worldmem.memory.texture import CEILING, FLOOR, WALL, turn_about_y
+
+S = 64
+HALF = (3.0, 0.8, 3.0)  # the floor at y = +0.8, the ceiling at -0.8, walls at x, z = +-3
+
+
+def _frames(cams: torch.Tensor) -> list[tuple]:
+    K = intrinsics(len(cams), S)
+    rgb, depth = box_room(cams, K, S, S, half=HALF)
+    return [(cams[i], K[i], rgb[i], depth[i, 0]) for i in range(len(cams))]
+
+
+def _true_kinds(cams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The true depth ``(N, S, S)`` and kind of surface at each pixel of views of the room."""
+    K = intrinsics(len(cams), S)
+    _, depth = box_room(cams, K, S, S, half=HALF)
+    y = unproject_depth(depth[:, 0], cams, K)[..., 1]
+    kind = torch.full(y.shape, WALL, dtype=torch.long)
+    kind[(y - HALF[1]).abs() < 1e-4] = FLOOR
+    kind[(y + HALF[1]).abs() < 1e-4] = CEILING
+    return depth[:, 0], kind
+
+
+def test_a_room_seen_into_one_corner_is_completed_behind_the_camera():
+    """From the room's centre looking into the +x/+z corner, the box has the true floor,
+    ceiling and seen walls, mirrors the unseen ones (exact here: the camera is at the centre),
+    and its render at views turned away from everything seen has the room's true depth and
+    kinds; the seen walls take their own mean colour, the unseen ones every seen wall's."""
+    frames = _frames(yaw_camera((0.0, 0.0, 0.0), 45.0)[None])
+    box = BoxLayout.from_frames(frames)
+    assert abs(box.yaw) < 1e-3
+    assert abs(box.floor_y - HALF[1]) < 1e-3 and abs(box.ceiling_y + HALF[1]) < 1e-3
+    for side, extent in box.extent.items():
+        assert abs(extent - 3.0) < 0.02, (side, extent)
+
+    away = torch.stack([yaw_camera((0.0, 0.0, 0.0), a) for a in (180.0, 225.0, 270.0)])
+    away[1, :3, :3] = away[1, :3, :3] @ torch.tensor(  # and one pitched down 30 degrees
+        [[1.0, 0.0, 0.0], [0.0, math.cos(0.52), -math.sin(0.52)], [0.0, math.sin(0.52), math.cos(0.52)]]
+    )
+    rgb, depth, kind = box.render(away, intrinsics(3, S), S)
+    true_depth, true_kind = _true_kinds(away)
+    rel = (depth[:, 0] - true_depth).abs() / true_depth
+    assert float(rel.max()) < 0.02
+    assert float((kind == true_kind).float().mean()) > 0.98
+
+    # colours: each kind's observed mean (the checker's two shades averaged over the pixels)
+    obs_rgb = frames[0][2]
+    obs_depth, obs_kind = _true_kinds(frames[0][0][None])
+    floor_mean = obs_rgb[:, obs_kind[0] == FLOOR].mean(1)
+    torch.testing.assert_close(box.floor_rgb, floor_mean, atol=0.01, rtol=0)
+    x = unproject_depth(obs_depth, frames[0][0][None], intrinsics(1, S))[0, ..., 0]
+    plus_x = obs_rgb[:, (obs_kind[0] == WALL) & ((x - HALF[0]).abs() < 1e-4)].mean(1)
+    torch.testing.assert_close(box.wall_rgb[(0, 1)], plus_x, atol=0.01, rtol=0)
+    assert float((plus_x - FACE_COLOURS[1] * 0.775).abs().max()) < 0.05  # the +x wall's hue
+    seen_walls = obs_rgb[:, obs_kind[0] == WALL].mean(1)
+    torch.testing.assert_close(box.wall_rgb[(0, -1)], seen_walls, atol=0.01, rtol=0)
+    floor_px = kind == FLOOR
+    assert floor_px.any()
+    torch.testing.assert_close(rgb.permute(0, 2, 3, 1)[floor_px][0], box.floor_rgb)
+
+
+def test_a_camera_beyond_the_fitted_walls_stays_inside_its_room():
+    """The walls a camera walks past move out to ``CAMERA_MARGIN_M`` beyond it: every ray
+    meets the room in front of the camera, the wall ahead exactly there."""
+    frames = _frames(yaw_camera((0.0, 0.0, 1.0), 0.0)[None])  # sees the +z wall 2 m ahead
+    box = BoxLayout.from_frames(frames)
+    assert abs(box.extent[(2, 1)] - 2.0) < 0.02
+    far = yaw_camera((0.0, 0.0, 4.5), 0.0)[None]  # 1.5 m beyond it, looking on
+    _, depth, kind = box.render(far, intrinsics(1, S), S)
+    assert bool(torch.isfinite(depth).all()) and bool((depth > 0).all())
+    centre = depth[0, 0, S // 2 - 1 : S // 2 + 1, S // 2 - 1 : S // 2 + 1]
+    torch.testing.assert_close(centre, torch.full_like(centre, CAMERA_MARGIN_M), atol=1e-4, rtol=0)
+    assert int(kind[0, S // 2, S // 2]) == WALL
+
+
+def test_the_box_does_not_depend_on_how_the_world_is_turned():
+    """The room and its cameras turned 25 degrees about y (the frames are the same) give the
+    same render at the turned cameras, and the turn is found."""
+    cams = torch.stack([yaw_camera((0.5, 0.0, -0.4), 30.0)])
+    frames = _frames(cams)
+    turn = torch.eye(4)
+    turn[:3, :3] = turn_about_y(torch.eye(3), math.radians(25.0)).T
+    turned = [(turn @ c, K, rgb, d) for c, K, rgb, d in frames]
+    box, box_t = BoxLayout.from_frames(frames), BoxLayout.from_frames(turned)
+    assert abs(abs(box_t.yaw - box.yaw) - math.radians(25.0)) < 1e-3
+    views = torch.stack([yaw_camera((0.2, 0.1, 0.3), a) for a in (150.0, 260.0)])
+    K = intrinsics(2, S)
+    a, da, ka = box.render(views, K, S)
+    b, db, kb = box_t.render(turn @ views, K, S)
+    torch.testing.assert_close(da, db, atol=1e-3, rtol=1e-3)
+    assert float((ka == kb).float().mean()) > 0.995
+    same_colour = (a - b).abs().amax(1) < 1e-4
+    assert float(same_colour.float().mean()) > 0.99
+
+
+def test_nothing_seen_towards_a_side_or_opposite_it_gives_the_default():
+    """Frames without depth give no box; a side nothing reached, nor its opposite, stands
+    ``DEFAULT_EXTENT_M`` away; an unseen floor and ceiling fall back around the camera."""
+    c2w, K, rgb, depth = _frames(yaw_camera((0.0, 0.0, 0.0), 0.0)[None])[0]
+    assert BoxLayout.from_frames([(c2w, K, rgb, torch.zeros_like(depth))]) is None
+    # only a strip of the +z wall at eye height: nothing towards +-x beyond 5 cm, no floor
+    strip = torch.zeros_like(depth)
+    strip[24:40, 31:33] = depth[24:40, 31:33]
+    box = BoxLayout.from_frames([(c2w, K, rgb, strip)])
+    assert abs(box.extent[(2, 1)] - 3.0) < 0.02 and abs(box.extent[(2, -1)] - 3.0) < 0.02
+    assert box.extent[(0, 1)] == box.extent[(0, -1)] == DEFAULT_EXTENT_M
+    assert box.floor_y > 0 > box.ceiling_y

@@ -1,0 +1,189 @@
+"""The room the observed frames imply, completed where nothing was seen (a Manhattan box).
+
+Indoor scenes and streets are mostly a floor, walls at right angles and a ceiling (or a
+sky). Where the memory holds nothing, a view turned away from everything observed still
+shows the same room: the floor below the horizon until it meets a wall, the ceiling above,
+the walls between. ``BoxLayout`` is that room, fitted to the observed frames (rgb, depth,
+camera) without learning:
+
+- the walls' axes are the observed walls' (``texture.wall_yaw``);
+- the floor and the ceiling are the planes at the median height of the observed floor and
+  ceiling points;
+- each of the four walls (+x, -x, +z, -z in those axes) stands at the ``EXTENT_QUANTILE`` of
+  how far the observed points reach that way from the first frame's camera. A side nothing
+  was seen towards mirrors the opposite side; with neither, it is ``DEFAULT_EXTENT_M`` away.
+  A camera is always inside its room: a wall is moved out to at least ``CAMERA_MARGIN_M``
+  beyond the camera that looks at it;
+- each surface takes the mean colour of the observed pixels of its kind (a wall the
+  observed frames saw, its own mean; an unseen wall, every observed wall's).
+
+``render`` casts each pixel's ray into the box: colour, z-depth and kind per pixel, the same
+for the same point of the room from any camera. It is what a view turned away tends to far
+from anything observed, in colour and in depth; objects inside the room it does not know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from worldmem.geometry import unproject_depth
+from worldmem.memory.texture import (
+    CEILING,
+    FLOOR,
+    WALL,
+    surface_kinds,
+    turn_about_y,
+    wall_yaw,
+)
+
+__all__ = [
+    "BoxLayout",
+    "CAMERA_MARGIN_M",
+    "DEFAULT_EXTENT_M",
+    "EXTENT_QUANTILE",
+    "SIDES",
+]
+
+EXTENT_QUANTILE = 0.95  # a wall stands where this share of the points seen that way are nearer
+DEFAULT_EXTENT_M = 3.0  # a side with nothing seen towards it or opposite it
+CAMERA_MARGIN_M = 1.0  # a wall is at least this far beyond any camera that renders the box
+DEFAULT_EYE_HEIGHT_M = 1.6  # an unseen floor is this far below the cameras (an unseen ceiling above)
+MIN_PIXELS = 8  # fewer observed pixels of a kind (or reaching a side) than this: not seen
+MIN_REACH_M = 0.05  # a point nearer than this to the camera along a side does not reach it
+SIDES = ((0, 1), (0, -1), (2, 1), (2, -1))  # (axis, sign) of the walls at +x, -x, +z, -z
+
+
+@dataclass
+class BoxLayout:
+    """A box room in the walls' axes (world axes turned by ``-yaw`` about y; y down, as the
+    cameras'): floor and ceiling heights ``floor_y`` > ``ceiling_y``, the walls at
+    ``anchor[axis] + sign * extent[(axis, sign)]``, and a colour ``(3,)`` for the floor, the
+    ceiling and each wall."""
+
+    yaw: float
+    anchor: Tensor  # (3,) the first observed camera's position, turned
+    floor_y: float
+    ceiling_y: float
+    extent: dict[tuple[int, int], float]
+    floor_rgb: Tensor
+    ceiling_rgb: Tensor
+    wall_rgb: dict[tuple[int, int], Tensor]
+
+    @classmethod
+    def from_frames(cls, frames: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> BoxLayout | None:
+        """Observed frames (c2w ``(4, 4)``, K ``(3, 3)``, rgb ``(3, H, W)``, depth ``(H, W)``
+        metres with 0 where unknown), as ``SpatialMemory.observed_frames`` gives them -> their
+        box, or None without any frame with depth."""
+        frames = [f for f in frames if bool((f[3] > 0).any())]
+        if not frames:
+            return None
+        pts, kinds, normals, rgbs, known, cams = [], [], [], [], [], []
+        for c2w, K, rgb, depth in frames:
+            p = unproject_depth(depth[None].double(), c2w[None].double(), K[None].double())
+            kind, normal = surface_kinds(p, c2w[None, 1, 3].double())
+            pts.append(p[0].reshape(-1, 3))
+            kinds.append(kind[0].flatten())
+            normals.append(normal[0].reshape(-1, 3))
+            rgbs.append(rgb.double().reshape(3, -1).T)
+            known.append((depth > 0).flatten())
+            cams.append(c2w[:3, 3].double())
+        known_all = torch.cat(known)
+        pts, kinds = torch.cat(pts)[known_all], torch.cat(kinds)[known_all]
+        normals, rgbs = torch.cat(normals)[known_all], torch.cat(rgbs)[known_all]
+        yaw = wall_yaw(normals[kinds == WALL])
+        pts = turn_about_y(pts, -yaw)
+        cams = turn_about_y(torch.stack(cams), -yaw)
+        anchor = cams[0]
+        eye_y = float(cams[:, 1].mean())
+
+        def plane(kind: int, fallback: float) -> float:
+            m = kinds == kind
+            return float(pts[m, 1].median()) if int(m.sum()) >= MIN_PIXELS else fallback
+
+        floor_y = plane(FLOOR, eye_y + DEFAULT_EYE_HEIGHT_M)
+        ceiling_y = min(plane(CEILING, eye_y - DEFAULT_EYE_HEIGHT_M), eye_y - 0.1)
+        offsets = pts - anchor
+        seen: dict[tuple[int, int], float | None] = {}
+        for axis, sign in SIDES:
+            reach = offsets[:, axis] * sign
+            reach = reach[reach > MIN_REACH_M]
+            big = len(reach) >= MIN_PIXELS
+            seen[(axis, sign)] = float(torch.quantile(reach, EXTENT_QUANTILE)) if big else None
+        extent = {}
+        for axis, sign in SIDES:
+            mine, opposite = seen[(axis, sign)], seen[(axis, -sign)]
+            extent[(axis, sign)] = mine or opposite or DEFAULT_EXTENT_M
+
+        def mean(m: Tensor, fallback: Tensor) -> Tensor:
+            return rgbs[m].mean(0) if int(m.sum()) >= MIN_PIXELS else fallback
+
+        every = rgbs.mean(0)
+        walls = kinds == WALL
+        all_walls = mean(walls, every)
+        # a wall point belongs to the side its normal faces along: a wall at +x faces -x
+        n = turn_about_y(normals, -yaw)
+        facing_x = n[:, 0].abs() >= n[:, 2].abs()
+        wall_rgb = {}
+        for axis, sign in SIDES:
+            along = facing_x if axis == 0 else ~facing_x
+            side = walls & along & (offsets[:, axis] * sign > MIN_REACH_M)
+            wall_rgb[(axis, sign)] = mean(side, all_walls).float()
+        return cls(
+            yaw=yaw,
+            anchor=anchor.float(),
+            floor_y=floor_y,
+            ceiling_y=ceiling_y,
+            extent=extent,
+            floor_rgb=mean(kinds == FLOOR, every).float(),
+            ceiling_rgb=mean(kinds == CEILING, every).float(),
+            wall_rgb=wall_rgb,
+        )
+
+    def render(self, c2w: Tensor, K: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The box seen from cameras c2w ``(N, 4, 4)``, K ``(N, 3, 3)`` at ``size`` px ->
+        rgb ``(N, 3, size, size)``, z-depth ``(N, 1, size, size)`` metres, kind ``(N, size,
+        size)`` long (``CEILING`` / ``WALL`` / ``FLOOR``). Each camera's walls are moved out to
+        at least ``CAMERA_MARGIN_M`` beyond it."""
+        dev = c2w.device
+        N = c2w.shape[0]
+        centres = torch.arange(size, device=dev, dtype=torch.float64) + 0.5
+        Kd = K.double()
+        dx = (centres[None, :] - Kd[:, 0, 2, None]) / Kd[:, 0, 0, None]  # (N, W)
+        dy = (centres[None, :] - Kd[:, 1, 2, None]) / Kd[:, 1, 1, None]  # (N, H)
+        ray = torch.stack(
+            torch.broadcast_tensors(dx[:, None, :], dy[:, :, None], torch.ones(1, 1, 1, device=dev)),
+            -1,
+        )  # (N, H, W, 3) camera axes, z = 1: a distance along it is the z-depth
+        R = c2w[:, :3, :3].double()
+        ray = turn_about_y(torch.einsum("nij,nhwj->nhwi", R, ray), -self.yaw)
+        origin = turn_about_y(c2w[:, :3, 3].double(), -self.yaw)  # (N, 3)
+        anchor = self.anchor.double().to(dev)
+        depth = torch.full((N, size, size), float("inf"), dtype=torch.float64, device=dev)
+        kind = torch.full((N, size, size), WALL, dtype=torch.long, device=dev)
+        side = torch.zeros((N, size, size), dtype=torch.long, device=dev)
+
+        def meet(axis: int, at: Tensor, k: int, s: int) -> None:
+            d = ray[..., axis]
+            safe = torch.where(d.abs() < 1e-12, torch.full_like(d, 1e-12), d)
+            t = (at[:, None, None] - origin[:, None, None, axis]) / safe
+            nearer = (t > 0) & (t < depth)
+            depth.copy_(torch.where(nearer, t, depth))
+            kind.copy_(torch.where(nearer, k, kind))
+            side.copy_(torch.where(nearer, s, side))
+
+        ones = torch.ones(N, dtype=torch.float64, device=dev)
+        meet(1, ones * self.floor_y, FLOOR, 0)
+        meet(1, ones * self.ceiling_y, CEILING, 0)
+        for i, (axis, sign) in enumerate(SIDES):
+            beyond = sign * (origin[:, axis] - anchor[axis]) + CAMERA_MARGIN_M
+            extent = beyond.clamp(min=self.extent[(axis, sign)])
+            meet(axis, anchor[axis] + sign * extent, WALL, i)
+        rgb = torch.zeros((N, size, size, 3), dtype=torch.float32, device=dev)
+        rgb[kind == FLOOR] = self.floor_rgb.to(dev)
+        rgb[kind == CEILING] = self.ceiling_rgb.to(dev)
+        for i, s in enumerate(SIDES):
+            rgb[(kind == WALL) & (side == i)] = self.wall_rgb[s].to(dev)
+        return rgb.permute(0, 3, 1, 2), depth.float()[:, None], kind
