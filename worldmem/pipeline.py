@@ -756,9 +756,7 @@ class WorldPipeline:
             return relaxed, None
         return self._with_room(relaxed, room), (conditioning.memory_mask[0] <= 0.5).float()
 
-    def _room(
-        self, c: Conditioning, world: WorldState
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _room(self, c: Conditioning, world: WorldState) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The box room of ``world``'s observed frames (``memory.layout: box``) seen from the
         targets of ``c``: rgb ``(T, 3, S, S)``, depth ``(T, 1, S, S)``; None without it."""
         layout = self._layout(world)

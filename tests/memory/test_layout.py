@@ -52,9 +52,9 @@ def test_a_room_seen_into_one_corner_is_completed_behind_the_camera():
         assert abs(extent - 3.0) < 0.02, (side, extent)
 
     away = torch.stack([yaw_camera((0.0, 0.0, 0.0), a) for a in (180.0, 225.0, 270.0)])
-    away[1, :3, :3] = away[1, :3, :3] @ torch.tensor(  # and one pitched down 30 degrees
-        [[1.0, 0.0, 0.0], [0.0, math.cos(0.52), -math.sin(0.52)], [0.0, math.sin(0.52), math.cos(0.52)]]
-    )
+    c, s = math.cos(math.radians(30.0)), math.sin(math.radians(30.0))
+    pitch = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    away[1, :3, :3] = away[1, :3, :3] @ pitch  # and one pitched down 30 degrees
     rgb, depth, kind = box.render(away, intrinsics(3, S), S)
     true_depth, true_kind = _true_kinds(away)
     rel = (depth[:, 0] - true_depth).abs() / true_depth

@@ -50,7 +50,7 @@ __all__ = [
 EXTENT_QUANTILE = 0.95  # a wall stands where this share of the points seen that way are nearer
 DEFAULT_EXTENT_M = 3.0  # a side with nothing seen towards it or opposite it
 CAMERA_MARGIN_M = 1.0  # a wall is at least this far beyond any camera that renders the box
-DEFAULT_EYE_HEIGHT_M = 1.6  # an unseen floor is this far below the cameras (an unseen ceiling above)
+DEFAULT_EYE_HEIGHT_M = 1.6  # an unseen floor is this far below the cameras, an unseen ceiling above
 MIN_PIXELS = 8  # fewer observed pixels of a kind (or reaching a side) than this: not seen
 MIN_REACH_M = 0.05  # a point nearer than this to the camera along a side does not reach it
 SIDES = ((0, 1), (0, -1), (2, 1), (2, -1))  # (axis, sign) of the walls at +x, -x, +z, -z
@@ -153,10 +153,9 @@ class BoxLayout:
         Kd = K.double()
         dx = (centres[None, :] - Kd[:, 0, 2, None]) / Kd[:, 0, 0, None]  # (N, W)
         dy = (centres[None, :] - Kd[:, 1, 2, None]) / Kd[:, 1, 1, None]  # (N, H)
-        ray = torch.stack(
-            torch.broadcast_tensors(dx[:, None, :], dy[:, :, None], torch.ones(1, 1, 1, device=dev)),
-            -1,
-        )  # (N, H, W, 3) camera axes, z = 1: a distance along it is the z-depth
+        one = torch.ones(1, 1, 1, dtype=torch.float64, device=dev)
+        # (N, H, W, 3) in camera axes with z = 1: a distance along it is the z-depth
+        ray = torch.stack(torch.broadcast_tensors(dx[:, None, :], dy[:, :, None], one), -1)
         R = c2w[:, :3, :3].double()
         ray = turn_about_y(torch.einsum("nij,nhwj->nhwi", R, ray), -self.yaw)
         origin = turn_about_y(c2w[:, :3, 3].double(), -self.yaw)  # (N, 3)
