@@ -225,9 +225,9 @@ class MemoryConfig:
     # > 0: a guess on a ray inside an observed frame's field of view is not relaxed, and the
     # rate reaches guess_relax this many degrees outside every one (0: the same everywhere)
     guess_relax_outside_deg: float = 0.0
-    # where the render holds nothing: "box" shows the room the observed frames imply, completed
-    # as a box (memory/layout.py), as a guess the model is given like its own, and relaxes
-    # guesses towards it; "none" leaves the holes empty
+    # what the render's holes tend to: "box", the room the observed frames imply, completed as
+    # a box (memory/layout.py), which guesses also relax towards; "none", the model's own
+    # default (model.hole_prior)
     layout: str = "none"
     # episodic memory (keyframes)
     keyframe_capacity: int = 32  # keyframes kept at most

@@ -731,13 +731,7 @@ class WorldPipeline:
         """The ``Conditioning`` the model is given for targets at ``cams`` ``(T, 4, 4)``, ``K``
         ``(T, 3, 3)`` from the memories of ``world`` (default: the current one) as they stand
         (``assemble_inputs``, the same function the training data uses)."""
-        return self._inputs(cams, K, self._world(world))[0]
-
-    def _inputs(
-        self, cams: torch.Tensor, K: torch.Tensor, world: WorldState
-    ) -> tuple[Conditioning, torch.Tensor | None]:
-        """``model_inputs`` and the pixels ``(T, 1, S, S)`` (float 0/1) of its memory render
-        that show the room (``memory.layout``), None without it."""
+        world = self._world(world)
         conditioning = assemble_inputs(
             cams,
             K,
@@ -753,8 +747,9 @@ class WorldPipeline:
         room = self._room(conditioning, world)
         relaxed = self._relax_guesses(conditioning, world, room)
         if room is None:
-            return relaxed, None
-        return self._with_room(relaxed, room), (conditioning.memory_mask[0] <= 0.5).float()
+            return relaxed
+        # the render's holes tend to the room (the model's own default without it)
+        return dataclasses.replace(relaxed, hole_rgb=room[0][None], hole_depth=room[1][None])
 
     def _room(self, c: Conditioning, world: WorldState) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The box room of ``world``'s observed frames (``memory.layout: box``) seen from the
@@ -764,21 +759,6 @@ class WorldPipeline:
             return None
         rgb, depth, _ = layout.render(c.c2w[0], c.K[0], c.memory_rgb.shape[-1])
         return rgb.to(c.memory_rgb.device), depth.to(c.memory_depth.device)
-
-    def _with_room(
-        self, c: Conditioning, room: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> Conditioning:
-        """``c`` with the holes of its memory render showing the ``room`` (rgb, depth), as a
-        guess (valid, not observed)."""
-        if room is None:
-            return c
-        hole = c.memory_mask <= 0.5
-        return dataclasses.replace(
-            c,
-            memory_rgb=torch.where(hole, room[0][None], c.memory_rgb),
-            memory_depth=torch.where(hole, room[1][None], c.memory_depth),
-            memory_mask=torch.ones_like(c.memory_mask),
-        )
 
     def _layout(self, world: WorldState) -> BoxLayout | None:
         """The box room of ``world``'s kept observed frames (``memory.layout``), fitted again
@@ -850,7 +830,7 @@ class WorldPipeline:
         T = cams.shape[0]
         keep = T if keep is None else keep
         t0 = time.perf_counter()
-        conditioning, shown_room = self._inputs(cams, K, world)
+        conditioning = self.model_inputs(cams, K, world)
         mem_rgb, mem_depth, mem_mask = (
             conditioning.memory_rgb[0],
             conditioning.memory_depth[0],
@@ -865,8 +845,7 @@ class WorldPipeline:
         rgb = rgb.clamp(0, 1)
         observed = conditioning.memory_observed[0, :keep]
         if self.generated_depth == "depth_net" and not own_depth:
-            given = observed if shown_room is None else torch.maximum(observed, shown_room[:keep])
-            depth = self._depth_where_unobserved(rgb, depth, given)
+            depth = self._depth_where_unobserved(rgb, depth, observed)
         shown = rgb
         if self.detail_net is not None and not own_depth:
             unobserved = (observed <= 0.5).to(rgb.dtype)

@@ -103,6 +103,11 @@ def test_generate_takes_the_conditioning_not_a_training_batch(model):
         replace(cond, K=cond.K[:, :1])
     with pytest.raises(ValueError, match=r"Conditioning\.context: expected 1 samples of 32x32"):
         replace(cond, context=dummy_world_batch(1, 1, 1, 0, 16).context)
+    hole_rgb, hole_depth = torch.rand(1, 2, 3, 32, 32), torch.rand(1, 2, 1, 32, 32) + 0.5
+    with pytest.raises(ValueError, match="hole_rgb and hole_depth come together"):
+        replace(cond, hole_rgb=hole_rgb)
+    with pytest.raises(ValueError, match=r"Conditioning\.hole_depth: expected \(1, 2, 1, 32, 32\)"):
+        replace(cond, hole_rgb=hole_rgb, hole_depth=hole_depth[:, :1])
 
 
 def test_generate_without_any_memory_frames(model):

@@ -75,6 +75,9 @@ class Conditioning:
     caption: B strings.
     memory_observed ``(B, T, 1, H, W)``: 1 where the render's point was observed (a true
     frame), 0 where it was generated or no point landed; None: every point observed.
+    hole_rgb ``(B, T, 3, H, W)``, hole_depth ``(B, T, 1, H, W)``: what the render's holes tend
+    to far from its valid pixels (the room the observed frames imply, ``memory/layout.py``);
+    None: the model's own default (``model.hole_prior``).
     """
 
     c2w: Tensor
@@ -87,6 +90,8 @@ class Conditioning:
     memory_mask: Tensor
     caption: list[str]
     memory_observed: Tensor | None = None
+    hole_rgb: Tensor | None = None
+    hole_depth: Tensor | None = None
 
     def __post_init__(self):
         B, T = self.c2w.shape[:2]
@@ -101,6 +106,10 @@ class Conditioning:
         }
         if self.memory_observed is not None:
             want["memory_observed"] = (B, T, 1, H, W)
+        if (self.hole_rgb is None) != (self.hole_depth is None):
+            raise ValueError("Conditioning: hole_rgb and hole_depth come together")
+        if self.hole_rgb is not None:
+            want["hole_rgb"], want["hole_depth"] = (B, T, 3, H, W), (B, T, 1, H, W)
         for name, shape in want.items():
             got = tuple(getattr(self, name).shape)
             if got != shape:

@@ -101,9 +101,11 @@ class WorldSampler:
 
         # 1. memories in model space (cond, then uncond when guiding)
         context, keyframes, memory = encode_memories(codec, cond)
+        hole = None if cond.hole_rgb is None else codec.encode(cond.hole_rgb, cond.hole_depth)
         captions = list(cond.caption)
         guide = self.guidance_scale != 1.0
         if guide:
+            hole = None if hole is None else torch.cat([hole, hole])
             context = context.cat(context)
             keyframes = keyframes.cat(replace(keyframes, valid=torch.zeros_like(keyframes.valid)))
             memory = torch.cat([memory, torch.zeros_like(memory)])
@@ -132,10 +134,12 @@ class WorldSampler:
             sigma = scheduler.sigmas[i].to(device=device, dtype=x.dtype).expand(n, T)
             xin = x.repeat(n // B, 1, 1, 1, 1)
             target = ModelFrames(x=xin, sigma=sigma, c2w=c2w, K=K, valid=valid)
+            # only a model that fills its render's holes takes what they tend to
+            extra = {} if hole is None else {"hole_default": hole}
             if cache is not None:
-                v = model(target, memory=memory, cache=cache).sample
+                v = model(target, memory=memory, cache=cache, **extra).sample
             else:
-                v = model(target, context, keyframes, memory=memory, text=text).sample
+                v = model(target, context, keyframes, memory=memory, text=text, **extra).sample
             if guide:
                 v_cond, v_uncond = v.chunk(2)
                 v = v_uncond + self.guidance_scale * (v_cond - v_uncond)

@@ -495,6 +495,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
         text: TextStates | None = None,
         cache: KVCache | None = None,
         return_dict: bool = True,
+        hole_default: Tensor | None = None,
     ) -> WorldModelOutput | tuple[Tensor]:
         """Predict the velocity of every target frame.
 
@@ -503,7 +504,9 @@ class WorldDiT(ModelMixin, ConfigMixin):
         ``cache`` from ``encode_context`` (then context, keyframes, captions and text must be
         None). memory ``(B, T, memory_channels, h, w)``: the encoded spatial-memory render at
         each target camera (C + 1, or C + 2 with ``memory_provenance``), or None (all zeros).
-        captions: B strings ("" = no text), or ``text``.
+        captions: B strings ("" = no text), or ``text``. hole_default ``(B, T, C, h, w)``:
+        what the memory render's holes tend to far from its valid pixels, in place of the
+        model's own (``hole_prior``); None: the model's.
         Returns ``WorldModelOutput``: sample (the velocity) and x0 ``(B, T, C, h, w)``, gate
         ``(B, T, 1, h, w)``.
         """
@@ -556,7 +559,9 @@ class WorldDiT(ModelMixin, ConfigMixin):
             x0 = drawn
         else:
             mem = memory.to(out.dtype)
-            if isinstance(default, tuple):  # elevation profile -> each target pixel's value
+            if hole_default is not None:
+                default = hole_default.to(out.dtype)
+            elif isinstance(default, tuple):  # elevation profile -> each target pixel's value
                 h = target.x.shape[-1]
                 default = elevation_default(
                     default, target.c2w, target.K, self.config.image_size, h

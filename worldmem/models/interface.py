@@ -10,6 +10,11 @@ only this (``WorldModel``)::
     model.encode_context(context, keyframes, reference_c2w, captions | text) -> cache
     model(target, context, keyframes, memory, captions | text, cache) -> WorldModelOutput
 
+A model that draws on the memory render with its holes filled (``WorldDiT``) also takes
+``hole_default`` ``(B, T, C, h, w)``, what those holes tend to far from the render's valid
+pixels (the room the observed frames imply, ``memory/layout.py``); the sampler passes it only
+when the conditioning carries one.
+
 The cache is opaque to its callers: whatever the model needs to run the target frames of
 one chunk against its memory frames and text at every denoising step (``WorldDiT``: every
 block's keys and values; a backbone: the frames and text states themselves).
