@@ -198,10 +198,9 @@ class WorldPipeline:
                 "memory.render_colour 'resample' or memory.guess_relax > 0, and "
                 "memory.free_space_views > 0)"
             )
-        # the last world's ExemplarTexture and BoxLayout: (world, the observed rgb it was
-        # built from, it)
-        self._texture_cache: tuple = (None, (), None)
-        self._layout_cache: tuple = (None, (), None)
+        # what was last built from a world's observed frames, by name ("texture": its
+        # ExemplarTexture, "layout": its BoxLayout): (world, the observed rgb, it)
+        self._built_from_observed: dict[str, tuple] = {}
         if depth_net is not None and depth_net.cfg.image_size != model_cfg.image_size:
             raise ValueError(
                 f"depth_net: trained at {depth_net.cfg.image_size} px, the model at "
@@ -762,18 +761,24 @@ class WorldPipeline:
 
     def _layout(self, world: WorldState) -> BoxLayout | None:
         """The box room of ``world``'s kept observed frames (``memory.layout``), fitted again
-        only when they change; None when the layout is off or nothing observed is kept."""
+        only when they change; None when the layout is off (``_from_observed``)."""
+        if self.memory_cfg.layout == "none":
+            return None
+        return self._from_observed(world, "layout", BoxLayout.from_frames)
+
+    def _from_observed(self, world: WorldState, name: str, build: Callable):
+        """``build`` of ``world``'s kept observed frames, built again only when they change;
+        None without any, or when the world's memory mode gives no spatial memory (what is
+        built from them is that memory's)."""
         frames = world.spatial.observed_frames()
-        if self.memory_cfg.layout == "none" or not frames:
+        if not frames or "spatial" not in memories_for_mode(world.memory_mode):
             return None
-        if "spatial" not in memories_for_mode(world.memory_mode):
-            return None
-        built_for, kept, layout = self._layout_cache
+        built_for, kept, built = self._built_from_observed.get(name, (None, (), None))
         same = len(kept) == len(frames) and all(a is b[2] for a, b in zip(kept, frames))
         if built_for is not world or not same:
-            layout = BoxLayout.from_frames(frames)
-            self._layout_cache = (world, tuple(f[2] for f in frames), layout)
-        return layout
+            built = build(frames)
+            self._built_from_observed[name] = (world, tuple(f[2] for f in frames), built)
+        return built
 
     def _relax_guesses(
         self,
@@ -878,18 +883,8 @@ class WorldPipeline:
         )
 
     def _texture(self, world: WorldState) -> ExemplarTexture | None:
-        """The texture of ``world``'s kept observed frames, built again only when they change;
-        None without any, or when the world's memory mode gives no spatial memory (the
-        texture is that memory's)."""
-        frames = world.spatial.observed_frames()
-        if not frames or "spatial" not in memories_for_mode(world.memory_mode):
-            return None
-        built_for, kept, texture = self._texture_cache
-        same = len(kept) == len(frames) and all(a is b[2] for a, b in zip(kept, frames))
-        if built_for is not world or not same:
-            texture = ExemplarTexture.from_frames(frames)
-            self._texture_cache = (world, tuple(f[2] for f in frames), texture)
-        return texture
+        """The texture of ``world``'s kept observed frames (``_from_observed``)."""
+        return self._from_observed(world, "texture", ExemplarTexture.from_frames)
 
     def observe(
         self,
