@@ -15,7 +15,7 @@ from memory_scenes import (  # noqa: F401 (one_thread: autouse fixture)
 )
 
 from worldmem.geometry import unproject_depth
-from worldmem.memory.layout import CAMERA_MARGIN_M, DEFAULT_EXTENT_M, BoxLayout
+from worldmem.memory.layout import CAMERA_MARGIN_M, DEFAULT_EXTENT_M, HEAD_ROOM_M, BoxLayout
 from worldmem.memory.texture import CEILING, FLOOR, WALL, turn_about_y
 
 S = 64
@@ -78,8 +78,9 @@ def test_a_room_seen_into_one_corner_is_completed_behind_the_camera():
 
 
 def test_a_camera_beyond_the_fitted_walls_stays_inside_its_room():
-    """The walls a camera walks past move out to ``CAMERA_MARGIN_M`` beyond it: every ray
-    meets the room in front of the camera, the wall ahead exactly there."""
+    """The walls a camera walks past move out to ``CAMERA_MARGIN_M`` beyond it, and the
+    ceiling it rises through to ``HEAD_ROOM_M`` above it: every ray meets the room in front
+    of the camera, the surface ahead exactly there."""
     frames = _frames(yaw_camera((0.0, 0.0, 1.0), 0.0)[None])  # sees the +z wall 2 m ahead
     box = BoxLayout.from_frames(frames)
     assert abs(box.extent[(2, 1)] - 2.0) < 0.02
@@ -89,6 +90,14 @@ def test_a_camera_beyond_the_fitted_walls_stays_inside_its_room():
     centre = depth[0, 0, S // 2 - 1 : S // 2 + 1, S // 2 - 1 : S // 2 + 1]
     torch.testing.assert_close(centre, torch.full_like(centre, CAMERA_MARGIN_M), atol=1e-4, rtol=0)
     assert int(kind[0, S // 2, S // 2]) == WALL
+    # risen 2 m through the ceiling (0.8 m above the eye) and looking straight up
+    up = yaw_camera((0.0, -2.0, 1.0), 0.0)
+    up[:3, :3] = up[:3, :3] @ torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    _, depth, kind = box.render(up[None], intrinsics(1, S), S)
+    assert bool(torch.isfinite(depth).all()) and bool((depth > 0).all())
+    assert int(kind[0, S // 2, S // 2]) == CEILING
+    centre = depth[0, 0, S // 2 - 1 : S // 2 + 1, S // 2 - 1 : S // 2 + 1]
+    torch.testing.assert_close(centre, torch.full_like(centre, HEAD_ROOM_M), atol=1e-4, rtol=0)
 
 
 def test_the_box_does_not_depend_on_how_the_world_is_turned():

@@ -13,7 +13,7 @@ camera) without learning:
   how far the observed points reach that way from the first frame's camera. A side nothing
   was seen towards mirrors the opposite side; with neither, it is ``DEFAULT_EXTENT_M`` away.
   A camera is always inside its room: a wall is moved out to at least ``CAMERA_MARGIN_M``
-  beyond the camera that looks at it;
+  beyond the camera that looks at it, the floor and the ceiling ``HEAD_ROOM_M``;
 - each surface takes the mean colour of the observed pixels of its kind (a wall the
   observed frames saw, its own mean; an unseen wall, every observed wall's).
 
@@ -44,12 +44,14 @@ __all__ = [
     "CAMERA_MARGIN_M",
     "DEFAULT_EXTENT_M",
     "EXTENT_QUANTILE",
+    "HEAD_ROOM_M",
     "SIDES",
 ]
 
 EXTENT_QUANTILE = 0.95  # a wall stands where this share of the points seen that way are nearer
 DEFAULT_EXTENT_M = 3.0  # a side with nothing seen towards it or opposite it
 CAMERA_MARGIN_M = 1.0  # a wall is at least this far beyond any camera that renders the box
+HEAD_ROOM_M = 0.1  # the floor and the ceiling are at least this far below and above a camera
 DEFAULT_EYE_HEIGHT_M = 1.6  # an unseen floor is this far below the cameras, an unseen ceiling above
 MIN_PIXELS = 8  # fewer observed pixels of a kind (or reaching a side) than this: not seen
 MIN_REACH_M = 0.05  # a point nearer than this to the camera along a side does not reach it
@@ -104,7 +106,7 @@ class BoxLayout:
             return float(pts[m, 1].median()) if int(m.sum()) >= MIN_PIXELS else fallback
 
         floor_y = plane(FLOOR, eye_y + DEFAULT_EYE_HEIGHT_M)
-        ceiling_y = min(plane(CEILING, eye_y - DEFAULT_EYE_HEIGHT_M), eye_y - 0.1)
+        ceiling_y = min(plane(CEILING, eye_y - DEFAULT_EYE_HEIGHT_M), eye_y - HEAD_ROOM_M)
         offsets = pts - anchor
         seen: dict[tuple[int, int], float | None] = {}
         for axis, sign in SIDES:
@@ -146,7 +148,7 @@ class BoxLayout:
         """The box seen from cameras c2w ``(N, 4, 4)``, K ``(N, 3, 3)`` at ``size`` px ->
         rgb ``(N, 3, size, size)``, z-depth ``(N, 1, size, size)`` metres, kind ``(N, size,
         size)`` long (``CEILING`` / ``WALL`` / ``FLOOR``). Each camera's walls are moved out to
-        at least ``CAMERA_MARGIN_M`` beyond it."""
+        at least ``CAMERA_MARGIN_M`` beyond it, its floor and ceiling ``HEAD_ROOM_M``."""
         dev = c2w.device
         N = c2w.shape[0]
         centres = torch.arange(size, device=dev, dtype=torch.float64) + 0.5
@@ -173,9 +175,10 @@ class BoxLayout:
             kind.copy_(torch.where(nearer, k, kind))
             side.copy_(torch.where(nearer, s, side))
 
-        ones = torch.ones(N, dtype=torch.float64, device=dev)
-        meet(1, ones * self.floor_y, FLOOR, 0)
-        meet(1, ones * self.ceiling_y, CEILING, 0)
+        # a camera that rose through the ceiling or sank through the floor has it beyond it
+        y = origin[:, 1]
+        meet(1, (y + HEAD_ROOM_M).clamp(min=self.floor_y), FLOOR, 0)
+        meet(1, (y - HEAD_ROOM_M).clamp(max=self.ceiling_y), CEILING, 0)
         for i, (axis, sign) in enumerate(SIDES):
             beyond = sign * (origin[:, axis] - anchor[axis]) + CAMERA_MARGIN_M
             extent = beyond.clamp(min=self.extent[(axis, sign)])
