@@ -212,3 +212,43 @@ def test_a_generated_looking_history_keeps_the_start_observed_and_the_rest_gener
     val_off = WorldDataset(_data(synthetic_root), tiny_memory_config(), "val")
     j = next(i for i, (e, t) in enumerate(val_off.starts) if t >= 4)
     assert torch.equal(val_on[j].context.rgb, val_off[j].context.rgb)  # validation: the truth
+
+
+def test_with_the_room_a_sample_carries_what_its_holes_tend_to(synthetic_root):
+    """With ``memory.layout: box`` a sample carries the box room fitted to its observed
+    history, seen from its targets (as the pipeline gives it): its floor is the episode's true
+    floor, its render otherwise as without it; a cold sample has none, and a batch of both
+    gives that one zeros (its render is empty, which takes no prior)."""
+    from worldmem.geometry import unproject_depth
+    from worldmem.memory.texture import FLOOR
+
+    plain = WorldDataset(_data(synthetic_root), tiny_memory_config(), "train")
+    ds = WorldDataset(_data(synthetic_root), tiny_memory_config(layout="box"), "train")
+    e, t = 0, 14
+    s, p = ds.sample(e, t), plain.sample(e, t)
+    assert p.hole_rgb is None and s.hole_rgb.shape == (1, 2, 3, 32, 32)
+    assert torch.equal(s.memory_rgb, p.memory_rgb) and torch.equal(s.memory_mask, p.memory_mask)
+    # where the room shows floor and the truth is floor (the synthetic floor plane), their
+    # depths agree: the floor was fitted to the observed history's floor points
+    ep = Episode.open(ds.episodes[e])
+    history = list(range(t))
+    frames = ds.frames(e)
+    rgb, depth = frames.rgb.float() / 255, frames.depth.float()
+    seen = [(frames.c2w[j], frames.K[j], rgb[j], depth[j, 0]) for j in history]
+    from worldmem.memory.layout import BoxLayout
+
+    _, _, kind = BoxLayout.from_frames(seen).render(s.target.c2w[0], s.target.K[0], 32)
+    true_y = unproject_depth(s.target.depth[0, :, 0], s.target.c2w[0], s.target.K[0])[..., 1]
+    floor_y = float(true_y.amax())  # y points down: the lowest surface seen is the floor
+    both = (kind == FLOOR) & ((true_y - floor_y).abs() < 0.01)
+    assert int(both.sum()) > 50
+    rel = (s.hole_depth[0, :, 0] - s.target.depth[0, :, 0]).abs() / s.target.depth[0, :, 0]
+    assert float(rel[both].median()) < 0.01
+    assert ep.caption == s.caption[0]
+
+    cold = ds.sample(0, 0)
+    assert cold.hole_rgb is None and not cold.memory_mask.any()
+    batch = collate_world_batches([s, cold])
+    assert torch.equal(batch.hole_rgb[0], s.hole_rgb[0]) and not batch.hole_rgb[1].any()
+    assert torch.equal(batch.hole_depth[0], s.hole_depth[0]) and not batch.hole_depth[1].any()
+    assert collate_world_batches([cold, cold]).hole_rgb is None

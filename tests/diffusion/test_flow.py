@@ -223,3 +223,33 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
         opt.step()
         losses.append(out["loss"].item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_a_batchs_room_is_what_the_models_holes_tend_to_in_training():
+    """A batch carrying a room (``hole_rgb``/``hole_depth``) trains the model on it as the
+    sampler gives it: at init (zero output layer) the estimate is the render's push-pull fill
+    towards the encoded room, not towards the model's own default; dropping the spatial
+    memory keeps the room with the batch and empties the render."""
+    from worldmem.models.dit import memory_prior
+
+    torch.manual_seed(0)
+    model = WorldDiT.from_model_config(tiny_model_config())
+    codec = IdentityCodec()
+    batch = dummy_world_batch(2, 2, 2, 2, 32, seed=5)
+    g = torch.Generator().manual_seed(6)
+    room = replace(
+        batch,
+        hole_rgb=torch.rand(2, 2, 3, 32, 32, generator=g),
+        hole_depth=1.0 + 3.0 * torch.rand(2, 2, 1, 32, 32, generator=g),
+    )
+    fm = FlowMatching()
+    out = fm.training_losses(model, codec, room, return_outputs=True)
+    inp = out["inputs"]
+    torch.testing.assert_close(inp.hole, codec.encode(room.hole_rgb, room.hole_depth))
+    want, _ = memory_prior(inp.memory, inp.hole)
+    torch.testing.assert_close(out["x0"], want, atol=0, rtol=0)
+    plain = fm.training_losses(model, codec, batch, return_outputs=True)
+    assert plain["inputs"].hole is None
+    assert (plain["x0"] - out["x0"]).abs().max() > 1e-2
+    dropped = drop_memories(room, {"spatial": 1.0})
+    assert torch.equal(dropped.hole_rgb, room.hole_rgb) and not dropped.memory_mask.any()

@@ -153,7 +153,9 @@ class WorldBatch:
     ``(B, T, 1, H, W)``: the spatial memory rendered at each target camera (mask 1 where a
     point landed; rgb and depth are 0 elsewhere).
     caption: B strings. is_revisit ``(B,)`` bool: the target revisits earlier views.
-    memory_observed ``(B, T, 1, H, W)`` or None: as in ``Conditioning``.
+    memory_observed ``(B, T, 1, H, W)`` or None: as in ``Conditioning``. hole_rgb ``(B, T, 3,
+    H, W)``, hole_depth ``(B, T, 1, H, W)`` or None: as in ``Conditioning`` (zeros for a sample
+    whose render is empty).
     """
 
     target: FrameSet
@@ -165,6 +167,8 @@ class WorldBatch:
     caption: list[str]
     is_revisit: Tensor
     memory_observed: Tensor | None = None
+    hole_rgb: Tensor | None = None
+    hole_depth: Tensor | None = None
 
     def __post_init__(self):
         B, T = self.target.rgb.shape[:2]
@@ -172,6 +176,10 @@ class WorldBatch:
         names = ("memory_rgb", 3), ("memory_depth", 1), ("memory_mask", 1)
         if self.memory_observed is not None:
             names = (*names, ("memory_observed", 1))
+        if (self.hole_rgb is None) != (self.hole_depth is None):
+            raise ValueError("WorldBatch: hole_rgb and hole_depth come together")
+        if self.hole_rgb is not None:
+            names = (*names, ("hole_rgb", 3), ("hole_depth", 1))
         for name, c in names:
             got = tuple(getattr(self, name).shape)
             if got != (B, T, c, H, W):
@@ -196,6 +204,8 @@ class WorldBatch:
             caption=list(c.caption),
             is_revisit=is_revisit,
             memory_observed=c.memory_observed,
+            hole_rgb=c.hole_rgb,
+            hole_depth=c.hole_depth,
         )
 
     @property
@@ -213,6 +223,8 @@ class WorldBatch:
             memory_mask=self.memory_mask,
             caption=list(self.caption),
             memory_observed=self.memory_observed,
+            hole_rgb=self.hole_rgb,
+            hole_depth=self.hole_depth,
         )
 
     @property
@@ -259,4 +271,14 @@ def collate_world_batches(items: list[WorldBatch]) -> WorldBatch:
         memory_observed=None
         if all(i.memory_observed is None for i in items)
         else torch.cat([i.observed_mask() for i in items]),
+        hole_rgb=_cat_or_zeros([i.hole_rgb for i in items], [i.memory_rgb for i in items]),
+        hole_depth=_cat_or_zeros([i.hole_depth for i in items], [i.memory_depth for i in items]),
     )
+
+
+def _cat_or_zeros(parts: list[Tensor | None], like: list[Tensor]) -> Tensor | None:
+    """``parts`` concatenated, zeros shaped as ``like`` for the None ones (a sample without a
+    room has an empty render, which takes no prior); None when all are None."""
+    if all(p is None for p in parts):
+        return None
+    return torch.cat([torch.zeros_like(x) if p is None else p for p, x in zip(parts, like)])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -35,6 +35,7 @@ from worldmem.data.revisits import REVISITS_NAME, find_revisits, read_revisit_in
 from worldmem.geometry import fov_from_intrinsics, scale_intrinsics
 from worldmem.memory import EpisodicMemory, SpatialMemory
 from worldmem.memory.fill import gaussian_blur
+from worldmem.memory.layout import BoxLayout
 
 __all__ = [
     "WorldDataset",
@@ -292,6 +293,11 @@ class WorldDataset(Dataset):
             for j in history:
                 episodic.maybe_add(rgb[j], depth[j], fr.c2w[j], fr.K[j], step=j)
         working = (rgb[ctx], depth[ctx], fr.c2w[ctx], fr.K[ctx]) if ctx else None
+        room = None
+        if history and self.memory_cfg.layout == "box":  # what the pipeline gives the model
+            seen_frames = [(fr.c2w[j], fr.K[j], rgb[j], depth[j, 0]) for j in seen]
+            layout = BoxLayout.from_frames(seen_frames)
+            room = None if layout is None else layout.render(fr.c2w[tgt], fr.K[tgt], S)[:2]
         conditioning = assemble_inputs(
             fr.c2w[tgt],
             fr.K[tgt],
@@ -304,6 +310,8 @@ class WorldDataset(Dataset):
             keyframes=Tk,
             caption=fr.caption,
         )
+        if room is not None:
+            conditioning = replace(conditioning, hole_rgb=room[0][None], hole_depth=room[1][None])
         return WorldBatch.from_conditioning(
             conditioning,
             target=padded_frames(target, T, S, fr.K[0]),

@@ -148,7 +148,9 @@ class FlowInputs:
     """What the model sees in one training step, plus the regression target.
 
     target/context/keyframes: ``ModelFrames``; memory ``(B, T, codec.memory_channels, h, w)``;
-    captions; x0, noise, velocity ``(B, T, C, h, w)``; depth_known ``(B, T, 1, h, w)`` float.
+    captions; x0, noise, velocity ``(B, T, C, h, w)``; depth_known ``(B, T, 1, h, w)`` float;
+    hole ``(B, T, C, h, w)`` or None: what the render's holes tend to (the batch's room,
+    encoded), given to the model as ``hole_default``.
     """
 
     target: ModelFrames
@@ -160,6 +162,7 @@ class FlowInputs:
     noise: Tensor
     velocity: Tensor
     depth_known: Tensor
+    hole: Tensor | None = None
 
 
 class FlowMatching:
@@ -231,6 +234,9 @@ class FlowMatching:
         with torch.no_grad():
             x0 = codec.encode(batch.target.rgb, batch.target.depth)
             context, keyframes, memory = encode_memories(codec, batch.conditioning)
+            hole = None
+            if batch.hole_rgb is not None:
+                hole = codec.encode(batch.hole_rgb, batch.hole_depth)
             depth_known = codec.depth_known(batch.target.depth)
             if self.context_noise_max > 0:
                 context = self._noise_memory_frames(context, generator)
@@ -254,6 +260,7 @@ class FlowMatching:
             noise=noise,
             velocity=noise - x0,
             depth_known=depth_known,
+            hole=hole,
         )
 
     def training_losses(
@@ -286,12 +293,14 @@ class FlowMatching:
         if depth_loss not in DEPTH_LOSSES:
             raise ValueError(f"depth_loss must be one of {DEPTH_LOSSES}, got {depth_loss!r}")
         inp = self.prepare(codec, batch, drop, generator)
+        extra = {} if inp.hole is None else {"hole_default": inp.hole}  # as the sampler does
         out = model(
             inp.target,
             context=inp.context,
             keyframes=inp.keyframes,
             memory=inp.memory,
             captions=inp.captions,
+            **extra,
         )
         if out.x0 is not None:
             # x0-parameterised models: regress the clean frame (the velocity error / sigma^2
