@@ -784,7 +784,7 @@ def test_the_room_the_observed_frames_imply_is_what_the_memory_renders_holes_ten
     room's depth is the true room's, the render itself is as without it, and the chunk is the
     one the sampler draws from those inputs; generated guesses relax towards the room's
     colours. The setting survives save and load, and a memory config that keeps no observed
-    frames is refused."""
+    frames is refused (before any training or loading)."""
     from conftest import tiny_memory_config
 
     from tests.memory.memory_scenes import box_room, yaw_camera
@@ -847,11 +847,10 @@ def test_the_room_the_observed_frames_imply_is_what_the_memory_renders_holes_ten
     meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
     assert meta["memory"]["layout"] == "box"
     assert WorldPipeline.from_pretrained(tmp_path / "p").memory_cfg.layout == "box"
-    no_frames = tiny_memory_config(layout="box")
-    with pytest.raises(ValueError, match="memory.layout 'box': the room is fitted to the observed"):
-        WorldPipeline.from_pretrained(tiny_pipeline_dir, memory_cfg=no_frames)
+    with pytest.raises(ConfigError, match="layout='box': the room is fitted to the observed"):
+        tiny_memory_config(layout="box")  # a config that keeps no observed frames
     with pytest.raises(ConfigError, match="layout"):
-        tiny_memory_config(layout="sphere")
+        tiny_memory_config(layout="sphere", render_colour="resample")
 
 
 def test_a_prompt_alone_starts_from_the_first_frame_nets_drawing(

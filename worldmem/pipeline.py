@@ -191,13 +191,6 @@ class WorldPipeline:
                 "keeps, and this memory config keeps none (it needs memory.render_colour "
                 "'resample' or memory.guess_relax > 0, and memory.free_space_views > 0)"
             )
-        if memory_cfg.layout != "none" and not (keeps_frames and memory_cfg.free_space_views > 0):
-            raise ValueError(
-                f"memory.layout '{memory_cfg.layout}': the room is fitted to the observed frames "
-                "the spatial memory keeps, and this memory config keeps none (it needs "
-                "memory.render_colour 'resample' or memory.guess_relax > 0, and "
-                "memory.free_space_views > 0)"
-            )
         # what was last built from a world's observed frames, by name ("texture": its
         # ExemplarTexture, "layout": its BoxLayout): (world, the observed rgb, it)
         self._built_from_observed: dict[str, tuple] = {}

@@ -222,8 +222,10 @@ def test_with_the_room_a_sample_carries_what_its_holes_tend_to(synthetic_root):
     from worldmem.geometry import unproject_depth
     from worldmem.memory.texture import FLOOR
 
-    plain = WorldDataset(_data(synthetic_root), tiny_memory_config(), "train")
-    ds = WorldDataset(_data(synthetic_root), tiny_memory_config(layout="box"), "train")
+    plain_cfg = tiny_memory_config(render_colour="resample")
+    plain = WorldDataset(_data(synthetic_root), plain_cfg, "train")
+    room_cfg = tiny_memory_config(layout="box", render_colour="resample")
+    ds = WorldDataset(_data(synthetic_root), room_cfg, "train")
     e, t = 0, 14
     s, p = ds.sample(e, t), plain.sample(e, t)
     assert p.hole_rgb is None and s.hole_rgb.shape == (1, 2, 3, 32, 32)
