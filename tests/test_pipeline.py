@@ -783,8 +783,8 @@ def test_the_room_the_observed_frames_imply_is_what_the_memory_renders_holes_ten
     frames, seen from each target camera, as what its render's holes tend to: there the
     room's depth is the true room's, the render itself is as without it, and the chunk is the
     one the sampler draws from those inputs; generated guesses relax towards the room's
-    colours. The setting survives save and load, and a memory config that keeps no observed
-    frames is refused (before any training or loading)."""
+    colours. The setting survives save and load; it makes the spatial memory keep its
+    observed frames, and a memory told to keep none is refused when the config is read."""
     from conftest import tiny_memory_config
 
     from tests.memory.memory_scenes import box_room, yaw_camera
@@ -847,8 +847,13 @@ def test_the_room_the_observed_frames_imply_is_what_the_memory_renders_holes_ten
     meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
     assert meta["memory"]["layout"] == "box"
     assert WorldPipeline.from_pretrained(tmp_path / "p").memory_cfg.layout == "box"
+    # the room is what makes the spatial memory keep its observed frames, whatever else reads
+    # them; a memory told to keep none is refused
+    plain_cfg = tiny_memory_config(layout="box")
+    assert plain_cfg.kept_observed_frames == plain_cfg.free_space_views > 0
+    assert tiny_memory_config().kept_observed_frames == 0
     with pytest.raises(ConfigError, match="layout='box': the room is fitted to the observed"):
-        tiny_memory_config(layout="box")  # a config that keeps no observed frames
+        tiny_memory_config(layout="box", free_space_views=0)
     with pytest.raises(ConfigError, match="layout"):
         tiny_memory_config(layout="sphere", render_colour="resample")
 

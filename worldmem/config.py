@@ -277,13 +277,19 @@ class MemoryConfig:
             raise ConfigError(
                 f"MemoryConfig.far_m={self.far_m} must be beyond near_m={self.near_m}"
             )
-        keeps_frames = self.render_colour == "resample" or self.guess_relax > 0
-        if self.layout != "none" and not (keeps_frames and self.free_space_views > 0):
+        if self.layout != "none" and self.free_space_views == 0:
             raise ConfigError(
                 f"MemoryConfig.layout='{self.layout}': the room is fitted to the observed frames "
-                "the spatial memory keeps, and this config keeps none (it needs render_colour "
-                "'resample' or guess_relax > 0, and free_space_views > 0)"
+                "the spatial memory keeps, and free_space_views=0 keeps none"
             )
+
+    @property
+    def kept_observed_frames(self) -> int:
+        """How many of its latest observed frames the spatial memory keeps: ``free_space_views``
+        when something reads them (``render_colour`` "resample", ``guess_relax``, the room of
+        ``layout``), else 0."""
+        wanted = self.render_colour == "resample" or self.guess_relax > 0 or self.layout != "none"
+        return self.free_space_views if wanted else 0
 
 
 @dataclass

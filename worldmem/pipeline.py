@@ -184,12 +184,12 @@ class WorldPipeline:
                 "texture_gain and detail_net both draw texture where memory observed nothing: "
                 "give one of them"
             )
-        keeps_frames = memory_cfg.render_colour == "resample" or memory_cfg.guess_relax > 0
-        if self.texture_gain > 0 and not (keeps_frames and memory_cfg.free_space_views > 0):
+        if self.texture_gain > 0 and memory_cfg.kept_observed_frames == 0:
             raise ValueError(
                 "texture_gain: the texture comes from the observed frames the spatial memory "
                 "keeps, and this memory config keeps none (it needs memory.render_colour "
-                "'resample' or memory.guess_relax > 0, and memory.free_space_views > 0)"
+                "'resample', memory.guess_relax > 0 or memory.layout, and "
+                "memory.free_space_views > 0)"
             )
         # what was last built from a world's observed frames, by name ("texture": its
         # ExemplarTexture, "layout": its BoxLayout): (world, the observed rgb, it)

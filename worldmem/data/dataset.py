@@ -294,9 +294,8 @@ class WorldDataset(Dataset):
                 episodic.maybe_add(rgb[j], depth[j], fr.c2w[j], fr.K[j], step=j)
         working = (rgb[ctx], depth[ctx], fr.c2w[ctx], fr.K[ctx]) if ctx else None
         room = None
-        if history and self.memory_cfg.layout == "box":  # what the pipeline gives the model
-            seen_frames = [(fr.c2w[j], fr.K[j], rgb[j], depth[j, 0]) for j in seen]
-            layout = BoxLayout.from_frames(seen_frames)
+        if self.memory_cfg.layout == "box":  # fitted as the pipeline fits it
+            layout = BoxLayout.from_frames(spatial.observed_frames())
             room = None if layout is None else layout.render(fr.c2w[tgt], fr.K[tgt], S)[:2]
         conditioning = assemble_inputs(
             fr.c2w[tgt],

@@ -30,6 +30,7 @@ __all__ = [
     "DROP_KEYS",
     "encode_frames",
     "encode_memories",
+    "encode_hole_default",
     "drop_memories",
 ]
 
@@ -63,6 +64,13 @@ def encode_memories(codec, conditioning: Conditioning) -> tuple[ModelFrames, Mod
     keyframes = encode_frames(codec, c.keyframes)
     memory = codec.encode_memory(c.memory_rgb, c.memory_depth, c.memory_mask, c.memory_observed)
     return context, keyframes, memory
+
+
+def encode_hole_default(codec, conditioning: Conditioning) -> Tensor | None:
+    """What ``conditioning``'s render holes tend to (its room), in model space ``(B, T, C, h,
+    w)``, as training and generation give it to the model (``hole_default``); None without."""
+    c = conditioning
+    return None if c.hole_rgb is None else codec.encode(c.hole_rgb, c.hole_depth)
 
 
 def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device, normal=False):
@@ -234,9 +242,7 @@ class FlowMatching:
         with torch.no_grad():
             x0 = codec.encode(batch.target.rgb, batch.target.depth)
             context, keyframes, memory = encode_memories(codec, batch.conditioning)
-            hole = None
-            if batch.hole_rgb is not None:
-                hole = codec.encode(batch.hole_rgb, batch.hole_depth)
+            hole = encode_hole_default(codec, batch.conditioning)
             depth_known = codec.depth_known(batch.target.depth)
             if self.context_noise_max > 0:
                 context = self._noise_memory_frames(context, generator)

@@ -19,7 +19,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from torch import Tensor
 
 from worldmem.data.batch import Conditioning
-from worldmem.diffusion.flow import encode_memories
+from worldmem.diffusion.flow import encode_hole_default, encode_memories
 from worldmem.models.interface import ModelFrames, WorldModel
 
 __all__ = ["WorldSampler"]
@@ -101,7 +101,7 @@ class WorldSampler:
 
         # 1. memories in model space (cond, then uncond when guiding)
         context, keyframes, memory = encode_memories(codec, cond)
-        hole = None if cond.hole_rgb is None else codec.encode(cond.hole_rgb, cond.hole_depth)
+        hole = encode_hole_default(codec, cond)
         captions = list(cond.caption)
         guide = self.guidance_scale != 1.0
         if guide:

@@ -146,11 +146,9 @@ class SpatialMemory:
         self._sidx = torch.zeros(0, dtype=torch.int64, device=self.device)  # their points
         self._blocks: tuple[Tensor, Tensor, Tensor] | None = None  # see _block_table
         self._free = FreeSpace(cfg.free_space_views, cfg.surface_tol_rel, cfg.near_m, self.device)
-        # the observed frames themselves, for render_colour="resample" and for what generated
-        # pixels relax towards (guess_relax, memory/guesses.py)
-        wanted = cfg.render_colour == "resample" or cfg.guess_relax > 0
-        keep = cfg.free_space_views if wanted else 0
-        self._frames = ObservedFrames(keep, cfg.near_m, self.device)
+        # the observed frames themselves, for render_colour="resample", for what generated
+        # pixels relax towards (guess_relax, memory/guesses.py) and for the room (layout)
+        self._frames = ObservedFrames(cfg.kept_observed_frames, cfg.near_m, self.device)
         self._last_render: tuple | None = None  # see _rendered
 
     # ------------------------------------------------------------------ storage
