@@ -6,7 +6,7 @@ shows the same room: the floor below the horizon until it meets a wall, the ceil
 the walls between. ``BoxLayout`` is that room, fitted to the observed frames (rgb, depth,
 camera) without learning:
 
-- the walls' axes are the observed walls' (``texture.wall_yaw``);
+- the walls' axes are the observed walls' (``texture.observed_surfaces``, as the laid texture's);
 - the floor and the ceiling are the planes at the median height of the observed floor and
   ceiling points;
 - each of the four walls (+x, -x, +z, -z in those axes) stands at the ``EXTENT_QUANTILE`` of
@@ -29,15 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from worldmem.geometry import unproject_depth
-from worldmem.memory.texture import (
-    CEILING,
-    FLOOR,
-    WALL,
-    surface_kinds,
-    turn_about_y,
-    wall_yaw,
-)
+from worldmem.memory.texture import CEILING, FLOOR, WALL, observed_surfaces, turn_about_y
 
 __all__ = [
     "BoxLayout",
@@ -82,22 +74,13 @@ class BoxLayout:
         frames = [f for f in frames if bool((f[3] > 0).any())]
         if not frames:
             return None
-        pts, kinds, normals, rgbs, known, cams = [], [], [], [], [], []
-        for c2w, K, rgb, depth in frames:
-            p = unproject_depth(depth[None].double(), c2w[None].double(), K[None].double())
-            kind, normal = surface_kinds(p, c2w[None, 1, 3].double())
-            pts.append(p[0].reshape(-1, 3))
-            kinds.append(kind[0].flatten())
-            normals.append(normal[0].reshape(-1, 3))
-            rgbs.append(rgb.double().reshape(3, -1).T)
-            known.append((depth > 0).flatten())
-            cams.append(c2w[:3, 3].double())
-        known_all = torch.cat(known)
-        pts, kinds = torch.cat(pts)[known_all], torch.cat(kinds)[known_all]
-        normals, rgbs = torch.cat(normals)[known_all], torch.cat(rgbs)[known_all]
-        yaw = wall_yaw(normals[kinds == WALL])
-        pts = turn_about_y(pts, -yaw)
-        cams = turn_about_y(torch.stack(cams), -yaw)
+        surfaces, yaw = observed_surfaces(frames)  # in the walls' axes
+        known = torch.cat([(f[3] > 0).flatten() for f in frames])
+        pts = torch.cat([p.reshape(-1, 3) for p, _, _ in surfaces])[known]
+        kinds = torch.cat([k.flatten() for _, k, _ in surfaces])[known]
+        n = torch.cat([n.reshape(-1, 3) for _, _, n in surfaces])[known]
+        rgbs = torch.cat([f[2].double().reshape(3, -1).T for f in frames])[known]
+        cams = turn_about_y(torch.stack([f[0][:3, 3].double() for f in frames]), -yaw)
         anchor = cams[0]
         eye_y = float(cams[:, 1].mean())
 
@@ -126,7 +109,6 @@ class BoxLayout:
         walls = kinds == WALL
         all_walls = mean(walls, every)
         # a wall point belongs to the side its normal faces along: a wall at +x faces -x
-        n = turn_about_y(normals, -yaw)
         facing_x = n[:, 0].abs() >= n[:, 2].abs()
         wall_rgb = {}
         for axis, sign in SIDES:

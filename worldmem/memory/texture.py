@@ -43,6 +43,7 @@ __all__ = [
     "footprints",
     "largest_clean_square",
     "mirror_tile",
+    "observed_surfaces",
     "periodic_blur",
     "point_normals",
     "surface_kinds",
@@ -236,6 +237,26 @@ def wall_coordinates(points: Tensor, normals: Tensor) -> tuple[Tensor, Tensor]:
     return along, points[:, 1]
 
 
+def observed_surfaces(
+    frames: list[tuple[Tensor, Tensor, Tensor, Tensor]],
+) -> tuple[list[tuple[Tensor, Tensor, Tensor]], float]:
+    """Observed frames (c2w, K, rgb, depth ``(H, W)`` with 0 where unknown) -> each frame's
+    points ``(H, W, 3)``, kinds ``(H, W)`` and normals ``(H, W, 3)`` (float64) in the walls'
+    own axes (turned by -yaw about y, which moves no point between kinds), and that yaw
+    (``wall_yaw`` of every known wall point's normal; 0 without frames)."""
+    surfaces = []
+    for c2w, K, _, depth in frames:
+        points = unproject_depth(depth[None].double(), c2w[None].double(), K[None].double())
+        kind, normal = surface_kinds(points, c2w[None, 1, 3].double())
+        surfaces.append((points[0], kind[0], normal[0]))
+    if not frames:
+        return [], 0.0
+    walls = [(kind == WALL) & (f[3] > 0) for (_, kind, _), f in zip(surfaces, frames)]
+    yaw = wall_yaw(torch.cat([n[w] for (_, _, n), w in zip(surfaces, walls)]))
+    turned = [(turn_about_y(p, -yaw), k, turn_about_y(n, -yaw)) for p, k, n in surfaces]
+    return turned, yaw
+
+
 def _orthophoto(
     rgb: Tensor,
     depth: Tensor,
@@ -365,18 +386,8 @@ class ExemplarTexture:
         patches: dict[int, _Patch] = {}
         plane_y: dict[int, float] = {}
         plane_px: dict[int, int] = {}
-        surfaces = []  # each frame's points, kinds and normals
-        for c2w, K, _, depth in frames:
-            points = unproject_depth(depth[None].double(), c2w[None].double(), K[None].double())
-            kind, normal = surface_kinds(points, c2w[None, 1, 3].double())
-            surfaces.append((points[0], kind[0], normal[0]))
-        yaw = 0.0
-        if frames:
-            walls = [(kind == WALL) & (f[3] > 0) for (_, kind, _), f in zip(surfaces, frames)]
-            yaw = wall_yaw(torch.cat([n[w] for (_, _, n), w in zip(surfaces, walls)]))
+        surfaces, yaw = observed_surfaces(frames)
         for (c2w, K, rgb, depth), (points, kind, normal) in zip(frames, surfaces):
-            # in the walls' axes (a turn about y moves no point between kinds)
-            points, normal = turn_about_y(points, -yaw), turn_about_y(normal, -yaw)
             squares, planes = _frame_texture(
                 rgb, depth, c2w, K, points, kind, normal, sigma_px, lod_levels, yaw
             )
