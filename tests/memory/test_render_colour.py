@@ -1,14 +1,19 @@
-"""The render's colour pass against an independent bilinear resampler (``grid_sample``)."""
+"""The render's colour pass against an independent bilinear resampler (``grid_sample``) and a
+per-point loop."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from memory_scenes import intrinsics, one_thread  # noqa: F401 (autouse fixture)
 
 from worldmem.config import ConfigError, MemoryConfig
-from worldmem.memory.render import splat_points
+from worldmem.geometry import project_points
+from worldmem.memory.render import KEEP_PX, interpolate_colours, splat_points, zbuffer
 
 S = 16  # image size
 Z = 2.0  # depth of the textured plane
@@ -121,6 +126,77 @@ def test_a_view_the_memory_holds_gets_its_own_frame_back():
     near = plane_points(K, (0.1, -0.1))  # within the keep radius of the centres
     out = render(near, rgb[: S * S], None, torch.eye(4), K, True)
     assert torch.equal(out.rgb[0], a)
+
+
+def colour_pass_loop(xyz, rgb, observed, c2w, K, index, depth, H, W, tol, near):
+    """The colour pass as its docstring states it, one point and one pixel at a time in
+    float64: ``(V*H*W, 3)``."""
+    V = c2w.shape[0]
+    uv, z = project_points(xyz.double()[None].expand(V, -1, 3), c2w.double(), K.double())
+    acc = np.zeros((V * H * W, 3))
+    wsum = np.zeros(V * H * W)
+    keep = np.zeros(V * H * W, dtype=bool)
+    index, depth = index.numpy(), depth.double().numpy()
+    for v in range(V):
+        for i in range(xyz.shape[0]):
+            u_, v_ = (uv[v, i] - 0.5).tolist()
+            if z[v, i] <= near or not observed[i] or not (-1 < u_ < W and -1 < v_ < H):
+                continue
+            for y in (math.floor(v_), math.floor(v_) + 1):
+                for x in (math.floor(u_), math.floor(u_) + 1):
+                    if not (0 <= x < W and 0 <= y < H):
+                        continue
+                    p = (v * H + y) * W + x
+                    if index[p] < 0 or abs(z[v, i] - depth[p]) > depth[p] * tol:
+                        continue
+                    w = (1 - abs(u_ - x)) * (1 - abs(v_ - y))
+                    acc[p] += w * rgb[i].double().numpy()
+                    wsum[p] += w
+                    keep[p] |= index[p] == i and w >= (1 - KEEP_PX) ** 2
+    out = rgb.double().numpy()[np.maximum(index, 0)]
+    use = (index >= 0) & (wsum > 1e-6) & ~keep & observed.numpy()[np.maximum(index, 0)]
+    out[use] = acc[use] / wsum[use, None]
+    return out
+
+
+def test_colour_pass_matches_a_per_point_loop_behind_edges():
+    """Layers of observed and generated samples, most hidden behind a nearer layer with a gap
+    in it, seen from two moved cameras: the colour pass (which skips points farther than any
+    winner around them and the generated ones before projecting) equals the per-point loop,
+    at the occlusion edges too."""
+    g = torch.Generator().manual_seed(4)
+    layers = []
+    for z in (1.0, 1.7, 3.0):
+        xy = (torch.rand(400, 2, generator=g) * 2 - 1) * z * 0.8
+        layers.append(torch.cat([xy, torch.full((400, 1), z)], 1))
+    xyz = torch.cat(layers)
+    gap = (xyz[:, 2] == 1.0) & (xyz[:, 0].abs() < 0.3) & (xyz[:, 1].abs() < 0.25)
+    xyz = xyz[~gap]
+    n = xyz.shape[0]
+    rgb = torch.rand(n, 3, generator=g)
+    observed = torch.rand(n, generator=g) > 0.3
+    H = W = 12
+    c2w = torch.stack([torch.eye(4), shifted_camera(intrinsics(1, W)[0], (0.4, -0.3))])
+    K = intrinsics(2, W)
+    tol = 0.03
+    xyz_t = xyz.T.contiguous()
+    rank = (~observed).long()
+    index, depth = zbuffer(xyz_t, c2w, K, H, W, 1.0, 1.0, 2, 0.75, 0.1, rank=rank,
+                           surface_tol_rel=tol)  # fmt: skip
+    assert bool((depth[index >= 0] > 1.5).any()) and bool((depth[index >= 0] < 1.5).any())
+    want = colour_pass_loop(xyz, rgb, observed, c2w, K, index, depth, H, W, tol, 0.1)
+    got = interpolate_colours(xyz_t, rgb, c2w, K, index, depth, H, W, tol, 0.1, rank)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+    resampled = (np.abs(want - rgb.numpy()[index.clamp(min=0)]).max(1) > 1e-3).sum()
+    assert resampled > 50  # the pass did resample
+    # the same given a subset of the points that holds every winner (point_index)
+    some = torch.unique(torch.cat([index[index >= 0], torch.arange(0, n, 2)]))
+    got = interpolate_colours(xyz_t[:, some], rgb, c2w, K, index, depth, H, W, tol, 0.1, rank,
+                              point_index=some)  # fmt: skip
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[some] = True
+    want = colour_pass_loop(xyz, rgb, observed & keep, c2w, K, index, depth, H, W, tol, 0.1)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
 
 
 def test_nothing_to_render():

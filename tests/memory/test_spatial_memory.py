@@ -204,6 +204,48 @@ def test_splat_matches_brute_force_zbuffer_with_ties(min_r):
     assert index[both].max() < 40 or not np.isin(index[both], np.arange(40, 50)).any()
 
 
+def layered_cloud(n_per_layer: int, depths: tuple[float, ...], seed: int) -> torch.Tensor:
+    """Points jittered over fronto-parallel layers at ``depths``, each wider than the view
+    and denser than its pixels, so most points are hidden behind a nearer layer; the
+    nearest layer has a gap in its middle, through which the others show. ``(n, 3)``"""
+    g = torch.Generator().manual_seed(seed)
+    layers = []
+    for z in depths:
+        xy = (torch.rand(n_per_layer, 2, generator=g) * 2 - 1) * z * 0.9
+        zz = z * (1 + 0.01 * torch.randn(n_per_layer, generator=g))
+        layers.append(torch.cat([xy, zz[:, None]], 1))
+    near = layers[0]
+    layers[0] = near[(near[:, 0].abs() > 0.25 * depths[0]) | (near[:, 1].abs() > 0.2 * depths[0])]
+    return torch.cat(layers)
+
+
+@pytest.mark.parametrize("min_r", [0.75, 1.6])
+def test_splat_of_hidden_layers_matches_brute_force(min_r):
+    """Several layers, each denser than the pixels, most of their points hidden: the splat
+    (which skips the footprints of points deeper than every winner they could reach) draws
+    what the per-pixel loop draws, occlusion edges and the gap included."""
+    xyz = layered_cloud(500, (1.0, 1.6, 2.5), seed=5)
+    g = torch.Generator().manual_seed(6)
+    rgb = torch.rand(xyz.shape[0], 3, generator=g)
+    H = W = 16
+    c2w = torch.stack([torch.eye(4), yaw_camera([0.05, -0.03, 0.1], 4.0)])
+    K = intrinsics(2, W, fov_deg=60)
+    out = splat_points(
+        xyz, rgb, c2w, K, H, W, radius_px=1.3, ref_depth_m=1.0, max_radius_px=3, min_radius_px=min_r
+    )
+    depth, index = brute_force_splat(xyz, rgb, c2w, K, H, W, 1.3, 1.0, min_r, 3, 0.1)
+    hit = index >= 0
+    got_hit = out.mask[:, 0].numpy() > 0
+    assert hit.mean() > 0.95 and (hit != got_hit).sum() <= 2
+    both = hit & got_hit
+    got_rgb = out.rgb.permute(0, 2, 3, 1).numpy()[both]
+    assert (np.abs(rgb.numpy()[index[both]] - got_rgb).max(1) > 0).sum() <= 2
+    np.testing.assert_allclose(out.depth[:, 0].numpy()[both], depth[both], rtol=1e-5)
+    # every layer shows somewhere: the gap and the edges are drawn
+    for z in (1.0, 1.6, 2.5):
+        assert (np.abs(depth[both] / z - 1) < 0.05).sum() > 5
+
+
 def test_render_batches_views_and_handles_empty():
     rgb, depth, c2w, K = room_frames(3, 24)
     sm = SpatialMemory()

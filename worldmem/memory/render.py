@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.geometry.camera import se3_inverse
@@ -377,6 +378,12 @@ def interpolate_colours(
     hit = index >= 0
     win = index.clamp(min=0)
     out = rgb.index_select(0, win).float()
+    if rank is not None:  # only observed points take part
+        ranks = rank if point_index is None else rank.index_select(0, point_index)
+        obs = flat_nonzero(ranks == 0)
+        if obs.numel() < xyz_t.shape[1]:
+            xyz_t = xyz_t.index_select(1, obs)
+            point_index = obs if point_index is None else point_index.index_select(0, obs)
     p = _project(xyz_t.float(), c2w.float(), K.float())  # (V, 3, n)
     z = p[:, 2]
     u = p[:, 0] / z - 0.5  # in pixel-centre units: centre (x, y) is at u = x, v = y
@@ -385,6 +392,16 @@ def interpolate_colours(
     n = xyz_t.shape[1]
     z, u, v = (t.reshape(-1).index_select(0, sel) for t in (z, u, v))
     view = torch.div(sel, n, rounding_mode="floor")
+    # occlusion cull: the four pixel centres around a projection lie in the 3x3 window of the
+    # pixel it falls in; a point farther than that window's deepest winner (empty: 0) by more
+    # than the tolerance is on no winner's surface there
+    deepest = F.max_pool2d(depth.view(V, 1, H, W), 3, stride=1, padding=1).view(-1)
+    px = (u + 0.5).floor().clamp(0, W - 1).long()
+    py = (v + 0.5).floor().clamp(0, H - 1).long()
+    near_front = z <= deepest.index_select(0, (view * H + py) * W + px) * (1 + tol_rel)
+    front = flat_nonzero(near_front)
+    if front.numel() < sel.numel():
+        sel, z, u, v, view = (t.index_select(0, front) for t in (sel, z, u, v, view))
     point = sel - view * n
     if point_index is not None:
         point = point_index.index_select(0, point)
@@ -404,8 +421,6 @@ def interpolate_colours(
     ref = torch.where(hit, depth, torch.nan)
     ref = torch.cat([ref, ref.new_full((1,), torch.nan)]).index_select(0, pix.view(-1))
     ok = (z - ref.view(4, -1)).abs() <= ref.view(4, -1) * tol_rel  # NaN: False
-    if rank is not None:
-        ok &= rank.index_select(0, point) == 0
     w = torch.where(ok, w, 0.0).view(-1)
     pix = pix.view(-1)
     wsum = torch.bincount(pix, w, minlength=P + 1)[:P]
@@ -498,6 +513,8 @@ def zbuffer(
     r = r.clamp(_OWN_PIXEL_RADIUS_PX, float(max(R, 0.5)))
     if R >= 1:
         g = flat_nonzero(r > _OWN_PIXEL_RADIUS_PX)
+        if g.numel():  # occlusion cull
+            g = g.index_select(0, flat_nonzero(_may_win(zbuf, z, own, r, g, V, Hp, Wp)))
         _scatter_footprints(zbuf, *_take(g, own, key, r, fu, fv), Wp, R)
 
     # 2. fill the holes left between sparse points
@@ -526,6 +543,28 @@ def zbuffer(
         return t.view(V, Hp, Wp)[:, pad : pad + H, pad : pad + W].reshape(-1)
 
     return crop(index), crop(depth)
+
+
+def _may_win(
+    zbuf: Tensor, z: Tensor, own: Tensor, r: Tensor, g: Tensor, V: int, Hp: int, Wp: int
+) -> Tensor:
+    """Which points ``g`` (indices into the flat ``z``, ``own``, ``r``) may still win a pixel
+    of their footprint: ``(len(g),)`` bool. ``zbuf`` holds the own-pixel pass. A footprint of
+    radius r reaches pixels up to k = floor(r + 1/2) from its own pixel (an offset d has
+    threshold |d| - 1/2 < r), so a point deeper than every own-pixel winner in that (2k + 1)^2
+    window (no empty pixel in it) loses all its pixels; the hole filling, which draws only
+    empty pixels, gives it none either."""
+    hit = zbuf != _EMPTY
+    front = torch.where(hit, (zbuf >> 32).to(torch.int32).view(torch.float32), torch.inf)
+    rg = r.index_select(0, g)
+    reach = (rg + 0.5).floor().long()  # >= 1: every point of g reaches beyond its own pixel
+    deepest = [front.view(V, 1, Hp, Wp)]  # deepest[k]: the (2k + 1)^2 window's deepest
+    for _ in range(int(reach.max())):
+        wider = F.max_pool2d(deepest[-1], (1, 3), stride=1, padding=(0, 1))
+        deepest.append(F.max_pool2d(wider, (3, 1), stride=1, padding=(1, 0)))
+    table = torch.stack(deepest).view(-1)
+    at = reach * (V * Hp * Wp) + own.index_select(0, g)
+    return z.index_select(0, g) <= table.index_select(0, at)
 
 
 def _dilate(mask: Tensor, reach: int) -> Tensor:
