@@ -252,7 +252,7 @@ def test_a_patch_laid_back_on_the_view_it_came_from_is_that_views_texture():
     )
     c2w = c2w @ pitch
     rgb, depth, points = _room(c2w)
-    texture = ExemplarTexture.from_frames([(c2w, intrinsics(1, S)[0], rgb, depth)])
+    texture = ExemplarTexture.from_frames([(c2w, intrinsics(1, S)[0], rgb, depth)], periodic=False)
     patch = texture.patches[FLOOR]
     side = patch.rgb.shape[-1]
     assert side >= MIN_PATCH_PX

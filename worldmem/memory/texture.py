@@ -35,15 +35,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.geometry import project_points, unproject_depth
+from worldmem.memory.periodic import (
+    MAX_SAMPLE_FOOTPRINT_M,
+    MIN_SAMPLES,
+    PeriodicPattern,
+    find_period,
+    fold_tile,
+)
 
 __all__ = [
     "BAND_SIGMA_PX",
     "ExemplarTexture",
     "bilinear_keeps",
+    "edges",
     "footprints",
     "largest_clean_square",
     "mirror_tile",
     "observed_surfaces",
+    "plane_pattern",
     "periodic_blur",
     "point_normals",
     "surface_kinds",
@@ -347,9 +356,13 @@ class _Patch:
     to_px: Tensor
     sigma_px: float = BAND_SIGMA_PX
     lod_levels: int = LOD_LEVELS  # 1: the finest level everywhere (no levels of detail)
+    # True: rgb is one period of the surface's pattern in the world's phase
+    # (``periodic.PeriodicPattern``), repeated as it is; False: a square, tiled in mirror image
+    periodic: bool = False
 
     def __post_init__(self):
-        tile = mirror_tile(without_gradient(self.rgb.float()))
+        rgb = self.rgb.float()
+        tile = rgb if self.periodic else mirror_tile(without_gradient(rgb))
         self.levels = []
         for level in range(self.lod_levels):
             span = 2.0**level
@@ -376,13 +389,16 @@ class ExemplarTexture:
         frames: list[tuple[Tensor, Tensor, Tensor, Tensor]],
         sigma_px: float = BAND_SIGMA_PX,
         lod_levels: int = LOD_LEVELS,
+        periodic: bool = True,
     ) -> ExemplarTexture:
         """Observed frames (c2w ``(4, 4)``, K ``(3, 3)``, rgb ``(3, H, W)`` in [0, 1], z-depth
         ``(H, W)`` metres with 0 where unknown), as ``SpatialMemory.observed_frames`` gives
         them -> their texture: for each kind of surface, the largest square any of them shows
         of it, clean and resampled square-on (``_orthophoto``; the first frame's on a tie),
         with ``lod_levels`` levels of detail (1: none), and the floor and ceiling heights of
-        the frame that shows the most of each."""
+        the frame that shows the most of each. With ``periodic``, a floor or ceiling whose
+        samples show a repeating pattern (``plane_pattern``) takes one period of it, laid in
+        the world's phase, in place of its square."""
         patches: dict[int, _Patch] = {}
         plane_y: dict[int, float] = {}
         plane_px: dict[int, int] = {}
@@ -397,6 +413,13 @@ class ExemplarTexture:
             for k, (y, n) in planes.items():
                 if n > plane_px.get(k, 0):
                     plane_y[k], plane_px[k] = y, n
+        if periodic:
+            for k, y in plane_y.items():
+                pattern = plane_pattern(frames, surfaces, k, y)
+                if pattern is not None:
+                    patches[k] = _Patch(
+                        pattern.tile, pattern.to_px(), sigma_px, lod_levels, periodic=True
+                    )
         return cls(patches, plane_y, yaw)
 
     def band(self, points: Tensor, c2w: Tensor) -> Tensor:
@@ -448,6 +471,65 @@ class ExemplarTexture:
         return out.permute(0, 3, 1, 2)
 
 
+def edges(depth: Tensor, normal: Tensor) -> Tensor:
+    """``(H, W)`` bool: the pixels of a frame (z-depth ``(H, W)``, 0 unknown; normals ``(H, W,
+    3)``) kept out of any texture: unknown depth and the frame's border; both pixels beside a
+    step of more than ``STEEP`` in log depth (an outline, or a surface seen so obliquely that
+    its texture is squeezed); both pixels of a fold between two surfaces (where two walls
+    meet, a wall meets the floor: the border of two materials, though depth is continuous)."""
+    edge = depth <= 0
+    edge[[0, -1]] = True
+    edge[:, [0, -1]] = True
+    log_d = depth.double().clamp_min(1e-6).log()
+    step_down = (log_d[1:] - log_d[:-1]).abs() > STEEP
+    step_across = (log_d[:, 1:] - log_d[:, :-1]).abs() > STEEP
+    down = step_down | ((normal[1:] * normal[:-1]).sum(-1).abs() < FOLD_COS)
+    across = step_across | ((normal[:, 1:] * normal[:, :-1]).sum(-1).abs() < FOLD_COS)
+    edge[1:] |= down
+    edge[:-1] |= down
+    edge[:, 1:] |= across
+    edge[:, :-1] |= across
+    return edge
+
+
+PLANE_TOL_REL = 0.02  # a floor or ceiling sample within this (times its depth) of the plane
+
+
+def plane_pattern(
+    frames: list[tuple[Tensor, Tensor, Tensor, Tensor]],
+    surfaces: list[tuple[Tensor, Tensor, Tensor]],
+    kind: int,
+    plane_y: float,
+) -> PeriodicPattern | None:
+    """The repeating pattern of the floor or ceiling (``kind``) at height ``plane_y``, from
+    every observed frame's pixels of that kind on that plane (not a table top), off its
+    ``edges``, whose footprint
+    on it (depth / fx / the normal's y) is at most ``MAX_SAMPLE_FOOTPRINT_M``: their
+    coordinates (x, z) in the walls' axes and colours (``periodic.find_period``, then the
+    fold of the samples at most a quarter of the period wide); None when they show none."""
+    u, v, colour, foot = [], [], [], []
+    for (_, K, rgb, depth), (points, k, normal) in zip(frames, surfaces):
+        d = depth.double()
+        on = (k == kind) & ~edges(d, normal)
+        on &= (points[..., 1] - plane_y).abs() <= PLANE_TOL_REL * d
+        f = d / float(K[0, 0]) / normal[..., 1].abs().clamp_min(1e-6)
+        on &= f <= MAX_SAMPLE_FOOTPRINT_M
+        u.append(points[..., 0][on])
+        v.append(points[..., 2][on])
+        colour.append(rgb.double().permute(1, 2, 0)[on])
+        foot.append(f[on])
+    u, v, colour, foot = (torch.cat(t) for t in (u, v, colour, foot))
+    found = find_period(u, v, colour)
+    if found is None:
+        return None
+    pu, pv, theta = found
+    sharp = foot <= 0.25 * min(pu, pv)
+    if int(sharp.sum()) < MIN_SAMPLES:
+        sharp = torch.ones_like(sharp)
+    tile = fold_tile(u[sharp], v[sharp], colour[sharp], (pu, pv)).float()
+    return PeriodicPattern((pu, pv), tile, theta)
+
+
 def _frame_texture(
     rgb: Tensor,
     depth: Tensor,
@@ -465,22 +547,7 @@ def _frame_texture(
     (its patch of each kind of surface it shows clean squares of, {floor / ceiling: (the
     plane's y, how many pixels show it)})."""
     rgb, depth = rgb.double(), depth.double()
-    # Kept out of the patches: unknown depth and the frame's border; both pixels beside a
-    # step of more than STEEP in log depth (an outline, or a surface seen so obliquely that
-    # its texture is squeezed); both pixels of a fold between two surfaces (where two walls
-    # meet, a wall meets the floor: the border of two materials, though depth is continuous)
-    edge = depth <= 0
-    edge[[0, -1]] = True
-    edge[:, [0, -1]] = True
-    log_d = depth.clamp_min(1e-6).log()
-    step_down = (log_d[1:] - log_d[:-1]).abs() > STEEP
-    step_across = (log_d[:, 1:] - log_d[:, :-1]).abs() > STEEP
-    down = step_down | ((normal[1:] * normal[:-1]).sum(-1).abs() < FOLD_COS)
-    across = step_across | ((normal[:, 1:] * normal[:, :-1]).sum(-1).abs() < FOLD_COS)
-    edge[1:] |= down
-    edge[:-1] |= down
-    edge[:, 1:] |= across
-    edge[:, :-1] |= across
+    edge = edges(depth, normal)
     patches, planes = {}, {}
     for k in (CEILING, WALL, FLOOR):
         clean = (kind == k) & ~edge

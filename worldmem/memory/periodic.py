@@ -1,0 +1,199 @@
+"""Periodic patterns on floors and ceilings: the period and one tile, in the world's phase.
+
+Floors and ceilings are often tiled, checkered or bricked: a pattern that repeats along the
+room's axes. Folding the observed samples of a plane (its coordinates u, v in metres, their
+colours) modulo a candidate period (pu, pv) and measuring how much of the colour variance is
+left within bins of phase (phase dispersion minimisation, as astronomers find the period of a
+star from uneven samples) finds the period: a coarse search over a geometric grid of periods
+on a subset of the samples, then a fine one around the best; the peak of the samples' power
+at the lattice's first harmonics (a periodogram of uneven samples) then places it to a few
+parts in a thousand, which is what keeps the pattern in phase metres away from where it was
+seen. The fold at that period, averaged,
+is one tile of the pattern in the world's own phase (coordinates taken modulo the period, not
+from where the samples lie), so laid over parts of the plane no frame saw it continues the
+pattern where the truth has it, not a mirror image of some patch.
+
+A fold that leaves more than ``MAX_DISPERSION`` of the variance is no pattern (paint, wood,
+noise, or a pattern the frames' pixels are too coarse for): ``find_period`` gives None.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["PeriodicPattern", "dispersion", "find_period", "fold_tile", "harmonic_power"]
+
+PERIOD_RANGE_M = (0.1, 2.0)  # periods searched
+COARSE_STEPS = 70  # geometric steps over the range per axis (4.4% apart)
+COARSE_SAMPLES = 300  # samples the coarse search uses (evenly taken)
+FINE_SPAN = 0.03  # the fine search: +-3% around the coarse best ...
+FINE_STEPS = 31  # ... in this many steps per axis (0.2% apart)
+PHASE_BINS = 8  # bins of phase per axis
+PEAK_SPANS = (0.08, 0.008)  # the harmonics' peak: +-8%, then +-0.8% around the best ...
+PEAK_STEPS = 41  # ... in this many steps per axis
+# the first harmonics of a 2-D lattice: along each axis, both diagonals, and twice each axis
+HARMONICS = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2))
+MAX_DISPERSION = 0.6  # a fold leaving more of the colour variance than this is no pattern
+NEAR_BEST = 0.02  # periods within this of the least dispersion count as found: the smallest wins
+SUBPERIOD_SLACK = 0.02  # a period / n folding within this of the period's dispersion wins
+MIN_SAMPLES = 200  # fewer samples of a plane: no search
+TEXEL_M = 0.02  # the tile's pixels are about this size ...
+TILE_PX = (8, 64)  # ... with this many a side at least and at most
+FOLD_SIGMA_PX = 0.5  # the fold's Gaussian, in tile pixels
+MAX_SAMPLE_FOOTPRINT_M = 0.15  # samples blurred over more than this carry no pattern
+
+
+@dataclass
+class PeriodicPattern:
+    """A plane's pattern: ``period`` (pu, pv) metres, ``tile (3, nv, nu)`` one period of it
+    (pixel (i, j) the mean colour at phase ((j + 1/2) / nu, (i + 1/2) / nv)) and the colour
+    variance the fold leaves (``dispersion``, 0: a perfect pattern)."""
+
+    period: tuple[float, float]
+    tile: Tensor
+    dispersion: float
+
+    def to_px(self) -> Tensor:
+        """``(2, 3)``: the tile pixel (column, row) of plane point (u, v) metres is
+        to_px @ (u, v, 1), pixel centres at whole numbers (as ``texture.wrap_sample`` reads)."""
+        nv, nu = self.tile.shape[-2:]
+        pu, pv = self.period
+        return torch.tensor([[nu / pu, 0.0, -0.5], [0.0, nv / pv, -0.5]], dtype=torch.float64)
+
+
+def dispersion(
+    u: Tensor, v: Tensor, colour: Tensor, periods: Tensor, bins: int = PHASE_BINS
+) -> Tensor:
+    """Samples at plane coordinates ``u, v (N,)`` metres with colours ``colour (N, C)``,
+    folded at each of ``periods (P, 2)`` (pu, pv) -> ``(P,)``: the colour variance left within
+    the ``bins`` x ``bins`` bins of phase, as a fraction of the whole (1: no pattern at that
+    period; 0: every bin one colour)."""
+    u, v, colour = u.double(), v.double(), colour.double()
+    total = float(((colour - colour.mean(0)) ** 2).sum())
+    out = []
+    if total <= 0:
+        return torch.ones(periods.shape[0], dtype=torch.float64)
+    sq = (colour**2).sum(1)
+    for chunk in periods.double().split(max(1, (1 << 22) // max(1, u.numel()))):
+        n_p = chunk.shape[0]
+        bu = (torch.remainder(u[None] / chunk[:, :1], 1) * bins).long().clamp(max=bins - 1)
+        bv = (torch.remainder(v[None] / chunk[:, 1:], 1) * bins).long().clamp(max=bins - 1)
+        b = ((torch.arange(n_p)[:, None] * bins + bv) * bins + bu).reshape(-1)
+        slots = n_p * bins * bins
+        count = torch.zeros(slots, dtype=torch.float64).index_add_(
+            0, b, torch.ones_like(b, dtype=torch.float64)
+        )
+        s = torch.zeros(slots, colour.shape[1], dtype=torch.float64).index_add_(
+            0, b, colour.repeat(n_p, 1)
+        )
+        s2 = torch.zeros(slots, dtype=torch.float64).index_add_(0, b, sq.repeat(n_p))
+        within = s2 - (s**2).sum(1) / count.clamp(min=1)
+        out.append(within.view(n_p, -1).sum(1) / total)
+    return torch.cat(out)
+
+
+def harmonic_power(u: Tensor, v: Tensor, colour: Tensor, periods: Tensor) -> Tensor:
+    """``(P,)``: the power of the samples' colours (``u, v (N,)`` metres, ``colour (N, C)``,
+    less their mean) at the lattice's first harmonics ``HARMONICS`` of each of ``periods (P,
+    2)``, summed over harmonics and channels (a periodogram of uneven samples): peaked where
+    the pattern's own harmonics are, far more sharply than a fold's bins."""
+    u, v = u.double(), v.double()
+    c = colour.double() - colour.double().mean(0)
+    h = torch.tensor(HARMONICS, dtype=torch.float64)
+    out = []
+    for chunk in periods.double().split(max(1, (1 << 20) // (len(HARMONICS) * max(1, u.numel())))):
+        fu = h[None, :, 0] / chunk[:, None, 0]  # (P, H) cycles per metre
+        fv = h[None, :, 1] / chunk[:, None, 1]
+        phase = 2 * math.pi * (fu[..., None] * u + fv[..., None] * v)  # (P, H, N)
+        re = torch.einsum("phn,nc->phc", torch.cos(phase), c)
+        im = torch.einsum("phn,nc->phc", torch.sin(phase), c)
+        out.append((re**2 + im**2).sum((1, 2)))
+    return torch.cat(out)
+
+
+def _best(periods: Tensor, theta: Tensor) -> int:
+    """The smallest period (by tile area) whose dispersion is within ``NEAR_BEST`` of the
+    least: a pattern folds as well at twice its period, and the period itself is wanted."""
+    near = torch.nonzero(theta <= theta.min() + NEAR_BEST).flatten()
+    area = periods[near, 0] * periods[near, 1]
+    return int(near[int(area.argmin())])
+
+
+def _fundamental(period: Tensor, theta: float, u: Tensor, v: Tensor, colour: Tensor) -> Tensor:
+    """``period (2,)`` divided, per axis, by the largest of 4, 3, 2 whose fold disperses the
+    samples as little (within ``SUBPERIOD_SLACK``): bins of a fixed fraction of the period
+    that happen to meet the pattern's edges can make a multiple of the period fold better
+    than the period itself."""
+    period = period.clone()
+    for axis in (0, 1):
+        for n in (4, 3, 2):
+            cand = period.clone()
+            cand[axis] = period[axis] / n
+            if float(cand[axis]) < PERIOD_RANGE_M[0]:
+                continue
+            if float(dispersion(u, v, colour, cand[None])[0]) <= theta + SUBPERIOD_SLACK:
+                period = cand
+                break
+    return period
+
+
+def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, float] | None:
+    """The period (pu, pv) metres of the pattern the samples (``u, v (N,)`` plane coordinates,
+    ``colour (N, C)``) show, and the dispersion its fold leaves; None when there are fewer
+    than ``MIN_SAMPLES`` or no period leaves at most ``MAX_DISPERSION``."""
+    if u.numel() < MIN_SAMPLES:
+        return None
+    lo, hi = PERIOD_RANGE_M
+    grid = torch.exp(torch.linspace(math.log(lo), math.log(hi), COARSE_STEPS, dtype=torch.float64))
+    step = max(1, u.numel() // COARSE_SAMPLES)
+    some = slice(None, None, step)
+    coarse = torch.cartesian_prod(grid, grid)
+    best = coarse[_best(coarse, dispersion(u[some], v[some], colour[some], coarse))]
+    offsets = torch.exp(torch.linspace(-FINE_SPAN, FINE_SPAN, FINE_STEPS, dtype=torch.float64))
+
+    def refine(around: Tensor) -> tuple[Tensor, float]:
+        fine = torch.cartesian_prod(around[0] * offsets, around[1] * offsets)
+        theta = dispersion(u, v, colour, fine)
+        i = _best(fine, theta)
+        return fine[i], float(theta[i])
+
+    best, theta = refine(best)
+    smaller = _fundamental(best, theta, u, v, colour)
+    if not torch.equal(smaller, best):
+        best, theta = refine(smaller)
+    for span in PEAK_SPANS:  # then the peak of the pattern's harmonics, ever finer
+        steps = torch.exp(torch.linspace(-span, span, PEAK_STEPS, dtype=torch.float64))
+        around = torch.cartesian_prod(best[0] * steps, best[1] * steps)
+        best = around[int(harmonic_power(u, v, colour, around).argmax())]
+    theta = float(dispersion(u, v, colour, best[None])[0])
+    if theta > MAX_DISPERSION:
+        return None
+    return float(best[0]), float(best[1]), theta
+
+
+def fold_tile(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float]) -> Tensor:
+    """One period of the samples' pattern ``(C, nv, nu)``: each tile pixel the mean colour of
+    the samples folded onto it, weighted by a Gaussian of ``FOLD_SIGMA_PX`` in phase (wrapped round
+    the tile, so a pixel no sample fell on takes its neighbours'); ``TEXEL_M`` pixels,
+    within ``TILE_PX`` a side."""
+    pu, pv = period
+    nu = min(max(round(pu / TEXEL_M), TILE_PX[0]), TILE_PX[1])
+    nv = min(max(round(pv / TEXEL_M), TILE_PX[0]), TILE_PX[1])
+    fu = torch.remainder(u.double() / pu, 1) * nu  # phase in tile pixels
+    fv = torch.remainder(v.double() / pv, 1) * nv
+    cu = torch.arange(nu, dtype=torch.float64) + 0.5
+    cv = torch.arange(nv, dtype=torch.float64) + 0.5
+
+    def wrapped(d: Tensor, n: int) -> Tensor:
+        return torch.remainder(d + n / 2, n) - n / 2
+
+    s = 2 * FOLD_SIGMA_PX**2
+    wu = torch.exp(-(wrapped(fu[:, None] - cu[None], nu) ** 2) / s)  # (N, nu)
+    wv = torch.exp(-(wrapped(fv[:, None] - cv[None], nv) ** 2) / s)  # (N, nv)
+    weight = torch.einsum("nv,nu->vu", wv, wu)
+    acc = torch.einsum("nv,nu,nc->cvu", wv, wu, colour.double())
+    return (acc / weight.clamp(min=1e-12)).to(colour.dtype)
