@@ -246,6 +246,14 @@ def test_splat_of_hidden_layers_matches_brute_force(min_r):
         assert (np.abs(depth[both] / z - 1) < 0.05).sum() > 5
 
 
+def test_splat_of_points_none_of_which_is_in_view_is_empty():
+    """Points behind the camera or outside its view draw nothing (and raise nothing)."""
+    K = intrinsics(1, 16)
+    behind = torch.tensor([[0.0, 0.0, -2.0], [0.5, 0.1, -1.0], [40.0, 0.0, 1.0]])
+    out = splat_points(behind, torch.rand(3, 3), torch.eye(4)[None], K, 16, 16, max_radius_px=3)
+    assert float(out.mask.sum()) == 0 and float(out.depth.abs().sum()) == 0
+
+
 def test_render_batches_views_and_handles_empty():
     rgb, depth, c2w, K = room_frames(3, 24)
     sm = SpatialMemory()

@@ -496,7 +496,10 @@ def zbuffer(
     point = sel if view is None else sel - view * N
     pad = 2 * R
     Wp, Hp = W + 2 * pad, H + 2 * pad
-    own = (iv.long() + pad) * Wp + (iu.long() + pad)  # own pixel in the padded buffer
+    if Hp * Wp < 1 << 23:  # whole numbers this small are exact in float32: one conversion
+        own = (iv * Wp + iu).long() + (pad * Wp + pad)  # own pixel in the padded buffer
+    else:
+        own = (iv.long() + pad) * Wp + (iu.long() + pad)
     if view is not None:
         own += view * (Hp * Wp)
     key = (z.view(torch.int32).long() << 32) | point  # depth bits, then point index
@@ -512,9 +515,10 @@ def zbuffer(
         r = radius_m.index_select(0, point) * fx / z
     r = r.clamp(_OWN_PIXEL_RADIUS_PX, float(max(R, 0.5)))
     if R >= 1:
+        # beyond the own pixel, and not hidden at every pixel it reaches (occlusion cull)
         g = flat_nonzero(r > _OWN_PIXEL_RADIUS_PX)
-        if g.numel():  # occlusion cull
-            g = g.index_select(0, flat_nonzero(_may_win(zbuf, z, own, r, g, V, Hp, Wp)))
+        if g.numel():
+            g = flat_nonzero((r > _OWN_PIXEL_RADIUS_PX) & _may_win(zbuf, z, own, r, V, Hp, Wp))
         _scatter_footprints(zbuf, *_take(g, own, key, r, fu, fv), Wp, R)
 
     # 2. fill the holes left between sparse points
@@ -545,26 +549,24 @@ def zbuffer(
     return crop(index), crop(depth)
 
 
-def _may_win(
-    zbuf: Tensor, z: Tensor, own: Tensor, r: Tensor, g: Tensor, V: int, Hp: int, Wp: int
-) -> Tensor:
-    """Which points ``g`` (indices into the flat ``z``, ``own``, ``r``) may still win a pixel
-    of their footprint: ``(len(g),)`` bool. ``zbuf`` holds the own-pixel pass. A footprint of
-    radius r reaches pixels up to k = floor(r + 1/2) from its own pixel (an offset d has
-    threshold |d| - 1/2 < r), so a point deeper than every own-pixel winner in that (2k + 1)^2
-    window (no empty pixel in it) loses all its pixels; the hole filling, which draws only
-    empty pixels, gives it none either."""
+def _may_win(zbuf: Tensor, z: Tensor, own: Tensor, r: Tensor, V: int, Hp: int, Wp: int) -> Tensor:
+    """Which points (flat ``z``, ``own``, ``r``) may still win a pixel of their footprint:
+    ``(n,)`` bool. ``zbuf`` holds the own-pixel pass. A footprint of radius r reaches pixels up
+    to k = floor(r + 1/2) from its own pixel (an offset d has threshold |d| - 1/2 < r), so a
+    point deeper than every own-pixel winner in that (2k + 1)^2 window (no empty pixel in it)
+    loses all its pixels; the hole filling, which draws only empty pixels, gives it none
+    either."""
     hit = zbuf != _EMPTY
     front = torch.where(hit, (zbuf >> 32).to(torch.int32).view(torch.float32), torch.inf)
-    rg = r.index_select(0, g)
-    reach = (rg + 0.5).floor().long()  # >= 1: every point of g reaches beyond its own pixel
+    reach = (r + 0.5).floor().clamp(min=1)  # points of radius <= 1/2 are not asked about
     deepest = [front.view(V, 1, Hp, Wp)]  # deepest[k]: the (2k + 1)^2 window's deepest
     for _ in range(int(reach.max())):
         wider = F.max_pool2d(deepest[-1], (1, 3), stride=1, padding=(0, 1))
         deepest.append(F.max_pool2d(wider, (3, 1), stride=1, padding=(1, 0)))
+    if len(deepest) == 2:  # every footprint reaches one pixel: one window
+        return z <= deepest[1].view(-1).index_select(0, own)
     table = torch.stack(deepest).view(-1)
-    at = reach * (V * Hp * Wp) + own.index_select(0, g)
-    return z.index_select(0, g) <= table.index_select(0, at)
+    return z <= table.index_select(0, reach.long() * (V * Hp * Wp) + own)
 
 
 def _dilate(mask: Tensor, reach: int) -> Tensor:
