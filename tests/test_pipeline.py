@@ -776,6 +776,37 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
         WorldPipeline.from_pretrained(tiny_pipeline_dir, texture_gain=1.0)
 
 
+def test_the_texture_and_the_room_are_built_when_the_world_starts(tiny_pipeline_dir, monkeypatch):
+    """What the observed frames give (the texture, the room; about 0.3 s with periodic tiles)
+    is built by ``start``, so the first key does not wait for it; steps then build nothing
+    until the observed frames change."""
+    from conftest import tiny_memory_config
+
+    from tests.memory.memory_scenes import box_room, yaw_camera
+    from worldmem.memory.layout import BoxLayout
+    from worldmem.memory.texture import ExemplarTexture
+
+    cfg = tiny_memory_config(render_colour="resample", layout="box")
+    pipe = WorldPipeline.from_pretrained(
+        tiny_pipeline_dir, device="cpu", memory_cfg=cfg, texture_gain=1.0
+    )
+    cams = torch.stack([yaw_camera((0.0, 0.0, 2.0), a) for a in (0.0, 40.0, 60.0)])
+    rgb, depth = box_room(cams[:1], pipe.K[None], 32, 32, half=(3.0, 0.8, 3.0))
+    built = []
+    for cls in (ExemplarTexture, BoxLayout):
+        real = cls.from_frames.__func__
+        monkeypatch.setattr(
+            cls,
+            "from_frames",
+            classmethod(lambda c, *a, _r=real, **k: built.append(c) or _r(c, *a, **k)),
+        )
+    pipe.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=1)
+    assert sorted(c.__name__ for c in built) == ["BoxLayout", "ExemplarTexture"]
+    pipe.step(cams[1:])
+    pipe.step(cams[1:])
+    assert len(built) == 2
+
+
 def test_the_room_the_observed_frames_imply_is_what_the_memory_renders_holes_tend_to(
     tiny_pipeline_dir, tmp_path
 ):

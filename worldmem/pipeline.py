@@ -511,6 +511,10 @@ class WorldPipeline:
             image, depth, new.began_from = self.first_frame_for(prompt, seed)
         chunk = self._start(new, image, depth, c2w)
         world.become(new)
+        # what the observed frames give is built now, not when the first key is pressed
+        self._layout(world)
+        if self.texture_gain > 0:
+            self._texture(world)
         return chunk
 
     def first_frame_for(

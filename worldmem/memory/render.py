@@ -466,7 +466,10 @@ def zbuffer(
     The z-buffer is padded by ``2 * max_radius_px`` pixels on every side of each view: a kept
     point's own pixel is at most ``max_radius_px`` outside the image and its footprint reaches
     at most ``max_radius_px`` further, so every write lands inside its view's padded buffer and
-    no pass needs bounds checks; the padding is cropped at the end."""
+    no pass needs bounds checks; the padding is cropped at the end. After the own-pixel pass,
+    only the points that can still win a pixel of their footprint draw it (``_may_win``): in
+    a memory seen from inside a room most points lie behind a nearer surface, and the
+    footprint pass was most of the cost."""
     V, N = c2w.shape[0], xyz_t.shape[1]
     dev = xyz_t.device
     H, W = int(height), int(width)
