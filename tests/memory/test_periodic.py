@@ -34,9 +34,12 @@ def perspective_samples(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return u, v
 
 
-@pytest.mark.parametrize("period", [(0.48, 0.48), (0.3, 0.55), (0.9, 0.62)])
-def test_the_period_of_a_checker_is_found(period):
-    u, v = perspective_samples(1500, seed=1)
+@pytest.mark.parametrize(
+    "period, n",  # 9000 samples: more than the search takes (an even subset of them)
+    [((0.48, 0.48), 1500), ((0.3, 0.55), 1500), ((0.9, 0.62), 1500), ((0.48, 0.48), 9000)],
+)
+def test_the_period_of_a_checker_is_found(period, n):
+    u, v = perspective_samples(n, seed=1)
     found = find_period(u, v, checker(u, v, *period))
     assert found is not None
     pu, pv, theta = found

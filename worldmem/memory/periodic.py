@@ -8,10 +8,10 @@ star from uneven samples) finds the period: a coarse search over a geometric gri
 on a subset of the samples, then a fine one around the best; the peak of the samples' power
 at the lattice's first harmonics (a periodogram of uneven samples) then places it to a few
 parts in a thousand, which is what keeps the pattern in phase metres away from where it was
-seen. The fold at that period, averaged,
-is one tile of the pattern in the world's own phase (coordinates taken modulo the period, not
-from where the samples lie), so laid over parts of the plane no frame saw it continues the
-pattern where the truth has it, not a mirror image of some patch.
+seen. The fold at that period, averaged, is one tile of the pattern in the world's own phase
+(coordinates taken modulo the period, not from where the samples lie), so laid over parts of
+the plane no frame saw it continues the pattern where the truth has it, not a mirror image of
+some patch.
 
 A fold that leaves more than ``MAX_DISPERSION`` of the variance is no pattern (paint, wood,
 noise, or a pattern the frames' pixels are too coarse for): ``find_period`` gives None.
@@ -41,6 +41,7 @@ MAX_DISPERSION = 0.6  # a fold leaving more of the colour variance than this is 
 NEAR_BEST = 0.02  # periods within this of the least dispersion count as found: the smallest wins
 SUBPERIOD_SLACK = 0.02  # a period / n folding within this of the period's dispersion wins
 MIN_SAMPLES = 200  # fewer samples of a plane: no search
+MAX_SEARCH_SAMPLES = 4000  # more are taken evenly for the search (the fold takes them all)
 TEXEL_M = 0.02  # the tile's pixels are about this size ...
 TILE_PX = (8, 64)  # ... with this many a side at least and at most
 FOLD_SIGMA_PX = 0.5  # the fold's Gaussian, in tile pixels
@@ -147,6 +148,9 @@ def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, flo
     than ``MIN_SAMPLES`` or no period leaves at most ``MAX_DISPERSION``."""
     if u.numel() < MIN_SAMPLES:
         return None
+    if u.numel() > MAX_SEARCH_SAMPLES:  # many observed frames: an even subset searches
+        every = slice(None, None, -(-u.numel() // MAX_SEARCH_SAMPLES))
+        u, v, colour = u[every], v[every], colour[every]
     lo, hi = PERIOD_RANGE_M
     grid = torch.exp(torch.linspace(math.log(lo), math.log(hi), COARSE_STEPS, dtype=torch.float64))
     step = max(1, u.numel() // COARSE_SAMPLES)
@@ -177,8 +181,8 @@ def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, flo
 
 def fold_tile(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float]) -> Tensor:
     """One period of the samples' pattern ``(C, nv, nu)``: each tile pixel the mean colour of
-    the samples folded onto it, weighted by a Gaussian of ``FOLD_SIGMA_PX`` in phase (wrapped round
-    the tile, so a pixel no sample fell on takes its neighbours'); ``TEXEL_M`` pixels,
+    the samples folded onto it, weighted by a Gaussian of ``FOLD_SIGMA_PX`` in phase (wrapped
+    round the tile, so a pixel no sample fell on takes its neighbours'); ``TEXEL_M`` pixels,
     within ``TILE_PX`` a side."""
     pu, pv = period
     nu = min(max(round(pu / TEXEL_M), TILE_PX[0]), TILE_PX[1])

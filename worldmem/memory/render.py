@@ -519,9 +519,10 @@ def zbuffer(
     r = r.clamp(_OWN_PIXEL_RADIUS_PX, float(max(R, 0.5)))
     if R >= 1:
         # beyond the own pixel, and not hidden at every pixel it reaches (occlusion cull)
-        g = flat_nonzero(r > _OWN_PIXEL_RADIUS_PX)
-        if g.numel():
-            g = flat_nonzero((r > _OWN_PIXEL_RADIUS_PX) & _may_win(zbuf, z, own, r, V, Hp, Wp))
+        beyond = r > _OWN_PIXEL_RADIUS_PX
+        if bool(beyond.any()):
+            beyond &= _may_win(zbuf, z, own, r, V, Hp, Wp)
+        g = flat_nonzero(beyond)
         _scatter_footprints(zbuf, *_take(g, own, key, r, fu, fv), Wp, R)
 
     # 2. fill the holes left between sparse points
