@@ -254,6 +254,45 @@ def test_splat_of_points_none_of_which_is_in_view_is_empty():
     assert float(out.mask.sum()) == 0 and float(out.depth.abs().sum()) == 0
 
 
+def test_point_on_a_pixel_centre_wins_unless_a_surface_inside_the_pixel_is_in_front():
+    """A frame's own samples sit on its pixel centres and win them at its camera, even behind
+    another view's footprint; but a point inside the pixel more than ``EXACT_TOL_REL`` nearer
+    is a surface in front, and wins (at any camera a hidden point may land on a centre)."""
+    S, z_back = 16, 2.0
+    K = intrinsics(1, S)
+    fx, cx = float(K[0, 0, 0]), float(K[0, 0, 2])
+
+    def at(u: float, v: float, z: float) -> list[float]:  # the point seen at pixel (u, v)
+        return [(u - cx) / fx * z, (v - cx) / fx * z, z]
+
+    centres = torch.arange(S) + 0.5
+    vv, uu = torch.meshgrid(centres, centres, indexing="ij")
+    back = torch.tensor([at(u, v, z_back) for u, v in zip(uu.flatten(), vv.flatten())])
+    front = torch.tensor(
+        [
+            at(5.8, 5.2, 1.0),  # inside pixel (5, 5), half as far: in front
+            at(10.8, 10.2, 1.9),  # inside pixel (10, 10), 5% nearer: the same surface
+            at(3.5, 12.5, 1.0),  # on pixel (3, 12)'s centre, a footprint over its neighbours
+        ]
+    )
+    xyz = torch.cat([back, front])
+    radius = torch.cat([torch.full((S * S,), 0.5 * z_back / fx), torch.tensor([0, 0, 2.5 / fx])])
+    rgb = torch.zeros(xyz.shape[0], 3)
+    rgb[S * S :, 0] = 1.0  # the front points are red
+    out = splat_points(
+        xyz, rgb, torch.eye(4)[None], K, S, S, max_radius_px=3, min_radius_px=0.75,
+        near_m=0.1, radius_m=radius, surface_tol_rel=0.03,
+    )  # fmt: skip
+    red = out.rgb[0, 0] > 0.5
+    assert bool(red[5, 5]) and float(out.depth[0, 0, 5, 5]) == pytest.approx(1.0)
+    assert not bool(red[10, 10])  # the centre's own point, within the tolerance
+    assert bool(red[12, 3])  # its own pixel
+    ring = red[11:14, 2:5].clone()
+    ring[1, 1] = False
+    assert not bool(ring.any())  # a footprint over the others' centres: theirs win
+    assert int(red.sum()) == 2
+
+
 def test_render_batches_views_and_handles_empty():
     rgb, depth, c2w, K = room_frames(3, 24)
     sm = SpatialMemory()

@@ -47,6 +47,8 @@ __all__ = [
 
 _OWN_PIXEL_RADIUS_PX = 0.5  # radii up to this reach no pixel beyond the one a point falls in
 _EMPTY = torch.iinfo(torch.int64).max  # z-buffer value of a pixel no point reached
+# a point on a pixel centre wins it unless the pixel holds a point this much nearer (relative)
+EXACT_TOL_REL = 0.15
 
 
 @dataclass
@@ -255,7 +257,9 @@ def splat_points(
     3. Surface pass (when ``surface_tol_rel`` > 0): a pixel with points inside it whose depth
        is within ``surface_tol_rel`` (relative) of its step-1 depth shows, of those, an
        observed one (``observed (N,)`` bool) before a generated one, then the one projecting
-       closest to the pixel centre.
+       closest to the pixel centre. A point on the pixel centre itself (within 0.02 px: the
+       pixel of the view it was seen from) wins whatever its depth, unless a point inside the
+       pixel lies more than ``EXACT_TOL_REL`` nearer (``zbuffer``'s ``exact_tol_rel``).
     4. Colour pass (``interpolate``): ``interpolate_colours`` resamples the winner's surface
        bilinearly instead of showing the winner's colour alone.
 
@@ -457,6 +461,7 @@ def zbuffer(
     radius_m: Tensor | None = None,
     rank: Tensor | None = None,
     surface_tol_rel: float = 0.0,
+    exact_tol_rel: float = EXACT_TOL_REL,
 ) -> tuple[Tensor, Tensor]:
     """The splat of ``splat_points`` without colours: points ``xyz_t (3, N)`` -> (winning point
     per pixel ``(V*H*W,)`` int64, -1 where empty; its depth ``(V*H*W,)``, 0 where empty).
@@ -510,6 +515,7 @@ def zbuffer(
     # 1. own pixels, then the footprints that reach beyond them
     zbuf = torch.full((V * Hp * Wp,), _EMPTY, dtype=torch.int64, device=dev)
     zbuf.scatter_reduce_(0, own, key, "amin")
+    own_front = zbuf.clone() if surface_tol_rel > 0 else None  # each pixel's nearest own point
     if radius_m is None:
         r = radius_px * ref_depth_m / z
     else:
@@ -545,7 +551,9 @@ def zbuffer(
     index = torch.where(hit, zbuf & 0xFFFFFFFF, -1)
     depth = torch.where(hit, (zbuf >> 32).to(torch.int32).view(torch.float32), 0.0)
     if surface_tol_rel > 0:
-        _surface_pass(index, depth, z, fu, fv, point, own, rank, surface_tol_rel)
+        _surface_pass(
+            index, depth, z, fu, fv, point, own, rank, surface_tol_rel, own_front, exact_tol_rel
+        )
 
     def crop(t: Tensor) -> Tensor:
         return t.view(V, Hp, Wp)[:, pad : pad + H, pad : pad + W].reshape(-1)
@@ -612,16 +620,21 @@ def _surface_pass(
     own: Tensor,
     rank: Tensor | None,
     tol_rel: float,
+    own_front: Tensor,
+    exact_tol_rel: float,
 ) -> None:
     """In place on ``index, depth`` (per pixel of the padded z-buffer): each pixel with points
     inside it on its front surface (depth <= its depth * (1 + tol_rel)) takes, of those, the
     lowest rank, then the projection closest to the pixel centre, then the lowest flat
     position. A point within ``_EXACT_PX`` of the centre (a sample seen by this very camera:
     its own pixel) wins over the others whatever its depth, so a camera the memory was filled
-    from gets its own frame back even where another view's edge falls into the pixel. Points
-    are the flat (view, point) pairs of ``zbuffer``: depth ``z``, position in the own pixel
-    ``fu, fv``, point index ``point``, own pixel ``own`` (padded: points outside the image
-    only touch the padding)."""
+    from gets its own frame back even where another view's edge falls into the pixel; but
+    not when a point inside the pixel lies more than ``exact_tol_rel`` nearer (``own_front``:
+    the own-pixel pass's key per pixel): that is a surface in front of it, not a footprint,
+    and at any other camera a hidden point that happens to project onto a centre would
+    otherwise show through. Points are the flat (view, point) pairs of ``zbuffer``: depth
+    ``z``, position in the own pixel ``fu, fv``, point index ``point``, own pixel ``own``
+    (padded: points outside the image only touch the padding)."""
     n = z.numel()
     if n == 0:
         return
@@ -629,6 +642,11 @@ def _surface_pass(
         raise ValueError(f"splat: at most 2**32 - 1 (view, point) pairs, got {n}")
     d2 = (fu - 0.5).square() + (fv - 0.5).square()  # in [0, 0.5]
     exact = d2 < _EXACT_PX**2
+    ex = flat_nonzero(exact)
+    if ex.numel():  # rare but for the points of a camera's own frame
+        front = (own_front.index_select(0, own.index_select(0, ex)) >> 32).to(torch.int32)
+        hidden = z.index_select(0, ex) > front.view(torch.float32) * (1 + exact_tol_rel)
+        exact[ex[hidden]] = False
     g = flat_nonzero((z <= depth.index_select(0, own) * (1 + tol_rel)) | exact)
     if g.numel() == 0:
         return

@@ -595,6 +595,7 @@ class SpatialMemory:
             radius_m=self._rad.index_select(0, idx),
             rank=rank,
             surface_tol_rel=cfg.surface_tol_rel,
+            exact_tol_rel=cfg.carve_margin_rel,  # nearer than that, a frame would carve it
         )
 
     def _observed_first(
