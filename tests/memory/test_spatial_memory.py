@@ -254,43 +254,56 @@ def test_splat_of_points_none_of_which_is_in_view_is_empty():
     assert float(out.mask.sum()) == 0 and float(out.depth.abs().sum()) == 0
 
 
-def test_point_on_a_pixel_centre_wins_unless_a_surface_inside_the_pixel_is_in_front():
-    """A frame's own samples sit on its pixel centres and win them at its camera, even behind
-    another view's footprint; but a point inside the pixel more than ``EXACT_TOL_REL`` nearer
-    is a surface in front, and wins (at any camera a hidden point may land on a centre)."""
-    S, z_back = 16, 2.0
+def centre_scene(S: int, back_offset_px: float, on_centre: list[tuple[int, int]]):
+    """A fronto-parallel back plane at 2 m seen by a camera at the origin, one point per pixel
+    at ``back_offset_px`` from its centre (0: the frame this camera saw), but on the centre of
+    the pixels ``on_centre`` (u, v); plus three red front points: inside pixel (5, 5) half as
+    far, inside pixel (10, 10) 5% nearer, and on pixel (3, 12)'s centre half as far, with a
+    footprint over its neighbours. Returns the splat with the surface pass."""
     K = intrinsics(1, S)
     fx, cx = float(K[0, 0, 0]), float(K[0, 0, 2])
 
     def at(u: float, v: float, z: float) -> list[float]:  # the point seen at pixel (u, v)
         return [(u - cx) / fx * z, (v - cx) / fx * z, z]
 
-    centres = torch.arange(S) + 0.5
-    vv, uu = torch.meshgrid(centres, centres, indexing="ij")
-    back = torch.tensor([at(u, v, z_back) for u, v in zip(uu.flatten(), vv.flatten())])
-    front = torch.tensor(
-        [
-            at(5.8, 5.2, 1.0),  # inside pixel (5, 5), half as far: in front
-            at(10.8, 10.2, 1.9),  # inside pixel (10, 10), 5% nearer: the same surface
-            at(3.5, 12.5, 1.0),  # on pixel (3, 12)'s centre, a footprint over its neighbours
-        ]
-    )
-    xyz = torch.cat([back, front])
-    radius = torch.cat([torch.full((S * S,), 0.5 * z_back / fx), torch.tensor([0, 0, 2.5 / fx])])
+    back = [
+        at(u + 0.5 + (0 if (u, v) in on_centre else back_offset_px), v + 0.5, 2.0)
+        for v in range(S)
+        for u in range(S)
+    ]
+    front = [at(5.8, 5.2, 1.0), at(10.8, 10.2, 1.9), at(3.5, 12.5, 1.0)]
+    xyz = torch.tensor(back + front)
+    radius = torch.cat([torch.full((S * S,), 1.0 / fx), torch.tensor([0, 0, 2.5 / fx])])
     rgb = torch.zeros(xyz.shape[0], 3)
     rgb[S * S :, 0] = 1.0  # the front points are red
-    out = splat_points(
+    return splat_points(
         xyz, rgb, torch.eye(4)[None], K, S, S, max_radius_px=3, min_radius_px=0.75,
         near_m=0.1, radius_m=radius, surface_tol_rel=0.03,
     )  # fmt: skip
+
+
+def test_camera_a_frame_was_seen_from_gets_that_frame_back():
+    """Each back point on its pixel centre (the frame this camera saw) wins its pixel over a
+    nearer point inside it, over another point's footprint and over a point of the same
+    surface: the camera sees its frame and none of the red front points."""
+    out = centre_scene(16, 0.0, [])
+    assert float(out.depth[0, 0, 5, 5]) == pytest.approx(2.0)
+    assert int((out.rgb[0, 0] > 0.5).sum()) == 0
+
+
+def test_hidden_point_landing_on_a_pixel_centre_does_not_show_through():
+    """At a camera no frame was seen from (the back points off their centres), a few back
+    points that happen to land on a centre win their pixel only against points of their own
+    surface or footprints, not against a surface inside the pixel more than the tolerance
+    nearer."""
+    S = 16
+    out = centre_scene(S, 0.3, [(5, 5), (10, 10), (2, 12), (4, 11)])
     red = out.rgb[0, 0] > 0.5
     assert bool(red[5, 5]) and float(out.depth[0, 0, 5, 5]) == pytest.approx(1.0)
-    assert not bool(red[10, 10])  # the centre's own point, within the tolerance
-    assert bool(red[12, 3])  # its own pixel
-    ring = red[11:14, 2:5].clone()
-    ring[1, 1] = False
-    assert not bool(ring.any())  # a footprint over the others' centres: theirs win
-    assert int(red.sum()) == 2
+    assert not bool(red[10, 10])  # on the centre, within the tolerance of the front point
+    assert not bool(red[12, 2]) and not bool(red[11, 4])  # on centres under the footprint
+    assert bool(red[12, 3])
+    assert bool(red[13, 3])  # a back point off its centre, under the footprint
 
 
 def test_render_batches_views_and_handles_empty():

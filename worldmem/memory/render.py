@@ -47,8 +47,10 @@ __all__ = [
 
 _OWN_PIXEL_RADIUS_PX = 0.5  # radii up to this reach no pixel beyond the one a point falls in
 _EMPTY = torch.iinfo(torch.int64).max  # z-buffer value of a pixel no point reached
-# a point on a pixel centre wins it unless the pixel holds a point this much nearer (relative)
+# a point on a pixel centre wins it, unless the pixel holds a point this much nearer (relative)
+# in a view fewer than EXACT_VIEW_SHARE of whose pixels hold a point on their centre
 EXACT_TOL_REL = 0.15
+EXACT_VIEW_SHARE = 0.25
 
 
 @dataclass
@@ -258,8 +260,9 @@ def splat_points(
        is within ``surface_tol_rel`` (relative) of its step-1 depth shows, of those, an
        observed one (``observed (N,)`` bool) before a generated one, then the one projecting
        closest to the pixel centre. A point on the pixel centre itself (within 0.02 px: the
-       pixel of the view it was seen from) wins whatever its depth, unless a point inside the
-       pixel lies more than ``EXACT_TOL_REL`` nearer (``zbuffer``'s ``exact_tol_rel``).
+       pixel of the view it was seen from) wins whatever its depth at a camera a frame was
+       seen from; in other views, not when a point inside the pixel lies more than
+       ``EXACT_TOL_REL`` nearer (``_surface_pass``).
     4. Colour pass (``interpolate``): ``interpolate_colours`` resamples the winner's surface
        bilinearly instead of showing the winner's colour alone.
 
@@ -552,8 +555,9 @@ def zbuffer(
     depth = torch.where(hit, (zbuf >> 32).to(torch.int32).view(torch.float32), 0.0)
     if surface_tol_rel > 0:
         _surface_pass(
-            index, depth, z, fu, fv, point, own, rank, surface_tol_rel, own_front, exact_tol_rel
-        )
+            index, depth, z, fu, fv, point, own, rank, surface_tol_rel,
+            (own_front, exact_tol_rel, Hp * Wp, H * W),
+        )  # fmt: skip
 
     def crop(t: Tensor) -> Tensor:
         return t.view(V, Hp, Wp)[:, pad : pad + H, pad : pad + W].reshape(-1)
@@ -620,21 +624,22 @@ def _surface_pass(
     own: Tensor,
     rank: Tensor | None,
     tol_rel: float,
-    own_front: Tensor,
-    exact_tol_rel: float,
+    exact_rule: tuple[Tensor, float, int, int],
 ) -> None:
     """In place on ``index, depth`` (per pixel of the padded z-buffer): each pixel with points
     inside it on its front surface (depth <= its depth * (1 + tol_rel)) takes, of those, the
     lowest rank, then the projection closest to the pixel centre, then the lowest flat
     position. A point within ``_EXACT_PX`` of the centre (a sample seen by this very camera:
     its own pixel) wins over the others whatever its depth, so a camera the memory was filled
-    from gets its own frame back even where another view's edge falls into the pixel; but
-    not when a point inside the pixel lies more than ``exact_tol_rel`` nearer (``own_front``:
-    the own-pixel pass's key per pixel): that is a surface in front of it, not a footprint,
-    and at any other camera a hidden point that happens to project onto a centre would
-    otherwise show through. Points are the flat (view, point) pairs of ``zbuffer``: depth
-    ``z``, position in the own pixel ``fu, fv``, point index ``point``, own pixel ``own``
-    (padded: points outside the image only touch the padding)."""
+    from gets its own frame back, even where another view's edge falls into the pixel or a
+    later frame put its surface in front. A view is taken for such a camera when at least
+    ``EXACT_VIEW_SHARE`` of its pixels hold a point on their centre; in any other view a
+    point that happens to land on a centre is passed over when a point inside its pixel lies
+    more than ``exact_tol_rel`` nearer (a hidden point would otherwise show through).
+    ``exact_rule`` = (the own-pixel pass's keys per pixel, ``exact_tol_rel``, pixels per
+    padded view, pixels per view). Points are the flat (view, point) pairs of ``zbuffer``:
+    depth ``z``, position in the own pixel ``fu, fv``, point index ``point``, own pixel
+    ``own`` (padded: points outside the image only touch the padding)."""
     n = z.numel()
     if n == 0:
         return
@@ -643,9 +648,14 @@ def _surface_pass(
     d2 = (fu - 0.5).square() + (fv - 0.5).square()  # in [0, 0.5]
     exact = d2 < _EXACT_PX**2
     ex = flat_nonzero(exact)
-    if ex.numel():  # rare but for the points of a camera's own frame
-        front = (own_front.index_select(0, own.index_select(0, ex)) >> 32).to(torch.int32)
-        hidden = z.index_select(0, ex) > front.view(torch.float32) * (1 + exact_tol_rel)
+    if ex.numel():  # rare but at a camera the memory was filled from
+        own_front, exact_tol_rel, view_px, image_px = exact_rule
+        at = own.index_select(0, ex)
+        front = (own_front.index_select(0, at) >> 32).to(torch.int32).view(torch.float32)
+        hidden = z.index_select(0, ex) > front * (1 + exact_tol_rel)
+        view = torch.div(at, view_px, rounding_mode="floor")
+        filled_from = torch.bincount(view, minlength=own_front.numel() // view_px)
+        hidden &= (filled_from < EXACT_VIEW_SHARE * image_px).index_select(0, view)
         exact[ex[hidden]] = False
     g = flat_nonzero((z <= depth.index_select(0, own) * (1 + tol_rel)) | exact)
     if g.numel() == 0:
