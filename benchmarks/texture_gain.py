@@ -1,6 +1,7 @@
 """How strongly to lay the observed texture: the walk protocol's measures at several gains.
 
-    python benchmarks/texture_gain.py --checkpoint checkpoints/worldmem-tiny [--gains 1,1.6]
+    python benchmarks/texture_gain.py --checkpoint checkpoints/worldmem-tiny [--gains 1,1.6] \
+        [--wall-gains 0,0.75]
 
 The laid texture is drawn on the frames shown only: the memories keep the model's frames
 without it, so the walk protocol's ten walks (held-out worlds 100000 and 100001, five walks
@@ -12,7 +13,9 @@ pixels the texture is laid on and over the rest), self-recall (the walk protocol
 frames' own score on the same pairs is printed first), and KID on EfficientNet-Lite0 features
 of every seventh frame, paired against the frames without texture (1,000 permutations).
 Variants: each gain with levels of detail (shipped) and, at the first gain, without them
-(the finest level everywhere: a distant surface's texture aliases).
+(the finest level everywhere: a distant surface's texture aliases); with ``--wall-gains``,
+each gain on floors and ceilings with each of those on the walls (``sampler.texture_gain``
+and ``sampler.wall_texture_gain``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from worldmem.eval.metrics import (
 )
 from worldmem.eval.walk import WALK_KINDS, self_recall, walk_case
 from worldmem.geometry import unproject_depth
-from worldmem.memory.texture import LOD_LEVELS, ExemplarTexture, without_cracks
+from worldmem.memory.texture import (
+    CEILING,
+    FLOOR,
+    LOD_LEVELS,
+    WALL,
+    ExemplarTexture,
+    without_cracks,
+)
 from worldmem.pipeline import WorldPipeline
 
 SEEDS = (100000, 100001)
@@ -81,13 +91,14 @@ def all_walks(pipe: WorldPipeline) -> list[dict]:
     return walks
 
 
-def band(w: dict, lod_levels: int) -> torch.Tensor:
-    """The texture the pipeline lays on walk ``w``'s frames at gain 1."""
+def band(w: dict, lod_levels: int, gains: dict[int, float] | None = None) -> torch.Tensor:
+    """The texture the pipeline lays on walk ``w``'s frames at gain 1 (``gains``: by kind of
+    surface, as ``ExemplarTexture.band`` takes them)."""
     case = w["case"]
     texture = ExemplarTexture.from_frames(w["observed"], lod_levels=lod_levels)
     cams, K = case.c2w[1:], case.K[1:]
     points = unproject_depth(w["depth"][:, 0], cams, K)  # where the pipeline lays it
-    return w["laid_on"] * texture.band(points, cams)
+    return w["laid_on"] * texture.band(points, cams, gains)
 
 
 def over_worlds(values: dict[int, list[float]]) -> float:
@@ -139,15 +150,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default="checkpoints/worldmem-tiny")
     ap.add_argument("--gains", default="1,1.25,1.5,2", help="comma-separated texture gains")
+    ap.add_argument(
+        "--wall-gains", default=None, help="comma-separated gains on the walls (default: each gain)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     gains = [float(g) for g in args.gains.split(",")]
+    wall_gains = None if args.wall_gains is None else [float(g) for g in args.wall_gains.split(",")]
     walks = all_walks(WorldPipeline.from_pretrained(args.checkpoint, device="cpu", texture_gain=0))
     features = EfficientNetFeatures().eval()
     truth = torch.cat([w["case"].rgb[1:][torch.arange(0, FRAMES - 1, KEEP_EVERY)] for w in walks])
     f_truth = image_features(features, truth)
-    bands = {n: [band(w, n) for w in walks] for n in (LOD_LEVELS, 1)}  # laid once, any gain
+    bands = {LOD_LEVELS: [band(w, LOD_LEVELS) for w in walks]}  # laid once, for any gain
+    if wall_gains is None:
+        bands[1] = [band(w, 1) for w in walks]
+    else:  # floors and ceilings apart from walls
+        bands["walls"] = [band(w, LOD_LEVELS, {WALL: 1.0}) for w in walks]
+        bands["planes"] = [band(w, LOD_LEVELS, {FLOOR: 1.0, CEILING: 1.0}) for w in walks]
     base, kept = measure(walks, 0.0, bands[LOD_LEVELS])
     f_base = image_features(features, kept)
     print(
@@ -162,11 +182,22 @@ def main() -> None:
         f"| none | {base['psnr']:.2f} | {base['sharpness']:.2f} ({base['on']:.2f} / "
         f"{base['off']:.2f}) | {base['recall']:.2f} | - |"
     )
-    variants = [(g, LOD_LEVELS) for g in gains] + [(gains[0], 1)]
-    for gain, levels in variants:
-        row, kept = measure(walks, gain, bands[levels])
+    if wall_gains is None:
+        variants = [(f"gain {g:g}", g, bands[LOD_LEVELS]) for g in gains]
+        variants.append((f"gain {gains[0]:g}, no levels of detail", gains[0], bands[1]))
+    else:
+        variants = [
+            (
+                f"gain {g:g}, walls {gw:g}",
+                1.0,
+                [g * a + gw * b for a, b in zip(bands["planes"], bands["walls"], strict=True)],
+            )
+            for g in gains
+            for gw in wall_gains
+        ]
+    for name, gain, laid in variants:
+        row, kept = measure(walks, gain, laid)
         delta, p = kid_paired_test(image_features(features, kept), f_base, f_truth)
-        name = f"gain {gain:g}" + ("" if levels == LOD_LEVELS else ", no levels of detail")
         print(
             f"| {name} | {row['psnr']:.2f} | {row['sharpness']:.2f} ({row['on']:.2f} / "
             f"{row['off']:.2f}) | {row['recall']:.2f} | {delta:+.4f} ({p:.3f}) |",

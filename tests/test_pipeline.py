@@ -703,7 +703,7 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
 
     from tests.memory.memory_scenes import box_room, yaw_camera
     from worldmem.geometry import unproject_depth
-    from worldmem.memory.texture import ExemplarTexture, without_cracks
+    from worldmem.memory.texture import CEILING, FLOOR, WALL, ExemplarTexture, without_cracks
     from worldmem.models.detail_net import DetailNet
 
     memory_cfg = tiny_memory_config(render_colour="resample")
@@ -755,19 +755,38 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
             frames.append(p.step(cams[1:]).rgb)
         assert torch.equal(frames[0], frames[1])
 
+    # the walls' own gain: the band there times it, the floor's and ceiling's as before
+    _, walled, _ = run(memory_cfg=memory_cfg, texture_gain=1.0, wall_texture_gain=0.25)
+    gains = {CEILING: 1.0, WALL: 0.25, FLOOR: 1.0}
+    for (got, observed), (base, _), (full, _) in zip(walled, plain, laid, strict=True):
+        points = unproject_depth(got.depth[:, 0], cams[1:], K.expand(2, 3, 3))
+        holes = without_cracks((observed <= 0.5).float())
+        want = (base.rgb + holes * texture.band(points, cams[1:], gains)).clamp(0, 1)
+        torch.testing.assert_close(got.rgb, want)
+        assert float((got.rgb - full.rgb).abs().max()) > 0.01  # walls are in view
+
     pipe.save_pretrained(tmp_path / "p")
     meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
     assert meta["sampler"]["texture_gain"] == 1.0
+    assert meta["sampler"]["wall_texture_gain"] is None
     back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
     back.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=5)
     torch.testing.assert_close(back.step(cams[1:]).rgb, laid[0][0].rgb)
     assert WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").texture_gain == 0.0
-    for bad in (-0.5, "strong", True, 9.0):
-        (tmp_path / "p" / "pipeline.json").write_text(
-            json.dumps({**meta, "sampler": {**meta["sampler"], "texture_gain": bad}})
-        )
-        with pytest.raises(ValueError, match=r"pipeline.json: sampler: texture_gain: expected"):
-            WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    for key in ("texture_gain", "wall_texture_gain"):
+        for bad in (-0.5, "strong", True, 9.0):
+            (tmp_path / "p" / "pipeline.json").write_text(
+                json.dumps({**meta, "sampler": {**meta["sampler"], key: bad}})
+            )
+            with pytest.raises(ValueError, match=rf"pipeline.json: sampler: {key}: expected"):
+                WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    (tmp_path / "p" / "pipeline.json").write_text(
+        json.dumps({**meta, "sampler": {**meta["sampler"], "wall_texture_gain": 0.25}})
+    )
+    back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    assert back.wall_texture_gain == 0.25
+    back.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=5)
+    torch.testing.assert_close(back.step(cams[1:]).rgb, walled[0][0].rgb)
     with pytest.raises(ValueError, match="texture_gain and detail_net"):
         WorldPipeline.from_pretrained(
             tiny_pipeline_dir, memory_cfg=memory_cfg, texture_gain=1.0, detail_net=DetailNet()

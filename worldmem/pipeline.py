@@ -41,7 +41,7 @@ from worldmem.geometry.trajectory import MAX_TRAJECTORY_FRAMES
 from worldmem.memory import EpisodicMemory, SpatialMemory, WorkingMemory
 from worldmem.memory.guesses import outside_observed, relax_guesses
 from worldmem.memory.layout import BoxLayout
-from worldmem.memory.texture import ExemplarTexture, without_cracks
+from worldmem.memory.texture import SURFACE_KINDS, WALL, ExemplarTexture, without_cracks
 from worldmem.models import WorldDiT, build_codec
 from worldmem.models.depth_net import DepthNet
 from worldmem.models.detail_flow import DetailFlow
@@ -172,6 +172,7 @@ class WorldPipeline:
         detail_net: DetailNet | None = None,
         first_frame: FirstFrameNet | FirstFrameBank | None = None,
         texture_gain: float = 0.0,
+        wall_texture_gain: float | None = None,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -179,6 +180,13 @@ class WorldPipeline:
         # the observed frames' texture laid on what the model invents, its band times this
         # (0: none; memory/texture.py)
         self.texture_gain = check_texture_gain(texture_gain)
+        # the walls' (None: texture_gain): their texture is a square of another wall, not the
+        # floor's or ceiling's pattern continued, and costs more than it gives at full gain
+        self.wall_texture_gain = (
+            None
+            if wall_texture_gain is None
+            else check_texture_gain(wall_texture_gain, "wall_texture_gain")
+        )
         if self.texture_gain > 0 and detail_net is not None:
             raise ValueError(
                 "texture_gain and detail_net both draw texture where memory observed nothing: "
@@ -282,6 +290,9 @@ class WorldPipeline:
         try:  # older folders have neither: the depth the model gives, unscaled; no texture
             saved_scale = check_start_depth_scale(meta["sampler"].get("start_depth_scale", 1.0))
             saved_gain = check_texture_gain(meta["sampler"].get("texture_gain", 0.0))
+            saved_wall_gain = meta["sampler"].get("wall_texture_gain")
+            if saved_wall_gain is not None:
+                saved_wall_gain = check_texture_gain(saved_wall_gain, "wall_texture_gain")
         except ValueError as e:
             raise ValueError(f"{meta_path}: sampler: {e}") from None
         # older folders name neither: the model's depth (start_depth None: the net's if one
@@ -332,6 +343,7 @@ class WorldPipeline:
             detail_net=detail_net,
             first_frame=first_frame,
             texture_gain=overrides.pop("texture_gain", saved_gain),
+            wall_texture_gain=overrides.pop("wall_texture_gain", saved_wall_gain),
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -378,6 +390,7 @@ class WorldPipeline:
                 "generated_depth": self.generated_depth,
                 "detail": detail,
                 "texture_gain": self.texture_gain,
+                "wall_texture_gain": self.wall_texture_gain,
                 "prompt_start": prompt_start,
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
@@ -861,8 +874,11 @@ class WorldPipeline:
             # at the frame's own points (on the render's splatted depth of a stored guess, its
             # rough normals scatter the texture)
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
-            band = texture.band(points, cams[:keep]).to(rgb.device, rgb.dtype)
-            shown = (rgb + self.texture_gain * unobserved * band).clamp(0, 1)
+            gains = dict.fromkeys(SURFACE_KINDS, self.texture_gain)
+            if self.wall_texture_gain is not None:
+                gains[WALL] = self.wall_texture_gain
+            band = texture.band(points, cams[:keep], gains).to(rgb.device, rgb.dtype)
+            shown = (rgb + unobserved * band).clamp(0, 1)
             check_output(shown, depth, first, f"{where}: the laid texture")
         if remember:
             self._remember(world, rgb, depth, cams[:keep], K[:keep], observed=False)

@@ -40,12 +40,13 @@ def check_start_depth_scale(scale) -> float:
     return float(scale)
 
 
-def check_texture_gain(gain) -> float:
-    """``texture_gain`` (how strongly the observed frames' texture is laid on what the model
-    invents; 0: not at all) as a float, refused unless a number in ``TEXTURE_GAIN_RANGE``."""
+def check_texture_gain(gain, name: str = "texture_gain") -> float:
+    """``texture_gain`` or ``wall_texture_gain`` (``name``: how strongly the observed frames'
+    texture is laid on what the model invents; 0: not at all) as a float, refused unless a
+    number in ``TEXTURE_GAIN_RANGE``."""
     lo, hi = TEXTURE_GAIN_RANGE
     if isinstance(gain, bool) or not isinstance(gain, int | float) or not lo <= gain <= hi:
-        raise ValueError(f"texture_gain: expected a number in [{lo}, {hi}], got {gain!r}")
+        raise ValueError(f"{name}: expected a number in [{lo}, {hi}], got {gain!r}")
     return float(gain)
 
 

@@ -233,6 +233,14 @@ def test_each_surface_takes_its_own_texture_where_the_frame_never_looked():
         cos = (b[strong] @ colour.double()) / (b[strong].norm(dim=-1) * colour.norm())
         assert float(cos.abs().min()) > 0.99  # the checker of this face's colour
 
+    # per-kind gains scale each face's band alone (against the ray cast's faces): the walls
+    # at half, the floor doubled, the ceiling left out
+    scaled = texture.band(points, behind[None], {WALL: 0.5, FLOOR: 2.0})[0]
+    for k, gain in ((WALL, 0.5), (FLOOR, 2.0), (CEILING, 0.0)):
+        at = truth == k
+        assert float(band[:, at].abs().max()) > 0.02
+        torch.testing.assert_close(scaled[:, at], gain * band[:, at])
+
 
 def _scale(px_per_m: float) -> torch.Tensor:
     """A patch's map from floor (x, z) metres to its pixels: px_per_m of them a metre."""

@@ -45,6 +45,10 @@ from worldmem.memory.periodic import (
 
 __all__ = [
     "BAND_SIGMA_PX",
+    "CEILING",
+    "FLOOR",
+    "SURFACE_KINDS",
+    "WALL",
     "ExemplarTexture",
     "bilinear_keeps",
     "edges",
@@ -66,6 +70,7 @@ __all__ = [
 
 BAND_SIGMA_PX = 1.5  # the band: a frame minus its Gaussian blur of this sigma
 CEILING, WALL, FLOOR = 0, 1, 2
+SURFACE_KINDS = (CEILING, WALL, FLOOR)
 HORIZONTAL_NORMAL_Y = 0.7  # |normal . y| above this: a floor or a ceiling
 STEEP = 0.05  # neighbours whose depth differs by more than 5% (in log depth): an edge
 FOLD_COS = 0.87  # neighbours whose normals part by more than 30 degrees: a fold
@@ -422,18 +427,20 @@ class ExemplarTexture:
                     )
         return cls(patches, plane_y, yaw)
 
-    def band(self, points: Tensor, c2w: Tensor) -> Tensor:
+    def band(self, points: Tensor, c2w: Tensor, gains: dict[int, float] | None = None) -> Tensor:
         """Generated frames' world points ``(N, H, W, 3)`` (their depth unprojected) seen from
         cameras ``c2w (N, 4, 4)`` -> the band ``(N, 3, H, W)`` their surfaces take (0 on a kind
-        of surface the observed frames did not show)."""
+        of surface the observed frames did not show), times ``gains[kind]`` on each kind of
+        surface when given (a kind it leaves out: 0)."""
         N, H, W, _ = points.shape
         points = turn_about_y(points.double(), -self.yaw)  # the walls along x and z
         origin = turn_about_y(c2w[:, None, None, :3, 3].double(), -self.yaw)
         kind, normal = surface_kinds(points, origin[:, 0, 0, 1])
         out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
         for k, patch in self.patches.items():
+            gain = 1.0 if gains is None else gains.get(k, 0.0)
             m = kind == k
-            if not m.any():
+            if gain == 0 or not m.any():
                 continue
             p = points[m]
             if k == WALL:
@@ -467,7 +474,7 @@ class ExemplarTexture:
                 if sel.any():
                     tile = tile.to(points.device)
                     read[sel] += w[sel, None] * wrap_sample(tile, u[sel], v[sel]).float()
-            out[m] = read
+            out[m] = read if gain == 1 else gain * read
         return out.permute(0, 3, 1, 2)
 
 
