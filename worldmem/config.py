@@ -189,6 +189,10 @@ class MemoryConfig:
     # spatial memory (surface samples: each keeps the colour and position one view saw)
     voxel_size_m: float = 0.04  # cell of the spatial index (voxel_keys, 8^3-cell culling blocks)
     max_points: int = 300_000  # hard cap; evict generated, then least recently seen, then coarse
+    # cap on the generated samples alone (0: none but max_points): the model redraws a guess
+    # from its render, and nearly every pixel it draws is stored anew, so a guess budget sets
+    # how many recent frames of guesses are kept, whatever the observed samples hold
+    max_generated_points: int = 0
     carve_margin_rel: float = 0.15  # depth gap (relative) below which views agree: no carving, and
     # a generated sample this near an observed one does not hide it
     carve_factor: float = 0.5  # confidence multiplier for a point seen through
@@ -266,7 +270,8 @@ class MemoryConfig:
                 "min_splat_radius_px", "surface_tol_rel", "dedup_radius_px", "dedup_colour_tol",
                 "replace_quality_ratio", "free_space_views", "retrieve_k",
                 "overlap_depth_tolerance_rel", "working_frames", "seed",
-                "guess_relax_near_px", "guess_relax_outside_deg")  # fmt: skip
+                "guess_relax_near_px", "guess_relax_outside_deg",
+                "max_generated_points")  # fmt: skip
         _numbers(
             self,
             **dict.fromkeys(positive, ">0"),

@@ -500,6 +500,40 @@ def test_eviction_generated_then_oldest_then_coarsest():
     assert sm2.num_points == 1 and float(sm2.xyz.norm()) < 1.5
 
 
+def test_generated_samples_have_their_own_budget_and_observed_ones_keep_the_rest():
+    """With ``max_generated_points``, generated samples beyond it go (the least recently seen
+    first) however much room ``max_points`` leaves, observed samples are never taken for
+    them, and ``max_points`` still caps the whole; a state loaded is cut the same way."""
+    cfg = MemoryConfig(max_points=5, max_generated_points=2)
+    sm = SpatialMemory(cfg)
+    dirs = [(1, 0, 1), (-1, 0, 1), (0, 1, 1), (0, -1, 1), (1, 1, -1), (-1, -1, -1), (1, -1, 1)]
+
+    def frame(i):
+        return single_point_frame(dirs[i], 2.0, (i / 10, 0, 0))
+
+    def ids():
+        return sorted((sm.rgb[:, 0] * 10).round().long().tolist())
+
+    sm.insert(*frame(0), step=0)  # observed
+    for i, step in ((1, 1), (2, 2), (3, 3)):  # three guesses: the oldest goes
+        sm.insert(*frame(i), step=step, observed=False)
+    assert ids() == [0, 2, 3]
+    for i in (4, 5, 6):  # observed: up to max_points, then the oldest goes (a guess first)
+        sm.insert(*frame(i), step=3 + i)
+    assert ids() == [0, 3, 4, 5, 6]
+    assert int((~sm.observed).sum()) == 1
+
+    unbudgeted = SpatialMemory(MemoryConfig(max_points=5))
+    for i, step in ((1, 1), (2, 2), (3, 3)):
+        unbudgeted.insert(*frame(i), step=step, observed=False)
+    assert unbudgeted.num_points == 3  # without a budget the cap alone holds them
+    budgeted = SpatialMemory(cfg)
+    budgeted.load_state_dict(unbudgeted.state_dict())
+    assert budgeted.num_points == 2 and int((~budgeted.observed).sum()) == 2
+    with pytest.raises(ValueError, match="max_generated_points"):
+        MemoryConfig(max_generated_points=-1)
+
+
 def test_cap_holds_over_long_random_walk():
     cfg = MemoryConfig(max_points=1500, voxel_size_m=0.05)
     sm = SpatialMemory(cfg)

@@ -58,6 +58,7 @@ def check_memory_config(cfg: MemoryConfig) -> None:
     checks = [
         (cfg.voxel_size_m > 0, "voxel_size_m must be > 0"),
         (cfg.max_points > 0, "max_points must be > 0"),
+        (cfg.max_generated_points >= 0, "max_generated_points must be >= 0"),
         (cfg.carve_margin_rel >= 0, "carve_margin_rel must be >= 0"),
         (0 <= cfg.carve_factor <= 1, "carve_factor must be in [0, 1]"),
         (0 <= cfg.min_confidence < 1, "min_confidence must be in [0, 1) (a new point has 1)"),

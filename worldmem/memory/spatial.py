@@ -261,8 +261,9 @@ class SpatialMemory:
         frame touches only generated samples; samples below ``min_confidence`` are dropped.
         Then the frames are fused one by one (see the module docstring), and the memory is
         cut to ``max_points`` (generated first, then least recently seen, then the coarsest;
-        samples this insert saw go last). Wrong shapes, non-rigid c2w, bad K or a negative
-        step raise ``ValueError`` and leave the memory unchanged.
+        samples this insert saw go last), its generated samples first to
+        ``max_generated_points`` when that is set (in the same order). Wrong shapes, non-rigid
+        c2w, bad K or a negative step raise ``ValueError`` and leave the memory unchanged.
         """
         rgb, depth, c2w, K, valid, seen = check_frames(
             rgb, depth, c2w, K, mask, self.device, self.cfg.max_depth_m
@@ -436,13 +437,19 @@ class SpatialMemory:
 
     # ------------------------------------------------------------------ dropping
     def _drop_and_evict(self, step: int | None = None) -> None:
-        """Remove the samples below ``min_confidence`` (carved or replaced), then the excess
-        over ``max_points`` in eviction order."""
+        """Remove the samples below ``min_confidence`` (carved or replaced), then the
+        generated samples over ``max_generated_points`` (when set) and the excess over
+        ``max_points``, in eviction order."""
         n = self._n
         drop = self._conf[:n] < self.cfg.min_confidence
+        last, obs, qual = self._last[:n], self._obs[:n], self._qual[:n]
+        if self.cfg.max_generated_points:
+            excess = int((~obs & ~drop).sum()) - self.cfg.max_generated_points
+            if excess > 0:  # among the generated samples only
+                drop |= eviction_mask(last, obs, qual, drop | obs, excess, step)
         excess = n - int(drop.sum()) - self.cfg.max_points
         if excess > 0:
-            drop |= eviction_mask(self._last[:n], self._obs[:n], self._qual[:n], drop, excess, step)
+            drop |= eviction_mask(last, obs, qual, drop, excess, step)
         if bool(drop.any()):
             self._remove(drop)
 
