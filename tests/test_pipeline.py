@@ -755,15 +755,20 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
             frames.append(p.step(cams[1:]).rgb)
         assert torch.equal(frames[0], frames[1])
 
-    # the walls' own gain: the band there times it, the floor's and ceiling's as before
-    _, walled, _ = run(memory_cfg=memory_cfg, texture_gain=1.0, wall_texture_gain=0.25)
-    gains = {CEILING: 1.0, WALL: 0.25, FLOOR: 1.0}
-    for (got, observed), (base, _), (full, _) in zip(walled, plain, laid, strict=True):
-        points = unproject_depth(got.depth[:, 0], cams[1:], K.expand(2, 3, 3))
-        holes = without_cracks((observed <= 0.5).float())
-        want = (base.rgb + holes * texture.band(points, cams[1:], gains)).clamp(0, 1)
-        torch.testing.assert_close(got.rgb, want)
-        assert float((got.rgb - full.rgb).abs().max()) > 0.01  # walls are in view
+    # the walls' own gain: the band there times it, the floor's and ceiling's as before (also
+    # with no texture but on the walls)
+    for floors, walls in ((1.0, 0.25), (0.0, 0.5)):
+        _, got_laid, _ = run(memory_cfg=memory_cfg, texture_gain=floors, wall_texture_gain=walls)
+        gains = {CEILING: floors, WALL: walls, FLOOR: floors}
+        for (got, observed), (base, _), (full, _) in zip(got_laid, plain, laid, strict=True):
+            points = unproject_depth(got.depth[:, 0], cams[1:], K.expand(2, 3, 3))
+            holes = without_cracks((observed <= 0.5).float())
+            want = (base.rgb + holes * texture.band(points, cams[1:], gains)).clamp(0, 1)
+            torch.testing.assert_close(got.rgb, want)
+            assert float((got.rgb - full.rgb).abs().max()) > 0.01  # walls are in view
+            assert float((got.rgb - base.rgb).abs().max()) > 0.01
+        if floors == 1.0:
+            walled = got_laid
 
     pipe.save_pretrained(tmp_path / "p")
     meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())

@@ -187,12 +187,12 @@ class WorldPipeline:
             if wall_texture_gain is None
             else check_texture_gain(wall_texture_gain, "wall_texture_gain")
         )
-        if self.texture_gain > 0 and detail_net is not None:
+        if self._lays_texture and detail_net is not None:
             raise ValueError(
                 "texture_gain and detail_net both draw texture where memory observed nothing: "
                 "give one of them"
             )
-        if self.texture_gain > 0 and memory_cfg.kept_observed_frames == 0:
+        if self._lays_texture and memory_cfg.kept_observed_frames == 0:
             raise ValueError(
                 "texture_gain: the texture comes from the observed frames the spatial memory "
                 "keeps, and this memory config keeps none (it needs memory.render_colour "
@@ -526,7 +526,7 @@ class WorldPipeline:
         world.become(new)
         # what the observed frames give is built now, not when the first key is pressed
         self._layout(world)
-        if self.texture_gain > 0:
+        if self._lays_texture:
             self._texture(world)
         return chunk
 
@@ -868,7 +868,7 @@ class WorldPipeline:
             noise = self.detail_net.surface_noise(points, world.seed)
             shown = self.detail_net(rgb, unobserved, noise)
             check_output(shown, depth, first, f"{where}: the detail net")
-        texture = self._texture(world) if self.texture_gain > 0 and not own_depth else None
+        texture = self._texture(world) if self._lays_texture and not own_depth else None
         if texture is not None:
             unobserved = without_cracks((observed <= 0.5).to(rgb.dtype))
             # at the frame's own points (on the render's splatted depth of a stored guess, its
@@ -894,6 +894,11 @@ class WorldPipeline:
             frame_index=torch.arange(first, first + keep),
             timing={"memory_s": (t1 - t0) + (t3 - t2), "model_s": t2 - t1},
         )
+
+    @property
+    def _lays_texture(self) -> bool:
+        """Whether any kind of surface takes the observed texture (a gain above 0)."""
+        return self.texture_gain > 0 or bool(self.wall_texture_gain)
 
     def _texture(self, world: WorldState) -> ExemplarTexture | None:
         """The texture of ``world``'s kept observed frames (``_from_observed``)."""
