@@ -158,7 +158,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     gains = [float(g) for g in args.gains.split(",")]
     wall_gains = None if args.wall_gains is None else [float(g) for g in args.wall_gains.split(",")]
-    walks = all_walks(WorldPipeline.from_pretrained(args.checkpoint, device="cpu", texture_gain=0))
+    plain = WorldPipeline.from_pretrained(
+        args.checkpoint, device="cpu", texture_gain=0, wall_texture_gain=0
+    )
+    walks = all_walks(plain)
     features = EfficientNetFeatures().eval()
     truth = torch.cat([w["case"].rgb[1:][torch.arange(0, FRAMES - 1, KEEP_EVERY)] for w in walks])
     f_truth = image_features(features, truth)

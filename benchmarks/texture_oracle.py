@@ -74,7 +74,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.gain is None:
         args.gain = WorldPipeline.from_pretrained(args.checkpoint, device="cpu").texture_gain
-    pipe = WorldPipeline.from_pretrained(args.checkpoint, device="cpu", texture_gain=0.0)
+    pipe = WorldPipeline.from_pretrained(
+        args.checkpoint, device="cpu", texture_gain=0.0, wall_texture_gain=0.0
+    )
     walks = [kept(w) for w in all_walks(pipe)]
     d = {k: torch.cat([w[k] for w in walks]) for k in walks[0]}
     m, t, holes = d["model"], d["truth"], d["holes"]

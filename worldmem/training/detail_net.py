@@ -385,7 +385,7 @@ def main(argv=None) -> int:
         # the frames the net will be given: the model's, before any detail net or texture
         # draws on them
         pipe = WorldPipeline.from_pretrained(
-            args.checkpoint, device="cpu", detail_net=None, texture_gain=0.0
+            args.checkpoint, device="cpu", detail_net=None, texture_gain=0.0, wall_texture_gain=0.0
         )
         arrays = collect(pipe, seeds, args.frames)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
