@@ -165,13 +165,14 @@ def main() -> None:
     features = EfficientNetFeatures().eval()
     truth = torch.cat([w["case"].rgb[1:][torch.arange(0, FRAMES - 1, KEEP_EVERY)] for w in walks])
     f_truth = image_features(features, truth)
-    bands = {LOD_LEVELS: [band(w, LOD_LEVELS) for w in walks]}  # laid once, for any gain
-    if wall_gains is None:
-        bands[1] = [band(w, 1) for w in walks]
+    if wall_gains is None:  # laid once, for any gain
+        bands = {n: [band(w, n) for w in walks] for n in (LOD_LEVELS, 1)}
     else:  # floors and ceilings apart from walls
-        bands["walls"] = [band(w, LOD_LEVELS, {WALL: 1.0}) for w in walks]
-        bands["planes"] = [band(w, LOD_LEVELS, {FLOOR: 1.0, CEILING: 1.0}) for w in walks]
-    base, kept = measure(walks, 0.0, bands[LOD_LEVELS])
+        bands = {
+            "walls": [band(w, LOD_LEVELS, {WALL: 1.0}) for w in walks],
+            "planes": [band(w, LOD_LEVELS, {FLOOR: 1.0, CEILING: 1.0}) for w in walks],
+        }
+    base, kept = measure(walks, 0.0, next(iter(bands.values())))  # gain 0 lays none of it
     f_base = image_features(features, kept)
     print(
         f"\n{len(truth)} frames of {len(walks)} walks kept for KID; the true frames' own "

@@ -16,8 +16,9 @@ EfficientNet-Lite0 features, paired against the model's own frames (1,000 permut
 - ``+ start frame's band, same pixels``: the start frame's band at the same pixels: this
   world's texture, fixed to the screen (a video would swim).
 - ``+ white noise``: noise of the band's spread (0.056): energy without texture.
-- ``+ laid texture``: what ``sampler.texture_gain`` draws (``worldmem/memory/texture.py``): the
-  observed frames' texture by kind of surface, fixed to the world, at the gain given.
+- ``+ laid texture``: what ``sampler.texture_gain`` and ``wall_texture_gain`` draw
+  (``worldmem/memory/texture.py``): the observed frames' texture by kind of surface, fixed to
+  the world, at the checkpoint's gains or at the one gain given.
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ def band(x: torch.Tensor) -> torch.Tensor:
     return high_band(x.double(), BAND_SIGMA_PX).float()
 
 
-def kept(w: dict) -> dict[str, torch.Tensor]:
+def kept(w: dict, gains: dict[int, float] | None) -> dict[str, torch.Tensor]:
     """A walk generated without texture (``texture_gain.walk``) -> each kept frame, its truth,
     the start frame, the pixels its memory render held no observed sample of, and the texture
-    the pipeline lays there at gain 1."""
+    the pipeline lays there at ``gains`` by kind of surface (None: 1 on every kind)."""
     case = w["case"]
-    laid = laid_band(w, LOD_LEVELS)
+    laid = laid_band(w, LOD_LEVELS, gains)
     kept = torch.arange(1, case.num_frames, KEEP_EVERY)
     return {
         "model": w["rgb"][kept - 1],
@@ -72,12 +73,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    # the checkpoint's gains by kind of surface, or one gain on every kind
+    gains = None
     if args.gain is None:
-        args.gain = WorldPipeline.from_pretrained(args.checkpoint, device="cpu").texture_gain
+        gains = WorldPipeline.from_pretrained(args.checkpoint, device="cpu").texture_gains
     pipe = WorldPipeline.from_pretrained(
         args.checkpoint, device="cpu", texture_gain=0.0, wall_texture_gain=0.0
     )
-    walks = [kept(w) for w in all_walks(pipe)]
+    walks = [kept(w, gains) for w in all_walks(pipe)]
+    laid_name = "+ laid texture, " + (
+        "the checkpoint's gains" if gains is not None else f"gain {args.gain:g}"
+    )
     d = {k: torch.cat([w[k] for w in walks]) for k in walks[0]}
     m, t, holes = d["model"], d["truth"], d["holes"]
     shuffled = t[torch.randperm(len(t), generator=torch.Generator().manual_seed(0))]
@@ -88,7 +94,7 @@ def main() -> None:
         "+ another view's true band": m + holes * band(shuffled),
         "+ start frame's band, same pixels": m + holes * band(d["start"]),
         "+ white noise": m + holes * noise,
-        f"+ laid texture, gain {args.gain:g}": m + args.gain * d["laid"],
+        laid_name: m + (1.0 if gains is not None else args.gain) * d["laid"],
     }
     features = EfficientNetFeatures().eval()
     f_truth, f_model = image_features(features, t), image_features(features, m)

@@ -874,10 +874,7 @@ class WorldPipeline:
             # at the frame's own points (on the render's splatted depth of a stored guess, its
             # rough normals scatter the texture)
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
-            gains = dict.fromkeys(SURFACE_KINDS, self.texture_gain)
-            if self.wall_texture_gain is not None:
-                gains[WALL] = self.wall_texture_gain
-            band = texture.band(points, cams[:keep], gains).to(rgb.device, rgb.dtype)
+            band = texture.band(points, cams[:keep], self.texture_gains).to(rgb.device, rgb.dtype)
             shown = (rgb + unobserved * band).clamp(0, 1)
             check_output(shown, depth, first, f"{where}: the laid texture")
         if remember:
@@ -896,9 +893,18 @@ class WorldPipeline:
         )
 
     @property
+    def texture_gains(self) -> dict[int, float]:
+        """The laid texture's gain on each kind of surface (``texture.SURFACE_KINDS``):
+        ``texture_gain``, the walls ``wall_texture_gain`` when it is set."""
+        gains = dict.fromkeys(SURFACE_KINDS, self.texture_gain)
+        if self.wall_texture_gain is not None:
+            gains[WALL] = self.wall_texture_gain
+        return gains
+
+    @property
     def _lays_texture(self) -> bool:
         """Whether any kind of surface takes the observed texture (a gain above 0)."""
-        return self.texture_gain > 0 or bool(self.wall_texture_gain)
+        return any(g > 0 for g in self.texture_gains.values())
 
     def _texture(self, world: WorldState) -> ExemplarTexture | None:
         """The texture of ``world``'s kept observed frames (``_from_observed``)."""
