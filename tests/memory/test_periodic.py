@@ -13,8 +13,13 @@ from worldmem.data.synthetic import make_world
 from worldmem.eval.walk import walk_case
 from worldmem.geometry import unproject_depth
 from worldmem.memory.fill import gaussian_blur
-from worldmem.memory.periodic import dispersion, find_period, fold_tile
-from worldmem.memory.texture import FLOOR, ExemplarTexture
+from worldmem.memory.periodic import (
+    dispersion,
+    find_period,
+    fold_tile,
+    held_out_dispersion,
+)
+from worldmem.memory.texture import CEILING, FLOOR, ExemplarTexture
 
 K64 = torch.tensor([[55.4256, 0.0, 32.0], [0.0, 55.4256, 32.0], [0.0, 0.0, 1.0]])
 
@@ -53,6 +58,73 @@ def test_noise_has_no_period_and_few_samples_give_none():
     g = torch.Generator().manual_seed(3)
     assert find_period(u, v, torch.rand(1500, 3, generator=g, dtype=torch.float64)) is None
     assert find_period(u[:50], v[:50], checker(u[:50], v[:50], 0.5, 0.5)) is None
+
+
+def test_a_shadow_on_a_plain_floor_is_no_pattern():
+    """One soft shadow on a plain floor: a fold at a period the samples span about once of
+    leaves little variance (the bins learn the shadow by heart) but the other parity's
+    periods do not show it again, so nothing repeats."""
+    u, v = perspective_samples(1500, seed=1)
+    shade = 1 - 0.5 * torch.exp(-((u - 0.8) ** 2 / 0.1 + (v - 2.0) ** 2 / 0.6))
+    colour = torch.tensor([0.8, 0.75, 0.7], dtype=torch.float64) * shade[:, None]
+    assert find_period(u, v, colour) is None
+    # measured: the fold alone accepted (2.21 m, 0.117 m), leaving 0.48 of the variance
+    assert float(dispersion(u, v, colour, torch.tensor([[2.21, 0.117]]))[0]) < 0.6
+    assert held_out_dispersion(u, v, colour, (2.21, 0.117)) > 1.0
+
+
+def test_held_out_dispersion_is_zero_at_a_checker_period_and_high_off_it():
+    u, v = perspective_samples(1500, seed=1)
+    c = checker(u, v, 0.48, 0.48)
+    assert held_out_dispersion(u, v, c, (0.48, 0.48)) < 1e-9
+    assert held_out_dispersion(u, v, c, (0.6, 0.48)) > 0.9
+    # a period the samples do not span twice along an axis: nothing to check it by
+    assert held_out_dispersion(u, v, c, (0.48, 30.0)) == 1.0
+
+
+# the synthetic generator's pattern periods (pu along x, pv along z on a floor or ceiling);
+# the other materials (plain, mottled, wooden, sky) repeat nothing
+def true_period(material) -> tuple[float, float] | None:
+    s = material.scale_m
+    return {"tiled": (s, s), "checkered": (s, s), "brick": (s, 0.84 * s)}.get(material.texture)
+
+
+def test_periods_found_in_synthetic_worlds_are_their_true_ones():
+    """From the start frames of two walks in each of 8 held-out worlds, against each world's own
+    materials: no period is found on a floor or ceiling that has none, every one found is
+    the true one (within 5%: one frame often spans few periods along an axis) and most of the
+    patterns present are found."""
+    found, present = 0, 0
+    for seed in range(100000, 100008):
+        world = make_world(seed)
+        for kind in ("out_and_back", "turn"):
+            case = walk_case(world, kind, 8, seed, 64, K64)
+            start = [(case.c2w[0], case.K[0], case.rgb[0], case.depth[0, 0])]
+            texture = ExemplarTexture.from_frames(start)
+            for k, face in ((FLOOR, "floor"), (CEILING, "ceiling")):
+                if k not in texture.plane_y:
+                    continue
+                want = true_period(world.faces[face])
+                patch = texture.patches.get(k)
+                got = None
+                if patch is not None and patch.periodic:
+                    nv, nu = patch.rgb.shape[-2:]
+                    got = (nu / float(patch.to_px[0, 0]), nv / float(patch.to_px[1, 1]))
+                where = f"world {seed} {kind} {face} ({world.faces[face].texture})"
+                if want is None:
+                    assert got is None, f"{where}: found {got}, which is no pattern"
+                    continue
+                present += 1
+                if got is not None:
+                    found += 1
+                    # the walls' axes may be the world's turned by 90 degrees: u and v swap
+                    assert any(
+                        all(abs(g / w - 1) < 0.05 for g, w in zip(order, want))
+                        for order in (got, got[::-1])
+                    ), f"{where}: found {got}, the truth is {want}"
+    # measured: 12 of 16, none wrong (without the held-out check: 14 of 16, one of them
+    # wrong, and 6 periods found on plain and mottled surfaces)
+    assert found >= 0.7 * present
 
 
 def test_dispersion_is_zero_at_the_period_and_one_without_a_pattern():

@@ -14,7 +14,12 @@ the plane no frame saw it continues the pattern where the truth has it, not a mi
 some patch.
 
 A fold that leaves more than ``MAX_DISPERSION`` of the variance is no pattern (paint, wood,
-noise, or a pattern the frames' pixels are too coarse for): ``find_period`` gives None.
+noise, or a pattern the frames' pixels are too coarse for): ``find_period`` gives None. Nor is
+a fold that only describes the samples it was made of: a repeat means that what one period
+shows, the next shows again, so the fold of the periods of one parity along each axis must
+predict the samples of the others (``held_out_dispersion``). A period that the samples span
+fewer than two of, or a fold that learnt one stretch of mottle or the floor's shading by heart,
+fails that, however little variance it leaves.
 """
 
 from __future__ import annotations
@@ -25,7 +30,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["PeriodicPattern", "dispersion", "find_period", "fold_tile", "harmonic_power"]
+__all__ = [
+    "PeriodicPattern",
+    "dispersion",
+    "find_period",
+    "fold_tile",
+    "harmonic_power",
+    "held_out_dispersion",
+]
 
 PERIOD_RANGE_M = (0.1, 2.0)  # periods searched
 COARSE_STEPS = 70  # geometric steps over the range per axis (4.4% apart)
@@ -38,6 +50,10 @@ PEAK_STEPS = 41  # ... in this many steps per axis
 # the first harmonics of a 2-D lattice: along each axis, both diagonals, and twice each axis
 HARMONICS = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2))
 MAX_DISPERSION = 0.6  # a fold leaving more of the colour variance than this is no pattern
+# nor one whose periods of one parity predict the others' samples no better than this (1: no
+# better than their mean colour)
+MAX_HELD_OUT = 0.9
+MIN_HELD_OUT_SHARE = 0.1  # each parity must hold at least this share of the samples
 NEAR_BEST = 0.02  # periods within this of the least dispersion count as found: the smallest wins
 SUBPERIOD_SLACK = 0.02  # a period / n folding within this of the period's dispersion wins
 MIN_SAMPLES = 200  # fewer samples of a plane: no search
@@ -97,6 +113,40 @@ def dispersion(
     return torch.cat(out)
 
 
+def held_out_dispersion(
+    u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float], bins: int = PHASE_BINS
+) -> float:
+    """How badly the samples (``u, v (N,)`` metres, ``colour (N, C)``) of one period fail to
+    predict those of the next: along each axis, the samples are split by the parity of the
+    period they lie in (``floor(u / pu)`` odd or even), the phase bins' mean colours of one
+    half predict the other half's samples (a bin the first half left empty: its mean colour),
+    and the colour variance left is taken as a fraction of the predicted half's own. The
+    worse axis's mean over both directions; 1 when either half along an axis holds fewer than
+    ``MIN_HELD_OUT_SHARE`` of the samples (nothing repeats that could be checked)."""
+    u, v, colour = u.double(), v.double(), colour.double()
+    bu = (torch.remainder(u / period[0], 1) * bins).long().clamp(max=bins - 1)
+    bv = (torch.remainder(v / period[1], 1) * bins).long().clamp(max=bins - 1)
+    b = bv * bins + bu
+    worst = 0.0
+    for coord, p in ((u, period[0]), (v, period[1])):
+        odd = torch.remainder(torch.floor(coord / p), 2) == 1
+        if min(int(odd.sum()), int((~odd).sum())) < MIN_HELD_OUT_SHARE * len(coord):
+            return 1.0
+        left = []
+        for fit in (odd, ~odd):
+            n = torch.zeros(bins * bins, dtype=torch.float64).index_add_(
+                0, b[fit], torch.ones(int(fit.sum()), dtype=torch.float64)
+            )
+            s = torch.zeros(bins * bins, colour.shape[1], dtype=torch.float64)
+            s.index_add_(0, b[fit], colour[fit])
+            mean = torch.where(n[:, None] > 0, s / n.clamp(min=1)[:, None], colour[fit].mean(0))
+            c = colour[~fit]
+            total = float(((c - c.mean(0)) ** 2).sum())
+            left.append(float(((c - mean[b[~fit]]) ** 2).sum()) / total if total > 0 else 1.0)
+        worst = max(worst, sum(left) / 2)
+    return worst
+
+
 def harmonic_power(u: Tensor, v: Tensor, colour: Tensor, periods: Tensor) -> Tensor:
     """``(P,)``: the power of the samples' colours (``u, v (N,)`` metres, ``colour (N, C)``,
     less their mean) at the lattice's first harmonics ``HARMONICS`` of each of ``periods (P,
@@ -145,7 +195,8 @@ def _fundamental(period: Tensor, theta: float, u: Tensor, v: Tensor, colour: Ten
 def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, float] | None:
     """The period (pu, pv) metres of the pattern the samples (``u, v (N,)`` plane coordinates,
     ``colour (N, C)``) show, and the dispersion its fold leaves; None when there are fewer
-    than ``MIN_SAMPLES`` or no period leaves at most ``MAX_DISPERSION``."""
+    than ``MIN_SAMPLES``, no period leaves at most ``MAX_DISPERSION`` or the best one's periods
+    do not predict each other (``held_out_dispersion`` above ``MAX_HELD_OUT``)."""
     if u.numel() < MIN_SAMPLES:
         return None
     if u.numel() > MAX_SEARCH_SAMPLES:  # many observed frames: an even subset searches
@@ -174,9 +225,10 @@ def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, flo
         around = torch.cartesian_prod(best[0] * steps, best[1] * steps)
         best = around[int(harmonic_power(u, v, colour, around).argmax())]
     theta = float(dispersion(u, v, colour, best[None])[0])
-    if theta > MAX_DISPERSION:
+    period = float(best[0]), float(best[1])
+    if theta > MAX_DISPERSION or held_out_dispersion(u, v, colour, period) > MAX_HELD_OUT:
         return None
-    return float(best[0]), float(best[1]), theta
+    return period[0], period[1], theta
 
 
 def fold_tile(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float]) -> Tensor:
