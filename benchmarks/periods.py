@@ -37,14 +37,18 @@ def true_period(material) -> tuple[float, float] | None:
     return {"tiled": (s, s), "checkered": (s, s), "brick": (s, 0.84 * s)}.get(material.texture)
 
 
+def error(want: tuple[float, float], got: tuple[float, float]) -> float:
+    """The worse axis's relative error, in the better order (the walls' axes may be the
+    world's turned by 90 degrees: the two periods swap)."""
+    return min(max(abs(g / w - 1) for g, w in zip(o, want)) for o in (got, got[::-1]))
+
+
 def verdict(want: tuple[float, float] | None, got: tuple[float, float] | None) -> str:
     if want is None:
         return "right: none" if got is None else "false"
     if got is None:
         return "missed"
-    # the walls' axes may be the world's turned by 90 degrees: the two periods swap
-    close = any(all(abs(g / w - 1) < 0.03 for g, w in zip(o, want)) for o in (got, got[::-1]))
-    return "right" if close else "wrong"
+    return "right" if error(want, got) < 0.03 else "wrong"
 
 
 def main() -> None:
@@ -60,6 +64,7 @@ def main() -> None:
     first, last = (int(s) for s in args.worlds.split(":"))
     K = intrinsics_from_fov(FOV_DEG, SIZE, SIZE)
     counts: dict[str, Counter] = {"floor": Counter(), "ceiling": Counter()}
+    errors: dict[str, list[float]] = {"floor": [], "ceiling": []}
     for seed in range(first, last):
         world = make_world(seed)
         for kind in WALK_KINDS:
@@ -74,15 +79,23 @@ def main() -> None:
                 if patch is not None and patch.periodic:
                     nv, nu = patch.rgb.shape[-2:]
                     got = (nu / float(patch.to_px[0, 0]), nv / float(patch.to_px[1, 1]))
-                counts[face][verdict(true_period(world.faces[face]), got)] += 1
+                want = true_period(world.faces[face])
+                counts[face][verdict(want, got)] += 1
+                if want is not None and got is not None:
+                    errors[face].append(error(want, got))
     print(
         f"worlds {first}-{last - 1}, {len(WALK_KINDS)} walks each, the held-out check "
         f"{'off' if args.no_held_out else 'on'}"
     )
-    print("| surface | " + " | ".join(VERDICTS) + " |")
-    print("|---" * (len(VERDICTS) + 1) + "|")
+    print("| surface | " + " | ".join(VERDICTS) + " | error of those found: median, max |")
+    print("|---" * (len(VERDICTS) + 2) + "|")
     for face in ("floor", "ceiling"):
-        print(f"| {face} | " + " | ".join(str(counts[face][v]) for v in VERDICTS) + " |")
+        e = torch.tensor(errors[face] or [float("nan")])
+        print(
+            f"| {face} | "
+            + " | ".join(str(counts[face][v]) for v in VERDICTS)
+            + f" | {100 * float(e.median()):.1f}%, {100 * float(e.max()):.1f}% |"
+        )
 
 
 if __name__ == "__main__":

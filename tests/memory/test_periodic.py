@@ -50,7 +50,25 @@ def test_the_period_of_a_checker_is_found(period, n):
     pu, pv, theta = found
     # measured: within 1.2% (the real worlds' floors and ceilings: mostly within 0.5%)
     assert abs(pu / period[0] - 1) < 0.02 and abs(pv / period[1] - 1) < 0.02
-    assert theta < 0.3
+    # measured: at most 0.32, the square checkers taken square at 1% from their period (0.24
+    # without that, 1.6% off along v; on the worlds' frames the square is nearer the truth:
+    # benchmarks/periods.py)
+    assert theta < 0.35
+
+
+def test_a_square_pattern_seen_over_few_periods_one_way_is_found_square():
+    """Samples 0.9 m wide (under two periods of the checker across) leave the period across
+    loosely fixed: the square period, whose harmonics keep nearly all the peak's power, is
+    taken. A checker 6% from square, seen widely, stays as it is."""
+    g = torch.Generator().manual_seed(1)
+    u = (torch.rand(1500, generator=g, dtype=torch.float64) - 0.5) * 0.9 + 0.37
+    v = 1.2 + 4.0 * torch.rand(1500, generator=g, dtype=torch.float64) ** 2
+    pu, pv, _ = find_period(u, v, checker(u, v, 0.48, 0.48))
+    # measured: 0.4851 both (without the square: 0.4612 across, 3.9% off, and 0.4863)
+    assert pu == pv and abs(pu / 0.48 - 1) < 0.015
+    u, v = perspective_samples(1500, seed=1)
+    pu, pv, _ = find_period(u, v, checker(u, v, 0.48, 0.51))
+    assert abs(pu / 0.48 - 1) < 0.02 and abs(pv / 0.51 - 1) < 0.02
 
 
 def test_noise_has_no_period_and_few_samples_give_none():

@@ -8,7 +8,9 @@ star from uneven samples) finds the period: a coarse search over a geometric gri
 on a subset of the samples, then a fine one around the best; the peak of the samples' power
 at the lattice's first harmonics (a periodogram of uneven samples) then places it to a few
 parts in a thousand, which is what keeps the pattern in phase metres away from where it was
-seen. The fold at that period, averaged, is one tile of the pattern in the world's own phase
+seen. Along an axis the samples span few periods of, that peak is broad: periods less than
+8% apart are taken square when a square period keeps nearly all of it (tiles and checkers
+are square). The fold at that period, averaged, is one tile of the pattern in the world's own phase
 (coordinates taken modulo the period, not from where the samples lie), so laid over parts of
 the plane no frame saw it continues the pattern where the truth has it, not a mirror image of
 some patch.
@@ -47,6 +49,10 @@ FINE_STEPS = 31  # ... in this many steps per axis (0.2% apart)
 PHASE_BINS = 8  # bins of phase per axis
 PEAK_SPANS = (0.08, 0.008)  # the harmonics' peak: +-8%, then +-0.8% around the best ...
 PEAK_STEPS = 41  # ... in this many steps per axis
+# periods less than 8% apart whose square period's harmonics keep 97% of the peak's power:
+# the square one (tiles and checkers are square; the peak is broad along an axis the samples
+# span few periods of)
+SQUARE_SPAN, SQUARE_POWER = 0.08, 0.03
 # the first harmonics of a 2-D lattice: along each axis, both diagonals, and twice each axis
 HARMONICS = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2))
 MAX_DISPERSION = 0.6  # a fold leaving more of the colour variance than this is no pattern
@@ -192,6 +198,21 @@ def _fundamental(period: Tensor, theta: float, u: Tensor, v: Tensor, colour: Ten
     return period
 
 
+def _square_if_fits(best: Tensor, peak: float, u: Tensor, v: Tensor, colour: Tensor) -> Tensor:
+    """``best (2,)``, or the square period whose harmonics' power is highest, when the two
+    periods differ by at most ``SQUARE_SPAN`` and that power is within ``SQUARE_POWER`` of
+    ``peak`` (the best's): along an axis the samples span few periods of, the peak is broad."""
+    if abs(math.log(float(best[0] / best[1]))) > SQUARE_SPAN:
+        return best
+    mid = float(best.prod().sqrt())
+    span = abs(math.log(float(best[0] / best[1]))) / 2 + PEAK_SPANS[1]
+    p = mid * torch.exp(torch.linspace(-span, span, PEAK_STEPS, dtype=torch.float64))
+    square = torch.stack([p, p], 1)
+    power = harmonic_power(u, v, colour, square)
+    i = int(power.argmax())
+    return square[i] if float(power[i]) >= (1 - SQUARE_POWER) * peak else best
+
+
 def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, float] | None:
     """The period (pu, pv) metres of the pattern the samples (``u, v (N,)`` plane coordinates,
     ``colour (N, C)``) show, and the dispersion its fold leaves; None when there are fewer
@@ -223,7 +244,9 @@ def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, flo
     for span in PEAK_SPANS:  # then the peak of the pattern's harmonics, ever finer
         steps = torch.exp(torch.linspace(-span, span, PEAK_STEPS, dtype=torch.float64))
         around = torch.cartesian_prod(best[0] * steps, best[1] * steps)
-        best = around[int(harmonic_power(u, v, colour, around).argmax())]
+        power = harmonic_power(u, v, colour, around)
+        best = around[int(power.argmax())]
+    best = _square_if_fits(best, float(power.max()), u, v, colour)
     theta = float(dispersion(u, v, colour, best[None])[0])
     period = float(best[0]), float(best[1])
     if theta > MAX_DISPERSION or held_out_dispersion(u, v, colour, period) > MAX_HELD_OUT:
