@@ -19,7 +19,9 @@ from memory_scenes import (  # noqa: F401 (one_thread: autouse fixture)
 )
 from scipy.ndimage import gaussian_filter
 
-from worldmem.geometry import unproject_depth
+from worldmem.data.synthetic import make_world
+from worldmem.eval.walk import walk_path
+from worldmem.geometry import project_points, unproject_depth
 from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.texture import (
     CEILING,
@@ -31,6 +33,7 @@ from worldmem.memory.texture import (
     _Patch,
     bilinear_keeps,
     footprints,
+    in_light,
     largest_clean_square,
     mirror_tile,
     periodic_blur,
@@ -426,3 +429,53 @@ def test_without_gradient_removes_the_shading_across_a_patch_and_keeps_its_mean(
     torch.testing.assert_close(out.mean(dim=(1, 2)), (texture + shading).mean(dim=(1, 2)))
     flat = without_gradient(shading)
     torch.testing.assert_close(flat, shading.mean(dim=(1, 2), keepdim=True).expand(3, 9, 9))
+
+
+def test_in_light_leaves_out_a_shadow_and_keeps_the_lit_texture():
+    """A fine texture with a grid of thin dark lines (grout) and a band of shadow (half the
+    light) across it: the shadow's pixels are left out, the lit ones kept, the grid's lines
+    with them, but for two pixels beside the shadow (its penumbra)."""
+    g = torch.Generator().manual_seed(0)
+    H = W = 48
+    rgb = 0.6 + 0.2 * torch.rand(3, H, W, generator=g)
+    rgb[:, ::8] *= 0.5
+    rgb[:, :, ::8] *= 0.5
+    y, x = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    dist = (x + y - 40).double() / math.sqrt(2)  # signed distance from the band's middle
+    shade = dist.abs() < 6
+    rgb[:, shade] *= 0.5
+    mask = torch.ones(H, W, dtype=torch.bool)
+    mask[:, :3] = False  # another surface: not this one's
+    kept = in_light(rgb, mask)
+    assert not kept[dist.abs() < 5].any()  # a pixel inside the shadow's edge (measured: 1
+    # of its 695 pixels kept, on that edge)
+    lit = mask & (dist.abs() > 8)
+    assert bool(kept[lit].all())
+    assert not kept[~mask].any()
+
+
+def test_the_floor_square_keeps_out_of_a_shadow_across_it():
+    """World 100000's out-and-back start frame shows its floor with a pillar's shadow across
+    it. Every texel of the floor's square (the mirror-tiled one), put back on the floor and
+    projected into the frame, falls on a pixel the frame shows in the light (as bright as the
+    same frame rendered without shadows); without ``in_light``, 41% of them lay in the
+    shadow."""
+    world = make_world(100000)
+    c2w = walk_path(world, "out_and_back", 160, 100000)[:1]
+    K = intrinsics(1, S)
+    rgb, depth = world.render(c2w, K, S, S)
+    bright, _ = world.render(c2w, K, S, S, shadows=False)
+    shadow = (rgb[0] < 0.9 * bright[0]).any(0)
+    assert float(shadow.float().mean()) > 0.02  # measured 0.036: a shadow to keep out of
+    texture = ExemplarTexture.from_frames([(c2w[0], K[0], rgb[0], depth[0, 0])], periodic=False)
+    patch = texture.patches[FLOOR]
+    k = patch.rgb.shape[-1]
+    r, c = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
+    m = patch.to_px
+    u = (c.flatten().double() - m[0, 2]) / m[0, 0]
+    v = (r.flatten().double() - m[1, 2]) / m[1, 1]
+    on_floor = torch.stack([u, torch.full_like(u, texture.plane_y[FLOOR]), v], -1)
+    pix, z = project_points(turn_about_y(on_floor, texture.yaw), c2w[0].double(), K[0].double())
+    col, row = pix[:, 0].floor().long(), pix[:, 1].floor().long()
+    assert bool(((z > 0) & (col >= 0) & (col < S) & (row >= 0) & (row < S)).all())
+    assert not shadow[row, col].any()

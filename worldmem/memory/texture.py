@@ -7,9 +7,9 @@ frame the texture of the world's own observed frames, fixed to the world's surfa
 
 - From the observed frames (rgb, depth, camera) it keeps, for each kind of surface (ceiling,
   wall, floor: the world's y axis points down, as the cameras' do), the largest square of that
-  surface with no edge in it (an outline, a fold, a surface seen too obliquely), resampled
-  square-on onto the surface's plane in the walls' own axes, and the heights of the floor and
-  ceiling planes.
+  surface with no edge in it (an outline, a fold, a surface seen too obliquely) and in its
+  light (no shadow across it), resampled square-on onto the surface's plane in the walls' own
+  axes, and the heights of the floor and ceiling planes.
 - A generated pixel takes the high band (a frame minus its Gaussian blur) of its surface's
   patch, tiled in mirror image over the surface in metres: a floor or ceiling pixel at the
   point where its ray meets that plane (so not at the model's uncertain depth), a wall pixel
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.geometry import project_points, unproject_depth
+from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.periodic import (
     MAX_SAMPLE_FOOTPRINT_M,
     MIN_SAMPLES,
@@ -53,6 +54,7 @@ __all__ = [
     "bilinear_keeps",
     "edges",
     "footprints",
+    "in_light",
     "largest_clean_square",
     "mirror_tile",
     "observed_surfaces",
@@ -79,6 +81,12 @@ CRACK_PX = 3  # holes narrower than this are cracks in an observed surface: left
 ORTHO_OVERSAMPLE = 2
 MAX_ORTHO_TEXELS = 128  # a surface is resampled onto a grid of at most this many texels a side
 LOD_LEVELS = 5  # levels of detail: a frame pixel spanning 1, 2, 4, 8, 16 patch pixels
+# a pixel whose brightness (blurred by LIT_BLUR_PX within its surface: wide enough to take a
+# pattern's thin dark lines for the texture they are) is under SHADOW_RATIO of the surface's
+# lit level (the LIT_QUANTILE of that brightness) is in shadow: no square of texture there
+SHADOW_RATIO, LIT_QUANTILE, LIT_BLUR_PX = 0.75, 0.5, 2.0
+MIN_LIT_SIDE = 0.5  # ... unless the square in the light is under half as wide as the whole's
+LUMA = (0.299, 0.587, 0.114)
 
 
 def without_cracks(holes: Tensor, px: int = CRACK_PX) -> Tensor:
@@ -333,6 +341,27 @@ def _orthophoto(
     return colour[:, r : r + side, c : c + side].float(), to_px
 
 
+def in_light(rgb: Tensor, mask: Tensor) -> Tensor:
+    """The pixels of ``mask (H, W)`` bool (one surface of the frame ``rgb (3, H, W)``) that lie
+    in its light: whose brightness, blurred by ``LIT_BLUR_PX`` over the mask's pixels alone, is
+    at least ``SHADOW_RATIO`` of the surface's lit level (the ``LIT_QUANTILE`` of that blurred
+    brightness), and not beside one that is not (the penumbra). A shadow across a surface is a
+    step of brightness with no step of depth: in a square taken as the surface's texture, its
+    edge would be tiled as a zigzag of stripes. The dark half of a surface's own pattern (a
+    checker's squares) is dark too: ``_frame_texture`` keeps to the light only when that
+    leaves a square at least ``MIN_LIT_SIDE`` as wide."""
+    if not mask.any():
+        return mask
+    luma = (rgb.double() * rgb.new_tensor(LUMA).double()[:, None, None]).sum(0)
+    m = mask.double()
+    both = gaussian_blur(torch.stack([luma * m, m])[:, None], LIT_BLUR_PX)[:, 0]
+    blurred = both[0] / both[1].clamp_min(1e-9)
+    lit = torch.quantile(blurred[mask], LIT_QUANTILE)
+    dark = (mask & (blurred < SHADOW_RATIO * lit)).double()[None, None]
+    # and the penumbra: a pixel beside the shadow
+    return mask & ~(F.max_pool2d(dark, 3, stride=1, padding=1)[0, 0] > 0)
+
+
 def without_gradient(patch: Tensor) -> Tensor:
     """``patch (C, h, w)`` less the plane (a + b x + c y, per channel) that fits it best, plus
     its mean: the square's shading across it, which mirror tiling would repeat as a checker of
@@ -566,6 +595,15 @@ def _frame_texture(
             offset = float(points[r : r + side, c : c + side, axis].median())
             on_plane = clean & ((points[..., axis] - offset).abs() <= STEEP * depth)
             ortho = _orthophoto(rgb, depth, points, c2w, K, on_plane, axis, offset, yaw)
+            # the square in the light, unless the dark leaves it too small to be a shadow
+            # across the surface rather than the dark half of its own pattern (a checker's)
+            lit = _orthophoto(
+                rgb, depth, points, c2w, K, in_light(rgb, on_plane), axis, offset, yaw
+            )
+            if lit is not None and (
+                ortho is None or lit[0].shape[-1] >= MIN_LIT_SIDE * ortho[0].shape[-1]
+            ):
+                ortho = lit
             if ortho is not None:
                 patches[k] = _Patch(ortho[0], ortho[1], sigma_px, lod_levels)
         n = int(((kind == k) & (depth > 0)).sum())
