@@ -1,6 +1,7 @@
 """Floor and ceiling patterns found from one start frame, against the synthetic worlds' truth.
 
-    python benchmarks/periods.py [--worlds 100000:100020] [--frames 160] [--no-held-out]
+    python benchmarks/periods.py [--worlds 100000:100020] [--frames 160] [--no-held-out] \
+        [--no-square]
 
 For each held-out world and each walk kind of the walk protocol, the texture is fitted to the
 walk's start frame alone (true rgb and depth; ``ExemplarTexture.from_frames``, as the pipeline
@@ -9,8 +10,10 @@ material: a tiled or checkered surface repeats at its scale both ways, a brick o
 brick length and two courses, and a plain, mottled, wooden or sky surface repeats nothing.
 Each surface the start frame shows is counted as: right (within 3% both ways), wrong, found
 where nothing repeats (false), missed (no period where one repeats; the surface then takes
-its mirror-tiled square), or right to find none. ``--no-held-out`` switches off the check that
-one period's fold predicts the next (``periodic.MAX_HELD_OUT``), as the search was before it.
+its mirror-tiled square), or right to find none, and the found periods' error against the
+truth. ``--no-held-out`` switches off the check that one period's fold predicts the next
+(``periodic.MAX_HELD_OUT``), ``--no-square`` the square period taken when it keeps nearly all
+the harmonics' peak (``periodic.SQUARE_SPAN``): with both, the search as it was before them.
 Runs on the CPU in about a minute and a half for 20 worlds.
 """
 
@@ -56,11 +59,14 @@ def main() -> None:
     ap.add_argument("--worlds", default="100000:100020", help="first:last+1 world seeds")
     ap.add_argument("--frames", type=int, default=160, help="the walks' length (their start)")
     ap.add_argument("--no-held-out", action="store_true")
+    ap.add_argument("--no-square", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.no_held_out:
         periodic.MAX_HELD_OUT = float("inf")
+    if args.no_square:
+        periodic.SQUARE_SPAN = -1.0
     first, last = (int(s) for s in args.worlds.split(":"))
     K = intrinsics_from_fov(FOV_DEG, SIZE, SIZE)
     counts: dict[str, Counter] = {"floor": Counter(), "ceiling": Counter()}
@@ -84,8 +90,9 @@ def main() -> None:
                 if want is not None and got is not None:
                     errors[face].append(error(want, got))
     print(
-        f"worlds {first}-{last - 1}, {len(WALK_KINDS)} walks each, the held-out check "
-        f"{'off' if args.no_held_out else 'on'}"
+        f"worlds {first}-{last - 1}, {len(WALK_KINDS)} walks each; the held-out check "
+        f"{'off' if args.no_held_out else 'on'}, the square period "
+        f"{'off' if args.no_square else 'on'}"
     )
     print("| surface | " + " | ".join(VERDICTS) + " | error of those found: median, max |")
     print("|---" * (len(VERDICTS) + 2) + "|")

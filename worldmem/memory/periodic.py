@@ -10,10 +10,10 @@ at the lattice's first harmonics (a periodogram of uneven samples) then places i
 parts in a thousand, which is what keeps the pattern in phase metres away from where it was
 seen. Along an axis the samples span few periods of, that peak is broad: periods less than
 8% apart are taken square when a square period keeps nearly all of it (tiles and checkers
-are square). The fold at that period, averaged, is one tile of the pattern in the world's own phase
-(coordinates taken modulo the period, not from where the samples lie), so laid over parts of
-the plane no frame saw it continues the pattern where the truth has it, not a mirror image of
-some patch.
+are square). The fold at that period, averaged, is one tile of the pattern in the world's
+own phase (coordinates taken modulo the period, not from where the samples lie), so laid over
+parts of the plane no frame saw it continues the pattern where the truth has it, not a mirror
+image of some patch.
 
 A fold that leaves more than ``MAX_DISPERSION`` of the variance is no pattern (paint, wood,
 noise, or a pattern the frames' pixels are too coarse for): ``find_period`` gives None. Nor is
