@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from memory_scenes import one_thread  # noqa: F401 (autouse fixture)
 
 from worldmem.data.synthetic import make_world
-from worldmem.eval.walk import walk_case
+from worldmem.eval.walk import walk_case, walk_path
 from worldmem.geometry import unproject_depth
+from worldmem.geometry.camera import intrinsics_from_fov
 from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.periodic import (
     dispersion,
@@ -143,6 +144,25 @@ def test_periods_found_in_synthetic_worlds_are_their_true_ones():
     # measured: 12 of 16, none wrong (without the held-out check: 14 of 16, one of them
     # wrong, and 6 periods found on plain and mottled surfaces)
     assert found >= 0.7 * present
+
+
+def test_a_period_misread_along_one_axis_gives_way_to_the_square_of_the_other():
+    """World 100000's grid ceiling (square tiles of 0.588 m), seen from its turning walk's
+    start, spans two tiles one way: the search reads (1.09, 0.594) m there, which the held-out
+    check refuses; the square of the other axis's period passes it and is the truth's."""
+    world = make_world(100000)
+    assert world.faces["ceiling"].texture == "tiled"
+    truth = world.faces["ceiling"].scale_m
+    c2w = walk_path(world, "turn", 160, 100000)[:1]
+    K = intrinsics_from_fov(75.0, 64, 64)[None]
+    rgb, depth = world.render(c2w, K, 64, 64)
+    texture = ExemplarTexture.from_frames([(c2w[0], K[0], rgb[0], depth[0, 0])])
+    patch = texture.patches[CEILING]
+    assert patch.periodic
+    nv, nu = patch.rgb.shape[-2:]
+    pu, pv = nu / float(patch.to_px[0, 0]), nv / float(patch.to_px[1, 1])
+    # measured: 0.594 both, 1% from the truth
+    assert abs(pu / truth - 1) < 0.02 and abs(pv / truth - 1) < 0.02
 
 
 def test_dispersion_is_zero_at_the_period_and_one_without_a_pattern():

@@ -21,7 +21,9 @@ a fold that only describes the samples it was made of: a repeat means that what 
 shows, the next shows again, so the fold of the periods of one parity along each axis must
 predict the samples of the others (``held_out_dispersion``). A period that the samples span
 fewer than two of, or a fold that learnt one stretch of mottle or the floor's shading by heart,
-fails that, however little variance it leaves.
+fails that, however little variance it leaves. A period refused may be one axis misread where
+the samples span a period or two of it: the square of either axis's period is tried then (at
+its own harmonics' peak, the smaller first), under the same tests.
 """
 
 from __future__ import annotations
@@ -198,19 +200,38 @@ def _fundamental(period: Tensor, theta: float, u: Tensor, v: Tensor, colour: Ten
     return period
 
 
+def _square_peak(
+    mid: float, span: float, u: Tensor, v: Tensor, colour: Tensor
+) -> tuple[float, float]:
+    """The square period (p, p), p within ``mid`` times exp(+-``span``), whose harmonics'
+    power is highest, and that power."""
+    p = mid * torch.exp(torch.linspace(-span, span, PEAK_STEPS, dtype=torch.float64))
+    power = harmonic_power(u, v, colour, torch.stack([p, p], 1))
+    i = int(power.argmax())
+    return float(p[i]), float(power[i])
+
+
 def _square_if_fits(best: Tensor, peak: float, u: Tensor, v: Tensor, colour: Tensor) -> Tensor:
     """``best (2,)``, or the square period whose harmonics' power is highest, when the two
     periods differ by at most ``SQUARE_SPAN`` and that power is within ``SQUARE_POWER`` of
     ``peak`` (the best's): along an axis the samples span few periods of, the peak is broad."""
-    if abs(math.log(float(best[0] / best[1]))) > SQUARE_SPAN:
+    ratio = abs(math.log(float(best[0] / best[1])))
+    if ratio > SQUARE_SPAN:
         return best
-    mid = float(best.prod().sqrt())
-    span = abs(math.log(float(best[0] / best[1]))) / 2 + PEAK_SPANS[1]
-    p = mid * torch.exp(torch.linspace(-span, span, PEAK_STEPS, dtype=torch.float64))
-    square = torch.stack([p, p], 1)
-    power = harmonic_power(u, v, colour, square)
-    i = int(power.argmax())
-    return square[i] if float(power[i]) >= (1 - SQUARE_POWER) * peak else best
+    side, power = _square_peak(float(best.prod().sqrt()), ratio / 2 + PEAK_SPANS[1], u, v, colour)
+    return (
+        torch.tensor([side, side], dtype=best.dtype) if power >= (1 - SQUARE_POWER) * peak else best
+    )
+
+
+def _checked(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float]) -> float | None:
+    """The dispersion the fold at ``period`` leaves, or None when it is no pattern: more than
+    ``MAX_DISPERSION`` left, or its periods of one parity do not predict the others'
+    (``held_out_dispersion`` above ``MAX_HELD_OUT``)."""
+    theta = float(dispersion(u, v, colour, torch.tensor([period], dtype=torch.float64))[0])
+    if theta > MAX_DISPERSION or held_out_dispersion(u, v, colour, period) > MAX_HELD_OUT:
+        return None
+    return theta
 
 
 def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, float] | None:
@@ -247,11 +268,19 @@ def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, flo
         power = harmonic_power(u, v, colour, around)
         best = around[int(power.argmax())]
     best = _square_if_fits(best, float(power.max()), u, v, colour)
-    theta = float(dispersion(u, v, colour, best[None])[0])
     period = float(best[0]), float(best[1])
-    if theta > MAX_DISPERSION or held_out_dispersion(u, v, colour, period) > MAX_HELD_OUT:
-        return None
-    return period[0], period[1], theta
+    theta = _checked(u, v, colour, period)
+    if theta is not None:
+        return period[0], period[1], theta
+    # refused: one axis may be misread where the samples span a period or two of it; the
+    # square of either axis's period (the smaller first), at its own harmonics' peak
+    for side in sorted(period):
+        for span in PEAK_SPANS:
+            side, _ = _square_peak(side, span, u, v, colour)
+        theta = _checked(u, v, colour, (side, side))
+        if theta is not None:
+            return side, side, theta
+    return None
 
 
 def fold_tile(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float]) -> Tensor:
