@@ -1,7 +1,7 @@
 """Floor and ceiling patterns found from one start frame, against the synthetic worlds' truth.
 
     python benchmarks/periods.py [--worlds 100000:100020] [--frames 160] [--no-held-out] \
-        [--no-square]
+        [--no-square] [--no-square-when-refused]
 
 For each held-out world and each walk kind of the walk protocol, the texture is fitted to the
 walk's start frame alone (true rgb and depth; ``ExemplarTexture.from_frames``, as the pipeline
@@ -13,7 +13,9 @@ where nothing repeats (false), missed (no period where one repeats; the surface 
 its mirror-tiled square), or right to find none, and the found periods' error against the
 truth. ``--no-held-out`` switches off the check that one period's fold predicts the next
 (``periodic.MAX_HELD_OUT``), ``--no-square`` the square period taken when it keeps nearly all
-the harmonics' peak (``periodic.SQUARE_SPAN``): with both, the search as it was before them.
+the harmonics' peak (``periodic.SQUARE_SPAN``), ``--no-square-when-refused`` the square of
+either axis's period tried when a period is refused (``periodic.SQUARE_WHEN_REFUSED``): with
+all three, the search as it was before them.
 Runs on the CPU in about a minute and a half for 20 worlds.
 """
 
@@ -60,6 +62,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=160, help="the walks' length (their start)")
     ap.add_argument("--no-held-out", action="store_true")
     ap.add_argument("--no-square", action="store_true")
+    ap.add_argument("--no-square-when-refused", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,6 +70,8 @@ def main() -> None:
         periodic.MAX_HELD_OUT = float("inf")
     if args.no_square:
         periodic.SQUARE_SPAN = -1.0
+    if args.no_square_when_refused:
+        periodic.SQUARE_WHEN_REFUSED = False
     first, last = (int(s) for s in args.worlds.split(":"))
     K = intrinsics_from_fov(FOV_DEG, SIZE, SIZE)
     counts: dict[str, Counter] = {"floor": Counter(), "ceiling": Counter()}
@@ -92,7 +97,8 @@ def main() -> None:
     print(
         f"worlds {first}-{last - 1}, {len(WALK_KINDS)} walks each; the held-out check "
         f"{'off' if args.no_held_out else 'on'}, the square period "
-        f"{'off' if args.no_square else 'on'}"
+        f"{'off' if args.no_square else 'on'}, the squares when refused "
+        f"{'off' if args.no_square_when_refused else 'on'}"
     )
     print("| surface | " + " | ".join(VERDICTS) + " | error of those found: median, max |")
     print("|---" * (len(VERDICTS) + 2) + "|")

@@ -62,6 +62,8 @@ MAX_DISPERSION = 0.6  # a fold leaving more of the colour variance than this is 
 # better than their mean colour)
 MAX_HELD_OUT = 0.9
 MIN_HELD_OUT_SHARE = 0.1  # each parity must hold at least this share of the samples
+# a period refused: try the square of either axis's period
+SQUARE_WHEN_REFUSED = True
 NEAR_BEST = 0.02  # periods within this of the least dispersion count as found: the smallest wins
 SUBPERIOD_SLACK = 0.02  # a period / n folding within this of the period's dispersion wins
 MIN_SAMPLES = 200  # fewer samples of a plane: no search
@@ -274,7 +276,7 @@ def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, flo
         return period[0], period[1], theta
     # refused: one axis may be misread where the samples span a period or two of it; the
     # square of either axis's period (the smaller first), at its own harmonics' peak
-    for side in sorted(period):
+    for side in sorted(period) if SQUARE_WHEN_REFUSED else ():
         for span in PEAK_SPANS:
             side, _ = _square_peak(side, span, u, v, colour)
         theta = _checked(u, v, colour, (side, side))

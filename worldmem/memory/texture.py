@@ -597,9 +597,10 @@ def _frame_texture(
             ortho = _orthophoto(rgb, depth, points, c2w, K, on_plane, axis, offset, yaw)
             # the square in the light, unless the dark leaves it too small to be a shadow
             # across the surface rather than the dark half of its own pattern (a checker's)
-            lit = _orthophoto(
-                rgb, depth, points, c2w, K, in_light(rgb, on_plane), axis, offset, yaw
-            )
+            in_lit = in_light(rgb, on_plane)
+            lit = None
+            if in_lit.any():  # (none is when every pixel lies in or beside a shadow)
+                lit = _orthophoto(rgb, depth, points, c2w, K, in_lit, axis, offset, yaw)
             if lit is not None and (
                 ortho is None or lit[0].shape[-1] >= MIN_LIT_SIDE * ortho[0].shape[-1]
             ):
