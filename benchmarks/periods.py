@@ -86,10 +86,7 @@ def main() -> None:
                 if k not in texture.plane_y:
                     continue  # the start frame does not show this plane
                 patch = texture.patches.get(k)
-                got = None
-                if patch is not None and patch.periodic:
-                    nv, nu = patch.rgb.shape[-2:]
-                    got = (nu / float(patch.to_px[0, 0]), nv / float(patch.to_px[1, 1]))
+                got = None if patch is None else patch.period
                 want = true_period(world.faces[face])
                 counts[face][verdict(want, got)] += 1
                 if want is not None and got is not None:

@@ -239,8 +239,8 @@ def _checked(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float]) 
 def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, float] | None:
     """The period (pu, pv) metres of the pattern the samples (``u, v (N,)`` plane coordinates,
     ``colour (N, C)``) show, and the dispersion its fold leaves; None when there are fewer
-    than ``MIN_SAMPLES``, no period leaves at most ``MAX_DISPERSION`` or the best one's periods
-    do not predict each other (``held_out_dispersion`` above ``MAX_HELD_OUT``)."""
+    than ``MIN_SAMPLES`` or no period passes ``_checked``: the best, or (``SQUARE_WHEN_REFUSED``)
+    the square of either of its axes' periods."""
     if u.numel() < MIN_SAMPLES:
         return None
     if u.numel() > MAX_SEARCH_SAMPLES:  # many observed frames: an even subset searches

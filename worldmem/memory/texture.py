@@ -394,6 +394,14 @@ class _Patch:
     # (``periodic.PeriodicPattern``), repeated as it is; False: a square, tiled in mirror image
     periodic: bool = False
 
+    @property
+    def period(self) -> tuple[float, float] | None:
+        """The pattern's period (along u, along v) metres; None for a mirror-tiled square."""
+        if not self.periodic:
+            return None
+        nv, nu = self.rgb.shape[-2:]
+        return nu / float(self.to_px[0, 0]), nv / float(self.to_px[1, 1])
+
     def __post_init__(self):
         rgb = self.rgb.float()
         tile = rgb if self.periodic else mirror_tile(without_gradient(rgb))
