@@ -92,6 +92,11 @@ class PeriodicPattern:
         return torch.tensor([[nu / pu, 0.0, -0.5], [0.0, nv / pv, -0.5]], dtype=torch.float64)
 
 
+def _phase_bin(x: Tensor, period, bins: int) -> Tensor:
+    """Which of ``bins`` equal bins of phase ``x`` falls in at ``period`` (broadcast)."""
+    return (torch.remainder(x / period, 1) * bins).long().clamp(max=bins - 1)
+
+
 def dispersion(
     u: Tensor, v: Tensor, colour: Tensor, periods: Tensor, bins: int = PHASE_BINS
 ) -> Tensor:
@@ -107,8 +112,7 @@ def dispersion(
     sq = (colour**2).sum(1)
     for chunk in periods.double().split(max(1, (1 << 22) // max(1, u.numel()))):
         n_p = chunk.shape[0]
-        bu = (torch.remainder(u[None] / chunk[:, :1], 1) * bins).long().clamp(max=bins - 1)
-        bv = (torch.remainder(v[None] / chunk[:, 1:], 1) * bins).long().clamp(max=bins - 1)
+        bu, bv = _phase_bin(u[None], chunk[:, :1], bins), _phase_bin(v[None], chunk[:, 1:], bins)
         b = ((torch.arange(n_p)[:, None] * bins + bv) * bins + bu).reshape(-1)
         slots = n_p * bins * bins
         count = torch.zeros(slots, dtype=torch.float64).index_add_(
@@ -134,9 +138,7 @@ def held_out_dispersion(
     worse axis's mean over both directions; 1 when either half along an axis holds fewer than
     ``MIN_HELD_OUT_SHARE`` of the samples (nothing repeats that could be checked)."""
     u, v, colour = u.double(), v.double(), colour.double()
-    bu = (torch.remainder(u / period[0], 1) * bins).long().clamp(max=bins - 1)
-    bv = (torch.remainder(v / period[1], 1) * bins).long().clamp(max=bins - 1)
-    b = bv * bins + bu
+    b = _phase_bin(v, period[1], bins) * bins + _phase_bin(u, period[0], bins)
     worst = 0.0
     for coord, p in ((u, period[0]), (v, period[1])):
         odd = torch.remainder(torch.floor(coord / p), 2) == 1
