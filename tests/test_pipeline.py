@@ -689,6 +689,74 @@ def test_a_detail_flow_samples_the_band_where_memory_observed_nothing(tiny_pipel
                     subfolder="detail_flow")  # fmt: skip
 
 
+def test_pattern_detail_is_added_where_memory_passed_observed_samples(
+    tiny_pipeline_dir, tmp_path, monkeypatch
+):
+    """With ``pattern_detail``, a chunk's frames are the plain pipeline's plus the texture's
+    ``detail`` at the chunk's own points wherever the memory render passed an observed sample
+    (and in the cracks between them), and exactly the plain frames in the holes; the memories
+    take the frames without it. ``texture.detail`` itself is checked against the synthetic
+    worlds in ``tests/memory/test_texture.py``; here it is replaced by a known field of the
+    points, so the test sees where and how it is added. The setting survives save and load;
+    a value that is not a bool is refused."""
+    from conftest import tiny_memory_config
+
+    from tests.memory.memory_scenes import box_room, yaw_camera
+    from worldmem.geometry import unproject_depth
+    from worldmem.memory.texture import ExemplarTexture, without_cracks
+
+    def field(points):  # (N, H, W, 3) -> (N, 3, H, W)
+        return 0.2 * torch.sin(7 * points).permute(0, 3, 1, 2)
+
+    def known(self, points, c2w, K):
+        assert self.views and len(c2w) == len(K) == len(points)
+        return field(points)
+
+    monkeypatch.setattr(ExemplarTexture, "detail", known)
+    memory_cfg = tiny_memory_config(render_colour="resample")
+    K = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").K
+    cams = torch.stack(
+        [yaw_camera((0.0, 0.0, z), a) for z, a in ((2.0, 0.0), (2.4, 40.0), (2.8, 60.0))]
+    )
+    rgb, depth = box_room(cams[:1], K[None], 32, 32, half=(3.0, 0.8, 3.0))
+
+    def run(**kw):
+        pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", **kw)
+        pipe.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=5)
+        observed = pipe.model_inputs(cams[1:], K.expand(2, 3, 3)).memory_observed[0]
+        with monkeypatch.context() as patch:
+            inserted = spy_inserts(patch)
+            chunk = pipe.step(cams[1:])
+        return pipe, chunk, observed, inserted
+
+    _, base, observed, plain_inserted = run(memory_cfg=memory_cfg)
+    pipe, got, _, inserted = run(memory_cfg=memory_cfg, pattern_detail=True)
+    for (a, _), (b, _) in zip(inserted, plain_inserted, strict=True):
+        assert torch.equal(a, b)
+    holes = without_cracks((observed <= 0.5).float())
+    assert 0.1 < float(holes.mean()) < 0.9
+    points = unproject_depth(got.depth[:, 0], cams[1:], K.expand(2, 3, 3))
+    want = (base.rgb + (1 - holes) * field(points)).clamp(0, 1)
+    torch.testing.assert_close(got.rgb, want)
+    assert torch.equal(
+        got.rgb[(holes > 0).expand_as(got.rgb)], base.rgb[(holes > 0).expand_as(base.rgb)]
+    )
+
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["pattern_detail"] is True
+    assert WorldPipeline.from_pretrained(tmp_path / "p", device="cpu").pattern_detail is True
+    assert WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").pattern_detail is False
+    for bad in (1, "yes", None):
+        (tmp_path / "p" / "pipeline.json").write_text(
+            json.dumps({**meta, "sampler": {**meta["sampler"], "pattern_detail": bad}})
+        )
+        with pytest.raises(ValueError, match="pipeline.json: sampler: pattern_detail: expected"):
+            WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    with pytest.raises(ValueError, match="pattern_detail: the texture comes from the observed"):
+        WorldPipeline.from_pretrained(tiny_pipeline_dir, pattern_detail=True)
+
+
 def test_the_observed_texture_is_laid_where_memory_observed_nothing(
     tiny_pipeline_dir, tmp_path, monkeypatch
 ):
@@ -796,7 +864,7 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
         WorldPipeline.from_pretrained(
             tiny_pipeline_dir, memory_cfg=memory_cfg, texture_gain=1.0, detail_net=DetailNet()
         )
-    with pytest.raises(ValueError, match="texture_gain: the texture comes from the observed"):
+    with pytest.raises(ValueError, match="texture_gain, pattern_detail: the texture comes from"):
         WorldPipeline.from_pretrained(tiny_pipeline_dir, texture_gain=1.0)
 
 

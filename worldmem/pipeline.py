@@ -54,6 +54,7 @@ from worldmem.pipeline_checks import MAX_PRINCIPAL_OFFSET as MAX_PRINCIPAL_OFFSE
 from worldmem.pipeline_checks import (
     check_intrinsics,
     check_output,
+    check_pattern_detail,
     check_start_depth_scale,
     check_texture_gain,
     describe,
@@ -173,6 +174,7 @@ class WorldPipeline:
         first_frame: FirstFrameNet | FirstFrameBank | None = None,
         texture_gain: float = 0.0,
         wall_texture_gain: float | None = None,
+        pattern_detail: bool = False,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -187,17 +189,20 @@ class WorldPipeline:
             if wall_texture_gain is None
             else check_texture_gain(wall_texture_gain, "wall_texture_gain")
         )
+        # where memory passes observed samples of a floor or ceiling whose pattern is known in
+        # the world's phase, the finer detail a nearer frame resolves (texture.detail)
+        self.pattern_detail = check_pattern_detail(pattern_detail)
         if self._lays_texture and detail_net is not None:
             raise ValueError(
                 "texture_gain and detail_net both draw texture where memory observed nothing: "
                 "give one of them"
             )
-        if self._lays_texture and memory_cfg.kept_observed_frames == 0:
+        if self._builds_texture and memory_cfg.kept_observed_frames == 0:
             raise ValueError(
-                "texture_gain: the texture comes from the observed frames the spatial memory "
-                "keeps, and this memory config keeps none (it needs memory.render_colour "
-                "'resample', memory.guess_relax > 0 or memory.layout, and "
-                "memory.free_space_views > 0)"
+                "texture_gain, pattern_detail: the texture comes from the observed frames "
+                "the spatial memory keeps, and this memory config keeps none (it needs "
+                "memory.render_colour 'resample', memory.guess_relax > 0 or memory.layout, "
+                "and memory.free_space_views > 0)"
             )
         # what was last built from a world's observed frames, by name ("texture": its
         # ExemplarTexture, "layout": its BoxLayout): (world, the observed rgb, it)
@@ -293,6 +298,7 @@ class WorldPipeline:
             saved_wall_gain = meta["sampler"].get("wall_texture_gain")
             if saved_wall_gain is not None:
                 saved_wall_gain = check_texture_gain(saved_wall_gain, "wall_texture_gain")
+            saved_detail = check_pattern_detail(meta["sampler"].get("pattern_detail", False))
         except ValueError as e:
             raise ValueError(f"{meta_path}: sampler: {e}") from None
         # older folders name neither: the model's depth (start_depth None: the net's if one
@@ -344,6 +350,7 @@ class WorldPipeline:
             first_frame=first_frame,
             texture_gain=overrides.pop("texture_gain", saved_gain),
             wall_texture_gain=overrides.pop("wall_texture_gain", saved_wall_gain),
+            pattern_detail=overrides.pop("pattern_detail", saved_detail),
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -391,6 +398,7 @@ class WorldPipeline:
                 "detail": detail,
                 "texture_gain": self.texture_gain,
                 "wall_texture_gain": self.wall_texture_gain,
+                "pattern_detail": self.pattern_detail,
                 "prompt_start": prompt_start,
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
@@ -526,7 +534,7 @@ class WorldPipeline:
         world.become(new)
         # what the observed frames give is built now, not when the first key is pressed
         self._layout(world)
-        if self._lays_texture:
+        if self._builds_texture:
             self._texture(world)
         return chunk
 
@@ -868,14 +876,19 @@ class WorldPipeline:
             noise = self.detail_net.surface_noise(points, world.seed)
             shown = self.detail_net(rgb, unobserved, noise)
             check_output(shown, depth, first, f"{where}: the detail net")
-        texture = self._texture(world) if self._lays_texture and not own_depth else None
+        texture = self._texture(world) if self._builds_texture and not own_depth else None
         if texture is not None:
             unobserved = without_cracks((observed <= 0.5).to(rgb.dtype))
             # at the frame's own points (on the render's splatted depth of a stored guess, its
             # rough normals scatter the texture)
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
-            band = texture.band(points, cams[:keep], self.texture_gains).to(rgb.device, rgb.dtype)
-            shown = (rgb + unobserved * band).clamp(0, 1)
+            if self._lays_texture:
+                band = texture.band(points, cams[:keep], self.texture_gains)
+                shown = shown + unobserved * band.to(rgb.device, rgb.dtype)
+            if self.pattern_detail:  # where memory passed observed samples (and their cracks)
+                detail = texture.detail(points, cams[:keep], K[:keep])
+                shown = shown + (1 - unobserved) * detail.to(rgb.device, rgb.dtype)
+            shown = shown.clamp(0, 1)
             check_output(shown, depth, first, f"{where}: the laid texture")
         if remember:
             self._remember(world, rgb, depth, cams[:keep], K[:keep], observed=False)
@@ -905,6 +918,11 @@ class WorldPipeline:
     def _lays_texture(self) -> bool:
         """Whether any kind of surface takes the observed texture (a gain above 0)."""
         return any(g > 0 for g in self.texture_gains.values())
+
+    @property
+    def _builds_texture(self) -> bool:
+        """Whether the observed frames' texture is needed: laid, or its pattern's detail."""
+        return self._lays_texture or self.pattern_detail
 
     def _texture(self, world: WorldState) -> ExemplarTexture | None:
         """The texture of ``world``'s kept observed frames (``_from_observed``)."""

@@ -14,6 +14,7 @@ __all__ = [
     "check_intrinsics",
     "check_output",
     "check_start_depth_scale",
+    "check_pattern_detail",
     "check_texture_gain",
     "describe",
     "finite_float32",
@@ -48,6 +49,14 @@ def check_texture_gain(gain, name: str = "texture_gain") -> float:
     if isinstance(gain, bool) or not isinstance(gain, int | float) or not lo <= gain <= hi:
         raise ValueError(f"{name}: expected a number in [{lo}, {hi}], got {gain!r}")
     return float(gain)
+
+
+def check_pattern_detail(on) -> bool:
+    """``pattern_detail`` (whether a floor's or ceiling's known pattern gives observed samples
+    seen nearer than observed their finer detail) as a bool, refused unless one."""
+    if not isinstance(on, bool):
+        raise ValueError(f"pattern_detail: expected true or false, got {on!r}")
+    return on
 
 
 def finite_float32(x: torch.Tensor, name: str, non_negative: bool = False) -> torch.Tensor:

@@ -19,6 +19,12 @@ frame the texture of the world's own observed frames, fixed to the world's surfa
   checker greys out as in a real frame instead of aliasing into noise that changes with
   every step of the camera.
 
+- Where a floor's or ceiling's pattern is known in the world's phase (one period of it,
+  ``periodic.PeriodicPattern``) and memory gives back observed pixels nearer than they were
+  observed from, the render shows each observed pixel's average over its footprint, blown up.
+  ``detail`` gives such pixels the pattern's finer detail: the pattern as the new frame's
+  pixel averages it less the pattern as the observed pixel did.
+
 The same point of a surface is given the same texture from every camera, so a view seen again
 shows the texture it showed before. The band is a real texture of this world: tiles where the
 observed floor is tiled, a checker where it is checkered. Where the invented surface is
@@ -28,7 +34,7 @@ another material, it is still the observed one's texture.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +60,8 @@ __all__ = [
     "bilinear_keeps",
     "edges",
     "footprints",
+    "sees",
+    "surface_footprint",
     "in_light",
     "largest_clean_square",
     "mirror_tile",
@@ -414,6 +422,14 @@ class _Patch:
                 tile, self.sigma_px * span
             )
             self.levels.append(band / bilinear_keeps(band))
+        # a pattern in the world's phase: the tile as a frame pixel spanning 2**l of its
+        # pixels shows it, for every l up to the span of the whole tile (beyond: its mean)
+        self.lows = []
+        if self.periodic:
+            top = max(1, math.ceil(math.log2(max(tile.shape[-2:])))) + 1
+            self.lows = [
+                periodic_blur(tile, math.sqrt((4.0**level - 1) / 12)) for level in range(top + 1)
+            ]
 
 
 @dataclass
@@ -424,6 +440,9 @@ class ExemplarTexture:
     patches: dict[int, _Patch]  # by kind; a kind the frames did not show has none
     plane_y: dict[int, float]  # the y of the floor and ceiling planes, where the frames saw them
     yaw: float = 0.0  # the walls' turn about y: surfaces are laid in axes turned by it
+    # the observed frames' cameras and depth (c2w, K, z-depth (H, W)): the footprint each
+    # point of a surface was observed with (``detail``)
+    views: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
 
     @classmethod
     def from_frames(
@@ -462,29 +481,30 @@ class ExemplarTexture:
                     patches[k] = _Patch(
                         pattern.tile, pattern.to_px(), sigma_px, lod_levels, periodic=True
                     )
-        return cls(patches, plane_y, yaw)
+        views = [(c2w, K, depth) for c2w, K, _, depth in frames]
+        return cls(patches, plane_y, yaw, views)
 
-    def band(self, points: Tensor, c2w: Tensor, gains: dict[int, float] | None = None) -> Tensor:
-        """Generated frames' world points ``(N, H, W, 3)`` (their depth unprojected) seen from
-        cameras ``c2w (N, 4, 4)`` -> the band ``(N, 3, H, W)`` their surfaces take (0 on a kind
-        of surface the observed frames did not show), times ``gains[kind]`` on each kind of
-        surface when given (a kind it leaves out: 0)."""
+    def _reads(self, points: Tensor, c2w: Tensor, kinds=SURFACE_KINDS):
+        """Generated frames' world points ``(N, H, W, 3)`` seen from cameras ``c2w (N, 4, 4)``
+        -> for each kind of ``kinds`` that has a patch and pixels: (kind, patch, its pixels
+        ``(N, H, W)`` bool, their patch coordinates u, v ``(M,)``, level of detail ``(M,)``
+        (log2 of the patch pixels each frame pixel spans), their points ``(M, 3)`` in the
+        walls' axes (a floor's or ceiling's where the ray meets its plane), the cameras'
+        origins ``(M, 3)``)."""
         N, H, W, _ = points.shape
         points = turn_about_y(points.double(), -self.yaw)  # the walls along x and z
         origin = turn_about_y(c2w[:, None, None, :3, 3].double(), -self.yaw)
         kind, normal = surface_kinds(points, origin[:, 0, 0, 1])
-        out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
         for k, patch in self.patches.items():
-            gain = 1.0 if gains is None else gains.get(k, 0.0)
             m = kind == k
-            if gain == 0 or not m.any():
+            if k not in kinds or not m.any():
                 continue
             p = points[m]
+            o = origin.expand(N, H, W, 3)[m]
             if k == WALL:
                 u, v = wall_coordinates(p, normal[m])
             else:
                 if k in self.plane_y:  # where the ray meets the plane
-                    o = origin.expand(N, H, W, 3)[m]
                     rise = p[:, 1] - o[:, 1]
                     scale = (self.plane_y[k] - o[:, 1]) / rise
                     ok = (rise.abs() > 1e-9) & (scale > 0)
@@ -500,19 +520,103 @@ class ExemplarTexture:
             uu = torch.zeros((N, H, W), dtype=u.dtype, device=u.device)
             vv = torch.zeros_like(uu)
             uu[m], vv[m] = u, v
-            top = len(patch.levels) - 1
-            level = footprints(uu, vv, m)[m].clamp_min(1).log2().clamp(max=top)
-            lo = level.floor()
-            frac = (level - lo).float()
-            read = torch.zeros((len(u), 3), dtype=torch.float32, device=points.device)
-            for i, tile in enumerate(patch.levels):
-                w = torch.where(lo == i, 1 - frac, 0.0) + torch.where(lo == i - 1, frac, 0.0)
-                sel = w > 0
-                if sel.any():
-                    tile = tile.to(points.device)
-                    read[sel] += w[sel, None] * wrap_sample(tile, u[sel], v[sel]).float()
+            level = footprints(uu, vv, m)[m].clamp_min(1).log2()
+            yield k, patch, m, u, v, level, p, o
+
+    def band(self, points: Tensor, c2w: Tensor, gains: dict[int, float] | None = None) -> Tensor:
+        """Generated frames' world points ``(N, H, W, 3)`` (their depth unprojected) seen from
+        cameras ``c2w (N, 4, 4)`` -> the band ``(N, 3, H, W)`` their surfaces take (0 on a kind
+        of surface the observed frames did not show), times ``gains[kind]`` on each kind of
+        surface when given (a kind it leaves out: 0)."""
+        N, H, W, _ = points.shape
+        out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
+        kinds = [k for k in SURFACE_KINDS if gains is None or gains.get(k, 0.0) != 0]
+        for k, patch, m, u, v, level, _, _ in self._reads(points, c2w, kinds):
+            gain = 1.0 if gains is None else gains[k]
+            read = _read_levels(patch.levels, u, v, level)
             out[m] = read if gain == 1 else gain * read
         return out.permute(0, 3, 1, 2)
+
+    def detail(self, points: Tensor, c2w: Tensor, K: Tensor) -> Tensor:
+        """Frames' world points ``(N, H, W, 3)`` seen from cameras ``c2w (N, 4, 4)``, ``K (N,
+        3, 3)`` -> the detail ``(N, 3, H, W)`` their floor and ceiling resolve and no observed
+        frame did: where the surface's pattern is known in the world's phase (a periodic
+        patch), the pattern as this frame's pixel averages it less the pattern as the finest
+        observed pixel that saw that point averaged it (``surface_footprint``; 0 where this
+        frame's pixel is no finer, where no observed frame saw the point, and off the plane:
+        a table top). A render of observed samples brought nearer than they were observed
+        from shows each sample's average over its footprint, blown up; adding this gives it
+        the pattern's finer detail, in its phase."""
+        N, H, W, _ = points.shape
+        out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
+        fx = K[:, None, None, 0, 0].expand(N, H, W).double()
+        for k, patch, m, u, v, _, p, o in self._reads(points, c2w, (FLOOR, CEILING)):
+            if not patch.periodic or k not in self.plane_y:
+                continue
+            y = self.plane_y[k]
+            # off the plane: the frame's own point lies farther from it than its range allows
+            own = turn_about_y(points.double(), -self.yaw)[m]
+            near = (own[:, 1] - y).abs() <= PLANE_TOL_REL * (own - o).norm(dim=-1)
+            texels = float(torch.linalg.det(patch.to_px[:, :2].double()).abs().sqrt())
+            here = surface_footprint(p, o, fx[m], y) * texels
+            seen = torch.full_like(here, math.inf)
+            world = turn_about_y(p, self.yaw)
+            for c2w_s, K_s, depth_s in self.views:
+                o_s = turn_about_y(c2w_s[:3, 3].double(), -self.yaw).expand_as(p)
+                foot = surface_footprint(p, o_s, float(K_s[0, 0]), y) * texels
+                seen = torch.where(sees(world, c2w_s, K_s, depth_s), foot.minimum(seen), seen)
+            want = near & seen.isfinite() & (seen > here)
+            if not want.any():
+                continue
+            read = torch.zeros((len(u), 3), dtype=torch.float32, device=points.device)
+            fine = _read_levels(patch.lows, u[want], v[want], here[want].clamp_min(1).log2())
+            coarse = _read_levels(patch.lows, u[want], v[want], seen[want].clamp_min(1).log2())
+            read[want] = fine - coarse
+            out[m] = read
+        return out.permute(0, 3, 1, 2)
+
+
+def _read_levels(tiles: list[Tensor], u: Tensor, v: Tensor, level: Tensor) -> Tensor:
+    """``tiles[l]`` read at patch coordinates ``u, v (M,)`` (``wrap_sample``), each at its
+    fractional ``level (M,)`` (clamped to the levels there are): linear between the two levels
+    either side -> ``(M, 3)`` float32."""
+    level = level.clamp(0, len(tiles) - 1)
+    lo = level.floor()
+    frac = (level - lo).float()
+    read = torch.zeros((len(u), 3), dtype=torch.float32, device=u.device)
+    for i, tile in enumerate(tiles):
+        w = torch.where(lo == i, 1 - frac, 0.0) + torch.where(lo == i - 1, frac, 0.0)
+        sel = w > 0
+        if sel.any():
+            tile = tile.to(u.device)
+            read[sel] += w[sel, None] * wrap_sample(tile, u[sel], v[sel]).float()
+    return read
+
+
+MIN_COS = 0.2  # a surface seen more obliquely than this is averaged as at this angle
+
+
+def surface_footprint(p: Tensor, origin: Tensor, fx, plane_y: float) -> Tensor:
+    """Points ``p (M, 3)`` of the horizontal plane at ``plane_y`` seen from ``origin (M, 3)``
+    with focal length ``fx`` (pixels; a number or ``(M,)``) -> the width in metres of the
+    surface one pixel averages there ``(M,)``: its extent across the ray, the range / fx,
+    stretched by the obliquity (1 / the cosine between ray and normal, at most 1 /
+    ``MIN_COS``), as a pixel integrating its area does along the ray's run."""
+    r = (p - origin).norm(dim=-1)
+    cos = ((origin[:, 1] - plane_y).abs() / r.clamp_min(1e-9)).clamp_min(MIN_COS)
+    return r / fx / cos
+
+
+def sees(points: Tensor, c2w: Tensor, K: Tensor, depth: Tensor) -> Tensor:
+    """World points ``(M, 3)`` -> ``(M,)`` bool: the view (c2w ``(4, 4)``, K ``(3, 3)``,
+    z-depth ``(H, W)``, 0 unknown) shows them, in its frame with its depth at their pixel
+    within ``STEEP`` of theirs (not hidden behind something nearer)."""
+    H, W = depth.shape
+    pix, z = project_points(points.double(), c2w.double(), K.double())
+    col, row = pix[:, 0].floor().long(), pix[:, 1].floor().long()
+    inside = (z > 0) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+    d = depth.double()[row.clamp(0, H - 1), col.clamp(0, W - 1)]
+    return inside & (d > 0) & ((d - z).abs() <= STEEP * z)
 
 
 def edges(depth: Tensor, normal: Tensor) -> Tensor:
