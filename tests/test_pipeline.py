@@ -708,8 +708,9 @@ def test_pattern_detail_is_added_where_memory_passed_observed_samples(
     def field(points):  # (N, H, W, 3) -> (N, 3, H, W)
         return 0.2 * torch.sin(7 * points).permute(0, 3, 1, 2)
 
-    def known(self, points, c2w, K):
+    def known(self, points, c2w, K, shown):
         assert self.views and len(c2w) == len(K) == len(points)
+        assert shown.shape == points.shape[:-1]  # the widths the memory's samples averaged
         return field(points)
 
     monkeypatch.setattr(ExemplarTexture, "detail", known)

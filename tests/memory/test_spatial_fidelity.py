@@ -222,3 +222,38 @@ def test_a_generated_surface_hides_an_observed_one_only_beyond_the_margin(gap_m,
     else:
         assert torch.equal(after.rgb * seen, before.rgb * seen)
         assert bool((after.observed[seen] == 1).all())
+
+
+def test_shown_quality_is_the_width_the_observed_sample_shown_averaged():
+    """A wall 3 m ahead, its left half observed and its right half generated: at the camera
+    it was seen from, each observed pixel's sample averaged r / fx of the wall (its range over
+    the focal length: the pixel's width, over the incidence's cosine z / r), the generated half
+    none (inf). Twice as near, the render shows the same samples, so the same widths, about
+    twice what the nearer camera's pixels span; from the last render at those cameras or from
+    a fresh z-buffer alike."""
+    K = intrinsics(2, 32)
+    c2w = torch.stack([torch.eye(4), torch.eye(4)])
+    c2w[1, 2, 3] = 1.5  # 1.5 m nearer the wall
+    wall = [(3.0, -4, 4, -4, 4, (0.2, 0.3, 0.9))]
+    rgb, depth = rect_scene(c2w[:1], K[:1], 32, 32, wall)
+    sm = SpatialMemory()
+    left = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    left[..., :16] = True
+    sm.insert(rgb, depth, c2w[:1], K[:1], mask=left)
+    sm.insert(rgb, depth, c2w[:1], K[:1], observed=False)
+    q = sm.shown_quality(c2w[:1], K[:1], 32, 32)[0]
+    assert bool(q[:, 16:].isinf().all())
+    v, u = torch.meshgrid(torch.arange(32) + 0.5, torch.arange(32) + 0.5, indexing="ij")
+    fx = float(K[0, 0, 0])
+    ray = torch.stack([(u - K[0, 0, 2]) / fx, (v - K[0, 1, 2]) / fx, torch.ones_like(u)], -1)
+    want = 3.0 * ray.norm(dim=-1) / fx  # r / fx
+    inner = (slice(1, -1), slice(1, 15))  # the normals of the border pixels are one-sided
+    torch.testing.assert_close(q[inner], want[inner], rtol=0.02, atol=0.0)
+    sm.render(c2w, K, 32, 32)
+    near = sm.shown_quality(c2w, K, 32, 32)
+    sm._last_render = None  # no render to take the winners from: a fresh z-buffer
+    torch.testing.assert_close(sm.shown_quality(c2w, K, 32, 32), near)
+    seen = near[1].isfinite()
+    assert int(seen.sum()) > 200
+    ratio = near[1][seen] / (1.5 * ray.norm(dim=-1)[seen] / fx)  # over the nearer pixel's width
+    assert 1.6 < float(ratio.median()) < 2.4

@@ -60,6 +60,7 @@ Cameras follow ``worldmem.geometry.camera`` (OpenCV, c2w, K in pixels, z-depth i
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -534,6 +535,28 @@ class SpatialMemory:
             again, found = self._frames.resample(c2w, K, depth, want, height, width)
             colours = torch.where(found[:, None], again, colours)
         return compose(index, depth, self._rgb, c2w.shape[0], height, width, self._obs, colours)
+
+    def shown_quality(self, c2w: Tensor, K: Tensor, height: int, width: int) -> Tensor:
+        """The quality of the sample ``render`` shows at each pixel of V cameras (``c2w (V, 4,
+        4)``, ``K (V, 3, 3)``) when it is observed, ``(V, H, W)`` metres: the width of surface
+        its pixel averaged (footprint / cos(incidence)); inf where the pixel shows a generated
+        sample or none. The winners are the last render's when it was made at these cameras
+        and no sample changed since (the pipeline renders a chunk's cameras, then asks), else
+        the torch z-buffer's."""
+        height, width = check_size(height, width)
+        check_cameras(c2w, K, None)
+        c2w = c2w.to(self.device, torch.float32)
+        K = K.to(self.device, torch.float32)
+        V = c2w.shape[0]
+        cached = [self._rendered(self._last_render, c2w[v], K[v], height, width) for v in range(V)]
+        if all(c is not None for c in cached):
+            index = torch.cat([c[0] for c in cached])
+        else:
+            index, _ = self._splat(c2w, K, height, width)
+        win = index.clamp(min=0)
+        observed = (index >= 0) & self._obs.index_select(0, win)
+        quality = torch.where(observed, self._qual.index_select(0, win), math.inf)
+        return quality.view(V, height, width)
 
     def _rendered(self, cached: tuple | None, c2w: Tensor, K: Tensor, H: int, W: int):
         """The winners and depths ``(H*W,)`` of ``_splat`` at one camera (``c2w (4, 4)``, ``K

@@ -537,16 +537,19 @@ class ExemplarTexture:
             out[m] = read if gain == 1 else gain * read
         return out.permute(0, 3, 1, 2)
 
-    def detail(self, points: Tensor, c2w: Tensor, K: Tensor) -> Tensor:
+    def detail(self, points: Tensor, c2w: Tensor, K: Tensor, shown: Tensor | None = None) -> Tensor:
         """Frames' world points ``(N, H, W, 3)`` seen from cameras ``c2w (N, 4, 4)``, ``K (N,
         3, 3)`` -> the detail ``(N, 3, H, W)`` their floor and ceiling resolve and no observed
         frame did: where the surface's pattern is known in the world's phase (a periodic
         patch), the pattern as this frame's pixel averages it less the pattern as the finest
         observed pixel that saw that point averaged it (``surface_footprint``; 0 where this
         frame's pixel is no finer, where no observed frame saw the point, and off the plane:
-        a table top). A render of observed samples brought nearer than they were observed
-        from shows each sample's average over its footprint, blown up; adding this gives it
-        the pattern's finer detail, in its phase."""
+        a table top). The observed frames are this texture's ``views``, and ``shown (N, H,
+        W)`` metres, when given, the width of surface the sample a memory render shows at
+        each pixel averaged (``SpatialMemory.shown_quality``: a frame no longer among the
+        views may have seen it nearer). A render of observed samples brought nearer than
+        they were observed from shows each sample's average over its footprint, blown up;
+        adding this gives it the pattern's finer detail, in its phase."""
         N, H, W, _ = points.shape
         out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
         fx = K[:, None, None, 0, 0].expand(N, H, W).double()
@@ -560,6 +563,8 @@ class ExemplarTexture:
             texels = float(torch.linalg.det(patch.to_px[:, :2].double()).abs().sqrt())
             here = surface_footprint(p, o, fx[m], y) * texels
             seen = torch.full_like(here, math.inf)
+            if shown is not None:
+                seen = shown.to(here)[m] * texels
             world = turn_about_y(p, self.yaw)
             for c2w_s, K_s, depth_s in self.views:
                 o_s = turn_about_y(c2w_s[:3, 3].double(), -self.yaw).expand_as(p)
