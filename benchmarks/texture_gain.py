@@ -15,7 +15,9 @@ of every seventh frame, paired against the frames without texture (1,000 permuta
 Variants: each gain with levels of detail (shipped) and, at the first gain, without them
 (the finest level everywhere: a distant surface's texture aliases); with ``--wall-gains``,
 each gain on floors and ceilings with each of those on the walls (``sampler.texture_gain``
-and ``sampler.wall_texture_gain``).
+and ``sampler.wall_texture_gain``). Every variant carries the pattern detail on the pixels
+memory passed observed samples through (``sampler.pattern_detail``, as shipped), unless
+``--no-pattern-detail``.
 """
 
 from __future__ import annotations
@@ -61,10 +63,11 @@ def walk(pipe: WorldPipeline, case) -> dict:
         seed=case.seed,
     )  # fmt: skip
     T = pipe.model_cfg.chunk_frames
-    rgb, depth, holes = [], [], []
+    rgb, depth, holes, shown = [], [], [], []
     for i in range(1, case.num_frames, T):
         cams, K = case.c2w[i : i + T], case.K[i : i + T]
         observed = pipe.model_inputs(cams, K).memory_observed[0]
+        shown.append(pipe.state.spatial.shown_quality(cams, K, pipe.size, pipe.size))
         chunk = pipe.step(cams, K)
         rgb.append(chunk.rgb.float())
         depth.append(chunk.depth.float())
@@ -77,6 +80,7 @@ def walk(pipe: WorldPipeline, case) -> dict:
         "holes": torch.cat(holes),
         "laid_on": without_cracks(torch.cat(holes)),
         "observed": observed,
+        "shown": torch.cat(shown),
     }
 
 
@@ -101,6 +105,16 @@ def band(w: dict, lod_levels: int, gains: dict[int, float] | None = None) -> tor
     return w["laid_on"] * texture.band(points, cams, gains)
 
 
+def pattern_detail(w: dict) -> torch.Tensor:
+    """The pattern detail the pipeline adds to walk ``w``'s frames where memory passed
+    observed samples through (``sampler.pattern_detail``)."""
+    case = w["case"]
+    texture = ExemplarTexture.from_frames(w["observed"])
+    cams, K = case.c2w[1:], case.K[1:]
+    points = unproject_depth(w["depth"][:, 0], cams, K)
+    return (1 - w["laid_on"]) * texture.detail(points, cams, K, w["shown"])
+
+
 def over_worlds(values: dict[int, list[float]]) -> float:
     """The mean over worlds of each world's mean, as the walk protocol averages."""
     return sum(sum(v) / len(v) for v in values.values()) / len(values)
@@ -115,14 +129,18 @@ def truth_recall(walks: list[dict]) -> float:
     return over_worlds(out)
 
 
-def measure(walks: list[dict], gain: float, bands: list[torch.Tensor]) -> tuple[dict, torch.Tensor]:
+def measure(
+    walks: list[dict], gain: float, bands: list[torch.Tensor], details: list | None = None
+) -> tuple[dict, torch.Tensor]:
     """The measures of the walks' frames with ``gain`` times their laid ``bands`` (``band``,
-    one per walk), and the kept frames for KID."""
+    one per walk) and their ``details`` (``pattern_detail``; None: none), and the kept frames
+    for KID."""
     psnrs, recall = defaultdict(list), defaultdict(list)
     sharp, on, off, kept = [], [], [], []
-    for w, laid in zip(walks, bands, strict=True):
+    for i, (w, laid) in enumerate(zip(walks, bands, strict=True)):
         case = w["case"]
-        x = w["rgb"] if gain == 0 else (w["rgb"] + gain * laid).clamp(0, 1)
+        x = w["rgb"] if gain == 0 else w["rgb"] + gain * laid
+        x = (x + details[i] if details is not None else x).clamp(0, 1)
         truth = case.rgb[1:]
         psnrs[case.seed] += psnr(x, truth).tolist()
         sharp += sharpness_ratio(x, truth).clamp_min(1e-6).tolist()
@@ -153,15 +171,17 @@ def main() -> None:
     ap.add_argument(
         "--wall-gains", default=None, help="comma-separated gains on the walls (default: each gain)"
     )
+    ap.add_argument("--no-pattern-detail", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     gains = [float(g) for g in args.gains.split(",")]
     wall_gains = None if args.wall_gains is None else [float(g) for g in args.wall_gains.split(",")]
     plain = WorldPipeline.from_pretrained(
-        args.checkpoint, device="cpu", texture_gain=0, wall_texture_gain=0
+        args.checkpoint, device="cpu", texture_gain=0, wall_texture_gain=0, pattern_detail=False
     )
     walks = all_walks(plain)
+    details = None if args.no_pattern_detail else [pattern_detail(w) for w in walks]
     features = EfficientNetFeatures().eval()
     truth = torch.cat([w["case"].rgb[1:][torch.arange(0, FRAMES - 1, KEEP_EVERY)] for w in walks])
     f_truth = image_features(features, truth)
@@ -200,7 +220,7 @@ def main() -> None:
             for gw in wall_gains
         ]
     for name, gain, laid in variants:
-        row, kept = measure(walks, gain, laid)
+        row, kept = measure(walks, gain, laid, details)
         delta, p = kid_paired_test(image_features(features, kept), f_base, f_truth)
         print(
             f"| {name} | {row['psnr']:.2f} | {row['sharpness']:.2f} ({row['on']:.2f} / "

@@ -693,8 +693,9 @@ def test_pattern_detail_is_added_where_memory_passed_observed_samples(
     tiny_pipeline_dir, tmp_path, monkeypatch
 ):
     """With ``pattern_detail``, a chunk's frames are the plain pipeline's plus the texture's
-    ``detail`` at the chunk's own points wherever the memory render passed an observed sample
-    (and in the cracks between them), and exactly the plain frames in the holes; the memories
+    ``detail`` wherever the memory render passed an observed sample (and in the cracks between
+    them), at the render's own depth where it held a sample (the chunk's elsewhere), and
+    exactly the plain frames in the holes; the memories
     take the frames without it. ``texture.detail`` itself is checked against the synthetic
     worlds in ``tests/memory/test_texture.py``; here it is replaced by a known field of the
     points, so the test sees where and how it is added. The setting survives save and load;
@@ -736,7 +737,9 @@ def test_pattern_detail_is_added_where_memory_passed_observed_samples(
         assert torch.equal(a, b)
     holes = without_cracks((observed <= 0.5).float())
     assert 0.1 < float(holes.mean()) < 0.9
-    points = unproject_depth(got.depth[:, 0], cams[1:], K.expand(2, 3, 3))
+    at = torch.where(got.memory_mask > 0.5, got.memory_depth, got.depth)  # the samples' own
+    assert not torch.equal(at, got.depth)
+    points = unproject_depth(at[:, 0], cams[1:], K.expand(2, 3, 3))
     want = (base.rgb + (1 - holes) * field(points)).clamp(0, 1)
     torch.testing.assert_close(got.rgb, want)
     assert torch.equal(

@@ -886,6 +886,11 @@ class WorldPipeline:
                 band = texture.band(points, cams[:keep], self.texture_gains)
                 shown = shown + unobserved * band.to(rgb.device, rgb.dtype)
             if self.pattern_detail:  # where memory passed observed samples (and their cracks)
+                # at the samples' own points where the render held one (the model's depth
+                # there is its guess of theirs), the frame's own elsewhere
+                held = mem_mask[:keep, 0] > 0.5
+                at = torch.where(held, mem_depth[:keep, 0].to(depth), depth[:, 0])
+                points = unproject_depth(at, cams[:keep], K[:keep])
                 shown_q = world.spatial.shown_quality(cams[:keep], K[:keep], *rgb.shape[-2:])
                 detail = texture.detail(points, cams[:keep], K[:keep], shown_q)
                 shown = shown + (1 - unobserved) * detail.to(rgb.device, rgb.dtype)

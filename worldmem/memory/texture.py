@@ -95,6 +95,10 @@ LOD_LEVELS = 5  # levels of detail: a frame pixel spanning 1, 2, 4, 8, 16 patch 
 SHADOW_RATIO, LIT_QUANTILE, LIT_BLUR_PX = 0.75, 0.5, 2.0
 MIN_LIT_SIDE = 0.5  # ... unless the square in the light is under half as wide as the whole's
 LUMA = (0.299, 0.587, 0.114)
+# a frame's point this near the floor's or ceiling's plane (times its range) lies on it, for
+# ``ExemplarTexture.detail``: a splatted sample's depth is its own across its footprint, and
+# the model's is a guess, a few % off a plane seen obliquely; a table top is farther off
+DETAIL_PLANE_TOL_REL = 0.05
 
 
 def without_cracks(holes: Tensor, px: int = CRACK_PX) -> Tensor:
@@ -559,7 +563,7 @@ class ExemplarTexture:
             y = self.plane_y[k]
             # off the plane: the frame's own point lies farther from it than its range allows
             own = turn_about_y(points.double(), -self.yaw)[m]
-            near = (own[:, 1] - y).abs() <= PLANE_TOL_REL * (own - o).norm(dim=-1)
+            near = (own[:, 1] - y).abs() <= DETAIL_PLANE_TOL_REL * (own - o).norm(dim=-1)
             texels = float(torch.linalg.det(patch.to_px[:, :2].double()).abs().sqrt())
             here = surface_footprint(p, o, fx[m], y) * texels
             seen = torch.full_like(here, math.inf)
