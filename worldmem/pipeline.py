@@ -283,8 +283,9 @@ class WorldPipeline:
         ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale``, ``depth_net``
         (a ``DepthNet``, or None for the model's depth throughout), ``start_depth`` and
         ``generated_depth`` (``DEPTH_SOURCES``), ``detail_net`` (a ``DetailNet``, or None to
-        draw no detail), ``texture_gain``, ``first_frame`` (a ``FirstFrameNet``, or None for
-        the model's own prompt-only start) or ``memory_cfg``."""
+        draw no detail), ``texture_gain``, ``wall_texture_gain``, ``pattern_detail``,
+        ``first_frame`` (a ``FirstFrameNet``, or None for the model's own prompt-only start)
+        or ``memory_cfg``."""
         path = Path(path)
         meta = read_pipeline_json(path)
         meta_path = path / "pipeline.json"

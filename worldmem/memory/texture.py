@@ -60,8 +60,6 @@ __all__ = [
     "bilinear_keeps",
     "edges",
     "footprints",
-    "sees",
-    "surface_footprint",
     "in_light",
     "largest_clean_square",
     "mirror_tile",
@@ -69,6 +67,8 @@ __all__ = [
     "plane_pattern",
     "periodic_blur",
     "point_normals",
+    "sees",
+    "surface_footprint",
     "surface_kinds",
     "turn_about_y",
     "wall_coordinates",
@@ -227,8 +227,9 @@ def footprints(u: Tensor, v: Tensor, inside: Tensor) -> Tensor:
     to the next pixel across and down, each the shorter of its steps forward and back within
     ``inside`` (so a pixel beside an edge takes its step from its own side); 1 where it has
     no neighbour inside. The shorter axis is the pixel's extent across its ray (a surface seen
-    obliquely is stretched along the other), as a renderer filtering by the pixel's cone does,
-    the synthetic worlds' included."""
+    obliquely is stretched along the other; the synthetic worlds' renderer averages over the
+    longer, ``surface_footprint``, which ``detail`` takes, but the laid band at that level
+    blurs the frames below the sharpness asked)."""
     rate = torch.full(u.shape, math.inf, dtype=torch.float64, device=u.device)
     for dim, fwd, back in ((1, (0, 0, 0, 1), (0, 0, 1, 0)), (2, (0, 1), (1, 0))):  # down, across
         n = u.shape[dim]
