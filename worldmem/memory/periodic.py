@@ -97,6 +97,15 @@ def _phase_bin(x: Tensor, period, bins: int) -> Tensor:
     return (torch.remainder(x / period, 1) * bins).long().clamp(max=bins - 1)
 
 
+def _bin_sums(b: Tensor, colour: Tensor, slots: int) -> tuple[Tensor, Tensor]:
+    """Samples in bins ``b (N,)`` of ``slots``, colours ``colour (N, C)`` -> each bin's count
+    ``(slots,)`` and colour sum ``(slots, C)``."""
+    count = torch.zeros(slots, dtype=torch.float64).index_add_(
+        0, b, torch.ones_like(b, dtype=torch.float64)
+    )
+    return count, torch.zeros(slots, colour.shape[1], dtype=torch.float64).index_add_(0, b, colour)
+
+
 def dispersion(
     u: Tensor, v: Tensor, colour: Tensor, periods: Tensor, bins: int = PHASE_BINS
 ) -> Tensor:
@@ -115,12 +124,7 @@ def dispersion(
         bu, bv = _phase_bin(u[None], chunk[:, :1], bins), _phase_bin(v[None], chunk[:, 1:], bins)
         b = ((torch.arange(n_p)[:, None] * bins + bv) * bins + bu).reshape(-1)
         slots = n_p * bins * bins
-        count = torch.zeros(slots, dtype=torch.float64).index_add_(
-            0, b, torch.ones_like(b, dtype=torch.float64)
-        )
-        s = torch.zeros(slots, colour.shape[1], dtype=torch.float64).index_add_(
-            0, b, colour.repeat(n_p, 1)
-        )
+        count, s = _bin_sums(b, colour.repeat(n_p, 1), slots)
         s2 = torch.zeros(slots, dtype=torch.float64).index_add_(0, b, sq.repeat(n_p))
         within = s2 - (s**2).sum(1) / count.clamp(min=1)
         out.append(within.view(n_p, -1).sum(1) / total)
@@ -146,11 +150,7 @@ def held_out_dispersion(
             return 1.0
         left = []
         for fit in (odd, ~odd):
-            n = torch.zeros(bins * bins, dtype=torch.float64).index_add_(
-                0, b[fit], torch.ones(int(fit.sum()), dtype=torch.float64)
-            )
-            s = torch.zeros(bins * bins, colour.shape[1], dtype=torch.float64)
-            s.index_add_(0, b[fit], colour[fit])
+            n, s = _bin_sums(b[fit], colour[fit], bins * bins)
             mean = torch.where(n[:, None] > 0, s / n.clamp(min=1)[:, None], colour[fit].mean(0))
             c = colour[~fit]
             total = float(((c - c.mean(0)) ** 2).sum())

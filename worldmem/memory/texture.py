@@ -418,23 +418,20 @@ class _Patch:
     def __post_init__(self):
         rgb = self.rgb.float()
         tile = rgb if self.periodic else mirror_tile(without_gradient(rgb))
+        # a pattern in the world's phase keeps the tile as a frame pixel spanning 2**l of its
+        # pixels shows it (``lows``), for every l up to twice the tile's side (beyond: its mean)
+        top = max(1, math.ceil(math.log2(max(tile.shape[-2:])))) + 1 if self.periodic else -1
+        # a frame pixel spanning 2**l patch pixels averages them: a box of that width, whose
+        # variance (4**l / 12) is the Gaussian's, less the patch pixel's own box
+        boxed = [
+            periodic_blur(tile, math.sqrt((4.0**level - 1) / 12))
+            for level in range(max(self.lod_levels, top + 1))
+        ]
         self.levels = []
         for level in range(self.lod_levels):
-            span = 2.0**level
-            # a frame pixel spanning `span` patch pixels averages them: a box of that width,
-            # whose variance (span^2 / 12) is the Gaussian's, less the patch pixel's own box
-            band = periodic_blur(tile, math.sqrt((span**2 - 1) / 12)) - periodic_blur(
-                tile, self.sigma_px * span
-            )
+            band = boxed[level] - periodic_blur(tile, self.sigma_px * 2.0**level)
             self.levels.append(band / bilinear_keeps(band))
-        # a pattern in the world's phase: the tile as a frame pixel spanning 2**l of its
-        # pixels shows it, for every l up to the span of the whole tile (beyond: its mean)
-        self.lows = []
-        if self.periodic:
-            top = max(1, math.ceil(math.log2(max(tile.shape[-2:])))) + 1
-            self.lows = [
-                periodic_blur(tile, math.sqrt((4.0**level - 1) / 12)) for level in range(top + 1)
-            ]
+        self.lows = boxed[: top + 1]
 
 
 @dataclass
@@ -489,13 +486,10 @@ class ExemplarTexture:
         views = [(c2w, K, depth) for c2w, K, _, depth in frames]
         return cls(patches, plane_y, yaw, views)
 
-    def _reads(self, points: Tensor, c2w: Tensor, kinds=SURFACE_KINDS):
-        """Generated frames' world points ``(N, H, W, 3)`` seen from cameras ``c2w (N, 4, 4)``
-        -> for each kind of ``kinds`` that has a patch and pixels: (kind, patch, its pixels
-        ``(N, H, W)`` bool, their patch coordinates u, v ``(M,)``, level of detail ``(M,)``
-        (log2 of the patch pixels each frame pixel spans), their points ``(M, 3)`` in the
-        walls' axes (a floor's or ceiling's where the ray meets its plane), the cameras'
-        origins ``(M, 3)``)."""
+    def _reads(self, points: Tensor, c2w: Tensor, kinds=SURFACE_KINDS, with_level: bool = True):
+        """Frames' world points ``(N, H, W, 3)`` seen from cameras ``c2w (N, 4, 4)`` -> a
+        ``_Read`` for each kind of ``kinds`` that has a patch and pixels (its ``level`` only
+        ``with_level``)."""
         N, H, W, _ = points.shape
         points = turn_about_y(points.double(), -self.yaw)  # the walls along x and z
         origin = turn_about_y(c2w[:, None, None, :3, 3].double(), -self.yaw)
@@ -504,7 +498,7 @@ class ExemplarTexture:
             m = kind == k
             if k not in kinds or not m.any():
                 continue
-            p = points[m]
+            own = p = points[m]
             o = origin.expand(N, H, W, 3)[m]
             if k == WALL:
                 u, v = wall_coordinates(p, normal[m])
@@ -520,13 +514,14 @@ class ExemplarTexture:
                 m_px[0, 0] * u + m_px[0, 1] * v + m_px[0, 2],
                 m_px[1, 0] * u + m_px[1, 1] * v + m_px[1, 2],
             )
-            # the level of detail: how many patch pixels each frame pixel spans, from the
-            # steps of the coordinates between neighbours on this kind of surface
-            uu = torch.zeros((N, H, W), dtype=u.dtype, device=u.device)
-            vv = torch.zeros_like(uu)
-            uu[m], vv[m] = u, v
-            level = footprints(uu, vv, m)[m].clamp_min(1).log2()
-            yield k, patch, m, u, v, level, p, o
+            level = None
+            if with_level:  # how many patch pixels each frame pixel spans, from the steps of
+                # the coordinates between neighbours on this kind of surface
+                uu = torch.zeros((N, H, W), dtype=u.dtype, device=u.device)
+                vv = torch.zeros_like(uu)
+                uu[m], vv[m] = u, v
+                level = footprints(uu, vv, m)[m].clamp_min(1).log2()
+            yield _Read(k, patch, m, u, v, level, p, o, own)
 
     def band(self, points: Tensor, c2w: Tensor, gains: dict[int, float] | None = None) -> Tensor:
         """Generated frames' world points ``(N, H, W, 3)`` (their depth unprojected) seen from
@@ -536,10 +531,10 @@ class ExemplarTexture:
         N, H, W, _ = points.shape
         out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
         kinds = [k for k in SURFACE_KINDS if gains is None or gains.get(k, 0.0) != 0]
-        for k, patch, m, u, v, level, _, _ in self._reads(points, c2w, kinds):
-            gain = 1.0 if gains is None else gains[k]
-            read = _read_levels(patch.levels, u, v, level)
-            out[m] = read if gain == 1 else gain * read
+        for r in self._reads(points, c2w, kinds):
+            gain = 1.0 if gains is None else gains[r.kind]
+            read = _read_levels(r.patch.levels, r.u, r.v, r.level)
+            out[r.pixels] = read if gain == 1 else gain * read
         return out.permute(0, 3, 1, 2)
 
     def detail(self, points: Tensor, c2w: Tensor, K: Tensor, shown: Tensor | None = None) -> Tensor:
@@ -557,19 +552,23 @@ class ExemplarTexture:
         adding this gives it the pattern's finer detail, in its phase."""
         N, H, W, _ = points.shape
         out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
+        kinds = [
+            k
+            for k in (FLOOR, CEILING)
+            if k in self.plane_y and k in self.patches and self.patches[k].periodic
+        ]
+        if not kinds:
+            return out.permute(0, 3, 1, 2)
         fx = K[:, None, None, 0, 0].expand(N, H, W).double()
-        for k, patch, m, u, v, _, p, o in self._reads(points, c2w, (FLOOR, CEILING)):
-            if not patch.periodic or k not in self.plane_y:
-                continue
-            y = self.plane_y[k]
+        for r in self._reads(points, c2w, kinds, with_level=False):
+            y, p, o = self.plane_y[r.kind], r.at, r.origin
             # off the plane: the frame's own point lies farther from it than its range allows
-            own = turn_about_y(points.double(), -self.yaw)[m]
-            near = (own[:, 1] - y).abs() <= DETAIL_PLANE_TOL_REL * (own - o).norm(dim=-1)
-            texels = float(torch.linalg.det(patch.to_px[:, :2].double()).abs().sqrt())
-            here = surface_footprint(p, o, fx[m], y) * texels
+            near = (r.own[:, 1] - y).abs() <= DETAIL_PLANE_TOL_REL * (r.own - o).norm(dim=-1)
+            texels = float(torch.linalg.det(r.patch.to_px[:, :2].double()).abs().sqrt())
+            here = surface_footprint(p, o, fx[r.pixels], y) * texels
             seen = torch.full_like(here, math.inf)
             if shown is not None:
-                seen = shown.to(here)[m] * texels
+                seen = shown.to(here)[r.pixels] * texels
             world = turn_about_y(p, self.yaw)
             for c2w_s, K_s, depth_s in self.views:
                 o_s = turn_about_y(c2w_s[:3, 3].double(), -self.yaw).expand_as(p)
@@ -578,12 +577,29 @@ class ExemplarTexture:
             want = near & seen.isfinite() & (seen > here)
             if not want.any():
                 continue
-            read = torch.zeros((len(u), 3), dtype=torch.float32, device=points.device)
-            fine = _read_levels(patch.lows, u[want], v[want], here[want].clamp_min(1).log2())
-            coarse = _read_levels(patch.lows, u[want], v[want], seen[want].clamp_min(1).log2())
-            read[want] = fine - coarse
-            out[m] = read
+            u, v, lows = r.u[want], r.v[want], r.patch.lows
+            read = torch.zeros((len(r.u), 3), dtype=torch.float32, device=points.device)
+            read[want] = _read_levels(lows, u, v, here[want].clamp_min(1).log2()) - _read_levels(
+                lows, u, v, seen[want].clamp_min(1).log2()
+            )
+            out[r.pixels] = read
         return out.permute(0, 3, 1, 2)
+
+
+@dataclass
+class _Read:
+    """One kind of surface's pixels in frames (``ExemplarTexture._reads``), in the walls' axes
+    (turned by -yaw about y)."""
+
+    kind: int
+    patch: _Patch
+    pixels: Tensor  # (N, H, W) bool
+    u: Tensor  # (M,) patch coordinates (column, row) of each pixel's point
+    v: Tensor
+    level: Tensor | None  # (M,) log2 of the patch pixels each frame pixel spans
+    at: Tensor  # (M, 3) the point laid at: a floor's or ceiling's where the ray meets the plane
+    origin: Tensor  # (M, 3) its camera's centre
+    own: Tensor  # (M, 3) the frame's own point
 
 
 def _read_levels(tiles: list[Tensor], u: Tensor, v: Tensor, level: Tensor) -> Tensor:
