@@ -484,17 +484,21 @@ def test_the_floor_square_keeps_out_of_a_shadow_across_it():
 
 
 def test_surface_footprint_is_a_pixels_reach_on_the_plane():
-    """A camera 1.5 m above a floor: a point d metres away along the floor is r = hypot(1.5,
-    d) off, seen at cos = 1.5 / r to the normal, so one pixel (1 / fx radians) averages r / fx
-    across the ray and r^2 / (fx 1.5) along it, the reach taken; beyond 1 / MIN_COS times
-    the across, that."""
+    """A camera 1.5 m above a floor looking level along x: a point d metres ahead on the floor
+    (and 1 m to the side) is at z-depth d and range r, seen at cos = 1.5 / r to the normal, so
+    one pixel (z / fx across its ray) averages z r / (fx 1.5) along the floor; beyond 1 /
+    MIN_COS times the across, that. The same as the synthetic renderer's box filter (its ray
+    length times the pixel's angular size, cos(z axis, ray) / fx, over the cosine)."""
     fx, h = 40.0, 1.5
-    d = torch.tensor([0.0, 1.0, 3.0, 20.0], dtype=torch.float64)
-    p = torch.stack([d, torch.full_like(d, 1.5), torch.zeros_like(d)], -1)
+    d = torch.tensor([0.5, 1.0, 3.0, 20.0], dtype=torch.float64)
+    p = torch.stack([d, torch.full_like(d, 1.5), torch.ones_like(d)], -1)
     origin = torch.zeros_like(p)
-    r = d.hypot(torch.tensor(h, dtype=torch.float64))
-    want = torch.minimum(r**2 / (fx * h), 5 * r / fx)
-    torch.testing.assert_close(surface_footprint(p, origin, fx, 1.5), want)
+    forward = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64).expand_as(p)
+    r = p.norm(dim=-1)
+    want = torch.minimum(d * r / (fx * h), 5 * d / fx)
+    torch.testing.assert_close(surface_footprint(p, origin, forward, fx, 1.5), want)
+    renderer = r * (d / r / fx) / (h / r).clamp_min(0.2)  # t * (cosz / fx) / cos
+    torch.testing.assert_close(surface_footprint(p, origin, forward, fx, 1.5), renderer)
 
 
 def _masked_db(x: torch.Tensor, truth: torch.Tensor, on: torch.Tensor) -> float:
@@ -507,8 +511,8 @@ def test_a_floor_seen_nearer_takes_its_patterns_finer_detail_in_its_phase():
     its out-and-back start frame. Walking in, a frame sees them nearer than the start did: the
     start frame read through that frame's true depth (what a memory of the start gives there)
     is the truth averaged over the start's wider footprint; with the texture's detail added,
-    it is nearer the truth (floor 15.8 -> 20.0 dB at frame 20, measured; ceiling 28.2 ->
-    29.7). At the start camera itself the detail is exactly 0, so is it on the box's top (off
+    it is nearer the truth (floor 15.8 -> 20.5 dB at frame 20, measured; ceiling 28.2 ->
+    29.8). At the start camera itself the detail is exactly 0, so is it on the box's top (off
     the floor's plane) and where the start saw another surface; world 100000's brick floor,
     whose bricks each have their own tint, has no period and takes none."""
     world = make_world(100001)
@@ -518,7 +522,7 @@ def test_a_floor_seen_nearer_takes_its_patterns_finer_detail_in_its_phase():
         10: (1.0, 0.3),
         20: (3.0, 0.8),
         30: (3.0, 0.8),
-    }  # measured 1.8 / 0.8, 4.1 / 1.5, 5.1 / 1.6
+    }  # measured 2.0 / 0.9, 4.7 / 1.6, 5.6 / 1.7
     for t, (floor_gain, ceiling_gain) in want.items():
         c2w = path[[0, t]]
         rgb, depth = world.render(c2w, K, S, S)

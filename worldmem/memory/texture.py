@@ -560,19 +560,20 @@ class ExemplarTexture:
         if not kinds:
             return out.permute(0, 3, 1, 2)
         fx = K[:, None, None, 0, 0].expand(N, H, W).double()
+        forward = turn_about_y(c2w[:, None, None, :3, 2].double(), -self.yaw).expand(N, H, W, 3)
         for r in self._reads(points, c2w, kinds, with_level=False):
             y, p, o = self.plane_y[r.kind], r.at, r.origin
             # off the plane: the frame's own point lies farther from it than its range allows
             near = (r.own[:, 1] - y).abs() <= DETAIL_PLANE_TOL_REL * (r.own - o).norm(dim=-1)
             texels = float(torch.linalg.det(r.patch.to_px[:, :2].double()).abs().sqrt())
-            here = surface_footprint(p, o, fx[r.pixels], y) * texels
+            here = surface_footprint(p, o, forward[r.pixels], fx[r.pixels], y) * texels
             seen = torch.full_like(here, math.inf)
             if shown is not None:
                 seen = shown.to(here)[r.pixels] * texels
             world = turn_about_y(p, self.yaw)
             for c2w_s, K_s, depth_s in self.views:
-                o_s = turn_about_y(c2w_s[:3, 3].double(), -self.yaw).expand_as(p)
-                foot = surface_footprint(p, o_s, float(K_s[0, 0]), y) * texels
+                o_s, f_s = (turn_about_y(c2w_s[:3, i].double(), -self.yaw) for i in (3, 2))
+                foot = surface_footprint(p, o_s.expand_as(p), f_s, float(K_s[0, 0]), y) * texels
                 seen = torch.where(sees(world, c2w_s, K_s, depth_s), foot.minimum(seen), seen)
             want = near & seen.isfinite() & (seen > here)
             if not want.any():
@@ -622,15 +623,18 @@ def _read_levels(tiles: list[Tensor], u: Tensor, v: Tensor, level: Tensor) -> Te
 MIN_COS = 0.2  # a surface seen more obliquely than this is averaged as at this angle
 
 
-def surface_footprint(p: Tensor, origin: Tensor, fx, plane_y: float) -> Tensor:
-    """Points ``p (M, 3)`` of the horizontal plane at ``plane_y`` seen from ``origin (M, 3)``
-    with focal length ``fx`` (pixels; a number or ``(M,)``) -> the width in metres of the
-    surface one pixel averages there ``(M,)``: its extent across the ray, the range / fx,
-    stretched by the obliquity (1 / the cosine between ray and normal, at most 1 /
-    ``MIN_COS``), as a pixel integrating its area does along the ray's run."""
-    r = (p - origin).norm(dim=-1)
+def surface_footprint(p: Tensor, origin: Tensor, forward: Tensor, fx, plane_y: float) -> Tensor:
+    """Points ``p (M, 3)`` of the horizontal plane at ``plane_y`` seen from cameras at
+    ``origin (M, 3)`` looking along ``forward (M, 3)`` (unit) with focal length ``fx`` (pixels;
+    a number or ``(M,)``) -> the width in metres of the surface one pixel averages there
+    ``(M,)``: its extent across the ray, the z-depth / fx, stretched by the obliquity (1 / the
+    cosine between ray and normal, at most 1 / ``MIN_COS``), as a pixel integrating its area
+    does along the ray's run (the synthetic renderer's box filter; the spatial memory's
+    sample quality, ``frame_samples``, is the same width)."""
+    d = p - origin
+    r = d.norm(dim=-1)
     cos = ((origin[:, 1] - plane_y).abs() / r.clamp_min(1e-9)).clamp_min(MIN_COS)
-    return r / fx / cos
+    return (d * forward).sum(-1) / fx / cos
 
 
 def sees(points: Tensor, c2w: Tensor, K: Tensor, depth: Tensor) -> Tensor:
