@@ -1,23 +1,25 @@
 """How strongly to lay the observed texture: the walk protocol's measures at several gains.
 
     python benchmarks/texture_gain.py --checkpoint checkpoints/worldmem-tiny [--gains 1,1.6] \
-        [--wall-gains 0,0.75]
+        [--wall-gains 0,0.75] [--no-pattern-detail] [--no-room-kinds] [--worlds 100000,100001]
 
 The laid texture is drawn on the frames shown only: the memories keep the model's frames
-without it, so the walk protocol's ten walks (held-out worlds 100000 and 100001, five walks
-of 160 frames each from the true start frame and depth) are generated once without it
-(``texture_gain`` 0) and every variant is laid on those same frames, exactly as the pipeline
-would lay it. For each: PSNR against the true frames (mean over worlds of each world's mean),
-sharpness (generated / true high-frequency energy, geometric mean over frames; then over the
-pixels the texture is laid on and over the rest), self-recall (the walk protocol's; the true
-frames' own score on the same pairs is printed first), and KID on EfficientNet-Lite0 features
-of every seventh frame, paired against the frames without texture (1,000 permutations).
-Variants: each gain with levels of detail (shipped) and, at the first gain, without them
-(the finest level everywhere: a distant surface's texture aliases); with ``--wall-gains``,
-each gain on floors and ceilings with each of those on the walls (``sampler.texture_gain``
-and ``sampler.wall_texture_gain``). Every variant carries the pattern detail on the pixels
-memory passed observed samples through (``sampler.pattern_detail``, as shipped), unless
-``--no-pattern-detail``.
+without it, so the walk protocol's ten walks (held-out worlds 100000 and 100001, or
+``--worlds``; five walks of 160 frames each from the true start frame and depth) are
+generated once without it (``texture_gain`` 0) and every variant is laid on those same
+frames, exactly as the pipeline would lay it. For each: PSNR against the true frames (mean
+over worlds of each world's mean), sharpness (generated / true high-frequency energy,
+geometric mean over frames; then over the pixels the texture is laid on and over the rest),
+self-recall (the walk protocol's; the true frames' own score on the same pairs is printed
+first), and KID on EfficientNet-Lite0 features of every seventh frame, paired against the
+frames without texture (1,000 permutations). Variants: each gain with levels of detail
+(shipped) and, at the first gain, without them (the finest level everywhere: a distant
+surface's texture aliases); with ``--wall-gains``, each gain on floors and ceilings with
+each of those on the walls (``sampler.texture_gain`` and ``sampler.wall_texture_gain``).
+Every variant carries the pattern detail on the pixels memory passed observed samples
+through (``sampler.pattern_detail``, as shipped), unless ``--no-pattern-detail``, and lays
+each kind of surface's texture only where the room the observed frames imply shows that kind
+(as the pipeline does with ``memory.layout: box``), unless ``--no-room-kinds``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from worldmem.eval.metrics import (
 )
 from worldmem.eval.walk import WALK_KINDS, self_recall, walk_case
 from worldmem.geometry import unproject_depth
+from worldmem.memory.layout import BoxLayout
 from worldmem.memory.texture import (
     CEILING,
     FLOOR,
@@ -84,10 +87,10 @@ def walk(pipe: WorldPipeline, case) -> dict:
     }
 
 
-def all_walks(pipe: WorldPipeline) -> list[dict]:
-    """``walk`` along the protocol's ten walks (``SEEDS`` x ``WALK_KINDS``)."""
+def all_walks(pipe: WorldPipeline, seeds=SEEDS) -> list[dict]:
+    """``walk`` along the protocol's ten walks (``seeds`` x ``WALK_KINDS``)."""
     walks = []
-    for seed in SEEDS:
+    for seed in seeds:
         world = make_world(seed)
         for kind in WALK_KINDS:
             walks.append(walk(pipe, walk_case(world, kind, FRAMES, seed, pipe.size, pipe.K.cpu())))
@@ -95,14 +98,20 @@ def all_walks(pipe: WorldPipeline) -> list[dict]:
     return walks
 
 
-def band(w: dict, lod_levels: int, gains: dict[int, float] | None = None) -> torch.Tensor:
+def band(
+    w: dict, lod_levels: int, gains: dict[int, float] | None = None, room_kinds: bool = True
+) -> torch.Tensor:
     """The texture the pipeline lays on walk ``w``'s frames at gain 1 (``gains``: by kind of
-    surface, as ``ExemplarTexture.band`` takes them)."""
+    surface, as ``ExemplarTexture.band`` takes them; ``room_kinds``: only where the room of
+    the observed frames shows that kind)."""
     case = w["case"]
     texture = ExemplarTexture.from_frames(w["observed"], lod_levels=lod_levels)
     cams, K = case.c2w[1:], case.K[1:]
     points = unproject_depth(w["depth"][:, 0], cams, K)  # where the pipeline lays it
-    return w["laid_on"] * texture.band(points, cams, gains)
+    expected = None
+    if room_kinds:
+        expected = BoxLayout.from_frames(w["observed"]).render(cams, K, points.shape[2])[2]
+    return w["laid_on"] * texture.band(points, cams, gains, expected)
 
 
 def pattern_detail(w: dict) -> torch.Tensor:
@@ -172,6 +181,10 @@ def main() -> None:
         "--wall-gains", default=None, help="comma-separated gains on the walls (default: each gain)"
     )
     ap.add_argument("--no-pattern-detail", action="store_true")
+    ap.add_argument("--no-room-kinds", action="store_true")
+    ap.add_argument(
+        "--worlds", default=",".join(map(str, SEEDS)), help="comma-separated held-out worlds"
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -180,17 +193,18 @@ def main() -> None:
     plain = WorldPipeline.from_pretrained(
         args.checkpoint, device="cpu", texture_gain=0, wall_texture_gain=0, pattern_detail=False
     )
-    walks = all_walks(plain)
+    walks = all_walks(plain, [int(x) for x in args.worlds.split(",")])
     details = None if args.no_pattern_detail else [pattern_detail(w) for w in walks]
     features = EfficientNetFeatures().eval()
     truth = torch.cat([w["case"].rgb[1:][torch.arange(0, FRAMES - 1, KEEP_EVERY)] for w in walks])
     f_truth = image_features(features, truth)
+    rooms = not args.no_room_kinds
     if wall_gains is None:  # laid once, for any gain
-        bands = {n: [band(w, n) for w in walks] for n in (LOD_LEVELS, 1)}
+        bands = {n: [band(w, n, None, rooms) for w in walks] for n in (LOD_LEVELS, 1)}
     else:  # floors and ceilings apart from walls
         bands = {
-            "walls": [band(w, LOD_LEVELS, {WALL: 1.0}) for w in walks],
-            "planes": [band(w, LOD_LEVELS, {FLOOR: 1.0, CEILING: 1.0}) for w in walks],
+            "walls": [band(w, LOD_LEVELS, {WALL: 1.0}, rooms) for w in walks],
+            "planes": [band(w, LOD_LEVELS, {FLOOR: 1.0, CEILING: 1.0}, rooms) for w in walks],
         }
     base, kept = measure(walks, 0.0, next(iter(bands.values())))  # gain 0 lays none of it
     f_base = image_features(features, kept)

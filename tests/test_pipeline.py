@@ -767,7 +767,9 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
     """With ``texture_gain``, a chunk's frames are the plain pipeline's wherever their memory
     render showed an observed sample (bit for bit), and plus gain times the band the start
     frame's texture lays on their surfaces in the holes wider than a crack (none in a memory
-    mode without spatial memory); the memories take the frames without it and the world's
+    mode without spatial memory; with the room's layout, a floor's or ceiling's where the
+    room shows one, a wall's where the room and the frame's normals both say wall); the
+    memories take the frames without it and the world's
     generator is not drawn from. The gain survives save
     and load; a bad one, one beside a detail net and one without observed frames kept are
     refused."""
@@ -775,7 +777,16 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
 
     from tests.memory.memory_scenes import box_room, yaw_camera
     from worldmem.geometry import unproject_depth
-    from worldmem.memory.texture import CEILING, FLOOR, WALL, ExemplarTexture, without_cracks
+    from worldmem.memory.layout import BoxLayout
+    from worldmem.memory.texture import (
+        CEILING,
+        FLOOR,
+        WALL,
+        ExemplarTexture,
+        surface_kinds,
+        turn_about_y,
+        without_cracks,
+    )
     from worldmem.models.detail_net import DetailNet
 
     memory_cfg = tiny_memory_config(render_colour="resample")
@@ -841,6 +852,43 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
             assert float((got.rgb - base.rgb).abs().max()) > 0.01
         if floors == 1.0:
             walled = got_laid
+
+    # with the room's layout, a pixel takes the band of the kind of surface the room shows
+    # there when that is a floor or ceiling, whatever the frame's normals say (here a room
+    # that shows a floor over the left half of every frame, and the start frame gave no floor
+    # texture: none there), and a wall's only where the normals say wall too
+    real_render = BoxLayout.render
+
+    def floor_left(self, *a, **kw):
+        rgb, depth, kind = real_render(self, *a, **kw)
+        kind[..., : kind.shape[-1] // 2] = FLOOR
+        return rgb, depth, kind
+
+    box_cfg = tiny_memory_config(render_colour="resample", layout="box")
+    _, box_plain, _ = run(memory_cfg=box_cfg)
+    monkeypatch.setattr(BoxLayout, "render", floor_left)
+    boxed_pipe, boxed, _ = run(memory_cfg=box_cfg, texture_gain=1.0)
+    monkeypatch.setattr(BoxLayout, "render", floor_left)
+    layout = BoxLayout.from_frames(boxed_pipe.state.spatial.observed_frames())
+    assert set(texture.patches) == {WALL}  # the start frame shows a wall only
+    for (got, observed), (base, _) in zip(boxed, box_plain, strict=True):
+        points = unproject_depth(got.depth[:, 0], cams[1:], K.expand(2, 3, 3))
+        holes = without_cracks((observed <= 0.5).float())
+        expected = layout.render(cams[1:], K.expand(2, 3, 3), 32)[2]
+        band = texture.band(points, cams[1:], None, expected)
+        torch.testing.assert_close(got.rgb, (base.rgb + holes * band).clamp(0, 1))
+        turned = turn_about_y(points.double(), -texture.yaw)
+        kind, _ = surface_kinds(turned, turn_about_y(cams[1:, :3, 3].double(), -texture.yaw)[:, 1])
+        texel = band.permute(0, 2, 3, 1).abs().sum(-1)
+        not_wall = (expected == WALL) & (kind != WALL)
+        assert not texel[not_wall].any()
+        # normals say wall where the room shows a floor: the floor's (none here)
+        flat = (expected == FLOOR) & (kind == WALL) & (holes[:, 0] > 0)
+        assert int(flat.sum()) > 50 and not texel[flat].any()
+        assert texture.band(points, cams[1:]).permute(0, 2, 3, 1)[flat].abs().sum() > 0.1
+        walls = (expected == WALL) & (kind == WALL) & (holes[:, 0] > 0)
+        assert float((texel[walls] > 0).float().mean()) > 0.9
+    monkeypatch.undo()
 
     pipe.save_pretrained(tmp_path / "p")
     meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())

@@ -884,7 +884,12 @@ class WorldPipeline:
             # rough normals scatter the texture)
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
             if self._lays_texture:
-                band = texture.band(points, cams[:keep], self.texture_gains)
+                # each surface's texture only where the room shows that kind of surface
+                layout = self._layout(world)
+                expected = None
+                if layout is not None:
+                    expected = layout.render(cams[:keep], K[:keep], rgb.shape[-1])[2]
+                band = texture.band(points, cams[:keep], self.texture_gains, expected)
                 shown = shown + unobserved * band.to(rgb.device, rgb.dtype)
             if self.pattern_detail:  # where memory passed observed samples (and their cracks)
                 # at the samples' own points where the render held one (the model's depth

@@ -15,9 +15,11 @@ from worldmem.geometry import unproject_depth
 from worldmem.geometry.camera import intrinsics_from_fov
 from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.periodic import (
+    HARMONICS,
     dispersion,
     find_period,
     fold_tile,
+    harmonic_power,
     held_out_dispersion,
 )
 from worldmem.memory.texture import CEILING, FLOOR, ExemplarTexture
@@ -232,3 +234,34 @@ def test_a_checkered_floor_continues_in_phase_where_no_frame_saw_it():
     # measured 0.41 against -0.0003
     assert agreement(periodic) > 0.3
     assert abs(agreement(mirrored)) < 0.1
+
+
+def test_harmonic_power_is_the_periodogram_of_each_period_and_peaks_at_the_pattern():
+    """Against the periodogram written out (each period, each harmonic of ``HARMONICS``: the
+    squared modulus of the samples' mean-free colours summed against the wave), for a grid of
+    periods (computed as products of waves along each axis) and for a few scattered ones; a
+    pattern of cosines at (0.5, 0.4) m is loudest at its own period."""
+    g = torch.Generator().manual_seed(3)
+    u, v = torch.rand(500, generator=g) * 4, torch.rand(500, generator=g) * 3
+    colour = torch.stack(
+        [torch.cos(2 * math.pi * u / 0.5), torch.cos(2 * math.pi * v / 0.4), torch.rand(500)], 1
+    )
+    steps = torch.exp(torch.linspace(-0.1, 0.1, 9, dtype=torch.float64))
+    grid = torch.cartesian_prod(0.5 * steps, 0.4 * steps)
+    scattered = torch.tensor([[0.5, 0.4], [0.3, 0.7], [1.1, 0.25]], dtype=torch.float64)
+    c = colour.double() - colour.double().mean(0)
+    for periods in (grid, scattered):
+        want = []
+        for pu, pv in periods.tolist():
+            total = 0.0
+            for hu, hv in HARMONICS:
+                phase = 2 * math.pi * (hu * u.double() / pu + hv * v.double() / pv)
+                re, im = (
+                    (torch.cos(phase)[:, None] * c).sum(0),
+                    (torch.sin(phase)[:, None] * c).sum(0),
+                )
+                total += float((re**2 + im**2).sum())
+            want.append(total)
+        got = harmonic_power(u, v, colour, periods)
+        torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), rtol=1e-9, atol=0)
+    assert int(harmonic_power(u, v, colour, grid).argmax()) == 4 * 9 + 4  # (0.5, 0.4) itself

@@ -163,19 +163,26 @@ def harmonic_power(u: Tensor, v: Tensor, colour: Tensor, periods: Tensor) -> Ten
     """``(P,)``: the power of the samples' colours (``u, v (N,)`` metres, ``colour (N, C)``,
     less their mean) at the lattice's first harmonics ``HARMONICS`` of each of ``periods (P,
     2)``, summed over harmonics and channels (a periodogram of uneven samples): peaked where
-    the pattern's own harmonics are, far more sharply than a fold's bins."""
+    the pattern's own harmonics are, far more sharply than a fold's bins. A harmonic's wave
+    is the product of one along u and one along v, so each distinct period along either axis
+    takes its waves once; a grid of periods (every pair of them) is one product of matrices."""
     u, v = u.double(), v.double()
-    c = colour.double() - colour.double().mean(0)
-    h = torch.tensor(HARMONICS, dtype=torch.float64)
-    out = []
-    for chunk in periods.double().split(max(1, (1 << 20) // (len(HARMONICS) * max(1, u.numel())))):
-        fu = h[None, :, 0] / chunk[:, None, 0]  # (P, H) cycles per metre
-        fv = h[None, :, 1] / chunk[:, None, 1]
-        phase = 2 * math.pi * (fu[..., None] * u + fv[..., None] * v)  # (P, H, N)
-        re = torch.einsum("phn,nc->phc", torch.cos(phase), c)
-        im = torch.einsum("phn,nc->phc", torch.sin(phase), c)
-        out.append((re**2 + im**2).sum((1, 2)))
-    return torch.cat(out)
+    c = (colour.double() - colour.double().mean(0)).to(torch.complex128)
+    pu, at_u = torch.unique(periods[:, 0].double(), return_inverse=True)
+    pv, at_v = torch.unique(periods[:, 1].double(), return_inverse=True)
+    grid = len(pu) * len(pv) <= 2 * len(periods)
+    power = torch.zeros(len(periods), dtype=torch.float64)
+    one = torch.ones(1, dtype=torch.float64)
+    for hu, hv in HARMONICS:
+        wave_u = torch.polar(one, 2 * math.pi * hu * u / pu[:, None])  # (A, N)
+        wave_v = torch.polar(one, 2 * math.pi * hv * v / pv[:, None])  # (B, N)
+        if grid:  # sum over samples n of c[n] wave_u[a, n] wave_v[b, n] -> (A, C, B)
+            sums = torch.einsum("anc,bn->acb", wave_u[:, :, None] * c, wave_v)
+            power += sums.abs().square().sum(1)[at_u, at_v]
+        else:
+            sums = (wave_u[at_u] * wave_v[at_v]) @ c  # (P, C)
+            power += sums.abs().square().sum(1)
+    return power
 
 
 def _best(periods: Tensor, theta: Tensor) -> int:

@@ -19,11 +19,13 @@ frame the texture of the world's own observed frames, fixed to the world's surfa
   checker greys out as in a real frame instead of aliasing into noise that changes with
   every step of the camera.
 
-- Where a floor's or ceiling's pattern is known in the world's phase (one period of it,
-  ``periodic.PeriodicPattern``) and memory gives back observed pixels nearer than they were
-  observed from, the render shows each observed pixel's average over its footprint, blown up.
-  ``detail`` gives such pixels the pattern's finer detail: the pattern as the new frame's
-  pixel averages it less the pattern as the observed pixel did.
+- Where a floor's, ceiling's or wall's pattern is known in the world's phase (one period of
+  it, ``periodic.PeriodicPattern``; each wall plane the frames show, ``wall_planes``, has its
+  own), that plane takes the pattern's band, continued where it is, in place of a square.
+  Where memory gives back observed pixels of it nearer than they were observed from, the
+  render shows each observed pixel's average over its footprint, blown up. ``detail`` gives
+  such pixels the pattern's finer detail: the pattern as the new frame's pixel averages it
+  less the pattern as the observed pixel did.
 
 The same point of a surface is given the same texture from every camera, so a view seen again
 shows the texture it showed before. The band is a real texture of this world: tiles where the
@@ -445,6 +447,9 @@ class ExemplarTexture:
     # the observed frames' cameras and depth (c2w, K, z-depth (H, W)): the footprint each
     # point of a surface was observed with (``detail``)
     views: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
+    # the walls whose pattern is known in the world's phase: (axis, offset, periodic patch) of
+    # each plane ``point[axis] == offset`` in the walls' axes (``wall_planes``)
+    walls: list[tuple[int, float, _Patch]] = field(default_factory=list)
 
     @classmethod
     def from_frames(
@@ -461,7 +466,8 @@ class ExemplarTexture:
         with ``lod_levels`` levels of detail (1: none), and the floor and ceiling heights of
         the frame that shows the most of each. With ``periodic``, a floor or ceiling whose
         samples show a repeating pattern (``plane_pattern``) takes one period of it, laid in
-        the world's phase, in place of its square."""
+        the world's phase, in place of its square, and so does each wall plane the frames
+        show (``wall_planes``) whose samples show one (``walls``)."""
         patches: dict[int, _Patch] = {}
         plane_y: dict[int, float] = {}
         plane_px: dict[int, int] = {}
@@ -483,98 +489,155 @@ class ExemplarTexture:
                     patches[k] = _Patch(
                         pattern.tile, pattern.to_px(), sigma_px, lod_levels, periodic=True
                     )
+        walls = []
+        if periodic:
+            for axis, offset in wall_planes(frames, surfaces):
+                pattern = plane_pattern(frames, surfaces, WALL, offset, axis)
+                if pattern is not None:
+                    patch = _Patch(pattern.tile, pattern.to_px(), sigma_px, lod_levels, True)
+                    walls.append((axis, offset, patch))
         views = [(c2w, K, depth) for c2w, K, _, depth in frames]
-        return cls(patches, plane_y, yaw, views)
+        return cls(patches, plane_y, yaw, views, walls)
 
-    def _reads(self, points: Tensor, c2w: Tensor, kinds=SURFACE_KINDS, with_level: bool = True):
+    def _reads(
+        self,
+        points: Tensor,
+        c2w: Tensor,
+        kinds=SURFACE_KINDS,
+        with_level: bool = True,
+        expected: Tensor | None = None,
+    ):
         """Frames' world points ``(N, H, W, 3)`` seen from cameras ``c2w (N, 4, 4)`` -> a
-        ``_Read`` for each kind of ``kinds`` that has a patch and pixels (its ``level`` only
-        ``with_level``)."""
+        ``_Read`` for each kind of ``kinds`` that has a patch and pixels, and apart from it
+        each of the ``walls`` that has pixels (a wall's pixel lies on that plane when its own
+        point is no farther from it than ``DETAIL_PLANE_TOL_REL`` of its range; its ``level``
+        only ``with_level``). With ``expected (N, H, W)`` kinds, a pixel the room shows a
+        floor or ceiling at is read as that (read where its ray meets that plane, its own
+        depth does not matter), and one it shows a wall at only where its points' normals say
+        wall too (an object before the wall; a wall is read at its own point)."""
         N, H, W, _ = points.shape
         points = turn_about_y(points.double(), -self.yaw)  # the walls along x and z
-        origin = turn_about_y(c2w[:, None, None, :3, 3].double(), -self.yaw)
+        origin = turn_about_y(c2w[:, None, None, :3, 3].double(), -self.yaw).expand(N, H, W, 3)
         kind, normal = surface_kinds(points, origin[:, 0, 0, 1])
-        for k, patch in self.patches.items():
+        if expected is not None:
+            expected = expected.to(kind.device)
+            kind = torch.where(expected == WALL, torch.where(kind == WALL, WALL, -1), expected)
+        reach = (points - origin).norm(dim=-1)
+        for k in kinds:
             m = kind == k
-            if k not in kinds or not m.any():
-                continue
-            own = p = points[m]
-            o = origin.expand(N, H, W, 3)[m]
+            # (pixels, axis, offset, patch): a floor or ceiling on its plane (offset None when
+            # no frame showed where), a wall on each plane of a known pattern, else its square
+            parts = []
             if k == WALL:
-                u, v = wall_coordinates(p, normal[m])
-            else:
-                if k in self.plane_y:  # where the ray meets the plane
-                    rise = p[:, 1] - o[:, 1]
-                    scale = (self.plane_y[k] - o[:, 1]) / rise
+                for axis, offset, patch in self.walls:
+                    on = m & ((points[..., axis] - offset).abs() <= DETAIL_PLANE_TOL_REL * reach)
+                    parts.append((on, axis, offset, patch))
+                    m = m & ~on
+                if k in self.patches:
+                    parts.append((m, None, None, self.patches[k]))
+            elif k in self.patches:
+                parts.append((m, 1, self.plane_y.get(k), self.patches[k]))
+            for m, axis, offset, patch in parts:
+                if not m.any():
+                    continue
+                own = p = points[m]
+                o = origin[m]
+                if offset is not None:  # where the ray meets the plane
+                    rise = p[:, axis] - o[:, axis]
+                    scale = (offset - o[:, axis]) / torch.where(rise.abs() > 1e-9, rise, 1.0)
                     ok = (rise.abs() > 1e-9) & (scale > 0)
                     p = torch.where(ok[:, None], o + (p - o) * scale[:, None], p)
-                u, v = p[:, 0], p[:, 2]
-            m_px = patch.to_px.to(u)
-            u, v = (
-                m_px[0, 0] * u + m_px[0, 1] * v + m_px[0, 2],
-                m_px[1, 0] * u + m_px[1, 1] * v + m_px[1, 2],
-            )
-            level = None
-            if with_level:  # how many patch pixels each frame pixel spans, from the steps of
-                # the coordinates between neighbours on this kind of surface
-                uu = torch.zeros((N, H, W), dtype=u.dtype, device=u.device)
-                vv = torch.zeros_like(uu)
-                uu[m], vv[m] = u, v
-                level = footprints(uu, vv, m)[m].clamp_min(1).log2()
-            yield _Read(k, patch, m, u, v, level, p, o, own)
+                if axis is None:
+                    u, v = wall_coordinates(p, normal[m])
+                else:
+                    u, v = p[:, PLANE_UV[axis][0]], p[:, PLANE_UV[axis][1]]
+                m_px = patch.to_px.to(u)
+                u, v = (
+                    m_px[0, 0] * u + m_px[0, 1] * v + m_px[0, 2],
+                    m_px[1, 0] * u + m_px[1, 1] * v + m_px[1, 2],
+                )
+                level = None
+                if with_level:  # how many patch pixels each frame pixel spans, from the steps
+                    # of the coordinates between neighbours on this part of the surface
+                    uu = torch.zeros((N, H, W), dtype=u.dtype, device=u.device)
+                    vv = torch.zeros_like(uu)
+                    uu[m], vv[m] = u, v
+                    level = footprints(uu, vv, m)[m].clamp_min(1).log2()
+                yield _Read(k, patch, m, u, v, level, p, o, own, axis, offset)
 
-    def band(self, points: Tensor, c2w: Tensor, gains: dict[int, float] | None = None) -> Tensor:
+    def band(
+        self,
+        points: Tensor,
+        c2w: Tensor,
+        gains: dict[int, float] | None = None,
+        expected: Tensor | None = None,
+    ) -> Tensor:
         """Generated frames' world points ``(N, H, W, 3)`` (their depth unprojected) seen from
         cameras ``c2w (N, 4, 4)`` -> the band ``(N, 3, H, W)`` their surfaces take (0 on a kind
         of surface the observed frames did not show), times ``gains[kind]`` on each kind of
-        surface when given (a kind it leaves out: 0)."""
+        surface when given (a kind it leaves out: 0). With ``expected (N, H, W)``, the kind
+        of surface each pixel should show (the room's, ``layout.BoxLayout.render``), a floor
+        or ceiling there takes its band whatever the points' normals say, and a wall only
+        where they say wall (``_reads``): a generated depth whose normals tilt (a ceiling
+        guessed with a step in it) would lay a wall's pattern across the ceiling."""
         N, H, W, _ = points.shape
         out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
         kinds = [k for k in SURFACE_KINDS if gains is None or gains.get(k, 0.0) != 0]
-        for r in self._reads(points, c2w, kinds):
+        for r in self._reads(points, c2w, kinds, expected=expected):
             gain = 1.0 if gains is None else gains[r.kind]
             read = _read_levels(r.patch.levels, r.u, r.v, r.level)
             out[r.pixels] = read if gain == 1 else gain * read
         return out.permute(0, 3, 1, 2)
 
-    def detail(self, points: Tensor, c2w: Tensor, K: Tensor, shown: Tensor | None = None) -> Tensor:
-        """Frames' world points ``(N, H, W, 3)`` seen from cameras ``c2w (N, 4, 4)``, ``K (N,
-        3, 3)`` -> the detail ``(N, 3, H, W)`` their floor and ceiling resolve and no observed
-        frame did: where the surface's pattern is known in the world's phase (a periodic
-        patch), the pattern as this frame's pixel averages it less the pattern as the finest
-        observed pixel that saw that point averaged it (``surface_footprint``; 0 where this
-        frame's pixel is no finer, where no observed frame saw the point, and off the plane:
-        a table top). The observed frames are this texture's ``views``, and ``shown (N, H,
-        W)`` metres, when given, the width of surface the sample a memory render shows at
-        each pixel averaged (``SpatialMemory.shown_quality``: a frame no longer among the
-        views may have seen it nearer). A render of observed samples brought nearer than
-        they were observed from shows each sample's average over its footprint, blown up;
-        adding this gives it the pattern's finer detail, in its phase."""
-        N, H, W, _ = points.shape
-        out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
-        kinds = [
-            k
+    def planes(self) -> list[tuple[int, int, float, _Patch]]:
+        """(kind, axis, offset, patch) of each plane ``point[axis] == offset`` (in the walls'
+        axes) whose pattern is known in the world's phase: the floor and the ceiling (axis 1)
+        with a periodic patch, and the ``walls``."""
+        flat = [
+            (k, 1, self.plane_y[k], self.patches[k])
             for k in (FLOOR, CEILING)
             if k in self.plane_y and k in self.patches and self.patches[k].periodic
         ]
-        if not kinds:
-            return out.permute(0, 3, 1, 2)
+        return flat + [(WALL, axis, offset, patch) for axis, offset, patch in self.walls]
+
+    def detail(self, points: Tensor, c2w: Tensor, K: Tensor, shown: Tensor | None = None) -> Tensor:
+        """Frames' world points ``(N, H, W, 3)`` seen from cameras ``c2w (N, 4, 4)``, ``K (N,
+        3, 3)`` -> the detail ``(N, 3, H, W)`` their floor, ceiling and walls resolve and no
+        observed frame did: where a plane's pattern is known in the world's phase
+        (``planes``), the pattern as this frame's pixel averages it less the pattern as the
+        finest observed pixel that saw that point averaged it (``surface_footprint``; 0 where
+        this frame's pixel is no finer, where no observed frame saw the point, and off the
+        plane: a table top, a box before a wall). The observed frames are this texture's
+        ``views``, and ``shown (N, H, W)`` metres, when given, the width of surface the sample
+        a memory render shows at each pixel averaged (``SpatialMemory.shown_quality``: a
+        frame no longer among the views may have seen it nearer). A render of observed
+        samples brought nearer than they were observed from shows each sample's average over
+        its footprint, blown up; adding this gives it the pattern's finer detail, in its
+        phase."""
+        N, H, W, _ = points.shape
+        out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
         fx = K[:, None, None, 0, 0].expand(N, H, W).double()
         forward = turn_about_y(c2w[:, None, None, :3, 2].double(), -self.yaw).expand(N, H, W, 3)
-        for r in self._reads(points, c2w, kinds, with_level=False):
-            y, p, o = self.plane_y[r.kind], r.at, r.origin
+        for r in self._reads(points, c2w, SURFACE_KINDS, with_level=False):
+            if r.offset is None or not r.patch.periodic:
+                continue
+            axis, offset, p, o = r.axis, r.offset, r.at, r.origin
             # off the plane: the frame's own point lies farther from it than its range allows
-            near = (r.own[:, 1] - y).abs() <= DETAIL_PLANE_TOL_REL * (r.own - o).norm(dim=-1)
+            near = (r.own[:, axis] - offset).abs() <= DETAIL_PLANE_TOL_REL * (r.own - o).norm(
+                dim=-1
+            )
             texels = float(torch.linalg.det(r.patch.to_px[:, :2].double()).abs().sqrt())
-            here = surface_footprint(p, o, forward[r.pixels], fx[r.pixels], y) * texels
+            here = surface_footprint(p, o, forward[r.pixels], fx[r.pixels], offset, axis) * texels
             seen = torch.full_like(here, math.inf)
             if shown is not None:
                 seen = shown.to(here)[r.pixels] * texels
             world = turn_about_y(p, self.yaw)
             for c2w_s, K_s, depth_s in self.views:
                 o_s, f_s = (turn_about_y(c2w_s[:3, i].double(), -self.yaw) for i in (3, 2))
-                foot = surface_footprint(p, o_s.expand_as(p), f_s, float(K_s[0, 0]), y) * texels
-                seen = torch.where(sees(world, c2w_s, K_s, depth_s), foot.minimum(seen), seen)
+                foot = surface_footprint(p, o_s.expand_as(p), f_s, float(K_s[0, 0]), offset, axis)
+                seen = torch.where(
+                    sees(world, c2w_s, K_s, depth_s), seen.minimum(foot * texels), seen
+                )
             want = near & seen.isfinite() & (seen > here)
             if not want.any():
                 continue
@@ -598,9 +661,13 @@ class _Read:
     u: Tensor  # (M,) patch coordinates (column, row) of each pixel's point
     v: Tensor
     level: Tensor | None  # (M,) log2 of the patch pixels each frame pixel spans
-    at: Tensor  # (M, 3) the point laid at: a floor's or ceiling's where the ray meets the plane
+    at: Tensor  # (M, 3) the point laid at: on a plane, where the ray meets it
     origin: Tensor  # (M, 3) its camera's centre
     own: Tensor  # (M, 3) the frame's own point
+    # the plane ``point[axis] == offset`` its pixels lie on (axis None: a wall's square;
+    # offset None: a floor or ceiling whose plane no frame showed)
+    axis: int | None
+    offset: float | None
 
 
 def _read_levels(tiles: list[Tensor], u: Tensor, v: Tensor, level: Tensor) -> Tensor:
@@ -623,17 +690,20 @@ def _read_levels(tiles: list[Tensor], u: Tensor, v: Tensor, level: Tensor) -> Te
 MIN_COS = 0.2  # a surface seen more obliquely than this is averaged as at this angle
 
 
-def surface_footprint(p: Tensor, origin: Tensor, forward: Tensor, fx, plane_y: float) -> Tensor:
-    """Points ``p (M, 3)`` of the horizontal plane at ``plane_y`` seen from cameras at
-    ``origin (M, 3)`` looking along ``forward (M, 3)`` (unit) with focal length ``fx`` (pixels;
-    a number or ``(M,)``) -> the width in metres of the surface one pixel averages there
-    ``(M,)``: its extent across the ray, the z-depth / fx, stretched by the obliquity (1 / the
-    cosine between ray and normal, at most 1 / ``MIN_COS``), as a pixel integrating its area
-    does along the ray's run (the synthetic renderer's box filter; the spatial memory's
-    sample quality, ``frame_samples``, is the same width)."""
+def surface_footprint(
+    p: Tensor, origin: Tensor, forward: Tensor, fx, offset: float, axis: int = 1
+) -> Tensor:
+    """Points ``p (M, 3)`` of the plane ``p[:, axis] == offset`` (1: a horizontal plane at
+    height ``offset``; 0 or 2: a wall, in the walls' axes) seen from cameras at ``origin (M,
+    3)`` looking along ``forward (M, 3)`` (unit) with focal length ``fx`` (pixels; a number or
+    ``(M,)``) -> the width in metres of the surface one pixel averages there ``(M,)``: its
+    extent across the ray, the z-depth / fx, stretched by the obliquity (1 / the cosine
+    between ray and normal, at most 1 / ``MIN_COS``), as a pixel integrating its area does
+    along the ray's run (the synthetic renderer's box filter; the spatial memory's sample
+    quality, ``frame_samples``, is the same width)."""
     d = p - origin
     r = d.norm(dim=-1)
-    cos = ((origin[:, 1] - plane_y).abs() / r.clamp_min(1e-9)).clamp_min(MIN_COS)
+    cos = ((origin[:, axis] - offset).abs() / r.clamp_min(1e-9)).clamp_min(MIN_COS)
     return (d * forward).sum(-1) / fx / cos
 
 
@@ -670,30 +740,69 @@ def edges(depth: Tensor, normal: Tensor) -> Tensor:
     return edge
 
 
-PLANE_TOL_REL = 0.02  # a floor or ceiling sample within this (times its depth) of the plane
+PLANE_TOL_REL = 0.02  # a sample of a plane lies within this (times its depth) of it
+# a wall's pixel whose normal is this near the wall's axis faces along it (a wall plane)
+WALL_NORMAL = 0.9
+WALL_GAP_M = 0.05  # wall points further apart than this across their walls: two walls
+# (column, row) coordinates of a plane normal to each axis: (x, z) on a floor or ceiling,
+# along the wall and y on a wall (``wall_coordinates``)
+PLANE_UV = {1: (0, 2), 0: (2, 1), 2: (0, 1)}
+
+
+def wall_planes(
+    frames: list[tuple[Tensor, Tensor, Tensor, Tensor]],
+    surfaces: list[tuple[Tensor, Tensor, Tensor]],
+) -> list[tuple[int, float]]:
+    """The walls the observed frames show, from their wall pixels (off ``edges``) that face an
+    axis of the walls' axes (``surfaces`` turned as ``observed_surfaces`` gives them): (axis,
+    offset) of each plane ``points[axis] == offset`` (axis 0 or 2) at least ``MIN_SAMPLES``
+    pixels show, its offset their median (pixels across one axis that lie within
+    ``WALL_GAP_M`` of the next are one wall)."""
+    across = {0: [], 2: []}
+    for (_, _, _, depth), (points, k, normal) in zip(frames, surfaces):
+        on = (k == WALL) & ~edges(depth.double(), normal) & (depth > 0)
+        for axis in across:
+            facing = on & (normal[..., axis].abs() >= WALL_NORMAL)
+            across[axis].append(points[..., axis][facing])
+    planes = []
+    for axis, values in across.items():
+        if sum(len(c) for c in values) < MIN_SAMPLES:
+            continue
+        c = torch.cat(values).sort().values
+        breaks = torch.nonzero(c[1:] - c[:-1] > WALL_GAP_M).flatten() + 1
+        for run in torch.tensor_split(c, breaks.tolist()):
+            if len(run) >= MIN_SAMPLES:
+                planes.append((axis, float(run.median())))
+    return planes
 
 
 def plane_pattern(
     frames: list[tuple[Tensor, Tensor, Tensor, Tensor]],
     surfaces: list[tuple[Tensor, Tensor, Tensor]],
     kind: int,
-    plane_y: float,
+    offset: float,
+    axis: int = 1,
 ) -> PeriodicPattern | None:
-    """The repeating pattern of the floor or ceiling (``kind``) at height ``plane_y``, from
-    every observed frame's pixels of that kind on that plane (not a table top), off its
-    ``edges``, whose footprint
-    on it (depth / fx / the normal's y) is at most ``MAX_SAMPLE_FOOTPRINT_M``: their
-    coordinates (x, z) in the walls' axes and colours (``periodic.find_period``, then the
-    fold of the samples at most a quarter of the period wide); None when they show none."""
+    """The repeating pattern of the plane ``points[axis] == offset`` of surfaces of ``kind``
+    (axis 1: the floor or ceiling at that height; 0 or 2: a wall), from every observed frame's
+    pixels of that kind on that plane (not a table top; a wall's facing along ``axis``), off
+    its ``edges``, whose footprint on it (depth / fx / the normal's component along ``axis``)
+    is at most ``MAX_SAMPLE_FOOTPRINT_M``: their coordinates (``PLANE_UV``) in the walls' axes
+    and colours (``periodic.find_period``, then the fold of the samples at most a quarter of
+    the period wide); None when they show none."""
+    iu, iv = PLANE_UV[axis]
     u, v, colour, foot = [], [], [], []
     for (_, K, rgb, depth), (points, k, normal) in zip(frames, surfaces):
         d = depth.double()
+        facing = normal[..., axis].abs()
         on = (k == kind) & ~edges(d, normal)
-        on &= (points[..., 1] - plane_y).abs() <= PLANE_TOL_REL * d
-        f = d / float(K[0, 0]) / normal[..., 1].abs().clamp_min(1e-6)
+        on &= (points[..., axis] - offset).abs() <= PLANE_TOL_REL * d
+        if axis != 1:
+            on &= facing >= WALL_NORMAL
+        f = d / float(K[0, 0]) / facing.clamp_min(1e-6)
         on &= f <= MAX_SAMPLE_FOOTPRINT_M
-        u.append(points[..., 0][on])
-        v.append(points[..., 2][on])
+        u.append(points[..., iu][on])
+        v.append(points[..., iv][on])
         colour.append(rgb.double().permute(1, 2, 0)[on])
         foot.append(f[on])
     u, v, colour, foot = (torch.cat(t) for t in (u, v, colour, foot))
