@@ -1,7 +1,7 @@
-"""Periodic patterns on floors and ceilings: the period and one tile, in the world's phase.
+"""Periodic patterns on floors, ceilings and walls: the period and one tile, in the world's phase.
 
-Floors and ceilings are often tiled, checkered or bricked: a pattern that repeats along the
-room's axes. Folding the observed samples of a plane (its coordinates u, v in metres, their
+Floors, ceilings and walls are often tiled, checkered or bricked: a pattern that repeats along
+the room's axes. Folding the observed samples of a plane (its coordinates u, v in metres, their
 colours) modulo a candidate period (pu, pv) and measuring how much of the colour variance is
 left within bins of phase (phase dispersion minimisation, as astronomers find the period of a
 star from uneven samples) finds the period: a coarse search over a geometric grid of periods

@@ -13,7 +13,9 @@ frame the texture of the world's own observed frames, fixed to the world's surfa
 - A generated pixel takes the high band (a frame minus its Gaussian blur) of its surface's
   patch, tiled in mirror image over the surface in metres: a floor or ceiling pixel at the
   point where its ray meets that plane (so not at the model's uncertain depth), a wall pixel
-  at its own point, along the wall and up.
+  at its own point, along the wall and up. Its surface is the one its points' normals say,
+  or, given the room's (``band``'s ``expected``), a floor or ceiling where the room shows one
+  and a wall only where both say wall.
 - The band is the one a frame shows at that distance (levels of detail, as a GPU's mipmaps):
   where one frame pixel spans many patch pixels, it averages them, so a distant floor's
   checker greys out as in a real frame instead of aliasing into noise that changes with
