@@ -921,7 +921,7 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
 
 
 def test_the_texture_and_the_room_are_built_when_the_world_starts(tiny_pipeline_dir, monkeypatch):
-    """What the observed frames give (the texture, the room; about 0.3 s with periodic tiles)
+    """What the observed frames give (the texture, the room; about 0.5 s with periodic tiles)
     is built by ``start``, so the first key does not wait for it; steps then build nothing
     until the observed frames change."""
     from conftest import tiny_memory_config
