@@ -884,7 +884,8 @@ class WorldPipeline:
             # rough normals scatter the texture)
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
             if self._lays_texture:
-                # each surface's texture only where the room shows that kind of surface
+                # the surface the room shows: a floor or ceiling whatever the guessed
+                # depth's normals say, a wall where they say wall too (texture._reads)
                 layout = self._layout(world)
                 expected = None
                 if layout is not None:

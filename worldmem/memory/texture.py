@@ -539,18 +539,18 @@ class ExemplarTexture:
                     parts.append((m, None, None, self.patches[k]))
             elif k in self.patches:
                 parts.append((m, 1, self.plane_y.get(k), self.patches[k]))
-            for m, axis, offset, patch in parts:
-                if not m.any():
+            for on, axis, offset, patch in parts:
+                if not on.any():
                     continue
-                own = p = points[m]
-                o = origin[m]
+                own = p = points[on]
+                o = origin[on]
                 if offset is not None:  # where the ray meets the plane
                     rise = p[:, axis] - o[:, axis]
                     scale = (offset - o[:, axis]) / torch.where(rise.abs() > 1e-9, rise, 1.0)
                     ok = (rise.abs() > 1e-9) & (scale > 0)
                     p = torch.where(ok[:, None], o + (p - o) * scale[:, None], p)
                 if axis is None:
-                    u, v = wall_coordinates(p, normal[m])
+                    u, v = wall_coordinates(p, normal[on])
                 else:
                     u, v = p[:, PLANE_UV[axis][0]], p[:, PLANE_UV[axis][1]]
                 m_px = patch.to_px.to(u)
@@ -563,9 +563,9 @@ class ExemplarTexture:
                     # of the coordinates between neighbours on this part of the surface
                     uu = torch.zeros((N, H, W), dtype=u.dtype, device=u.device)
                     vv = torch.zeros_like(uu)
-                    uu[m], vv[m] = u, v
-                    level = footprints(uu, vv, m)[m].clamp_min(1).log2()
-                yield _Read(k, patch, m, u, v, level, p, o, own, axis, offset)
+                    uu[on], vv[on] = u, v
+                    level = footprints(uu, vv, on)[on].clamp_min(1).log2()
+                yield _Read(k, patch, on, u, v, level, p, o, own, axis, offset)
 
     def band(
         self,
