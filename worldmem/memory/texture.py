@@ -99,9 +99,10 @@ LOD_LEVELS = 5  # levels of detail: a frame pixel spanning 1, 2, 4, 8, 16 patch 
 SHADOW_RATIO, LIT_QUANTILE, LIT_BLUR_PX = 0.75, 0.5, 2.0
 MIN_LIT_SIDE = 0.5  # ... unless the square in the light is under half as wide as the whole's
 LUMA = (0.299, 0.587, 0.114)
-# a frame's point this near the floor's or ceiling's plane (times its range) lies on it, for
-# ``ExemplarTexture.detail``: a splatted sample's depth is its own across its footprint, and
-# the model's is a guess, a few % off a plane seen obliquely; a table top is farther off
+# a frame's point this near a floor's, ceiling's or wall's plane (times its range) lies on it
+# (``ExemplarTexture.detail``, and a wall's plane in ``_reads``): a splatted sample's depth is
+# its own across its footprint, and the model's is a guess, a few % off a plane seen
+# obliquely; a table top, a box before a wall, is farther off
 DETAIL_PLANE_TOL_REL = 0.05
 
 
@@ -618,16 +619,18 @@ class ExemplarTexture:
         phase."""
         N, H, W, _ = points.shape
         out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
+        kinds = sorted({k for k, *_ in self.planes()})
+        if not kinds:  # no pattern known in phase: nothing to read
+            return out.permute(0, 3, 1, 2)
         fx = K[:, None, None, 0, 0].expand(N, H, W).double()
         forward = turn_about_y(c2w[:, None, None, :3, 2].double(), -self.yaw).expand(N, H, W, 3)
-        for r in self._reads(points, c2w, SURFACE_KINDS, with_level=False):
+        for r in self._reads(points, c2w, kinds, with_level=False):
             if r.offset is None or not r.patch.periodic:
-                continue
+                continue  # a wall's square
             axis, offset, p, o = r.axis, r.offset, r.at, r.origin
             # off the plane: the frame's own point lies farther from it than its range allows
-            near = (r.own[:, axis] - offset).abs() <= DETAIL_PLANE_TOL_REL * (r.own - o).norm(
-                dim=-1
-            )
+            reach = (r.own - o).norm(dim=-1)
+            near = (r.own[:, axis] - offset).abs() <= DETAIL_PLANE_TOL_REL * reach
             texels = float(torch.linalg.det(r.patch.to_px[:, :2].double()).abs().sqrt())
             here = surface_footprint(p, o, forward[r.pixels], fx[r.pixels], offset, axis) * texels
             seen = torch.full_like(here, math.inf)
