@@ -18,8 +18,9 @@ surface's texture aliases); with ``--wall-gains``, each gain on floors and ceili
 each of those on the walls (``sampler.texture_gain`` and ``sampler.wall_texture_gain``).
 Every variant carries the pattern detail on the pixels memory passed observed samples
 through (``sampler.pattern_detail``, as shipped), unless ``--no-pattern-detail``, and lays
-each kind of surface's texture only where the room the observed frames imply shows that kind
-(as the pipeline does with ``memory.layout: box``), unless ``--no-room-kinds``.
+each kind of surface's texture only where the room the observed frames imply shows that kind,
+and a wall they did not show on the room's wall (as the pipeline does with ``memory.layout:
+box``: ``BoxLayout.texture_points``), unless ``--no-room-kinds``.
 """
 
 from __future__ import annotations
@@ -103,14 +104,14 @@ def band(
 ) -> torch.Tensor:
     """The texture the pipeline lays on walk ``w``'s frames at gain 1 (``gains``: by kind of
     surface, as ``ExemplarTexture.band`` takes them; ``room_kinds``: only where the room of
-    the observed frames shows that kind)."""
+    the observed frames shows that kind, and on its walls where they did not see them)."""
     case = w["case"]
     texture = ExemplarTexture.from_frames(w["observed"], lod_levels=lod_levels)
     cams, K = case.c2w[1:], case.K[1:]
     points = unproject_depth(w["depth"][:, 0], cams, K)  # where the pipeline lays it
     expected = None
     if room_kinds:
-        expected = BoxLayout.from_frames(w["observed"]).render(cams, K, points.shape[2])[2]
+        points, expected = BoxLayout.from_frames(w["observed"]).texture_points(points, cams, K)
     return w["laid_on"] * texture.band(points, cams, gains, expected)
 
 

@@ -768,7 +768,8 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
     render showed an observed sample (bit for bit), and plus gain times the band the start
     frame's texture lays on their surfaces in the holes wider than a crack (none in a memory
     mode without spatial memory; with the room's layout, a floor's or ceiling's where the
-    room shows one, a wall's where the room and the frame's normals both say wall); the
+    room shows one, a wall's where the room and the frame's normals both say wall, and on a
+    wall the observed frames did not show, where the ray meets the room's wall); the
     memories take the frames without it and the world's
     generator is not drawn from. The gain survives save
     and load; a bad one, one beside a detail net and one without observed frames kept are
@@ -856,27 +857,33 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
     # with the room's layout, a pixel takes the band of the kind of surface the room shows
     # there when that is a floor or ceiling, whatever the frame's normals say (here a room
     # that shows a floor over the left half of every frame, and the start frame gave no floor
-    # texture: none there), and a wall's only where the normals say wall too
-    real_render = BoxLayout.render
+    # texture: none there), and a wall's only where the normals say wall too; a wall the start
+    # frame did not see (the +x wall, turning towards it) is read where the ray meets the room
+    real_points = BoxLayout.texture_points
 
     def floor_left(self, *a, **kw):
-        rgb, depth, kind = real_render(self, *a, **kw)
+        at, kind = real_points(self, *a, **kw)
         kind[..., : kind.shape[-1] // 2] = FLOOR
-        return rgb, depth, kind
+        return at, kind
 
     box_cfg = tiny_memory_config(render_colour="resample", layout="box")
     _, box_plain, _ = run(memory_cfg=box_cfg)
-    monkeypatch.setattr(BoxLayout, "render", floor_left)
+    monkeypatch.setattr(BoxLayout, "texture_points", floor_left)
     boxed_pipe, boxed, _ = run(memory_cfg=box_cfg, texture_gain=1.0)
-    monkeypatch.setattr(BoxLayout, "render", floor_left)
+    monkeypatch.setattr(BoxLayout, "texture_points", floor_left)
     layout = BoxLayout.from_frames(boxed_pipe.state.spatial.observed_frames())
     assert set(texture.patches) == {WALL}  # the start frame shows a wall only
+    assert not layout.seen[(0, 1)]
     for (got, observed), (base, _) in zip(boxed, box_plain, strict=True):
-        points = unproject_depth(got.depth[:, 0], cams[1:], K.expand(2, 3, 3))
+        own = unproject_depth(got.depth[:, 0], cams[1:], K.expand(2, 3, 3))
         holes = without_cracks((observed <= 0.5).float())
-        expected = layout.render(cams[1:], K.expand(2, 3, 3), 32)[2]
+        points, expected = layout.texture_points(own, cams[1:], K.expand(2, 3, 3))
         band = texture.band(points, cams[1:], None, expected)
         torch.testing.assert_close(got.rgb, (base.rgb + holes * band).clamp(0, 1))
+        moved = (points != own).any(-1) & (holes[:, 0] > 0)
+        assert int(moved.sum()) > 50  # the unseen wall's pixels, read on the room's wall
+        at_own = texture.band(own, cams[1:], None, expected).permute(0, 2, 3, 1)
+        assert float((band.permute(0, 2, 3, 1) - at_own)[moved].abs().mean()) > 0.01
         turned = turn_about_y(points.double(), -texture.yaw)
         kind, _ = surface_kinds(turned, turn_about_y(cams[1:, :3, 3].double(), -texture.yaw)[:, 1])
         texel = band.permute(0, 2, 3, 1).abs().sum(-1)

@@ -885,11 +885,12 @@ class WorldPipeline:
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
             if self._lays_texture:
                 # the surface the room shows: a floor or ceiling whatever the guessed
-                # depth's normals say, a wall where they say wall too (texture._reads)
+                # depth's normals say, a wall where they say wall too (texture._reads), and
+                # a wall no observed frame showed read on the room's wall (texture_points)
                 layout = self._layout(world)
                 expected = None
                 if layout is not None:
-                    expected = layout.render(cams[:keep], K[:keep], rgb.shape[-1])[2]
+                    points, expected = layout.texture_points(points, cams[:keep], K[:keep])
                 band = texture.band(points, cams[:keep], self.texture_gains, expected)
                 shown = shown + unobserved * band.to(rgb.device, rgb.dtype)
             if self.pattern_detail:  # where memory passed observed samples (and their cracks)

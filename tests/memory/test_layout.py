@@ -22,9 +22,9 @@ S = 64
 HALF = (3.0, 0.8, 3.0)  # the floor at y = +0.8, the ceiling at -0.8, walls at x, z = +-3
 
 
-def _frames(cams: torch.Tensor) -> list[tuple]:
+def _frames(cams: torch.Tensor, half=HALF) -> list[tuple]:
     K = intrinsics(len(cams), S)
-    rgb, depth = box_room(cams, K, S, S, half=HALF)
+    rgb, depth = box_room(cams, K, S, S, half=half)
     return [(cams[i], K[i], rgb[i], depth[i, 0]) for i in range(len(cams))]
 
 
@@ -41,15 +41,18 @@ def _true_kinds(cams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_a_room_seen_into_one_corner_is_completed_behind_the_camera():
     """From the room's centre looking into the +x/+z corner, the box has the true floor,
-    ceiling and seen walls, mirrors the unseen ones (exact here: the camera is at the centre),
-    and its render at views turned away from everything seen has the room's true depth and
-    kinds; the seen walls take their own mean colour, the unseen ones every seen wall's."""
+    ceiling and seen walls, and mirrors the walls behind, which it did not see (exact here:
+    the camera is at the centre); its render at views turned away from everything seen has
+    the room's true depth and kinds, and ``texture_points`` moves the points there onto the
+    unseen walls. The seen walls take their own mean colour; the unseen ones halfway between
+    the seen walls' mean and a grey as bright as halfway between them and all that was seen."""
     frames = _frames(yaw_camera((0.0, 0.0, 0.0), 45.0)[None])
     box = BoxLayout.from_frames(frames)
     assert abs(box.yaw) < 1e-3
     assert abs(box.floor_y - HALF[1]) < 1e-3 and abs(box.ceiling_y + HALF[1]) < 1e-3
     for side, extent in box.extent.items():
         assert abs(extent - 3.0) < 0.02, (side, extent)
+    assert box.seen == {(0, 1): True, (0, -1): False, (2, 1): True, (2, -1): False}
 
     away = torch.stack([yaw_camera((0.0, 0.0, 0.0), a) for a in (180.0, 225.0, 270.0)])
     c, s = math.cos(math.radians(30.0)), math.sin(math.radians(30.0))
@@ -60,6 +63,22 @@ def test_a_room_seen_into_one_corner_is_completed_behind_the_camera():
     rel = (depth[:, 0] - true_depth).abs() / true_depth
     assert float(rel.max()) < 0.02
     assert float((kind == true_kind).float().mean()) > 0.98
+    # where the laid texture is read: on the box's wall where it shows one it did not see,
+    # elsewhere at the frame's own points (here the true points pushed 20% farther: a guess)
+    p = unproject_depth(true_depth, away, intrinsics(3, S))
+    guess = unproject_depth(true_depth * 1.2, away, intrinsics(3, S))
+    at, kind_t = box.texture_points(guess, away, intrinsics(3, S))
+    assert torch.equal(kind_t, kind)
+    behind = (true_kind == WALL) & (((p[..., 0] + 3).abs() < 1e-3) | ((p[..., 2] + 3).abs() < 1e-3))
+    on_box = (at - p).norm(dim=-1) < 0.02 * true_depth  # at the true walls (at the default)
+    kept = (at == guess).all(-1)
+    assert behind.any() and (~behind).any()
+    assert float((on_box == behind).float().mean()) > 0.98
+    assert float((kept == ~behind).float().mean()) > 0.98
+    seen_view = frames[0][0][None]
+    view_guess = unproject_depth(torch.ones(1, S, S), seen_view, intrinsics(1, S))
+    at, _ = box.texture_points(view_guess, seen_view, intrinsics(1, S))
+    assert torch.equal(at, view_guess)  # the view the box was fitted to shows only seen walls
 
     # colours: each kind's observed mean (the checker's two shades averaged over the pixels)
     obs_rgb = frames[0][2]
@@ -71,10 +90,33 @@ def test_a_room_seen_into_one_corner_is_completed_behind_the_camera():
     torch.testing.assert_close(box.wall_rgb[(0, 1)], plus_x, atol=0.01, rtol=0)
     assert float((plus_x - FACE_COLOURS[1] * 0.775).abs().max()) < 0.05  # the +x wall's hue
     seen_walls = obs_rgb[:, obs_kind[0] == WALL].mean(1)
-    torch.testing.assert_close(box.wall_rgb[(0, -1)], seen_walls, atol=0.01, rtol=0)
+    grey = float((0.5 * seen_walls + 0.5 * obs_rgb.reshape(3, -1).mean(1)).mean())
+    for side in ((0, -1), (2, -1)):
+        want = 0.5 * seen_walls + 0.5 * grey
+        torch.testing.assert_close(box.wall_rgb[side], want, atol=0.01, rtol=0)
     floor_px = kind == FLOOR
     assert floor_px.any()
     torch.testing.assert_close(rgb.permute(0, 2, 3, 1)[floor_px][0], box.floor_rgb)
+
+
+def test_a_wall_not_seen_stands_beyond_what_reached_towards_it_and_mirrors_the_opposite():
+    """A wide room seen along +z: the +-x walls are not seen, so the floor, ceiling and +z
+    wall points reaching towards them only bound them from within (the rule before took
+    those points for the walls): with the +z wall 2 m ahead they reach 1.5 m, and with no
+    wall seen opposite either the walls stand ``DEFAULT_EXTENT_M`` away; 8 m ahead they reach
+    6.1 m and the walls stand beyond all but the farthest of them. The -z wall behind,
+    which nothing reached, mirrors the +z wall."""
+    ahead = yaw_camera((0.0, 0.0, 0.0), 0.0)[None]
+    near = BoxLayout.from_frames(_frames(ahead, half=(9.0, 0.8, 2.0)))
+    assert abs(near.extent[(2, 1)] - 2.0) < 0.02 and near.seen[(2, 1)]
+    assert abs(near.extent[(2, -1)] - 2.0) < 0.02 and not near.seen[(2, -1)]
+    for side in ((0, 1), (0, -1)):
+        assert near.extent[side] == DEFAULT_EXTENT_M and not near.seen[side]
+    far = BoxLayout.from_frames(_frames(ahead, half=(9.0, 0.8, 8.0)))
+    reach = 8.0 * math.tan(math.radians(37.5))  # the +z wall's edge in view: 6.1 m
+    for side in ((0, 1), (0, -1)):
+        assert DEFAULT_EXTENT_M + 1 < far.extent[side] <= reach + 0.01 and not far.seen[side]
+    assert abs(far.extent[(2, -1)] - 8.0) < 0.05
 
 
 def test_a_camera_beyond_the_fitted_walls_stays_inside_its_room():
@@ -121,8 +163,9 @@ def test_the_box_does_not_depend_on_how_the_world_is_turned():
 
 
 def test_nothing_seen_towards_a_side_or_opposite_it_gives_the_default():
-    """Frames without depth give no box; a side nothing reached, nor its opposite, stands
-    ``DEFAULT_EXTENT_M`` away; an unseen floor and ceiling fall back around the camera."""
+    """Frames without depth give no box; a wall not seen, nothing reaching towards it and no
+    wall seen opposite it, stands ``DEFAULT_EXTENT_M`` away (the -z wall mirrors the +z wall
+    seen); an unseen floor and ceiling fall back around the camera."""
     c2w, K, rgb, depth = _frames(yaw_camera((0.0, 0.0, 0.0), 0.0)[None])[0]
     assert BoxLayout.from_frames([(c2w, K, rgb, torch.zeros_like(depth))]) is None
     # only a strip of the +z wall at eye height: nothing towards +-x beyond 5 cm, no floor
