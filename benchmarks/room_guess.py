@@ -2,7 +2,7 @@
 non-learned box fill's PSNR along the walk protocol's walks, against the synthetic worlds'
 truth.
 
-    python benchmarks/room_guess.py [--worlds 0:100] [--frames 80]
+    python benchmarks/room_guess.py [--worlds 0:60] [--frames 160] [--where mirrored]
 
 For each room and corridor (plazas have no walls) and each walk kind, ``BoxLayout`` is fitted
 to the walk's start frame (true rgb and depth, 64 px, 75 degrees) and the start frame is
@@ -93,8 +93,8 @@ def variants(box: L.BoxLayout, start: list) -> dict[tuple[str, str], L.BoxLayout
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--worlds", default="0:100", help="seeds first:last (last excluded)")
-    ap.add_argument("--frames", type=int, default=80, help="frames of each walk")
+    ap.add_argument("--worlds", default="0:60", help="seeds first:last (last excluded)")
+    ap.add_argument("--frames", type=int, default=160, help="frames of each walk (the protocol's)")
     ap.add_argument("--where", default="", help="only these placements (comma-separated)")
     args = ap.parse_args()
     torch.set_num_threads(2)
