@@ -99,24 +99,22 @@ def test_a_room_seen_into_one_corner_is_completed_behind_the_camera():
     torch.testing.assert_close(rgb.permute(0, 2, 3, 1)[floor_px][0], box.floor_rgb)
 
 
-def test_a_wall_not_seen_stands_beyond_what_reached_towards_it_and_mirrors_the_opposite():
-    """A wide room seen along +z: the +-x walls are not seen, so the floor, ceiling and +z
-    wall points reaching towards them only bound them from within (the rule before took
-    those points for the walls): with the +z wall 2 m ahead they reach 1.5 m, and with no
-    wall seen opposite either the walls stand ``DEFAULT_EXTENT_M`` away; 8 m ahead they reach
-    6.1 m and the walls stand beyond all but the farthest of them. The -z wall behind,
-    which nothing reached, mirrors the +z wall."""
+def test_a_wall_is_seen_only_where_its_own_points_are():
+    """A wide room seen along +z, its +z wall 2 m ahead: only that wall is ``seen``. The
+    floor, ceiling and +z wall points reach 1.5 m towards the +-x walls, which stand there
+    (where the points reach: a guess), and the -z wall behind mirrors the +z wall; none of
+    the three is seen, so their colour is the unseen walls' and ``texture_points`` reads
+    their texture on them."""
     ahead = yaw_camera((0.0, 0.0, 0.0), 0.0)[None]
-    near = BoxLayout.from_frames(_frames(ahead, half=(9.0, 0.8, 2.0)))
-    assert abs(near.extent[(2, 1)] - 2.0) < 0.02 and near.seen[(2, 1)]
-    assert abs(near.extent[(2, -1)] - 2.0) < 0.02 and not near.seen[(2, -1)]
+    box = BoxLayout.from_frames(_frames(ahead, half=(9.0, 0.8, 2.0)))
+    assert box.seen == {(0, 1): False, (0, -1): False, (2, 1): True, (2, -1): False}
+    assert abs(box.extent[(2, 1)] - 2.0) < 0.02 and abs(box.extent[(2, -1)] - 2.0) < 0.02
+    reach = 2.0 * math.tan(math.radians(37.5))  # the +z wall's edge in view: 1.53 m
     for side in ((0, 1), (0, -1)):
-        assert near.extent[side] == DEFAULT_EXTENT_M and not near.seen[side]
-    far = BoxLayout.from_frames(_frames(ahead, half=(9.0, 0.8, 8.0)))
-    reach = 8.0 * math.tan(math.radians(37.5))  # the +z wall's edge in view: 6.1 m
-    for side in ((0, 1), (0, -1)):
-        assert DEFAULT_EXTENT_M + 1 < far.extent[side] <= reach + 0.01 and not far.seen[side]
-    assert abs(far.extent[(2, -1)] - 8.0) < 0.05
+        assert 1.0 < box.extent[side] <= reach + 0.01
+    for side in ((0, 1), (0, -1), (2, -1)):
+        torch.testing.assert_close(box.wall_rgb[side], box.wall_rgb[(0, 1)])
+    assert float((box.wall_rgb[(2, 1)] - box.wall_rgb[(0, 1)]).abs().max()) > 0.01
 
 
 def test_a_camera_beyond_the_fitted_walls_stays_inside_its_room():
@@ -163,9 +161,8 @@ def test_the_box_does_not_depend_on_how_the_world_is_turned():
 
 
 def test_nothing_seen_towards_a_side_or_opposite_it_gives_the_default():
-    """Frames without depth give no box; a wall not seen, nothing reaching towards it and no
-    wall seen opposite it, stands ``DEFAULT_EXTENT_M`` away (the -z wall mirrors the +z wall
-    seen); an unseen floor and ceiling fall back around the camera."""
+    """Frames without depth give no box; a side nothing reached, nor its opposite, stands
+    ``DEFAULT_EXTENT_M`` away; an unseen floor and ceiling fall back around the camera."""
     c2w, K, rgb, depth = _frames(yaw_camera((0.0, 0.0, 0.0), 0.0)[None])[0]
     assert BoxLayout.from_frames([(c2w, K, rgb, torch.zeros_like(depth))]) is None
     # only a strip of the +z wall at eye height: nothing towards +-x beyond 5 cm, no floor
