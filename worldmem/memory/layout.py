@@ -22,9 +22,9 @@ camera) without learning:
   was seen. Rooms' walls often differ in colour, and a wrong hue costs more than a greyer one.
 
 The colour of walls not seen is measured by the box fill it gives along the walk protocol's
-walks (``benchmarks/room_guess.py``): +0.09 dB over the seen walls' mean, higher in 38 of 40
-training worlds and 41 of 43 held-out ones (but lower on the headline protocol's two worlds,
-whose walls share one dark palette: -0.06 dB).
+walks (``benchmarks/room_guess.py``): over the seen walls' mean, +0.09 dB on 40 training
+worlds (higher in 38) and +0.08 on 43 held-out ones (higher in 41), but -0.06 on the headline
+protocol's two worlds, whose walls share one dark palette.
 
 ``render`` casts each pixel's ray into the box: colour, z-depth and kind per pixel, the same
 for the same point of the room from any camera. It is what a view turned away tends to far
