@@ -70,7 +70,7 @@ def test_a_room_seen_into_one_corner_is_completed_behind_the_camera():
     at, kind_t = box.texture_points(guess, away, intrinsics(3, S))
     assert torch.equal(kind_t, kind)
     behind = (true_kind == WALL) & (((p[..., 0] + 3).abs() < 1e-3) | ((p[..., 2] + 3).abs() < 1e-3))
-    on_box = (at - p).norm(dim=-1) < 0.02 * true_depth  # at the true walls (at the default)
+    on_box = (at - p).norm(dim=-1) < 0.02 * true_depth  # on the true walls (mirrored: exact here)
     kept = (at == guess).all(-1)
     assert behind.any() and (~behind).any()
     assert float((on_box == behind).float().mean()) > 0.98
