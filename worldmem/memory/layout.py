@@ -35,7 +35,7 @@ where they were not seen (a guessed depth there would bend their pattern).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -82,7 +82,7 @@ class BoxLayout:
     ceiling_rgb: Tensor
     wall_rgb: dict[tuple[int, int], Tensor]
     # whether the observed frames showed each wall (an unseen wall's place and colour are guesses)
-    seen: dict[tuple[int, int], bool] = field(default_factory=lambda: dict.fromkeys(SIDES, True))
+    seen: dict[tuple[int, int], bool]
 
     @classmethod
     def from_frames(cls, frames: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> BoxLayout | None:

@@ -579,7 +579,7 @@ class ExemplarTexture:
         cameras ``c2w (N, 4, 4)`` -> the band ``(N, 3, H, W)`` their surfaces take (0 on a kind
         of surface the observed frames did not show), times ``gains[kind]`` on each kind of
         surface when given (a kind it leaves out: 0). With ``expected (N, H, W)``, the kind
-        of surface each pixel should show (the room's, ``layout.BoxLayout.render``), a floor
+        of surface each pixel should show (the room's, ``layout.BoxLayout.texture_points``), a floor
         or ceiling there takes its band whatever the points' normals say, and a wall only
         where they say wall (``_reads``): a generated depth whose normals tilt (a ceiling
         guessed with a step in it) would lay a wall's pattern across the ceiling."""
