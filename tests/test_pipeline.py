@@ -857,8 +857,8 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
     # with the room's layout, a pixel takes the band of the kind of surface the room shows
     # there when that is a floor or ceiling, whatever the frame's normals say (here a room
     # that shows a floor over the left half of every frame, and the start frame gave no floor
-    # texture: none there), and a wall's only where the normals say wall too; a wall the start
-    # frame did not see (the +x wall, turning towards it) is read where the ray meets the room
+    # texture: none there), and a wall's only where the normals say wall too, read where the
+    # ray meets the room's wall (the +x wall, which the start frame did not see, among them)
     real_points = BoxLayout.texture_points
 
     def floor_left(self, *a, **kw):
@@ -881,7 +881,7 @@ def test_the_observed_texture_is_laid_where_memory_observed_nothing(
         band = texture.band(points, cams[1:], None, expected)
         torch.testing.assert_close(got.rgb, (base.rgb + holes * band).clamp(0, 1))
         moved = (points != own).any(-1) & (holes[:, 0] > 0)
-        assert int(moved.sum()) > 50  # the unseen wall's pixels, read on the room's wall
+        assert int(moved.sum()) > 50  # the walls' pixels, read on the room's walls
         at_own = texture.band(own, cams[1:], None, expected).permute(0, 2, 3, 1)
         assert float((band.permute(0, 2, 3, 1) - at_own)[moved].abs().mean()) > 0.01
         turned = turn_about_y(points.double(), -texture.yaw)

@@ -885,8 +885,8 @@ class WorldPipeline:
             points = unproject_depth(depth[:, 0], cams[:keep], K[:keep])  # (T, S, S, 3)
             if self._lays_texture:
                 # the surface the room shows: a floor or ceiling whatever the guessed
-                # depth's normals say, a wall where they say wall too (texture._reads), and
-                # a wall no observed frame showed read on the room's wall (texture_points)
+                # depth's normals say, a wall where they say wall too (texture._reads), read
+                # where the ray meets the room's wall (texture_points)
                 layout = self._layout(world)
                 expected = None
                 if layout is not None:

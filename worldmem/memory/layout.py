@@ -15,7 +15,9 @@ camera) without learning:
   A camera is always inside its room: a wall is moved out to at least ``CAMERA_MARGIN_M``
   beyond the camera that looks at it, the floor and the ceiling ``HEAD_ROOM_M``. A wall is
   ``seen`` when the observed frames show points of wall facing back along its axis (points
-  merely reaching that way are the floor or a side wall running on);
+  merely reaching that way are the floor or a side wall running on), away from any outline
+  (where normals mix two surfaces) and near where the points reach that way (within
+  ``SEEN_AT_REACH_REL``: a wall hides what is behind it, a pillar's face does not);
 - each surface takes the mean colour of the observed pixels of its kind: a wall the observed
   frames saw, its own mean; a wall not seen, halfway (``UNSEEN_WALL_HUE``) between the seen
   walls' mean and a grey as bright as halfway (``UNSEEN_WALL_MIX``) between them and all that
@@ -30,7 +32,7 @@ protocol's two worlds, whose walls share one dark palette.
 for the same point of the room from any camera. It is what a view turned away tends to far
 from anything observed, in colour and in depth; objects inside the room it does not know.
 ``texture_points`` says where a generated frame's laid texture is read: on the box's walls
-where they were not seen (a guessed depth there would bend their pattern).
+(a guessed depth's bulges would bend their pattern).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.geometry import unproject_depth
@@ -50,6 +53,7 @@ __all__ = [
     "EXTENT_QUANTILE",
     "HEAD_ROOM_M",
     "SIDES",
+    "outlines",
 ]
 
 EXTENT_QUANTILE = 0.95  # a wall stands where this share of the points seen that way are nearer
@@ -62,6 +66,8 @@ CAMERA_MARGIN_M = 1.0  # a wall is at least this far beyond any camera that rend
 HEAD_ROOM_M = 0.1  # the floor and the ceiling are at least this far below and above a camera
 DEFAULT_EYE_HEIGHT_M = 1.6  # an unseen floor is this far below the cameras, an unseen ceiling above
 MIN_PIXELS = 8  # fewer observed pixels of a kind (or reaching a side) than this: not seen
+SEEN_AT_REACH_REL = 0.1  # a wall's facing points lie within this of the side's reach
+OUTLINE_STEP = 0.2  # neighbours' depths differing by more than this (in log depth): an outline
 MIN_REACH_M = 0.05  # a point nearer than this to the camera along a side does not reach it
 SIDES = ((0, 1), (0, -1), (2, 1), (2, -1))  # (axis, sign) of the walls at +x, -x, +z, -z
 
@@ -97,6 +103,8 @@ class BoxLayout:
         pts = torch.cat([p.reshape(-1, 3) for p, _, _ in surfaces])[known]
         kinds = torch.cat([k.flatten() for _, k, _ in surfaces])[known]
         n = torch.cat([n.reshape(-1, 3) for _, _, n in surfaces])[known]
+        # an outline's normals point anywhere: no evidence of a wall's facing
+        clean = torch.cat([~outlines(f[3]).flatten() for f in frames])[known]
         rgbs = torch.cat([f[2].double().reshape(3, -1).T for f in frames])[known]
         cams = turn_about_y(torch.stack([f[0][:3, 3].double() for f in frames]), -yaw)
         anchor = cams[0]
@@ -124,13 +132,16 @@ class BoxLayout:
         for axis, sign in SIDES:
             along = offsets[:, axis] * sign
             far = along > MIN_REACH_M
-            # the side's own wall: points of wall facing back along the axis
-            wall = walls & (facing_x if axis == 0 else ~facing_x) & far
+            big = int(far.sum()) >= MIN_PIXELS
+            r = float(torch.quantile(along[far], EXTENT_QUANTILE)) if big else None
+            reach[(axis, sign)] = r
+            # the side's own wall: points of wall facing back along the axis, where the points
+            # reach that way (facing points well before that are an object's, a pillar's face)
+            at_reach = along >= (1 - SEEN_AT_REACH_REL) * r if big else far
+            wall = walls & (facing_x if axis == 0 else ~facing_x) & far & clean & at_reach
             seen[(axis, sign)] = int(wall.sum()) >= MIN_PIXELS
-            along = along[far]
-            big = len(along) >= MIN_PIXELS
-            reach[(axis, sign)] = float(torch.quantile(along, EXTENT_QUANTILE)) if big else None
-            wall_rgb[(axis, sign)] = mean(wall, unseen_rgb).float()
+            own = mean(wall, unseen_rgb) if seen[(axis, sign)] else unseen_rgb
+            wall_rgb[(axis, sign)] = own.float()
         extent = {
             (axis, sign): reach[(axis, sign)] or reach[(axis, -sign)] or DEFAULT_EXTENT_M
             for axis, sign in SIDES
@@ -164,18 +175,15 @@ class BoxLayout:
         """Frames' world points ``(N, H, W, 3)`` (their depth unprojected) seen from cameras
         c2w ``(N, 4, 4)``, K ``(N, 3, 3)`` -> where each pixel takes its laid texture from
         (``texture.ExemplarTexture.band``) ``(N, H, W, 3)`` and the kind of surface the box
-        shows there ``(N, H, W)``: its own point, but where the box shows a wall the observed
-        frames did not (``seen``), the point where its ray meets that wall (the depth there is
-        a guess, whose bulges would bend the wall's pattern)."""
-        depth, kind, side = self._cast(c2w, K, points.shape[2])
-        unseen = torch.zeros_like(kind, dtype=torch.bool)
-        for i, s in enumerate(SIDES):
-            if not self.seen[s]:
-                unseen |= (kind == WALL) & (side == i)
-        if not bool(unseen.any()):
+        shows there ``(N, H, W)``: where the box shows a wall, the point where the pixel's ray
+        meets that wall (a guessed depth's bulges would bend the wall's pattern), elsewhere
+        its own point."""
+        depth, kind, _ = self._cast(c2w, K, points.shape[2])
+        wall = kind == WALL
+        if not bool(wall.any()):
             return points, kind
         on_box = unproject_depth(depth.to(points.dtype), c2w.to(points.dtype), K.to(points.dtype))
-        return torch.where(unseen[..., None], on_box, points), kind
+        return torch.where(wall[..., None], on_box, points), kind
 
     def _cast(self, c2w: Tensor, K: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
         """Each pixel's ray cast into the box -> z-depth ``(N, size, size)`` float64, kind and
@@ -215,3 +223,17 @@ class BoxLayout:
             extent = beyond.clamp(min=self.extent[(axis, sign)])
             meet(axis, anchor[axis] + sign * extent, WALL, i)
         return depth, kind, side
+
+
+def outlines(depth: Tensor) -> Tensor:
+    """``(H, W)`` bool: the pixels of a z-depth map ``(H, W)`` (0 unknown) beside a step of
+    more than ``OUTLINE_STEP`` in log depth (both sides), or beside unknown depth or the
+    border, where normals from neighbouring points mix two surfaces."""
+    log_d = depth.double().clamp_min(1e-6).log()
+    log_d[depth <= 0] = float("inf")
+    out = F.pad(log_d[None, None], (1, 1, 1, 1), value=float("inf"))[0, 0]
+    step = torch.zeros_like(depth, dtype=torch.bool)
+    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        near = out[dy : dy + depth.shape[0], dx : dx + depth.shape[1]]
+        step |= ~((near - log_d).abs() <= OUTLINE_STEP)  # inf - inf is nan: a step too
+    return step
