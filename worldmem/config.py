@@ -533,9 +533,9 @@ class ServerConfig:
     max_messages_per_s: float = 60.0
     # websocket origins accepted besides the page's own, e.g. ["https://demo.example.org"]
     allowed_origins: list[str] = field(default_factory=list)
-    # torch CPU threads while serving (0: torch's default, one per core). On 2 otherwise idle
-    # cores, two stream 10.7-12.0 frames/s against 7.3-8.3 with one; with a core busy elsewhere
-    # (a training run) one may be better (python benchmarks/interactive.py --threads N tells)
+    # torch CPU threads while serving (0: one fewer than the cores, at least one: the event
+    # loop, PNG encoding and a local page need a core; on 2 cores one thread streamed 12.2
+    # frames/s against 9.5 with two; python benchmarks/interactive.py tells)
     torch_threads: int = 0
 
     def __post_init__(self):

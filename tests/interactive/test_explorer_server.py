@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from worldmem.config import ActionConfig, ConfigError, ServerConfig
 from worldmem.interactive.protocol import decode_image_message
-from worldmem.interactive.server import create_app
+from worldmem.interactive.server import create_app, serving_threads
 
 pytestmark = pytest.mark.timeout(180)  # a hung websocket fails the test instead of the run
 
@@ -69,6 +69,14 @@ def frames_of(messages) -> list[dict]:
     return [
         m["header"] for m in messages if m["type"] == "image" and m["header"]["kind"] == "frame"
     ]
+
+
+def test_the_server_leaves_a_core_for_its_event_loop_unless_told():
+    """torch_threads 0: one thread fewer than the cores, at least one; a set value is kept."""
+    auto = ServerConfig()
+    assert [serving_threads(auto, cores) for cores in (1, 2, 4, 8)] == [1, 1, 3, 7]
+    assert serving_threads(auto) == max(1, torch.get_num_threads() - 1)
+    assert serving_threads(ServerConfig(torch_threads=2), cores=2) == 2
 
 
 def test_hostile_messages_each_get_an_error_and_the_server_stays_responsive(template):

@@ -163,13 +163,23 @@ def running_server(
         thread.join(timeout=30)
 
 
+def serving_threads(cfg: ServerConfig, cores: int | None = None) -> int:
+    """The torch threads the server generates with: ``cfg.torch_threads``, or with 0 one fewer
+    than ``cores`` (default: torch's count, one per core) and at least one. The server's event
+    loop, its PNG encoding and a page on the same machine need a core too: on 2 cores one
+    thread streamed 1.29x the frames of two (``benchmarks/interactive.py``), though a chunk
+    stepped alone runs 1.33x faster on two."""
+    if cfg.torch_threads:
+        return cfg.torch_threads
+    return max(1, (torch.get_num_threads() if cores is None else cores) - 1)
+
+
 def serve(cfg: SampleRootConfig) -> None:
     """Load the model once, print the page's URL and serve until interrupted."""
     import uvicorn
 
     s = cfg.server
-    if s.torch_threads:
-        torch.set_num_threads(s.torch_threads)
+    torch.set_num_threads(serving_threads(s))
     template, info = load_template(cfg)
     if info.note:
         print(f"warning: {info.note}", flush=True)
