@@ -92,6 +92,27 @@ def variants(box: L.BoxLayout, start: list) -> dict[tuple[str, str], L.BoxLayout
     return out
 
 
+def box_fills(world, seed: int, frames: int, variants, keep=None) -> dict:
+    """The box fill's PSNR over all frames of ``world``'s walks (each kind of the walk
+    protocol, ``frames`` long) for each box ``variants(box, start)`` gives (``keep(name)``:
+    only those), averaged over the walks: {name: dB}."""
+    K = intrinsics_from_fov(FOV_DEG, SIZE, SIZE)
+    walks: dict = {}
+    for kind in WALK_KINDS:
+        case = walk_case(world, kind, frames, seed, SIZE, K)
+        start = [(case.c2w[0], case.K[0], case.rgb[0], case.depth[0, 0])]
+        box = L.BoxLayout.from_frames(start)
+        warped, _, mask = forward_warp(
+            case.rgb[:1], case.depth[:1], case.c2w[:1], case.K[:1], case.c2w, case.K
+        )
+        for name, b in variants(box, start).items():
+            if keep is not None and not keep(name):
+                continue
+            filled = push_pull_fill(warped, mask, b.render(case.c2w, case.K, SIZE)[0])[0]
+            walks.setdefault(name, []).append(float(psnr(filled[1:], case.rgb[1:]).mean()))
+    return {name: sum(v) / len(v) for name, v in walks.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worlds", default="0:60", help="seeds first:last (last excluded)")
@@ -100,27 +121,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     first, last = (int(x) for x in args.worlds.split(":"))
-    K = intrinsics_from_fov(FOV_DEG, SIZE, SIZE)
+    wanted = (BEFORE[0], "shipped", *args.where.split(","))
+    keep = (lambda name: name[0] in wanted) if args.where else None
     scores: dict[tuple[str, str], dict[int, float]] = {}
     for seed in range(first, last):
         world = make_world(seed)
         if world.kind == "plaza":
             continue
-        walks: dict[tuple[str, str], list[float]] = {}
-        for kind in WALK_KINDS:
-            case = walk_case(world, kind, args.frames, seed, SIZE, K)
-            start = [(case.c2w[0], case.K[0], case.rgb[0], case.depth[0, 0])]
-            box = L.BoxLayout.from_frames(start)
-            warped, _, mask = forward_warp(
-                case.rgb[:1], case.depth[:1], case.c2w[:1], case.K[:1], case.c2w, case.K
-            )
-            for name, b in variants(box, start).items():
-                if args.where and name[0] not in (BEFORE[0], "shipped", *args.where.split(",")):
-                    continue
-                filled = push_pull_fill(warped, mask, b.render(case.c2w, case.K, SIZE)[0])[0]
-                walks.setdefault(name, []).append(float(psnr(filled[1:], case.rgb[1:]).mean()))
-        for name, v in walks.items():
-            scores.setdefault(name, {})[seed] = sum(v) / len(v)
+        for name, psnr_db in box_fills(world, seed, args.frames, variants, keep).items():
+            scores.setdefault(name, {})[seed] = psnr_db
         print(f"world {seed} ({world.kind}): done", flush=True)
     before = scores[BEFORE]
     print(f"\n{len(before)} worlds ({args.worlds}), 5 walks of {args.frames} frames each\n")

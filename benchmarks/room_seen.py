@@ -29,17 +29,12 @@ import argparse
 import copy
 
 import torch
+from room_guess import box_fills  # beside this file
 
 from worldmem.data.synthetic import make_world
-from worldmem.eval.baselines import forward_warp
-from worldmem.eval.metrics import psnr
-from worldmem.eval.walk import WALK_KINDS, walk_case
-from worldmem.geometry.camera import intrinsics_from_fov
 from worldmem.memory import layout as L
-from worldmem.memory.fill import push_pull_fill
 from worldmem.memory.texture import WALL, observed_surfaces
 
-SIZE, FOV_DEG = 64, 75.0  # the shipped pipeline's frames
 RULES = {  # (away from outlines, near the reach)
     "facing points": (False, False),
     "away from outlines": (True, False),
@@ -89,23 +84,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     first, last = (int(x) for x in args.worlds.split(":"))
-    K = intrinsics_from_fov(FOV_DEG, SIZE, SIZE)
     scores: dict[str, dict[int, float]] = {}
     for seed in range(first, last):
         world = make_world(seed)
-        walks: dict[str, list[float]] = {}
-        for kind in WALK_KINDS:
-            case = walk_case(world, kind, args.frames, seed, SIZE, K)
-            start = [(case.c2w[0], case.K[0], case.rgb[0], case.depth[0, 0])]
-            box = L.BoxLayout.from_frames(start)
-            warped, _, mask = forward_warp(
-                case.rgb[:1], case.depth[:1], case.c2w[:1], case.K[:1], case.c2w, case.K
-            )
-            for name, b in variants(box, start).items():
-                filled = push_pull_fill(warped, mask, b.render(case.c2w, case.K, SIZE)[0])[0]
-                walks.setdefault(name, []).append(float(psnr(filled[1:], case.rgb[1:]).mean()))
-        for name, v in walks.items():
-            scores.setdefault(name, {})[seed] = sum(v) / len(v)
+        for name, psnr_db in box_fills(world, seed, args.frames, variants).items():
+            scores.setdefault(name, {})[seed] = psnr_db
         print(f"world {seed} ({world.kind}): done", flush=True)
     before = scores["facing points"]
     print(f"\n{len(before)} worlds ({args.worlds}), 5 walks of {args.frames} frames each\n")

@@ -534,8 +534,8 @@ class ServerConfig:
     # websocket origins accepted besides the page's own, e.g. ["https://demo.example.org"]
     allowed_origins: list[str] = field(default_factory=list)
     # torch CPU threads while serving (0: one fewer than the cores, at least one: the event
-    # loop, PNG encoding and a local page need a core; on 2 cores one thread streamed 12.2
-    # frames/s against 9.5 with two; python benchmarks/interactive.py tells)
+    # loop, PNG encoding and a local page need a core; on 2 cores one thread streamed 12.0-12.2
+    # frames/s against 9.5-9.7 with two; python benchmarks/interactive.py tells)
     torch_threads: int = 0
 
     def __post_init__(self):
