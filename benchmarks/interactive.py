@@ -1,6 +1,7 @@
 """Interactive exploration speed over a live websocket (uvicorn on loopback).
 
     python benchmarks/interactive.py [--seconds 8] [--trials 10] [--rounds 3] [--threads N]
+        [--steps N] [--checkpoint DIR]
 
 Measures, for the tiny model at its 64 px (the trained checkpoint at
 checkpoints/worldmem-tiny when present, else a random-weight model of the tiny preset):

@@ -12,7 +12,8 @@ wall its own points' mean, a wall not seen the room's guess); where each wall st
 - ``facing points`` (before): at least ``MIN_PIXELS`` points of wall facing back along the
   side's axis, anywhere that way;
 - ``away from outlines``: those beside a depth step of more than ``OUTLINE_STEP`` (or unknown
-  depth, or the border) left out, where normals mix two surfaces;
+  depth, or the border: ``texture.edges`` without its folds) left out, where normals mix two
+  surfaces;
 - ``near the reach``: only those within ``SEEN_AT_REACH_REL`` of where the points reach that
   way (a wall hides what is behind it; a pillar's face does not);
 - ``both``: the two together, the rule ``BoxLayout`` ships (the row ``shipped``, ``BoxLayout``
@@ -33,7 +34,7 @@ from room_guess import box_fills  # beside this file
 
 from worldmem.data.synthetic import make_world
 from worldmem.memory import layout as L
-from worldmem.memory.texture import WALL, observed_surfaces
+from worldmem.memory.texture import WALL, edges, observed_surfaces
 
 RULES = {  # (away from outlines, near the reach)
     "facing points": (False, False),
@@ -47,7 +48,7 @@ def variants(box: L.BoxLayout, start: list) -> dict[str, L.BoxLayout]:
     """``box`` with its walls' seen-ness and colours by each rule: {rule: box}."""
     ((points, kinds, normals),), _ = observed_surfaces(start)
     known = start[0][3] > 0
-    clean = ~L.outlines(start[0][3])[known]
+    clean = ~edges(start[0][3], None, L.OUTLINE_STEP)[known]
     offsets = (points - box.anchor.double())[known]
     rgb = start[0][2].permute(1, 2, 0)[known].double()
     walls = kinds[known] == WALL

@@ -40,11 +40,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from worldmem.geometry import unproject_depth
-from worldmem.memory.texture import CEILING, FLOOR, WALL, observed_surfaces, turn_about_y
+from worldmem.memory.texture import CEILING, FLOOR, WALL, edges, observed_surfaces, turn_about_y
 
 __all__ = [
     "BoxLayout",
@@ -52,8 +51,8 @@ __all__ = [
     "DEFAULT_EXTENT_M",
     "EXTENT_QUANTILE",
     "HEAD_ROOM_M",
+    "OUTLINE_STEP",
     "SIDES",
-    "outlines",
 ]
 
 EXTENT_QUANTILE = 0.95  # a wall stands where this share of the points seen that way are nearer
@@ -104,7 +103,7 @@ class BoxLayout:
         kinds = torch.cat([k.flatten() for _, k, _ in surfaces])[known]
         n = torch.cat([n.reshape(-1, 3) for _, _, n in surfaces])[known]
         # an outline's normals point anywhere: no evidence of a wall's facing
-        clean = torch.cat([~outlines(f[3]).flatten() for f in frames])[known]
+        clean = torch.cat([~edges(f[3], None, OUTLINE_STEP).flatten() for f in frames])[known]
         rgbs = torch.cat([f[2].double().reshape(3, -1).T for f in frames])[known]
         cams = turn_about_y(torch.stack([f[0][:3, 3].double() for f in frames]), -yaw)
         anchor = cams[0]
@@ -223,17 +222,3 @@ class BoxLayout:
             extent = beyond.clamp(min=self.extent[(axis, sign)])
             meet(axis, anchor[axis] + sign * extent, WALL, i)
         return depth, kind, side
-
-
-def outlines(depth: Tensor) -> Tensor:
-    """``(H, W)`` bool: the pixels of a z-depth map ``(H, W)`` (0 unknown) beside a step of
-    more than ``OUTLINE_STEP`` in log depth (both sides), or beside unknown depth or the
-    border, where normals from neighbouring points mix two surfaces."""
-    log_d = depth.double().clamp_min(1e-6).log()
-    log_d[depth <= 0] = float("inf")
-    out = F.pad(log_d[None, None], (1, 1, 1, 1), value=float("inf"))[0, 0]
-    step = torch.zeros_like(depth, dtype=torch.bool)
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        near = out[dy : dy + depth.shape[0], dx : dx + depth.shape[1]]
-        step |= ~((near - log_d).abs() <= OUTLINE_STEP)  # inf - inf is nan: a step too
-    return step

@@ -724,20 +724,22 @@ def sees(points: Tensor, c2w: Tensor, K: Tensor, depth: Tensor) -> Tensor:
     return inside & (d > 0) & ((d - z).abs() <= STEEP * z)
 
 
-def edges(depth: Tensor, normal: Tensor) -> Tensor:
+def edges(depth: Tensor, normal: Tensor | None, steep: float = STEEP) -> Tensor:
     """``(H, W)`` bool: the pixels of a frame (z-depth ``(H, W)``, 0 unknown; normals ``(H, W,
     3)``) kept out of any texture: unknown depth and the frame's border; both pixels beside a
-    step of more than ``STEEP`` in log depth (an outline, or a surface seen so obliquely that
-    its texture is squeezed); both pixels of a fold between two surfaces (where two walls
-    meet, a wall meets the floor: the border of two materials, though depth is continuous)."""
+    step of more than ``steep`` in log depth (an outline, or a surface seen so obliquely that
+    its texture is squeezed); with ``normal``, both pixels of a fold between two surfaces
+    (where two walls meet, a wall meets the floor: the border of two materials, though depth
+    is continuous)."""
     edge = depth <= 0
     edge[[0, -1]] = True
     edge[:, [0, -1]] = True
     log_d = depth.double().clamp_min(1e-6).log()
-    step_down = (log_d[1:] - log_d[:-1]).abs() > STEEP
-    step_across = (log_d[:, 1:] - log_d[:, :-1]).abs() > STEEP
-    down = step_down | ((normal[1:] * normal[:-1]).sum(-1).abs() < FOLD_COS)
-    across = step_across | ((normal[:, 1:] * normal[:, :-1]).sum(-1).abs() < FOLD_COS)
+    down = (log_d[1:] - log_d[:-1]).abs() > steep
+    across = (log_d[:, 1:] - log_d[:, :-1]).abs() > steep
+    if normal is not None:
+        down |= (normal[1:] * normal[:-1]).sum(-1).abs() < FOLD_COS
+        across |= (normal[:, 1:] * normal[:, :-1]).sum(-1).abs() < FOLD_COS
     edge[1:] |= down
     edge[:-1] |= down
     edge[:, 1:] |= across
