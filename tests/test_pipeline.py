@@ -6,7 +6,7 @@ import torch
 from conftest import make_tiny_pipeline, spy_inserts
 
 from worldmem.config import ConfigError
-from worldmem.geometry import project_points
+from worldmem.geometry import project_points, unproject_depth
 from worldmem.memory import SpatialMemory
 from worldmem.pipeline import Chunk, WorldPipeline, memories_for_mode
 
@@ -543,6 +543,72 @@ def test_the_depth_nets_two_uses_are_set_apart(tiny_pipeline_dir, tmp_path):
     )
     with pytest.raises(ValueError, match="start_depth: 'depth_net' needs a depth_net"):
         WorldPipeline(pipe.model, pipe.model_cfg, pipe.memory_cfg, start_depth="depth_net")
+
+
+def test_generated_frames_take_the_rooms_depth_on_the_surfaces_the_start_showed(
+    tiny_pipeline_dir,
+):
+    """With ``generated_depth: room``, in a box room whose start frame shows the floor, the
+    ceiling and two walls, a view turned away has, where the model invented (no observed
+    sample), the true room's depth on the floor, the ceiling and those walls (the room's
+    continuation of them), and the depth net's depth of the frame on the walls the start
+    frame did not show; what memory gave back keeps the model's depth. The setting needs a
+    depth net and the room, and is for generated frames only."""
+    from conftest import tiny_memory_config
+
+    from tests.memory.memory_scenes import box_room, yaw_camera
+    from worldmem.models.depth_net import DepthNet, DepthNetConfig
+
+    torch.manual_seed(0)
+    net = DepthNet(DepthNetConfig(image_size=32, widths=(8, 16, 16, 16), init_depth_m=7.0))
+    cfg = tiny_memory_config(render_colour="resample", layout="box")
+    half = (3.0, 0.8, 3.0)
+
+    def run(generated_depth):
+        pipe = WorldPipeline.from_pretrained(
+            tiny_pipeline_dir,
+            device="cpu",
+            memory_cfg=cfg,
+            depth_net=net,
+            generated_depth=generated_depth,
+        )
+        cams = torch.stack([yaw_camera((0.0, 0.0, 0.0), a) for a in (45.0, 120.0)])
+        rgb, depth = box_room(cams, pipe.K.expand(2, 3, 3), 32, 32, half=half)
+        pipe.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=3)
+        observed = pipe.model_inputs(cams[1:], pipe.K[None]).memory_observed[0] > 0.5
+        return pipe.step(cams[1:]), observed, depth[1:], cams[1:]
+
+    plain, _, _, _ = run("depth_net")
+    chunk, observed, true_depth, cams = run("room")
+    assert torch.equal(chunk.rgb, plain.rgb)
+    points = unproject_depth(true_depth[:, 0], cams, chunk.K)[..., :3]
+    wall = (points[..., 1].abs() < half[1] - 1e-3)[:, None]
+    seen_wall = wall & ((points[..., 0] - 3.0).abs() < 1e-3)[:, None]
+    seen_wall |= wall & ((points[..., 2] - 3.0).abs() < 1e-3)[:, None]
+    invented = ~observed
+    room = invented & (~wall | seen_wall)  # floor, ceiling and the walls the start showed
+    guess = invented & wall & ~seen_wall
+    assert int(room.sum()) > 100 and int(guess.sum()) > 100
+    rel = (chunk.depth - true_depth).abs() / true_depth
+    assert float(rel[room].median()) < 0.02 and float((rel[room] < 0.05).float().mean()) > 0.95
+    assert float((plain.depth - true_depth).abs().div(true_depth)[room].median()) > 0.1
+    with torch.no_grad():
+        net_depth = net(chunk.rgb)
+    the_nets = (chunk.depth - net_depth).abs() < 1e-5
+    assert float(the_nets[guess].float().mean()) > 0.95  # all but the corners' few pixels
+    torch.testing.assert_close(chunk.depth[observed], plain.depth[observed])
+
+    with pytest.raises(ValueError, match="start_depth: expected one of model, depth_net"):
+        WorldPipeline.from_pretrained(tiny_pipeline_dir, depth_net=net, start_depth="room")
+    with pytest.raises(ValueError, match="generated_depth: 'room' needs a depth_net"):
+        WorldPipeline.from_pretrained(tiny_pipeline_dir, generated_depth="room")
+    with pytest.raises(ValueError, match=r"'room' needs a room \(memory.layout: box\)"):
+        WorldPipeline.from_pretrained(
+            tiny_pipeline_dir,
+            depth_net=net,
+            generated_depth="room",
+            memory_cfg=tiny_memory_config(layout="none"),
+        )
 
 
 def _random_start_and_turn(angles=(0.0, 0.6)):

@@ -9,10 +9,10 @@ A pipeline folder (``save_pretrained`` / ``from_pretrained``) holds ``model/`` (
 ``WorldDiT`` weights and config), ``pipeline.json`` (format version, memory and sampler
 settings, the camera field of view the model was trained with) and, where a ``DepthNet``
 gives a start image without depth or what the model invents its depth
-(``sampler.start_depth`` / ``sampler.generated_depth: depth_net``), ``depth_net/``;
-``pipeline_files.py`` reads
-and writes it and the world state files, ``pipeline_checks.py`` holds the checks of what the
-pipeline is given and of what its model gives back.
+(``sampler.start_depth`` / ``sampler.generated_depth: depth_net`` or ``room``),
+``depth_net/``; ``pipeline_files.py`` reads and writes it and the world state files,
+``pipeline_checks.py`` holds the checks of what the pipeline is given and of what its model
+gives back.
 """
 
 from __future__ import annotations
@@ -85,6 +85,9 @@ __all__ = [
 # what gives a start image without depth its depth (pipeline.json: sampler.start_depth), and
 # a generated frame where its memory render held no observed sample (sampler.generated_depth)
 DEPTH_SOURCES = ("model", "depth_net")
+# and for a generated frame only, "room": where the room shows a surface the observed frames
+# showed, the room's depth; elsewhere the depth net's
+GENERATED_DEPTH_SOURCES = (*DEPTH_SOURCES, "room")
 # what draws texture on a generated frame where its memory render showed nothing observed
 # (sampler.detail): nothing, a DetailFlow or a DetailNet (its folder); a DetailFlow is a
 # DetailNet, so it comes first and saving finds its own name
@@ -236,13 +239,16 @@ class WorldPipeline:
         self.first_frame = first_frame
         if start_depth is None:  # a net given is a net used for start images
             start_depth = "model" if depth_net is None else "depth_net"
-        for name, value in (("start_depth", start_depth), ("generated_depth", generated_depth)):
-            if value not in DEPTH_SOURCES:
-                raise ValueError(
-                    f"{name}: expected one of {', '.join(DEPTH_SOURCES)}, got {value!r}"
-                )
-            if value == "depth_net" and depth_net is None:
-                raise ValueError(f"{name}: 'depth_net' needs a depth_net")
+        for name, value, allowed in (
+            ("start_depth", start_depth, DEPTH_SOURCES),
+            ("generated_depth", generated_depth, GENERATED_DEPTH_SOURCES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+            if value in ("depth_net", "room") and depth_net is None:
+                raise ValueError(f"{name}: {value!r} needs a depth_net")
+        if generated_depth == "room" and memory_cfg.layout == "none":
+            raise ValueError("generated_depth: 'room' needs a room (memory.layout: box)")
         # what gives a start image without depth its depth, and a generated frame where its
         # memory render held no observed sample (elsewhere it is always the model's)
         self.start_depth, self.generated_depth = start_depth, generated_depth
@@ -281,9 +287,10 @@ class WorldPipeline:
     def from_pretrained(cls, path: str | Path, device: str = "auto", **overrides) -> WorldPipeline:
         """Load a pipeline folder written by ``save_pretrained``. ``overrides`` may set
         ``steps``, ``guidance_scale``, ``stochastic``, ``start_depth_scale``, ``depth_net``
-        (a ``DepthNet``, or None for the model's depth throughout), ``start_depth`` and
-        ``generated_depth`` (``DEPTH_SOURCES``), ``detail_net`` (a ``DetailNet``, or None to
-        draw no detail), ``texture_gain``, ``wall_texture_gain``, ``pattern_detail``,
+        (a ``DepthNet``, or None for the model's depth throughout), ``start_depth``
+        (``DEPTH_SOURCES``) and ``generated_depth`` (``GENERATED_DEPTH_SOURCES``),
+        ``detail_net`` (a ``DetailNet``, or None to draw no detail), ``texture_gain``,
+        ``wall_texture_gain``, ``pattern_detail``,
         ``first_frame`` (a ``FirstFrameNet``, or None for the model's own prompt-only start)
         or ``memory_cfg``."""
         path = Path(path)
@@ -305,16 +312,17 @@ class WorldPipeline:
         # older folders name neither: the model's depth (start_depth None: the net's if one
         # is given, so a net passed to an older folder is used for start images)
         sources = {"start_depth": None, "generated_depth": "model"}
+        allowed = {"start_depth": DEPTH_SOURCES, "generated_depth": GENERATED_DEPTH_SOURCES}
         for key in sources:
             sources[key] = meta["sampler"].get(key, sources[key])
-            if sources[key] is not None and sources[key] not in DEPTH_SOURCES:
+            if sources[key] is not None and sources[key] not in allowed[key]:
                 raise ValueError(
-                    f"{meta_path}: sampler: {key}: expected one of {', '.join(DEPTH_SOURCES)}, "
+                    f"{meta_path}: sampler: {key}: expected one of {', '.join(allowed[key])}, "
                     f"got {sources[key]!r}"
                 )
         if "depth_net" in overrides:
             depth_net = overrides.pop("depth_net")
-        elif "depth_net" in sources.values():
+        elif {"depth_net", "room"} & set(sources.values()):
             depth_net = DepthNet.from_pretrained(path / "depth_net")
         else:
             depth_net = None
@@ -614,16 +622,28 @@ class WorldPipeline:
 
     @torch.no_grad()
     def _depth_where_unobserved(
-        self, rgb: torch.Tensor, depth: torch.Tensor, observed: torch.Tensor
+        self,
+        rgb: torch.Tensor,
+        depth: torch.Tensor,
+        observed: torch.Tensor,
+        room: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The depth of generated frames rgb ``(T, 3, S, S)``: the model's ``depth`` ``(T, 1,
         S, S)`` where the memory render showed an observed sample (``observed`` ``(T, 1, S,
         S)`` > 0.5: there it gives back that surface), the depth net's depth of the frame
         elsewhere. What the model invents it draws well enough in colour but not in depth:
         continued from the memory render's edges, its guessed surfaces recede view after
-        view and then cover later views as a far backdrop."""
+        view and then cover later views as a far backdrop.
+
+        With ``room``, the room's depth ``(T, 1, S, S)`` and where it shows a surface the
+        observed frames showed (``layout.BoxLayout.seen_depth``), that depth stands there
+        in place of the depth net's: a floor, a ceiling or a wall the frames measured,
+        continued where the model draws it (on the walk protocol's invented pixels its
+        log-depth error is a third to a quarter of the depth net's there)."""
         guessed = self.depth_net(rgb)
         check_output(rgb, guessed, 0, "the depth net's depth for a generated chunk")
+        if room is not None:
+            guessed = torch.where(room[1], room[0].to(guessed), guessed)
         return torch.where(observed > 0.5, depth, guessed)
 
     @torch.no_grad()
@@ -868,8 +888,12 @@ class WorldPipeline:
         check_output(rgb, depth, first, where)
         rgb = rgb.clamp(0, 1)
         observed = conditioning.memory_observed[0, :keep]
-        if self.generated_depth == "depth_net" and not own_depth:
-            depth = self._depth_where_unobserved(rgb, depth, observed)
+        if self.generated_depth != "model" and not own_depth:
+            room = None
+            layout = self._layout(world) if self.generated_depth == "room" else None
+            if layout is not None:
+                room = layout.seen_depth(cams[:keep], K[:keep], rgb.shape[-1])
+            depth = self._depth_where_unobserved(rgb, depth, observed, room)
         shown = rgb
         if self.detail_net is not None and not own_depth:
             unobserved = (observed <= 0.5).to(rgb.dtype)

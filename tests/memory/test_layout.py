@@ -156,6 +156,41 @@ def test_a_pillar_is_not_a_wall():
     assert abs(glimpse.extent[(0, 1)] - 2.0) < 0.05
 
 
+def test_the_depth_of_surfaces_seen_is_the_rooms_and_walls_not_seen_are_told_apart():
+    """``seen_depth``: from views walked and turned away from the one the box was fitted to,
+    the floor, the ceiling and the two walls that view showed have the true room's depth,
+    and exactly the pixels of those surfaces are marked (the walls behind it are the box's
+    mirrored guesses); a view pitched down shows no ceiling, so its ceiling is not one."""
+    box = BoxLayout.from_frames(_frames(yaw_camera((0.0, 0.0, 0.0), 45.0)[None]))
+    assert box.floor_seen and box.ceiling_seen
+    views = torch.stack([yaw_camera((1.0, 0.0, -1.0), a) for a in (0.0, 100.0, 200.0, 300.0)])
+    depth, seen = box.seen_depth(views, intrinsics(4, S), S)
+    true_depth, true_kind = _true_kinds(views)
+    points = unproject_depth(true_depth, views, intrinsics(4, S))
+    on_seen_wall = ((points[..., 0] - HALF[0]).abs() < 1e-3) | (
+        (points[..., 2] - HALF[2]).abs() < 1e-3
+    )
+    want = (true_kind != WALL) | on_seen_wall
+    assert 0.2 < float(want.float().mean()) < 0.9  # both kinds in view
+    assert float((seen[:, 0] != want).float().mean()) < 0.01  # the corners' pixels
+    both = seen[:, 0] & want
+    rel = (depth[:, 0] - true_depth).abs() / true_depth
+    assert float(rel[both].max()) < 0.02
+
+    c, s_ = math.cos(math.radians(40.0)), math.sin(math.radians(40.0))
+    down = yaw_camera((0.0, 0.0, 0.0), 45.0)
+    down[:3, :3] = down[:3, :3] @ torch.tensor([[1.0, 0.0, 0.0], [0.0, c, s_], [0.0, -s_, c]])
+    low = BoxLayout.from_frames(_frames(down[None]))
+    assert low.floor_seen and not low.ceiling_seen
+    up = yaw_camera((0.0, 0.0, 0.0), 45.0)
+    up[:3, :3] = up[:3, :3] @ torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s_], [0.0, s_, c]])
+    _, seen_up = low.seen_depth(up[None], intrinsics(1, S), S)
+    _, _, kind_up = low.render(up[None], intrinsics(1, S), S)
+    assert int((kind_up == CEILING).sum()) > 100
+    assert not bool(seen_up[:, 0][kind_up == CEILING].any())
+    assert bool(seen_up[:, 0][kind_up == WALL].any())  # its walls were seen
+
+
 def test_a_camera_beyond_the_fitted_walls_stays_inside_its_room():
     """The walls a camera walks past move out to ``CAMERA_MARGIN_M`` beyond it, and the
     ceiling it rises through to ``HEAD_ROOM_M`` above it: every ray meets the room in front

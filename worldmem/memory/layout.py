@@ -88,6 +88,9 @@ class BoxLayout:
     wall_rgb: dict[tuple[int, int], Tensor]
     # whether the observed frames showed each wall (an unseen wall's place and colour are guesses)
     seen: dict[tuple[int, int], bool]
+    # and the floor and the ceiling (one not seen stands DEFAULT_EYE_HEIGHT_M from the cameras)
+    floor_seen: bool = True
+    ceiling_seen: bool = True
 
     @classmethod
     def from_frames(cls, frames: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> BoxLayout | None:
@@ -109,9 +112,11 @@ class BoxLayout:
         anchor = cams[0]
         eye_y = float(cams[:, 1].mean())
 
+        def shown(kind: int) -> bool:
+            return int((kinds == kind).sum()) >= MIN_PIXELS
+
         def plane(kind: int, fallback: float) -> float:
-            m = kinds == kind
-            return float(pts[m, 1].median()) if int(m.sum()) >= MIN_PIXELS else fallback
+            return float(pts[kinds == kind, 1].median()) if shown(kind) else fallback
 
         floor_y = plane(FLOOR, eye_y + DEFAULT_EYE_HEIGHT_M)
         ceiling_y = min(plane(CEILING, eye_y - DEFAULT_EYE_HEIGHT_M), eye_y - HEAD_ROOM_M)
@@ -155,6 +160,8 @@ class BoxLayout:
             ceiling_rgb=mean(kinds == CEILING, every).float(),
             wall_rgb=wall_rgb,
             seen=seen,
+            floor_seen=shown(FLOOR),
+            ceiling_seen=shown(CEILING),
         )
 
     def render(self, c2w: Tensor, K: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -169,6 +176,19 @@ class BoxLayout:
         for i, s in enumerate(SIDES):
             rgb[(kind == WALL) & (side == i)] = self.wall_rgb[s].to(c2w.device)
         return rgb.permute(0, 3, 1, 2), depth.float()[:, None], kind
+
+    def seen_depth(self, c2w: Tensor, K: Tensor, size: int) -> tuple[Tensor, Tensor]:
+        """The box's z-depth ``(N, 1, size, size)`` from cameras c2w ``(N, 4, 4)``, K ``(N, 3,
+        3)``, and where it shows a surface the observed frames showed ``(N, 1, size, size)``
+        bool: the floor or the ceiling seen, or a wall seen. There the depth continues a
+        measured plane; on a wall not seen (where the points stopped, or the opposite side
+        mirrored) it is a guess."""
+        depth, kind, side = self._cast(c2w, K, size)
+        seen = ((kind == FLOOR) & self.floor_seen) | ((kind == CEILING) & self.ceiling_seen)
+        for i, s in enumerate(SIDES):
+            if self.seen[s]:
+                seen |= (kind == WALL) & (side == i)
+        return depth.float()[:, None], seen[:, None]
 
     def texture_points(self, points: Tensor, c2w: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
         """Frames' world points ``(N, H, W, 3)`` (their depth unprojected) seen from cameras
