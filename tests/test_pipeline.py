@@ -546,14 +546,15 @@ def test_the_depth_nets_two_uses_are_set_apart(tiny_pipeline_dir, tmp_path):
 
 
 def test_generated_frames_take_the_rooms_depth_on_the_surfaces_the_start_showed(
-    tiny_pipeline_dir,
+    tiny_pipeline_dir, tmp_path
 ):
     """With ``generated_depth: room``, in a box room whose start frame shows the floor, the
     ceiling and two walls, a view turned away has, where the model invented (no observed
     sample), the true room's depth on the floor, the ceiling and those walls (the room's
     continuation of them), and the depth net's depth of the frame on the walls the start
-    frame did not show; what memory gave back keeps the model's depth. The setting needs a
-    depth net and the room, and is for generated frames only."""
+    frame did not show; what memory gave back keeps the model's depth. The setting survives
+    save and load (the folder's depth net with it), needs a depth net and the room, and is
+    for generated frames only."""
     from conftest import tiny_memory_config
 
     from tests.memory.memory_scenes import box_room, yaw_camera
@@ -581,7 +582,7 @@ def test_generated_frames_take_the_rooms_depth_on_the_surfaces_the_start_showed(
     plain, _, _, _ = run("depth_net")
     chunk, observed, true_depth, cams = run("room")
     assert torch.equal(chunk.rgb, plain.rgb)
-    points = unproject_depth(true_depth[:, 0], cams, chunk.K)[..., :3]
+    points = unproject_depth(true_depth[:, 0], cams, chunk.K)
     wall = (points[..., 1].abs() < half[1] - 1e-3)[:, None]
     seen_wall = wall & ((points[..., 0] - 3.0).abs() < 1e-3)[:, None]
     seen_wall |= wall & ((points[..., 2] - 3.0).abs() < 1e-3)[:, None]
@@ -609,6 +610,13 @@ def test_generated_frames_take_the_rooms_depth_on_the_surfaces_the_start_showed(
             generated_depth="room",
             memory_cfg=tiny_memory_config(layout="none"),
         )
+    WorldPipeline.from_pretrained(
+        tiny_pipeline_dir, depth_net=net, generated_depth="room", memory_cfg=cfg
+    ).save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["generated_depth"] == "room"
+    loaded = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    assert loaded.generated_depth == "room" and loaded.depth_net is not None
 
 
 def _random_start_and_turn(angles=(0.0, 0.6)):

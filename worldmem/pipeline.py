@@ -638,8 +638,9 @@ class WorldPipeline:
         With ``room``, the room's depth ``(T, 1, S, S)`` and where it shows a surface the
         observed frames showed (``layout.BoxLayout.seen_depth``), that depth stands there
         in place of the depth net's: a floor, a ceiling or a wall the frames measured,
-        continued where the model draws it (on the walk protocol's invented pixels its
-        log-depth error is a third to a quarter of the depth net's there)."""
+        continued where the model draws it (over the walk protocol's invented pixels, mean
+        log-depth error on the floor and ceiling 0.32 against the net's 0.53, on the walls
+        seen 0.08 against 0.35)."""
         guessed = self.depth_net(rgb)
         check_output(rgb, guessed, 0, "the depth net's depth for a generated chunk")
         if room is not None:
