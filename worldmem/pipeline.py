@@ -88,6 +88,7 @@ DEPTH_SOURCES = ("model", "depth_net")
 # and for a generated frame only, "room": where the room shows a surface the observed frames
 # showed, the room's depth; elsewhere the depth net's
 GENERATED_DEPTH_SOURCES = (*DEPTH_SOURCES, "room")
+NEEDS_DEPTH_NET = ("depth_net", "room")  # the sources that need a DepthNet
 # what draws texture on a generated frame where its memory render showed nothing observed
 # (sampler.detail): nothing, a DetailFlow or a DetailNet (its folder); a DetailFlow is a
 # DetailNet, so it comes first and saving finds its own name
@@ -245,7 +246,7 @@ class WorldPipeline:
         ):
             if value not in allowed:
                 raise ValueError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
-            if value in ("depth_net", "room") and depth_net is None:
+            if value in NEEDS_DEPTH_NET and depth_net is None:
                 raise ValueError(f"{name}: {value!r} needs a depth_net")
         if generated_depth == "room" and memory_cfg.layout == "none":
             raise ValueError("generated_depth: 'room' needs a room (memory.layout: box)")
@@ -322,7 +323,7 @@ class WorldPipeline:
                 )
         if "depth_net" in overrides:
             depth_net = overrides.pop("depth_net")
-        elif {"depth_net", "room"} & set(sources.values()):
+        elif set(NEEDS_DEPTH_NET) & set(sources.values()):
             depth_net = DepthNet.from_pretrained(path / "depth_net")
         else:
             depth_net = None
@@ -890,10 +891,10 @@ class WorldPipeline:
         rgb = rgb.clamp(0, 1)
         observed = conditioning.memory_observed[0, :keep]
         if self.generated_depth != "model" and not own_depth:
-            room = None
             layout = self._layout(world) if self.generated_depth == "room" else None
-            if layout is not None:
-                room = layout.seen_depth(cams[:keep], K[:keep], rgb.shape[-1])
+            room = (
+                None if layout is None else layout.seen_depth(cams[:keep], K[:keep], rgb.shape[-1])
+            )
             depth = self._depth_where_unobserved(rgb, depth, observed, room)
         shown = rgb
         if self.detail_net is not None and not own_depth:

@@ -89,8 +89,8 @@ class BoxLayout:
     # whether the observed frames showed each wall (an unseen wall's place and colour are guesses)
     seen: dict[tuple[int, int], bool]
     # and the floor and the ceiling (one not seen stands DEFAULT_EYE_HEIGHT_M from the cameras)
-    floor_seen: bool = True
-    ceiling_seen: bool = True
+    floor_seen: bool
+    ceiling_seen: bool
 
     @classmethod
     def from_frames(cls, frames: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> BoxLayout | None:
