@@ -49,6 +49,7 @@ from worldmem.models.detail_net import DetailNet
 from worldmem.models.elevation import frames_default
 from worldmem.models.first_frame import FirstFrameNet
 from worldmem.models.first_frame_bank import FirstFrameBank
+from worldmem.models.loading import load_world_model
 from worldmem.pipeline_checks import MAX_FOCAL_PER_PIXEL as MAX_FOCAL_PER_PIXEL
 from worldmem.pipeline_checks import MAX_PRINCIPAL_OFFSET as MAX_PRINCIPAL_OFFSET
 from worldmem.pipeline_checks import (
@@ -335,8 +336,6 @@ class WorldPipeline:
         first_frame = _named_helper(
             path, meta, overrides, "prompt_start", "first_frame", PROMPT_STARTS
         )
-        from worldmem.models.backbones import load_world_model
-
         model, codec = load_world_model(path / "model", model_cfg)  # WorldDiT or a backbone
         if hasattr(model, "model_config") and model.model_config() != model_cfg:
             saved, said = to_dict(model.model_config()), to_dict(model_cfg)

@@ -11,11 +11,11 @@ from worldmem.models.backbones.factory import (
     BACKBONES,
     build_backbone_codec,
     build_world_model,
-    load_world_model,
 )
 from worldmem.models.backbones.lora import TRAINABLE_MODES
 from worldmem.models.backbones.text import T5TextEncoder
 from worldmem.models.backbones.wan import WanWorldModel
+from worldmem.models.loading import load_world_model
 
 __all__ = [
     "BACKBONES",

@@ -1,14 +1,11 @@
 """Build or load the world model and its codec: the from-scratch ``WorldDiT`` or a backbone.
 
-``build_world_model(model_cfg, backbone_cfg)`` is what training calls; ``load_world_model``
-rebuilds a saved model folder (``WorldPipeline.from_pretrained``), choosing the class from the
-folder's ``config.json``.
+``build_world_model(model_cfg, backbone_cfg)`` is what training calls; a saved folder is
+rebuilt by ``worldmem.models.loading.load_world_model``, which imports this module only for a
+backbone's folder.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 from torch import nn
 
@@ -20,7 +17,7 @@ from worldmem.models.backbones.wan import WanWorldModel
 from worldmem.models.codec import build_codec
 from worldmem.models.dit import WorldDiT
 
-__all__ = ["BACKBONES", "build_world_model", "load_world_model", "build_backbone_codec"]
+__all__ = ["BACKBONES", "build_world_model", "build_backbone_codec"]
 
 BACKBONES: dict[str, type[BackboneWorldModel]] = {
     "wan": WanWorldModel,
@@ -102,22 +99,3 @@ def build_world_model(
         )
     model.set_trainable(backbone_cfg.trainable)
     return model, codec
-
-
-def load_world_model(folder: str | Path, model_cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    """(model, codec) from a saved model folder (``save_pretrained``): a ``WorldDiT`` or a
-    backbone world model, as the folder's ``config.json`` names it."""
-    folder = Path(folder)
-    cfg_path = folder / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{folder}: no config.json (not a saved world model folder)")
-    name = json.loads(cfg_path.read_text()).get("_class_name")
-    for cls in BACKBONES.values():
-        if name == cls.__name__:
-            return cls.from_pretrained(folder), build_backbone_codec(model_cfg)
-    if name != WorldDiT.__name__:
-        raise ValueError(
-            f"{cfg_path}: model class {name!r} is not WorldDiT or one of "
-            f"{', '.join(c.__name__ for c in BACKBONES.values())}"
-        )
-    return WorldDiT.from_pretrained(folder), build_codec(model_cfg)
