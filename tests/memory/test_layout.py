@@ -3,6 +3,7 @@ room it was seen in: its planes, its render at views never observed, and its col
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -212,6 +213,24 @@ def test_a_camera_beyond_the_fitted_walls_stays_inside_its_room():
     assert int(kind[0, S // 2, S // 2]) == CEILING
     centre = depth[0, 0, S // 2 - 1 : S // 2 + 1, S // 2 - 1 : S // 2 + 1]
     torch.testing.assert_close(centre, torch.full_like(centre, HEAD_ROOM_M), atol=1e-4, rtol=0)
+
+
+def test_a_cast_again_at_the_same_cameras_is_the_same_and_a_moved_wall_is_cast_anew():
+    """``render``, ``seen_depth`` and ``texture_points`` at one chunk's cameras share one cast;
+    a copy of the box with a wall moved, at the same cameras, shows the wall where it now is."""
+    box = BoxLayout.from_frames(_frames(yaw_camera((0.0, 0.0, 1.0), 0.0)[None]))
+    view, K = yaw_camera((0.0, 0.0, 1.0), 0.0)[None], intrinsics(1, S)
+    _, depth, kind = box.render(view, K, S)
+    again, seen = box.seen_depth(view.clone(), K.clone(), S)
+    assert torch.equal(again, depth) and bool(seen[0, 0, S // 2, S // 2])
+    centre = (slice(None), 0, slice(S // 2 - 1, S // 2 + 1), slice(S // 2 - 1, S // 2 + 1))
+    torch.testing.assert_close(depth[centre], torch.full((1, 2, 2), 2.0), atol=2e-2, rtol=0)
+    moved = copy.copy(box)
+    moved.extent = {**box.extent, (2, 1): 3.5}  # the +z wall 3.5 m from the anchor at z = 1
+    _, depth_moved, _ = moved.render(view, K, S)
+    torch.testing.assert_close(depth_moved[centre], torch.full((1, 2, 2), 3.5), atol=1e-4, rtol=0)
+    _, depth_back, _ = box.render(view, K, S)
+    assert torch.equal(depth_back, depth)
 
 
 def test_the_box_does_not_depend_on_how_the_world_is_turned():

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from worldmem.config import ModelConfig
 from worldmem.models.dit import WorldDiT
@@ -32,12 +33,13 @@ def test_a_worlddit_folder_loads_and_runs_without_importing_the_backbones(tiny_p
 def test_load_world_model_gives_back_the_saved_weights_and_names_a_class_it_cannot_load(
     tiny_pipeline_dir, tmp_path
 ):
-    pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
-    cfg = pipe.model.model_config()
+    cfg = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").model_cfg
     model, _ = load_world_model(tiny_pipeline_dir / "model", cfg)
     assert isinstance(model, WorldDiT)
-    saved, loaded = pipe.model.state_dict(), model.state_dict()
-    assert saved.keys() == loaded.keys()
+    # against the weights file itself, read without the loader
+    saved = load_file(tiny_pipeline_dir / "model" / "diffusion_pytorch_model.safetensors")
+    loaded = model.state_dict()
+    assert saved.keys() <= loaded.keys() and len(saved) > 10
     assert all(torch.equal(saved[k], loaded[k].to(saved[k])) for k in saved)
 
     folder = tmp_path / "model"

@@ -37,7 +37,7 @@ from anything observed, in colour and in depth; objects inside the room it does 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -91,6 +91,9 @@ class BoxLayout:
     # and the floor and the ceiling (one not seen stands DEFAULT_EYE_HEIGHT_M from the cameras)
     floor_seen: bool
     ceiling_seen: bool
+    # the last cast, (the box's planes and size, c2w, K, its result): a chunk's render,
+    # seen_depth and texture_points cast the same cameras into the same box
+    _last_cast: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_frames(cls, frames: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> BoxLayout | None:
@@ -206,7 +209,24 @@ class BoxLayout:
 
     def _cast(self, c2w: Tensor, K: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
         """Each pixel's ray cast into the box -> z-depth ``(N, size, size)`` float64, kind and
-        the index in ``SIDES`` of the wall it meets (0 off the walls) ``(N, size, size)``."""
+        the index in ``SIDES`` of the wall it meets (0 off the walls) ``(N, size, size)``; the
+        same box and cameras as the last call give back its result (not to be written to)."""
+        planes = (self.yaw, self.floor_y, self.ceiling_y, tuple(self.anchor.tolist()))
+        planes = (*planes, tuple(sorted(self.extent.items())), size)
+        last = self._last_cast
+        if (
+            last is not None
+            and last[0] == planes
+            and last[1].shape == c2w.shape
+            and torch.equal(last[1], c2w)
+            and torch.equal(last[2], K)
+        ):
+            return last[3]
+        result = self._cast_rays(c2w, K, size)
+        self._last_cast = (planes, c2w.clone(), K.clone(), result)
+        return result
+
+    def _cast_rays(self, c2w: Tensor, K: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
         dev = c2w.device
         N = c2w.shape[0]
         centres = torch.arange(size, device=dev, dtype=torch.float64) + 0.5
