@@ -94,6 +94,29 @@ def test_kv_cached_forward_equals_uncached(model):
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
 
 
+def test_a_blocks_keys_and_values_alone_are_those_of_its_full_pass(model):
+    """The last block of a KV cache's frames computes only its keys and values."""
+    g = torch.Generator().manual_seed(5)
+    block, D = model.blocks[-1], model.config.hidden_size
+    x, mod = torch.randn(2, 3, 4, D, generator=g), torch.randn(2, 3, 6, D, generator=g)
+    mask = torch.ones(2, 1, 12, 12, dtype=torch.bool)
+    text, text_mask = torch.randn(2, 5, D, generator=g), torch.ones(2, 5, dtype=torch.bool)
+    _, k, v = block(x, mod, mask, text, text_mask)
+    k2, v2 = block.keys_values(x, mod)
+    torch.testing.assert_close(k2, k, atol=0, rtol=0)
+    torch.testing.assert_close(v2, v, atol=0, rtol=0)
+
+
+def test_dtype_and_device_are_those_diffusers_finds():
+    from diffusers.models.modeling_utils import get_parameter_device, get_parameter_dtype
+
+    m = WorldDiT.from_model_config(tiny_model_config())
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        m.to(dtype)
+        assert m.dtype == get_parameter_dtype(m) == dtype
+        assert m.device == get_parameter_device(m) == torch.device("cpu")
+
+
 def test_memory_tokens_never_see_targets(model):
     """Block-causal: the context cache must not depend on anything about the targets."""
     inp = _inputs(seed=4)

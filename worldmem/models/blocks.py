@@ -120,10 +120,8 @@ class DiTBlock(nn.Module):
         B, Fr, n, D = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = (mod + self.mod_table).unbind(2)
         # 1. self-attention
-        h = _modulate(self.norm1(x), shift1, scale1).reshape(B, Fr * n, D)
-        q, k, v = self.qkv(h).view(B, Fr * n, 3, self.heads, self.head_dim).unbind(2)
-        q, k = self.q_norm(q).transpose(1, 2), self.k_norm(k).transpose(1, 2)  # (B, h, L, hd)
-        v = v.transpose(1, 2)
+        q, k, v = self._qkv(x, shift1, scale1)
+        q = self.q_norm(q).transpose(1, 2)  # (B, h, L, hd)
         k_all = k if prefix_k is None else torch.cat([prefix_k, k], 2)
         v_all = v if prefix_v is None else torch.cat([prefix_v, v], 2)
         a = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=attn_mask)
@@ -139,6 +137,21 @@ class DiTBlock(nn.Module):
         # 3. MLP
         x = x + gate2[:, :, None] * self.mlp(_modulate(self.norm3(x), shift2, scale2))
         return x, k, v
+
+    def keys_values(self, x: Tensor, mod: Tensor) -> tuple[Tensor, Tensor]:
+        """This block's own k, v ``(B, heads, F n, hd)`` of x ``(B, F, n, D)`` with mod ``(B,
+        F, 6, D)``: what ``forward`` returns beside x, without the attention and MLP that only
+        x needs (the last block of a KV cache's frames, whose x nothing reads)."""
+        shift1, scale1 = (mod[:, :, :2] + self.mod_table[:2]).unbind(2)
+        _, k, v = self._qkv(x, shift1, scale1)
+        return k, v
+
+    def _qkv(self, x: Tensor, shift: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """q ``(B, F n, heads, hd)`` before its norm, k (normed) and v ``(B, heads, F n, hd)``."""
+        B, Fr, n, D = x.shape
+        h = _modulate(self.norm1(x), shift, scale).reshape(B, Fr * n, D)
+        q, k, v = self.qkv(h).view(B, Fr * n, 3, self.heads, self.head_dim).unbind(2)
+        return q, self.k_norm(k).transpose(1, 2), v.transpose(1, 2)
 
 
 class FinalLayer(nn.Module):

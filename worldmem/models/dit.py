@@ -308,6 +308,18 @@ class WorldDiT(ModelMixin, ConfigMixin):
             nn.init.zeros_(lvl["cond"].bias)
         self.reset_output()
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype. The model is cast whole (it keeps no module in float32 and takes
+        no layerwise casting), so it is the stem's; ``ModelMixin.dtype`` walks every module
+        for casting hooks on each call, about a millisecond, several times a chunk."""
+        return self.stem.inp.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """The weights' device (the stem's: the model moves whole)."""
+        return self.stem.inp.weight.device
+
     def cache_memory_stems(self, capacity: int | None = 32) -> None:
         """Keep the stem features of up to ``capacity`` memory frames (context and keyframes)
         from one call to the next, for generation on CPU (``StemCache``; None: off). A chunk's
@@ -387,9 +399,11 @@ class WorldDiT(ModelMixin, ConfigMixin):
         frame_mask: Tensor,
         text: TextStates,
         cache: KVCache | None = None,
-    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        need_x: bool = True,
+    ) -> tuple[Tensor | None, list[Tensor], list[Tensor]]:
         """x ``(B, F, n, D)``, cond ``(B, F, D)``, frame_mask ``(B, F, Fk)`` over all key frames
-        (cached then own) -> (x, keys, values) of every block."""
+        (cached then own) -> (x, keys, values) of every block; without ``need_x`` (a KV cache's
+        frames) the last block gives only its keys and values, and x is None."""
         B, Fr, n, _ = x.shape
         Fk = frame_mask.shape[2]
         attn_mask = (
@@ -398,6 +412,9 @@ class WorldDiT(ModelMixin, ConfigMixin):
         mod = self.time_mod(cond).unflatten(-1, (6, -1))  # (B, F, 6, D)
         keys, values = [], []
         for i, block in enumerate(self.blocks):
+            if not need_x and i == len(self.blocks) - 1:
+                k, v = block.keys_values(x, mod)
+                return None, [*keys, k], [*values, v]
             args = (x, mod, attn_mask, text.states, text.mask)
             if cache is not None:
                 args = args + (cache.keys[i], cache.values[i])
@@ -476,7 +493,7 @@ class WorldDiT(ModelMixin, ConfigMixin):
         Fc = valid.shape[1]
         eye = torch.eye(Fc, dtype=torch.bool, device=valid.device)
         frame_mask = valid[:, None, :] | eye  # memory frames see valid memory frames and self
-        _, keys, values = self._run_blocks(x, cond, frame_mask, text)
+        _, keys, values = self._run_blocks(x, cond, frame_mask, text, need_x=False)
         return KVCache(
             keys=keys,
             values=values,
