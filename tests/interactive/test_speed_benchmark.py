@@ -1,0 +1,47 @@
+"""The interactive speed benchmark's own measurement of the page (benchmarks/interactive.py):
+the server as it is run, in a process of its own, and the page in a real Chromium."""
+
+from __future__ import annotations
+
+import importlib.util
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "interactive_bench", REPO / "benchmarks" / "interactive.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_server_that_cannot_start_is_an_error_with_its_message(bench, tiny_pipeline_dir):
+    with pytest.raises(RuntimeError, match="server process exited") as e:
+        with bench.served_process(str(tiny_pipeline_dir), -3, None):
+            pass
+    assert "SampleConfig.steps" in str(e.value) and "got -3" in str(e.value)
+
+
+@pytest.mark.browser
+def test_the_served_page_streams_frames_to_chromium_and_the_server_stops(bench, tiny_pipeline_dir):
+    if not Path(bench.CHROMIUM).exists():
+        pytest.skip(f"{bench.CHROMIUM} not found")
+    pytest.importorskip("playwright.sync_api")
+    with bench.served_process(str(tiny_pipeline_dir), None, None) as base:
+        with urllib.request.urlopen(base + "/", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+        fps = bench.page_fps(base, seconds=2.0, rounds=2)
+    # a held key streams frames: each round the page drew some (a random tiny model on two
+    # cores makes a few a second at least)
+    assert fps is not None and len(fps) == 2
+    assert all(f > 0.5 for f in fps), fps
+    with pytest.raises(OSError):  # the process is gone: nothing answers on its port
+        urllib.request.urlopen(base + "/", timeout=2)
