@@ -46,6 +46,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -247,13 +248,16 @@ def served_process(checkpoint: str | None, steps: int | None, threads: int | Non
     cmd += [f"sample.checkpoint={checkpoint}"] if checkpoint else []
     cmd += [f"sample.steps={steps}"] if steps else []
     cmd += [f"server.torch_threads={threads}"] if threads else []
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its messages go to a file, not a pipe: a pipe nobody reads would stop a chatty server
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-2000:]
+                log.seek(0)
+                err = log.read().decode(errors="replace")[-2000:]
                 raise RuntimeError(f"the server process exited ({proc.returncode}): {err}")
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -272,6 +276,7 @@ def served_process(checkpoint: str | None, steps: int | None, threads: int | Non
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+        log.close()
 
 
 def page_fps(base: str, seconds: float, rounds: int) -> list[float] | None:
