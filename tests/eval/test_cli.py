@@ -69,6 +69,25 @@ def test_perf_summary_compares_chunk_10_with_chunk_250():
     assert s["memory_share_last"] == pytest.approx(0.1)
     assert s["stored_bytes_per_point"] == pytest.approx(44.0)
     assert s["model_s_early"] == pytest.approx(0.08) and s["model_s_late"] == pytest.approx(0.18)
+    assert s["late_over_early_drift_removed"] == pytest.approx(2.0 / (0.18 / 0.08))
+
+
+def test_a_machine_slowing_down_is_not_read_as_the_memory_growing():
+    def rows(slow: float, memory_late: float) -> list[dict]:
+        out = []
+        for i in range(300):
+            f = slow if i >= 100 else 1.0  # every part of a chunk slower by f late in the run
+            mem = (memory_late if i >= 100 else 0.02) * f
+            out.append(dict(chunk=i, frames=2 * (i + 1), total_s=mem + 0.08 * f, memory_s=mem,
+                            model_s=0.08 * f, points=10 * i, keyframes=1))  # fmt: skip
+        return out
+
+    mem_bytes = {"stored": 1, "resident": 1}
+    steady = perf_summary(rows(1.5, 0.02), mem_bytes, max_points=5000)
+    assert steady["late_over_early"] == pytest.approx(1.5)
+    assert steady["late_over_early_drift_removed"] == pytest.approx(1.0)
+    growing = perf_summary(rows(1.5, 0.04), mem_bytes, max_points=5000)
+    assert growing["late_over_early_drift_removed"] == pytest.approx(0.12 / 0.10)
 
 
 def test_walk_keys_are_seeded_and_exploring():
