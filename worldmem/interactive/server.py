@@ -167,8 +167,9 @@ def serving_threads(cfg: ServerConfig, cores: int | None = None) -> int:
     """The torch threads the server generates with: ``cfg.torch_threads``, or with 0 one fewer
     than ``cores`` (default: torch's count, one per core) and at least one. The server's event
     loop, its PNG encoding and a page on the same machine need a core too: on 2 cores one
-    thread streamed 1.23-1.29x the frames of two (``benchmarks/interactive.py``), though a
-    chunk stepped alone runs 1.28-1.33x faster on two."""
+    thread streamed 1.23-1.29x the frames of two (``benchmarks/interactive.py``), and with the
+    server in a process of its own the page in Chromium drew 1.2x the frames (5.99 against
+    4.99 frames/s, alternated), though a chunk stepped alone runs 1.25-1.33x faster on two."""
     if cfg.torch_threads:
         return cfg.torch_threads
     return max(1, (torch.get_num_threads() if cores is None else cores) - 1)
