@@ -535,6 +535,15 @@ def test_walk_command_prints_an_estimate_and_writes_tables_and_figures(
                  "prompts.png", "run.json", "start_depth.csv"):  # fmt: skip
         assert (out / name).is_file(), name
     assert "## Start image without depth" in text and "| layout prior" in text
+    # without KID the contact sheet still shows frames spread along the walk, one column each
+    from PIL import Image
+
+    from worldmem.eval.walk_report import CONTACT_COLUMNS, image_grid
+
+    one = tmp_path / "one.png"
+    image_grid([("truth", torch.zeros(1, 3, 8, 8))], one, ["frame 1"])
+    columns = Image.open(out / "contact_turn.png").width / Image.open(one).width
+    assert columns == pytest.approx(CONTACT_COLUMNS, rel=0.15)
 
 
 def test_elevation_fill_keeps_the_warp_and_beats_a_flat_fill_when_the_view_pitches():

@@ -43,6 +43,7 @@ from worldmem.eval.studies import (
 )
 from worldmem.eval.walk import ROWS, WALK_KINDS, run_walk, walk_case
 from worldmem.eval.walk_report import (
+    CONTACT_COLUMNS,
     contact_sheet,
     depth_markdown,
     image_grid,
@@ -186,7 +187,11 @@ def run_walk_command(args, pipe, log=print) -> int:
 
     # 1. the walks
     total = plan.episodes * len(kinds) * (plan.frames - 1)
-    keep_every = max(1, math.ceil(total / plan.kid_frames)) if not args.no_kid else plan.frames
+    # the frames kept for KID / FID, and without them enough for the contact sheets
+    if args.no_kid:
+        keep_every = max(1, (plan.frames - 1) // CONTACT_COLUMNS)
+    else:
+        keep_every = max(1, math.ceil(total / plan.kid_frames))
     records: list[dict] = []
     fidelity: list[dict] = []
     pooled: dict[str, list[torch.Tensor]] = defaultdict(list)

@@ -24,6 +24,7 @@ from worldmem.eval.metrics import SHARPNESS_BOUNDS, geometric_mean, mean_ci
 from worldmem.eval.walk import MODEL_ROWS, REFERENCE_ROWS, ROWS, WALK_KINDS
 
 __all__ = [
+    "CONTACT_COLUMNS",
     "summarize_walk",
     "verdict",
     "walk_markdown",
@@ -277,7 +278,12 @@ def image_grid(
     return path
 
 
-def contact_sheet(frames: dict[str, Tensor], kept: Tensor, path: Path, columns: int = 8) -> Path:
+CONTACT_COLUMNS = 8  # frames a walk's contact sheet shows, spread along it
+
+
+def contact_sheet(
+    frames: dict[str, Tensor], kept: Tensor, path: Path, columns: int = CONTACT_COLUMNS
+) -> Path:
     """truth | generated (model) | memory render | warp baseline at ``columns`` frames spread
     along one walk. frames: row -> ``(len(kept), 3, S, S)`` (``WalkResult.frames``)."""
     pick = torch.linspace(0, len(kept) - 1, min(columns, len(kept))).round().long()
