@@ -1,7 +1,7 @@
 """Interactive exploration speed over a live websocket (uvicorn on loopback).
 
     python benchmarks/interactive.py [--seconds 8] [--trials 10] [--rounds 3] [--threads N]
-        [--steps N] [--checkpoint DIR] [--no-browser]
+        [--steps N] [--chunk-frames N] [--checkpoint DIR] [--no-browser]
 
 The page's own numbers come from the server as it is run, ``python sample.py --interactive``
 in a process of its own, measured from outside it:
@@ -50,6 +50,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -59,7 +60,9 @@ TARGET_FPS = 8.0
 TARGET_LATENCY_S = 0.6
 
 
-def build_template(steps: int | None, checkpoint: str | None = None):
+def build_template(
+    steps: int | None, checkpoint: str | None = None, chunk_frames: int | None = None
+):
     from worldmem.config import MemoryConfig
     from worldmem.interactive.server import ModelInfo, tiny_model_config
     from worldmem.models import WorldDiT
@@ -68,23 +71,31 @@ def build_template(steps: int | None, checkpoint: str | None = None):
     ckpt = Path(checkpoint) if checkpoint else REPO / "checkpoints" / "worldmem-tiny"
     if (ckpt / "pipeline.json").is_file():
         kw = {} if steps is None else {"steps": steps}
-        pipe = WorldPipeline.from_pretrained(ckpt, device="cpu", **kw)
+        pipe = WorldPipeline.from_pretrained(ckpt, device="cpu", chunk_frames=chunk_frames, **kw)
         name = f"trained ({ckpt})"
     else:
         cfg = tiny_model_config()
         model = WorldDiT.from_model_config(cfg)
-        pipe = WorldPipeline(model, cfg, MemoryConfig(), steps=steps or 4)
+        pipe = WorldPipeline(
+            model, cfg, MemoryConfig(), steps=steps or 4, chunk_frames=chunk_frames
+        )
         name = "random tiny preset (no checkpoint at checkpoints/worldmem-tiny)"
     info = ModelInfo(name, "trained" in name, pipe.size, pipe.chunk_frames)
     return pipe, info
 
 
+def _chunk_keys(template) -> list[str]:
+    """One chunk's keys: forward and a turn in turn."""
+    return (["w", "left"] * template.chunk_frames)[: template.chunk_frames]
+
+
 def direct_fps(template, seconds: float) -> float:
-    """Frames/s of Session.step in this process, two keys (one chunk) at a time."""
+    """Frames/s of Session.step in this process, one chunk's keys at a time."""
     s = _warm_session(template)
+    keys = _chunk_keys(template)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        n += len(s.step(["w", "left"]))
+        n += len(s.step(keys))
     return n / (time.perf_counter() - t0)
 
 
@@ -109,13 +120,16 @@ def _median_ratio(first, second, chunks: int) -> float:
     return statistics.median(times[0]) / statistics.median(times[1])
 
 
-def stem_cache_speedup(checkpoint: str | None, steps: int | None, chunks: int = 30) -> float:
+def stem_cache_speedup(
+    checkpoint: str | None, steps: int | None, chunk_frames: int | None, chunks: int = 30
+) -> float:
     """Median chunk time without the stem cache / with it, the two sessions stepped in turn."""
-    uncached, _ = build_template(steps, checkpoint)  # a pipeline keeps the cache on
+    uncached, _ = build_template(steps, checkpoint, chunk_frames)  # the cache is on by default
     uncached.model.cache_memory_stems(None)
-    cached, _ = build_template(steps, checkpoint)
+    cached, _ = build_template(steps, checkpoint, chunk_frames)
     a, b = _warm_session(uncached), _warm_session(cached)
-    return _median_ratio(lambda: a.step(["w", "left"]), lambda: b.step(["w", "left"]), chunks)
+    keys = _chunk_keys(cached)
+    return _median_ratio(lambda: a.step(keys), lambda: b.step(keys), chunks)
 
 
 def threads_speedup(template, threads: int, chunks: int = 20) -> float:
@@ -126,7 +140,7 @@ def threads_speedup(template, threads: int, chunks: int = 20) -> float:
 
     def at(n: int):
         torch.set_num_threads(n)
-        s.step(["w", "left"])
+        s.step(_chunk_keys(template))
 
     try:
         return _median_ratio(lambda: at(1), lambda: at(threads), chunks)
@@ -240,7 +254,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def served_process(checkpoint: str | None, steps: int | None, threads: int | None):
+def served_process(
+    checkpoint: str | None, steps: int | None, threads: int | None, chunk_frames: int | None = None
+):
     """``python sample.py --interactive`` in a process of its own on a free loopback port
     -> yields its base URL once it answers; stopped on exit (terminated, then killed)."""
     port = _free_port()
@@ -248,6 +264,7 @@ def served_process(checkpoint: str | None, steps: int | None, threads: int | Non
     cmd += [f"sample.checkpoint={checkpoint}"] if checkpoint else []
     cmd += [f"sample.steps={steps}"] if steps else []
     cmd += [f"server.torch_threads={threads}"] if threads else []
+    cmd += [f"sample.chunk_frames={chunk_frames}"] if chunk_frames else []
     # its messages go to a file, not a pipe: a pipe nobody reads would stop a chatty server
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -279,10 +296,18 @@ def served_process(checkpoint: str | None, steps: int | None, threads: int | Non
         log.close()
 
 
-def page_fps(base: str, seconds: float, rounds: int) -> list[float] | None:
+class PageRun(NamedTuple):
+    """One held key in the page: frames drawn per second, and the milliseconds between one
+    frame drawn and the next (a chunk's frames drawn as they arrive: near 0 within it)."""
+
+    fps: float
+    gaps_ms: list[float]
+
+
+def page_fps(base: str, seconds: float, rounds: int) -> list[PageRun] | None:
     """The explorer page in headless Chromium, ``w`` held down for ``seconds`` (the page
-    repeats a held key while the server's backlog is short), ``rounds`` times: the frames it
-    drew per second each time; None without Chromium or Playwright."""
+    repeats a held key while the server's backlog is short), ``rounds`` times: what it drew
+    each time; None without Chromium or Playwright."""
     if not Path(CHROMIUM).exists():
         return None
     try:
@@ -293,6 +318,14 @@ def page_fps(base: str, seconds: float, rounds: int) -> list[float] | None:
     count = "Number(document.getElementById('pose').dataset.framesReceived || 0)"
     frames = f"() => {count}"
     ready = f"() => document.body.dataset.state === 'ready' && {count} >= 1"
+    # each frame drawn sets data-frames-received: note when
+    watch = """() => {
+        window.drawnAt = [];
+        new MutationObserver((records) => {
+            for (const _ of records) window.drawnAt.push(performance.now());
+        }).observe(document.getElementById('pose'),
+                   { attributes: true, attributeFilter: ['data-frames-received'] });
+    }"""
     out = []
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -302,13 +335,17 @@ def page_fps(base: str, seconds: float, rounds: int) -> list[float] | None:
             page = browser.new_page()
             page.goto(base + "/")
             page.wait_for_function(ready, timeout=120_000)  # the start frame is drawn
+            page.evaluate(watch)
             for _ in range(rounds):
+                page.evaluate("() => { window.drawnAt = []; }")
                 n0, t0 = page.evaluate(frames), time.perf_counter()
                 page.keyboard.down("w")
                 page.wait_for_timeout(seconds * 1000)
                 n1, t1 = page.evaluate(frames), time.perf_counter()
+                drawn = page.evaluate("() => window.drawnAt")
                 page.keyboard.up("w")
-                out.append((n1 - n0) / (t1 - t0))
+                gaps = [b - a for a, b in zip(drawn, drawn[1:])]
+                out.append(PageRun((n1 - n0) / (t1 - t0), gaps))
                 page.wait_for_function(
                     "() => document.body.dataset.state === 'ready'", timeout=120_000
                 )
@@ -317,12 +354,24 @@ def page_fps(base: str, seconds: float, rounds: int) -> list[float] | None:
     return out
 
 
+def _gaps(runs: list[PageRun]) -> str:
+    """Between frames drawn: the median and 90th percentile over every run, in ms."""
+    gaps = sorted(g for r in runs for g in r.gaps_ms)
+    if not gaps:
+        return "(no two frames drawn)"
+    p90 = gaps[min(len(gaps) - 1, int(0.9 * len(gaps)))]
+    return f"median {statistics.median(gaps):.0f}, 90th percentile {p90:.0f}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=8.0, help="streaming measurement length")
     p.add_argument("--trials", type=int, default=10, help="latency trials")
     p.add_argument("--rounds", type=int, default=3, help="streaming runs at each thread count")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: model's)")
+    p.add_argument(
+        "--chunk-frames", type=int, default=None, help="frames per chunk (default: model's)"
+    )
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: the server's)"
     )
@@ -336,9 +385,9 @@ def main(argv=None) -> int:
     cores = torch.get_num_threads()
     threads = serving_threads(ServerConfig(torch_threads=a.threads or 0))
     torch.set_num_threads(threads)
-    template, info = build_template(a.steps, a.checkpoint)
+    template, info = build_template(a.steps, a.checkpoint, a.chunk_frames)
     base = direct_fps(template, a.seconds)
-    cache_speedup = stem_cache_speedup(a.checkpoint, a.steps)
+    cache_speedup = stem_cache_speedup(a.checkpoint, a.steps, a.chunk_frames)
     n_threads = torch.get_num_threads()
     thread_speedup = threads_speedup(template, cores) if cores > 1 else None
     cfg = ServerConfig(host="127.0.0.1", port=0, max_messages_per_s=1000)
@@ -359,13 +408,14 @@ def main(argv=None) -> int:
     med = statistics.median(lat)
     p90 = lat[min(len(lat) - 1, int(0.9 * len(lat)))]
     # the server as it is run: a process of its own, measured from this one and from the page
-    with served_process(a.checkpoint, a.steps, a.threads) as served:
+    with served_process(a.checkpoint, a.steps, a.threads, a.chunk_frames) as served:
         url = served.replace("http", "ws") + "/ws"
         own = asyncio.run(measure(url, a.seconds, a.trials, [0], a.rounds, lambda n: None))
         page = None if a.no_browser else page_fps(served, a.seconds, a.rounds)
     own_fps = statistics.median(f for f, _ in own["streams"][0])
     own_lat = statistics.median(own["latencies"])
-    page_row = "(no Chromium or Playwright)" if page is None else _runs([(f, 0) for f in page])
+    page_row = "(no Chromium or Playwright)" if page is None else _runs([(r.fps, 0) for r in page])
+    gaps_row = "(no Chromium or Playwright)" if page is None else _gaps(page)
     rows = [
         ("model", info.name),
         (
@@ -378,6 +428,7 @@ def main(argv=None) -> int:
         ),
         ("  key-to-first-frame median s", f"{own_lat:.3f}  (target < {TARGET_LATENCY_S:g})"),
         ("  the page in Chromium, frames/s drawn", "(skipped)" if a.no_browser else page_row),
+        ("  ms between frames drawn", "(skipped)" if a.no_browser else gaps_row),
         ("in this process (the client shares the lock):", ""),
         ("direct Session.step frames/s", f"{base:.2f}"),
         ("chunk time without / with the stem cache", f"{cache_speedup:.2f}x"),

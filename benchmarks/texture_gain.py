@@ -66,7 +66,7 @@ def walk(pipe: WorldPipeline, case) -> dict:
         prompt=case.caption, image=case.rgb[0], depth=case.depth[0], c2w=case.c2w[0],
         seed=case.seed,
     )  # fmt: skip
-    T = pipe.model_cfg.chunk_frames
+    T = pipe.chunk_frames
     rgb, depth, holes, shown = [], [], [], []
     for i in range(1, case.num_frames, T):
         cams, K = case.c2w[i : i + T], case.K[i : i + T]

@@ -110,6 +110,7 @@ def test_trajectory_length_is_capped_before_expanding():
     [
         ("sample.steps=1001", "steps"),
         ("sample.steps=0", "steps"),
+        ("sample.chunk_frames=0", "chunk_frames"),
         ("sample.fps=0", "fps"),
         ("sample.guidance_scale=nan", "guidance_scale"),
         ("sample.guidance_scale=inf", "guidance_scale"),

@@ -349,6 +349,59 @@ def test_two_worlds_on_one_pipeline_step_as_two_pipelines_do(tiny_pipeline_dir, 
         one.step(["w"], world="a world")
 
 
+def test_chunk_frames_sets_how_many_frames_are_generated_together(
+    tmp_path, tiny_pipeline_dir, monkeypatch
+):
+    """``chunk_frames`` (a sampler setting, saved in pipeline.json): each chunk's cameras are
+    rendered from the memories as they stood before it and given to the model together; a short
+    last chunk is padded by holding its last camera only up to the model's trained chunk."""
+    base = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    trained = base.model_cfg.chunk_frames
+    assert trained == 2 and base.chunk_frames == 2 and base.min_chunk_frames == 2
+    longer = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", chunk_frames=4)
+    assert longer.chunk_frames == 4 and longer.min_chunk_frames == 2
+    # set to the trained value it changes nothing
+    same = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", chunk_frames=trained)
+    for p in (base, same):
+        p.start(prompt="a red room", seed=3)
+    assert torch.equal(base.step(WALK).rgb, same.step(WALK).rgb)
+
+    calls = []
+    real_inputs = WorldPipeline.model_inputs
+
+    def spy(self, cams, K, world=None):
+        calls.append((len(cams), self._world(world).frame_count))
+        return real_inputs(self, cams, K, world)
+
+    monkeypatch.setattr(WorldPipeline, "model_inputs", spy)
+    longer.start(prompt="a red room", seed=3)
+    calls.clear()
+    out = longer.step(WALK + ["w", "w"])  # 10 cameras: 4 + 4 + 2
+    assert len(out.rgb) == 10 and out.frame_index.tolist() == list(range(10))
+    assert calls == [(4, 0), (4, 4), (2, 8)]  # the memories move on between chunks only
+    calls.clear()
+    one = longer.step(["left"])
+    assert len(one.rgb) == 1 and calls == [(2, 10)]  # padded to the trained chunk, not to 4
+    # saved with the pipeline; an override wins over the saved value
+    longer.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["chunk_frames"] == 4
+    assert WorldPipeline.from_pretrained(tmp_path / "p", device="cpu").chunk_frames == 4
+    back = WorldPipeline.from_pretrained(tmp_path / "p", device="cpu", chunk_frames=3)
+    assert back.chunk_frames == 3
+    # a value the model cannot take is refused, by name, when loading
+    most = base.model_cfg.max_frames
+    for bad in (0, most + 1, 2.5, True, "4"):
+        with pytest.raises(
+            ValueError, match=rf"chunk_frames: expected an integer in \[1, {most}\]"
+        ):
+            WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", chunk_frames=bad)
+    meta["sampler"]["chunk_frames"] = most + 1
+    (tmp_path / "p" / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="pipeline.json: sampler: chunk_frames"):
+        WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+
+
 def test_a_pipeline_json_that_disagrees_with_its_model_is_refused(tmp_path, tiny_pipeline_dir):
     """The network runs as its own config.json says; a pipeline.json that says otherwise (here
     the hole prior, which holds no weights and so loads either way) is named, not followed."""

@@ -49,12 +49,31 @@ def test_a_job_writes_video_cameras_memory_and_report(tmp_path, tiny_pipeline_di
     assert report["timing"]["model_s"] > 0
 
 
+def test_chunk_frames_reaches_the_pipeline(tmp_path, tiny_pipeline_dir, monkeypatch):
+    from worldmem.pipeline import WorldPipeline
+
+    chunks = []
+    real = WorldPipeline._generate
+
+    def spy(self, world, cams, *a, **kw):
+        chunks.append(len(cams))
+        return real(self, world, cams, *a, **kw)
+
+    monkeypatch.setattr(WorldPipeline, "_generate", spy)
+    cfg = _cfg(tiny_pipeline_dir, tmp_path, "sample.trajectory=w*7", "sample.chunk_frames=3")
+    [result] = run_jobs(cfg)
+    assert result.ok, result.error
+    assert chunks == [3, 3, 2]  # the start frame, then 7 steps: 3 + 3 + 1 (held to 2)
+    assert _decode(tmp_path / "job_000" / "video.mp4").shape[0] == 8
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
         ("sample.trajectory=w*3 jump*2", "jump"),
         ("sample.image=/nonexistent/start.png", "start image not found"),
         ("sample.trajectory=missing.json", "trajectory file not found"),
+        ("sample.chunk_frames=9", r"chunk_frames: expected an integer in \[1, 8\]"),
     ],
 )
 def test_bad_jobs_fail_before_any_generation(tmp_path, tiny_pipeline_dir, override, message):

@@ -493,6 +493,7 @@ class SampleConfig:
     num_frames: int = 0  # 0: as many as the trajectory has
     seed: int = 0
     steps: int | None = None  # denoising steps per chunk (None: the checkpoint's own)
+    chunk_frames: int | None = None  # frames generated per chunk (None: the checkpoint's own)
     guidance_scale: float = 1.0  # classifier-free guidance on text and memory (1 = off)
     memory: str = "all"
     side_by_side: bool = True  # also write generated | memory render | depth
@@ -504,6 +505,8 @@ class SampleConfig:
         _choice(self, "memory", MEMORY_MODES)
         if self.steps is not None:
             _int_range(self, "steps", 1, MAX_SAMPLE_STEPS)
+        if self.chunk_frames is not None:  # the model's max_frames bounds it when it loads
+            _int_range(self, "chunk_frames", 1, 2**31 - 1)
         _int_range(self, "fps", 1, MAX_FPS)
         _int_range(self, "num_frames", 0, 2**63 - 1)  # the trajectory's length bounds it
         _int_range(self, "seed", 0, MAX_SAMPLE_SEED)

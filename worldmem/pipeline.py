@@ -53,6 +53,7 @@ from worldmem.models.loading import load_world_model
 from worldmem.pipeline_checks import MAX_FOCAL_PER_PIXEL as MAX_FOCAL_PER_PIXEL
 from worldmem.pipeline_checks import MAX_PRINCIPAL_OFFSET as MAX_PRINCIPAL_OFFSET
 from worldmem.pipeline_checks import (
+    check_chunk_frames,
     check_intrinsics,
     check_output,
     check_pattern_detail,
@@ -119,6 +120,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _or_saved(value, saved):
+    """An override that may be None (then the pipeline folder's ``saved`` setting)."""
+    return saved if value is None else value
+
+
 def _named_helper(path: Path, meta: dict, overrides: dict, key: str, slot: str, sources: dict):
     """The helper that ``pipeline.json``'s ``sampler[key]`` names: ``sources`` maps each
     value to (its folder, its class), or None for none; older folders name none (the first).
@@ -180,6 +186,7 @@ class WorldPipeline:
         texture_gain: float = 0.0,
         wall_texture_gain: float | None = None,
         pattern_detail: bool = False,
+        chunk_frames: int | None = None,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -197,6 +204,10 @@ class WorldPipeline:
         # where memory passes observed samples of a floor or ceiling whose pattern is known in
         # the world's phase, the finer detail a nearer frame resolves (texture.detail)
         self.pattern_detail = check_pattern_detail(pattern_detail)
+        # target frames generated together (None: the model's trained chunk_frames); the
+        # model gives its memory frames' keys and values once a chunk, so a longer chunk
+        # costs less per frame, and its later frames draw on memory as it was at its start
+        self.chunk_setting = check_chunk_frames(chunk_frames, model_cfg.max_frames)
         if self._lays_texture and detail_net is not None:
             raise ValueError(
                 "texture_gain and detail_net both draw texture where memory observed nothing: "
@@ -292,7 +303,7 @@ class WorldPipeline:
         (a ``DepthNet``, or None for the model's depth throughout), ``start_depth``
         (``DEPTH_SOURCES``) and ``generated_depth`` (``GENERATED_DEPTH_SOURCES``),
         ``detail_net`` (a ``DetailNet``, or None to draw no detail), ``texture_gain``,
-        ``wall_texture_gain``, ``pattern_detail``,
+        ``wall_texture_gain``, ``pattern_detail``, ``chunk_frames``,
         ``first_frame`` (a ``FirstFrameNet``, or None for the model's own prompt-only start)
         or ``memory_cfg``."""
         path = Path(path)
@@ -309,6 +320,9 @@ class WorldPipeline:
             if saved_wall_gain is not None:
                 saved_wall_gain = check_texture_gain(saved_wall_gain, "wall_texture_gain")
             saved_detail = check_pattern_detail(meta["sampler"].get("pattern_detail", False))
+            saved_chunk = check_chunk_frames(
+                meta["sampler"].get("chunk_frames"), model_cfg.max_frames
+            )
         except ValueError as e:
             raise ValueError(f"{meta_path}: sampler: {e}") from None
         # older folders name neither: the model's depth (start_depth None: the net's if one
@@ -360,6 +374,7 @@ class WorldPipeline:
             texture_gain=overrides.pop("texture_gain", saved_gain),
             wall_texture_gain=overrides.pop("wall_texture_gain", saved_wall_gain),
             pattern_detail=overrides.pop("pattern_detail", saved_detail),
+            chunk_frames=_or_saved(overrides.pop("chunk_frames", None), saved_chunk),
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
@@ -408,6 +423,7 @@ class WorldPipeline:
                 "texture_gain": self.texture_gain,
                 "wall_texture_gain": self.wall_texture_gain,
                 "pattern_detail": self.pattern_detail,
+                "chunk_frames": self.chunk_setting,
                 "prompt_start": prompt_start,
             },
             "camera": {"fov_deg": self.fov_deg, "fov_y_deg": self.fov_y_deg},
@@ -478,8 +494,14 @@ class WorldPipeline:
 
     @property
     def chunk_frames(self) -> int:
-        """Frames the model generates at a time."""
-        return self.model_cfg.chunk_frames
+        """Frames the model generates at a time (``chunk_frames``, else as trained)."""
+        return self.chunk_setting or self.model_cfg.chunk_frames
+
+    @property
+    def min_chunk_frames(self) -> int:
+        """The fewest frames a chunk generates (a shorter one is padded by holding its last
+        camera): as many as the model was trained with, or ``chunk_frames`` if fewer."""
+        return min(self.chunk_frames, self.model_cfg.chunk_frames)
 
     def start(
         self,
@@ -604,7 +626,7 @@ class WorldPipeline:
             self.K[None],
             step=0,
         )
-        T = self.chunk_frames
+        T = self.min_chunk_frames  # one camera, held
         chunk = self._generate(
             new,
             new.c2w[None].expand(T, 4, 4),
@@ -752,9 +774,10 @@ class WorldPipeline:
             for i in range(0, len(cameras), T):
                 cams, Ks = cameras[i : i + T], K[i : i + T]
                 n = len(cams)
-                if n < T:  # pad the last chunk by holding the last camera, keep only n frames
-                    cams = torch.cat([cams, cams[-1:].expand(T - n, 4, 4)])
-                    Ks = torch.cat([Ks, Ks[-1:].expand(T - n, 3, 3)])
+                pad = self.min_chunk_frames - n
+                if pad > 0:  # pad a short chunk by holding its last camera, keep only n frames
+                    cams = torch.cat([cams, cams[-1:].expand(pad, 4, 4)])
+                    Ks = torch.cat([Ks, Ks[-1:].expand(pad, 3, 3)])
                 where = f"step: chunk {i // T + 1} of {chunks} (cameras {i} to {i + n - 1})"
                 out.append(self._generate(world, cams, Ks, keep=n, where=where))
                 if on_chunk is not None:

@@ -11,6 +11,7 @@ __all__ = [
     "MAX_FOCAL_PER_PIXEL",
     "MIN_FOCAL_PER_PIXEL",
     "MAX_PRINCIPAL_OFFSET",
+    "check_chunk_frames",
     "check_intrinsics",
     "check_output",
     "check_start_depth_scale",
@@ -30,6 +31,17 @@ TEXTURE_GAIN_RANGE = (0.0, 4.0)  # what the observed texture's band may be multi
 def describe(x) -> str:
     """The shape of a tensor, else the type name of ``x``, for error messages."""
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def check_chunk_frames(frames, max_frames: int) -> int | None:
+    """``chunk_frames`` (target frames generated together in one chunk; None: as many as the
+    model was trained with) as an int, refused unless None or an integer from 1 to
+    ``max_frames`` (the most frames of one kind the model takes)."""
+    if frames is None:
+        return None
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= max_frames:
+        raise ValueError(f"chunk_frames: expected an integer in [1, {max_frames}], got {frames!r}")
+    return frames
 
 
 def check_start_depth_scale(scale) -> float:

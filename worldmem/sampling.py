@@ -306,6 +306,7 @@ def run_jobs(root: SampleRootConfig, rank: int = 0, world_size: int = 1) -> list
         ckpt,
         device=cfg.device,
         steps=cfg.steps,
+        chunk_frames=cfg.chunk_frames,
         guidance_scale=cfg.guidance_scale,
         actions=root.actions,
     )

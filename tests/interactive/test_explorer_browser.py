@@ -107,7 +107,7 @@ def walk(tmp_path_factory):
         from worldmem.pipeline import WorldPipeline
 
         template = WorldPipeline.from_pretrained(BUNDLED, device="cpu")
-        info = ModelInfo("worldmem-tiny", True, template.size, template.model_cfg.chunk_frames)
+        info = ModelInfo("worldmem-tiny", True, template.size, template.chunk_frames)
     else:
         template = make_tiny_pipeline()
         info = ModelInfo("random tiny", False, template.size, template.model_cfg.chunk_frames)

@@ -38,10 +38,13 @@ def test_the_served_page_streams_frames_to_chromium_and_the_server_stops(bench, 
     with bench.served_process(str(tiny_pipeline_dir), None, None) as base:
         with urllib.request.urlopen(base + "/", timeout=10) as r:
             assert r.status == 200 and b"<html" in r.read().lower()
-        fps = bench.page_fps(base, seconds=2.0, rounds=2)
+        runs = bench.page_fps(base, seconds=2.0, rounds=2)
     # a held key streams frames: each round the page drew some (a random tiny model on two
-    # cores makes a few a second at least)
-    assert fps is not None and len(fps) == 2
-    assert all(f > 0.5 for f in fps), fps
+    # cores makes a few a second at least), and the time between them was noted
+    assert runs is not None and len(runs) == 2
+    assert all(r.fps > 0.5 for r in runs), runs
+    for r in runs:
+        assert len(r.gaps_ms) >= 1 and all(g >= 0 for g in r.gaps_ms)
+        assert sum(r.gaps_ms) < 2000 + 1000  # within the key's hold (and one chunk after)
     with pytest.raises(OSError):  # the process is gone: nothing answers on its port
         urllib.request.urlopen(base + "/", timeout=2)

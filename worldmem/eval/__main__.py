@@ -71,6 +71,8 @@ def _load(args):
     from worldmem.pipeline import WorldPipeline
 
     overrides = {} if args.steps is None else {"steps": args.steps}
+    if args.chunk_frames is not None:
+        overrides["chunk_frames"] = args.chunk_frames
     try:
         return WorldPipeline.from_pretrained(args.checkpoint, device=args.device, **overrides)
     except FileNotFoundError as e:
@@ -296,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default="auto")
         q.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
         q.add_argument("--steps", type=int, default=None, help="denoising steps (default: saved)")
+        q.add_argument(
+            "--chunk-frames", type=int, default=None, help="frames per chunk (default: saved)"
+        )
 
     r = sub.add_parser("revisit", help="revisit-consistency protocols and memory ablations")
     common(r)

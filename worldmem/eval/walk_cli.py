@@ -175,9 +175,9 @@ def run_walk_command(args, pipe, log=print) -> int:
     est = (walk_frames + other) * spf + n_feat * FEATURE_S_PER_FRAME
     est += case_s * plan.episodes * len(kinds)
     log(
-        f"model {args.checkpoint}: {S} px, {pipe.steps} steps; {plan.episodes} worlds x "
-        f"{len(kinds)} walks x {plan.frames} frames; drift {plan.drift_rounds} x "
-        f"{plan.drift_frames}; {plan.prompt_worlds} prompt worlds"
+        f"model {args.checkpoint}: {S} px, {pipe.steps} steps, chunks of {pipe.chunk_frames}; "
+        f"{plan.episodes} worlds x {len(kinds)} walks x {plan.frames} frames; "
+        f"drift {plan.drift_rounds} x {plan.drift_frames}; {plan.prompt_worlds} prompt worlds"
     )
     log(
         f"estimated time: {walk_frames + other} generated frames x {1000 * spf:.0f} ms + "

@@ -73,6 +73,7 @@ def load_template(cfg: SampleRootConfig) -> tuple[WorldPipeline, ModelInfo]:
             ckpt,
             device=s.device,
             steps=s.steps,
+            chunk_frames=s.chunk_frames,
             guidance_scale=s.guidance_scale,
             actions=cfg.actions,
         )
@@ -85,6 +86,7 @@ def load_template(cfg: SampleRootConfig) -> tuple[WorldPipeline, ModelInfo]:
         model_cfg,
         MemoryConfig(),
         steps=s.steps or 2,
+        chunk_frames=s.chunk_frames,
         guidance_scale=s.guidance_scale,
         actions=cfg.actions,
         device=s.device,

@@ -1,0 +1,31 @@
+"""benchmarks/chunk_frames.py: every chunk size is timed on the same walk, and the size
+reaches the pipeline."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from conftest import REPO
+
+from worldmem.pipeline import WorldPipeline
+
+
+def test_each_size_is_timed_with_chunks_of_that_size(tiny_pipeline_dir, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "chunk_bench", REPO / "benchmarks" / "chunk_frames.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sizes = []
+    real = WorldPipeline._generate
+
+    def spy(self, world, cams, *a, **kw):
+        sizes.append(len(cams))
+        return real(self, world, cams, *a, **kw)
+
+    monkeypatch.setattr(WorldPipeline, "_generate", spy)
+    pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    times = bench.seconds_per_size(pipe, [2, 3], frames=6, rounds=2)
+    assert set(times) == {2, 3} and all(len(t) == 2 and min(t) > 0 for t in times.values())
+    # a warm-up pass and two rounds, each size in turn: 6 frames as 2+2+2 or 3+3
+    assert sizes == [2, 2, 2, 3, 3] * 3
