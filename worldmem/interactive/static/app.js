@@ -5,8 +5,9 @@
   const REPEAT_MS = 110; // a held key or button sends one key this often
   const RECONNECT_MS = [500, 1000, 2000, 4000, 8000]; // back-off between reconnect attempts
   const FPS_WINDOW_MS = 2000;
-  // a chunk's frames arrive together: each is shown at least PACE x the mean time between
-  // arrivals after the one before (under 1, so the queue drains), waiting at most MAX_PACE_MS
+  // a chunk's frames arrive together: each is shown at least PACE x its share of the chunk's
+  // generation time after the one before (under 1, so the queue drains), waiting at most
+  // MAX_PACE_MS
   const PACE = 0.9;
   const MAX_PACE_MS = 250;
 
@@ -40,7 +41,6 @@
   let world = null; // {prompt, seed}: re-started after a reconnect
   const canvases = { frame: el.frame, map: el.map, depth: el.depth, memory: el.memory };
   let drawChain = Promise.resolve(); // images are drawn in the order they arrive
-  let arrivals = []; // when the frames of the last FPS_WINDOW_MS arrived
   let lastFrameDrawn = -Infinity;
 
   function setState(state, text) {
@@ -155,22 +155,18 @@
     const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, n)));
     const blob = new Blob([new Uint8Array(buf, 4 + n)], { type: header.mime });
     const decoded = createImageBitmap(blob);
-    if (header.kind === "frame") {
-      const now = performance.now();
-      arrivals.push(now);
-      while (arrivals.length && now - arrivals[0] > FPS_WINDOW_MS) arrivals.shift();
-    }
     drawChain = drawChain
       .then(() => decoded)
-      .then((bitmap) => (header.kind === "frame" ? paced(bitmap) : bitmap))
+      .then((bitmap) => (header.kind === "frame" ? paced(header, bitmap) : bitmap))
       .then((bitmap) => draw(header, bitmap))
       .catch((err) => showMessage(`could not show an image: ${err}`));
   }
 
-  // resolves to bitmap once the frame before it has been shown long enough
-  function paced(bitmap) {
-    const n = arrivals.length;
-    const spacing = n > 1 ? (arrivals[n - 1] - arrivals[0]) / (n - 1) : 0;
+  // resolves to bitmap once the frame before it has been shown long enough (a frame's header
+  // carries its chunk's generation time, in seconds, by part)
+  function paced(header, bitmap) {
+    const chunkMs = 1000 * Object.values(header.timing || {}).reduce((a, b) => a + b, 0);
+    const spacing = hello ? chunkMs / hello.chunk_frames : 0;
     const wait = Math.min(MAX_PACE_MS, lastFrameDrawn + PACE * spacing - performance.now());
     if (wait <= 0) return bitmap;
     return new Promise((resolve) => setTimeout(() => resolve(bitmap), wait));
