@@ -77,6 +77,22 @@ def spy_inserts(monkeypatch) -> list:
     return inserts
 
 
+def spy_chunk_sizes(monkeypatch) -> list:
+    """Record how many cameras every chunk ``WorldPipeline._generate`` makes from now on is
+    given (the chunks are still made)."""
+    from worldmem.pipeline import WorldPipeline
+
+    sizes = []
+    real = WorldPipeline._generate
+
+    def spy(self, world, cams, *args, **kw):
+        sizes.append(len(cams))
+        return real(self, world, cams, *args, **kw)
+
+    monkeypatch.setattr(WorldPipeline, "_generate", spy)
+    return sizes
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline_dir(tmp_path_factory) -> Path:
     """A saved pipeline folder with random tiny weights."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from conftest import REPO
+from conftest import REPO, spy_chunk_sizes
 
 from worldmem.pipeline import WorldPipeline
 
@@ -16,14 +16,7 @@ def test_each_size_is_timed_with_chunks_of_that_size(tiny_pipeline_dir, monkeypa
     )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    sizes = []
-    real = WorldPipeline._generate
-
-    def spy(self, world, cams, *a, **kw):
-        sizes.append(len(cams))
-        return real(self, world, cams, *a, **kw)
-
-    monkeypatch.setattr(WorldPipeline, "_generate", spy)
+    sizes = spy_chunk_sizes(monkeypatch)
     pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
     times = bench.seconds_per_size(pipe, [2, 3], frames=6, rounds=2)
     assert set(times) == {2, 3} and all(len(t) == 2 and min(t) > 0 for t in times.values())

@@ -6,7 +6,7 @@ import sys
 import av
 import numpy as np
 import pytest
-from conftest import BUNDLED, REPO
+from conftest import BUNDLED, REPO, spy_chunk_sizes
 from plyfile import PlyData
 
 import sample
@@ -50,16 +50,7 @@ def test_a_job_writes_video_cameras_memory_and_report(tmp_path, tiny_pipeline_di
 
 
 def test_chunk_frames_reaches_the_pipeline(tmp_path, tiny_pipeline_dir, monkeypatch):
-    from worldmem.pipeline import WorldPipeline
-
-    chunks = []
-    real = WorldPipeline._generate
-
-    def spy(self, world, cams, *a, **kw):
-        chunks.append(len(cams))
-        return real(self, world, cams, *a, **kw)
-
-    monkeypatch.setattr(WorldPipeline, "_generate", spy)
+    chunks = spy_chunk_sizes(monkeypatch)
     cfg = _cfg(tiny_pipeline_dir, tmp_path, "sample.trajectory=w*7", "sample.chunk_frames=3")
     [result] = run_jobs(cfg)
     assert result.ok, result.error
