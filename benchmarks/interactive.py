@@ -237,10 +237,20 @@ async def measure(
     return {"latencies": latencies, "streams": streams, "chunk_frames": T}
 
 
-def _runs(streams: list[tuple[float, float]]) -> str:
-    """Streamed frames/s: the median and each run's."""
-    fps = [f for f, _ in streams]
+def _runs(fps: list[float]) -> str:
+    """Frames/s of several runs: the median and each run's."""
     return f"{statistics.median(fps):.2f}  ({', '.join(f'{f:.2f}' for f in fps)})"
+
+
+def _streamed(streams: list[tuple[float, float]]) -> str:
+    """``_runs`` of ``measure``'s streaming runs (frames/s, pipeline share)."""
+    return _runs([f for f, _ in streams])
+
+
+def _p90(values: list[float]) -> float:
+    """The 90th percentile (nearest rank) of values, at least one."""
+    ranked = sorted(values)
+    return ranked[min(len(ranked) - 1, int(0.9 * len(ranked)))]
 
 
 SERVER_START_TIMEOUT_S = 120.0  # the server process loads the pipeline before it listens
@@ -298,7 +308,7 @@ def served_process(
 
 class PageRun(NamedTuple):
     """One held key in the page: frames drawn per second, and the milliseconds between one
-    frame drawn and the next (a chunk's frames drawn as they arrive: near 0 within it)."""
+    frame drawn and the next (the page spaces a chunk's frames, which arrive together)."""
 
     fps: float
     gaps_ms: list[float]
@@ -356,11 +366,10 @@ def page_fps(base: str, seconds: float, rounds: int) -> list[PageRun] | None:
 
 def _gaps(runs: list[PageRun]) -> str:
     """Between frames drawn: the median and 90th percentile over every run, in ms."""
-    gaps = sorted(g for r in runs for g in r.gaps_ms)
+    gaps = [g for r in runs for g in r.gaps_ms]
     if not gaps:
         return "(no two frames drawn)"
-    p90 = gaps[min(len(gaps) - 1, int(0.9 * len(gaps)))]
-    return f"median {statistics.median(gaps):.0f}, 90th percentile {p90:.0f}"
+    return f"median {statistics.median(gaps):.0f}, 90th percentile {_p90(gaps):.0f}"
 
 
 def main(argv=None) -> int:
@@ -403,10 +412,9 @@ def main(argv=None) -> int:
         url = url.replace("http", "ws") + "/ws"
         r = asyncio.run(measure(url, a.seconds, a.trials, counts, a.rounds, set_threads))
         errors = list(app.state.worldmem.errors)
-    lat = sorted(r["latencies"])
+    lat = r["latencies"]
     fps, share = (statistics.median(x) for x in zip(*r["streams"][n_threads]))
-    med = statistics.median(lat)
-    p90 = lat[min(len(lat) - 1, int(0.9 * len(lat)))]
+    med, p90 = statistics.median(lat), _p90(lat)
     # the server as it is run: a process of its own, measured from this one and from the page
     with served_process(a.checkpoint, a.steps, a.threads, a.chunk_frames) as served:
         url = served.replace("http", "ws") + "/ws"
@@ -414,7 +422,7 @@ def main(argv=None) -> int:
         page = None if a.no_browser else page_fps(served, a.seconds, a.rounds)
     own_fps = statistics.median(f for f, _ in own["streams"][0])
     own_lat = statistics.median(own["latencies"])
-    page_row = "(no Chromium or Playwright)" if page is None else _runs([(r.fps, 0) for r in page])
+    page_row = "(no Chromium or Playwright)" if page is None else _runs([r.fps for r in page])
     gaps_row = "(no Chromium or Playwright)" if page is None else _gaps(page)
     rows = [
         ("model", info.name),
@@ -424,7 +432,7 @@ def main(argv=None) -> int:
         ),
         (
             "server in its own process: streamed frames/s",
-            f"{_runs(own['streams'][0])}  (target >= {TARGET_FPS:g})",
+            f"{_streamed(own['streams'][0])}  (target >= {TARGET_FPS:g})",
         ),
         ("  key-to-first-frame median s", f"{own_lat:.3f}  (target < {TARGET_LATENCY_S:g})"),
         ("  the page in Chromium, frames/s drawn", "(skipped)" if a.no_browser else page_row),
@@ -436,11 +444,11 @@ def main(argv=None) -> int:
             f"chunk time at 1 / {cores} torch threads",
             "(one thread)" if thread_speedup is None else f"{thread_speedup:.2f}x",
         ),
-        ("streamed frames/s", _runs(r["streams"][n_threads])),
+        ("streamed frames/s", _streamed(r["streams"][n_threads])),
         ("streamed / direct", f"{fps / base:.2f}"),
         ("pipeline time / streaming wall time", f"{share:.2f}"),
         *(
-            (f"streamed frames/s at {n} torch thread{'s' * (n > 1)}", _runs(r["streams"][n]))
+            (f"streamed frames/s at {n} torch thread{'s' * (n > 1)}", _streamed(r["streams"][n]))
             for n in counts[1:]
         ),
         ("torch threads while serving", f"{n_threads} (of {cores} cores)"),

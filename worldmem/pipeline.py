@@ -120,11 +120,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _or_saved(value, saved):
-    """An override that may be None (then the pipeline folder's ``saved`` setting)."""
-    return saved if value is None else value
-
-
 def _named_helper(path: Path, meta: dict, overrides: dict, key: str, slot: str, sources: dict):
     """The helper that ``pipeline.json``'s ``sampler[key]`` names: ``sources`` maps each
     value to (its folder, its class), or None for none; older folders name none (the first).
@@ -325,6 +320,7 @@ class WorldPipeline:
             )
         except ValueError as e:
             raise ValueError(f"{meta_path}: sampler: {e}") from None
+        chunk_frames = overrides.pop("chunk_frames", None)  # None: the folder's
         # older folders name neither: the model's depth (start_depth None: the net's if one
         # is given, so a net passed to an older folder is used for start images)
         sources = {"start_depth": None, "generated_depth": "model"}
@@ -374,7 +370,7 @@ class WorldPipeline:
             texture_gain=overrides.pop("texture_gain", saved_gain),
             wall_texture_gain=overrides.pop("wall_texture_gain", saved_wall_gain),
             pattern_detail=overrides.pop("pattern_detail", saved_detail),
-            chunk_frames=_or_saved(overrides.pop("chunk_frames", None), saved_chunk),
+            chunk_frames=saved_chunk if chunk_frames is None else chunk_frames,
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
             device=device,
