@@ -287,6 +287,44 @@ def test_backward_warp_of_a_frame_onto_itself_is_the_identity():
     assert bool(valid.all()) and torch.allclose(got, rgb[0])
 
 
+def test_a_bilinear_backward_warp_reads_a_linear_ramp_exactly_and_never_across_an_outline():
+    """A wall 2 m ahead painted with a ramp linear in the source's pixel coordinates, seen
+    again from 0.3 px to the side: read bilinearly, the warp gives the ramp exactly (bilinear
+    interpolation is exact on a linear function); at the nearest pixel it is 0.3 px of ramp
+    off. With a nearer surface over the source's left half, a target pixel read between the
+    two surfaces is invalid, though its nearest pixel is on the wall."""
+    H = W = 16
+    Kd = intrinsics_from_fov(75.0, H, W).double()
+    z = 2.0
+    src_c2w = torch.eye(4, dtype=torch.float64)
+    tgt_c2w = src_c2w.clone()
+    tgt_c2w[0, 3] = 0.3 * z / float(Kd[0, 0])  # the wall moves 0.3 px in the image
+    u = torch.arange(W, dtype=torch.float64) + 0.5
+    v = torch.arange(H, dtype=torch.float64) + 0.5
+    ramp = torch.stack(
+        [0.02 * u.expand(H, W), 0.03 * v[:, None].expand(H, W), torch.full((H, W), 0.5)]
+    )  # (3, H, W): colour at each source pixel centre, linear in (u, v)
+    depth = torch.full((1, H, W), z, dtype=torch.float64)
+    want = ramp.clone()
+    want[0] += 0.02 * 0.3  # the target pixel sees the wall 0.3 px further along
+    for bilinear, off in ((True, 0.0), (False, 0.02 * 0.3)):
+        got, valid = backward_warp(ramp, depth, src_c2w, Kd, depth, tgt_c2w, Kd, bilinear=bilinear)
+        assert bool(valid[:, : W - 1].all())
+        assert bool(valid[:, W - 1].any()) != bilinear  # bilinear reads beyond the edge there
+        err = (got - want)[:, valid].abs()
+        assert float(err[0].max()) == pytest.approx(off, abs=1e-9)
+        assert float(err[1:].max()) < 1e-9
+
+    # the source's left half (columns < 8) is a nearer surface; half a pixel to the side
+    near = depth.clone()
+    near[..., :8] = 1.0
+    tgt_c2w[0, 3] = 0.5 * z / float(Kd[0, 0])
+    _, nearest = backward_warp(ramp, near, src_c2w, Kd, depth, tgt_c2w, Kd)
+    _, bilinear = backward_warp(ramp, near, src_c2w, Kd, depth, tgt_c2w, Kd, bilinear=True)
+    assert bool(nearest[:, 7].all()) and not bool(bilinear[:, 7].any())  # reads columns 7, 8
+    assert bool(bilinear[:, 8 : W - 1].all()) and not bool(bilinear[:, :8].any())
+
+
 # -- paths ------------------------------------------------------------------------------------
 
 
@@ -609,8 +647,8 @@ def test_layout_psnr_sees_block_colours_not_the_detail_within_them():
 
 
 def test_a_model_that_returns_the_truth_scores_the_truths_own_self_recall(turn_case):
-    """The true frames, seen through the nearest-pixel warp from an earlier view, are not
-    identical: their self-recall is finite. A model returning the truth scores it exactly,
+    """The true frames, read bilinearly from an earlier view, are not identical: their
+    self-recall is finite. A model returning the truth scores it exactly,
     every row's records carry it, and the table states it."""
     case = turn_case
 

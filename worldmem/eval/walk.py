@@ -31,9 +31,9 @@ Frames are scored over the whole walk, at start revisits (frames at least
 it or more, by true-depth frustum overlap), where the truth is what memory should give back,
 and at self-recall frames (views the start never saw, ``INVENTED_OVERLAP`` or less, that an
 earlier frame at least ``RECALL_MIN_GAP`` back saw ``RECALL_OVERLAP`` or more of): the frame
-against that earlier frame of the same row, warped through the true depth. Self-recall
-measures consistency only (a constant image is perfectly consistent), so it is always shown
-beside the sharpness ratio.
+against that earlier frame of the same row, warped through the true depth (read
+bilinearly). Self-recall measures consistency only (a constant image is perfectly
+consistent), so it is always shown beside the sharpness ratio.
 """
 
 from __future__ import annotations
@@ -301,8 +301,8 @@ def _generate(pipe, case: WalkCase, memory: str, with_depth: bool) -> tuple[Tens
 
 def self_recall(case: WalkCase, images: Tensor, pairs: list[tuple[int, int]]) -> dict:
     """Self-recall of frames ``images (N, 3, S, S)``: {t: (PSNR of frame t against frame s
-    warped to it through the true depth, s)} for the pairs (t, s) where at least
-    ``RECALL_MIN_VALID`` of the pixels warp."""
+    warped to it through the true depth, read bilinearly, s)} for the pairs (t, s) where at
+    least ``RECALL_MIN_VALID`` of the pixels warp."""
     recall = {}
     for t, src in pairs:
         warped, valid = backward_warp(
@@ -313,6 +313,7 @@ def self_recall(case: WalkCase, images: Tensor, pairs: list[tuple[int, int]]) ->
             case.depth[t],
             case.c2w[t],
             case.K[t],
+            bilinear=True,
         )
         if float(valid.float().mean()) >= RECALL_MIN_VALID:
             recall[t] = (masked_psnr(images[t], warped, valid), src)

@@ -175,9 +175,9 @@ def walk_markdown(rows: list[dict], dist: dict[str, dict] | None = None) -> str:
     )
     if truth is not None:
         lines.append(
-            f"\nThe true frames' own self-recall over the same frames: {truth:.2f} dB (the "
-            "nearest-pixel warp between two views of a textured surface costs even the truth "
-            "this much: a row above it is smoother than the truth, not more consistent)."
+            f"\nThe true frames' own self-recall over the same frames: {truth:.2f} dB (resampling "
+            "a textured surface from one view into another costs even the truth this much: a "
+            "row above it is smoother than the truth, not more consistent)."
         )
     return "\n".join(lines) + "\n"
 
