@@ -20,7 +20,10 @@ from worldmem.geometry import unproject_depth
 from worldmem.memory.layout import (
     CAMERA_MARGIN_M,
     DEFAULT_EXTENT_M,
+    DEFAULT_EYE_HEIGHT_M,
     HEAD_ROOM_M,
+    OPEN_EXTENT_M,
+    OPEN_RISE_M,
     BoxLayout,
 )
 from worldmem.memory.texture import CEILING, FLOOR, WALL, turn_about_y
@@ -190,6 +193,76 @@ def test_the_depth_of_surfaces_seen_is_the_rooms_and_walls_not_seen_are_told_apa
     assert int((kind_up == CEILING).sum()) > 100
     assert not bool(seen_up[:, 0][kind_up == CEILING].any())
     assert bool(seen_up[:, 0][kind_up == WALL].any())  # its walls were seen
+
+
+def test_a_ceiling_is_never_below_the_walls_seen_rising_out_of_view():
+    """A hall's walls rise 8 m: a level view of one 3 m away shows wall to the top of the
+    frame and no ceiling. The box's ceiling is above the wall seen, not the default
+    ``DEFAULT_EYE_HEIGHT_M`` above the eye, so a view pitched up sees wall where the wall was
+    seen and the ceiling only beyond it. A lamp's underside (downward-facing points 1 m above
+    the eye, taken for a ceiling) does not pull the ceiling down through the walls either."""
+    half = (3.0, 8.0, 3.0)
+    cam = yaw_camera((0.0, 0.0, 0.0), 0.0)[None]
+    K = intrinsics(1, S)
+    rgb, depth = box_room(cam, K, S, S, half=half)
+    top = float(unproject_depth(depth[:, 0], cam, K)[..., 1].min())  # the highest wall point
+    assert -OPEN_RISE_M < top < -DEFAULT_EYE_HEIGHT_M - 0.5  # as high as a tall room's
+    box = BoxLayout.from_frames([(cam[0], K[0], rgb[0], depth[0, 0])])
+    assert not box.ceiling_seen and box.unseen_margin == CAMERA_MARGIN_M
+    assert top - 0.05 <= box.ceiling_y <= top + 0.05
+
+    c, s_ = math.cos(math.radians(30.0)), math.sin(math.radians(30.0))
+    up = cam.clone()
+    up[0, :3, :3] = up[0, :3, :3] @ torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s_], [0.0, s_, c]])
+    _, box_depth, kind = box.render(up, K, S)
+    _, true_depth = box_room(up, K, S, S, half=half)
+    points = unproject_depth(true_depth[:, 0], up, K)
+    # the +z wall where the level view saw it: below its top, within its sides
+    seen_part = (points[..., 1] > top) & (points[..., 0].abs() < 2.0)
+    seen_part &= (points[..., 2] - half[2]).abs() < 1e-3
+    assert int(seen_part.sum()) > 200 and int((points[..., 1] < top).sum()) > 200
+    assert bool((kind[seen_part] == WALL).all())
+    rel = (box_depth[:, 0][seen_part] - true_depth[:, 0][seen_part]).abs() / true_depth[:, 0][
+        seen_part
+    ]
+    assert float(rel.max()) < 0.02
+
+    # a lamp's flat underside 1 m above the eye, 1.5 to 2.5 m ahead: downward-facing points
+    o, d = camera_rays(up.double(), K.double(), S, S)
+    t = (-1.0 - o[..., 1]) / d[..., 1]
+    hit = (t > 0) & ((o + d * t[..., None])[..., 2] - 2.0).abs().lt(0.5)
+    hit &= ((o + d * t[..., None])[..., 0]).abs().lt(0.5)
+    rgb_up, depth_up = box_room(up, K, S, S, half=half)
+    assert int(hit.sum()) >= 40
+    depth_up[:, 0][hit] = t[hit].float()  # t is the z-depth (``camera_rays``)
+    lamp = BoxLayout.from_frames(
+        [(cam[0], K[0], rgb[0], depth[0, 0]), (up[0], K[0], rgb_up[0], depth_up[0, 0])]
+    )
+    assert lamp.ceiling_seen  # the underside, taken for a ceiling
+    assert lamp.ceiling_y <= top + 0.05
+
+
+def test_walls_rising_higher_than_a_rooms_stand_round_an_open_space():
+    """From 12 m across a plaza whose facades rise 12 m, the facade seen rises more than
+    ``OPEN_RISE_M`` above the eye, higher than any room's walls: the walls not seen stand at
+    least ``OPEN_EXTENT_M`` away, and stay that far ahead of a camera walking towards one
+    (where a room's keep ``CAMERA_MARGIN_M`` ahead: a flat wall in the face)."""
+    half = (14.0, 12.0, 8.0)
+    cam = yaw_camera((0.0, 0.0, -4.0), 0.0)[None]  # facing +z, the facade 12 m ahead
+    K = intrinsics(1, S)
+    rgb, depth = box_room(cam, K, S, S, half=half)
+    box = BoxLayout.from_frames([(cam[0], K[0], rgb[0], depth[0, 0])])
+    assert box.seen == {(0, 1): False, (0, -1): False, (2, 1): True, (2, -1): False}
+    assert box.unseen_margin == OPEN_EXTENT_M
+    for side, seen in box.seen.items():
+        assert seen or box.extent[side] >= OPEN_EXTENT_M
+    assert abs(box.extent[(2, 1)] - 12.0) < 0.05  # the facade seen stays where it is
+    # walked 6 m towards -x and facing it: the guessed facade is still 10 m ahead
+    walked = torch.stack([yaw_camera((x, 0.0, -4.0), -90.0) for x in (0.0, -6.0)])
+    _, box_depth, kind = box.render(walked, intrinsics(2, S), S)
+    centre = box_depth[:, 0, S // 2, S // 2]
+    assert bool((kind[:, S // 2, S // 2] == WALL).all())
+    assert float(centre[0]) >= OPEN_EXTENT_M - 0.01 and float(centre[1]) >= OPEN_EXTENT_M - 0.01
 
 
 def test_a_camera_beyond_the_fitted_walls_stays_inside_its_room():

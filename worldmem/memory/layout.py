@@ -62,6 +62,12 @@ DEFAULT_EXTENT_M = 3.0  # a wall not seen, with nothing seen towards it or oppos
 UNSEEN_WALL_HUE = 0.5
 UNSEEN_WALL_MIX = 0.5
 CAMERA_MARGIN_M = 1.0  # a wall is at least this far beyond any camera that renders the box
+WALL_TOP_QUANTILE = 0.01  # the walls seen rise this high: all but this share of them lower
+# walls seen rising more than this above the cameras stand round an open space (no room's are
+# this tall; a plaza's facades are): its walls not seen stand at least OPEN_EXTENT_M away, and
+# that far beyond any camera
+OPEN_RISE_M = 3.0
+OPEN_EXTENT_M = 10.0
 HEAD_ROOM_M = 0.1  # the floor and the ceiling are at least this far below and above a camera
 DEFAULT_EYE_HEIGHT_M = 1.6  # an unseen floor is this far below the cameras, an unseen ceiling above
 MIN_PIXELS = 8  # fewer observed pixels of a kind (or reaching a side) than this: not seen
@@ -91,6 +97,8 @@ class BoxLayout:
     # and the floor and the ceiling (one not seen stands DEFAULT_EYE_HEIGHT_M from the cameras)
     floor_seen: bool
     ceiling_seen: bool
+    # how far beyond a camera that renders the box a wall not seen stands at least
+    unseen_margin: float = CAMERA_MARGIN_M
     # the last cast, (the box's planes and size, c2w, K, its result): a chunk's render,
     # seen_depth and texture_points cast the same cameras into the same box
     _last_cast: tuple | None = field(default=None, init=False, repr=False, compare=False)
@@ -123,9 +131,14 @@ class BoxLayout:
 
         floor_y = plane(FLOOR, eye_y + DEFAULT_EYE_HEIGHT_M)
         ceiling_y = min(plane(CEILING, eye_y - DEFAULT_EYE_HEIGHT_M), eye_y - HEAD_ROOM_M)
+        walls = kinds == WALL
+        wall_top = eye_y  # the walls seen rise to here
+        if int(walls.sum()) >= MIN_PIXELS:
+            wall_top = float(torch.quantile(pts[walls, 1], WALL_TOP_QUANTILE))
+        ceiling_y = min(ceiling_y, wall_top)  # a ceiling is never below the walls seen
+        open_space = eye_y - wall_top > OPEN_RISE_M
         offsets = pts - anchor
         every = rgbs.mean(0)
-        walls = kinds == WALL
         facing_x = n[:, 0].abs() >= n[:, 2].abs()  # a wall point at +x faces -x
 
         def mean(m: Tensor, fallback: Tensor) -> Tensor:
@@ -153,6 +166,10 @@ class BoxLayout:
             (axis, sign): reach[(axis, sign)] or reach[(axis, -sign)] or DEFAULT_EXTENT_M
             for axis, sign in SIDES
         }
+        if open_space:  # the walls not seen are far: a plaza's other facades
+            for side in SIDES:
+                if not seen[side]:
+                    extent[side] = max(extent[side], OPEN_EXTENT_M)
         return cls(
             yaw=yaw,
             anchor=anchor.float(),
@@ -165,6 +182,7 @@ class BoxLayout:
             seen=seen,
             floor_seen=shown(FLOOR),
             ceiling_seen=shown(CEILING),
+            unseen_margin=OPEN_EXTENT_M if open_space else CAMERA_MARGIN_M,
         )
 
     def render(self, c2w: Tensor, K: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -212,6 +230,7 @@ class BoxLayout:
         the index in ``SIDES`` of the wall it meets (0 off the walls) ``(N, size, size)``; the
         same box and cameras as the last call give back its result (not to be written to)."""
         planes = (self.yaw, self.floor_y, self.ceiling_y, tuple(self.anchor.tolist()))
+        planes = (*planes, self.unseen_margin)
         planes = (*planes, tuple(sorted(self.extent.items())), size)
         last = self._last_cast
         if (
@@ -258,7 +277,8 @@ class BoxLayout:
         meet(1, (y + HEAD_ROOM_M).clamp(min=self.floor_y), FLOOR, 0)
         meet(1, (y - HEAD_ROOM_M).clamp(max=self.ceiling_y), CEILING, 0)
         for i, (axis, sign) in enumerate(SIDES):
-            beyond = sign * (origin[:, axis] - anchor[axis]) + CAMERA_MARGIN_M
+            margin = CAMERA_MARGIN_M if self.seen[(axis, sign)] else self.unseen_margin
+            beyond = sign * (origin[:, axis] - anchor[axis]) + margin
             extent = beyond.clamp(min=self.extent[(axis, sign)])
             meet(axis, anchor[axis] + sign * extent, WALL, i)
         return depth, kind, side
