@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,16 @@ import torch
 from worldmem.config import MemoryConfig, ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relpath: str, name: str):
+    """The module of a script of the repository (``benchmarks/...``), imported from its file."""
+    spec = importlib.util.spec_from_file_location(name, REPO / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 BUNDLED = REPO / "checkpoints" / "worldmem-tiny"
 
 torch.set_num_threads(2)

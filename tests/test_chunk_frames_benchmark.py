@@ -3,19 +3,13 @@ reaches the pipeline."""
 
 from __future__ import annotations
 
-import importlib.util
-
-from conftest import REPO, spy_chunk_sizes
+from conftest import load_script, spy_chunk_sizes
 
 from worldmem.pipeline import WorldPipeline
 
 
 def test_each_size_is_timed_with_chunks_of_that_size(tiny_pipeline_dir, monkeypatch):
-    spec = importlib.util.spec_from_file_location(
-        "chunk_bench", REPO / "benchmarks" / "chunk_frames.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/chunk_frames.py", "chunk_bench")
     sizes = spy_chunk_sizes(monkeypatch)
     pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
     times = bench.seconds_per_size(pipe, [2, 3], frames=6, rounds=2)

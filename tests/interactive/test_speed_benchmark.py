@@ -3,24 +3,18 @@ the server as it is run, in a process of its own, and the page in a real Chromiu
 
 from __future__ import annotations
 
-import importlib.util
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import load_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "interactive_bench", REPO / "benchmarks" / "interactive.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/interactive.py", "interactive_bench")
 
 
 def test_a_server_that_cannot_start_is_an_error_with_its_message(bench, tiny_pipeline_dir):

@@ -8,12 +8,17 @@ camera) without learning:
 
 - the walls' axes are the observed walls' (``texture.observed_surfaces``, as the laid texture's);
 - the floor and the ceiling are the planes at the median height of the observed floor and
-  ceiling points;
+  ceiling points; the ceiling is never below the walls seen (a lamp's underside is not the
+  sky), and one not seen is ``DEFAULT_EYE_HEIGHT_M`` above the cameras unless walls were seen
+  rising higher;
 - each of the four walls (+x, -x, +z, -z in those axes) stands at the ``EXTENT_QUANTILE`` of
   how far the observed points reach that way from the first frame's camera. A side nothing
   was seen towards mirrors the opposite side; with neither, it is ``DEFAULT_EXTENT_M`` away.
   A camera is always inside its room: a wall is moved out to at least ``CAMERA_MARGIN_M``
-  beyond the camera that looks at it, the floor and the ceiling ``HEAD_ROOM_M``. A wall is
+  beyond the camera that looks at it, the floor and the ceiling ``HEAD_ROOM_M``. Walls seen
+  rising more than ``OPEN_RISE_M`` above the cameras (no room's do; a plaza's facades do)
+  stand round an open space: there a wall not seen stands at least ``OPEN_EXTENT_M`` away and
+  that far beyond any camera, so a walk into the open does not meet a guessed wall. A wall is
   ``seen`` when the observed frames show points of wall facing back along its axis (points
   merely reaching that way are the floor or a side wall running on), away from any outline
   (where normals mix two surfaces) and near where the points reach that way (within
@@ -26,7 +31,8 @@ camera) without learning:
 The colour of walls not seen is measured by the box fill it gives along the walk protocol's
 walks (``benchmarks/room_guess.py``): over the seen walls' mean, +0.09 dB on 40 training
 worlds (higher in 38) and +0.08 on 43 held-out ones (higher in 41), but -0.06 on the headline
-protocol's two worlds, whose walls share one dark palette.
+protocol's two worlds, whose walls share one dark palette. The ceiling and the open space are
+measured with the model on held-out plazas (``benchmarks/plaza_walks.py``).
 
 ``render`` casts each pixel's ray into the box: colour, z-depth and kind per pixel, the same
 for the same point of the room from any camera. It is what a view turned away tends to far
