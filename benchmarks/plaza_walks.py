@@ -37,6 +37,7 @@ from worldmem.eval.metrics import (
     mean_ci,
 )
 from worldmem.eval.walk import WALK_KINDS, run_walk, walk_case
+from worldmem.eval.walk_report import summarize_walk
 
 ROWS = ("model", "warp, box fill")
 KEEP_EVERY = 4  # frames kept for KID
@@ -60,10 +61,10 @@ def run(pipe, seeds: list[int], kinds: list[str], frames: int = 160) -> dict:
         for kind in kinds:
             case = walk_case(make_world(seed), kind, frames, seed, pipe.size, pipe.K.float().cpu())
             res = run_walk(pipe, case, rows=ROWS, keep_every=KEEP_EVERY)
-            recs = {r: [x for x in res.records if x["row"] == r] for r in ROWS}
+            rows = {r["row"]: r for r in summarize_walk(res.records)}
             out[f"{seed} {kind}"] = {
-                "psnr": {r: sum(x["psnr"] for x in v) / len(v) for r, v in recs.items()},
-                "sharpness": geometric_mean([x["sharpness"] for x in recs["model"]]),
+                "psnr": {r: rows[r]["psnr"] for r in ROWS},
+                "sharpness": rows["model"]["sharpness"],
                 "frames": {r: res.frames[r] for r in (*ROWS, "truth")},
             }
             got = out[f"{seed} {kind}"]

@@ -236,8 +236,8 @@ class BoxLayout:
         the index in ``SIDES`` of the wall it meets (0 off the walls) ``(N, size, size)``; the
         same box and cameras as the last call give back its result (not to be written to)."""
         planes = (self.yaw, self.floor_y, self.ceiling_y, tuple(self.anchor.tolist()))
-        planes = (*planes, self.unseen_margin)
-        planes = (*planes, tuple(sorted(self.extent.items())), size)
+        walls = (self.unseen_margin, tuple(sorted(self.seen.items())))  # each wall's margin
+        planes = (*planes, *walls, tuple(sorted(self.extent.items())), size)
         last = self._last_cast
         if (
             last is not None
