@@ -19,12 +19,14 @@ from memory_scenes import (  # noqa: F401 (one_thread: autouse fixture)
 )
 from scipy.ndimage import gaussian_filter
 
+import worldmem.memory.texture as texture_module
 from worldmem.data.synthetic import make_world
 from worldmem.eval.baselines import backward_warp
 from worldmem.eval.walk import walk_path
 from worldmem.geometry import project_points, unproject_depth
 from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.texture import (
+    BAND_SIGMA_PX,
     CEILING,
     FLOOR,
     LOD_LEVELS,
@@ -170,29 +172,120 @@ def test_bilinear_keeps_what_random_sub_pixel_reads_measure():
 
 def test_footprints_of_linear_coordinates_and_beside_an_edge():
     """Coordinates linear in the pixel (u = 3 across + 2 down, v = 0.5 across + 4 down) span
-    the shorter of their steps, |(3, 0.5)| across rather than |(2, 4)| down; a pixel beside a
-    jump takes its step from its own side, a lone outlier spans its long steps, and a pixel
-    with no neighbour inside spans 1."""
+    the shorter of their steps, |(3, 0.5)| across, and reach (2, 4) along the longer, down; a
+    pixel beside a jump takes its step from its own side, a lone outlier spans its long
+    steps, a pixel with a neighbour along one axis only reaches no farther along the other,
+    and one with no neighbour inside spans 1."""
     H, W = 6, 8
     y, x = torch.meshgrid(
         torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
     )
     u, v = (3 * x + 2 * y)[None], (0.5 * x + 4 * y)[None]
     inside = torch.ones(1, H, W, dtype=torch.bool)
-    fp = footprints(u, v, inside)
-    torch.testing.assert_close(fp, torch.full_like(fp, math.hypot(3, 0.5)))
+    short, long = footprints(u, v, inside)
+    torch.testing.assert_close(short, torch.full_like(short, math.hypot(3, 0.5)))
+    torch.testing.assert_close(
+        long, torch.tensor([2.0, 4.0], dtype=torch.float64).expand(1, H, W, 2)
+    )
     u[..., 4:] += 100.0  # a jump between columns 3 and 4
     inside[0, 0, 0] = False
-    fp = footprints(u, v, inside)
-    assert float(fp[0, 2, 3]) == pytest.approx(math.hypot(3, 0.5))  # beside the jump
-    assert float(fp[0, 2, 4]) == pytest.approx(math.hypot(3, 0.5))
-    assert float(fp[0, 0, 1]) == pytest.approx(math.hypot(3, 0.5))  # beside the pixel left out
+    short, long = footprints(u, v, inside)
+    assert float(short[0, 2, 3]) == pytest.approx(math.hypot(3, 0.5))  # beside the jump
+    assert float(short[0, 2, 4]) == pytest.approx(math.hypot(3, 0.5))
+    assert float(short[0, 0, 1]) == pytest.approx(math.hypot(3, 0.5))  # beside the pixel left out
     u2, v2 = u.clone(), v.clone()
     u2[0, 5, 7] = v2[0, 5, 7] = 1e6  # a lone outlier: all its steps are long
-    assert float(footprints(u2, v2, inside)[0, 5, 7]) > 1e5
+    assert float(footprints(u2, v2, inside)[0][0, 5, 7]) > 1e5
+    row = torch.zeros(1, H, W, dtype=torch.bool)
+    row[0, 3, 2:5] = True  # neighbours across only
+    short, long = footprints(u, v, row)
+    assert float(short[0, 3, 3]) == pytest.approx(math.hypot(3, 0.5))
+    assert not long[0, 3, 3].any()
     lone = torch.zeros(1, H, W, dtype=torch.bool)
     lone[0, 3, 3] = True
-    assert float(footprints(u, v, lone)[0, 3, 3]) == 1.0
+    short, long = footprints(u, v, lone)
+    assert float(short[0, 3, 3]) == 1.0 and not long[0, 3, 3].any()
+
+
+def _floor_ahead(size: int, pitch_deg: float, height_m: float):
+    """A camera ``height_m`` above the floor at y = +1, looking along +z pitched down by
+    ``pitch_deg``: its c2w, K and point map (0 above the horizon)."""
+    a = math.radians(pitch_deg)
+    c2w = torch.eye(4, dtype=torch.float64)
+    # camera axes x right, y down, z forward; pitched down: forward tips towards +y
+    c2w[:3, 1] = torch.tensor([0.0, math.cos(a), -math.sin(a)], dtype=torch.float64)
+    c2w[:3, 2] = torch.tensor([0.0, math.sin(a), math.cos(a)], dtype=torch.float64)
+    c2w[1, 3] = 1.0 - height_m
+    K = intrinsics(1, size).double()
+    o, d = _pixel_rays(c2w, K[0], size, 1)
+    t = (1.0 - o[1]) / d[..., 1]
+    z = torch.where(t > 0, t * (d @ c2w[:3, 2]), 0.0)  # z-depth where the ray meets the floor
+    return c2w.float(), K.float(), unproject_depth(z[None].float(), c2w[None].float(), K.float())
+
+
+def _pixel_rays(c2w, K, size: int, sub: int):
+    """World rays of ``sub`` x ``sub`` samples in each pixel: origin ``(3,)`` and directions
+    ``(size * sub, size * sub, 3)``."""
+    at = (torch.arange(size * sub, dtype=torch.float64) + 0.5) / sub
+    row, col = torch.meshgrid(at, at, indexing="ij")
+    cam = torch.stack(
+        [(col - K[0, 2]) / K[0, 0], (row - K[1, 2]) / K[1, 1], torch.ones_like(col)], -1
+    )
+    return c2w[:3, 3].double(), cam @ c2w[:3, :3].double().T
+
+
+def test_a_floor_seen_obliquely_is_averaged_along_its_slant_not_aliased(monkeypatch):
+    """A patch of white noise on a floor seen from 1 m up, pitched down 12 degrees: towards the
+    horizon each pixel reaches many patch pixels along the floor and few across it. The truth
+    is that floor rendered with 16 x 16 samples per pixel averaged; its band (less its blur of
+    ``BAND_SIGMA_PX``) is what a frame of it shows. Where pixels reach more than twice as far
+    along as across, the laid band follows the truth's pixel by pixel (correlation above
+    0.85; 0.91 measured), where one read at the shorter extent alone (the taps left out, as
+    the band was read before) aliases: correlation 0.68 and more than twice the energy."""
+    g = torch.Generator().manual_seed(3)
+    rgb = torch.rand(3, 16, 16, generator=g)
+    px_per_m = 12.0
+    size = 64
+    c2w, K, points = _floor_ahead(size, 12.0, 1.0)
+    o, d = _pixel_rays(c2w.double(), K[0].double(), size, 16)
+    t = (1.0 - o[1]) / d[..., 1]
+    hit = o + t[..., None] * d
+    colour = _mirror_sample(
+        rgb.double(), hit[..., 0].flatten() * px_per_m, hit[..., 2].flatten() * px_per_m
+    )
+    frame = colour.T.reshape(3, size, 16, size, 16).mean(dim=(2, 4))
+    on = (t > 0).reshape(size, 16, size, 16).all(3).all(1)
+    truth = frame - gaussian_blur(frame[None], BAND_SIGMA_PX, padding="reflect")[0]
+
+    texture = ExemplarTexture({FLOOR: _Patch(rgb, _scale(px_per_m))}, {FLOOR: 1.0})
+    laid = texture.band(points, c2w[None])[0].double()
+
+    # how far each pixel reaches along the floor against across it, from its ray's hits
+    zf = hit[..., 2].reshape(size, 16, size, 16)
+    along = (zf[:, -1] - zf[:, 0]).mean(-1).abs() * px_per_m  # (size, size) patch pixels down
+    xf = hit[..., 0].reshape(size, 16, size, 16)
+    across = (xf[..., -1] - xf[..., 0]).mean(1) * px_per_m
+    far = on & (along > 2 * across) & (along < 40)
+    far[:, :4] = far[:, -4:] = False  # away from the blur's reflected border
+    far[-4:] = False
+    assert int(far.sum()) > 300
+
+    def agreement(band):
+        a, b = band[:, far].flatten(), truth[:, far].flatten()
+        return float(torch.corrcoef(torch.stack([a, b]))[0, 1]), float(
+            a.pow(2).mean() / b.pow(2).mean()
+        )
+
+    corr, energy = agreement(laid)
+    assert corr > 0.85
+
+    def no_taps(u, v, inside):
+        short, long = footprints(u, v, inside)
+        return short, torch.zeros_like(long)
+
+    monkeypatch.setattr(texture_module, "footprints", no_taps)
+    corr_short, energy_short = agreement(texture.band(points, c2w[None])[0].double())
+    assert corr_short < 0.75 and energy_short > 2 * energy
 
 
 def test_surface_kinds_of_the_box_room():
@@ -258,7 +351,9 @@ def test_a_patch_laid_back_on_the_view_it_came_from_is_that_views_texture():
     """A floor seen obliquely is foreshortened in the frame; its patch is the floor resampled
     square-on. Laid back on the same view, the band where the floor maps inside the patch is
     the frame's own band there (so the patch is laid at its true scale and orientation, not
-    squeezed)."""
+    squeezed). The frame is sampled at pixel centres, and the laid band averages each pixel's
+    reach along the slant (``footprints``), so it is somewhat weaker than the frame's (0.74
+    of it measured; 1.0 read at the shorter reach alone)."""
     c2w = yaw_camera((0.3, -0.3, -1.0), 25.0)
     tilt = math.radians(-35)  # looking down at the floor, obliquely
     pitch = torch.eye(4)
@@ -277,10 +372,12 @@ def test_a_patch_laid_back_on_the_view_it_came_from_is_that_views_texture():
     assert int(inner.sum()) > 30
     laid = texture.band(points, c2w[None])[0]
     frame = rgb.double().numpy()
-    own = torch.from_numpy(frame - gaussian_filter(frame, (0, 1.5, 1.5), mode="nearest"))
+    own = torch.from_numpy(
+        frame - gaussian_filter(frame, (0, BAND_SIGMA_PX, BAND_SIGMA_PX), mode="nearest")
+    )
     a, b = laid[:, inner].double().flatten(), own[:, inner].flatten()
     assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) > 0.9
-    assert float(a.norm() / b.norm()) == pytest.approx(1.0, abs=0.25)
+    assert 0.6 < float(a.norm() / b.norm()) < 1.25
 
 
 def _floor_from_above(size: int = 96, height_m: float = 9.0):
@@ -303,7 +400,7 @@ def _render_floor(rgb: torch.Tensor, px_per_m: float, K: torch.Tensor, size: int
     zz, xx = torch.meshgrid(z, x, indexing="ij")
     colour = _mirror_sample(rgb.double(), xx.flatten() * px_per_m, zz.flatten() * px_per_m)
     frame = colour.T.reshape(3, size, 16, size, 16).mean(dim=(2, 4))[None]
-    return (frame - gaussian_blur(frame, 1.5, padding="reflect"))[0]
+    return (frame - gaussian_blur(frame, BAND_SIGMA_PX, padding="reflect"))[0]
 
 
 def test_a_laid_band_has_the_energy_a_frame_of_its_surface_shows():
@@ -317,7 +414,7 @@ def test_a_laid_band_has_the_energy_a_frame_of_its_surface_shows():
     rgb = torch.rand(3, 12, 12, generator=g)
     down, K, points = _floor_from_above()
     tile = mirror_tile(rgb.double()).numpy()
-    patch_band = tile - gaussian_filter(tile, (0, 1.5, 1.5), mode="wrap")
+    patch_band = tile - gaussian_filter(tile, (0, BAND_SIGMA_PX, BAND_SIGMA_PX), mode="wrap")
     near = ExemplarTexture({FLOOR: _Patch(rgb, _scale(4.0))}, {FLOOR: 1.0}).band(points, down[None])
     ratio = float(near.pow(2).mean()) / float((patch_band**2).mean())
     assert 0.85 < ratio < 1.15

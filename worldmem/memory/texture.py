@@ -82,7 +82,7 @@ __all__ = [
     "wrap_sample",
 ]
 
-BAND_SIGMA_PX = 1.5  # the band: a frame minus its Gaussian blur of this sigma
+BAND_SIGMA_PX = 1.0  # the band: a frame minus its Gaussian blur of this sigma
 CEILING, WALL, FLOOR = 0, 1, 2
 SURFACE_KINDS = (CEILING, WALL, FLOOR)
 HORIZONTAL_NORMAL_Y = 0.7  # |normal . y| above this: a floor or a ceiling
@@ -93,6 +93,9 @@ CRACK_PX = 3  # holes narrower than this are cracks in an observed surface: left
 ORTHO_OVERSAMPLE = 2
 MAX_ORTHO_TEXELS = 128  # a surface is resampled onto a grid of at most this many texels a side
 LOD_LEVELS = 5  # levels of detail: a frame pixel spanning 1, 2, 4, 8, 16 patch pixels
+# a pixel stretched along a surface seen obliquely is read as up to this many taps spread along
+# its longer axis, each at the level of its shorter one (anisotropic filtering)
+MAX_TAPS = 8
 # a pixel whose brightness (blurred by LIT_BLUR_PX within its surface: wide enough to take a
 # pattern's thin dark lines for the texture they are) is under SHADOW_RATIO of the surface's
 # lit level (the LIT_QUANTILE of that brightness) is in shadow: no square of texture there
@@ -226,26 +229,43 @@ def bilinear_keeps(tile: Tensor) -> float:
     return math.sqrt(max(e, 0.0) / e0)
 
 
-def footprints(u: Tensor, v: Tensor, inside: Tensor) -> Tensor:
+def footprints(u: Tensor, v: Tensor, inside: Tensor) -> tuple[Tensor, Tensor]:
     """Texture coordinates ``u, v (N, H, W)`` (texture pixels) of the pixels where ``inside``
-    -> how many texture pixels each frame pixel spans ``(N, H, W)``: the shorter of its steps
-    to the next pixel across and down, each the shorter of its steps forward and back within
-    ``inside`` (so a pixel beside an edge takes its step from its own side); 1 where it has
-    no neighbour inside. The shorter axis is the pixel's extent across its ray (a surface seen
-    obliquely is stretched along the other; the synthetic worlds' renderer averages over the
-    longer, ``surface_footprint``, which ``detail`` takes, but the laid band at that level
-    blurs the frames below the sharpness asked)."""
-    rate = torch.full(u.shape, math.inf, dtype=torch.float64, device=u.device)
-    for dim, fwd, back in ((1, (0, 0, 0, 1), (0, 0, 1, 0)), (2, (0, 1), (1, 0))):  # down, across
+    -> how far each frame pixel reaches in the texture: ``short (N, H, W)``, the length of the
+    shorter of its steps to the next pixel down and across (its extent across its ray), and
+    ``long (N, H, W, 2)``, the longer step as a vector (du, dv) (a surface seen obliquely is
+    stretched along it). Each step is the shorter of the steps forward and back within
+    ``inside``, so a pixel beside an edge takes its step from its own side. A pixel with a
+    neighbour inside along one axis only spans that step both ways (``long`` 0); with none,
+    ``short`` is 1."""
+    lengths, vectors = [], []
+    for dim in (1, 2):  # down, across
         n = u.shape[dim]
-        du = u.narrow(dim, 1, n - 1) - u.narrow(dim, 0, n - 1)
-        dv = v.narrow(dim, 1, n - 1) - v.narrow(dim, 0, n - 1)
-        step = torch.hypot(du, dv).double()
+        step = torch.stack(
+            [
+                u.narrow(dim, 1, n - 1) - u.narrow(dim, 0, n - 1),
+                v.narrow(dim, 1, n - 1) - v.narrow(dim, 0, n - 1),
+            ],
+            -1,
+        ).double()
         both = inside.narrow(dim, 1, n - 1) & inside.narrow(dim, 0, n - 1)
-        step = torch.where(both, step, torch.full_like(step, math.inf))
-        rate = torch.minimum(rate, F.pad(step, fwd, value=math.inf))
-        rate = torch.minimum(rate, F.pad(step, back, value=math.inf))
-    return torch.where(rate.isfinite(), rate, torch.ones_like(rate))
+        length = torch.where(both, step.norm(dim=-1), math.inf)
+        none = torch.full_like(length.narrow(dim, 0, 1), math.inf)
+        fwd, back = torch.cat([length, none], dim), torch.cat([none, length], dim)
+        zero = torch.zeros_like(step.narrow(dim, 0, 1))
+        take_fwd = fwd <= back
+        lengths.append(torch.where(take_fwd, fwd, back))
+        vectors.append(
+            torch.where(
+                take_fwd[..., None], torch.cat([step, zero], dim), torch.cat([zero, step], dim)
+            )
+        )
+    (down, across), (v_down, v_across) = lengths, vectors
+    both = down.isfinite() & across.isfinite()
+    short = torch.minimum(down, across)
+    short = torch.where(short.isfinite(), short, torch.ones_like(short))
+    long = torch.where((down >= across)[..., None], v_down, v_across)
+    return short, torch.where(both[..., None], long, torch.zeros_like(long))
 
 
 def turn_about_y(points: Tensor, angle: float) -> Tensor:
@@ -559,14 +579,18 @@ class ExemplarTexture:
                     m_px[0, 0] * u + m_px[0, 1] * v + m_px[0, 2],
                     m_px[1, 0] * u + m_px[1, 1] * v + m_px[1, 2],
                 )
-                level = None
+                level = along = None
                 if with_level:  # how many patch pixels each frame pixel spans, from the steps
                     # of the coordinates between neighbours on this part of the surface
                     uu = torch.zeros((N, H, W), dtype=u.dtype, device=u.device)
                     vv = torch.zeros_like(uu)
                     uu[on], vv[on] = u, v
-                    level = footprints(uu, vv, on)[on].clamp_min(1).log2()
-                yield _Read(k, patch, on, u, v, level, p, o, own, axis, offset)
+                    short, along = footprints(uu, vv, on)
+                    short, along = short[on], along[on]
+                    # the level of its shorter extent, unless its longer one needs more than
+                    # MAX_TAPS taps of that size
+                    level = torch.maximum(short, along.norm(dim=-1) / MAX_TAPS).clamp_min(1).log2()
+                yield _Read(k, patch, on, u, v, level, along, p, o, own, axis, offset)
 
     def band(
         self,
@@ -588,7 +612,7 @@ class ExemplarTexture:
         kinds = [k for k in SURFACE_KINDS if gains is None or gains.get(k, 0.0) != 0]
         for r in self._reads(points, c2w, kinds, expected=expected):
             gain = 1.0 if gains is None else gains[r.kind]
-            read = _read_levels(r.patch.levels, r.u, r.v, r.level)
+            read = _read_along(r.patch.levels, r.u, r.v, r.level, r.along)
             out[r.pixels] = read if gain == 1 else gain * read
         return out.permute(0, 3, 1, 2)
 
@@ -665,7 +689,8 @@ class _Read:
     pixels: Tensor  # (N, H, W) bool
     u: Tensor  # (M,) patch coordinates (column, row) of each pixel's point
     v: Tensor
-    level: Tensor | None  # (M,) log2 of the patch pixels each frame pixel spans
+    level: Tensor | None  # (M,) log2 of the patch pixels each frame pixel spans across
+    along: Tensor | None  # (M, 2) its longer extent in the patch, (du, dv) (``footprints``)
     at: Tensor  # (M, 3) the point laid at: on a plane, where the ray meets it
     origin: Tensor  # (M, 3) its camera's centre
     own: Tensor  # (M, 3) the frame's own point
@@ -689,6 +714,26 @@ def _read_levels(tiles: list[Tensor], u: Tensor, v: Tensor, level: Tensor) -> Te
         if sel.any():
             tile = tile.to(u.device)
             read[sel] += w[sel, None] * wrap_sample(tile, u[sel], v[sel]).float()
+    return read
+
+
+def _read_along(tiles: list[Tensor], u: Tensor, v: Tensor, level: Tensor, along: Tensor) -> Tensor:
+    """``tiles[l]`` read as pixels stretched along ``along (M, 2)`` (patch pixels, ``(du, dv)``)
+    average them: the mean of ``_read_levels`` at ``level (M,)`` over taps at the centres of
+    equal parts of that extent, as many as it is long in pixels of that level (at most
+    ``MAX_TAPS``; one where it is no longer) -> ``(M, 3)`` float32. A box filter along a
+    surface seen obliquely, where one read at the level of its longer extent would blur it
+    across as well, and one at its shorter extent alone would alias along it."""
+    size = 2.0 ** level.clamp(0, len(tiles) - 1)
+    taps = (along.norm(dim=-1) / size).ceil().clamp(1, MAX_TAPS).long()
+    read = torch.zeros((len(u), 3), dtype=torch.float32, device=u.device)
+    for n in taps.unique().tolist():
+        sel = taps == n
+        t = (torch.arange(n, dtype=u.dtype, device=u.device) + 0.5) / n - 0.5  # (n,)
+        uu = (u[sel, None] + t * along[sel, None, 0].to(u)).flatten()
+        vv = (v[sel, None] + t * along[sel, None, 1].to(u)).flatten()
+        lv = level[sel, None].expand(-1, n).flatten()
+        read[sel] = _read_levels(tiles, uu, vv, lv).reshape(-1, n, 3).mean(1)
     return read
 
 
