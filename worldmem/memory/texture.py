@@ -718,12 +718,12 @@ def _read_levels(tiles: list[Tensor], u: Tensor, v: Tensor, level: Tensor) -> Te
 
 
 def _read_along(tiles: list[Tensor], u: Tensor, v: Tensor, level: Tensor, along: Tensor) -> Tensor:
-    """``tiles[l]`` read as pixels stretched along ``along (M, 2)`` (patch pixels, ``(du, dv)``)
-    average them: the mean of ``_read_levels`` at ``level (M,)`` over taps at the centres of
-    equal parts of that extent, as many as it is long in pixels of that level (at most
-    ``MAX_TAPS``; one where it is no longer) -> ``(M, 3)`` float32. A box filter along a
-    surface seen obliquely, where one read at the level of its longer extent would blur it
-    across as well, and one at its shorter extent alone would alias along it."""
+    """``tiles[l]`` read at patch coordinates ``u, v (M,)`` by pixels that reach ``along (M,
+    2)`` (patch pixels, ``(du, dv)``) along the surface -> ``(M, 3)`` float32: the mean of
+    ``_read_levels`` at ``level (M,)`` over taps at the centres of equal parts of that reach, as
+    many as it is long in pixels of that level (at most ``MAX_TAPS``; one where it is no
+    longer). A box filter along a surface seen obliquely: one read at the level of the longer
+    reach would blur it across as well, one at the shorter reach alone aliases along it."""
     size = 2.0 ** level.clamp(0, len(tiles) - 1)
     taps = (along.norm(dim=-1) / size).ceil().clamp(1, MAX_TAPS).long()
     read = torch.zeros((len(u), 3), dtype=torch.float32, device=u.device)
