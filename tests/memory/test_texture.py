@@ -13,6 +13,7 @@ import torch
 from memory_scenes import (  # noqa: F401 (one_thread: autouse fixture)
     FACE_COLOURS,
     box_room,
+    camera_rays,
     intrinsics,
     one_thread,
     yaw_camera,
@@ -216,22 +217,21 @@ def _floor_ahead(size: int, pitch_deg: float, height_m: float):
     c2w[:3, 1] = torch.tensor([0.0, math.cos(a), -math.sin(a)], dtype=torch.float64)
     c2w[:3, 2] = torch.tensor([0.0, math.sin(a), math.cos(a)], dtype=torch.float64)
     c2w[1, 3] = 1.0 - height_m
-    K = intrinsics(1, size).double()
-    o, d = _pixel_rays(c2w, K[0], size, 1)
-    t = (1.0 - o[1]) / d[..., 1]
-    z = torch.where(t > 0, t * (d @ c2w[:3, 2]), 0.0)  # z-depth where the ray meets the floor
-    return c2w.float(), K.float(), unproject_depth(z[None].float(), c2w[None].float(), K.float())
+    K = intrinsics(1, size)
+    z, _ = _floor_hits(c2w, K, size, 1)  # z-depth where each pixel's ray meets the floor
+    return c2w.float(), K, unproject_depth(z[None].float(), c2w[None].float(), K)
 
 
-def _pixel_rays(c2w, K, size: int, sub: int):
-    """World rays of ``sub`` x ``sub`` samples in each pixel: origin ``(3,)`` and directions
-    ``(size * sub, size * sub, 3)``."""
-    at = (torch.arange(size * sub, dtype=torch.float64) + 0.5) / sub
-    row, col = torch.meshgrid(at, at, indexing="ij")
-    cam = torch.stack(
-        [(col - K[0, 2]) / K[0, 0], (row - K[1, 2]) / K[1, 1], torch.ones_like(col)], -1
-    )
-    return c2w[:3, 3].double(), cam @ c2w[:3, :3].double().T
+def _floor_hits(c2w, K, size: int, sub: int):
+    """Rays of ``sub`` x ``sub`` samples in each pixel (``camera_rays`` at ``sub`` times the
+    resolution) meeting the floor at y = +1 -> their z-depth ``(size * sub, size * sub)``
+    (0 above the horizon) and the points they meet it at ``(size * sub, size * sub, 3)``."""
+    Ks = K.double().clone()
+    Ks[:, :2] *= sub
+    o, d = camera_rays(c2w[None].double(), Ks, size * sub, size * sub)
+    o, d = o[0], d[0]
+    t = (1.0 - o[..., 1]) / d[..., 1]  # the ray parameter is the z-depth
+    return torch.where(t > 0, t, 0.0), o + t[..., None] * d
 
 
 def test_a_floor_seen_obliquely_is_averaged_along_its_slant_not_aliased(monkeypatch):
@@ -247,9 +247,7 @@ def test_a_floor_seen_obliquely_is_averaged_along_its_slant_not_aliased(monkeypa
     px_per_m = 12.0
     size = 64
     c2w, K, points = _floor_ahead(size, 12.0, 1.0)
-    o, d = _pixel_rays(c2w.double(), K[0].double(), size, 16)
-    t = (1.0 - o[1]) / d[..., 1]
-    hit = o + t[..., None] * d
+    t, hit = _floor_hits(c2w, K, size, 16)
     colour = _mirror_sample(
         rgb.double(), hit[..., 0].flatten() * px_per_m, hit[..., 2].flatten() * px_per_m
     )
