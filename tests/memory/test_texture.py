@@ -247,13 +247,7 @@ def test_a_floor_seen_obliquely_is_averaged_along_its_slant_not_aliased(monkeypa
     px_per_m = 12.0
     size = 64
     c2w, K, points = _floor_ahead(size, 12.0, 1.0)
-    t, hit = _floor_hits(c2w, K, size, 16)
-    colour = _mirror_sample(
-        rgb.double(), hit[..., 0].flatten() * px_per_m, hit[..., 2].flatten() * px_per_m
-    )
-    frame = colour.T.reshape(3, size, 16, size, 16).mean(dim=(2, 4))
-    on = (t > 0).reshape(size, 16, size, 16).all(3).all(1)
-    truth = frame - gaussian_blur(frame[None], BAND_SIGMA_PX, padding="reflect")[0]
+    truth, on, hit = _render_floor(rgb, px_per_m, c2w, K, size)
 
     texture = ExemplarTexture({FLOOR: _Patch(rgb, _scale(px_per_m))}, {FLOOR: 1.0})
     laid = texture.band(points, c2w[None])[0].double()
@@ -388,17 +382,20 @@ def _floor_from_above(size: int = 96, height_m: float = 9.0):
     return down, K, unproject_depth(torch.full((1, size, size), height_m), down[None], K)
 
 
-def _render_floor(rgb: torch.Tensor, px_per_m: float, K: torch.Tensor, size: int, h: float):
-    """The floor of ``_floor_from_above`` covered with ``rgb`` mirror-tiled, rendered with 16 x
-    16 samples per pixel averaged (the truth a frame shows of it), and that frame's band."""
-    f, c = float(K[0, 0, 0]), float(K[0, 0, 2])
-    sub = (torch.arange(size * 16, dtype=torch.float64) + 0.5) / 16  # sample positions in px
-    x = h * (sub - c) / f  # across the image: along x
-    z = h * (c - sub) / f  # down the image: along -z
-    zz, xx = torch.meshgrid(z, x, indexing="ij")
-    colour = _mirror_sample(rgb.double(), xx.flatten() * px_per_m, zz.flatten() * px_per_m)
-    frame = colour.T.reshape(3, size, 16, size, 16).mean(dim=(2, 4))[None]
-    return (frame - gaussian_blur(frame, BAND_SIGMA_PX, padding="reflect"))[0]
+def _render_floor(
+    rgb: torch.Tensor, px_per_m: float, c2w: torch.Tensor, K: torch.Tensor, size: int
+):
+    """The floor at y = +1 covered with ``rgb`` mirror-tiled (``px_per_m`` of its pixels a
+    metre), seen from ``c2w``, ``K``, rendered with 16 x 16 samples per pixel averaged (the
+    truth a frame shows of it) -> that frame's band ``(3, size, size)``, the pixels all of whose
+    samples meet the floor ``(size, size)`` and the samples' points on it (``_floor_hits``)."""
+    t, hit = _floor_hits(c2w, K, size, 16)
+    colour = _mirror_sample(
+        rgb.double(), hit[..., 0].flatten() * px_per_m, hit[..., 2].flatten() * px_per_m
+    )
+    frame = colour.T.reshape(3, size, 16, size, 16).mean(dim=(2, 4))
+    on = (t > 0).reshape(size, 16, size, 16).all(3).all(1)
+    return frame - gaussian_blur(frame[None], BAND_SIGMA_PX, padding="reflect")[0], on, hit
 
 
 def test_a_laid_band_has_the_energy_a_frame_of_its_surface_shows():
@@ -417,7 +414,7 @@ def test_a_laid_band_has_the_energy_a_frame_of_its_surface_shows():
     ratio = float(near.pow(2).mean()) / float((patch_band**2).mean())
     assert 0.85 < ratio < 1.15
     far = ExemplarTexture({FLOOR: _Patch(rgb, _scale(40.0))}, {FLOOR: 1.0}).band(points, down[None])
-    truth = _render_floor(rgb, 40.0, K, 96, 9.0)
+    truth, _, _ = _render_floor(rgb, 40.0, down, K, 96)
     inner = (slice(None), slice(4, -4), slice(4, -4))  # away from the frame's reflected border
     ratio = float(far[0][inner].pow(2).mean() / truth[inner].pow(2).mean())
     assert 0.6 < ratio < 1.6, ratio
