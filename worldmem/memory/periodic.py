@@ -13,7 +13,10 @@ seen. Along an axis the samples span few periods of, that peak is broad: periods
 are square). The fold at that period, averaged, is one tile of the pattern in the world's
 own phase (coordinates taken modulo the period, not from where the samples lie), so laid over
 parts of the plane no frame saw it continues the pattern where the truth has it, not a mirror
-image of some patch.
+image of some patch. Each sample is a pixel's average over its footprint on the plane, so that
+mean fold is the pattern blurred by the samples' footprints; ``sharpen_tile`` then solves for
+the tile whose averages over those footprints are the samples (the many samples at different
+phases of one period resolve finer than any one of them, as multi-frame super-resolution does).
 
 A fold that leaves more than ``MAX_DISPERSION`` of the variance is no pattern (paint, wood,
 noise, or a pattern the frames' pixels are too coarse for): ``find_period`` gives None. Nor is
@@ -38,9 +41,11 @@ __all__ = [
     "PeriodicPattern",
     "dispersion",
     "find_period",
+    "box_weights",
     "fold_tile",
     "harmonic_power",
     "held_out_dispersion",
+    "sharpen_tile",
 ]
 
 PERIOD_RANGE_M = (0.1, 2.0)  # periods searched
@@ -71,6 +76,12 @@ MAX_SEARCH_SAMPLES = 4000  # more are taken evenly for the search (the fold take
 TEXEL_M = 0.02  # the tile's pixels are about this size ...
 TILE_PX = (8, 64)  # ... with this many a side at least and at most
 FOLD_SIGMA_PX = 0.5  # the fold's Gaussian, in tile pixels
+# sharpen_tile: the weight of the tile's smoothness against fitting the samples (per sample
+# per tile pixel; measured on held-out worlds' floors and ceilings, benchmarks/pattern_truth.py:
+# 0.02 matches their true frames best with 0.05 and leaves the laid texture's edges crisper),
+# and the conjugate-gradient iterations it takes at most (it settles in about 60)
+SHARPEN_SMOOTHING = 0.02
+SHARPEN_ITERATIONS = 80
 MAX_SAMPLE_FOOTPRINT_M = 0.15  # samples blurred over more than this carry no pattern
 
 
@@ -316,3 +327,69 @@ def fold_tile(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float])
     weight = torch.einsum("nv,nu->vu", wv, wu)
     acc = torch.einsum("nv,nu,nc->cvu", wv, wu, colour.double())
     return (acc / weight.clamp(min=1e-12)).to(colour.dtype)
+
+
+def box_weights(phase: Tensor, width: Tensor, n: int) -> Tensor:
+    """Phases ``(N,)`` in tile pixels of a tile ``n`` pixels round and box widths ``(N,)`` in
+    tile pixels -> ``(N, n)``: the share of each box ``[phase - width / 2, phase + width / 2]``
+    that falls on each tile pixel ``[j, j + 1)``, wrapped round the tile (rows sum to 1; a
+    width under 1e-3 pixels counts as 1e-3)."""
+    w = width.clamp_min(1e-3)
+    lo, hi = phase - w / 2, phase + w / 2
+    j = torch.arange(n, dtype=phase.dtype, device=phase.device)
+    out = torch.zeros((len(phase), n), dtype=phase.dtype, device=phase.device)
+    turns = math.ceil(float(w.max()) / n) + 1 if len(w) else 0
+    for k in range(-turns, turns + 1):
+        out += (
+            torch.minimum(hi[:, None], j + 1 + k * n) - torch.maximum(lo[:, None], j + k * n)
+        ).clamp_min(0)
+    return out / w[:, None]
+
+
+def sharpen_tile(
+    tile: Tensor,
+    u: Tensor,
+    v: Tensor,
+    colour: Tensor,
+    footprint: Tensor,
+    period: tuple[float, float],
+    smoothing: float = SHARPEN_SMOOTHING,
+    iterations: int = SHARPEN_ITERATIONS,
+) -> Tensor:
+    """A tile ``(C, nv, nu)`` of the pattern of period ``period`` (``fold_tile``'s) -> the
+    tile whose averages over each sample's footprint best give the samples: ``u, v (N,)``
+    plane coordinates, ``colour (N, C)``, ``footprint (N,)`` metres, the width of the square of
+    plane each sample's pixel averaged (as a renderer box-filters a texture). The least-squares
+    fit plus ``smoothing`` times the tile's squared differences between neighbours (wrapped;
+    per sample per tile pixel), by conjugate gradients from ``tile`` (at most ``iterations``).
+    The fold is the pattern blurred by the footprints; this undoes what the samples' spread of
+    phases allows. Not clamped: an edge may overshoot [0, 1] a little, and the tile is only
+    read as differences (a band, a finer detail), where clamping one channel would turn the
+    difference's colour."""
+    C, nv, nu = tile.shape
+    pu, pv = period
+    f = footprint.double()
+    wu = box_weights(torch.remainder(u.double() / pu, 1) * nu, f / pu * nu, nu)  # (N, nu)
+    wv = box_weights(torch.remainder(v.double() / pv, 1) * nv, f / pv * nv, nv)  # (N, nv)
+    lam = smoothing * len(u) / (nu * nv)
+
+    def normal(t: Tensor) -> Tensor:  # (A^T A + lam L) t, L the wrapped graph Laplacian
+        seen = torch.einsum("nv,ncv->nc", wv, torch.einsum("nu,cvu->ncv", wu, t))
+        back = torch.einsum("nu,ncv->cvu", wu, torch.einsum("nv,nc->ncv", wv, seen))
+        lap = 4 * t - t.roll(1, -1) - t.roll(-1, -1) - t.roll(1, -2) - t.roll(-1, -2)
+        return back + lam * lap
+
+    x = tile.double().clone()
+    rhs = torch.einsum("nu,ncv->cvu", wu, torch.einsum("nv,nc->ncv", wv, colour.double()))
+    r = rhs - normal(x)
+    p, rr = r.clone(), float((r * r).sum())
+    stop = 1e-12 * float((rhs * rhs).sum())
+    for _ in range(iterations):
+        if rr <= stop:
+            break
+        q = normal(p)
+        alpha = rr / max(float((p * q).sum()), 1e-300)
+        x, r = x + alpha * p, r - alpha * q
+        rr, rr_old = float((r * r).sum()), rr
+        p = r + (rr / rr_old) * p
+    return x.to(tile.dtype)

@@ -52,6 +52,7 @@ from worldmem.memory.periodic import (
     PeriodicPattern,
     find_period,
     fold_tile,
+    sharpen_tile,
 )
 
 __all__ = [
@@ -481,6 +482,7 @@ class ExemplarTexture:
         sigma_px: float = BAND_SIGMA_PX,
         lod_levels: int = LOD_LEVELS,
         periodic: bool = True,
+        sharpen: bool = True,
     ) -> ExemplarTexture:
         """Observed frames (c2w ``(4, 4)``, K ``(3, 3)``, rgb ``(3, H, W)`` in [0, 1], z-depth
         ``(H, W)`` metres with 0 where unknown), as ``SpatialMemory.observed_frames`` gives
@@ -490,7 +492,9 @@ class ExemplarTexture:
         the frame that shows the most of each. With ``periodic``, a floor or ceiling whose
         samples show a repeating pattern (``plane_pattern``) takes one period of it, laid in
         the world's phase, in place of its square, and so does each wall plane the frames
-        show (``wall_planes``) whose samples show one (``walls``)."""
+        show (``wall_planes``) whose samples show one (``walls``); with ``sharpen`` (else the
+        samples' mean fold) each period is sharpened by their footprints
+        (``periodic.sharpen_tile``)."""
         patches: dict[int, _Patch] = {}
         plane_y: dict[int, float] = {}
         plane_px: dict[int, int] = {}
@@ -507,7 +511,7 @@ class ExemplarTexture:
                     plane_y[k], plane_px[k] = y, n
         if periodic:
             for k, y in plane_y.items():
-                pattern = plane_pattern(frames, surfaces, k, y)
+                pattern = plane_pattern(frames, surfaces, k, y, sharpen=sharpen)
                 if pattern is not None:
                     patches[k] = _Patch(
                         pattern.tile, pattern.to_px(), sigma_px, lod_levels, periodic=True
@@ -515,7 +519,7 @@ class ExemplarTexture:
         walls = []
         if periodic:
             for axis, offset in wall_planes(frames, surfaces):
-                pattern = plane_pattern(frames, surfaces, WALL, offset, axis)
+                pattern = plane_pattern(frames, surfaces, WALL, offset, axis, sharpen)
                 if pattern is not None:
                     patch = _Patch(pattern.tile, pattern.to_px(), sigma_px, lod_levels, True)
                     walls.append((axis, offset, patch))
@@ -834,6 +838,7 @@ def plane_pattern(
     kind: int,
     offset: float,
     axis: int = 1,
+    sharpen: bool = True,
 ) -> PeriodicPattern | None:
     """The repeating pattern of the plane ``points[axis] == offset`` of surfaces of ``kind``
     (axis 1: the floor or ceiling at that height; 0 or 2: a wall), from every observed frame's
@@ -841,7 +846,8 @@ def plane_pattern(
     its ``edges``, whose footprint on it (depth / fx / the normal's component along ``axis``)
     is at most ``MAX_SAMPLE_FOOTPRINT_M``: their coordinates (``PLANE_UV``) in the walls' axes
     and colours (``periodic.find_period``, then the fold of the samples at most a quarter of
-    the period wide); None when they show none."""
+    the period wide, with ``sharpen`` sharpened by their footprints:
+    ``periodic.sharpen_tile``); None when they show none."""
     iu, iv = PLANE_UV[axis]
     u, v, colour, foot = [], [], [], []
     for (_, K, rgb, depth), (points, k, normal) in zip(frames, surfaces):
@@ -865,8 +871,11 @@ def plane_pattern(
     sharp = foot <= 0.25 * min(pu, pv)
     if int(sharp.sum()) < MIN_SAMPLES:
         sharp = torch.ones_like(sharp)
-    tile = fold_tile(u[sharp], v[sharp], colour[sharp], (pu, pv)).float()
-    return PeriodicPattern((pu, pv), tile, theta)
+    u, v, colour, foot = u[sharp], v[sharp], colour[sharp], foot[sharp]
+    tile = fold_tile(u, v, colour, (pu, pv))
+    if sharpen:
+        tile = sharpen_tile(tile, u, v, colour, foot, (pu, pv))
+    return PeriodicPattern((pu, pv), tile.float(), theta)
 
 
 def _frame_texture(
