@@ -1,7 +1,8 @@
 """How strongly to lay the observed texture: the walk protocol's measures at several gains.
 
     python benchmarks/texture_gain.py --checkpoint checkpoints/worldmem-tiny [--gains 1,1.6] \
-        [--wall-gains 0,0.75] [--no-pattern-detail] [--no-room-kinds] [--worlds 100000,100001]
+        [--wall-gains 0,0.75 | --wall-ratio 0.8333] [--no-pattern-detail] [--no-room-kinds] \
+        [--no-sharpen] [--worlds 100000,100001]
 
 The laid texture is drawn on the frames shown only: the memories keep the model's frames
 without it, so the walk protocol's ten walks (held-out worlds 100000 and 100001, or
@@ -15,12 +16,15 @@ first), and KID on EfficientNet-Lite0 features of every seventh frame, paired ag
 frames without texture (1,000 permutations). Variants: each gain with levels of detail
 (shipped) and, at the first gain, without them (the finest level everywhere: a distant
 surface's texture aliases); with ``--wall-gains``, each gain on floors and ceilings with
-each of those on the walls (``sampler.texture_gain`` and ``sampler.wall_texture_gain``).
+each of those on the walls (``sampler.texture_gain`` and ``sampler.wall_texture_gain``), or
+with ``--wall-ratio``, each gain with the walls at that ratio of it.
 Every variant carries the pattern detail on the pixels memory passed observed samples
 through (``sampler.pattern_detail``, as shipped), unless ``--no-pattern-detail``, and lays
 each kind of surface's texture only where the room the observed frames imply shows that kind,
 and a wall they did not show on the room's wall (as the pipeline does with ``memory.layout:
-box``: ``BoxLayout.texture_points``), unless ``--no-room-kinds``.
+box``: ``BoxLayout.texture_points``), unless ``--no-room-kinds``. ``--no-sharpen`` takes each
+repeating pattern as its samples' mean fold, not sharpened by their footprints
+(``periodic.sharpen_tile``).
 """
 
 from __future__ import annotations
@@ -100,13 +104,18 @@ def all_walks(pipe: WorldPipeline, seeds=SEEDS) -> list[dict]:
 
 
 def band(
-    w: dict, lod_levels: int, gains: dict[int, float] | None = None, room_kinds: bool = True
+    w: dict,
+    lod_levels: int,
+    gains: dict[int, float] | None = None,
+    room_kinds: bool = True,
+    sharpen: bool = True,
 ) -> torch.Tensor:
     """The texture the pipeline lays on walk ``w``'s frames at gain 1 (``gains``: by kind of
     surface, as ``ExemplarTexture.band`` takes them; ``room_kinds``: only where the room of
-    the observed frames shows that kind, and on its walls where they did not see them)."""
+    the observed frames shows that kind, and on its walls where they did not see them;
+    ``sharpen``: repeating patterns sharpened by their samples' footprints, as shipped)."""
     case = w["case"]
-    texture = ExemplarTexture.from_frames(w["observed"], lod_levels=lod_levels)
+    texture = ExemplarTexture.from_frames(w["observed"], lod_levels=lod_levels, sharpen=sharpen)
     cams, K = case.c2w[1:], case.K[1:]
     points = unproject_depth(w["depth"][:, 0], cams, K)  # where the pipeline lays it
     expected = None
@@ -115,11 +124,11 @@ def band(
     return w["laid_on"] * texture.band(points, cams, gains, expected)
 
 
-def pattern_detail(w: dict) -> torch.Tensor:
+def pattern_detail(w: dict, sharpen: bool = True) -> torch.Tensor:
     """The pattern detail the pipeline adds to walk ``w``'s frames where memory passed
-    observed samples through (``sampler.pattern_detail``)."""
+    observed samples through (``sampler.pattern_detail``; ``sharpen`` as in ``band``)."""
     case = w["case"]
-    texture = ExemplarTexture.from_frames(w["observed"])
+    texture = ExemplarTexture.from_frames(w["observed"], sharpen=sharpen)
     cams, K = case.c2w[1:], case.K[1:]
     points = unproject_depth(w["depth"][:, 0], cams, K)
     return (1 - w["laid_on"]) * texture.detail(points, cams, K, w["shown"])
@@ -181,7 +190,18 @@ def main() -> None:
     ap.add_argument(
         "--wall-gains", default=None, help="comma-separated gains on the walls (default: each gain)"
     )
+    ap.add_argument(
+        "--wall-ratio",
+        type=float,
+        default=None,
+        help="the walls at this times each gain (instead of --wall-gains)",
+    )
     ap.add_argument("--no-pattern-detail", action="store_true")
+    ap.add_argument(
+        "--no-sharpen",
+        action="store_true",
+        help="repeating patterns as their samples' mean fold (periodic.sharpen_tile off)",
+    )
     ap.add_argument("--no-room-kinds", action="store_true")
     ap.add_argument(
         "--worlds", default=",".join(map(str, SEEDS)), help="comma-separated held-out worlds"
@@ -191,21 +211,25 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     gains = [float(g) for g in args.gains.split(",")]
     wall_gains = None if args.wall_gains is None else [float(g) for g in args.wall_gains.split(",")]
+    if args.wall_ratio is not None and wall_gains is not None:
+        raise SystemExit("--wall-ratio and --wall-gains: give one of them")
+    sharpen = not args.no_sharpen
     plain = WorldPipeline.from_pretrained(
         args.checkpoint, device="cpu", texture_gain=0, wall_texture_gain=0, pattern_detail=False
     )
     walks = all_walks(plain, [int(x) for x in args.worlds.split(",")])
-    details = None if args.no_pattern_detail else [pattern_detail(w) for w in walks]
+    details = None if args.no_pattern_detail else [pattern_detail(w, sharpen) for w in walks]
     features = EfficientNetFeatures().eval()
     truth = torch.cat([w["case"].rgb[1:][torch.arange(0, FRAMES - 1, KEEP_EVERY)] for w in walks])
     f_truth = image_features(features, truth)
     rooms = not args.no_room_kinds
-    if wall_gains is None:  # laid once, for any gain
-        bands = {n: [band(w, n, None, rooms) for w in walks] for n in (LOD_LEVELS, 1)}
+    if wall_gains is None and args.wall_ratio is None:  # laid once, for any gain
+        bands = {n: [band(w, n, None, rooms, sharpen) for w in walks] for n in (LOD_LEVELS, 1)}
     else:  # floors and ceilings apart from walls
+        planes = {FLOOR: 1.0, CEILING: 1.0}
         bands = {
-            "walls": [band(w, LOD_LEVELS, {WALL: 1.0}, rooms) for w in walks],
-            "planes": [band(w, LOD_LEVELS, {FLOOR: 1.0, CEILING: 1.0}, rooms) for w in walks],
+            "walls": [band(w, LOD_LEVELS, {WALL: 1.0}, rooms, sharpen) for w in walks],
+            "planes": [band(w, LOD_LEVELS, planes, rooms, sharpen) for w in walks],
         }
     base, kept = measure(walks, 0.0, next(iter(bands.values())))  # gain 0 lays none of it
     f_base = image_features(features, kept)
@@ -221,7 +245,17 @@ def main() -> None:
         f"| none | {base['psnr']:.2f} | {base['sharpness']:.2f} ({base['on']:.2f} / "
         f"{base['off']:.2f}) | {base['recall']:.2f} | - |"
     )
-    if wall_gains is None:
+    if args.wall_ratio is not None:
+        r = args.wall_ratio
+        variants = [
+            (
+                f"gain {g:g}, walls {g * r:.4g}",
+                1.0,
+                [g * a + g * r * b for a, b in zip(bands["planes"], bands["walls"], strict=True)],
+            )
+            for g in gains
+        ]
+    elif wall_gains is None:
         variants = [(f"gain {g:g}", g, bands[LOD_LEVELS]) for g in gains]
         variants.append((f"gain {gains[0]:g}, no levels of detail", gains[0], bands[1]))
     else:

@@ -16,6 +16,7 @@ from worldmem.geometry.camera import intrinsics_from_fov
 from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.periodic import (
     HARMONICS,
+    SHARPEN_SMOOTHING,
     box_weights,
     dispersion,
     find_period,
@@ -230,9 +231,9 @@ def _boxed_checker(u, v, pu: float, pv: float, width) -> torch.Tensor:
 def test_the_sharpened_tile_undoes_the_samples_footprints():
     """Samples of a checker as pixels 4-12 cm wide see it (each the exact mean over its square
     of floor): their mean fold is the checker blurred by those footprints; sharpened, the tile
-    is much nearer the checker as its own pixels average it (RMS 0.091 against the fold's
-    0.166, measured) and, averaged over each sample's footprint, gives the samples back (RMS
-    0.015 against 0.063)."""
+    is nearer the checker as its own pixels average it (RMS 0.124 against the fold's 0.166,
+    measured; 0.091 with a fifth of the smoothing) and, averaged over each sample's footprint,
+    gives the samples back (RMS 0.030 against 0.063; 0.015)."""
     u, v = perspective_samples(3000, seed=7)
     period = (0.5, 0.4)
     g = torch.Generator().manual_seed(8)
@@ -250,14 +251,17 @@ def test_the_sharpened_tile_undoes_the_samples_footprints():
     def rms(a, b):
         return float((a - b).pow(2).mean().sqrt())
 
-    assert rms(sharp, ideal) < 0.65 * rms(fold, ideal)
+    assert rms(sharp, ideal) < 0.85 * rms(fold, ideal)
     wu = box_weights(torch.remainder(u / period[0], 1) * nu, foot / period[0] * nu, nu)
     wv = box_weights(torch.remainder(v / period[1], 1) * nv, foot / period[1] * nv, nv)
 
     def seen(tile):
         return torch.einsum("nv,nu,cvu->nc", wv, wu, tile.double())
 
-    assert rms(seen(sharp), colour) < 0.4 * rms(seen(fold), colour)
+    assert rms(seen(sharp), colour) < 0.6 * rms(seen(fold), colour)
+    finer = sharpen_tile(fold, u, v, colour, foot, period, smoothing=SHARPEN_SMOOTHING / 5)
+    assert rms(finer, ideal) < 0.85 * rms(sharp, ideal)
+    assert rms(seen(finer), colour) < 0.7 * rms(seen(sharp), colour)
 
 
 def turned_view(case, yaw_deg: float, pitch_deg: float) -> torch.Tensor:
@@ -279,7 +283,7 @@ def test_a_checkered_floor_continues_in_phase_where_no_frame_saw_it():
     """World 100001's floor is a checker. Fitted to its start frame, the texture laid on the
     floor of the view turned round and down (floor the start never saw) follows the
     truth's own band there (a frame minus its blur): in phase, where a mirror-tiled square of
-    the same floor is not."""
+    the same floor is not, and closer for the tile sharpened by its samples' footprints."""
     world = make_world(100001)
     assert world.faces["floor"].texture == "checkered"
     case = walk_case(world, "turn", 8, 100001, 64, K64)
@@ -301,9 +305,12 @@ def test_a_checkered_floor_continues_in_phase_where_no_frame_saw_it():
     periodic = ExemplarTexture.from_frames(start)
     assert periodic.patches[FLOOR].periodic
     mirrored = ExemplarTexture.from_frames(start, periodic=False)
-    # measured 0.41 against -0.0003
-    assert agreement(periodic) > 0.3
+    # measured 0.77 against -0.0003
+    assert agreement(periodic) > 0.6
     assert abs(agreement(mirrored)) < 0.1
+    # the tile sharpened by the samples' footprints follows the truth more closely than their
+    # mean fold (0.744 measured), which the footprints blur
+    assert agreement(periodic) > agreement(ExemplarTexture.from_frames(start, sharpen=False))
 
 
 def test_harmonic_power_is_the_periodogram_of_each_period_and_peaks_at_the_pattern():
