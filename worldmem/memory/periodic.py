@@ -314,8 +314,7 @@ def fold_tile(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float])
     pu, pv = period
     nu = min(max(round(pu / TEXEL_M), TILE_PX[0]), TILE_PX[1])
     nv = min(max(round(pv / TEXEL_M), TILE_PX[0]), TILE_PX[1])
-    fu = torch.remainder(u.double() / pu, 1) * nu  # phase in tile pixels
-    fv = torch.remainder(v.double() / pv, 1) * nv
+    fu, fv = _phase_px(u, pu, nu), _phase_px(v, pv, nv)
     cu = torch.arange(nu, dtype=torch.float64) + 0.5
     cv = torch.arange(nv, dtype=torch.float64) + 0.5
 
@@ -328,6 +327,11 @@ def fold_tile(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float])
     weight = torch.einsum("nv,nu->vu", wv, wu)
     acc = torch.einsum("nv,nu,nc->cvu", wv, wu, colour.double())
     return (acc / weight.clamp(min=1e-12)).to(colour.dtype)
+
+
+def _phase_px(x: Tensor, period: float, n: int) -> Tensor:
+    """Plane coordinates ``x`` metres -> their phase in a tile of ``n`` pixels a ``period``."""
+    return torch.remainder(x.double() / period, 1) * n
 
 
 def box_weights(phase: Tensor, width: Tensor, n: int) -> Tensor:
@@ -370,18 +374,22 @@ def sharpen_tile(
     C, nv, nu = tile.shape
     pu, pv = period
     f = footprint.double()
-    wu = box_weights(torch.remainder(u.double() / pu, 1) * nu, f / pu * nu, nu)  # (N, nu)
-    wv = box_weights(torch.remainder(v.double() / pv, 1) * nv, f / pv * nv, nv)  # (N, nv)
+    wu = box_weights(_phase_px(u, pu, nu), f / pu * nu, nu)  # (N, nu)
+    wv = box_weights(_phase_px(v, pv, nv), f / pv * nv, nv)  # (N, nv)
     lam = smoothing * len(u) / (nu * nv)
 
+    def seen(t: Tensor) -> Tensor:  # A t: the tile (C, nv, nu) averaged by each sample (N, C)
+        return torch.einsum("nv,ncv->nc", wv, torch.einsum("nu,cvu->ncv", wu, t))
+
+    def spread(r: Tensor) -> Tensor:  # A^T r: per-sample values (N, C) back onto the tile
+        return torch.einsum("nu,ncv->cvu", wu, torch.einsum("nv,nc->ncv", wv, r))
+
     def normal(t: Tensor) -> Tensor:  # (A^T A + lam L) t, L the wrapped graph Laplacian
-        seen = torch.einsum("nv,ncv->nc", wv, torch.einsum("nu,cvu->ncv", wu, t))
-        back = torch.einsum("nu,ncv->cvu", wu, torch.einsum("nv,nc->ncv", wv, seen))
         lap = 4 * t - t.roll(1, -1) - t.roll(-1, -1) - t.roll(1, -2) - t.roll(-1, -2)
-        return back + lam * lap
+        return spread(seen(t)) + lam * lap
 
     x = tile.double().clone()
-    rhs = torch.einsum("nu,ncv->cvu", wu, torch.einsum("nv,nc->ncv", wv, colour.double()))
+    rhs = spread(colour.double())
     r = rhs - normal(x)
     p, rr = r.clone(), float((r * r).sum())
     stop = 1e-12 * float((rhs * rhs).sum())
