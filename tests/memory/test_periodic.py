@@ -23,6 +23,8 @@ from worldmem.memory.periodic import (
     fold_tile,
     harmonic_power,
     held_out_dispersion,
+    located,
+    resolved,
     sharpen_tile,
 )
 from worldmem.memory.texture import CEILING, FLOOR, ExemplarTexture
@@ -104,6 +106,49 @@ def test_held_out_dispersion_is_zero_at_a_checker_period_and_high_off_it():
     assert held_out_dispersion(u, v, c, (0.6, 0.48)) > 0.9
     # a period the samples do not span twice along an axis: nothing to check it by
     assert held_out_dispersion(u, v, c, (0.48, 30.0)) == 1.0
+
+
+def test_bins_of_phase_that_locate_the_samples_are_no_pattern():
+    """Samples on a grid of step 0.07 m (60 x 40), as one frame's pixels on a wall seen
+    square-on. At a period 1% longer than the step each sample's phase lags its neighbour's by
+    1%, so each bin of phase holds one stretch of the plane: the fold would be a map of it,
+    and ``located`` says so; at twice that period, two stretches (the odd and even samples).
+    At a checker's period of 8 steps each bin holds columns from the whole plane; at the first
+    period over samples strewn at random, every bin holds samples from everywhere."""
+    i, j = torch.meshgrid(torch.arange(60), torch.arange(40), indexing="xy")
+    u, v = 0.07 * i.flatten().double(), 0.07 * j.flatten().double()
+    assert located(u, v, (0.0707, 0.0707))
+    assert located(u, v, (0.1414, 0.1414))
+    assert located(u, v, (0.56, 0.0714))  # along either axis
+    assert not located(u, v, (0.56, 0.56))
+    g = torch.Generator().manual_seed(0)
+    strewn = torch.rand(2, len(u), generator=g, dtype=torch.float64) * torch.tensor([[4.2], [2.8]])
+    assert not located(*strewn, (0.0707, 0.0707))
+    # the positions' variance left within the bins, against the limit of 0.5 (measured: 0.04
+    # and 0.15 on the grid, 0.996 at the checker's period)
+    for p, most in ((0.0707, 0.1), (0.1414, 0.2)):
+        at = torch.tensor([[p, p]], dtype=torch.float64)
+        assert float(dispersion(u, v, u[:, None], at)[0]) < most
+        assert float(dispersion(*strewn, strewn[0][:, None], at)[0]) > 0.9
+
+
+def test_a_period_too_few_samples_resolve_is_refused():
+    """A checker of period 0.48 m seen by pixels 0.02 m wide is found; seen by pixels 0.3 m
+    wide (more than half its period, fewer than two samples a period) it is not, however the
+    samples' exact points fold. Unknown footprints are taken as fine enough."""
+    u, v = perspective_samples(1500, seed=1)
+    colour = checker(u, v, 0.48, 0.48)
+    fine, coarse = torch.full_like(u, 0.02), torch.full_like(u, 0.3)
+    assert resolved(fine, (0.48, 0.48)) and not resolved(coarse, (0.48, 0.48))
+    assert resolved(None, (0.48, 0.48))
+    # the larger period counts: along a stripe any period is right, and the search takes the
+    # smallest near the best
+    assert resolved(torch.full_like(u, 0.2), (0.1, 0.48))
+    assert find_period(u, v, colour, fine) is not None
+    assert find_period(u, v, colour, coarse) is None
+    # a few fine samples among coarse ones: fewer than MIN_SAMPLES resolve it
+    some = torch.where(torch.arange(len(u)) < 150, 0.02, 0.3).double()
+    assert not resolved(some, (0.48, 0.48))
 
 
 # the synthetic generator's pattern periods (pu along x, pv along z on a floor or ceiling);

@@ -24,9 +24,14 @@ a fold that only describes the samples it was made of: a repeat means that what 
 shows, the next shows again, so the fold of the periods of one parity along each axis must
 predict the samples of the others (``held_out_dispersion``). A period that the samples span
 fewer than two of, or a fold that learnt one stretch of mottle or the floor's shading by heart,
-fails that, however little variance it leaves. A period refused may be one axis misread where
-the samples span a period or two of it: the square of either axis's period is tried then (at
-its own harmonics' peak, the smaller first), under the same tests.
+fails that, however little variance it leaves. Nor is a fold whose bins of phase tell where
+the samples lie (``located``): one frame's pixels on a plane seen square-on lie on a grid, and
+at a period near a multiple of its step each bin gathers one stretch of the plane, a moire
+that passes the held-out check because neighbours look alike. Nor, given the samples' pixel
+footprints, is a period too few of them are narrow enough to resolve (``resolved``). A period
+refused may be one axis misread where the samples span a period or two of it: the square of
+either axis's period is tried then (at its own harmonics' peak, the smaller first), under the
+same tests.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ __all__ = [
     "fold_tile",
     "harmonic_power",
     "held_out_dispersion",
+    "located",
+    "resolved",
     "sharpen_tile",
 ]
 
@@ -67,6 +74,14 @@ MAX_DISPERSION = 0.6  # a fold leaving more of the colour variance than this is 
 # better than their mean colour)
 MAX_HELD_OUT = 0.9
 MIN_HELD_OUT_SHARE = 0.1  # each parity must hold at least this share of the samples
+# nor one whose bins of phase locate the samples: less than this of their positions' variance
+# along either axis left within the bins (a moire of the pixel grid; held-out worlds' start
+# frames, benchmarks/periods.py: every right period left 0.58 or more, the false ones on
+# mottled and plain walls 0.14-0.39)
+MIN_POSITION_DISPERSION = 0.5
+# nor one fewer than MIN_SAMPLES samples resolve: a pixel footprint at most this share of the
+# larger period (Nyquist: two samples a period)
+MAX_FOOTPRINT_SHARE = 0.5
 # a period refused: try the square of either axis's period
 SQUARE_WHEN_REFUSED = True
 NEAR_BEST = 0.02  # periods within this of the least dispersion count as found: the smallest wins
@@ -247,26 +262,61 @@ def _square_if_fits(best: Tensor, peak: float, u: Tensor, v: Tensor, colour: Ten
     )
 
 
-def _checked(u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float]) -> float | None:
+def located(u: Tensor, v: Tensor, period: tuple[float, float]) -> bool:
+    """Whether the bins of phase at ``period`` tell where the samples (``u, v (N,)`` metres)
+    lie: less than ``MIN_POSITION_DISPERSION`` of the variance of their u, or of their v, left
+    within the bins. Samples on a regular grid (one frame's pixels on a wall seen square-on)
+    at a period near a multiple of its step fall in a phase that drifts slowly across the
+    plane, so each bin gathers one stretch of it: the fold is then a map of the plane, not a
+    pattern, and its periods of one parity predict the others' because neighbours look alike.
+    Over a pattern's periods every bin gathers samples from the whole plane."""
+    at = torch.tensor([period], dtype=torch.float64)
+    return any(
+        float(dispersion(u, v, x.double()[:, None], at)[0]) < MIN_POSITION_DISPERSION
+        for x in (u, v)
+    )
+
+
+def resolved(footprint: Tensor | None, period: tuple[float, float]) -> bool:
+    """Whether at least ``MIN_SAMPLES`` of the samples, of ``footprint (N,)`` metres each
+    (None: not known, taken as fine enough), are at most ``MAX_FOOTPRINT_SHARE`` (a half) of
+    the larger of ``period`` wide:
+    a period the samples cannot resolve (every pixel as wide as one) is an alias of their
+    grid, whatever it folds to. The larger, since a stripe's period along its stripes is any."""
+    if footprint is None:
+        return True
+    return int((footprint <= MAX_FOOTPRINT_SHARE * max(period)).sum()) >= MIN_SAMPLES
+
+
+def _checked(
+    u: Tensor, v: Tensor, colour: Tensor, period: tuple[float, float], footprint: Tensor | None
+) -> float | None:
     """The dispersion the fold at ``period`` leaves, or None when it is no pattern: more than
-    ``MAX_DISPERSION`` left, or its periods of one parity do not predict the others'
-    (``held_out_dispersion`` above ``MAX_HELD_OUT``)."""
+    ``MAX_DISPERSION`` left, the samples do not resolve it (``resolved``), its bins of phase
+    tell where the samples lie (``located``), or its periods of one parity do not predict the
+    others' (``held_out_dispersion`` above ``MAX_HELD_OUT``)."""
     theta = float(dispersion(u, v, colour, torch.tensor([period], dtype=torch.float64))[0])
-    if theta > MAX_DISPERSION or held_out_dispersion(u, v, colour, period) > MAX_HELD_OUT:
+    if theta > MAX_DISPERSION or not resolved(footprint, period) or located(u, v, period):
+        return None
+    if held_out_dispersion(u, v, colour, period) > MAX_HELD_OUT:
         return None
     return theta
 
 
-def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, float] | None:
+def find_period(
+    u: Tensor, v: Tensor, colour: Tensor, footprint: Tensor | None = None
+) -> tuple[float, float, float] | None:
     """The period (pu, pv) metres of the pattern the samples (``u, v (N,)`` plane coordinates,
-    ``colour (N, C)``) show, and the dispersion its fold leaves; None when there are fewer
-    than ``MIN_SAMPLES`` or no period passes ``_checked``: the best, or (``SQUARE_WHEN_REFUSED``)
-    the square of either of its axes' periods."""
+    ``colour (N, C)``, each a pixel ``footprint (N,)`` metres wide if known) show, and the
+    dispersion its fold leaves; None when there are fewer than ``MIN_SAMPLES`` or no period
+    passes ``_checked``: the best, or (``SQUARE_WHEN_REFUSED``) the square of either of its
+    axes' periods."""
     if u.numel() < MIN_SAMPLES:
         return None
     if u.numel() > MAX_SEARCH_SAMPLES:  # many observed frames: an even subset searches
         every = slice(None, None, -(-u.numel() // MAX_SEARCH_SAMPLES))
         u, v, colour = u[every], v[every], colour[every]
+        footprint = None if footprint is None else footprint[every]
     lo, hi = PERIOD_RANGE_M
     grid = torch.exp(torch.linspace(math.log(lo), math.log(hi), COARSE_STEPS, dtype=torch.float64))
     step = max(1, u.numel() // COARSE_SAMPLES)
@@ -292,7 +342,7 @@ def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, flo
         best = around[int(power.argmax())]
     best = _square_if_fits(best, float(power.max()), u, v, colour)
     period = float(best[0]), float(best[1])
-    theta = _checked(u, v, colour, period)
+    theta = _checked(u, v, colour, period, footprint)
     if theta is not None:
         return period[0], period[1], theta
     # refused: one axis may be misread where the samples span a period or two of it; the
@@ -300,7 +350,7 @@ def find_period(u: Tensor, v: Tensor, colour: Tensor) -> tuple[float, float, flo
     for side in sorted(period) if SQUARE_WHEN_REFUSED else ():
         for span in PEAK_SPANS:
             side, _ = _square_peak(side, span, u, v, colour)
-        theta = _checked(u, v, colour, (side, side))
+        theta = _checked(u, v, colour, (side, side), footprint)
         if theta is not None:
             return side, side, theta
     return None

@@ -845,9 +845,9 @@ def plane_pattern(
     pixels of that kind on that plane (not a table top; a wall's facing along ``axis``), off
     its ``edges``, whose footprint on it (depth / fx / the normal's component along ``axis``)
     is at most ``MAX_SAMPLE_FOOTPRINT_M``: their coordinates (``PLANE_UV``) in the walls' axes
-    and colours (``periodic.find_period``, then the fold of the samples at most a quarter of
-    the period wide, with ``sharpen`` sharpened by their footprints:
-    ``periodic.sharpen_tile``); None when they show none."""
+    and colours (``periodic.find_period``, given those footprints, then the fold of the
+    samples at most a quarter of the period wide, with ``sharpen`` sharpened by their
+    footprints: ``periodic.sharpen_tile``); None when they show none."""
     iu, iv = PLANE_UV[axis]
     u, v, colour, foot = [], [], [], []
     for (_, K, rgb, depth), (points, k, normal) in zip(frames, surfaces):
@@ -864,7 +864,7 @@ def plane_pattern(
         colour.append(rgb.double().permute(1, 2, 0)[on])
         foot.append(f[on])
     u, v, colour, foot = (torch.cat(t) for t in (u, v, colour, foot))
-    found = find_period(u, v, colour)
+    found = find_period(u, v, colour, foot)
     if found is None:
         return None
     pu, pv, theta = found
