@@ -67,20 +67,20 @@ def true_period(material) -> tuple[float | None, float | None] | None:
     }.get(kind)
 
 
-def error(want: tuple[float | None, float | None], got: tuple[float, float]) -> float:
-    """The worse axis's relative error, over the axes the truth repeats along, in the better
-    order of a floor's or ceiling's axes (which the pattern may run along either way)."""
-    return min(
-        max(abs(g / w - 1) for g, w in zip(o, want) if w is not None) for o in (got, got[::-1])
-    )
+def error(want: tuple, got: tuple[float, float], turns: bool = True) -> float:
+    """The worse axis's relative error, over the axes the truth repeats along; with ``turns``
+    (a floor or ceiling, whose pattern may run along either of its axes) in the better order.
+    A wall's axes are fixed: along it and down."""
+    orders = (got, got[::-1]) if turns else (got,)
+    return min(max(abs(g / w - 1) for g, w in zip(o, want) if w is not None) for o in orders)
 
 
-def verdict(want, got: tuple[float, float] | None) -> str:
+def verdict(want, got: tuple[float, float] | None, turns: bool = True) -> str:
     if want is None:
         return "right: none" if got is None else "false"
     if got is None:
         return "missed"
-    return "right" if error(want, got) < 0.03 else "wrong"
+    return "right" if error(want, got, turns) < 0.03 else "wrong"
 
 
 def wall_faces(world, yaw: float) -> dict[int, list[tuple[float, str]]]:
@@ -148,10 +148,10 @@ def main() -> None:
             case = walk_case(world, kind, args.frames, seed, SIZE, K)
             start = [(case.c2w[0], case.K[0], case.rgb[0], case.depth[0, 0])]
             for surface, face, got in surfaces_found(world, start):
-                want = true_period(world.faces[face])
-                counts[surface][verdict(want, got)] += 1
+                want, turns = true_period(world.faces[face]), surface != "wall"
+                counts[surface][verdict(want, got, turns)] += 1
                 if want is not None and got is not None:
-                    errors[surface].append(error(want, got))
+                    errors[surface].append(error(want, got, turns))
     on = {True: "off", False: "on"}
     print(
         f"worlds {first}-{last - 1}, {len(WALK_KINDS)} walks each; the held-out check "

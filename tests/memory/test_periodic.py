@@ -16,7 +16,9 @@ from worldmem.geometry.camera import intrinsics_from_fov
 from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.periodic import (
     HARMONICS,
+    NEAR_BEST,
     SHARPEN_SMOOTHING,
+    _best,
     box_weights,
     dispersion,
     find_period,
@@ -130,6 +132,24 @@ def test_bins_of_phase_that_locate_the_samples_are_no_pattern():
         at = torch.tensor([[p, p]], dtype=torch.float64)
         assert float(dispersion(u, v, u[:, None], at)[0]) < most
         assert float(dispersion(*strewn, strewn[0][:, None], at)[0]) > 0.9
+
+
+def test_the_best_period_is_the_least_or_a_whole_fraction_of_it():
+    """Of the periods that fold within ``NEAR_BEST`` of the least dispersion, the smallest is
+    taken only if the least's period is a whole multiple of it: a pattern folds as well at
+    twice its period, but an unrelated period folding nearly as well on a few hundred samples
+    is chance. World 100018's brick wall (0.297 x 0.2495 m) folded best at (0.309, 0.249) on
+    the coarse grid and within 0.015 of that at (0.130, 0.249), which the search took."""
+    periods = torch.tensor(
+        [[0.309, 0.249], [0.130, 0.249], [0.618, 0.498], [0.80, 0.60]], dtype=torch.float64
+    )
+    theta = torch.tensor([0.188, 0.202, 0.190, 0.10 + 0.188 + NEAR_BEST], dtype=torch.float64)
+    assert _best(periods, theta) == 0
+    # half the least's period along u, folding as nearly as well: the period itself
+    halves = torch.cat([periods, torch.tensor([[0.1545, 0.249]], dtype=torch.float64)])
+    assert _best(halves, torch.cat([theta, torch.tensor([0.20], dtype=torch.float64)])) == 4
+    # a whole fraction that folds worse than NEAR_BEST allows is not taken
+    assert _best(halves, torch.cat([theta, torch.tensor([0.25], dtype=torch.float64)])) == 0
 
 
 def test_a_period_too_few_samples_resolve_is_refused():

@@ -28,7 +28,11 @@ def walls_found(bench, seed: int, kind: str) -> list[tuple[str, str, str]]:
     rgb, depth = world.render(c2w, K, bench.SIZE, bench.SIZE)
     start = [(c2w[0], K[0], rgb[0], depth[0, 0])]
     return [
-        (face, world.faces[face].texture, bench.verdict(bench.true_period(world.faces[face]), got))
+        (
+            face,
+            world.faces[face].texture,
+            bench.verdict(bench.true_period(world.faces[face]), got, False),
+        )
         for surface, face, got in bench.surfaces_found(world, start)
         if surface == "wall"
     ]

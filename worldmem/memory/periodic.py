@@ -77,7 +77,7 @@ MIN_HELD_OUT_SHARE = 0.1  # each parity must hold at least this share of the sam
 # nor one whose bins of phase locate the samples: less than this of their positions' variance
 # along either axis left within the bins (a moire of the pixel grid; held-out worlds' start
 # frames, benchmarks/periods.py: every right period left 0.58 or more, the false ones on
-# mottled and plain walls 0.14-0.39)
+# mottled walls 0.33-0.39)
 MIN_POSITION_DISPERSION = 0.5
 # nor one fewer than MIN_SAMPLES samples resolve: a pixel footprint at most this share of the
 # larger period (Nyquist: two samples a period)
@@ -85,6 +85,9 @@ MAX_FOOTPRINT_SHARE = 0.5
 # a period refused: try the square of either axis's period
 SQUARE_WHEN_REFUSED = True
 NEAR_BEST = 0.02  # periods within this of the least dispersion count as found: the smallest wins
+# ... of those the least's period is a whole multiple of, to within this (the coarse grid's
+# steps are 4.4% apart)
+MULTIPLE_TOL = 0.06
 SUBPERIOD_SLACK = 0.02  # a period / n folding within this of the period's dispersion wins
 MIN_SAMPLES = 200  # fewer samples of a plane: no search
 MAX_SEARCH_SAMPLES = 4000  # more are taken evenly for the search (the fold takes them all)
@@ -213,9 +216,15 @@ def harmonic_power(u: Tensor, v: Tensor, colour: Tensor, periods: Tensor) -> Ten
 
 
 def _best(periods: Tensor, theta: Tensor) -> int:
-    """The smallest period (by tile area) whose dispersion is within ``NEAR_BEST`` of the
-    least: a pattern folds as well at twice its period, and the period itself is wanted."""
-    near = torch.nonzero(theta <= theta.min() + NEAR_BEST).flatten()
+    """The period of least dispersion, or a smaller one (the smallest by tile area) that it is
+    a whole multiple of along each axis (within ``MULTIPLE_TOL``) and whose dispersion is
+    within ``NEAR_BEST`` of the least: a pattern folds as well at twice its period, and the
+    period itself is wanted. Not any smaller period that happens to fold nearly as well: on a
+    few hundred samples a fold at some unrelated period often does."""
+    least = periods[int(theta.argmin())]
+    ratio = least / periods
+    whole = ((ratio / ratio.round().clamp_min(1) - 1).abs() <= MULTIPLE_TOL).all(1)
+    near = torch.nonzero((theta <= theta.min() + NEAR_BEST) & whole).flatten()
     area = periods[near, 0] * periods[near, 1]
     return int(near[int(area.argmin())])
 
@@ -280,9 +289,9 @@ def located(u: Tensor, v: Tensor, period: tuple[float, float]) -> bool:
 def resolved(footprint: Tensor | None, period: tuple[float, float]) -> bool:
     """Whether at least ``MIN_SAMPLES`` of the samples, of ``footprint (N,)`` metres each
     (None: not known, taken as fine enough), are at most ``MAX_FOOTPRINT_SHARE`` (a half) of
-    the larger of ``period`` wide:
-    a period the samples cannot resolve (every pixel as wide as one) is an alias of their
-    grid, whatever it folds to. The larger, since a stripe's period along its stripes is any."""
+    the larger of ``period`` wide: a period the samples cannot resolve (every pixel as wide
+    as one) is an alias of their grid, whatever it folds to. The larger, since a stripe's
+    period along its stripes is any."""
     if footprint is None:
         return True
     return int((footprint <= MAX_FOOTPRINT_SHARE * max(period)).sum()) >= MIN_SAMPLES
