@@ -197,7 +197,9 @@ class MemoryConfig:
     # a generated sample this near an observed one does not hide it
     carve_factor: float = 0.5  # confidence multiplier for a point seen through
     min_confidence: float = 0.3  # points below this confidence are dropped
-    max_depth_m: float = 30.0  # pixels farther than this are not inserted
+    # pixels farther than this are not inserted: beyond every surface of the synthetic worlds
+    # (a plaza's far facades reach 45 m), short of an estimator's sky
+    max_depth_m: float = 100.0
     splat_footprint_scale: float = 0.75  # splat radius = this * the sample's projected footprint
     max_splat_radius_px: int = 4  # clamp on the footprint radius
     min_splat_radius_px: float = 0.75  # footprint floor (0.5: only the pixel a point falls in)

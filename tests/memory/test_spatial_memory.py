@@ -653,7 +653,7 @@ def test_invalid_depth_pixels_are_masked():
     bad[0, 0, 1, :4] = 0.0
     bad[0, 0, 2, :4] = -1.0
     bad[0, 0, 3, :4] = float("inf")
-    bad[0, 0, 4, :4] = 100.0  # beyond max_depth_m
+    bad[0, 0, 4, :4] = 1000.0  # beyond max_depth_m
     a, b = SpatialMemory(), SpatialMemory()
     a.insert(rgb, bad, c2w, K)
     mask = torch.ones_like(depth, dtype=torch.bool)
