@@ -18,8 +18,7 @@ from memory_scenes import (
 from safetensors.torch import load_file, save_file
 
 from worldmem.config import MemoryConfig, from_dict
-from worldmem.data.synthetic import free_start_camera, make_world
-from worldmem.data.synthetic import generate_episode
+from worldmem.data.synthetic import free_start_camera, generate_episode, make_world
 from worldmem.memory import SpatialMemory
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "worldmem-tiny"
