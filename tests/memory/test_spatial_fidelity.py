@@ -39,7 +39,7 @@ def walk():
 
 def test_walk_frames_come_back_at_their_own_cameras(walk):
     rgb, depth, c2w, K = walk
-    sm = SpatialMemory()  # the walk sees a little beyond 30 m
+    sm = SpatialMemory()  # the walk sees a little beyond 30 m, which the default keeps
     for i in range(0, 8, 2):
         sm.insert(rgb[i : i + 2], depth[i : i + 2], c2w[i : i + 2], K[i : i + 2])
     out = sm.render(c2w, K, 64, 64)
