@@ -31,7 +31,7 @@ def walls_found(bench, seed: int, kind: str) -> list[tuple[str, str, str]]:
         (
             face,
             world.faces[face].texture,
-            bench.verdict(bench.true_period(world.faces[face]), got, False),
+            bench.verdict(bench.true_period(world.faces[face]), got, turns=False),
         )
         for surface, face, got in bench.surfaces_found(world, start)
         if surface == "wall"

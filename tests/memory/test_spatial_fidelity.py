@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import BUNDLED
 from memory_scenes import (
     box_room,
     intrinsics,
@@ -20,8 +19,7 @@ from safetensors.torch import load_file, save_file
 from worldmem.config import MemoryConfig, from_dict
 from worldmem.data.synthetic import free_start_camera, generate_episode, make_world
 from worldmem.memory import SpatialMemory
-
-SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "worldmem-tiny"
+from worldmem.pipeline_files import read_pipeline_json
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -50,8 +48,7 @@ def test_walk_frames_come_back_at_their_own_cameras(walk):
 
 
 def _shipped_memory_config() -> MemoryConfig:
-    meta = json.loads((SHIPPED / "pipeline.json").read_text())
-    return from_dict(MemoryConfig, meta["memory"], "pipeline.json: memory")
+    return from_dict(MemoryConfig, read_pipeline_json(BUNDLED)["memory"], "pipeline.json: memory")
 
 
 @pytest.mark.parametrize("config", ["default", "shipped"])
