@@ -108,6 +108,22 @@ LUMA = (0.299, 0.587, 0.114)
 # its own across its footprint, and the model's is a guess, a few % off a plane seen
 # obliquely; a table top, a box before a wall, is farther off
 DETAIL_PLANE_TOL_REL = 0.05
+# a width of surface a memory render shows over this many times a neighbour's is a crease's
+# (``across_creases``)
+CREASE_RATIO = 1.5
+
+
+def across_creases(shown: Tensor, ratio: float = CREASE_RATIO) -> Tensor:
+    """The widths of surface ``shown (N, H, W)`` (metres; inf: no observed sample), each over
+    ``ratio`` times its 3x3 neighbourhood's finest finite width replaced by that finest one,
+    inf kept. The spatial memory's width of a sample is its footprint over the incidence of
+    a normal estimated by central differences, which across a crease or an outline straddle
+    two surfaces and make a pixel look seen many times more obliquely than a neighbour on the
+    same surface, seen from the same camera at nearly the same range, was; a width that varies
+    smoothly across a surface is kept as it is."""
+    finite = shown.nan_to_num(posinf=torch.finfo(shown.dtype).max)
+    finest = -F.max_pool2d(-finite[:, None], 3, stride=1, padding=1)[:, 0]
+    return torch.where(shown.isfinite() & (shown > ratio * finest), finest, shown)
 
 
 def without_cracks(holes: Tensor, px: int = CRACK_PX) -> Tensor:
@@ -640,11 +656,11 @@ class ExemplarTexture:
         this frame's pixel is no finer, where no observed frame saw the point, and off the
         plane: a table top, a box before a wall). The observed frames are this texture's
         ``views``, and ``shown (N, H, W)`` metres, when given, the width of surface the sample
-        a memory render shows at each pixel averaged (``SpatialMemory.shown_quality``: a
-        frame no longer among the views may have seen it nearer). A render of observed
-        samples brought nearer than they were observed from shows each sample's average over
-        its footprint, blown up; adding this gives it the pattern's finer detail, in its
-        phase."""
+        a memory render shows at each pixel averaged (``SpatialMemory.shown_quality``, taken
+        through ``across_creases``: a frame no longer among the views may have seen it nearer).
+        A render of observed samples brought nearer than they were observed from shows each
+        sample's average over its footprint, blown up; adding this gives it the pattern's
+        finer detail, in its phase."""
         N, H, W, _ = points.shape
         out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
         kinds = sorted({k for k, *_ in self.planes()})
@@ -652,6 +668,7 @@ class ExemplarTexture:
             return out.permute(0, 3, 1, 2)
         fx = K[:, None, None, 0, 0].expand(N, H, W).double()
         forward = turn_about_y(c2w[:, None, None, :3, 2].double(), -self.yaw).expand(N, H, W, 3)
+        shown = None if shown is None else across_creases(shown)
         for r in self._reads(points, c2w, kinds, with_level=False):
             if r.offset is None or not r.patch.periodic:
                 continue  # a wall's square
