@@ -751,7 +751,7 @@ def test_a_memory_render_at_the_camera_that_observed_it_takes_no_detail():
     crease or an outline: taken as they are, world 100005's start frame was given detail up to
     0.21 at its own camera (74 pixels above one 8-bit level), world 100012's up to 0.17 (157
     pixels), world 100001's up to 0.034. Through ``across_creases``: 0.034, 0.015 and 0
-    (measured). Twenty frames on, nearer, the detail is still given."""
+    respectively (measured). Twenty frames on, nearer, the detail is still given."""
     K = intrinsics(2, S)
     for seed, most in ((100001, 0.004), (100005, 0.05), (100012, 0.03)):
         world = make_world(seed)

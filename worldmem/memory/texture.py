@@ -62,6 +62,7 @@ __all__ = [
     "SURFACE_KINDS",
     "WALL",
     "ExemplarTexture",
+    "across_creases",
     "bilinear_keeps",
     "edges",
     "footprints",
