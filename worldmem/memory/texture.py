@@ -122,8 +122,7 @@ def across_creases(shown: Tensor, ratio: float = CREASE_RATIO) -> Tensor:
     two surfaces and make a pixel look seen many times more obliquely than a neighbour on the
     same surface, seen from the same camera at nearly the same range, was; a width that varies
     smoothly across a surface is kept as it is."""
-    finite = shown.nan_to_num(posinf=torch.finfo(shown.dtype).max)
-    finest = -F.max_pool2d(-finite[:, None], 3, stride=1, padding=1)[:, 0]
+    finest = -F.max_pool2d(-shown[:, None], 3, stride=1, padding=1)[:, 0]  # inf never wins
     return torch.where(shown.isfinite() & (shown > ratio * finest), finest, shown)
 
 
