@@ -209,7 +209,7 @@ class MemoryConfig:
     replace_quality_ratio: float = 0.7  # a repeat replaces a sample when quality < this * its
     render_backend: str = "torch"  # gsplat needs CUDA
     # torch backend: "bilinear" resamples the winning surface's samples; "resample" also gives
-    # pixels whose winner is observed the bilinear colour of the kept observed frames
+    # pixels whose winner is observed the colour of the kept observed frames, read bicubically
     # (memory/observed_frames.py); "nearest" the winner's colour
     render_colour: str = "bilinear"
     max_confidence: float = 10.0  # cap on confidence (+1 per frame that sees the sample again)
