@@ -54,6 +54,68 @@ def _keys(x: Tensor) -> Tensor:
     return torch.where(x <= 1, near, torch.where(x < 2, far, 0.0))
 
 
+class _Read:
+    """World points ``pts (m, 3)`` in one kept frame (``c2w``, ``K``, its ``depth (H, W)``):
+    ``seen (m,)`` (in front, inside, its depth at the nearest pixel agrees and some bilinear
+    tap lies on the point's surface) and ``footprint (m,)`` in metres; ``colour`` reads it."""
+
+    def __init__(self, pts: Tensor, c2w: Tensor, K: Tensor, depth: Tensor, near_m: float):
+        self.H, self.W = depth.shape
+        uv, z = project_points(pts, c2w.float(), K.float())
+        self.z = z
+        self.footprint = z.clamp(min=near_m) / K[0, 0]
+        u, v = uv[:, 0] - 0.5, uv[:, 1] - 0.5  # pixel-centre units: centre x at u = x
+        inside = (z > near_m) & (u > -0.5) & (u < self.W - 0.5) & (v > -0.5) & (v < self.H - 0.5)
+        self.flat_depth = depth.reshape(-1)
+        # visible: the frame's depth at the nearest pixel agrees with the point's
+        nx, ny = u.round().clamp(0, self.W - 1).long(), v.round().clamp(0, self.H - 1).long()
+        d = self.flat_depth[ny * self.W + nx]
+        self.seen = inside & (d > 0) & ((d - z).abs() <= VISIBLE_TOL_REL * d)
+        self.x0, self.y0 = u.floor(), v.floor()
+        self.au, self.av = u - self.x0, v - self.y0
+        # the four bilinear taps: on the surface, and their weights there (0 off it)
+        self.on = {(dx, dy): self._on(dx, dy) for dy in (0, 1) for dx in (0, 1)}
+        self.w = {
+            (dx, dy): torch.where(
+                on, (self.au if dx else 1 - self.au) * (self.av if dy else 1 - self.av), 0.0
+            )
+            for (dx, dy), on in self.on.items()
+        }
+        self.wsum = sum(self.w.values())
+        self.seen &= self.wsum > 0
+
+    def _at(self, dx: int, dy: int) -> Tensor:
+        """Flat index of pixel (x0 + dx, y0 + dy), clamped into the frame."""
+        tx, ty = self.x0 + dx, self.y0 + dy
+        return (ty.clamp(0, self.H - 1) * self.W + tx.clamp(0, self.W - 1)).long()
+
+    def _on(self, dx: int, dy: int) -> Tensor:
+        """Pixel (x0 + dx, y0 + dy) is inside the frame and on the point's surface."""
+        tx, ty = self.x0 + dx, self.y0 + dy
+        on = (tx >= 0) & (tx < self.W) & (ty >= 0) & (ty < self.H)
+        dt = self.flat_depth[self._at(dx, dy)]
+        return on & (dt > 0) & ((dt - self.z).abs() <= VISIBLE_TOL_REL * dt)
+
+    def colour(self, rgb: Tensor) -> Tensor:
+        """The frame's ``rgb (3, H, W)`` at the points -> ``(m, 3)``: bicubic where all sixteen
+        taps are on the point's surface, else bilinear over the four nearest that are."""
+        flat = rgb.reshape(3, -1)
+        m = self.z.shape[0]
+        acc = torch.zeros(m, 3, device=rgb.device)
+        for (dx, dy), w in self.w.items():
+            acc += w[:, None] * flat[:, self._at(dx, dy)].T
+        bilinear = acc / self.wsum.clamp(min=1e-12)[:, None]
+        cubic = torch.zeros(m, 3, device=rgb.device)
+        all_on = torch.ones(m, dtype=torch.bool, device=rgb.device)
+        ku = [_keys(self.au - dx) for dx in range(-1, 3)]
+        kv = [_keys(self.av - dy) for dy in range(-1, 3)]
+        for dy in range(-1, 3):
+            for dx in range(-1, 3):
+                all_on &= self.on[(dx, dy)] if (dx, dy) in self.on else self._on(dx, dy)
+                cubic += (ku[dx + 1] * kv[dy + 1])[:, None] * flat[:, self._at(dx, dy)].T
+        return torch.where(all_on[:, None], cubic.clamp(0, 1), bilinear)
+
+
 class ObservedFrames:
     """The rgb, depth and camera of the latest ``capacity`` observed frames; ``resample`` gives
     a render's observed pixels their colour from them."""
@@ -97,69 +159,23 @@ class ObservedFrames:
         fx = K[:, 0, 0].float().repeat_interleave(H * W).index_select(0, sel)
         target_footprint = depth.float().index_select(0, sel) / fx
         best = torch.full((sel.numel(),), float("inf"), device=depth.device)
+        frame = torch.full((sel.numel(),), -1, dtype=torch.long, device=depth.device)
+        for i, (f2w, fK, _, fdepth) in enumerate(self.frames):  # later frames win ties
+            read = _Read(pts, f2w, fK, fdepth, self.near_m)
+            ok = read.seen & (read.footprint >= MIN_SCALE * target_footprint)
+            better = ok & (read.footprint <= best)
+            best = torch.where(better, read.footprint, best)
+            frame = torch.where(better, i, frame)
         colour = torch.zeros(sel.numel(), 3, device=depth.device)
-        for f2w, fK, frgb, fdepth in self.frames:  # later frames win ties
-            c, ok, footprint = self._sample(pts, f2w, fK, frgb, fdepth)
-            ok &= footprint >= MIN_SCALE * target_footprint
-            better = ok & (footprint <= best)
-            best = torch.where(better, footprint, best)
-            colour = torch.where(better[:, None], c, colour)
-        hit = torch.isfinite(best)
+        for i in frame.unique().tolist():
+            if i >= 0:  # each pixel read once, from the frame that sees its point finest
+                f2w, fK, frgb, fdepth = self.frames[i]
+                mine = flat_nonzero(frame == i)
+                read = _Read(pts.index_select(0, mine), f2w, fK, fdepth, self.near_m)
+                colour[mine] = read.colour(frgb)
         rgb[sel] = colour
-        found[sel] = hit
+        found[sel] = frame >= 0
         return rgb, found
-
-    def _sample(
-        self, pts: Tensor, c2w: Tensor, K: Tensor, rgb: Tensor, depth: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """One frame at world points ``pts (m, 3)`` -> (colour ``(m, 3)``: bicubic where its
-        sixteen taps are all on the point's surface, else bilinear over the four taps that are;
-        seen ``(m,)`` bool; footprint ``(m,)`` in metres)."""
-        _, H, W = rgb.shape
-        uv, z = project_points(pts, c2w.float(), K.float())
-        zs = z.clamp(min=self.near_m)
-        u, v = uv[:, 0] - 0.5, uv[:, 1] - 0.5  # pixel-centre units: centre x at u = x
-        inside = (z > self.near_m) & (u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5)
-        flat_depth = depth.reshape(-1)
-        # visible: the frame's depth at the nearest pixel agrees with the point's
-        nx, ny = u.round().clamp(0, W - 1).long(), v.round().clamp(0, H - 1).long()
-        d = flat_depth[ny * W + nx]
-        seen = inside & (d > 0) & ((d - z).abs() <= VISIBLE_TOL_REL * d)
-        x0, y0 = u.floor(), v.floor()
-        au, av = u - x0, v - y0
-        flat_rgb = rgb.reshape(3, -1)
-
-        def tap(dx: int, dy: int) -> tuple[Tensor, Tensor]:
-            """Pixel (x0 + dx, y0 + dy): on the point's surface and inside, and its colour."""
-            tx, ty = x0 + dx, y0 + dy
-            on = (tx >= 0) & (tx < W) & (ty >= 0) & (ty < H)
-            at = (ty.clamp(0, H - 1) * W + tx.clamp(0, W - 1)).long()
-            dt = flat_depth[at]
-            on &= (dt > 0) & ((dt - z).abs() <= VISIBLE_TOL_REL * dt)
-            return on, flat_rgb[:, at].T
-
-        # bilinear over the four taps around (u, v) on the point's surface
-        acc = torch.zeros(pts.shape[0], 3, device=pts.device)
-        wsum = torch.zeros(pts.shape[0], device=pts.device)
-        # cubic over the sixteen, used where all of them are on the surface
-        cub = torch.zeros(pts.shape[0], 3, device=pts.device)
-        all_on = torch.ones(pts.shape[0], dtype=torch.bool, device=pts.device)
-        ku = [_keys(au - dx) for dx in range(-1, 3)]
-        kv = [_keys(av - dy) for dy in range(-1, 3)]
-        for dy in range(-1, 3):
-            for dx in range(-1, 3):
-                on, c = tap(dx, dy)
-                all_on &= on
-                cub += (ku[dx + 1] * kv[dy + 1])[:, None] * c
-                if dx in (0, 1) and dy in (0, 1):
-                    w = (au if dx else 1 - au) * (av if dy else 1 - av)
-                    w = torch.where(on, w, 0.0)
-                    acc += w[:, None] * c
-                    wsum += w
-        seen &= wsum > 0
-        colour = acc / wsum.clamp(min=1e-12)[:, None]
-        colour = torch.where(all_on[:, None], cub.clamp(0, 1), colour)
-        return colour, seen, zs / K[0, 0]
 
     def state_dict(self) -> dict:
         """``observed_c2w (F, 4, 4)``, ``observed_K (F, 3, 3)``, ``observed_size (F, 2)`` (H,
