@@ -36,10 +36,11 @@ def reads(case) -> dict[str, torch.Tensor]:
     uv, _ = project_points(pts.reshape(1, -1, 3), case.c2w[:1].double(), case.K[:1].double())
     grid = (uv.reshape(N, S, S, 2) / S * 2 - 1).float()  # pixel centres at +0.5
     start = case.rgb[:1].float().expand(N, -1, -1, -1)
-    return {
-        k: F.grid_sample(start, grid, mode=k, padding_mode="border", align_corners=False).clamp(0, 1)
-        for k in KERNELS
-    }
+    out = {}
+    for k in KERNELS:
+        read = F.grid_sample(start, grid, mode=k, padding_mode="border", align_corners=False)
+        out[k] = read.clamp(0, 1)
+    return out
 
 
 def main() -> None:
