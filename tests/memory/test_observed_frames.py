@@ -124,6 +124,49 @@ def test_a_magnified_pattern_is_nearer_its_truth_than_a_bilinear_read():
     assert rms(got) < rms(linear) / 3, (rms(got), rms(linear))
 
 
+def test_a_slanted_plane_seen_nearer_comes_back_on_its_plane(monkeypatch):
+    """A plane at a slant (z = Z + 0.8 x in the observing camera), seen from 0.8 m nearer and
+    to the side: the render shows each sample as a disc at one depth, so its depth comes in
+    steps; each resampled pixel's point is moved along its ray onto the observed surface, so
+    its depth is the ray's analytic meeting with the plane and its colour the observed frame
+    read bicubically there. With the move turned off the steps come back (the test's own
+    control)."""
+    import worldmem.memory.observed_frames as observed_frames
+
+    K = intrinsics(1, S)
+    fx, cx = float(K[0, 0, 0]), float(K[0, 0, 2])
+    slant, dz, sx = 0.8, 0.8, 0.1
+    xn = (torch.arange(S, dtype=torch.float64) + 0.5 - cx) / fx  # ray slope per column (= row)
+    observed_depth = (Z / (1 - slant * xn))[None, :].expand(S, S)
+    image = torch.rand(3, S, S, generator=torch.Generator().manual_seed(4))
+    c2w = torch.eye(4)
+    c2w[0, 3], c2w[2, 3] = sx, dz
+    # the moved camera's ray through column x meets the plane at z-depth t[x]
+    t = ((Z + slant * sx - dz) / (1 - slant * xn))[None, :].expand(S, S)
+    xw, yw, zw = sx + t * xn[None, :], t * xn[:, None], dz + t
+    ux, uy = fx * xw / zw + cx, fx * yw / zw + cx
+    grid = torch.stack([ux / S * 2 - 1, uy / S * 2 - 1], -1).float()[None]
+    want = F.grid_sample(image[None], grid, mode="bicubic", align_corners=False)[0].clamp(0, 1)
+    inner = (ux >= 1.5) & (ux < S - 1.5) & (uy >= 1.5) & (uy < S - 1.5)
+
+    def render():
+        mem = _memory()
+        mem.insert(image[None], observed_depth[None, None].float(), torch.eye(4)[None], K)
+        out = mem.render(c2w[None], K, S, S)
+        shown = inner & (out.mask[0, 0] > 0)
+        depth_err = ((out.depth[0, 0].double() - t).abs() / t)[shown]
+        colour_err = (out.rgb[0] - want).abs().amax(0)[shown]
+        return int(shown.sum()), depth_err, colour_err
+
+    n, depth_err, colour_err = render()
+    assert n > S * S // 2
+    assert float(depth_err.max()) < 0.03 and float(depth_err.median()) < 0.005
+    assert float(colour_err.median()) < 0.005 and float(colour_err.quantile(0.9)) < 0.06
+    monkeypatch.setattr(observed_frames, "REFINE_MAX_REL", 0.0)
+    _, depth_err, colour_err = render()
+    assert float(depth_err.median()) > 0.02 and float(colour_err.median()) > 0.02
+
+
 def test_an_edge_never_blends_the_foreground_into_the_background():
     """A near square in front of a far wall, seen from a little nearer and to the side: every
     pixel the wall wins shows the wall's colour alone, though its bilinear taps straddle the

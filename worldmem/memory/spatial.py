@@ -39,7 +39,8 @@ samples' own z-buffer there).
 Colours (``render_colour``): the winner's own (``nearest``); a bilinear blend of the samples of
 its surface around the pixel (``bilinear``, for observed surfaces); or, with ``resample``,
 observed pixels read from the latest observed frames themselves through the render's depth
-(``observed_frames``), which a view that magnifies them needs.
+(``observed_frames``), which a view that magnifies them needs; such a pixel's depth is then
+where its ray meets the observed surface, not its sample's disc.
 
 Cost of ``insert`` for M valid new pixels and N stored samples: the render at the new
 cameras (O(blocks + samples near the frusta), bounded by ``max_points``; the first frame takes
@@ -532,8 +533,9 @@ class SpatialMemory:
         if self.cfg.render_colour == "resample" and len(self._frames) and colours is not None:
             # observed winners, but for those on their pixel centre (a view the memory holds)
             want = (index >= 0) & self._obs.index_select(0, index.clamp(min=0)) & ~keep
-            again, found = self._frames.resample(c2w, K, depth, want, height, width)
+            again, found, moved = self._frames.resample(c2w, K, depth, want, height, width)
             colours = torch.where(found[:, None], again, colours)
+            depth = torch.where(found, moved, depth)
         return compose(index, depth, self._rgb, c2w.shape[0], height, width, self._obs, colours)
 
     def shown_quality(self, c2w: Tensor, K: Tensor, height: int, width: int) -> Tensor:
