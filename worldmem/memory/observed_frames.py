@@ -62,6 +62,7 @@ MIN_SCALE = 0.75
 # its range (``on_surface``), from a first step of this fraction
 REFINE_MAX_REL = 0.25
 REFINE_STEP_REL = 0.02
+REFINE_GAP_M = 0.005  # ... and kept only when it ends this near the surface
 # Keys' cubic convolution parameter of the read (as OpenCV's and torch's bicubic)
 CUBIC_A = -0.75
 
@@ -102,8 +103,9 @@ def on_surface(
     between a point's depth in the frame and the frame's depth where it projects. A render
     shows each sample as a disc at one depth, so a surface seen nearer and at a slant than it
     was observed comes back as steps, and a read at a step's point lands beside the pixel's
-    true point. A point whose step fails (off the frame, across an outline: a gap of the
-    wrong sign or a move over ``REFINE_MAX_REL``) stays where it was."""
+    true point. A point stays where it was when a step fails: it leaves the frame or its
+    known depth, moves over ``REFINE_MAX_REL`` of its range, or ends more than
+    ``REFINE_GAP_M`` off the surface (across an outline)."""
 
     def gap(s: Tensor) -> Tensor:
         at = origin + s.nan_to_num(1.0)[:, None] * (pts - origin)
@@ -119,7 +121,7 @@ def on_surface(
         s2 = s1 - g1 * (s1 - s0) / (g1 - g0)
         s0, g0, s1 = s1, g1, s2
         g1 = gap(s1)
-    ok = s1.isfinite() & ((s1 - 1).abs() <= REFINE_MAX_REL) & (g1.abs() <= VISIBLE_TOL_REL * 0.1)
+    ok = s1.isfinite() & ((s1 - 1).abs() <= REFINE_MAX_REL) & (g1.abs() <= REFINE_GAP_M)
     return torch.where(ok, s1, 1.0)
 
 
@@ -233,7 +235,7 @@ class ObservedFrames:
 
     def resample(
         self, c2w: Tensor, K: Tensor, depth: Tensor, want: Tensor, height: int, width: int
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Colours for the pixels ``want (V*H*W,)`` bool of V views (``c2w (V, 4, 4)``, ``K (V,
         3, 3)``, ``height x width``) whose surface lies at z-depth ``depth (V*H*W,)``: ->
         (rgb ``(V*H*W, 3)``, found ``(V*H*W,)`` bool, depth ``(V*H*W,)``). A pixel is found
