@@ -141,11 +141,20 @@ def _slopes(depth: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class _Read:
-    """World points ``pts (m, 3)`` in one kept frame (``c2w``, ``K``, its ``depth (H, W)``):
-    ``seen (m,)`` (in front, inside, its depth at the nearest pixel agrees and some bilinear
-    tap lies on the point's surface) and ``footprint (m,)`` in metres; ``colour`` reads it."""
+    """World points ``pts (m, 3)`` in one kept frame (``c2w``, ``K``, its ``depth (H, W)`` and
+    that depth's ``slopes``, ``_slopes(depth)``): ``seen (m,)`` (in front, inside, its depth at
+    the nearest pixel agrees and some bilinear tap lies on the point's surface) and
+    ``footprint (m,)`` in metres; ``colour`` reads it."""
 
-    def __init__(self, pts: Tensor, c2w: Tensor, K: Tensor, depth: Tensor, near_m: float):
+    def __init__(
+        self,
+        pts: Tensor,
+        c2w: Tensor,
+        K: Tensor,
+        depth: Tensor,
+        slopes: tuple[Tensor, Tensor],
+        near_m: float,
+    ):
         self.H, self.W = depth.shape
         uv, z = project_points(pts, c2w.float(), K.float())
         self.z = z
@@ -158,7 +167,7 @@ class _Read:
         d = self.flat_depth[ny * self.W + nx]
         # a surface at a slant changes depth from pixel to pixel: by the smaller of the steps
         # to either side of the nearest pixel (across an outline one side is still the surface)
-        slope_x, slope_y = _slopes(depth)
+        slope_x, slope_y = slopes
         self.slope = (slope_x.reshape(-1)[ny * self.W + nx], slope_y.reshape(-1)[ny * self.W + nx])
         # within a pixel's change of it: a render's point of a slanted surface is a step off it
         tol = VISIBLE_TOL_REL * d + self.slope[0] + self.slope[1]
@@ -255,8 +264,9 @@ class ObservedFrames:
         target_footprint = depth.float().index_select(0, sel) / fx
         best = torch.full((sel.numel(),), float("inf"), device=depth.device)
         frame = torch.full((sel.numel(),), -1, dtype=torch.long, device=depth.device)
+        slopes = [_slopes(fdepth) for *_, fdepth in self.frames]
         for i, (f2w, fK, _, fdepth) in enumerate(self.frames):  # later frames win ties
-            read = _Read(pts, f2w, fK, fdepth, self.near_m)
+            read = _Read(pts, f2w, fK, fdepth, slopes[i], self.near_m)
             ok = read.seen & (read.footprint >= MIN_SCALE * target_footprint)
             better = ok & (read.footprint <= best)
             best = torch.where(better, read.footprint, best)
@@ -270,12 +280,15 @@ class ObservedFrames:
                 mine = flat_nonzero(frame == i)
                 o, p = origin[mine], pts[mine]
                 s = on_surface(p, o, f2w, fK, fdepth, self.near_m)
-                read = _Read(o + s[:, None] * (p - o), f2w, fK, fdepth, self.near_m)
-                back = ~read.seen  # the ray's point off that frame's surface: the render's
-                if bool(back.any()):
-                    s = torch.where(back, 1.0, s)
-                    read = _Read(o + s[:, None] * (p - o), f2w, fK, fdepth, self.near_m)
-                colour[mine] = read.colour(frgb)
+                read = _Read(o + s[:, None] * (p - o), f2w, fK, fdepth, slopes[i], self.near_m)
+                c = read.colour(frgb)
+                back = flat_nonzero(~read.seen)  # moved off that frame's surface: the render's
+                if back.numel():
+                    s[back] = 1.0
+                    at = o[back] + (p[back] - o[back])  # s = 1, as the first read's points
+                    again = _Read(at, f2w, fK, fdepth, slopes[i], self.near_m)
+                    c[back] = again.colour(frgb)
+                colour[mine] = c
                 scale[mine] = s
         rgb[sel] = colour
         found[sel] = frame >= 0
