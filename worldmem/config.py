@@ -212,6 +212,9 @@ class MemoryConfig:
     # pixels whose winner is observed the colour of the kept observed frames, read bicubically
     # (memory/observed_frames.py); "nearest" the winner's colour
     render_colour: str = "bilinear"
+    # with "resample": a pixel no observed sample covers is given the observed surface a kept
+    # frame saw there, found from the observed pixels within this many pixels (0: not)
+    fill_observed_px: int = 0
     max_confidence: float = 10.0  # cap on confidence (+1 per frame that sees the sample again)
     # observed depth maps kept to refuse generated samples in them (and, with
     # render_colour="resample", observed frames kept to resample from)
@@ -273,7 +276,7 @@ class MemoryConfig:
                 "replace_quality_ratio", "free_space_views", "retrieve_k",
                 "overlap_depth_tolerance_rel", "working_frames", "seed",
                 "guess_relax_near_px", "guess_relax_outside_deg",
-                "max_generated_points")  # fmt: skip
+                "max_generated_points", "fill_observed_px")  # fmt: skip
         _numbers(
             self,
             **dict.fromkeys(positive, ">0"),

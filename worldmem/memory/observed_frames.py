@@ -25,14 +25,23 @@ each pixel's point is moved along its ray onto the surface the frame observed (`
 two secant steps on the gap between the point's depth in the frame and the frame's depth
 there), and the render shows that depth too. A tap, and the nearest pixel that decides whether
 the frame sees the point at all, counts as on the point's surface within ``VISIBLE_TOL_REL``
-plus the surface's own change of depth across the distance (the smaller of the depth steps to
-either side of the nearest pixel, so an outline does not widen it). Through the true depth
-with the start frame alone in memory, over the pixels the start saw (worlds 100002, 100005 and
-100012, three kinds of walk), the render gives back 25.86 dB with the bicubic read alone and
-26.96 with both; world 100012's out-and-back, along a checkered wall, 21.79 -> 23.59.
+plus the surface's own change of inverse depth across the distance (the smaller of the steps
+to either side of the nearest pixel, so an outline does not widen it). The frame's depth
+between its pixels, and these tolerances, are taken in inverse depth, which is affine across
+the image on a plane: an oblique floor comes back exactly between its pixels. Through the
+true depth with the start frame alone in memory, over the pixels the start saw (worlds 100002,
+100005 and 100012, three kinds of walk), the render gave back 25.86 dB with the bicubic read
+alone and 26.96 with the move and the slope-aware taps (in depth, as first written); world
+100012's out-and-back, along a checkered wall, 21.79 -> 23.59.
 
 A pixel whose own sample lands on its centre (within ``render.KEEP_PX``) keeps that sample's
 colour, so a view the memory was filled from comes back exactly.
+
+The discs leave gaps where a surface is seen nearer or more obliquely than it was observed.
+``SpatialMemory`` gives such a pixel a guess of depth (``spread_depth``: the nearest of the
+resampled pixels around it) and ``resample(..., strict=True)`` shows the observed surface there
+only when the point lands on it with all four nearest pixels of the frame on it, so never
+across an outline.
 
 Measured with the shipped weights (``python -m worldmem.eval walk``, against the same weights
 with ``render_colour="bilinear"``): over the pixels the start saw at start revisits 29.94 ->
@@ -52,7 +61,7 @@ from worldmem.geometry.camera import project_points, unproject_depth
 from worldmem.memory._checks import parse_views
 from worldmem.memory._tensor_ops import flat_nonzero
 
-__all__ = ["VISIBLE_TOL_REL", "ObservedFrames"]
+__all__ = ["VISIBLE_TOL_REL", "ObservedFrames", "spread_depth"]
 
 VISIBLE_TOL_REL = 0.05  # a frame sees a point when its depth there agrees within this fraction
 # a frame whose pixels are finer than this fraction of the target's is not resampled: a
@@ -76,8 +85,9 @@ def _keys(x: Tensor) -> Tensor:
 
 
 def _depth_at(uv: Tensor, depth: Tensor) -> Tensor:
-    """``depth (H, W)`` read bilinearly at pixel coordinates ``uv (m, 2)`` (centres at +0.5);
-    NaN where a tap is outside or unknown (0)."""
+    """``depth (H, W)`` read at pixel coordinates ``uv (m, 2)`` (centres at +0.5), its inverse
+    bilinearly (a plane's inverse depth is affine across the image, so a plane comes back
+    exactly between its pixels); NaN where a tap is outside or unknown (0)."""
     H, W = depth.shape
     uv = torch.where(uv.isfinite(), uv, -2.0)  # outside
     u, v = uv[:, 0] - 0.5, uv[:, 1] - 0.5
@@ -91,13 +101,13 @@ def _depth_at(uv: Tensor, depth: Tensor) -> Tensor:
             d = flat[(ty.clamp(0, H - 1) * W + tx.clamp(0, W - 1)).long()]
             ok = (tx >= 0) & (tx < W) & (ty >= 0) & (ty < H) & (d > 0)
             w = (au if dx else 1 - au) * (av if dy else 1 - av)
-            out = out + torch.where(ok, w * d, torch.nan)
-    return out
+            out = out + torch.where(ok, w / d, torch.nan)
+    return 1 / out
 
 
 def on_surface(
     pts: Tensor, origin: Tensor, c2w: Tensor, K: Tensor, depth: Tensor, near_m: float
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """Points ``pts (m, 3)`` on the rays from ``origin (m, 3)`` moved along them onto the
     surface a frame (``c2w``, ``K``, ``depth (H, W)``) observed: two secant steps on the gap
     between a point's depth in the frame and the frame's depth where it projects. A render
@@ -105,7 +115,8 @@ def on_surface(
     was observed comes back as steps, and a read at a step's point lands beside the pixel's
     true point. A point stays where it was when a step fails: it leaves the frame or its
     known depth, moves over ``REFINE_MAX_REL`` of its range, or ends more than
-    ``REFINE_GAP_M`` off the surface (across an outline)."""
+    ``REFINE_GAP_M`` off the surface (across an outline). -> (the scale ``s (m,)`` of each
+    point's offset from its origin, ``on (m,)`` bool: the step ended on the surface)."""
 
     def gap(s: Tensor) -> Tensor:
         at = origin + s.nan_to_num(1.0)[:, None] * (pts - origin)
@@ -122,15 +133,30 @@ def on_surface(
         s0, g0, s1 = s1, g1, s2
         g1 = gap(s1)
     ok = s1.isfinite() & ((s1 - 1).abs() <= REFINE_MAX_REL) & (g1.abs() <= REFINE_GAP_M)
-    return torch.where(ok, s1, 1.0)
+    return torch.where(ok, s1, 1.0), ok
+
+
+def spread_depth(depth: Tensor, known: Tensor, px: int) -> Tensor:
+    """Depths ``(V, H, W)`` known at ``known (V, H, W)`` spread to the pixels within ``px``
+    of them: at each unknown pixel the nearest known depth in the smallest square window
+    (sides 3, 5, ... 2 px + 1) that holds any, so beside an outline it is the front surface's;
+    0 elsewhere and at the known pixels."""
+    near = torch.where(known, 1 / depth.clamp(min=1e-6), 0.0)[:, None]
+    out = torch.zeros_like(near)
+    for _ in range(px):  # the largest inverse depth within r pixels, r = 1 .. px
+        near = F.max_pool2d(near, 3, 1, 1)
+        out = torch.where((out == 0) & (near > 0), near, out)
+    out = torch.where(known[:, None], 0.0, out)
+    return torch.where(out > 0, 1 / out.clamp(min=1e-12), 0.0)[:, 0]
 
 
 def _slopes(depth: Tensor) -> tuple[Tensor, Tensor]:
-    """``depth (H, W)`` (0: unknown) -> its change per pixel across and down ``(H, W)`` each:
-    the smaller of the steps to the two neighbours (the one known step at an edge or beside an
-    unknown pixel; 0 with none)."""
+    """``depth (H, W)`` (0: unknown) -> the change of its inverse per pixel across and down
+    ``(H, W)`` each: the smaller of the steps to the two neighbours (the one known step at an
+    edge or beside an unknown pixel; 0 with none). A plane's inverse depth is affine across the
+    image, so its steps are the same everywhere on it, however oblique."""
     inf = math.inf
-    d = depth
+    d = torch.where(depth > 0, 1 / depth.clamp(min=1e-12), 0.0)
     step_x = torch.where((d[:, 1:] > 0) & (d[:, :-1] > 0), (d[:, 1:] - d[:, :-1]).abs(), inf)
     step_y = torch.where((d[1:] > 0) & (d[:-1] > 0), (d[1:] - d[:-1]).abs(), inf)
     across = torch.minimum(F.pad(step_x, [1, 0], value=inf), F.pad(step_x, [0, 1], value=inf))
@@ -170,8 +196,10 @@ class _Read:
         slope_x, slope_y = slopes
         self.slope = (slope_x.reshape(-1)[ny * self.W + nx], slope_y.reshape(-1)[ny * self.W + nx])
         # within a pixel's change of it: a render's point of a slanted surface is a step off it
-        tol = VISIBLE_TOL_REL * d + self.slope[0] + self.slope[1]
-        self.seen = inside & (d > 0) & ((d - z).abs() <= tol)
+        self.inv_z = 1 / z.clamp(min=near_m)
+        inv_d = 1 / d.clamp(min=1e-12)
+        tol = VISIBLE_TOL_REL * inv_d + self.slope[0] + self.slope[1]
+        self.seen = inside & (d > 0) & ((inv_d - self.inv_z).abs() <= tol)
         self.x0, self.y0 = u.floor(), v.floor()
         self.au, self.av = u - self.x0, v - self.y0
         # the four bilinear taps: on the surface, and their weights there (0 off it)
@@ -195,9 +223,10 @@ class _Read:
         tx, ty = self.x0 + dx, self.y0 + dy
         on = (tx >= 0) & (tx < self.W) & (ty >= 0) & (ty < self.H)
         dt = self.flat_depth[self._at(dx, dy)]
+        inv_t = 1 / dt.clamp(min=1e-12)
         sx, sy = self.slope
-        tol = VISIBLE_TOL_REL * dt + (dx - self.au).abs() * sx + (dy - self.av).abs() * sy
-        return on & (dt > 0) & ((dt - self.z).abs() <= tol)
+        tol = VISIBLE_TOL_REL * inv_t + (dx - self.au).abs() * sx + (dy - self.av).abs() * sy
+        return on & (dt > 0) & ((inv_t - self.inv_z).abs() <= tol)
 
     def colour(self, rgb: Tensor) -> Tensor:
         """The frame's ``rgb (3, H, W)`` at the points -> ``(m, 3)``: bicubic where all sixteen
@@ -243,13 +272,23 @@ class ObservedFrames:
         del self.frames[: max(0, len(self.frames) - self.capacity)]
 
     def resample(
-        self, c2w: Tensor, K: Tensor, depth: Tensor, want: Tensor, height: int, width: int
+        self,
+        c2w: Tensor,
+        K: Tensor,
+        depth: Tensor,
+        want: Tensor,
+        height: int,
+        width: int,
+        strict: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Colours for the pixels ``want (V*H*W,)`` bool of V views (``c2w (V, 4, 4)``, ``K (V,
         3, 3)``, ``height x width``) whose surface lies at z-depth ``depth (V*H*W,)``: ->
         (rgb ``(V*H*W, 3)``, found ``(V*H*W,)`` bool, depth ``(V*H*W,)``). A pixel is found
         when some kept frame sees its point; rgb is 0 elsewhere; depth is the given one but
-        where a found pixel's point was moved onto the observed surface (``on_surface``)."""
+        where a found pixel's point was moved onto the observed surface (``on_surface``).
+        ``strict``: a pixel is found only when its point ends on the surface with all four
+        nearest pixels of the frame on it (the depth given is a guess, not a sample's; near an
+        outline the frame's depth between its pixels is neither surface's)."""
         P = want.shape[0]
         rgb = torch.zeros(P, 3, device=depth.device)
         found = torch.zeros(P, dtype=torch.bool, device=depth.device)
@@ -279,9 +318,15 @@ class ObservedFrames:
                 f2w, fK, frgb, fdepth = self.frames[i]
                 mine = flat_nonzero(frame == i)
                 o, p = origin[mine], pts[mine]
-                s = on_surface(p, o, f2w, fK, fdepth, self.near_m)
+                s, on = on_surface(p, o, f2w, fK, fdepth, self.near_m)
                 read = _Read(o + s[:, None] * (p - o), f2w, fK, fdepth, slopes[i], self.near_m)
                 c = read.colour(frgb)
+                if strict:  # and away from an outline: all four taps on its surface
+                    whole = read.seen & torch.stack(list(read.on.values())).all(0)
+                    frame[mine] = torch.where(on & whole, i, -1)
+                    colour[mine] = c
+                    scale[mine] = s
+                    continue
                 back = flat_nonzero(~read.seen)  # moved off that frame's surface: the render's
                 if back.numel():
                     s[back] = 1.0

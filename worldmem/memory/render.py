@@ -306,11 +306,13 @@ def compose(
     W: int,
     observed: Tensor | None = None,
     colours: Tensor | None = None,
+    filled: Tensor | None = None,
 ) -> MemoryRender:
     """A ``MemoryRender`` from per-pixel winners ``index (V*H*W,)`` (-1: empty) into ``rgb
     (N, 3)`` and ``observed (N,)`` bool (None: nothing observed), and their depths
     ``(V*H*W,)``. ``colours (V*H*W, 3)``: the pixels' colours when they are not the winners'
-    (``interpolate_colours``)."""
+    (``interpolate_colours``). ``filled (V*H*W,)`` bool: pixels given an observed surface
+    no sample won (their colour in ``colours``)."""
     hit = index >= 0
     hit_idx = flat_nonzero(hit)
     win = index.index_select(0, hit_idx)
@@ -318,10 +320,14 @@ def compose(
         out_rgb = torch.zeros(V * H * W, 3, device=index.device, dtype=torch.float32)
         out_rgb.index_copy_(0, hit_idx, rgb.index_select(0, win).float())
     else:
-        out_rgb = torch.where(hit[:, None], colours.float(), 0.0)
+        shown = hit if filled is None else hit | filled
+        out_rgb = torch.where(shown[:, None], colours.float(), 0.0)
     out_obs = torch.zeros(V * H * W, device=index.device, dtype=torch.float32)
     if observed is not None:
         out_obs.index_copy_(0, hit_idx, observed.index_select(0, win).float())
+    if filled is not None:
+        hit = hit | filled
+        out_obs = torch.where(filled, 1.0, out_obs)
     return MemoryRender(
         rgb=out_rgb.view(V, H, W, 3).permute(0, 3, 1, 2).contiguous(),
         depth=depth.view(V, 1, H, W),

@@ -40,7 +40,10 @@ Colours (``render_colour``): the winner's own (``nearest``); a bilinear blend of
 its surface around the pixel (``bilinear``, for observed surfaces); or, with ``resample``,
 observed pixels read from the latest observed frames themselves through the render's depth
 (``observed_frames``), which a view that magnifies them needs; such a pixel's depth is then
-where its ray meets the observed surface, not its sample's disc.
+where its ray meets the observed surface, not its sample's disc. With ``fill_observed_px``
+the pixels between the discs of an observed surface (seen nearer or more obliquely than it
+was observed) are read from the frame too, where their ray meets the surface it saw
+(``_fill_observed``); the render counts them valid and observed.
 
 Cost of ``insert`` for M valid new pixels and N stored samples: the render at the new
 cameras (O(blocks + samples near the frusta), bounded by ``max_points``; the first frame takes
@@ -80,7 +83,7 @@ from worldmem.memory.eviction import eviction_mask
 from worldmem.memory.frame_samples import check_frames, frame_samples
 from worldmem.memory.free_space import FreeSpace, min_depth_window, see_through
 from worldmem.memory.fusion import repeat_test
-from worldmem.memory.observed_frames import ObservedFrames
+from worldmem.memory.observed_frames import ObservedFrames, spread_depth
 from worldmem.memory.render import (
     MemoryRender,
     compose,
@@ -513,7 +516,7 @@ class SpatialMemory:
         idx = self._candidates(c2w, K, height, width)
         index, depth = self._splat(c2w, K, height, width, idx)
         self._last_render = (c2w.clone(), K.clone(), height, width, index, depth.clone())
-        colours = keep = None
+        colours = keep = filled = None
         if self.cfg.render_colour in ("bilinear", "resample") and idx.numel():
             colours, keep = interpolate_colours(
                 self._pos.index_select(1, idx),
@@ -532,11 +535,41 @@ class SpatialMemory:
             )
         if self.cfg.render_colour == "resample" and len(self._frames) and colours is not None:
             # observed winners, but for those on their pixel centre (a view the memory holds)
-            want = (index >= 0) & self._obs.index_select(0, index.clamp(min=0)) & ~keep
-            again, found, moved = self._frames.resample(c2w, K, depth, want, height, width)
+            shown = (index >= 0) & self._obs.index_select(0, index.clamp(min=0))
+            again, found, moved = self._frames.resample(c2w, K, depth, shown & ~keep, height, width)
             colours = torch.where(found[:, None], again, colours)
             depth = torch.where(found, moved, depth)
-        return compose(index, depth, self._rgb, c2w.shape[0], height, width, self._obs, colours)
+            if self.cfg.fill_observed_px > 0:  # and the gaps between its discs
+                known = shown & (keep | found)  # observed, where the surface is
+                filled, again, moved = self._fill_observed(
+                    c2w, K, index, depth, known, height, width
+                )
+                colours = torch.where(filled[:, None], again, colours)
+                depth = torch.where(filled, moved, depth)
+        V = c2w.shape[0]
+        return compose(index, depth, self._rgb, V, height, width, self._obs, colours, filled)
+
+    def _fill_observed(
+        self, c2w: Tensor, K: Tensor, index: Tensor, depth: Tensor, known: Tensor, H: int, W: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The pixels of a render (winners ``index``, ``depth (V*H*W,)``; ``known``: those
+        showing an observed surface where it is) whose ray meets, near the known pixels around
+        them, the surface a kept observed frame saw: -> (filled ``(V*H*W,)`` bool, their rgb
+        ``(V*H*W, 3)`` and depth ``(V*H*W,)``). A sample is a disc of its footprint at one
+        depth, so a surface seen nearer or more obliquely than it was observed comes back with
+        gaps between the discs, and with discs too far off the surface to be read from it;
+        the frame itself covers both. Each other pixel's depth is guessed from the known ones
+        around it (``spread_depth``) and moved onto the observed surface; it is filled only
+        when it lands there, and its winner, observed or generated, keeps it when it lies more
+        than ``carve_margin_rel`` in front."""
+        V = c2w.shape[0]
+        px = self.cfg.fill_observed_px
+        guess = spread_depth(depth.view(V, H, W), known.view(V, H, W), px).reshape(-1)
+        again, found, moved = self._frames.resample(
+            c2w, K, guess, ~known & (guess > 0), H, W, strict=True
+        )
+        in_front = (index >= 0) & (depth * (1 + self.cfg.carve_margin_rel) < moved)
+        return found & ~in_front, again, moved
 
     def shown_quality(self, c2w: Tensor, K: Tensor, height: int, width: int) -> Tensor:
         """The quality of the sample ``render`` shows at each pixel of V cameras (``c2w (V, 4,
