@@ -256,11 +256,21 @@ class ObservedFrames:
         self.capacity = capacity
         self.near_m = near_m
         self.device = device
-        # (c2w (4, 4), K (3, 3), rgb (3, H, W), depth (H, W) with 0 where unknown)
-        self.frames: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        self.frames = []
+
+    @property
+    def frames(self) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """(c2w (4, 4), K (3, 3), rgb (3, H, W), depth (H, W) with 0 where unknown), oldest
+        first."""
+        return self._frames
+
+    @frames.setter
+    def frames(self, frames: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> None:
+        self._frames = list(frames)
+        self._slopes = [_slopes(depth) for *_, depth in self._frames]  # once per frame
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self._frames)
 
     def add(self, rgb: Tensor, depth: Tensor, c2w: Tensor, K: Tensor) -> None:
         """Frames ``rgb (F, 3, H, W)``, ``depth (F, H, W)`` (0 where unknown or not inserted),
@@ -268,8 +278,10 @@ class ObservedFrames:
         if self.capacity == 0:
             return
         for f in range(rgb.shape[0]):
-            self.frames.append((c2w[f].clone(), K[f].clone(), rgb[f].clone(), depth[f].clone()))
-        del self.frames[: max(0, len(self.frames) - self.capacity)]
+            self._frames.append((c2w[f].clone(), K[f].clone(), rgb[f].clone(), depth[f].clone()))
+            self._slopes.append(_slopes(self._frames[-1][3]))
+        drop = max(0, len(self._frames) - self.capacity)
+        del self._frames[:drop], self._slopes[:drop]
 
     def resample(
         self,
@@ -303,7 +315,7 @@ class ObservedFrames:
         target_footprint = depth.float().index_select(0, sel) / fx
         best = torch.full((sel.numel(),), float("inf"), device=depth.device)
         frame = torch.full((sel.numel(),), -1, dtype=torch.long, device=depth.device)
-        slopes = [_slopes(fdepth) for *_, fdepth in self.frames]
+        slopes = self._slopes
         for i, (f2w, fK, _, fdepth) in enumerate(self.frames):  # later frames win ties
             read = _Read(pts, f2w, fK, fdepth, slopes[i], self.near_m)
             ok = read.seen & (read.footprint >= MIN_SCALE * target_footprint)
@@ -324,15 +336,13 @@ class ObservedFrames:
                 if strict:  # and away from an outline: all four taps on its surface
                     whole = read.seen & torch.stack(list(read.on.values())).all(0)
                     frame[mine] = torch.where(on & whole, i, -1)
-                    colour[mine] = c
-                    scale[mine] = s
-                    continue
-                back = flat_nonzero(~read.seen)  # moved off that frame's surface: the render's
-                if back.numel():
-                    s[back] = 1.0
-                    at = o[back] + (p[back] - o[back])  # s = 1, as the first read's points
-                    again = _Read(at, f2w, fK, fdepth, slopes[i], self.near_m)
-                    c[back] = again.colour(frgb)
+                else:
+                    back = flat_nonzero(~read.seen)  # moved off that frame's surface: the render's
+                    if back.numel():
+                        s[back] = 1.0
+                        at = o[back] + (p[back] - o[back])  # s = 1, as the first read's points
+                        again = _Read(at, f2w, fK, fdepth, slopes[i], self.near_m)
+                        c[back] = again.colour(frgb)
                 colour[mine] = c
                 scale[mine] = s
         rgb[sel] = colour
