@@ -316,22 +316,21 @@ def compose(
     hit = index >= 0
     hit_idx = flat_nonzero(hit)
     win = index.index_select(0, hit_idx)
+    shown = hit if filled is None else hit | filled
     if colours is None:
         out_rgb = torch.zeros(V * H * W, 3, device=index.device, dtype=torch.float32)
         out_rgb.index_copy_(0, hit_idx, rgb.index_select(0, win).float())
     else:
-        shown = hit if filled is None else hit | filled
         out_rgb = torch.where(shown[:, None], colours.float(), 0.0)
     out_obs = torch.zeros(V * H * W, device=index.device, dtype=torch.float32)
     if observed is not None:
         out_obs.index_copy_(0, hit_idx, observed.index_select(0, win).float())
     if filled is not None:
-        hit = hit | filled
         out_obs = torch.where(filled, 1.0, out_obs)
     return MemoryRender(
         rgb=out_rgb.view(V, H, W, 3).permute(0, 3, 1, 2).contiguous(),
         depth=depth.view(V, 1, H, W),
-        mask=hit.float().view(V, 1, H, W),
+        mask=shown.float().view(V, 1, H, W),
         observed=out_obs.view(V, 1, H, W),
     )
 
