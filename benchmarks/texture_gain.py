@@ -2,7 +2,7 @@
 
     python benchmarks/texture_gain.py --checkpoint checkpoints/worldmem-tiny [--gains 1,1.6] \
         [--wall-gains 0,0.75 | --wall-ratio 0.8333] [--no-pattern-detail] [--no-room-kinds] \
-        [--no-sharpen] [--worlds 100000,100001]
+        [--no-sharpen] [--whole] [--worlds 100000,100001]
 
 The laid texture is drawn on the frames shown only: the memories keep the model's frames
 without it, so the walk protocol's ten walks (held-out worlds 100000 and 100001, or
@@ -24,7 +24,8 @@ each kind of surface's texture only where the room the observed frames imply sho
 and a wall they did not show on the room's wall (as the pipeline does with ``memory.layout:
 box``: ``BoxLayout.texture_points``), unless ``--no-room-kinds``. ``--no-sharpen`` takes each
 repeating pattern as its samples' mean fold, not sharpened by their footprints
-(``periodic.sharpen_tile``).
+(``periodic.sharpen_tile``). ``--whole`` lays a pattern known in the world's phase whole, at
+gain 1, the gains scaling only the other surfaces' bands (``sampler.pattern_whole``).
 """
 
 from __future__ import annotations
@@ -109,13 +110,17 @@ def band(
     gains: dict[int, float] | None = None,
     room_kinds: bool = True,
     sharpen: bool = True,
+    whole: bool = False,
 ) -> torch.Tensor:
-    """The texture the pipeline lays on walk ``w``'s frames at gain 1 (``gains``: by kind of
-    surface, as ``ExemplarTexture.band`` takes them; ``room_kinds``: only where the room of
-    the observed frames shows that kind, and on its walls where they did not see them;
-    ``sharpen``: repeating patterns sharpened by their samples' footprints, as shipped)."""
+    """The texture the pipeline lays on walk ``w``'s frames (``gains``: by kind of surface, as
+    ``ExemplarTexture.band`` takes them, None: 1 on every kind; ``room_kinds``: only where the
+    room of the observed frames shows that kind, and on its walls where they did not see
+    them; ``sharpen``: repeating patterns sharpened by their samples' footprints, as shipped;
+    ``whole``: a pattern in the world's phase laid whole, at gain 1)."""
     case = w["case"]
-    texture = ExemplarTexture.from_frames(w["observed"], lod_levels=lod_levels, sharpen=sharpen)
+    texture = ExemplarTexture.from_frames(
+        w["observed"], lod_levels=lod_levels, sharpen=sharpen, whole=whole
+    )
     cams, K = case.c2w[1:], case.K[1:]
     points = unproject_depth(w["depth"][:, 0], cams, K)  # where the pipeline lays it
     expected = None
@@ -149,16 +154,16 @@ def truth_recall(walks: list[dict]) -> float:
 
 
 def measure(
-    walks: list[dict], gain: float, bands: list[torch.Tensor], details: list | None = None
+    walks: list[dict], bands: list[torch.Tensor] | None, details: list | None = None
 ) -> tuple[dict, torch.Tensor]:
-    """The measures of the walks' frames with ``gain`` times their laid ``bands`` (``band``,
-    one per walk) and their ``details`` (``pattern_detail``; None: none), and the kept frames
+    """The measures of the walks' frames with their laid ``bands`` (``band``, one per walk;
+    None: none) and their ``details`` (``pattern_detail``; None: none), and the kept frames
     for KID."""
     psnrs, recall = defaultdict(list), defaultdict(list)
     sharp, on, off, kept = [], [], [], []
-    for i, (w, laid) in enumerate(zip(walks, bands, strict=True)):
+    for i, w in enumerate(walks):
         case = w["case"]
-        x = w["rgb"] if gain == 0 else w["rgb"] + gain * laid
+        x = w["rgb"] if bands is None else w["rgb"] + bands[i]
         x = (x + details[i] if details is not None else x).clamp(0, 1)
         truth = case.rgb[1:]
         psnrs[case.seed] += psnr(x, truth).tolist()
@@ -204,6 +209,11 @@ def main() -> None:
     )
     ap.add_argument("--no-room-kinds", action="store_true")
     ap.add_argument(
+        "--whole",
+        action="store_true",
+        help="patterns known in the world's phase laid whole, at gain 1 (sampler.pattern_whole)",
+    )
+    ap.add_argument(
         "--worlds", default=",".join(map(str, SEEDS)), help="comma-separated held-out worlds"
     )
     ap.add_argument("--threads", type=int, default=2)
@@ -223,15 +233,19 @@ def main() -> None:
     truth = torch.cat([w["case"].rgb[1:][torch.arange(0, FRAMES - 1, KEEP_EVERY)] for w in walks])
     f_truth = image_features(features, truth)
     rooms = not args.no_room_kinds
-    if wall_gains is None and args.wall_ratio is None:  # laid once, for any gain
-        bands = {n: [band(w, n, None, rooms, sharpen) for w in walks] for n in (LOD_LEVELS, 1)}
-    else:  # floors and ceilings apart from walls
-        planes = {FLOOR: 1.0, CEILING: 1.0}
-        bands = {
-            "walls": [band(w, LOD_LEVELS, {WALL: 1.0}, rooms, sharpen) for w in walks],
-            "planes": [band(w, LOD_LEVELS, planes, rooms, sharpen) for w in walks],
-        }
-    base, kept = measure(walks, 0.0, next(iter(bands.values())))  # gain 0 lays none of it
+    # each variant: its name, the gains on floors and ceilings and on the walls, its levels
+    if args.wall_ratio is not None:
+        variants = [
+            (f"gain {g:g}, walls {g * args.wall_ratio:.4g}", g, g * args.wall_ratio) for g in gains
+        ]
+    elif wall_gains is None:
+        variants = [(f"gain {g:g}", g, g) for g in gains]
+    else:
+        variants = [(f"gain {g:g}, walls {gw:g}", g, gw) for g in gains for gw in wall_gains]
+    variants = [(name, g, gw, LOD_LEVELS) for name, g, gw in variants]
+    if wall_gains is None and args.wall_ratio is None:
+        variants.append((f"gain {gains[0]:g}, no levels of detail", gains[0], gains[0], 1))
+    base, kept = measure(walks, None)
     f_base = image_features(features, kept)
     print(
         f"\n{len(truth)} frames of {len(walks)} walks kept for KID; the true frames' own "
@@ -245,31 +259,10 @@ def main() -> None:
         f"| none | {base['psnr']:.2f} | {base['sharpness']:.2f} ({base['on']:.2f} / "
         f"{base['off']:.2f}) | {base['recall']:.2f} | - |"
     )
-    if args.wall_ratio is not None:
-        r = args.wall_ratio
-        variants = [
-            (
-                f"gain {g:g}, walls {g * r:.4g}",
-                1.0,
-                [g * a + g * r * b for a, b in zip(bands["planes"], bands["walls"], strict=True)],
-            )
-            for g in gains
-        ]
-    elif wall_gains is None:
-        variants = [(f"gain {g:g}", g, bands[LOD_LEVELS]) for g in gains]
-        variants.append((f"gain {gains[0]:g}, no levels of detail", gains[0], bands[1]))
-    else:
-        variants = [
-            (
-                f"gain {g:g}, walls {gw:g}",
-                1.0,
-                [g * a + gw * b for a, b in zip(bands["planes"], bands["walls"], strict=True)],
-            )
-            for g in gains
-            for gw in wall_gains
-        ]
-    for name, gain, laid in variants:
-        row, kept = measure(walks, gain, laid, details)
+    for name, g, gw, levels in variants:
+        by_kind = {FLOOR: g, CEILING: g, WALL: gw}
+        laid = [band(w, levels, by_kind, rooms, sharpen, args.whole) for w in walks]
+        row, kept = measure(walks, laid, details)
         delta, p = kid_paired_test(image_features(features, kept), f_base, f_truth)
         print(
             f"| {name} | {row['psnr']:.2f} | {row['sharpness']:.2f} ({row['on']:.2f} / "

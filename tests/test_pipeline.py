@@ -888,6 +888,56 @@ def test_pattern_detail_is_added_where_memory_passed_observed_samples(
         WorldPipeline.from_pretrained(tiny_pipeline_dir, pattern_detail=True)
 
 
+def test_pattern_whole_lays_the_patterns_found_whole(tiny_pipeline_dir, tmp_path, monkeypatch):
+    """With ``pattern_whole``, the texture is built with its patterns in the world's phase laid
+    whole (``ExemplarTexture.from_frames(whole=True)``, checked against the synthetic worlds in
+    ``tests/memory/test_texture.py``) and laid as the plain texture is: the chunk is the
+    pipeline without texture plus that texture's band in the holes. The start frame here shows
+    a checkered wall, found as a pattern, so the frames differ from those with the band. The
+    setting survives save and load; a value that is not a bool is refused."""
+    from conftest import tiny_memory_config
+
+    from tests.memory.memory_scenes import box_room, yaw_camera
+    from worldmem.geometry import unproject_depth
+    from worldmem.memory.texture import ExemplarTexture, without_cracks
+
+    memory_cfg = tiny_memory_config(render_colour="resample")
+    K = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").K
+    cams = torch.stack([yaw_camera((0.0, 0.0, 2.0), a) for a in (0.0, 20.0, 35.0)])
+    rgb, depth = box_room(cams[:1], K[None], 32, 32, half=(3.0, 0.8, 3.0))
+
+    def run(**kw):
+        pipe = WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", **kw)
+        pipe.start(prompt="a room", image=rgb[0], depth=depth[0], c2w=cams[0], seed=5)
+        observed = pipe.model_inputs(cams[1:], K.expand(2, 3, 3)).memory_observed[0]
+        return pipe, pipe.step(cams[1:]), observed
+
+    _, base, observed = run(memory_cfg=memory_cfg)
+    _, banded, _ = run(memory_cfg=memory_cfg, texture_gain=1.5)
+    pipe, got, _ = run(memory_cfg=memory_cfg, texture_gain=1.5, pattern_whole=True)
+    texture = ExemplarTexture.from_frames(pipe.state.spatial.observed_frames(), whole=True)
+    assert any(patch.whole for *_, patch in texture.planes())
+    holes = without_cracks((observed <= 0.5).float())
+    assert 0.1 < float(holes.mean()) < 0.9
+    points = unproject_depth(got.depth[:, 0], cams[1:], K.expand(2, 3, 3))
+    gains = pipe.texture_gains
+    want = (base.rgb + holes * texture.band(points, cams[1:], gains)).clamp(0, 1)
+    torch.testing.assert_close(got.rgb, want)
+    assert float((got.rgb - banded.rgb).abs().max()) > 0.02
+
+    pipe.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
+    assert meta["sampler"]["pattern_whole"] is True
+    assert WorldPipeline.from_pretrained(tmp_path / "p", device="cpu").pattern_whole is True
+    assert WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").pattern_whole is False
+    for bad in (1, "yes", None):
+        (tmp_path / "p" / "pipeline.json").write_text(
+            json.dumps({**meta, "sampler": {**meta["sampler"], "pattern_whole": bad}})
+        )
+        with pytest.raises(ValueError, match="pipeline.json: sampler: pattern_whole: expected"):
+            WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+
+
 def test_the_observed_texture_is_laid_where_memory_observed_nothing(
     tiny_pipeline_dir, tmp_path, monkeypatch
 ):

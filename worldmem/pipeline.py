@@ -21,6 +21,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -182,6 +183,7 @@ class WorldPipeline:
         wall_texture_gain: float | None = None,
         pattern_detail: bool = False,
         chunk_frames: int | None = None,
+        pattern_whole: bool = False,
     ):
         from worldmem.diffusion import WorldSampler
 
@@ -199,6 +201,10 @@ class WorldPipeline:
         # where memory passes observed samples of a floor or ceiling whose pattern is known in
         # the world's phase, the finer detail a nearer frame resolves (texture.detail)
         self.pattern_detail = check_pattern_detail(pattern_detail)
+        # a pattern known in the world's phase laid whole where the model invents (its squares
+        # and stripes at every size, at gain 1) rather than as its band times the gain, whose
+        # edges alone it would brighten (texture._Patch)
+        self.pattern_whole = check_pattern_detail(pattern_whole, "pattern_whole")
         # target frames generated together (None: the model's trained chunk_frames); the
         # model gives its memory frames' keys and values once a chunk, so a longer chunk
         # costs less per frame, and its later frames draw on memory as it was at its start
@@ -298,7 +304,7 @@ class WorldPipeline:
         (a ``DepthNet``, or None for the model's depth throughout), ``start_depth``
         (``DEPTH_SOURCES``) and ``generated_depth`` (``GENERATED_DEPTH_SOURCES``),
         ``detail_net`` (a ``DetailNet``, or None to draw no detail), ``texture_gain``,
-        ``wall_texture_gain``, ``pattern_detail``, ``chunk_frames``,
+        ``wall_texture_gain``, ``pattern_detail``, ``pattern_whole``, ``chunk_frames``,
         ``first_frame`` (a ``FirstFrameNet``, or None for the model's own prompt-only start)
         or ``memory_cfg``."""
         path = Path(path)
@@ -315,6 +321,9 @@ class WorldPipeline:
             if saved_wall_gain is not None:
                 saved_wall_gain = check_texture_gain(saved_wall_gain, "wall_texture_gain")
             saved_detail = check_pattern_detail(meta["sampler"].get("pattern_detail", False))
+            saved_whole = check_pattern_detail(
+                meta["sampler"].get("pattern_whole", False), "pattern_whole"
+            )
             saved_chunk = check_chunk_frames(
                 meta["sampler"].get("chunk_frames"), model_cfg.max_frames
             )
@@ -370,6 +379,7 @@ class WorldPipeline:
             texture_gain=overrides.pop("texture_gain", saved_gain),
             wall_texture_gain=overrides.pop("wall_texture_gain", saved_wall_gain),
             pattern_detail=overrides.pop("pattern_detail", saved_detail),
+            pattern_whole=overrides.pop("pattern_whole", saved_whole),
             chunk_frames=saved_chunk if chunk_frames is None else chunk_frames,
             fov_deg=meta["camera"]["fov_deg"],
             fov_y_deg=meta["camera"].get("fov_y_deg"),
@@ -419,6 +429,7 @@ class WorldPipeline:
                 "texture_gain": self.texture_gain,
                 "wall_texture_gain": self.wall_texture_gain,
                 "pattern_detail": self.pattern_detail,
+                "pattern_whole": self.pattern_whole,
                 "chunk_frames": self.chunk_setting,
                 "prompt_start": prompt_start,
             },
@@ -984,7 +995,9 @@ class WorldPipeline:
 
     def _texture(self, world: WorldState) -> ExemplarTexture | None:
         """The texture of ``world``'s kept observed frames (``_from_observed``)."""
-        return self._from_observed(world, "texture", ExemplarTexture.from_frames)
+        return self._from_observed(
+            world, "texture", partial(ExemplarTexture.from_frames, whole=self.pattern_whole)
+        )
 
     def observe(
         self,

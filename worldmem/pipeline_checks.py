@@ -63,11 +63,12 @@ def check_texture_gain(gain, name: str = "texture_gain") -> float:
     return float(gain)
 
 
-def check_pattern_detail(on) -> bool:
+def check_pattern_detail(on, name: str = "pattern_detail") -> bool:
     """``pattern_detail`` (whether a floor's or ceiling's known pattern gives observed samples
-    seen nearer than observed their finer detail) as a bool, refused unless one."""
+    seen nearer than observed their finer detail) or ``pattern_whole`` (whether such a pattern
+    is laid whole where the model invents; ``name``) as a bool, refused unless one."""
     if not isinstance(on, bool):
-        raise ValueError(f"pattern_detail: expected true or false, got {on!r}")
+        raise ValueError(f"{name}: expected true or false, got {on!r}")
     return on
 
 

@@ -23,7 +23,9 @@ frame the texture of the world's own observed frames, fixed to the world's surfa
 
 - Where a floor's, ceiling's or wall's pattern is known in the world's phase (one period of
   it, ``periodic.PeriodicPattern``; each wall plane the frames show, ``wall_planes``, has its
-  own), that plane takes the pattern's band, continued where it is, in place of a square.
+  own), that plane takes the pattern's band, continued where it is, in place of a square;
+  laid ``whole``, the pattern itself less its mean (a band of one frame pixel keeps only the
+  edges of a checker's squares, which a gain brightens into outlines).
   Where memory gives back observed pixels of it nearer than they were observed from, the
   render shows each observed pixel's average over its footprint, blown up. ``detail`` gives
   such pixels the pattern's finer detail: the pattern as the new frame's pixel averages it
@@ -436,7 +438,9 @@ class _Patch:
     """A clean square of a surface, mirror-tiled, as the band a frame shows of it at each level
     of detail: ``levels[l]`` is the band when one frame pixel spans 2**l of the patch's pixels
     (the tile blurred as such a pixel averages it, less its blur by ``sigma_px`` frame pixels),
-    divided by what bilinear reads keep of it."""
+    divided by what bilinear reads keep of it. A pattern in the world's phase laid ``whole``
+    keeps the tile so blurred less its mean instead: the pattern itself, its squares and
+    stripes at every size, where a band of one frame pixel keeps only their edges."""
 
     rgb: Tensor  # (3, k, k) the square's colour
     # (2, 3): the patch pixel (column, row) of the surface point (u, v) metres is
@@ -448,6 +452,8 @@ class _Patch:
     # True: rgb is one period of the surface's pattern in the world's phase
     # (``periodic.PeriodicPattern``), repeated as it is; False: a square, tiled in mirror image
     periodic: bool = False
+    # a periodic pattern's levels are the whole pattern less its mean, not its band
+    whole: bool = False
 
     @property
     def period(self) -> tuple[float, float] | None:
@@ -469,9 +475,14 @@ class _Patch:
             periodic_blur(tile, math.sqrt((4.0**level - 1) / 12))
             for level in range(max(self.lod_levels, top + 1))
         ]
+        if self.whole and not self.periodic:
+            raise ValueError("_Patch: only a pattern in the world's phase is laid whole")
         self.levels = []
         for level in range(self.lod_levels):
-            band = boxed[level] - periodic_blur(tile, self.sigma_px * 2.0**level)
+            if self.whole:
+                band = boxed[level] - tile.mean(dim=(-2, -1), keepdim=True)
+            else:
+                band = boxed[level] - periodic_blur(tile, self.sigma_px * 2.0**level)
             self.levels.append(band / bilinear_keeps(band))
         self.lows = boxed[: top + 1]
 
@@ -499,6 +510,7 @@ class ExemplarTexture:
         lod_levels: int = LOD_LEVELS,
         periodic: bool = True,
         sharpen: bool = True,
+        whole: bool = False,
     ) -> ExemplarTexture:
         """Observed frames (c2w ``(4, 4)``, K ``(3, 3)``, rgb ``(3, H, W)`` in [0, 1], z-depth
         ``(H, W)`` metres with 0 where unknown), as ``SpatialMemory.observed_frames`` gives
@@ -510,7 +522,8 @@ class ExemplarTexture:
         the world's phase, in place of its square, and so does each wall plane the frames
         show (``wall_planes``) whose samples show one (``walls``); with ``sharpen`` (else the
         samples' mean fold) each period is sharpened by their footprints
-        (``periodic.sharpen_tile``)."""
+        (``periodic.sharpen_tile``), and with ``whole`` each period is laid whole (``_Patch``;
+        ``band`` lays it at gain 1)."""
         patches: dict[int, _Patch] = {}
         plane_y: dict[int, float] = {}
         plane_px: dict[int, int] = {}
@@ -530,14 +543,14 @@ class ExemplarTexture:
                 pattern = plane_pattern(frames, surfaces, k, y, sharpen=sharpen)
                 if pattern is not None:
                     patches[k] = _Patch(
-                        pattern.tile, pattern.to_px(), sigma_px, lod_levels, periodic=True
+                        pattern.tile, pattern.to_px(), sigma_px, lod_levels, True, whole
                     )
         walls = []
         if periodic:
             for axis, offset in wall_planes(frames, surfaces):
                 pattern = plane_pattern(frames, surfaces, WALL, offset, axis, sharpen)
                 if pattern is not None:
-                    patch = _Patch(pattern.tile, pattern.to_px(), sigma_px, lod_levels, True)
+                    patch = _Patch(pattern.tile, pattern.to_px(), sigma_px, lod_levels, True, whole)
                     walls.append((axis, offset, patch))
         views = [(c2w, K, depth) for c2w, K, _, depth in frames]
         return cls(patches, plane_y, yaw, views, walls)
@@ -626,12 +639,14 @@ class ExemplarTexture:
         of surface each pixel should show (the room's, ``layout.BoxLayout.texture_points``), a floor
         or ceiling there takes its band whatever the points' normals say, and a wall only
         where they say wall (``_reads``): a generated depth whose normals tilt (a ceiling
-        guessed with a step in it) would lay a wall's pattern across the ceiling."""
+        guessed with a step in it) would lay a wall's pattern across the ceiling. A pattern
+        laid whole (``_Patch.whole``) is the pattern itself, at gain 1 on any kind of surface
+        that takes texture: the gains bring a band up to the detail a frame shows."""
         N, H, W, _ = points.shape
         out = torch.zeros((N, H, W, 3), dtype=torch.float32, device=points.device)
         kinds = [k for k in SURFACE_KINDS if gains is None or gains.get(k, 0.0) != 0]
         for r in self._reads(points, c2w, kinds, expected=expected):
-            gain = 1.0 if gains is None else gains[r.kind]
+            gain = 1.0 if gains is None or r.patch.whole else gains[r.kind]
             read = _read_along(r.patch.levels, r.u, r.v, r.level, r.along)
             out[r.pixels] = read if gain == 1 else gain * read
         return out.permute(0, 3, 1, 2)
