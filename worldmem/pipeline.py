@@ -55,9 +55,9 @@ from worldmem.pipeline_checks import MAX_FOCAL_PER_PIXEL as MAX_FOCAL_PER_PIXEL
 from worldmem.pipeline_checks import MAX_PRINCIPAL_OFFSET as MAX_PRINCIPAL_OFFSET
 from worldmem.pipeline_checks import (
     check_chunk_frames,
+    check_flag,
     check_intrinsics,
     check_output,
-    check_pattern_detail,
     check_start_depth_scale,
     check_texture_gain,
     describe,
@@ -200,11 +200,11 @@ class WorldPipeline:
         )
         # where memory passes observed samples of a floor or ceiling whose pattern is known in
         # the world's phase, the finer detail a nearer frame resolves (texture.detail)
-        self.pattern_detail = check_pattern_detail(pattern_detail)
+        self.pattern_detail = check_flag(pattern_detail, "pattern_detail")
         # a pattern known in the world's phase laid whole where the model invents (its squares
         # and stripes at every size, at gain 1) rather than as its band times the gain, whose
         # edges alone it would brighten (texture._Patch)
-        self.pattern_whole = check_pattern_detail(pattern_whole, "pattern_whole")
+        self.pattern_whole = check_flag(pattern_whole, "pattern_whole")
         # target frames generated together (None: the model's trained chunk_frames); the
         # model gives its memory frames' keys and values once a chunk, so a longer chunk
         # costs less per frame, and its later frames draw on memory as it was at its start
@@ -320,9 +320,9 @@ class WorldPipeline:
             saved_wall_gain = meta["sampler"].get("wall_texture_gain")
             if saved_wall_gain is not None:
                 saved_wall_gain = check_texture_gain(saved_wall_gain, "wall_texture_gain")
-            saved_detail = check_pattern_detail(meta["sampler"].get("pattern_detail", False))
-            saved_whole = check_pattern_detail(
-                meta["sampler"].get("pattern_whole", False), "pattern_whole"
+            saved_detail, saved_whole = (
+                check_flag(meta["sampler"].get(key, False), key)
+                for key in ("pattern_detail", "pattern_whole")
             )
             saved_chunk = check_chunk_frames(
                 meta["sampler"].get("chunk_frames"), model_cfg.max_frames

@@ -12,10 +12,10 @@ __all__ = [
     "MIN_FOCAL_PER_PIXEL",
     "MAX_PRINCIPAL_OFFSET",
     "check_chunk_frames",
+    "check_flag",
     "check_intrinsics",
     "check_output",
     "check_start_depth_scale",
-    "check_pattern_detail",
     "check_texture_gain",
     "describe",
     "finite_float32",
@@ -63,10 +63,11 @@ def check_texture_gain(gain, name: str = "texture_gain") -> float:
     return float(gain)
 
 
-def check_pattern_detail(on, name: str = "pattern_detail") -> bool:
-    """``pattern_detail`` (whether a floor's or ceiling's known pattern gives observed samples
-    seen nearer than observed their finer detail) or ``pattern_whole`` (whether such a pattern
-    is laid whole where the model invents; ``name``) as a bool, refused unless one."""
+def check_flag(on, name: str) -> bool:
+    """A pipeline's on/off setting ``name`` (``pattern_detail``: a floor's or ceiling's known
+    pattern gives observed samples seen nearer than observed their finer detail;
+    ``pattern_whole``: such a pattern is laid whole where the model invents) as a bool,
+    refused unless one."""
     if not isinstance(on, bool):
         raise ValueError(f"{name}: expected true or false, got {on!r}")
     return on
