@@ -816,6 +816,23 @@ def test_a_detail_flow_samples_the_band_where_memory_observed_nothing(tiny_pipel
                     subfolder="detail_flow")  # fmt: skip
 
 
+def check_saved_flag(pipe, path, plain_dir, key: str) -> None:
+    """``pipe``, whose on/off setting ``key`` is on, saved to ``path``: the setting is written
+    and loads back on, a folder without it (``plain_dir``) loads it off, and a value that is
+    not a bool is refused with the file and the setting named."""
+    pipe.save_pretrained(path)
+    meta = json.loads((path / "pipeline.json").read_text())
+    assert meta["sampler"][key] is True
+    assert getattr(WorldPipeline.from_pretrained(path, device="cpu"), key) is True
+    assert getattr(WorldPipeline.from_pretrained(plain_dir, device="cpu"), key) is False
+    for bad in (1, "yes", None):
+        (path / "pipeline.json").write_text(
+            json.dumps({**meta, "sampler": {**meta["sampler"], key: bad}})
+        )
+        with pytest.raises(ValueError, match=f"pipeline.json: sampler: {key}: expected"):
+            WorldPipeline.from_pretrained(path, device="cpu")
+
+
 def test_pattern_detail_is_added_where_memory_passed_observed_samples(
     tiny_pipeline_dir, tmp_path, monkeypatch
 ):
@@ -873,17 +890,7 @@ def test_pattern_detail_is_added_where_memory_passed_observed_samples(
         got.rgb[(holes > 0).expand_as(got.rgb)], base.rgb[(holes > 0).expand_as(base.rgb)]
     )
 
-    pipe.save_pretrained(tmp_path / "p")
-    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
-    assert meta["sampler"]["pattern_detail"] is True
-    assert WorldPipeline.from_pretrained(tmp_path / "p", device="cpu").pattern_detail is True
-    assert WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").pattern_detail is False
-    for bad in (1, "yes", None):
-        (tmp_path / "p" / "pipeline.json").write_text(
-            json.dumps({**meta, "sampler": {**meta["sampler"], "pattern_detail": bad}})
-        )
-        with pytest.raises(ValueError, match="pipeline.json: sampler: pattern_detail: expected"):
-            WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    check_saved_flag(pipe, tmp_path / "p", tiny_pipeline_dir, "pattern_detail")
     with pytest.raises(ValueError, match="pattern_detail: the texture comes from the observed"):
         WorldPipeline.from_pretrained(tiny_pipeline_dir, pattern_detail=True)
 
@@ -925,17 +932,7 @@ def test_pattern_whole_lays_the_patterns_found_whole(tiny_pipeline_dir, tmp_path
     torch.testing.assert_close(got.rgb, want)
     assert float((got.rgb - banded.rgb).abs().max()) > 0.02
 
-    pipe.save_pretrained(tmp_path / "p")
-    meta = json.loads((tmp_path / "p" / "pipeline.json").read_text())
-    assert meta["sampler"]["pattern_whole"] is True
-    assert WorldPipeline.from_pretrained(tmp_path / "p", device="cpu").pattern_whole is True
-    assert WorldPipeline.from_pretrained(tiny_pipeline_dir, device="cpu").pattern_whole is False
-    for bad in (1, "yes", None):
-        (tmp_path / "p" / "pipeline.json").write_text(
-            json.dumps({**meta, "sampler": {**meta["sampler"], "pattern_whole": bad}})
-        )
-        with pytest.raises(ValueError, match="pipeline.json: sampler: pattern_whole: expected"):
-            WorldPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    check_saved_flag(pipe, tmp_path / "p", tiny_pipeline_dir, "pattern_whole")
 
 
 def test_the_observed_texture_is_laid_where_memory_observed_nothing(
