@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
 
@@ -104,19 +105,20 @@ def all_walks(pipe: WorldPipeline, seeds=SEEDS) -> list[dict]:
     return walks
 
 
-def band(
+def layer(
     w: dict,
     lod_levels: int,
-    gains: dict[int, float] | None = None,
     room_kinds: bool = True,
     sharpen: bool = True,
     whole: bool = False,
-) -> torch.Tensor:
-    """The texture the pipeline lays on walk ``w``'s frames (``gains``: by kind of surface, as
-    ``ExemplarTexture.band`` takes them, None: 1 on every kind; ``room_kinds``: only where the
-    room of the observed frames shows that kind, and on its walls where they did not see
-    them; ``sharpen``: repeating patterns sharpened by their samples' footprints, as shipped;
-    ``whole``: a pattern in the world's phase laid whole, at gain 1)."""
+) -> Callable[[dict[int, float] | None], torch.Tensor]:
+    """The texture of walk ``w``'s observed frames, read at the points the pipeline lays it on
+    (built once): -> a function of the gains by kind of surface (as ``ExemplarTexture.band``
+    takes them, None: 1 on every kind) giving what the pipeline lays on the walk's frames.
+    ``room_kinds``: only where the room of the observed frames shows that kind, and on its
+    walls where they did not see them; ``sharpen``: repeating patterns sharpened by their
+    samples' footprints, as shipped; ``whole``: a pattern in the world's phase laid whole, at
+    gain 1."""
     case = w["case"]
     texture = ExemplarTexture.from_frames(
         w["observed"], lod_levels=lod_levels, sharpen=sharpen, whole=whole
@@ -126,7 +128,12 @@ def band(
     expected = None
     if room_kinds:
         points, expected = BoxLayout.from_frames(w["observed"]).texture_points(points, cams, K)
-    return w["laid_on"] * texture.band(points, cams, gains, expected)
+    return lambda gains: w["laid_on"] * texture.band(points, cams, gains, expected)
+
+
+def band(w: dict, lod_levels: int, gains: dict[int, float] | None = None, **kw) -> torch.Tensor:
+    """What the pipeline lays on walk ``w``'s frames at ``gains`` (``layer``, its keywords)."""
+    return layer(w, lod_levels, **kw)(gains)
 
 
 def pattern_detail(w: dict, sharpen: bool = True) -> torch.Tensor:
@@ -259,10 +266,13 @@ def main() -> None:
         f"| none | {base['psnr']:.2f} | {base['sharpness']:.2f} ({base['on']:.2f} / "
         f"{base['off']:.2f}) | {base['recall']:.2f} | - |"
     )
+    layers = {  # each walk's texture built once, laid at every variant's gains
+        levels: [layer(w, levels, rooms, sharpen, args.whole) for w in walks]
+        for levels in {v[3] for v in variants}
+    }
     for name, g, gw, levels in variants:
         by_kind = {FLOOR: g, CEILING: g, WALL: gw}
-        laid = [band(w, levels, by_kind, rooms, sharpen, args.whole) for w in walks]
-        row, kept = measure(walks, laid, details)
+        row, kept = measure(walks, [lay(by_kind) for lay in layers[levels]], details)
         delta, p = kid_paired_test(image_features(features, kept), f_base, f_truth)
         print(
             f"| {name} | {row['psnr']:.2f} | {row['sharpness']:.2f} ({row['on']:.2f} / "
