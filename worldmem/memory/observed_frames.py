@@ -183,7 +183,6 @@ class _Read:
     ):
         self.H, self.W = depth.shape
         uv, z = project_points(pts, c2w.float(), K.float())
-        self.z = z
         self.footprint = z.clamp(min=near_m) / K[0, 0]
         u, v = uv[:, 0] - 0.5, uv[:, 1] - 0.5  # pixel-centre units: centre x at u = x
         inside = (z > near_m) & (u > -0.5) & (u < self.W - 0.5) & (v > -0.5) & (v < self.H - 0.5)
@@ -232,7 +231,7 @@ class _Read:
         """The frame's ``rgb (3, H, W)`` at the points -> ``(m, 3)``: bicubic where all sixteen
         taps are on the point's surface, else bilinear over the four nearest that are."""
         flat = rgb.reshape(3, -1)
-        m = self.z.shape[0]
+        m = self.inv_z.shape[0]
         acc = torch.zeros(m, 3, device=rgb.device)
         for (dx, dy), w in self.w.items():
             acc += w[:, None] * flat[:, self._at(dx, dy)].T
