@@ -18,6 +18,10 @@ mean fold is the pattern blurred by the samples' footprints; ``sharpen_tile`` th
 the tile whose averages over those footprints are the samples (the many samples at different
 phases of one period resolve finer than any one of them, as multi-frame super-resolution does).
 
+Periods up to 2 m are searched among the samples at most 0.15 m wide; where none is found,
+periods of 2 to 4 m among those at most 0.5 m wide (a facade's bays and storeys, seen from
+across a plaza), whose harmonics such wide pixels still resolve.
+
 A fold that leaves more than ``MAX_DISPERSION`` of the variance is no pattern (paint, wood,
 noise, or a pattern the frames' pixels are too coarse for): ``find_period`` gives None. Nor is
 a fold that only describes the samples it was made of: a repeat means that what one period
@@ -55,8 +59,8 @@ __all__ = [
     "sharpen_tile",
 ]
 
-PERIOD_RANGE_M = (0.1, 2.0)  # periods searched
-COARSE_STEPS = 70  # geometric steps over the range per axis (4.4% apart)
+PERIOD_RANGE_M = (0.1, 2.0)  # periods searched (``find_period``'s default)
+COARSE_STEPS = 70  # geometric steps over PERIOD_RANGE_M per axis (4.4% apart; as dense elsewhere)
 COARSE_SAMPLES = 300  # samples the coarse search uses (evenly taken)
 FINE_SPAN = 0.03  # the fine search: +-3% around the coarse best ...
 FINE_STEPS = 31  # ... in this many steps per axis (0.2% apart)
@@ -101,7 +105,14 @@ FOLD_SIGMA_PX = 0.5  # the fold's Gaussian, in tile pixels
 # takes at most (the held-out worlds' planes settle to 1e-4 within 40)
 SHARPEN_SMOOTHING = 0.1
 SHARPEN_ITERATIONS = 60
-MAX_SAMPLE_FOOTPRINT_M = 0.15  # samples blurred over more than this carry no pattern
+MAX_SAMPLE_FOOTPRINT_M = 0.15  # samples blurred over more than this carry no pattern ...
+# ... of periods up to PERIOD_RANGE_M[1]. When none is found there, periods of LARGE_PERIOD_RANGE_M
+# are searched among the samples at most LARGE_SAMPLE_FOOTPRINT_M wide: a facade's bays and
+# storeys (2-4 m), which the frames see from across a plaza (benchmarks/periods.py, the start
+# frames of held-out worlds 100000-100039: 21 more facades right, 7 found 2-8% off, and one
+# checkered wall at 3.92 times its period; no floor or ceiling changes)
+LARGE_PERIOD_RANGE_M = (2.0, 4.0)
+LARGE_SAMPLE_FOOTPRINT_M = 0.5
 
 
 @dataclass
@@ -229,17 +240,19 @@ def _best(periods: Tensor, theta: Tensor) -> int:
     return int(near[int(area.argmin())])
 
 
-def _fundamental(period: Tensor, theta: float, u: Tensor, v: Tensor, colour: Tensor) -> Tensor:
+def _fundamental(
+    period: Tensor, theta: float, u: Tensor, v: Tensor, colour: Tensor, shortest: float
+) -> Tensor:
     """``period (2,)`` divided, per axis, by the largest of 4, 3, 2 whose fold disperses the
-    samples as little (within ``SUBPERIOD_SLACK``): bins of a fixed fraction of the period
-    that happen to meet the pattern's edges can make a multiple of the period fold better
-    than the period itself."""
+    samples as little (within ``SUBPERIOD_SLACK``) and leaves it at least ``shortest``: bins of
+    a fixed fraction of the period that happen to meet the pattern's edges can make a multiple
+    of the period fold better than the period itself."""
     period = period.clone()
     for axis in (0, 1):
         for n in (4, 3, 2):
             cand = period.clone()
             cand[axis] = period[axis] / n
-            if float(cand[axis]) < PERIOD_RANGE_M[0]:
+            if float(cand[axis]) < shortest:
                 continue
             if float(dispersion(u, v, colour, cand[None])[0]) <= theta + SUBPERIOD_SLACK:
                 period = cand
@@ -313,21 +326,28 @@ def _checked(
 
 
 def find_period(
-    u: Tensor, v: Tensor, colour: Tensor, footprint: Tensor | None = None
+    u: Tensor,
+    v: Tensor,
+    colour: Tensor,
+    footprint: Tensor | None = None,
+    periods: tuple[float, float] = PERIOD_RANGE_M,
 ) -> tuple[float, float, float] | None:
-    """The period (pu, pv) metres of the pattern the samples (``u, v (N,)`` plane coordinates,
-    ``colour (N, C)``, each a pixel ``footprint (N,)`` metres wide if known) show, and the
-    dispersion its fold leaves; None when there are fewer than ``MIN_SAMPLES`` or no period
-    passes ``_checked``: the best, or (``SQUARE_WHEN_REFUSED``) the square of either of its
-    axes' periods."""
+    """The period (pu, pv) metres, each within ``periods`` (lo, hi), of the pattern the samples
+    (``u, v (N,)`` plane coordinates, ``colour (N, C)``, each a pixel ``footprint (N,)`` metres
+    wide if known) show, and the dispersion its fold leaves; None when there are fewer than
+    ``MIN_SAMPLES`` or no period passes ``_checked``: the best, or (``SQUARE_WHEN_REFUSED``)
+    the square of either of its axes' periods."""
     if u.numel() < MIN_SAMPLES:
         return None
     if u.numel() > MAX_SEARCH_SAMPLES:  # many observed frames: an even subset searches
         every = slice(None, None, -(-u.numel() // MAX_SEARCH_SAMPLES))
         u, v, colour = u[every], v[every], colour[every]
         footprint = None if footprint is None else footprint[every]
-    lo, hi = PERIOD_RANGE_M
-    grid = torch.exp(torch.linspace(math.log(lo), math.log(hi), COARSE_STEPS, dtype=torch.float64))
+    lo, hi = periods
+    # a grid as dense as COARSE_STEPS over PERIOD_RANGE_M
+    full = math.log(PERIOD_RANGE_M[1] / PERIOD_RANGE_M[0])
+    steps = max(2, round(COARSE_STEPS * math.log(hi / lo) / full))
+    grid = torch.exp(torch.linspace(math.log(lo), math.log(hi), steps, dtype=torch.float64))
     step = max(1, u.numel() // COARSE_SAMPLES)
     some = slice(None, None, step)
     coarse = torch.cartesian_prod(grid, grid)
@@ -341,7 +361,7 @@ def find_period(
         return fine[i], float(theta[i])
 
     best, theta = refine(best)
-    smaller = _fundamental(best, theta, u, v, colour)
+    smaller = _fundamental(best, theta, u, v, colour, lo)
     if not torch.equal(smaller, best):
         best, theta = refine(smaller)
     for span in PEAK_SPANS:  # then the peak of the pattern's harmonics, ever finer

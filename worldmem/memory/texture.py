@@ -49,8 +49,11 @@ from torch import Tensor
 from worldmem.geometry import project_points, unproject_depth
 from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.periodic import (
+    LARGE_PERIOD_RANGE_M,
+    LARGE_SAMPLE_FOOTPRINT_M,
     MAX_SAMPLE_FOOTPRINT_M,
     MIN_SAMPLES,
+    PERIOD_RANGE_M,
     PeriodicPattern,
     find_period,
     fold_tile,
@@ -879,7 +882,9 @@ def plane_pattern(
     is at most ``MAX_SAMPLE_FOOTPRINT_M``: their coordinates (``PLANE_UV``) in the walls' axes
     and colours (``periodic.find_period``, given those footprints, then the fold of the
     samples at most a quarter of the period wide, with ``sharpen`` sharpened by their
-    footprints: ``periodic.sharpen_tile``); None when they show none."""
+    footprints: ``periodic.sharpen_tile``); when they show none, a period of
+    ``LARGE_PERIOD_RANGE_M`` the same way among the pixels at most ``LARGE_SAMPLE_FOOTPRINT_M``
+    wide (a facade's windows); None when neither is found."""
     iu, iv = PLANE_UV[axis]
     u, v, colour, foot = [], [], [], []
     for (_, K, rgb, depth), (points, k, normal) in zip(frames, surfaces):
@@ -890,15 +895,23 @@ def plane_pattern(
         if axis != 1:
             on &= facing >= WALL_NORMAL
         f = d / float(K[0, 0]) / facing.clamp_min(1e-6)
-        on &= f <= MAX_SAMPLE_FOOTPRINT_M
+        on &= f <= max(MAX_SAMPLE_FOOTPRINT_M, LARGE_SAMPLE_FOOTPRINT_M)
         u.append(points[..., iu][on])
         v.append(points[..., iv][on])
         colour.append(rgb.double().permute(1, 2, 0)[on])
         foot.append(f[on])
     u, v, colour, foot = (torch.cat(t) for t in (u, v, colour, foot))
-    found = find_period(u, v, colour, foot)
+    for periods, widest in (
+        (PERIOD_RANGE_M, MAX_SAMPLE_FOOTPRINT_M),
+        (LARGE_PERIOD_RANGE_M, LARGE_SAMPLE_FOOTPRINT_M),
+    ):
+        fine = foot <= widest
+        found = find_period(u[fine], v[fine], colour[fine], foot[fine], periods)
+        if found is not None:
+            break
     if found is None:
         return None
+    u, v, colour, foot = u[fine], v[fine], colour[fine], foot[fine]
     pu, pv, theta = found
     sharp = foot <= 0.25 * min(pu, pv)
     if int(sharp.sum()) < MIN_SAMPLES:
