@@ -332,11 +332,12 @@ def find_period(
     footprint: Tensor | None = None,
     periods: tuple[float, float] = PERIOD_RANGE_M,
 ) -> tuple[float, float, float] | None:
-    """The period (pu, pv) metres, each within ``periods`` (lo, hi), of the pattern the samples
-    (``u, v (N,)`` plane coordinates, ``colour (N, C)``, each a pixel ``footprint (N,)`` metres
-    wide if known) show, and the dispersion its fold leaves; None when there are fewer than
-    ``MIN_SAMPLES`` or no period passes ``_checked``: the best, or (``SQUARE_WHEN_REFUSED``)
-    the square of either of its axes' periods."""
+    """The period (pu, pv) metres of the pattern the samples (``u, v (N,)`` plane coordinates,
+    ``colour (N, C)``, each a pixel ``footprint (N,)`` metres wide if known) show, searched over
+    ``periods`` (lo, hi; its harmonics' peak may place it a few per cent beyond), and the
+    dispersion its fold leaves; None when there are fewer than ``MIN_SAMPLES`` or no period
+    passes ``_checked``: the best, or (``SQUARE_WHEN_REFUSED``) the square of either of its
+    axes' periods."""
     if u.numel() < MIN_SAMPLES:
         return None
     if u.numel() > MAX_SEARCH_SAMPLES:  # many observed frames: an even subset searches
