@@ -18,6 +18,7 @@ from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.periodic import (
     HARMONICS,
     NEAR_BEST,
+    SEARCHES,
     SHARPEN_SMOOTHING,
     _best,
     box_weights,
@@ -460,5 +461,5 @@ def test_a_facade_seen_across_a_plaza_continues_its_windows_in_phase(monkeypatch
     corr = float((a * b).sum() / (a.pow(2).sum() * b.pow(2).sum()).sqrt())
     assert corr > 0.6  # measured 0.76
 
-    monkeypatch.setattr(texture_module, "LARGE_SAMPLE_FOOTPRINT_M", 0.0)
+    monkeypatch.setattr(texture_module, "SEARCHES", SEARCHES[:1])
     assert not facade(ExemplarTexture.from_frames(start, whole=True))

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "SEARCHES",
     "PeriodicPattern",
     "box_weights",
     "dispersion",
@@ -113,6 +114,12 @@ MAX_SAMPLE_FOOTPRINT_M = 0.15  # samples blurred over more than this carry no pa
 # checkered wall at 3.92 times its period; no floor or ceiling changes)
 LARGE_PERIOD_RANGE_M = (2.0, 4.0)
 LARGE_SAMPLE_FOOTPRINT_M = 0.5
+# the searches a plane's samples go through, in turn until one finds a period: (the periods
+# searched, the widest sample it takes)
+SEARCHES = (
+    (PERIOD_RANGE_M, MAX_SAMPLE_FOOTPRINT_M),
+    (LARGE_PERIOD_RANGE_M, LARGE_SAMPLE_FOOTPRINT_M),
+)
 
 
 @dataclass

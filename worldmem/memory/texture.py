@@ -49,11 +49,8 @@ from torch import Tensor
 from worldmem.geometry import project_points, unproject_depth
 from worldmem.memory.fill import gaussian_blur
 from worldmem.memory.periodic import (
-    LARGE_PERIOD_RANGE_M,
-    LARGE_SAMPLE_FOOTPRINT_M,
-    MAX_SAMPLE_FOOTPRINT_M,
     MIN_SAMPLES,
-    PERIOD_RANGE_M,
+    SEARCHES,
     PeriodicPattern,
     find_period,
     fold_tile,
@@ -879,12 +876,12 @@ def plane_pattern(
     (axis 1: the floor or ceiling at that height; 0 or 2: a wall), from every observed frame's
     pixels of that kind on that plane (not a table top; a wall's facing along ``axis``), off
     its ``edges``, whose footprint on it (depth / fx / the normal's component along ``axis``)
-    is at most ``MAX_SAMPLE_FOOTPRINT_M``: their coordinates (``PLANE_UV``) in the walls' axes
-    and colours (``periodic.find_period``, given those footprints, then the fold of the
-    samples at most a quarter of the period wide, with ``sharpen`` sharpened by their
-    footprints: ``periodic.sharpen_tile``); when they show none, a period of
-    ``LARGE_PERIOD_RANGE_M`` the same way among the pixels at most ``LARGE_SAMPLE_FOOTPRINT_M``
-    wide (a facade's windows); None when neither is found."""
+    is at most the widest of ``periodic.SEARCHES``: their coordinates (``PLANE_UV``) in the
+    walls' axes and colours (``periodic.find_period`` over each search's periods, given the
+    footprints of the samples it takes, in turn until one finds a period: up to 2 m among
+    pixels at most 15 cm wide, then a facade's windows among coarser ones; then the fold of
+    the samples at most a quarter of the period wide, with ``sharpen`` sharpened by their
+    footprints: ``periodic.sharpen_tile``); None when none is found."""
     iu, iv = PLANE_UV[axis]
     u, v, colour, foot = [], [], [], []
     for (_, K, rgb, depth), (points, k, normal) in zip(frames, surfaces):
@@ -895,16 +892,13 @@ def plane_pattern(
         if axis != 1:
             on &= facing >= WALL_NORMAL
         f = d / float(K[0, 0]) / facing.clamp_min(1e-6)
-        on &= f <= max(MAX_SAMPLE_FOOTPRINT_M, LARGE_SAMPLE_FOOTPRINT_M)
+        on &= f <= max(widest for _, widest in SEARCHES)
         u.append(points[..., iu][on])
         v.append(points[..., iv][on])
         colour.append(rgb.double().permute(1, 2, 0)[on])
         foot.append(f[on])
     u, v, colour, foot = (torch.cat(t) for t in (u, v, colour, foot))
-    for periods, widest in (
-        (PERIOD_RANGE_M, MAX_SAMPLE_FOOTPRINT_M),
-        (LARGE_PERIOD_RANGE_M, LARGE_SAMPLE_FOOTPRINT_M),
-    ):
+    for periods, widest in SEARCHES:
         fine = foot <= widest
         found = find_period(u[fine], v[fine], colour[fine], foot[fine], periods)
         if found is not None:
