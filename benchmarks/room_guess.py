@@ -3,6 +3,7 @@ non-learned box fill's PSNR along the walk protocol's walks, against the synthet
 truth.
 
     python benchmarks/room_guess.py [--worlds 0:60] [--frames 160] [--where mirrored]
+        [--margins 1,2,3,4]
 
 For each room and corridor (plazas have no walls) and each walk kind, ``BoxLayout`` is fitted
 to the walk's start frame (true rgb and depth, 64 px, 75 degrees) and the start frame is
@@ -15,6 +16,9 @@ variants:
   that reached towards them, and at least as far as the opposite wall when that was seen,
   else ``DEFAULT_EXTENT_M``), ``mirrored, any reach`` (as far as the points reaching the
   opposite way, wall or not), ``at least D m`` (beyond those points and at least D m away);
+- how far ahead of a camera walking towards them they stay: ``margin M m`` (the shipped box
+  with its unseen walls at least M metres beyond every camera, ``--margins``; shipped
+  ``UNSEEN_MARGIN_M``, 1 m, as a seen wall's);
 - their colour: ``half hue, mix M`` (shipped at M = ``UNSEEN_WALL_MIX``: halfway between the
   seen walls' mean and a grey as bright as M of them and the rest of all that was seen),
   ``grey, mix M`` (that grey) or ``seen walls`` (their mean, hue and all: before).
@@ -22,7 +26,9 @@ variants:
 The row ``shipped`` is ``BoxLayout`` as it is (it should equal its rules' row: ``reach, else
 mirrored``, ``half hue, mix 0.5``). Printed: PSNR over all frames (each world's mean over its
 walks, then the mean over worlds), the paired difference from the rules before (``reach, else
-mirrored``, ``seen walls``) and the worlds it is higher in. The rules were chosen on training
+mirrored``, ``seen walls``) and the worlds it is higher in; and the box's depth against the
+true depth where the warped start frame left holes (mean absolute log ratio, and the share of
+those pixels within 10%). The rules were chosen on training
 worlds (seeds 0-299) and checked on held-out ones (``--worlds 100002:100062``);
 ``--where mirrored`` leaves out the other placements. About 6 s per world.
 """
@@ -45,12 +51,14 @@ from worldmem.memory.texture import WALL, observed_surfaces
 
 SIZE, FOV_DEG = 64, 75.0  # the shipped pipeline's frames
 DEFAULTS = (3.0, 4.0, 5.0)
+MARGINS = (1.0, 2.0, 3.0, 4.0)
 MIXES = (0.5, 1.0)
 BEFORE = ("reach, else mirrored", "seen walls")  # the rules before, and the placement kept
 
 
-def variants(box: L.BoxLayout, start: list) -> dict[tuple[str, str], L.BoxLayout]:
-    """``box`` with its unseen walls placed and coloured by each rule: {(where, colour): box}."""
+def variants(box: L.BoxLayout, start: list, margins=MARGINS) -> dict[tuple[str, str], L.BoxLayout]:
+    """``box`` with its unseen walls placed and coloured by each rule, and kept ``margins``
+    ahead of the cameras: {(where, colour): box}."""
     ((points, kinds, _),), _ = observed_surfaces(start)
     known = start[0][3] > 0
     offsets = (points - box.anchor.double())[known]
@@ -81,6 +89,10 @@ def variants(box: L.BoxLayout, start: list) -> dict[tuple[str, str], L.BoxLayout
         hue = L.UNSEEN_WALL_HUE
         colours[f"half hue, mix {mix:g}"] = (hue * seen_walls + (1 - hue) * grey).float()
     out = {("shipped", "shipped"): box}
+    for m in margins:
+        b = copy.copy(box)
+        b.unseen_margin = m
+        out[(f"margin {m:g} m", "shipped")] = b
     for wn, place in where.items():
         for cn, colour in colours.items():
             b = copy.copy(box)
@@ -93,9 +105,10 @@ def variants(box: L.BoxLayout, start: list) -> dict[tuple[str, str], L.BoxLayout
 
 
 def box_fills(world, seed: int, frames: int, variants, keep=None) -> dict:
-    """The box fill's PSNR over all frames of ``world``'s walks (each kind of the walk
-    protocol, ``frames`` long) for each box ``variants(box, start)`` gives (``keep(name)``:
-    only those), averaged over the walks: {name: dB}."""
+    """The box fill over all frames of ``world``'s walks (each kind of the walk protocol,
+    ``frames`` long) for each box ``variants(box, start)`` gives (``keep(name)``: only those),
+    averaged over the walks: {name: (PSNR dB, the box's mean absolute log depth ratio to the
+    truth on the warp's holes, the share of those within 10%)}."""
     K = intrinsics_from_fov(FOV_DEG, SIZE, SIZE)
     walks: dict = {}
     for kind in WALK_KINDS:
@@ -105,12 +118,16 @@ def box_fills(world, seed: int, frames: int, variants, keep=None) -> dict:
         warped, _, mask = forward_warp(
             case.rgb[:1], case.depth[:1], case.c2w[:1], case.K[:1], case.c2w, case.K
         )
+        holes = ~mask[1:].bool()
         for name, b in variants(box, start).items():
             if keep is not None and not keep(name):
                 continue
-            filled = push_pull_fill(warped, mask, b.render(case.c2w, case.K, SIZE)[0])[0]
-            walks.setdefault(name, []).append(float(psnr(filled[1:], case.rgb[1:]).mean()))
-    return {name: sum(v) / len(v) for name, v in walks.items()}
+            rgb, depth, _ = b.render(case.c2w, case.K, SIZE)
+            filled = push_pull_fill(warped, mask, rgb)[0]
+            err = (depth[1:].log() - case.depth[1:].clamp_min(1e-3).log()).abs()[holes]
+            scores = (float(psnr(filled[1:], case.rgb[1:]).mean()), float(err.mean()))
+            walks.setdefault(name, []).append((*scores, float((err < 0.1).double().mean())))
+    return {name: tuple(sum(x) / len(v) for x in zip(*v)) for name, v in walks.items()}
 
 
 def main() -> None:
@@ -118,29 +135,41 @@ def main() -> None:
     ap.add_argument("--worlds", default="0:60", help="seeds first:last (last excluded)")
     ap.add_argument("--frames", type=int, default=160, help="frames of each walk (the protocol's)")
     ap.add_argument("--where", default="", help="only these placements (comma-separated)")
+    ap.add_argument(
+        "--margins", default=",".join(f"{m:g}" for m in MARGINS), help="unseen walls' margins, m"
+    )
     args = ap.parse_args()
+    margins = tuple(float(m) for m in args.margins.split(","))
     torch.set_num_threads(2)
     first, last = (int(x) for x in args.worlds.split(":"))
-    wanted = (BEFORE[0], "shipped", *args.where.split(","))
+    wanted = (BEFORE[0], "shipped", *args.where.split(","), *(f"margin {m:g} m" for m in margins))
     keep = (lambda name: name[0] in wanted) if args.where else None
-    scores: dict[tuple[str, str], dict[int, float]] = {}
+    scores: dict[tuple[str, str], dict[int, tuple]] = {}
+
+    def boxes(box, start):
+        return variants(box, start, margins)
+
     for seed in range(first, last):
         world = make_world(seed)
         if world.kind == "plaza":
             continue
-        for name, psnr_db in box_fills(world, seed, args.frames, variants, keep).items():
-            scores.setdefault(name, {})[seed] = psnr_db
+        for name, score in box_fills(world, seed, args.frames, boxes, keep).items():
+            scores.setdefault(name, {})[seed] = score
         print(f"world {seed} ({world.kind}): done", flush=True)
     before = scores[BEFORE]
     print(f"\n{len(before)} worlds ({args.worlds}), 5 walks of {args.frames} frames each\n")
-    print("| unseen walls: where | colour | box fill PSNR | paired vs before | worlds higher |")
-    print("|---|---|---|---|---|")
+    print(
+        "| unseen walls: where | colour | box fill PSNR | paired vs before | worlds higher "
+        "| depth on holes: abs log ratio | within 10% |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for (wn, cn), v in scores.items():
-        d = [v[s] - before[s] for s in before]
+        d = [v[s][0] - before[s][0] for s in before]
         higher = sum(x > 0 for x in d)
+        mean = [sum(x) / len(v) for x in zip(*v.values())]
         print(
-            f"| {wn} | {cn} | {sum(v.values()) / len(v):.3f} | {sum(d) / len(d):+.3f} "
-            f"| {higher} of {len(d)} |"
+            f"| {wn} | {cn} | {mean[0]:.3f} | {sum(d) / len(d):+.3f} | {higher} of {len(d)} "
+            f"| {mean[1]:.3f} | {mean[2]:.3f} |"
         )
 
 

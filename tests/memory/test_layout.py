@@ -24,6 +24,7 @@ from worldmem.memory.layout import (
     HEAD_ROOM_M,
     OPEN_EXTENT_M,
     OPEN_RISE_M,
+    UNSEEN_MARGIN_M,
     BoxLayout,
 )
 from worldmem.memory.texture import CEILING, FLOOR, WALL, turn_about_y
@@ -208,7 +209,7 @@ def test_a_ceiling_is_never_below_the_walls_seen_rising_out_of_view():
     top = float(unproject_depth(depth[:, 0], cam, K)[..., 1].min())  # the highest wall point
     assert -OPEN_RISE_M < top < -DEFAULT_EYE_HEIGHT_M - 0.5  # as high as a tall room's
     box = BoxLayout.from_frames([(cam[0], K[0], rgb[0], depth[0, 0])])
-    assert not box.ceiling_seen and box.unseen_margin == CAMERA_MARGIN_M
+    assert not box.ceiling_seen and box.unseen_margin == UNSEEN_MARGIN_M
     assert top - 0.05 <= box.ceiling_y <= top + 0.05
 
     c, s_ = math.cos(math.radians(30.0)), math.sin(math.radians(30.0))
@@ -246,7 +247,7 @@ def test_walls_rising_higher_than_a_rooms_stand_round_an_open_space():
     """From 12 m across a plaza whose facades rise 12 m, the facade seen rises more than
     ``OPEN_RISE_M`` above the eye, higher than any room's walls: the walls not seen stand at
     least ``OPEN_EXTENT_M`` away, and stay that far ahead of a camera walking towards one
-    (where a room's keep ``CAMERA_MARGIN_M`` ahead: a flat wall in the face)."""
+    (where a room's keep ``UNSEEN_MARGIN_M`` ahead: a flat wall in the face)."""
     half = (14.0, 12.0, 8.0)
     cam = yaw_camera((0.0, 0.0, -4.0), 0.0)[None]  # facing +z, the facade 12 m ahead
     K = intrinsics(1, S)

@@ -15,7 +15,8 @@ camera) without learning:
   how far the observed points reach that way from the first frame's camera. A side nothing
   was seen towards mirrors the opposite side; with neither, it is ``DEFAULT_EXTENT_M`` away.
   A camera is always inside its room: a wall is moved out to at least ``CAMERA_MARGIN_M``
-  beyond the camera that looks at it, the floor and the ceiling ``HEAD_ROOM_M``. Walls seen
+  beyond the camera that looks at it (a wall not seen ``UNSEEN_MARGIN_M``), the floor and the
+  ceiling ``HEAD_ROOM_M``. Walls seen
   rising more than ``OPEN_RISE_M`` above the cameras (no room's do; a plaza's facades do)
   stand round an open space: there a wall not seen stands at least ``OPEN_EXTENT_M`` away and
   that far beyond any camera, so a walk into the open does not meet a guessed wall. A wall is
@@ -59,6 +60,7 @@ __all__ = [
     "HEAD_ROOM_M",
     "OUTLINE_STEP",
     "SIDES",
+    "UNSEEN_MARGIN_M",
 ]
 
 EXTENT_QUANTILE = 0.95  # a wall stands where this share of the points seen that way are nearer
@@ -68,6 +70,11 @@ DEFAULT_EXTENT_M = 3.0  # a wall not seen, with nothing seen towards it or oppos
 UNSEEN_WALL_HUE = 0.5
 UNSEEN_WALL_MIX = 0.5
 CAMERA_MARGIN_M = 1.0  # a wall is at least this far beyond any camera that renders the box
+# ... and a wall not seen this far. 2 or 3 m put the box nearer the true depth on training
+# worlds' walks (benchmarks/room_guess.py --margins), but such a wall moves with every camera
+# nearer than that: the same point is laid at another place from each, which cost the model
+# self-recall and the drift circuit more than it gained (docs/results/history.md)
+UNSEEN_MARGIN_M = 1.0
 WALL_TOP_QUANTILE = 0.01  # the walls seen rise this high: all but this share of them lower
 # walls seen rising more than this above the cameras stand round an open space (no room's are
 # this tall; a plaza's facades are): its walls not seen stand at least OPEN_EXTENT_M away, and
@@ -104,7 +111,7 @@ class BoxLayout:
     floor_seen: bool
     ceiling_seen: bool
     # how far beyond a camera that renders the box a wall not seen stands at least
-    unseen_margin: float = CAMERA_MARGIN_M
+    unseen_margin: float = UNSEEN_MARGIN_M
     # the last cast, (the box's planes and size, c2w, K, its result): a chunk's render,
     # seen_depth and texture_points cast the same cameras into the same box
     _last_cast: tuple | None = field(default=None, init=False, repr=False, compare=False)
@@ -188,7 +195,7 @@ class BoxLayout:
             seen=seen,
             floor_seen=shown(FLOOR),
             ceiling_seen=shown(CEILING),
-            unseen_margin=OPEN_EXTENT_M if open_space else CAMERA_MARGIN_M,
+            unseen_margin=OPEN_EXTENT_M if open_space else UNSEEN_MARGIN_M,
         )
 
     def render(self, c2w: Tensor, K: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
