@@ -28,9 +28,9 @@ mirrored``, ``half hue, mix 0.5``). Printed: PSNR over all frames (each world's 
 walks, then the mean over worlds), the paired difference from the rules before (``reach, else
 mirrored``, ``seen walls``) and the worlds it is higher in; and the box's depth against the
 true depth where the warped start frame left holes (mean absolute log ratio, and the share of
-those pixels within 10%). The rules were chosen on training
-worlds (seeds 0-299) and checked on held-out ones (``--worlds 100002:100062``);
-``--where mirrored`` leaves out the other placements. About 6 s per world.
+those pixels within 10%). The rules were chosen on training worlds (seeds 0-299) and checked
+on held-out ones (``--worlds 100002:100062``); ``--where mirrored`` leaves out the other
+placements. About 6 s per world.
 """
 
 from __future__ import annotations

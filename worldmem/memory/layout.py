@@ -16,14 +16,14 @@ camera) without learning:
   was seen towards mirrors the opposite side; with neither, it is ``DEFAULT_EXTENT_M`` away.
   A camera is always inside its room: a wall is moved out to at least ``CAMERA_MARGIN_M``
   beyond the camera that looks at it (a wall not seen ``UNSEEN_MARGIN_M``), the floor and the
-  ceiling ``HEAD_ROOM_M``. Walls seen
-  rising more than ``OPEN_RISE_M`` above the cameras (no room's do; a plaza's facades do)
-  stand round an open space: there a wall not seen stands at least ``OPEN_EXTENT_M`` away and
-  that far beyond any camera, so a walk into the open does not meet a guessed wall. A wall is
-  ``seen`` when the observed frames show points of wall facing back along its axis (points
-  merely reaching that way are the floor or a side wall running on), away from any outline
-  (where normals mix two surfaces) and near where the points reach that way (within
-  ``SEEN_AT_REACH_REL``: a wall hides what is behind it, a pillar's face does not);
+  ceiling ``HEAD_ROOM_M``. Walls seen rising more than ``OPEN_RISE_M`` above the cameras (no
+  room's do; a plaza's facades do) stand round an open space: there a wall not seen stands at
+  least ``OPEN_EXTENT_M`` away and that far beyond any camera, so a walk into the open does
+  not meet a guessed wall. A wall is ``seen`` when the observed frames show points of wall
+  facing back along its axis (points merely reaching that way are the floor or a side wall
+  running on), away from any outline (where normals mix two surfaces) and near where the
+  points reach that way (within ``SEEN_AT_REACH_REL``: a wall hides what is behind it, a
+  pillar's face does not);
 - each surface takes the mean colour of the observed pixels of its kind: a wall the observed
   frames saw, its own mean; a wall not seen, halfway (``UNSEEN_WALL_HUE``) between the seen
   walls' mean and a grey as bright as halfway (``UNSEEN_WALL_MIX``) between them and all that
