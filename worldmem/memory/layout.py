@@ -71,9 +71,9 @@ UNSEEN_WALL_HUE = 0.5
 UNSEEN_WALL_MIX = 0.5
 CAMERA_MARGIN_M = 1.0  # a wall is at least this far beyond any camera that renders the box
 # ... and a wall not seen this far. 2 or 3 m put the box nearer the true depth on training
-# worlds' walks (benchmarks/room_guess.py --margins), but such a wall moves with every camera
-# nearer than that: the same point is laid at another place from each, which cost the model
-# self-recall and the drift circuit more than it gained (docs/results/history.md)
+# worlds' walks on average (benchmarks/room_guess.py --margins), but farther than the near
+# walls of a corridor or of the drift circuit: with the model, self-recall and the drift
+# circuit fell more than the walks gained (docs/results/history.md)
 UNSEEN_MARGIN_M = 1.0
 WALL_TOP_QUANTILE = 0.01  # the walls seen rise this high: all but this share of them lower
 # walls seen rising more than this above the cameras stand round an open space (no room's are
