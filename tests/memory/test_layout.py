@@ -27,7 +27,7 @@ from worldmem.memory.layout import (
     UNSEEN_MARGIN_M,
     BoxLayout,
 )
-from worldmem.memory.texture import CEILING, FLOOR, WALL, turn_about_y
+from worldmem.memory.texture import CEILING, FLOOR, WALL, ExemplarTexture, turn_about_y
 
 S = 64
 HALF = (3.0, 0.8, 3.0)  # the floor at y = +0.8, the ceiling at -0.8, walls at x, z = +-3
@@ -37,6 +37,22 @@ def _frames(cams: torch.Tensor, half=HALF) -> list[tuple]:
     K = intrinsics(len(cams), S)
     rgb, depth = box_room(cams, K, S, S, half=half)
     return [(cams[i], K[i], rgb[i], depth[i, 0]) for i in range(len(cams))]
+
+
+def _add_block(cams, K, rgb, depth, lo, hi, colour) -> torch.Tensor:
+    """Draws an axis-aligned block ``lo``-``hi`` (x, y, z corners) of one ``colour`` into views
+    of the room (``rgb (N, 3, S, S)``, ``depth (N, 1, S, S)``, in place) where it is nearer ->
+    the point each pixel sees on it ``(N, S, S, 3)`` (NaN off it)."""
+    o, d = camera_rays(cams.double(), K.double(), S, S)
+    lo, hi = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
+    safe = torch.where(d.abs() < 1e-12, torch.full_like(d, 1e-12), d)
+    t0, t1 = (lo - o) / safe, (hi - o) / safe
+    enter = torch.minimum(t0, t1).amax(-1)
+    leave = torch.maximum(t0, t1).amin(-1)
+    hit = (enter < leave) & (enter > 0) & (enter < depth[:, 0].double())
+    depth[:, 0][hit] = enter[hit].float()
+    rgb.permute(0, 2, 3, 1)[hit] = torch.tensor(colour)
+    return torch.where(hit[..., None], o + d * enter[..., None], float("nan"))
 
 
 def _true_kinds(cams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,17 +155,8 @@ def test_a_pillar_is_not_a_wall():
     K = intrinsics(1, S)
     rgb, depth = box_room(cam, K, S, S, half=HALF)
     # the pillar: x in [0.6, 1.1], z in [1.5, 2.0], floor to ceiling, one colour
-    o, d = camera_rays(cam.double(), K.double(), S, S)
-    lo = torch.tensor([0.6, -HALF[1], 1.5], dtype=torch.float64)
-    hi = torch.tensor([1.1, HALF[1], 2.0], dtype=torch.float64)
-    safe = torch.where(d.abs() < 1e-12, torch.full_like(d, 1e-12), d)
-    t0, t1 = (lo - o) / safe, (hi - o) / safe
-    enter = torch.minimum(t0, t1).amax(-1)
-    leave = torch.maximum(t0, t1).amin(-1)
-    hit = (enter < leave) & (enter > 0) & (enter < depth[:, 0].double())
-    depth[:, 0][hit] = enter[hit].float()
-    rgb.permute(0, 2, 3, 1)[hit] = torch.tensor([0.9, 0.5, 0.1])
-    face = hit & ((o + d * enter[..., None])[..., 0] - 0.6).abs().lt(1e-6)
+    at = _add_block(cam, K, rgb, depth, (0.6, -HALF[1], 1.5), (1.1, HALF[1], 2.0), (0.9, 0.5, 0.1))
+    face = (at[..., 0] - 0.6).abs().lt(1e-6)
     assert int(face.sum()) >= 40  # its -x face, facing back along +x, is in view
     box = BoxLayout.from_frames([(cam[0], K[0], rgb[0], depth[0, 0])])
     assert box.seen == {(0, 1): False, (0, -1): False, (2, 1): True, (2, -1): False}
@@ -159,6 +166,35 @@ def test_a_pillar_is_not_a_wall():
     glimpse = BoxLayout.from_frames([(cam[0], K[0], rgb[0], depth[0, 0])])
     assert glimpse.seen == {(0, 1): True, (0, -1): True, (2, 1): True, (2, -1): False}
     assert abs(glimpse.extent[(0, 1)] - 2.0) < 0.05
+
+
+def test_the_floor_is_under_the_crate_standing_on_it():
+    """A wide low crate fills the middle of a view pitched down: its top faces up as the floor
+    does and shows more pixels than the floor round it, so the median height of everything
+    facing up is the crate's top. The box's floor is the room's (the lowest plane facing up
+    that holds a fifth of those pixels) and takes the floor's own colour, not one mixed with
+    the crate's top; so does the laid texture's floor plane."""
+    cam = yaw_camera((0.0, 0.0, 0.0), 0.0)
+    c, s_ = math.cos(math.radians(35.0)), math.sin(math.radians(35.0))
+    cam[:3, :3] = cam[:3, :3] @ torch.tensor([[1.0, 0.0, 0.0], [0.0, c, s_], [0.0, -s_, c]])
+    cam = cam[None]
+    K = intrinsics(1, S)
+    rgb, depth = box_room(cam, K, S, S, half=HALF)
+    floor_px = unproject_depth(depth[:, 0], cam, K)[0, ..., 1].sub(HALF[1]).abs() < 1e-4
+    floor_rgb = rgb[0][:, floor_px].mean(1)  # the whole floor in view, before the crate
+    top_y = HALF[1] - 0.4
+    at = _add_block(cam, K, rgb, depth, (-2.2, top_y, 0.5), (2.2, HALF[1], 2.9), (0.2, 0.8, 0.3))
+    top = (at[0, ..., 1] - top_y).abs() < 1e-6
+    floor_left = floor_px & ~(at[0, ..., 1] == at[0, ..., 1])  # not hidden by the crate
+    assert int(top.sum()) > int(floor_left.sum()) > 100
+    box = BoxLayout.from_frames([(cam[0], K[0], rgb[0], depth[0, 0])])
+    assert abs(box.floor_y - HALF[1]) < 1e-3
+    # the floor's colour: its own pixels' mean (the checker's two shades where the crate left
+    # them), not the crate's green
+    torch.testing.assert_close(box.floor_rgb, rgb[0][:, floor_left].mean(1), atol=0.01, rtol=0)
+    assert float((box.floor_rgb - floor_rgb).abs().max()) < 0.05
+    texture = ExemplarTexture.from_frames([(cam[0], K[0], rgb[0], depth[0, 0])])
+    assert abs(texture.plane_y[FLOOR] - HALF[1]) < 1e-3
 
 
 def test_the_depth_of_surfaces_seen_is_the_rooms_and_walls_not_seen_are_told_apart():

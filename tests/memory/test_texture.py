@@ -39,6 +39,7 @@ from worldmem.memory.texture import (
     across_creases,
     bilinear_keeps,
     footprints,
+    horizontal_plane,
     in_light,
     largest_clean_square,
     mirror_tile,
@@ -280,6 +281,25 @@ def test_a_floor_seen_obliquely_is_averaged_along_its_slant_not_aliased(monkeypa
     monkeypatch.setattr(texture_module, "footprints", no_taps)
     corr_short, energy_short = agreement(texture.band(points, c2w[None])[0].double())
     assert corr_short < 0.75 and energy_short > 2 * energy
+
+
+def test_the_floor_is_the_lowest_plane_facing_up_that_holds_a_fifth_of_it():
+    """Heights (y down) of pixels facing up: a floor at 1.6 m, twice as many on a crate's top
+    0.4 m above it, a few stray ones below the floor, each with 2 cm of noise. The floor is
+    the lowest plane holding at least a fifth of them (their median is on the crate); a
+    ceiling, the highest, not a lamp's underside hanging lower; one plane alone is itself."""
+    g = torch.Generator().manual_seed(0)
+
+    def plane(y: float, n: int) -> torch.Tensor:
+        return y + 0.02 * torch.randn(n, generator=g, dtype=torch.float64)
+
+    up = torch.cat([plane(1.6, 300), plane(1.2, 600), plane(1.95, 12)])
+    assert abs(float(up.median()) - 1.2) < 0.05
+    assert horizontal_plane(up, FLOOR) == pytest.approx(1.6, abs=0.01)
+    down = torch.cat([plane(-1.2, 300), plane(-0.5, 500)])
+    assert horizontal_plane(down, CEILING) == pytest.approx(-1.2, abs=0.01)
+    assert horizontal_plane(plane(1.6, 400), FLOOR) == pytest.approx(1.6, abs=0.01)
+    assert horizontal_plane(torch.zeros(0), FLOOR) is None
 
 
 def test_surface_kinds_of_the_box_room():

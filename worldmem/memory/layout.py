@@ -7,10 +7,11 @@ the walls between. ``BoxLayout`` is that room, fitted to the observed frames (rg
 camera) without learning:
 
 - the walls' axes are the observed walls' (``texture.observed_surfaces``, as the laid texture's);
-- the floor and the ceiling are the planes at the median height of the observed floor and
-  ceiling points; the ceiling is never below the walls seen (a lamp's underside is not the
-  sky), and one not seen is ``DEFAULT_EYE_HEIGHT_M`` above the cameras unless walls were seen
-  rising higher;
+- the floor is the lowest plane the observed points facing up form, the ceiling the highest
+  of those facing down (``texture.horizontal_plane``: of the planes holding at least a fifth
+  of them; a crate's or a table's top faces up too, and may show more than the floor round
+  it); the ceiling is never below the walls seen (a lamp's underside is not the sky), and one
+  not seen is ``DEFAULT_EYE_HEIGHT_M`` above the cameras unless walls were seen rising higher;
 - each of the four walls (+x, -x, +z, -z in those axes) stands at the ``EXTENT_QUANTILE`` of
   how far the observed points reach that way from the first frame's camera. A side nothing
   was seen towards mirrors the opposite side; with neither, it is ``DEFAULT_EXTENT_M`` away.
@@ -24,10 +25,11 @@ camera) without learning:
   running on), away from any outline (where normals mix two surfaces) and near where the
   points reach that way (within ``SEEN_AT_REACH_REL``: a wall hides what is behind it, a
   pillar's face does not);
-- each surface takes the mean colour of the observed pixels of its kind: a wall the observed
-  frames saw, its own mean; a wall not seen, halfway (``UNSEEN_WALL_HUE``) between the seen
-  walls' mean and a grey as bright as halfway (``UNSEEN_WALL_MIX``) between them and all that
-  was seen. Rooms' walls often differ in colour, and a wrong hue costs more than a greyer one.
+- each surface takes the mean colour of the observed pixels of its kind: the floor and the
+  ceiling those on their plane (not a crate's top), a wall the observed frames saw its own; a
+  wall not seen, halfway (``UNSEEN_WALL_HUE``) between the seen walls' mean and a grey as
+  bright as halfway (``UNSEEN_WALL_MIX``) between them and all that was seen. Rooms' walls
+  often differ in colour, and a wrong hue costs more than a greyer one.
 
 The colour of walls not seen is measured by the box fill it gives along the walk protocol's
 walks (``benchmarks/room_guess.py``): over the seen walls' mean, +0.09 dB on 40 training
@@ -50,7 +52,16 @@ import torch
 from torch import Tensor
 
 from worldmem.geometry import unproject_depth
-from worldmem.memory.texture import CEILING, FLOOR, WALL, edges, observed_surfaces, turn_about_y
+from worldmem.memory.texture import (
+    CEILING,
+    FLOOR,
+    PLANE_TOL_REL,
+    WALL,
+    edges,
+    horizontal_plane,
+    observed_surfaces,
+    turn_about_y,
+)
 
 __all__ = [
     "BoxLayout",
@@ -132,6 +143,7 @@ class BoxLayout:
         # an outline's normals point anywhere: no evidence of a wall's facing
         clean = torch.cat([~edges(f[3], None, OUTLINE_STEP).flatten() for f in frames])[known]
         rgbs = torch.cat([f[2].double().reshape(3, -1).T for f in frames])[known]
+        depths = torch.cat([f[3].double().flatten() for f in frames])[known]
         cams = turn_about_y(torch.stack([f[0][:3, 3].double() for f in frames]), -yaw)
         anchor = cams[0]
         eye_y = float(cams[:, 1].mean())
@@ -140,10 +152,11 @@ class BoxLayout:
             return int((kinds == kind).sum()) >= MIN_PIXELS
 
         def plane(kind: int, fallback: float) -> float:
-            return float(pts[kinds == kind, 1].median()) if shown(kind) else fallback
+            return horizontal_plane(pts[kinds == kind, 1], kind) if shown(kind) else fallback
 
         floor_y = plane(FLOOR, eye_y + DEFAULT_EYE_HEIGHT_M)
-        ceiling_y = min(plane(CEILING, eye_y - DEFAULT_EYE_HEIGHT_M), eye_y - HEAD_ROOM_M)
+        ceiling_plane = plane(CEILING, eye_y - DEFAULT_EYE_HEIGHT_M)
+        ceiling_y = min(ceiling_plane, eye_y - HEAD_ROOM_M)
         walls = kinds == WALL
         wall_top = eye_y  # the walls seen rise to here
         if int(walls.sum()) >= MIN_PIXELS:
@@ -156,6 +169,12 @@ class BoxLayout:
 
         def mean(m: Tensor, fallback: Tensor) -> Tensor:
             return rgbs[m].mean(0) if int(m.sum()) >= MIN_PIXELS else fallback
+
+        def plane_mean(kind: int, y: float) -> Tensor:
+            # the floor's or ceiling's own points, on its plane: a table's or a box's top faces
+            # up too, and is not the floor
+            on = (kinds == kind) & clean & ((pts[:, 1] - y).abs() <= PLANE_TOL_REL * depths)
+            return mean(on, mean(kinds == kind, every))
 
         # a wall not seen: the seen walls' colour drawn towards a grey
         seen_walls = mean(walls, every)
@@ -189,8 +208,8 @@ class BoxLayout:
             floor_y=floor_y,
             ceiling_y=ceiling_y,
             extent=extent,
-            floor_rgb=mean(kinds == FLOOR, every).float(),
-            ceiling_rgb=mean(kinds == CEILING, every).float(),
+            floor_rgb=plane_mean(FLOOR, floor_y).float(),
+            ceiling_rgb=plane_mean(CEILING, ceiling_plane).float(),
             wall_rgb=wall_rgb,
             seen=seen,
             floor_seen=shown(FLOOR),

@@ -68,6 +68,7 @@ __all__ = [
     "bilinear_keeps",
     "edges",
     "footprints",
+    "horizontal_plane",
     "in_light",
     "largest_clean_square",
     "mirror_tile",
@@ -829,6 +830,29 @@ def edges(depth: Tensor, normal: Tensor | None, steep: float = STEEP) -> Tensor:
 
 
 PLANE_TOL_REL = 0.02  # a sample of a plane lies within this (times its depth) of it
+PLANE_GAP_M = 0.05  # heights of a floor's or a ceiling's pixels further apart: two planes
+# the floor (ceiling) is the lowest (highest) plane its kind's pixels form that holds at least
+# this share of them: a box's or a table's top faces up too, and may show more than the floor
+MIN_PLANE_SHARE = 0.2
+
+
+def horizontal_plane(y: Tensor, kind: int) -> float | None:
+    """The heights ``y (M,)`` (y down) of the pixels of a floor (``kind`` FLOOR) or a
+    ceiling (CEILING) -> the height of the floor or ceiling itself: the heights split into
+    planes where two in turn lie more than ``PLANE_GAP_M`` apart, and of the planes holding at
+    least ``MIN_PLANE_SHARE`` of them the lowest (largest y) for a floor, the highest for a
+    ceiling, its median; None with no pixel. The median of all of them lies on a box's top
+    when boxes show more than the floor between them."""
+    if len(y) == 0:
+        return None
+    h = y.double().sort().values
+    breaks = torch.nonzero(h[1:] - h[:-1] > PLANE_GAP_M).flatten() + 1
+    runs = [r for r in torch.tensor_split(h, breaks.tolist()) if len(r) >= MIN_PLANE_SHARE * len(h)]
+    if not runs:
+        return float(h.median())
+    return float((runs[-1] if kind == FLOOR else runs[0]).median())
+
+
 # a wall's pixel whose normal is this near the wall's axis faces along it (a wall plane)
 WALL_NORMAL = 0.9
 WALL_GAP_M = 0.05  # wall points further apart than this across their walls: two walls
@@ -936,8 +960,12 @@ def _frame_texture(
     rgb, depth = rgb.double(), depth.double()
     edge = edges(depth, normal)
     patches, planes = {}, {}
+    seen = {k: (kind == k) & (depth > 0) for k in (CEILING, FLOOR)}
+    plane = {k: horizontal_plane(points[..., 1][m], k) for k, m in seen.items()}
     for k in (CEILING, WALL, FLOOR):
         clean = (kind == k) & ~edge
+        if k != WALL and plane[k] is not None:  # the square on the floor, not on a box's top
+            clean &= (points[..., 1] - plane[k]).abs() <= PLANE_TOL_REL * depth
         r, c, side = largest_clean_square(clean)
         if side >= MIN_PATCH_PX:
             # the plane of the largest clean square, seen square-on: the frame resampled on it
@@ -958,7 +986,6 @@ def _frame_texture(
                 ortho = lit
             if ortho is not None:
                 patches[k] = _Patch(ortho[0], ortho[1], sigma_px, lod_levels)
-        n = int(((kind == k) & (depth > 0)).sum())
-        if k != WALL and n >= MIN_PATCH_PX**2:
-            planes[k] = (float(points[..., 1][(kind == k) & (depth > 0)].median()), n)
+        if k != WALL and int(seen[k].sum()) >= MIN_PATCH_PX**2:
+            planes[k] = (plane[k], int(seen[k].sum()))
     return patches, planes
