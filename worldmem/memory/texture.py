@@ -830,32 +830,37 @@ def edges(depth: Tensor, normal: Tensor | None, steep: float = STEEP) -> Tensor:
 
 
 PLANE_TOL_REL = 0.02  # a sample of a plane lies within this (times its depth) of it
-PLANE_GAP_M = 0.05  # heights of a floor's or a ceiling's pixels further apart: two planes
+PLANE_GAP_M = 0.05  # pixels of one kind further apart than this across their planes: two planes
 # the floor (ceiling) is the lowest (highest) plane its kind's pixels form that holds at least
 # this share of them: a box's or a table's top faces up too, and may show more than the floor
 MIN_PLANE_SHARE = 0.2
 
 
+def _planes_along(values: Tensor) -> list[Tensor]:
+    """Pixels' coordinates ``(M,)`` across their planes -> the planes they form, lowest
+    coordinate first: the coordinates sorted and split wherever two in turn lie more than
+    ``PLANE_GAP_M`` apart."""
+    v = values.sort().values
+    breaks = torch.nonzero(v[1:] - v[:-1] > PLANE_GAP_M).flatten() + 1
+    return list(torch.tensor_split(v, breaks.tolist()))
+
+
 def horizontal_plane(y: Tensor, kind: int) -> float | None:
     """The heights ``y (M,)`` (y down) of the pixels of a floor (``kind`` FLOOR) or a
-    ceiling (CEILING) -> the height of the floor or ceiling itself: the heights split into
-    planes where two in turn lie more than ``PLANE_GAP_M`` apart, and of the planes holding at
-    least ``MIN_PLANE_SHARE`` of them the lowest (largest y) for a floor, the highest for a
-    ceiling, its median; None with no pixel. The median of all of them lies on a box's top
-    when boxes show more than the floor between them."""
+    ceiling (CEILING) -> the height of the floor or ceiling itself: of the planes they form
+    (``_planes_along``) holding at least ``MIN_PLANE_SHARE`` of them, the lowest (largest y)
+    for a floor, the highest for a ceiling, its median; None with no pixel. The median of all
+    of them lies on a box's top when boxes show more than the floor between them."""
     if len(y) == 0:
         return None
-    h = y.double().sort().values
-    breaks = torch.nonzero(h[1:] - h[:-1] > PLANE_GAP_M).flatten() + 1
-    runs = [r for r in torch.tensor_split(h, breaks.tolist()) if len(r) >= MIN_PLANE_SHARE * len(h)]
+    runs = [r for r in _planes_along(y.double()) if len(r) >= MIN_PLANE_SHARE * len(y)]
     if not runs:
-        return float(h.median())
+        return float(y.double().median())
     return float((runs[-1] if kind == FLOOR else runs[0]).median())
 
 
 # a wall's pixel whose normal is this near the wall's axis faces along it (a wall plane)
 WALL_NORMAL = 0.9
-WALL_GAP_M = 0.05  # wall points further apart than this across their walls: two walls
 # (column, row) coordinates of a plane normal to each axis: (x, z) on a floor or ceiling,
 # along the wall and y on a wall (``wall_coordinates``)
 PLANE_UV = {1: (0, 2), 0: (2, 1), 2: (0, 1)}
@@ -868,8 +873,8 @@ def wall_planes(
     """The walls the observed frames show, from their wall pixels (off ``edges``) that face an
     axis of the walls' axes (``surfaces`` turned as ``observed_surfaces`` gives them): (axis,
     offset) of each plane ``points[axis] == offset`` (axis 0 or 2) at least ``MIN_SAMPLES``
-    pixels show, its offset their median (pixels across one axis that lie within
-    ``WALL_GAP_M`` of the next are one wall)."""
+    pixels show, its offset their median (the planes their coordinates across one axis form,
+    ``_planes_along``)."""
     across = {0: [], 2: []}
     for (_, _, _, depth), (points, k, normal) in zip(frames, surfaces):
         on = (k == WALL) & ~edges(depth.double(), normal) & (depth > 0)
@@ -880,9 +885,7 @@ def wall_planes(
     for axis, values in across.items():
         if sum(len(c) for c in values) < MIN_SAMPLES:
             continue
-        c = torch.cat(values).sort().values
-        breaks = torch.nonzero(c[1:] - c[:-1] > WALL_GAP_M).flatten() + 1
-        for run in torch.tensor_split(c, breaks.tolist()):
+        for run in _planes_along(torch.cat(values)):
             if len(run) >= MIN_SAMPLES:
                 planes.append((axis, float(run.median())))
     return planes
